@@ -1,0 +1,361 @@
+//! Byte classes and the small scanners every header view shares: trimming
+//! linear white space, splitting comma lists and `;param` lists while
+//! respecting quoted strings and `<...>`, and overflow-checked numbers.
+//!
+//! All of it is safe code over slices. A folded header value still holds its
+//! CRLF and leading SP/HT (the header index keeps the original bytes), so
+//! every scanner here treats CR and LF as white space, which is exactly what
+//! LWS means in RFC 3261 §25.1.
+
+/// RFC 3261 §25.1 `token`: alphanum and `-.!%*_+`'~`.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        c += 1;
+    }
+    t
+};
+
+/// True for a byte of an RFC 3261 `token`.
+#[inline]
+pub fn is_token_byte(b: u8) -> bool {
+    TOKEN[b as usize]
+}
+
+/// True when `s` is a non-empty `token`.
+#[inline]
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_token_byte(b))
+}
+
+/// True for linear white space as it can appear inside a stored header
+/// value: SP, HT, and the CR/LF of a folded line.
+#[inline]
+pub fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Strips leading and trailing LWS.
+#[inline]
+pub fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
+    let end = s.iter().rposition(|&b| !is_lws(b)).map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
+/// Strips leading LWS.
+#[inline]
+pub fn trim_start(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
+    &s[start..]
+}
+
+/// Parses a non-empty run of ASCII digits into a u32; None on any other
+/// byte or on overflow (RFC 4475 §3.1.2.9 sends overlarge values on purpose).
+#[inline]
+pub fn parse_u32(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 10 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    u32::try_from(n).ok()
+}
+
+/// Parses digits into a u16 (ports); None on any other byte or overflow.
+#[inline]
+pub fn parse_u16(s: &[u8]) -> Option<u16> {
+    parse_u32(s).and_then(|n| u16::try_from(n).ok())
+}
+
+/// Index of the first `needle` in `s` that lies outside a quoted string and
+/// outside `<...>`. Backslash escapes inside quotes are skipped (§25.1
+/// quoted-pair).
+pub fn find_top_level(s: &[u8], needle: u8) -> Option<usize> {
+    let mut in_quote = false;
+    let mut in_angle = false;
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if in_quote {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_quote = false,
+                _ => {}
+            }
+        } else if in_angle {
+            if b == b'>' {
+                in_angle = false;
+            }
+        } else if b == needle {
+            return Some(i);
+        } else if b == b'"' {
+            in_quote = true;
+        } else if b == b'<' {
+            in_angle = true;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// One element of a comma-separated header value, with its place in the
+/// value so that an editor can cut it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListItem<'a> {
+    /// The element, trimmed of LWS.
+    pub text: &'a [u8],
+    /// Offset of `text` in the value it came from.
+    pub start: usize,
+}
+
+/// Splits a header value at top-level commas (§7.3.1), skipping empty
+/// elements, yielding each trimmed element and its offset.
+#[derive(Clone, Debug)]
+pub struct ListIter<'a> {
+    value: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> ListIter<'a> {
+    /// Iterates the elements of `value`.
+    pub fn new(value: &'a [u8]) -> Self {
+        ListIter { value, pos: 0 }
+    }
+}
+
+impl<'a> Iterator for ListIter<'a> {
+    type Item = ListItem<'a>;
+
+    fn next(&mut self) -> Option<ListItem<'a>> {
+        while self.pos < self.value.len() {
+            let rest = &self.value[self.pos..];
+            let len = find_top_level(rest, b',').unwrap_or(rest.len());
+            let raw = &rest[..len];
+            let lead = raw.iter().position(|&b| !is_lws(b)).unwrap_or(raw.len());
+            let start = self.pos + lead;
+            self.pos += len + 1;
+            let text = trim(raw);
+            if !text.is_empty() {
+                return Some(ListItem { text, start });
+            }
+        }
+        None
+    }
+}
+
+/// One `;name[=value]` parameter. `value` keeps its quotes if it had them;
+/// see [`unquote`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Param<'a> {
+    /// The parameter name as written (compare case-insensitively).
+    pub name: &'a [u8],
+    /// The value after `=`, trimmed; `None` for a bare flag such as `lr`.
+    pub value: Option<&'a [u8]>,
+}
+
+/// Iterates a parameter list of the form `;a=1;b;c="x;y"`. The input starts
+/// at (or before) the first `;`. Quoted values may hold `;`.
+#[derive(Clone, Debug)]
+pub struct ParamIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> ParamIter<'a> {
+    /// Iterates the parameters in `s`.
+    pub fn new(s: &'a [u8]) -> Self {
+        ParamIter { rest: s }
+    }
+}
+
+impl<'a> Iterator for ParamIter<'a> {
+    type Item = Param<'a>;
+
+    fn next(&mut self) -> Option<Param<'a>> {
+        loop {
+            let s = trim_start(self.rest);
+            let s = match s.first() {
+                Some(b';') => &s[1..],
+                Some(_) | None => s,
+            };
+            if s.is_empty() {
+                self.rest = s;
+                return None;
+            }
+            let end = find_top_level(s, b';').unwrap_or(s.len());
+            let item = &s[..end];
+            self.rest = &s[end..];
+            let item = trim(item);
+            if item.is_empty() {
+                continue;
+            }
+            return Some(match memchr::memchr(b'=', item) {
+                Some(eq) => Param {
+                    name: trim(&item[..eq]),
+                    value: Some(trim(&item[eq + 1..])),
+                },
+                None => Param {
+                    name: item,
+                    value: None,
+                },
+            });
+        }
+    }
+}
+
+/// Finds a parameter by name (case-insensitive). `Some(None)` means present
+/// without a value.
+pub fn find_param<'a>(params: &'a [u8], name: &[u8]) -> Option<Option<&'a [u8]>> {
+    ParamIter::new(params)
+        .find(|p| p.name.eq_ignore_ascii_case(name))
+        .map(|p| p.value)
+}
+
+/// Strips the surrounding quotes of a quoted-string, leaving escapes in
+/// place; a value without quotes comes back unchanged.
+pub fn unquote(s: &[u8]) -> &[u8] {
+    if s.len() >= 2 && s[0] == b'"' && s[s.len() - 1] == b'"' {
+        &s[1..s.len() - 1]
+    } else {
+        s
+    }
+}
+
+/// True when `s` is one complete quoted-string: opening quote, qdtext or
+/// quoted-pairs, closing quote, nothing after (§25.1).
+pub fn is_quoted_string(s: &[u8]) -> bool {
+    quoted_string_len(s) == Some(s.len())
+}
+
+/// Length of the quoted-string at the start of `s`, quotes included.
+pub fn quoted_string_len(s: &[u8]) -> Option<usize> {
+    if s.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => {
+                // quoted-pair: "\" followed by any byte except CR and LF
+                match s.get(i + 1) {
+                    Some(b'\r') | Some(b'\n') | None => return None,
+                    _ => i += 2,
+                }
+            }
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_class() {
+        assert!(is_token(b"INVITE"));
+        assert!(is_token(b"x-a.b!%*_+`'~"));
+        assert!(!is_token(b""));
+        assert!(!is_token(b"a b"));
+        assert!(!is_token(b"a:b"));
+        assert!(!is_token(b"a\"b"));
+    }
+
+    #[test]
+    fn trims_folded_white_space() {
+        assert_eq!(trim(b" \t a b \r\n "), b"a b");
+        assert_eq!(trim(b"   "), b"");
+        assert_eq!(trim(b""), b"");
+    }
+
+    #[test]
+    fn numbers_refuse_overflow_and_signs() {
+        assert_eq!(parse_u32(b"0"), Some(0));
+        assert_eq!(parse_u32(b"4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32(b"4294967296"), None);
+        assert_eq!(parse_u32(b"36893488147419103232"), None);
+        assert_eq!(parse_u32(b"-1"), None);
+        assert_eq!(parse_u32(b"+1"), None);
+        assert_eq!(parse_u32(b""), None);
+        assert_eq!(parse_u32(b"1 "), None);
+        assert_eq!(parse_u16(b"65535"), Some(65535));
+        assert_eq!(parse_u16(b"65536"), None);
+    }
+
+    #[test]
+    fn list_split_respects_quotes_and_angles() {
+        let v = b"\"Doe, John\" <sip:a@b;x=1,2>;q=0.5 , <sip:c@d>,,sip:e@f";
+        let items: Vec<_> = ListIter::new(v).collect();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].text, &b"\"Doe, John\" <sip:a@b;x=1,2>;q=0.5"[..]);
+        assert_eq!(items[0].start, 0);
+        assert_eq!(items[1].text, &b"<sip:c@d>"[..]);
+        assert_eq!(&v[items[1].start..items[1].start + 9], b"<sip:c@d>");
+        assert_eq!(items[2].text, &b"sip:e@f"[..]);
+    }
+
+    #[test]
+    fn list_split_handles_escaped_quote() {
+        let v = br#""a\", b" <sip:x@y>, <sip:z@w>"#;
+        let items: Vec<_> = ListIter::new(v).map(|i| i.text).collect();
+        assert_eq!(
+            items,
+            vec![&br#""a\", b" <sip:x@y>"#[..], &b"<sip:z@w>"[..]]
+        );
+    }
+
+    #[test]
+    fn params() {
+        let p: Vec<_> = ParamIter::new(b";branch=z9hG4bK1 ; rport;q = 0.7;x=\"a;b\"").collect();
+        assert_eq!(p.len(), 4);
+        assert_eq!(
+            p[0],
+            Param {
+                name: b"branch",
+                value: Some(b"z9hG4bK1")
+            }
+        );
+        assert_eq!(
+            p[1],
+            Param {
+                name: b"rport",
+                value: None
+            }
+        );
+        assert_eq!(
+            p[2],
+            Param {
+                name: b"q",
+                value: Some(b"0.7")
+            }
+        );
+        assert_eq!(p[3].value, Some(&b"\"a;b\""[..]));
+        assert_eq!(find_param(b";lr;TAG=9", b"tag"), Some(Some(&b"9"[..])));
+        assert_eq!(find_param(b";lr;tag=9", b"lr"), Some(None));
+        assert_eq!(find_param(b";lr", b"maddr"), None);
+    }
+
+    #[test]
+    fn quoted_strings() {
+        assert!(is_quoted_string(br#""a b""#));
+        assert!(is_quoted_string(br#""a \"q\" b""#));
+        assert!(!is_quoted_string(br#""unterminated"#));
+        assert!(!is_quoted_string(br#""a" b"#));
+        assert_eq!(quoted_string_len(br#""x" <sip:a>"#), Some(3));
+        assert_eq!(unquote(br#""x""#), b"x");
+    }
+}
