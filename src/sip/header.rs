@@ -137,6 +137,19 @@ const fn compact_table() -> [HeaderName; 26] {
     out
 }
 
+/// Case-insensitive equality of a known name with a wire name. Setting bit
+/// 0x20 lower-cases letters and leaves `-` and digits alone; the only other
+/// byte it could map onto a name byte is CR (onto `-`), and the wire name
+/// has already been checked to be a token, which CR is not.
+#[inline]
+fn eq_name(known: &[u8], wire: &[u8]) -> bool {
+    known.len() == wire.len()
+        && known
+            .iter()
+            .zip(wire)
+            .all(|(&k, &w)| (k | 0x20) == (w | 0x20))
+}
+
 impl HeaderName {
     /// Finds the id of a header name as it appears on the wire: full or
     /// compact form, any letter case. Unknown names give `Other`.
@@ -205,7 +218,7 @@ impl HeaderName {
             _ => &[],
         };
         for &id in candidates {
-            if id.canonical().as_bytes().eq_ignore_ascii_case(name) {
+            if eq_name(id.canonical().as_bytes(), name) {
                 return id;
             }
         }

@@ -48,20 +48,36 @@ pub enum StartLine<'a> {
     },
 }
 
-/// Where one header line sits in the datagram. Offsets fit in u32 because a
-/// datagram longer than 4 GiB is refused up front.
+/// Where one header line sits in the datagram, in 16 bytes so that the
+/// whole index of a message stays within a kilobyte. Offsets fit in u32
+/// because a datagram longer than 4 GiB is refused up front; the name and
+/// the gap before the value are short by construction (a longer one is
+/// refused as [`ParseError::BadHeaderName`] / [`ParseError::TooLarge`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Entry {
     pub(crate) name: u8,
+    /// Length of the name as written.
+    name_len: u8,
+    /// Offset of the value (trimmed) from `line_start`.
+    value_off: u16,
     /// First byte of the header name.
     pub(crate) line_start: u32,
-    /// One past the last byte of the name as written.
-    pub(crate) name_end: u32,
-    /// The value, trimmed of white space; may span folded lines.
-    pub(crate) value_start: u32,
+    /// One past the value's last byte; the value may span folded lines.
     pub(crate) value_end: u32,
     /// One past the LF that ends the (last folded) line.
     pub(crate) line_end: u32,
+}
+
+impl Entry {
+    #[inline]
+    pub(crate) fn value_start(&self) -> u32 {
+        self.line_start + u32::from(self.value_off)
+    }
+
+    #[inline]
+    fn name_end(&self) -> u32 {
+        self.line_start + u32::from(self.name_len)
+    }
 }
 
 /// One header as a caller sees it.
@@ -210,11 +226,13 @@ impl<'a> Message<'a> {
                     _ => self.content_length = Some(n),
                 }
             }
+            let name_len = u8::try_from(name_end - pos).map_err(|_| ParseError::BadHeaderName)?;
+            let value_off = u16::try_from(value_start - pos).map_err(|_| ParseError::TooLarge)?;
             self.entries[count] = Entry {
                 name: name as u8,
+                name_len,
+                value_off,
                 line_start: pos as u32,
-                name_end: name_end as u32,
-                value_start: value_start as u32,
                 value_end: value_end as u32,
                 line_end: (last_lf + 1) as u32,
             };
@@ -315,8 +333,8 @@ impl<'a> Message<'a> {
     fn header_at(&self, e: &Entry) -> Header<'a> {
         Header {
             name: name_from_u8(e.name),
-            raw_name: &self.buf[e.line_start as usize..e.name_end as usize],
-            value: &self.buf[e.value_start as usize..e.value_end as usize],
+            raw_name: &self.buf[e.line_start as usize..e.name_end() as usize],
+            value: &self.buf[e.value_start() as usize..e.value_end as usize],
         }
     }
 
@@ -324,7 +342,7 @@ impl<'a> Message<'a> {
     #[inline]
     pub fn header(&self, name: HeaderName) -> Option<&'a [u8]> {
         self.first_entry(name)
-            .map(|e| &self.buf[e.value_start as usize..e.value_end as usize])
+            .map(|e| &self.buf[e.value_start() as usize..e.value_end as usize])
     }
 
     /// How many lines carry this header.
@@ -424,7 +442,7 @@ impl<'a> Iterator for Values<'a, '_> {
             }
             let e = &self.msg.entries[self.line];
             self.line += 1;
-            let (vs, ve) = (e.value_start as usize, e.value_end as usize);
+            let (vs, ve) = (e.value_start() as usize, e.value_end as usize);
             let value = &self.msg.buf[vs..ve];
             if self.split {
                 self.items = Some((ListIter::new(value), vs));

@@ -40,7 +40,7 @@ impl<'b> ResponseWriter<'b> {
                 w.put(&buf[e.line_start as usize..e.value_end as usize])?;
                 if name == HeaderName::To && code > 100 {
                     if let Some(tag) = to_tag {
-                        let value = &buf[e.value_start as usize..e.value_end as usize];
+                        let value = &buf[e.value_start() as usize..e.value_end as usize];
                         let has_tag = NameAddr::parse(value).map_or(true, |a| a.tag().is_some());
                         if !has_tag {
                             w.put(b";tag=")?;
@@ -94,5 +94,101 @@ impl<'b> ResponseWriter<'b> {
     pub fn finish(mut self) -> Result<usize, WriteError> {
         self.w.put(b"Content-Length: 0\r\n\r\n")?;
         Ok(self.w.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGISTER: &[u8] = b"REGISTER sip:example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bKr1;rport\r\n\
+v: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKr0\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@example.com>\r\n\
+From: Bob <sip:bob@example.com>;tag=456248\r\n\
+Call-ID: 843817637684230@998sdasdh09\r\n\
+CSeq: 1826 REGISTER\r\n\
+Timestamp: 54\r\n\
+Contact: <sip:bob@192.0.2.4>\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn build(code: u16, reason: &[&[u8]], tag: Option<&[u8]>, extra: bool) -> Vec<u8> {
+        let req = Message::parse(REGISTER).unwrap();
+        let mut out = vec![0u8; 1024];
+        let mut w = ResponseWriter::new(&req, code, reason, tag, &mut out).unwrap();
+        if extra {
+            w.header_pieces(
+                "Contact",
+                &[
+                    Piece::Bytes(b"<sip:bob@192.0.2.4>;expires="),
+                    Piece::U32(3600),
+                ],
+            )
+            .unwrap()
+            .header_u32("Min-Expires", 60)
+            .unwrap()
+            .header("Allow", b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER")
+            .unwrap();
+        }
+        let n = w.finish().unwrap();
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn ok_with_contacts_and_tag() {
+        let out = build(200, &[b"OK"], Some(b"srv1"), true);
+        let m = Message::parse(&out).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.status(), Some(200));
+        let branches: Vec<_> = m.vias().map(|v| v.unwrap().branch.unwrap()).collect();
+        assert_eq!(branches, vec![&b"z9hG4bKr1"[..], b"z9hG4bKr0"]);
+        assert_eq!(m.to().unwrap().tag(), Some(&b"srv1"[..]));
+        assert_eq!(m.from().unwrap().tag(), Some(&b"456248"[..]));
+        assert_eq!(m.cseq().unwrap().number, 1826);
+        assert_eq!(m.call_id().unwrap(), b"843817637684230@998sdasdh09");
+        assert_eq!(m.contacts().next().unwrap().unwrap().expires(), Some(3600));
+        assert_eq!(m.min_expires(), Ok(Some(60)));
+        assert_eq!(m.content_length(), Some(0));
+        assert_eq!(m.header(HeaderName::Timestamp), None);
+        assert!(out.ends_with(b"Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn reason_from_pieces() {
+        let out = build(400, &[b"Missing ", b"Call-ID"], Some(b"x"), false);
+        assert!(out.starts_with(b"SIP/2.0 400 Missing Call-ID\r\n"));
+    }
+
+    #[test]
+    fn trying_has_no_tag_but_timestamp() {
+        let out = build(100, &[b"Trying"], Some(b"srv1"), false);
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.to().unwrap().tag(), None);
+        assert_eq!(m.header(HeaderName::Timestamp), Some(&b"54"[..]));
+    }
+
+    #[test]
+    fn existing_to_tag_is_kept() {
+        let req = b"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>;tag=old\r\nFrom: <sip:c@d>;tag=f\r\nCall-ID: x\r\nCSeq: 2 BYE\r\n\r\n";
+        let req = Message::parse(req).unwrap();
+        let mut out = [0u8; 512];
+        let n = ResponseWriter::new(&req, 481, &[b"Call Does Not Exist"], Some(b"new"), &mut out)
+            .unwrap()
+            .finish()
+            .unwrap();
+        let m = Message::parse(&out[..n]).unwrap();
+        assert_eq!(m.to().unwrap().tag(), Some(&b"old"[..]));
+    }
+
+    #[test]
+    fn small_buffer_is_an_error() {
+        let req = Message::parse(REGISTER).unwrap();
+        let mut out = [0u8; 64];
+        assert_eq!(
+            ResponseWriter::new(&req, 200, &[b"OK"], None, &mut out).err(),
+            Some(WriteError::BufferTooSmall)
+        );
     }
 }

@@ -84,31 +84,22 @@ pub fn parse_u16(s: &[u8]) -> Option<u16> {
 /// outside `<...>`. Backslash escapes inside quotes are skipped (§25.1
 /// quoted-pair).
 pub fn find_top_level(s: &[u8], needle: u8) -> Option<usize> {
-    let mut in_quote = false;
-    let mut in_angle = false;
     let mut i = 0;
-    while i < s.len() {
-        let b = s[i];
-        if in_quote {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_quote = false,
-                _ => {}
+    loop {
+        // Jump to the next byte that matters; most values hold no quotes
+        // or brackets, so this is one vectorised search.
+        i += memchr::memchr3(needle, b'"', b'<', &s[i..])?;
+        match s[i] {
+            b'"' => i += quoted_string_len(&s[i..]).unwrap_or(s.len() - i),
+            b'<' if needle != b'<' => {
+                i += memchr::memchr(b'>', &s[i..]).map_or(s.len() - i, |n| n + 1)
             }
-        } else if in_angle {
-            if b == b'>' {
-                in_angle = false;
-            }
-        } else if b == needle {
-            return Some(i);
-        } else if b == b'"' {
-            in_quote = true;
-        } else if b == b'<' {
-            in_angle = true;
+            _ => return Some(i),
         }
-        i += 1;
+        if i >= s.len() {
+            return None;
+        }
     }
-    None
 }
 
 /// One element of a comma-separated header value, with its place in the

@@ -378,8 +378,7 @@ fn hex(b: u8) -> u8 {
 /// escape is malformed.
 pub fn unescape<'o>(s: &[u8], out: &'o mut [u8]) -> Option<&'o [u8]> {
     let mut n = 0;
-    let mut it = UnescapedBytes { s, i: 0 };
-    while let Some(b) = it.next() {
+    for b in (UnescapedBytes { s, i: 0 }) {
         *out.get_mut(n)? = b?;
         n += 1;
     }

@@ -72,3 +72,103 @@ impl<'a> Message<'a> {
         validate(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(headers: &str) -> Result<(), ParseError> {
+        let data = format!("INVITE sip:bob@example.com SIP/2.0\r\n{headers}\r\n");
+        Message::parse(data.as_bytes()).unwrap().validate()
+    }
+
+    const GOOD: &str = "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n";
+
+    #[test]
+    fn good_request() {
+        assert_eq!(check(GOOD), Ok(()));
+    }
+
+    #[test]
+    fn each_mandatory_header_is_required() {
+        for (line, name) in GOOD.split("\r\n").zip(MANDATORY) {
+            let without = GOOD.replace(&format!("{line}\r\n"), "");
+            assert_eq!(check(&without), Err(ParseError::Missing(name)), "{line}");
+        }
+    }
+
+    #[test]
+    fn single_valued_headers_twice() {
+        assert_eq!(
+            check(&format!("{GOOD}i: c2\r\n")),
+            Err(ParseError::Duplicate(HeaderName::CallId))
+        );
+        assert_eq!(
+            check(&format!("{GOOD}Max-Forwards: 70\r\nMax-Forwards: 69\r\n")),
+            Err(ParseError::Duplicate(HeaderName::MaxForwards))
+        );
+        assert_eq!(
+            check(&format!("{GOOD}Via: SIP/2.0/UDP x;branch=z9hG4bK2\r\n")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn cseq_method_must_match() {
+        let bad = GOOD.replace("1 INVITE", "1 ACK");
+        assert_eq!(check(&bad), Err(ParseError::CSeqMethodMismatch));
+    }
+
+    #[test]
+    fn broken_values() {
+        let cases = [
+            (
+                "1 INVITE",
+                "x INVITE",
+                ParseError::Invalid(HeaderName::CSeq),
+            ),
+            (
+                "Call-ID: c1",
+                "Call-ID: a b",
+                ParseError::Invalid(HeaderName::CallId),
+            ),
+            (
+                "<sip:bob@example.com>",
+                "<sip:bob@example.com",
+                ParseError::Invalid(HeaderName::To),
+            ),
+            (
+                "SIP/2.0/UDP h;",
+                "SIP/2.0 h;",
+                ParseError::Invalid(HeaderName::Via),
+            ),
+        ];
+        for (from, to, err) in cases {
+            assert_eq!(check(&GOOD.replace(from, to)), Err(err), "{to}");
+        }
+        assert_eq!(
+            check(&format!("{GOOD}Max-Forwards: 300\r\n")),
+            Err(ParseError::Invalid(HeaderName::MaxForwards))
+        );
+        assert_eq!(
+            check(&format!("{GOOD}Expires: 4294967296\r\n")),
+            Err(ParseError::Invalid(HeaderName::Expires))
+        );
+    }
+
+    #[test]
+    fn bad_request_uri() {
+        let data = format!("INVITE sip:bob@exa<mple SIP/2.0\r\n{GOOD}\r\n");
+        let msg = Message::parse(data.as_bytes()).unwrap();
+        assert_eq!(msg.validate(), Err(ParseError::BadRequestUri));
+    }
+
+    #[test]
+    fn responses_need_no_request_uri_or_method_match() {
+        let data = format!(
+            "SIP/2.0 200 OK\r\n{}\r\n",
+            GOOD.replace("1 INVITE", "1 BYE")
+        );
+        assert_eq!(Message::parse(data.as_bytes()).unwrap().validate(), Ok(()));
+    }
+}

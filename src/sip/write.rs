@@ -192,11 +192,11 @@ impl<'e> Edits<'e> {
             .next()
             .ok_or(WriteError::NoSuchHeader(name))?;
         let e = msg.entries()[first.line];
-        let value = &msg.bytes()[e.value_start as usize..e.value_end as usize];
+        let value = &msg.bytes()[e.value_start() as usize..e.value_end as usize];
         let mut items = ListIter::new(value);
         items.next();
         match items.next() {
-            Some(second) => self.remove(first.offset, e.value_start as usize + second.start),
+            Some(second) => self.remove(first.offset, e.value_start() as usize + second.start),
             None => self.remove(e.line_start as usize, e.line_end as usize),
         }
     }
@@ -212,7 +212,7 @@ impl<'e> Edits<'e> {
     pub fn set_max_forwards(&mut self, msg: &Message<'_>, n: u32) -> Result<(), WriteError> {
         match msg.first_entry(HeaderName::MaxForwards) {
             Some(e) => self.replace(
-                e.value_start as usize,
+                e.value_start() as usize,
                 e.value_end as usize,
                 &[Piece::U32(n)],
             ),
@@ -361,4 +361,282 @@ pub fn write_u32(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
         }
     }
     &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &[u8] = b"INVITE sip:bob@b.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1, SIP/2.0/UDP c.example.com;branch=z9hG4bK0\r\n\
+Via: SIP/2.0/UDP d.example.com;branch=z9hG4bKd\r\n\
+Route: <sip:p1.example.com;lr>\r\n\
+Route: <sip:p2.example.com;lr>\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:bob@b.example.com>\r\n\
+From: <sip:alice@a.example.com>;tag=1\r\n\
+Call-ID: w1@a.example.com\r\n\
+CSeq: 1 INVITE\r\n\
+Content-Length: 5\r\n\
+\r\n\
+v=0\r\n";
+
+    fn apply(msg: &Message<'_>, edits: &Edits<'_>) -> Vec<u8> {
+        let mut out = vec![0u8; 2048];
+        let n = edits.write(msg, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    fn lines(b: &[u8]) -> Vec<String> {
+        String::from_utf8_lossy(b)
+            .split("\r\n")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn no_edits_is_identity() {
+        let msg = Message::parse(INVITE).unwrap();
+        assert_eq!(apply(&msg, &Edits::new()), INVITE);
+    }
+
+    #[test]
+    fn no_edits_drops_leading_crlf_and_excess_body() {
+        let data = b"\r\nMESSAGE sip:x SIP/2.0\r\nContent-Length: 2\r\n\r\nhiextra";
+        let msg = Message::parse(data).unwrap();
+        assert_eq!(
+            apply(&msg, &Edits::new()),
+            b"MESSAGE sip:x SIP/2.0\r\nContent-Length: 2\r\n\r\nhi"
+        );
+    }
+
+    #[test]
+    fn insert_top_via() {
+        let msg = Message::parse(INVITE).unwrap();
+        let mut e = Edits::new();
+        e.insert_top_via(&msg, b"SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKnew")
+            .unwrap();
+        let out = apply(&msg, &e);
+        let l = lines(&out);
+        assert_eq!(l[1], "Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKnew");
+        assert!(l[2].starts_with("Via: SIP/2.0/UDP a.example.com"));
+        let again = Message::parse(&out).unwrap();
+        assert_eq!(again.via().unwrap().branch, Some(&b"z9hG4bKnew"[..]));
+        assert_eq!(again.vias().count(), 4);
+    }
+
+    #[test]
+    fn insert_top_via_without_any_via() {
+        let data = b"OPTIONS sip:x SIP/2.0\r\nCall-ID: a\r\n\r\n";
+        let msg = Message::parse(data).unwrap();
+        let mut e = Edits::new();
+        e.insert_top_via(&msg, b"SIP/2.0/UDP h;branch=z9hG4bK1")
+            .unwrap();
+        assert_eq!(
+            apply(&msg, &e),
+            b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: a\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn remove_top_via_sharing_a_line() {
+        let msg = Message::parse(INVITE).unwrap();
+        let mut e = Edits::new();
+        e.remove_top_via(&msg).unwrap();
+        let out = apply(&msg, &e);
+        assert_eq!(
+            lines(&out)[1],
+            "Via: SIP/2.0/UDP c.example.com;branch=z9hG4bK0"
+        );
+        let again = Message::parse(&out).unwrap();
+        let branches: Vec<_> = again.vias().map(|v| v.unwrap().branch.unwrap()).collect();
+        assert_eq!(branches, vec![&b"z9hG4bK0"[..], b"z9hG4bKd"]);
+    }
+
+    #[test]
+    fn remove_top_via_alone_on_its_line() {
+        let data = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP p;branch=z9hG4bKp\r\nv: SIP/2.0/UDP a;branch=z9hG4bKa\r\nCall-ID: x\r\n\r\n";
+        let msg = Message::parse(data).unwrap();
+        let mut e = Edits::new();
+        e.remove_top_via(&msg).unwrap();
+        assert_eq!(
+            apply(&msg, &e),
+            b"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP a;branch=z9hG4bKa\r\nCall-ID: x\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn remove_top_via_when_missing() {
+        let msg = Message::parse(b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n").unwrap();
+        assert_eq!(
+            Edits::new().remove_top_via(&msg),
+            Err(WriteError::NoSuchHeader(HeaderName::Via))
+        );
+    }
+
+    #[test]
+    fn replace_request_uri() {
+        let msg = Message::parse(INVITE).unwrap();
+        let mut e = Edits::new();
+        e.set_request_uri(&msg, b"sip:bob@192.0.2.4:5062").unwrap();
+        let out = apply(&msg, &e);
+        assert!(out.starts_with(b"INVITE sip:bob@192.0.2.4:5062 SIP/2.0\r\nVia:"));
+        let resp = Message::parse(b"SIP/2.0 200 OK\r\n\r\n").unwrap();
+        assert_eq!(
+            Edits::new().set_request_uri(&resp, b"sip:x"),
+            Err(WriteError::NotARequest)
+        );
+    }
+
+    #[test]
+    fn set_max_forwards_replaces_or_adds() {
+        let msg = Message::parse(INVITE).unwrap();
+        let mut e = Edits::new();
+        e.set_max_forwards(&msg, 69).unwrap();
+        let out = apply(&msg, &e);
+        assert!(lines(&out).contains(&"Max-Forwards: 69".to_owned()));
+        assert_eq!(out.len(), INVITE.len());
+
+        let data = b"OPTIONS sip:x SIP/2.0\r\nCall-ID: a\r\n\r\nbody";
+        let msg = Message::parse(data).unwrap();
+        let mut e = Edits::new();
+        e.set_max_forwards(&msg, 70).unwrap();
+        assert_eq!(
+            apply(&msg, &e),
+            b"OPTIONS sip:x SIP/2.0\r\nCall-ID: a\r\nMax-Forwards: 70\r\n\r\nbody"
+        );
+    }
+
+    #[test]
+    fn remove_first_route_line_and_shared() {
+        let msg = Message::parse(INVITE).unwrap();
+        let mut e = Edits::new();
+        e.remove_first_route(&msg).unwrap();
+        let again_bytes = apply(&msg, &e);
+        let again = Message::parse(&again_bytes).unwrap();
+        let routes: Vec<_> = again.routes().map(|r| r.unwrap().uri).collect();
+        assert_eq!(routes, vec![&b"sip:p2.example.com;lr"[..]]);
+
+        let data = b"ACK sip:x SIP/2.0\r\nRoute: <sip:p1;lr>,<sip:p2;lr>\r\nCall-ID: a\r\n\r\n";
+        let msg = Message::parse(data).unwrap();
+        let mut e = Edits::new();
+        e.remove_first_route(&msg).unwrap();
+        assert_eq!(
+            apply(&msg, &e),
+            b"ACK sip:x SIP/2.0\r\nRoute: <sip:p2;lr>\r\nCall-ID: a\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn add_record_route_above_others() {
+        let data = b"INVITE sip:x SIP/2.0\r\nRecord-Route: <sip:p2;lr>\r\nCall-ID: a\r\n\r\n";
+        let msg = Message::parse(data).unwrap();
+        let mut e = Edits::new();
+        e.add_record_route(&msg, b"<sip:192.0.2.1;lr>").unwrap();
+        let out = apply(&msg, &e);
+        let again = Message::parse(&out).unwrap();
+        let rr: Vec<_> = again.record_routes().map(|r| r.unwrap().uri).collect();
+        assert_eq!(rr, vec![&b"sip:192.0.2.1;lr"[..], b"sip:p2;lr"]);
+
+        let msg = Message::parse(INVITE).unwrap();
+        let mut e = Edits::new();
+        e.add_record_route(&msg, b"<sip:192.0.2.1;lr>").unwrap();
+        let out = apply(&msg, &e);
+        assert!(lines(&out).contains(&"Record-Route: <sip:192.0.2.1;lr>".to_owned()));
+    }
+
+    #[test]
+    fn a_whole_forward() {
+        let msg = Message::parse(INVITE).unwrap();
+        let mut e = Edits::new();
+        e.insert_top_via(&msg, b"SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKf")
+            .unwrap();
+        e.remove_first_route(&msg).unwrap();
+        e.set_max_forwards(&msg, 69).unwrap();
+        e.add_record_route(&msg, b"<sip:192.0.2.9;lr>").unwrap();
+        e.set_request_uri(&msg, b"sip:bob@192.0.2.4").unwrap();
+        let out = apply(&msg, &e);
+        let m = Message::parse(&out).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.request_uri_bytes(), Some(&b"sip:bob@192.0.2.4"[..]));
+        assert_eq!(m.via().unwrap().branch, Some(&b"z9hG4bKf"[..]));
+        assert_eq!(m.max_forwards(), Ok(Some(69)));
+        assert_eq!(m.routes().count(), 1);
+        assert_eq!(m.record_routes().count(), 1);
+        assert_eq!(m.body(), b"v=0\r\n");
+        assert_eq!(m.call_id(), Ok(&b"w1@a.example.com"[..]));
+    }
+
+    #[test]
+    fn buffer_too_small_is_an_error() {
+        let msg = Message::parse(INVITE).unwrap();
+        let mut out = vec![0u8; INVITE.len() - 1];
+        assert_eq!(
+            Edits::new().write(&msg, &mut out),
+            Err(WriteError::BufferTooSmall)
+        );
+        let mut e = Edits::new();
+        e.insert_top_via(&msg, b"SIP/2.0/UDP h;branch=z9hG4bK1")
+            .unwrap();
+        let mut out = vec![0u8; INVITE.len() + 5];
+        assert_eq!(e.write(&msg, &mut out), Err(WriteError::BufferTooSmall));
+    }
+
+    #[test]
+    fn overlapping_and_out_of_range_edits_are_refused() {
+        let msg = Message::parse(INVITE).unwrap();
+        let mut e = Edits::new();
+        e.remove_top_via(&msg).unwrap();
+        e.remove_top_via(&msg).unwrap();
+        let mut out = [0u8; 2048];
+        assert_eq!(e.write(&msg, &mut out), Err(WriteError::Overlap));
+        let mut e = Edits::new();
+        e.remove(0, INVITE.len() + 1).unwrap();
+        assert_eq!(e.write(&msg, &mut out), Err(WriteError::OutOfRange));
+        assert_eq!(Edits::new().remove(5, 4), Err(WriteError::OutOfRange));
+    }
+
+    #[test]
+    fn too_many_edits() {
+        let mut e = Edits::new();
+        for _ in 0..MAX_EDITS {
+            e.insert(0, &[]).unwrap();
+        }
+        assert_eq!(e.insert(0, &[]), Err(WriteError::TooManyEdits));
+        let p = Piece::Bytes(b"x");
+        assert_eq!(
+            Edits::new().insert(0, &[p, p, p, p, p]),
+            Err(WriteError::TooManyEdits)
+        );
+    }
+
+    #[test]
+    fn insertions_at_one_offset_keep_their_order() {
+        let msg = Message::parse(b"OPTIONS sip:x SIP/2.0\r\n\r\n").unwrap();
+        let mut e = Edits::new();
+        let at = msg.headers_end();
+        e.insert(at, &[Piece::Bytes(b"A: 1\r\n")]).unwrap();
+        e.insert(
+            at,
+            &[
+                Piece::Bytes(b"B: "),
+                Piece::U32(4_294_967_295),
+                Piece::Bytes(b"\r\n"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            apply(&msg, &e),
+            b"OPTIONS sip:x SIP/2.0\r\nA: 1\r\nB: 4294967295\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn u32_formatting() {
+        let mut b = [0u8; 10];
+        assert_eq!(write_u32(0, &mut b), b"0");
+        assert_eq!(write_u32(70, &mut b), b"70");
+        assert_eq!(write_u32(u32::MAX, &mut b), b"4294967295");
+    }
 }
