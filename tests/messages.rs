@@ -205,3 +205,24 @@ fn fuzz_full_header_index() {
         assert_eq!(again.err(), Some(ParseError::TooManyHeaders));
     }
 }
+
+/// Found by the fuzzer: a request whose 64 lines are mostly Via lines.
+/// A response copies every Via and adds Content-Length, one line more than
+/// the index holds: the builder writes it, and re-parsing it says
+/// TooManyHeaders instead of failing in any other way.
+#[test]
+fn fuzz_response_of_full_index() {
+    use sipshard::sip::{ParseError, ResponseWriter, MAX_HEADERS};
+    let data = load("fuzz/response_of_full_index.bin");
+    let m = Message::parse(&data).unwrap();
+    assert_eq!(m.header_count(), MAX_HEADERS);
+    let mut out = vec![0u8; data.len() + 256];
+    let n = ResponseWriter::new(&m, 404, &[b"Not Found"], Some(b"t"), &mut out)
+        .unwrap()
+        .finish()
+        .unwrap();
+    match Message::parse(&out[..n]) {
+        Ok(r) => assert_eq!(r.status(), Some(404)),
+        Err(e) => assert_eq!(e, ParseError::TooManyHeaders),
+    }
+}

@@ -325,7 +325,11 @@ fn exercise(data: &[u8]) {
         let r = ResponseWriter::new(&msg, 400, &[b"Bad"], Some(b"t"), &mut resp)
             .and_then(|w| w.finish())
             .unwrap();
-        assert_eq!(Message::parse(&resp[..r]).unwrap().status(), Some(400));
+        match Message::parse(&resp[..r]) {
+            Ok(parsed) => assert_eq!(parsed.status(), Some(400)),
+            Err(ParseError::TooManyHeaders) => assert!(msg.header_count() + 1 > MAX_HEADERS),
+            Err(e) => panic!("response does not parse: {e}"),
+        }
     }
 }
 

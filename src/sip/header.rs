@@ -122,6 +122,34 @@ const TABLE: &[(&str, Option<u8>, HeaderName)] = &[
     ("", None, HeaderName::Other),
 ];
 
+/// The longest known full name ("Request-Disposition", "Proxy-Authorization").
+const MAX_NAME_LEN: usize = 19;
+
+/// (name length, first letter) -> up to two candidate ids. Four pairs of
+/// names share a shape (Call-ID/Contact, Accept-Encoding/Accept-Language,
+/// Content-Encoding/Content-Language, Referred-By/Retry-After); no shape has
+/// three, which the table build checks.
+static BY_SHAPE: [[[u8; 2]; 26]; MAX_NAME_LEN + 1] = by_shape();
+
+const fn by_shape() -> [[[u8; 2]; 26]; MAX_NAME_LEN + 1] {
+    let other = HeaderName::Other as u8;
+    let mut t = [[[other; 2]; 26]; MAX_NAME_LEN + 1];
+    let mut i = 0;
+    while i < TABLE.len() - 1 {
+        let n = TABLE[i].0.as_bytes();
+        assert!(n.len() <= MAX_NAME_LEN && n[0].is_ascii_alphabetic());
+        let slot = &mut t[n.len()][((n[0] | 0x20) - b'a') as usize];
+        if slot[0] == other {
+            slot[0] = i as u8;
+        } else {
+            assert!(slot[1] == other, "three header names share a shape");
+            slot[1] = i as u8;
+        }
+        i += 1;
+    }
+    t
+}
+
 /// Compact form letter (lower case) -> id, for the one-byte names.
 static COMPACT: [HeaderName; 26] = compact_table();
 
@@ -140,14 +168,30 @@ const fn compact_table() -> [HeaderName; 26] {
 /// Case-insensitive equality of a known name with a wire name. Setting bit
 /// 0x20 lower-cases letters and leaves `-` and digits alone; the only other
 /// byte it could map onto a name byte is CR (onto `-`), and the wire name
-/// has already been checked to be a token, which CR is not.
+/// has already been checked to be a token, which CR is not. Names of eight
+/// bytes or more are compared as two or three overlapping 64-bit words.
 #[inline]
 fn eq_name(known: &[u8], wire: &[u8]) -> bool {
-    known.len() == wire.len()
-        && known
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    if known.len() != wire.len() {
+        return false;
+    }
+    let n = known.len();
+    if n < 8 {
+        return known
             .iter()
             .zip(wire)
-            .all(|(&k, &w)| (k | 0x20) == (w | 0x20))
+            .all(|(&k, &w)| (k | 0x20) == (w | 0x20));
+    }
+    let word = |s: &[u8], at: usize| -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(b) | FOLD
+    };
+    let mid = if n > 16 { 8 } else { 0 };
+    word(known, 0) == word(wire, 0)
+        && word(known, mid) == word(wire, mid)
+        && word(known, n - 8) == word(wire, n - 8)
 }
 
 impl HeaderName {
@@ -169,55 +213,20 @@ impl HeaderName {
         }
     }
 
-    /// Full-name lookup: dispatch on the first letter, then compare the few
-    /// candidates case-insensitively. The common headers come first.
+    /// Full-name lookup: the name's length and first letter pick at most
+    /// two candidates from a table built at compile time, and one
+    /// case-insensitive compare confirms the match.
+    #[inline]
     fn from_full(name: &[u8]) -> HeaderName {
-        use HeaderName::*;
-        let candidates: &[HeaderName] = match name[0] | 0x20 {
-            b'v' => &[Via],
-            b'f' => &[From],
-            b't' => &[To, Timestamp],
-            b'c' => &[
-                CallId,
-                CSeq,
-                ContentLength,
-                ContentType,
-                Contact,
-                ContentEncoding,
-                ContentLanguage,
-                ContentDisposition,
-            ],
-            b'm' => &[MaxForwards, MinExpires],
-            b'r' => &[
-                Route,
-                RecordRoute,
-                Require,
-                ReferTo,
-                ReferredBy,
-                RejectContact,
-                RequestDisposition,
-                RetryAfter,
-            ],
-            b'e' => &[Expires, Event],
-            b'p' => &[Path, ProxyRequire, ProxyAuthorization, ProxyAuthenticate],
-            b's' => &[Supported, Server, Subject, SessionExpires],
-            b'u' => &[Unsupported, UserAgent],
-            b'a' => &[
-                Allow,
-                Accept,
-                AcceptEncoding,
-                AcceptLanguage,
-                Authorization,
-                AuthenticationInfo,
-                AllowEvents,
-                AcceptContact,
-            ],
-            b'w' => &[WwwAuthenticate, Warning],
-            b'd' => &[Date],
-            b'i' => &[Identity, IdentityInfo],
-            _ => &[],
-        };
-        for &id in candidates {
+        let first = name[0] | 0x20;
+        if name.len() > MAX_NAME_LEN || !first.is_ascii_lowercase() {
+            return HeaderName::Other;
+        }
+        for &id in &BY_SHAPE[name.len()][(first - b'a') as usize] {
+            let id = HeaderName::from_index(id);
+            if id == HeaderName::Other {
+                break;
+            }
             if eq_name(id.canonical().as_bytes(), name) {
                 return id;
             }

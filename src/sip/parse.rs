@@ -126,6 +126,7 @@ pub struct Message<'a> {
 impl<'a> Message<'a> {
     /// Tokenizes one datagram (RFC 3261 §7). Leading CRLFs are skipped
     /// (§7.5); a datagram that holds only line ends is [`ParseError::Empty`].
+    #[inline]
     pub fn parse(buf: &'a [u8]) -> Result<Message<'a>, ParseError> {
         if u32::try_from(buf.len()).is_err() {
             return Err(ParseError::TooLarge);
@@ -161,89 +162,87 @@ impl<'a> Message<'a> {
 
     /// The header loop: one entry per header line, folded lines joined,
     /// Content-Length read as it goes by, then the body framed (§18.3).
+    /// Each line is scanned once: the name byte by byte against the token
+    /// table, then memchr from the colon to the LF.
+    #[inline]
     fn parse_headers(&mut self, mut pos: usize) -> Result<(), ParseError> {
         let buf = self.buf;
-        let len = buf.len();
         let mut count = 0usize;
         loop {
-            let lf = match memchr(b'\n', &buf[pos..]) {
-                Some(i) => pos + i,
-                None => return Err(ParseError::MissingEmptyLine),
-            };
-            let content_end = if lf > pos && buf[lf - 1] == b'\r' {
-                lf - 1
-            } else {
-                lf
-            };
-            if content_end == pos {
+            let line = &buf[pos..];
+            let name_len = line
+                .iter()
+                .position(|&b| !is_token_byte(b))
+                .unwrap_or(line.len());
+            if name_len == 0 {
+                let body_start = match line {
+                    [b'\r', b'\n', ..] => pos + 2,
+                    [b'\n', ..] => pos + 1,
+                    // A continuation line with no header above it (§7.3.1).
+                    [b' ' | b'\t', ..] => return Err(ParseError::BadFolding),
+                    [] | [b'\r'] => return Err(ParseError::MissingEmptyLine),
+                    _ => return Err(ParseError::BadHeaderName),
+                };
                 self.headers_end = pos as u32;
-                self.body_start = (lf + 1) as u32;
+                self.body_start = body_start as u32;
                 break;
             }
-            if matches!(buf[pos], b' ' | b'\t') {
-                // A continuation line with no header above it (§7.3.1).
-                return Err(ParseError::BadFolding);
-            }
-            let mut name_end = pos;
-            while name_end < content_end && is_token_byte(buf[name_end]) {
-                name_end += 1;
-            }
-            let mut colon = name_end;
-            while colon < content_end && matches!(buf[colon], b' ' | b'\t') {
+            let mut colon = name_len;
+            while matches!(line.get(colon), Some(b' ' | b'\t')) {
                 colon += 1;
             }
-            if name_end == pos || colon == content_end || buf[colon] != b':' {
-                return Err(ParseError::BadHeaderName);
+            match line.get(colon) {
+                Some(b':') => {}
+                None => return Err(ParseError::MissingEmptyLine),
+                Some(_) => return Err(ParseError::BadHeaderName),
             }
+            let mut lf = colon
+                + 1
+                + memchr(b'\n', &line[colon + 1..]).ok_or(ParseError::MissingEmptyLine)?;
             // Join folded lines: a line that starts with SP or HT continues
             // the value above it.
-            let mut last_lf = lf;
-            let mut value_end = content_end;
-            while last_lf + 1 < len && matches!(buf[last_lf + 1], b' ' | b'\t') {
-                let next = match memchr(b'\n', &buf[last_lf + 1..]) {
-                    Some(i) => last_lf + 1 + i,
-                    None => return Err(ParseError::MissingEmptyLine),
-                };
-                value_end = next;
-                last_lf = next;
+            while matches!(line.get(lf + 1), Some(b' ' | b'\t')) {
+                lf += 1 + memchr(b'\n', &line[lf + 1..]).ok_or(ParseError::MissingEmptyLine)?;
             }
             let mut value_start = colon + 1;
-            while value_start < value_end && is_lws(buf[value_start]) {
+            while value_start < lf && is_lws(line[value_start]) {
                 value_start += 1;
             }
-            while value_end > value_start && is_lws(buf[value_end - 1]) {
+            let mut value_end = lf;
+            while value_end > value_start && is_lws(line[value_end - 1]) {
                 value_end -= 1;
             }
             if count == MAX_HEADERS {
                 return Err(ParseError::TooManyHeaders);
             }
-            let name = HeaderName::from_bytes(&buf[pos..name_end]);
+            let name = HeaderName::from_bytes(&line[..name_len]);
             if name == HeaderName::ContentLength {
-                let n = scan::parse_u32(&buf[value_start..value_end])
+                let n = scan::parse_u32(&line[value_start..value_end])
                     .ok_or(ParseError::BadContentLength)?;
                 match self.content_length {
                     Some(prev) if prev != n => return Err(ParseError::ConflictingContentLength),
                     _ => self.content_length = Some(n),
                 }
             }
-            let name_len = u8::try_from(name_end - pos).map_err(|_| ParseError::BadHeaderName)?;
-            let value_off = u16::try_from(value_start - pos).map_err(|_| ParseError::TooLarge)?;
+            let name_len = u8::try_from(name_len).map_err(|_| ParseError::BadHeaderName)?;
+            let value_off = u16::try_from(value_start).map_err(|_| ParseError::TooLarge)?;
             self.entries[count] = Entry {
                 name: name as u8,
                 name_len,
                 value_off,
                 line_start: pos as u32,
-                value_end: value_end as u32,
-                line_end: (last_lf + 1) as u32,
+                value_end: (pos + value_end) as u32,
+                line_end: (pos + lf + 1) as u32,
             };
             if self.first[name as usize] == NONE {
                 self.first[name as usize] = count as u8;
             }
             count += 1;
-            pos = last_lf + 1;
+            pos += lf + 1;
         }
         self.count = count as u8;
         let body_start = self.body_start as usize;
+        let len = buf.len();
         let available = len - body_start;
         self.body_end = match self.content_length {
             None => len as u32,

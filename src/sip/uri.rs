@@ -7,10 +7,10 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use memchr::{memchr, memchr2};
+use memchr::memchr;
 
 use super::error::ParseError;
-use super::scan::{find_param, parse_u16, ParamIter};
+use super::scan::{all_in, class, find_byte, find_param, parse_u16, ParamIter};
 
 /// The host part of a SIP URI or Via sent-by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,29 +26,28 @@ pub enum Host<'a> {
 impl<'a> Host<'a> {
     /// Parses `host` (§25.1: hostname / IPv4address / IPv6reference).
     pub fn parse(s: &'a [u8]) -> Result<Host<'a>, ParseError> {
-        if s.first() == Some(&b'[') {
-            if s.len() < 3 || s[s.len() - 1] != b']' {
-                return Err(ParseError::BadUri);
+        match s.first() {
+            None => Err(ParseError::BadUri),
+            Some(b'[') => {
+                if s.len() < 3 || s[s.len() - 1] != b']' {
+                    return Err(ParseError::BadUri);
+                }
+                let inner =
+                    core::str::from_utf8(&s[1..s.len() - 1]).map_err(|_| ParseError::BadUri)?;
+                inner.parse().map(Host::V6).map_err(|_| ParseError::BadUri)
             }
-            let inner = core::str::from_utf8(&s[1..s.len() - 1]).map_err(|_| ParseError::BadUri)?;
-            return inner.parse().map(Host::V6).map_err(|_| ParseError::BadUri);
-        }
-        if s.is_empty() {
-            return Err(ParseError::BadUri);
-        }
-        if s.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
             // Only digits and dots: it must be an IPv4 address, since a
             // toplabel starts with a letter (§25.1).
-            let text = core::str::from_utf8(s).map_err(|_| ParseError::BadUri)?;
-            return text.parse().map(Host::V4).map_err(|_| ParseError::BadUri);
+            Some(_) if all_in(s, class::DIGIT_DOT) => {
+                parse_ipv4(s).map(Host::V4).ok_or(ParseError::BadUri)
+            }
+            Some(&first) => {
+                if !all_in(s, class::HOST) || first == b'.' || first == b'-' {
+                    return Err(ParseError::BadUri);
+                }
+                Ok(Host::Name(s))
+            }
         }
-        let ok = s
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-        if !ok || s[0] == b'.' || s[0] == b'-' {
-            return Err(ParseError::BadUri);
-        }
-        Ok(Host::Name(s))
     }
 
     /// Splits `hostport` into host and optional port.
@@ -61,7 +60,7 @@ impl<'a> Host<'a> {
                 Some(_) => return Err(ParseError::BadUri),
             }
         } else {
-            match memchr(b':', s) {
+            match find_byte(s, b':') {
                 Some(c) => (&s[..c], Some(&s[c + 1..])),
                 None => (s, None),
             }
@@ -98,7 +97,7 @@ pub struct SipUri<'a> {
 impl<'a> SipUri<'a> {
     /// Parses a SIP or SIPS URI.
     pub fn parse(s: &'a [u8]) -> Result<SipUri<'a>, ParseError> {
-        let colon = memchr(b':', s).ok_or(ParseError::BadUri)?;
+        let colon = find_byte(s, b':').ok_or(ParseError::BadUri)?;
         let secure = match &s[..colon] {
             sch if sch.eq_ignore_ascii_case(b"sip") => false,
             sch if sch.eq_ignore_ascii_case(b"sips") => true,
@@ -110,16 +109,15 @@ impl<'a> SipUri<'a> {
         let (user, password, rest) = match memchr(b'@', rest) {
             Some(at) => {
                 let userinfo = &rest[..at];
-                let (user, password) = match memchr(b':', userinfo) {
+                let (user, password) = match find_byte(userinfo, b':') {
                     Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
                     None => (userinfo, None),
                 };
-                if user.is_empty() || !valid_escapes(user) || !user.iter().all(|&b| is_user_byte(b))
-                {
+                if user.is_empty() || !all_in(user, class::USER) || !valid_escapes(user) {
                     return Err(ParseError::BadUri);
                 }
                 if let Some(pw) = password {
-                    if !valid_escapes(pw) || !pw.iter().all(|&b| is_password_byte(b)) {
+                    if !all_in(pw, class::PASSWORD) || !valid_escapes(pw) {
                         return Err(ParseError::BadUri);
                     }
                 }
@@ -127,18 +125,17 @@ impl<'a> SipUri<'a> {
             }
             None => (None, None, rest),
         };
-        let hp_end = memchr2(b';', b'?', rest).unwrap_or(rest.len());
+        let hp_end = rest
+            .iter()
+            .position(|&b| b == b';' || b == b'?')
+            .unwrap_or(rest.len());
         let (host, host_raw, port) = Host::parse_hostport(&rest[..hp_end])?;
         let tail = &rest[hp_end..];
-        let (params, headers) = match memchr(b'?', tail) {
+        let (params, headers) = match find_byte(tail, b'?') {
             Some(q) => (&tail[..q], &tail[q + 1..]),
             None => (tail, &tail[tail.len()..]),
         };
-        let uri_chars_ok = |t: &[u8]| {
-            valid_escapes(t)
-                && t.iter()
-                    .all(|&b| b > b' ' && b < 0x7f && !matches!(b, b'<' | b'>' | b'"'))
-        };
+        let uri_chars_ok = |t: &[u8]| all_in(t, class::URIC) && valid_escapes(t);
         if !uri_chars_ok(params) || !uri_chars_ok(headers) {
             return Err(ParseError::BadUri);
         }
@@ -290,7 +287,7 @@ pub enum Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parses any absolute URI, with SIP and tel typed (§19.1, §25.1).
     pub fn parse(s: &'a [u8]) -> Result<Uri<'a>, ParseError> {
-        let colon = memchr(b':', s).ok_or(ParseError::BadUri)?;
+        let colon = find_byte(s, b':').ok_or(ParseError::BadUri)?;
         let scheme = &s[..colon];
         if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
             return SipUri::parse(s).map(Uri::Sip);
@@ -319,41 +316,30 @@ impl<'a> Uri<'a> {
     }
 }
 
-/// user = 1*( unreserved / escaped / user-unreserved ) (§25.1)
-fn is_user_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' // mark
-                | b'%' // escaped
-                | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/' // user-unreserved
-        )
-}
-
-/// password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
-fn is_password_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_'
-                | b'.'
-                | b'!'
-                | b'~'
-                | b'*'
-                | b'\''
-                | b'('
-                | b')'
-                | b'%'
-                | b'&'
-                | b'='
-                | b'+'
-                | b'$'
-                | b','
-        )
+/// IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT (§25.1),
+/// each part at most 255.
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split(|&b| b == b'.');
+    for octet in octets.iter_mut() {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 {
+            return None;
+        }
+        let n = part.iter().try_fold(0u16, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u16::from(d - b'0'))
+        })?;
+        *octet = u8::try_from(n).ok()?;
+    }
+    parts.next().is_none().then(|| Ipv4Addr::from(octets))
 }
 
 /// True when every `%` in `s` starts a two-hex-digit escape.
+#[inline]
 fn valid_escapes(s: &[u8]) -> bool {
+    if !s.contains(&b'%') {
+        return true;
+    }
     let mut i = 0;
     while let Some(p) = memchr(b'%', &s[i..]) {
         let at = i + p;
@@ -517,6 +503,10 @@ mod tests {
             "sip:[::1",
             "sip:[zz::1]",
             "sip:1.2.3.400",
+            "sip:1.2.3",
+            "sip:1.2.3.4.5",
+            "sip:1..3.4",
+            "sip:1.2.3.0004",
             "http://example.com",
             "sipx:a@b",
             "sip:a@b;x=\"q\"",

@@ -2,12 +2,10 @@
 //! parameter: what a stateless proxy reads to detect loops, to build its own
 //! branch and to send responses back.
 
-use memchr::memchr2;
-
 use super::error::ParseError;
 use super::header::HeaderName;
 use super::parse::{HeaderValue, Message};
-use super::scan::{is_lws, is_token, parse_u32, trim, ParamIter};
+use super::scan::{find_byte, is_lws, is_token, parse_u32, trim, ParamIter};
 use super::uri::Host;
 
 /// The magic cookie that marks an RFC 3261 branch (§8.1.1.7).
@@ -59,24 +57,36 @@ impl<'a> Via<'a> {
     pub fn parse(s: &'a [u8]) -> Result<Via<'a>, ParseError> {
         let bad = ParseError::Invalid(HeaderName::Via);
         let s = trim(s);
-        let (name, s) = split_slash(s).ok_or(bad)?;
-        let (version, s) = split_slash(s).ok_or(bad)?;
-        let s = trim_lws_start(s);
-        let t_end = s.iter().position(|&b| is_lws(b)).ok_or(bad)?;
-        let transport = &s[..t_end];
-        if !is_token(name) || !is_token(version) || !is_token(transport) {
+        // Nearly every Via starts "SIP/2.0/": skip the general split then.
+        let (protocol, rest) = if s.len() > 8 && s[..8].eq_ignore_ascii_case(b"SIP/2.0/") {
+            ((&s[..3], &s[4..7]), &s[8..])
+        } else {
+            let (name, rest) = split_slash(s).ok_or(bad)?;
+            let (version, rest) = split_slash(rest).ok_or(bad)?;
+            if !is_token(name) || !is_token(version) {
+                return Err(bad);
+            }
+            ((name, version), rest)
+        };
+        let rest = trim_lws_start(rest);
+        let t_end = rest.iter().position(|&b| is_lws(b)).ok_or(bad)?;
+        let transport = &rest[..t_end];
+        if !is_token(transport) {
             return Err(bad);
         }
-        let s = trim_lws_start(&s[t_end..]);
-        let sb_end = memchr2(b';', b'(', s).unwrap_or(s.len());
-        let sent_by = trim(&s[..sb_end]);
-        let (host, host_raw, port) = Host::parse_hostport(sent_by).map_err(|_| bad)?;
-        let params = &s[sb_end..];
+        let rest = trim_lws_start(&rest[t_end..]);
+        let sb_end = rest
+            .iter()
+            .position(|&b| b == b';' || b == b'(')
+            .unwrap_or(rest.len());
+        let (host, host_raw, port) =
+            Host::parse_hostport(trim(&rest[..sb_end])).map_err(|_| bad)?;
+        let params = &rest[sb_end..];
         if params.first() == Some(&b'(') {
             return Err(bad);
         }
         let mut via = Via {
-            protocol: (name, version),
+            protocol,
             transport,
             host,
             host_raw,
@@ -136,7 +146,7 @@ fn trim_lws_start(s: &[u8]) -> &[u8] {
 
 /// Splits `a SWS "/" SWS rest` into `a` and `rest`.
 fn split_slash(s: &[u8]) -> Option<(&[u8], &[u8])> {
-    let slash = memchr::memchr(b'/', s)?;
+    let slash = find_byte(s, b'/')?;
     Some((trim(&s[..slash]), trim_lws_start(&s[slash + 1..])))
 }
 
