@@ -16,3 +16,9 @@
 
 pub mod cli;
 pub mod sip;
+
+/// The code examples in README.md run as doc tests, so the README cannot
+/// drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Parser and writer benchmarks, several rounds, summarised for perf/RESULTS.md.
+#
+#   scripts/bench.sh [ROUNDS] [CPU]
+#
+# Each round runs the whole criterion bench `benches/parse.rs` once (so
+# sipshard and rsip alternate within a round on the same messages), pinned
+# to CPU (default: the last one) with taskset. The summary gives, for every
+# benchmark, min/median/max over the rounds of criterion's median estimate,
+# and the rsip/sipshard ratio computed within each round. It then counts
+# instructions with callgrind on examples/parse_loop, which is repeatable on
+# a noisy machine. Output: a Markdown section on stdout and in
+# perf/results/parse-<date>-<commit>.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=${1:-5}
+cpu=${2:-$(( $(nproc) - 1 ))}
+stamp=$(date -u +%Y-%m-%dT%H%MZ)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "+dirty" || true)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p perf/results
+out="perf/results/parse-${stamp}-${commit}${dirty}.md"
+
+pin=()
+command -v taskset >/dev/null && pin=(taskset -c "$cpu")
+
+cargo bench --bench parse --no-run >/dev/null 2>&1
+for r in $(seq 1 "$rounds"); do
+  echo "round $r/$rounds ..." >&2
+  "${pin[@]}" cargo bench --bench parse -- --noplot --warm-up-time 1 --measurement-time 3 >/dev/null 2>&1
+  python3 - "$work/round$r.json" <<'PY'
+import json, os, sys, glob
+res = {}
+for est in glob.glob("target/criterion/*/*/new/estimates.json"):
+    bench = json.load(open(os.path.join(os.path.dirname(est), "benchmark.json")))
+    res[bench["group_id"] + "/" + bench["function_id"]] = json.load(open(est))["median"]["point_estimate"]
+json.dump(res, open(sys.argv[1], "w"))
+PY
+done
+
+cargo build --release --example parse_loop >/dev/null 2>&1
+callgrind=""
+if command -v valgrind >/dev/null; then
+  for mode in tokenize read forward; do
+    n=$(valgrind --tool=callgrind --callgrind-out-file="$work/cg" \
+          target/release/examples/parse_loop tests/data/invite_softphone.sip 10000 "$mode" 2>&1 \
+        | sed -n 's/.*refs: *//p' | tr -d ,)
+    callgrind+="| ${mode} | $(( n / 10000 )) |"$'\n'
+  done
+fi
+
+python3 - "$rounds" "$work" "$cpu" "$commit$dirty" "$stamp" "$callgrind" <<'PY' | tee "$out"
+import json, statistics, subprocess, sys
+rounds, work, cpu, commit, stamp, callgrind = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+runs = [json.load(open(f"{work}/round{r}.json")) for r in range(1, rounds + 1)]
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+cpu_model = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+print(f"### Parser and writer, {stamp}, commit {commit}\n")
+print(f"Machine: `nproc`={sh('nproc')}, kernel {sh('uname -r')}, CPU {cpu_model}; bench pinned to CPU {cpu}.")
+print(f"Command: `scripts/bench.sh {rounds} {cpu}` ({rounds} rounds of `cargo bench --bench parse`, "
+      "criterion median per round; ns per message).\n")
+print("| benchmark | sipshard min / median / max (ns) | rsip min / median / max (ns) | rsip / sipshard (median of per-round ratios) |")
+print("|---|---|---|---|")
+groups = sorted({k.rsplit("/", 1)[0] for k in runs[0]})
+def fmt(xs):
+    return f"{min(xs):.0f} / {statistics.median(xs):.0f} / {max(xs):.0f}"
+for g in groups:
+    ours = [r.get(f"{g}/sipshard") for r in runs]
+    peer = [r.get(f"{g}/rsip") for r in runs]
+    if None in ours:
+        continue
+    line = f"| {g} | {fmt(ours)} |"
+    if None not in peer:
+        ratios = [p / o for p, o in zip(peer, ours)]
+        line += f" {fmt(peer)} | {statistics.median(ratios):.1f}x |"
+    else:
+        line += " - | - |"
+    print(line)
+if callgrind:
+    print("\nInstructions per message (callgrind, `examples/parse_loop`, typical INVITE, 10,000 iterations; repeatable):\n")
+    print("| mode | instructions |\n|---|---|")
+    print(callgrind.strip())
+PY
+echo "written: $out" >&2

@@ -1,0 +1,134 @@
+//! The hot path allocates nothing: a counting global allocator watches
+//! parse -> read the proxy's fields -> validate -> write a forwarded request,
+//! the same for a response (top Via removed), and a locally built response.
+//!
+//! Only allocations made by the thread under test are counted (the test
+//! harness's own threads may allocate at any time).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sipshard::sip::{Edits, Message, ResponseWriter, Uri};
+
+struct Counting;
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+}
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+fn count_if_armed() {
+    // try_with: the thread-local may already be gone while a thread exits.
+    if ARMED.try_with(Cell::get).unwrap_or(false) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn arm(on: bool) {
+    ARMED.with(|a| a.set(on));
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; it only
+// counts calls while armed.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_if_armed();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_if_armed();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn forward_request(data: &[u8], out: &mut [u8]) -> usize {
+    let msg = Message::parse(data).expect("request parses");
+    msg.validate().expect("request validates");
+    let via = msg.via().expect("via");
+    let cseq = msg.cseq().expect("cseq");
+    let call_id = msg.call_id().expect("call-id");
+    let Ok(Uri::Sip(ruri)) = msg.request_uri() else {
+        panic!("sip uri")
+    };
+    let mf = msg.max_forwards().expect("max-forwards").unwrap_or(70);
+    let routes = msg.routes().count();
+    let mut e = Edits::new();
+    e.insert_top_via(&msg, b"SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKabc")
+        .unwrap();
+    e.set_max_forwards(&msg, u32::from(mf.saturating_sub(1)))
+        .unwrap();
+    if routes > 0 {
+        e.remove_first_route(&msg).unwrap();
+    }
+    e.add_record_route(&msg, b"<sip:127.0.0.1;lr>").unwrap();
+    let n = e.write(&msg, out).unwrap();
+    n + via.branch.map_or(0, <[u8]>::len)
+        + cseq.number as usize
+        + call_id.len()
+        + ruri.host_raw.len()
+}
+
+fn forward_response(data: &[u8], out: &mut [u8]) -> usize {
+    let msg = Message::parse(data).expect("response parses");
+    let _ = msg.via().expect("via").branch;
+    let mut e = Edits::new();
+    e.remove_top_via(&msg).unwrap();
+    e.write(&msg, out).unwrap()
+}
+
+fn reply(data: &[u8], out: &mut [u8]) -> usize {
+    let msg = Message::parse(data).expect("request parses");
+    let mut w = ResponseWriter::new(&msg, 200, &[b"OK"], Some(b"tag1"), out).unwrap();
+    w.header("Allow", b"INVITE, ACK, CANCEL, BYE, OPTIONS")
+        .unwrap();
+    w.finish().unwrap()
+}
+
+#[test]
+fn parse_route_write_allocates_nothing() {
+    let dir = format!("{}/tests/data", env!("CARGO_MANIFEST_DIR"));
+    let invite = std::fs::read(format!("{dir}/invite_softphone.sip")).unwrap();
+    let ack = std::fs::read(format!("{dir}/ack.sip")).unwrap();
+    let ok = std::fs::read(format!("{dir}/ok_record_route.sip")).unwrap();
+    let options = std::fs::read(format!("{dir}/options_keepalive.sip")).unwrap();
+    let mut out = vec![0u8; 4096];
+    // Warm up once so that lazily initialised runtime state (memchr's CPU
+    // feature probe) is not counted.
+    forward_request(&invite, &mut out);
+
+    arm(true);
+    let mut total = 0;
+    for _ in 0..100 {
+        total += forward_request(&invite, &mut out);
+        total += forward_request(&ack, &mut out);
+        total += forward_response(&ok, &mut out);
+        total += reply(&options, &mut out);
+    }
+    arm(false);
+
+    assert!(total > 0);
+    assert_eq!(
+        ALLOCS.load(Ordering::SeqCst),
+        0,
+        "allocations on the hot path"
+    );
+
+    // The counter works: an allocation while armed is seen.
+    arm(true);
+    let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(16));
+    arm(false);
+    drop(v);
+    assert_eq!(ALLOCS.load(Ordering::SeqCst), 1);
+}
