@@ -81,6 +81,26 @@ impl<'a> NameAddr<'a> {
         })
     }
 
+    /// The display name as text: quotes removed and quoted-pairs (`\"`,
+    /// `\\`) decoded into `out`; token display names come back as written.
+    /// None when there is no display name or `out` is too small.
+    pub fn display_name_text<'o>(&self, out: &'o mut [u8]) -> Option<&'o [u8]> {
+        let raw = self.display_name?;
+        let quoted = raw.len() >= 2 && raw[0] == b'"';
+        let inner = if quoted { &raw[1..raw.len() - 1] } else { raw };
+        let mut n = 0;
+        let mut i = 0;
+        while i < inner.len() {
+            if quoted && inner[i] == b'\\' && i + 1 < inner.len() {
+                i += 1;
+            }
+            *out.get_mut(n)? = inner[i];
+            n += 1;
+            i += 1;
+        }
+        Some(&out[..n])
+    }
+
     /// The URI, typed.
     pub fn parsed_uri(&self) -> Result<Uri<'a>, ParseError> {
         Uri::parse(self.uri)
@@ -227,12 +247,22 @@ mod tests {
         assert_eq!(a.uri, b"sip:alice@atlanta.com");
         assert_eq!(a.tag(), Some(&b"1928301774"[..]));
         assert!(a.bracketed);
+        let mut out = [0u8; 32];
+        assert_eq!(
+            a.display_name_text(&mut out),
+            Some(&br#"Alice "Al" <A>"#[..])
+        );
+        let mut small = [0u8; 4];
+        assert_eq!(a.display_name_text(&mut small), None);
     }
 
     #[test]
     fn token_display_name() {
         let a = na("Bob Smith <sip:bob@biloxi.com>");
         assert_eq!(a.display_name, Some(&b"Bob Smith"[..]));
+        let mut out = [0u8; 32];
+        assert_eq!(a.display_name_text(&mut out), Some(&b"Bob Smith"[..]));
+        assert_eq!(na("<sip:bob@biloxi.com>").display_name_text(&mut out), None);
         assert_eq!(a.tag(), None);
     }
 
