@@ -27,10 +27,18 @@ out="perf/results/parse-${stamp}-${commit}${dirty}.md"
 pin=()
 command -v taskset >/dev/null && pin=(taskset -c "$cpu")
 
-cargo bench --bench parse --no-run >/dev/null 2>&1
+# Build once and run that binary every round, so an edit made while the
+# rounds run cannot mix two versions of the code into one result.
+exe=$(cargo bench --bench parse --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "parse":
+        print(m["executable"])')
+[ -x "$exe" ] || { echo "bench binary not built" >&2; exit 1; }
 for r in $(seq 1 "$rounds"); do
   echo "round $r/$rounds ..." >&2
-  "${pin[@]}" cargo bench --bench parse -- --noplot --warm-up-time 1 --measurement-time 3 >/dev/null 2>&1
+  "${pin[@]}" "$exe" --bench --noplot --warm-up-time 1 --measurement-time 3 >/dev/null 2>&1
   python3 - "$work/round$r.json" <<'PY'
 import json, os, sys, glob
 res = {}

@@ -11,6 +11,19 @@ fn load(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// A fuzzer input with its NULs and bare CRs replaced, which the parser
+/// (rightly) refuses since they were found: the inputs are kept for the
+/// header-count edge they hit, not for those bytes.
+fn sanitized(mut data: Vec<u8>) -> Vec<u8> {
+    for i in 0..data.len() {
+        let bare_cr = data[i] == b'\r' && data.get(i + 1) != Some(&b'\n');
+        if data[i] == 0 || bare_cr {
+            data[i] = b'x';
+        }
+    }
+    data
+}
+
 fn unchanged(msg: &Message<'_>, data: &[u8]) {
     let mut out = vec![0u8; data.len()];
     let n = Edits::new().write(msg, &mut out).unwrap();
@@ -183,14 +196,14 @@ fn options_with_max_forwards_zero() {
     unchanged(&m, &data);
 }
 
-/// Found by the fuzzer: a message with a full header index (64 lines, NUL
-/// bytes in a value) parses, and forwarding it adds lines the index can no
+/// Found by the fuzzer: a message with a full header index (64 lines)
+/// parses, and forwarding it adds lines the index can no
 /// longer hold, which a re-parse reports as TooManyHeaders rather than
 /// anything worse.
 #[test]
 fn fuzz_full_header_index() {
     use sipshard::sip::{ParseError, MAX_HEADERS};
-    let data = load("fuzz/full_header_index.bin");
+    let data = sanitized(load("fuzz/full_header_index.bin"));
     let m = Message::parse(&data).unwrap();
     assert!(m.header_count() + 3 > MAX_HEADERS);
     let mut e = Edits::new();
@@ -213,7 +226,7 @@ fn fuzz_full_header_index() {
 #[test]
 fn fuzz_response_of_full_index() {
     use sipshard::sip::{ParseError, ResponseWriter, MAX_HEADERS};
-    let data = load("fuzz/response_of_full_index.bin");
+    let data = sanitized(load("fuzz/response_of_full_index.bin"));
     let m = Message::parse(&data).unwrap();
     assert_eq!(m.header_count(), MAX_HEADERS);
     let mut out = vec![0u8; data.len() + 256];

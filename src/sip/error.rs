@@ -32,7 +32,7 @@ pub enum ParseError {
     TooManyHeaders,
     /// The datagram ends before the empty line that closes the headers.
     MissingEmptyLine,
-    /// A header value holds a byte that no header value may hold (NUL, bare CR).
+    /// The headers hold a NUL or a CR not followed by LF (§7.3.1, §25.1).
     BadHeaderValue,
     /// Content-Length is not a non-negative decimal that fits in 32 bits.
     BadContentLength,

@@ -254,7 +254,7 @@ impl HeaderName {
     /// Headers whose value may be a comma-separated list of several values
     /// that mean the same as the header repeated once per value (§7.3.1).
     /// sipshard splits only these; other values, which may carry commas of
-    /// their own (Date, WWW-Authenticate), stay whole.
+    /// their own (Date, WWW-Authenticate, unknown headers), stay whole.
     pub const fn is_list(self) -> bool {
         matches!(
             self,
@@ -263,6 +263,18 @@ impl HeaderName {
                 | HeaderName::RecordRoute
                 | HeaderName::Contact
                 | HeaderName::Path
+                | HeaderName::Require
+                | HeaderName::ProxyRequire
+                | HeaderName::Supported
+                | HeaderName::Unsupported
+                | HeaderName::Allow
+                | HeaderName::AllowEvents
+                | HeaderName::Accept
+                | HeaderName::AcceptEncoding
+                | HeaderName::AcceptLanguage
+                | HeaderName::ContentEncoding
+                | HeaderName::ContentLanguage
+                | HeaderName::Warning
         )
     }
 

@@ -22,7 +22,7 @@ use super::scan::{self, is_lws, is_token_byte, ListIter};
 
 /// How many header lines a message may have. Real SIP traffic carries 10 to
 /// 30; 64 leaves room for long Via and Record-Route stacks. Raising it costs
-/// 24 bytes per entry in every parsed message, and a message with more lines
+/// 16 bytes per entry in every parsed message, and a message with more lines
 /// is refused with [`ParseError::TooManyHeaders`].
 pub const MAX_HEADERS: usize = 64;
 
@@ -204,13 +204,15 @@ impl<'a> Message<'a> {
             while matches!(line.get(lf + 1), Some(b' ' | b'\t')) {
                 lf += 1 + memchr(b'\n', &line[lf + 1..]).ok_or(ParseError::MissingEmptyLine)?;
             }
-            let mut value_start = colon + 1;
-            while value_start < lf && is_lws(line[value_start]) {
-                value_start += 1;
-            }
+            // Trim the end first, so that an empty value is an empty span
+            // right after the colon and never lands between CR and LF.
             let mut value_end = lf;
-            while value_end > value_start && is_lws(line[value_end - 1]) {
+            while value_end > colon + 1 && is_lws(line[value_end - 1]) {
                 value_end -= 1;
+            }
+            let mut value_start = colon + 1;
+            while value_start < value_end && is_lws(line[value_start]) {
+                value_start += 1;
             }
             if count == MAX_HEADERS {
                 return Err(ParseError::TooManyHeaders);
@@ -241,6 +243,12 @@ impl<'a> Message<'a> {
             pos += lf + 1;
         }
         self.count = count as u8;
+        let first_header = self.entries[..count]
+            .first()
+            .map_or(self.headers_end as usize, |e| e.line_start as usize);
+        if has_bare_cr_or_nul(&buf[first_header..self.body_start as usize]) {
+            return Err(ParseError::BadHeaderValue);
+        }
         let body_start = self.body_start as usize;
         let len = buf.len();
         let available = len - body_start;
@@ -331,13 +339,15 @@ impl<'a> Message<'a> {
 
     fn header_at(&self, e: &Entry) -> Header<'a> {
         Header {
-            name: name_from_u8(e.name),
+            name: HeaderName::from_index(e.name),
             raw_name: &self.buf[e.line_start as usize..e.name_end() as usize],
             value: &self.buf[e.value_start() as usize..e.value_end as usize],
         }
     }
 
-    /// The value of the first line of a known header.
+    /// The value of the first line of a known header. For
+    /// [`HeaderName::Other`] this is the first unknown header, whatever its
+    /// name: use [`Message::other_header`] to find one by name.
     #[inline]
     pub fn header(&self, name: HeaderName) -> Option<&'a [u8]> {
         self.first_entry(name)
@@ -456,8 +466,19 @@ impl<'a> Iterator for Values<'a, '_> {
     }
 }
 
-fn name_from_u8(n: u8) -> HeaderName {
-    HeaderName::from_index(n)
+/// True when `head` holds a NUL or a CR that is not followed by LF. Lines
+/// end only at LF here, so a bare CR would reach the next hop inside a
+/// value, where a parser that ends lines at CR sees a header we never
+/// checked (header injection). Written as one fold over byte pairs with no
+/// early exit, so it vectorises; `head` ends with the empty line's LF.
+fn has_bare_cr_or_nul(head: &[u8]) -> bool {
+    let Some((&last, _)) = head.split_last() else {
+        return false;
+    };
+    let bad = head.iter().zip(&head[1..]).fold(false, |bad, (&a, &b)| {
+        bad | (a == 0) | ((a == b'\r') & (b != b'\n'))
+    });
+    bad | (last == 0) | (last == b'\r')
 }
 
 /// Parses the first line; returns it and the offset of the Request-URI.
@@ -486,6 +507,9 @@ fn parse_start_line(
             Some(b' ') => &rest[4..],
             Some(_) => return Err(ParseError::BadStatusCode),
         };
+        if reason.iter().any(|&b| b == b'\r' || b == 0) {
+            return Err(ParseError::BadStartLine);
+        }
         return Ok((StartLine::Response { code, reason }, 0));
     }
     // Request-Line = Method SP Request-URI SP SIP-Version CRLF (§7.1)
@@ -864,6 +888,41 @@ Content-Length: 0\r\n\
         overflowing_content_length,
         b"MESSAGE sip:x SIP/2.0\r\nContent-Length: 99999999999999999999\r\n\r\n",
         Err(ParseError::BadContentLength)
+    );
+
+    sip_case!(
+        bare_cr_in_value_is_refused,
+        b"OPTIONS sip:x SIP/2.0\r\nSubject: x\rVia: SIP/2.0/UDP evil;branch=z9hG4bKx\r\n\r\n",
+        Err(ParseError::BadHeaderValue)
+    );
+    sip_case!(
+        nul_in_value_is_refused,
+        b"OPTIONS sip:x SIP/2.0\r\nSubject: a\0b\r\n\r\n",
+        Err(ParseError::BadHeaderValue)
+    );
+    sip_case!(
+        bare_cr_in_reason_is_refused,
+        b"SIP/2.0 200 OK\rX: y\r\n\r\n",
+        Err(ParseError::BadStartLine)
+    );
+    sip_case!(
+        nul_in_body_is_fine,
+        b"MESSAGE sip:x SIP/2.0\r\nContent-Length: 3\r\n\r\na\0\r",
+        |m| {
+            assert_eq!(m.body(), b"a\0\r");
+        }
+    );
+    sip_case!(
+        empty_value_is_an_empty_span_after_the_colon,
+        b"OPTIONS sip:x SIP/2.0\r\nMax-Forwards: \r\nX-A:\r\n\r\n",
+        |m| {
+            assert_eq!(m.header(HeaderName::MaxForwards), Some(&b""[..]));
+            let e = m.first_entry(HeaderName::MaxForwards).unwrap();
+            assert_eq!(
+                &m.bytes()[e.line_start as usize..e.value_end as usize],
+                b"Max-Forwards:"
+            );
+        }
     );
 
     #[test]

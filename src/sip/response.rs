@@ -26,6 +26,12 @@ impl<'b> ResponseWriter<'b> {
         to_tag: Option<&[u8]>,
         out: &'b mut [u8],
     ) -> Result<Self, WriteError> {
+        let reason_ok = reason
+            .iter()
+            .all(|part| !part.iter().any(|&b| b == b'\r' || b == b'\n'));
+        if !(100..=699).contains(&code) || !reason_ok {
+            return Err(WriteError::BadStatusLine);
+        }
         let mut w = Cursor { out, len: 0 };
         w.put(b"SIP/2.0 ")?;
         w.piece(&Piece::U32(u32::from(code)))?;
@@ -180,6 +186,36 @@ Content-Length: 0\r\n\r\n";
             .unwrap();
         let m = Message::parse(&out[..n]).unwrap();
         assert_eq!(m.to().unwrap().tag(), Some(&b"old"[..]));
+    }
+
+    #[test]
+    fn bad_status_lines_are_refused() {
+        let req = Message::parse(REGISTER).unwrap();
+        let mut out = [0u8; 1024];
+        for (code, reason) in [
+            (99, &b"Low"[..]),
+            (700, b"High"),
+            (200, b"OK\r\nX: injected"),
+        ] {
+            assert_eq!(
+                ResponseWriter::new(&req, code, &[reason], None, &mut out).err(),
+                Some(WriteError::BadStatusLine)
+            );
+        }
+    }
+
+    #[test]
+    fn empty_values_are_copied_cleanly() {
+        let req = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTimestamp:\r\nCall-ID: c\r\n\r\n";
+        let req = Message::parse(req).unwrap();
+        let mut out = [0u8; 512];
+        let n = ResponseWriter::new(&req, 100, &[b"Trying"], None, &mut out)
+            .unwrap()
+            .finish()
+            .unwrap();
+        let text = &out[..n];
+        assert!(text.windows(11).any(|w| w == b"Timestamp:\r"));
+        assert!(!text.windows(2).any(|w| w == b"\r\r"));
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub mod class {
     pub const URIC: u8 = 16;
     /// A digit or `.`: a host made only of these must be an IPv4 address.
     pub const DIGIT_DOT: u8 = 32;
-    /// Visible ASCII (0x21..=0x7e): Call-ID `word` bytes and the like.
-    pub const VISIBLE: u8 = 64;
+    /// Call-ID `word` (§25.1): alphanum and `-.!%*_+`'~()<>:\"/[]?{}`.
+    pub const WORD: u8 = 64;
 }
 
 /// The class bits of every byte value.
@@ -67,8 +67,34 @@ pub static CLASS: [u8; 256] = {
         if b.is_ascii_digit() || b == b'.' {
             bits |= class::DIGIT_DOT;
         }
-        if b > b' ' && b < 0x7f {
-            bits |= class::VISIBLE;
+        if alnum
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'!'
+                    | b'%'
+                    | b'*'
+                    | b'_'
+                    | b'+'
+                    | b'`'
+                    | b'\''
+                    | b'~'
+                    | b'('
+                    | b')'
+                    | b'<'
+                    | b'>'
+                    | b':'
+                    | b'\\'
+                    | b'"'
+                    | b'/'
+                    | b'['
+                    | b']'
+                    | b'?'
+                    | b'{'
+                    | b'}'
+            )
+        {
+            bits |= class::WORD;
         }
         t[c] = bits;
         c += 1;
@@ -121,6 +147,13 @@ pub fn trim_start(s: &[u8]) -> &[u8] {
 /// byte or on overflow (RFC 4475 §3.1.2.9 sends overlarge values on purpose).
 #[inline]
 pub fn parse_u32(s: &[u8]) -> Option<u32> {
+    // 1*DIGIT allows leading zeros; drop them before the length check.
+    let zeros = s.iter().take_while(|&&b| b == b'0').count();
+    let s = if zeros == s.len() {
+        &s[s.len().saturating_sub(1)..]
+    } else {
+        &s[zeros..]
+    };
     if s.is_empty() || s.len() > 10 {
         return None;
     }
@@ -352,6 +385,9 @@ mod tests {
         assert_eq!(parse_u32(b"4294967295"), Some(u32::MAX));
         assert_eq!(parse_u32(b"4294967296"), None);
         assert_eq!(parse_u32(b"36893488147419103232"), None);
+        assert_eq!(parse_u32(b"000000000005"), Some(5));
+        assert_eq!(parse_u32(b"0000"), Some(0));
+        assert_eq!(parse_u32(b"00004294967296"), None);
         assert_eq!(parse_u32(b"-1"), None);
         assert_eq!(parse_u32(b"+1"), None);
         assert_eq!(parse_u32(b""), None);

@@ -8,7 +8,7 @@ use super::error::ParseError;
 use super::header::HeaderName;
 use super::method::Method;
 use super::parse::Message;
-use super::scan::{is_lws, is_token, parse_u32, trim, ParamIter};
+use super::scan::{all_in, class, find_byte, is_lws, is_token, parse_u32, trim, ParamIter};
 
 /// `CSeq: 4711 INVITE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,15 +81,14 @@ impl<'a> MediaType<'a> {
     }
 }
 
-/// `callid = word [ "@" word ]`: checked as visible ASCII with at most one
-/// `@`, which is what every word character set allows.
+/// `callid = word [ "@" word ]` (§25.1), with `word` bytes from the class
+/// table.
 pub fn is_valid_call_id(s: &[u8]) -> bool {
-    // Written as folds without early exit so that they vectorise.
-    let invisible = s
-        .iter()
-        .fold(0u8, |acc, &b| acc | u8::from(b.wrapping_sub(0x21) >= 0x5e));
-    let ats = s.iter().filter(|&&b| b == b'@').count();
-    !s.is_empty() && invisible == 0 && ats <= 1 && s[0] != b'@' && s[s.len() - 1] != b'@'
+    let Some(at) = find_byte(s, b'@') else {
+        return all_in(s, class::WORD) && !s.is_empty();
+    };
+    let (host, local) = (&s[at + 1..], &s[..at]);
+    !local.is_empty() && !host.is_empty() && all_in(local, class::WORD) && all_in(host, class::WORD)
 }
 
 impl<'a> Message<'a> {
@@ -201,5 +200,8 @@ mod tests {
         assert!(!is_valid_call_id(b"a b"));
         assert!(!is_valid_call_id(b"a@b@c"));
         assert!(!is_valid_call_id(b"@b"));
+        assert!(!is_valid_call_id(b"a@"));
+        assert!(!is_valid_call_id(b"a;b,c"));
+        assert!(is_valid_call_id(b"{a}[b]<c>:d/e?f\"g\"@h"));
     }
 }

@@ -5,7 +5,10 @@
 use super::error::ParseError;
 use super::header::HeaderName;
 use super::parse::{HeaderValue, Message};
-use super::scan::{find_byte, is_lws, is_token, parse_u32, trim, ParamIter};
+use super::scan::{
+    find_byte, is_lws, is_token, parse_u16, parse_u32, trim, trim_start as trim_lws_start,
+    ParamIter,
+};
 use super::uri::Host;
 
 /// The magic cookie that marks an RFC 3261 branch (§8.1.1.7).
@@ -79,8 +82,7 @@ impl<'a> Via<'a> {
             .iter()
             .position(|&b| b == b';' || b == b'(')
             .unwrap_or(rest.len());
-        let (host, host_raw, port) =
-            Host::parse_hostport(trim(&rest[..sb_end])).map_err(|_| bad)?;
+        let (host, host_raw, port) = parse_sent_by(trim(&rest[..sb_end])).ok_or(bad)?;
         let params = &rest[sb_end..];
         if params.first() == Some(&b'(') {
             return Err(bad);
@@ -139,9 +141,21 @@ impl<'a> Via<'a> {
     }
 }
 
-fn trim_lws_start(s: &[u8]) -> &[u8] {
-    let i = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
-    &s[i..]
+/// sent-by = host [ COLON port ], where COLON = SWS ":" SWS (§25.1).
+fn parse_sent_by(s: &[u8]) -> Option<(Host<'_>, &[u8], Option<u16>)> {
+    let search_from = if s.first() == Some(&b'[') {
+        find_byte(s, b']')?
+    } else {
+        0
+    };
+    let (host_raw, port) = match find_byte(&s[search_from..], b':') {
+        Some(c) => {
+            let c = search_from + c;
+            (trim(&s[..c]), Some(parse_u16(trim(&s[c + 1..]))?))
+        }
+        None => (s, None),
+    };
+    Some((Host::parse(host_raw).ok()?, host_raw, port))
 }
 
 /// Splits `a SWS "/" SWS rest` into `a` and `rest`.
@@ -212,6 +226,16 @@ mod tests {
         assert_eq!(v.maddr, Some(&b"224.2.0.1"[..]));
         assert_eq!(v.ttl, Some(16));
         assert!(v.params().any(|p| p.name == b"x-other"));
+    }
+
+    #[test]
+    fn white_space_around_the_port_colon() {
+        let v = via("SIP/2.0/UDP host.example.com : 5060;branch=z9hG4bK1");
+        assert_eq!(v.host_raw, b"host.example.com");
+        assert_eq!(v.port, Some(5060));
+        let v = via("SIP/2.0/UDP [::1] :5070");
+        assert_eq!(v.host, Host::V6(std::net::Ipv6Addr::LOCALHOST));
+        assert_eq!(v.port, Some(5070));
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub enum WriteError {
     NoSuchHeader(HeaderName),
     /// The edit applies to requests only.
     NotARequest,
+    /// A status code outside 100..=699, or a reason phrase with CR or LF.
+    BadStatusLine,
 }
 
 impl fmt::Display for WriteError {
@@ -61,6 +63,7 @@ impl fmt::Display for WriteError {
             WriteError::OutOfRange => f.write_str("edit outside the message"),
             WriteError::NoSuchHeader(h) => write!(f, "no {} header to edit", h.canonical()),
             WriteError::NotARequest => f.write_str("edit applies to requests only"),
+            WriteError::BadStatusLine => f.write_str("bad status code or reason phrase"),
         }
     }
 }
@@ -182,7 +185,8 @@ impl<'e> Edits<'e> {
     }
 
     /// Removes the first value of a list header, sharing a line or not.
-    pub fn remove_first_value(
+    /// Private: only list headers (Via, Route) may be split at commas.
+    fn remove_first_value(
         &mut self,
         msg: &Message<'_>,
         name: HeaderName,
@@ -290,7 +294,9 @@ impl<'e> Edits<'e> {
         for &i in order.iter() {
             let e = &self.items[i as usize];
             let (s, t) = (e.start as usize, e.end as usize);
-            if s < msg.msg_start() || t > end {
+            // Edits stay within the start line and headers: the body is
+            // never touched, so Content-Length stays true.
+            if s < msg.msg_start() || t > msg.headers_end() {
                 return Err(WriteError::OutOfRange);
             }
             if s < pos {
@@ -594,6 +600,13 @@ v=0\r\n";
         let mut e = Edits::new();
         e.remove(0, INVITE.len() + 1).unwrap();
         assert_eq!(e.write(&msg, &mut out), Err(WriteError::OutOfRange));
+        let mut e = Edits::new();
+        e.insert(INVITE.len() - 2, &[Piece::Bytes(b"x")]).unwrap();
+        assert_eq!(
+            e.write(&msg, &mut out),
+            Err(WriteError::OutOfRange),
+            "no body edits"
+        );
         assert_eq!(Edits::new().remove(5, 4), Err(WriteError::OutOfRange));
     }
 
