@@ -1,8 +1,9 @@
 //! Command-line flags. Every flag's doc comment is its `--help` text.
 //!
-//! Only the flags the parser-and-writer stage can honour exist so far; the
-//! server flags (`--shards`, `--io`, `--pin`, ...) arrive with the shards in
-//! issue #3, so that no flag is accepted and then ignored.
+//! Only `--listen` (parsed and checked now, bound by the server in issue
+//! #3) and `--parse` exist so far; the server flags (`--shards`, `--io`,
+//! `--pin`, ...) arrive with the shards, so that none is accepted and then
+//! silently ignored.
 
 use std::net::SocketAddr;
 

@@ -1,0 +1,78 @@
+//! The binary itself: version, help, and `--parse` on good and bad input,
+//! run as a user would run it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn sipshard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sipshard"))
+}
+
+#[test]
+fn version_and_help() {
+    let out = sipshard().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sipshard "));
+    let out = sipshard().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--listen") && help.contains("--parse"));
+}
+
+#[test]
+fn bad_flag_is_refused() {
+    let out = sipshard()
+        .args(["--listen", "not-an-address"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn parse_a_valid_file() {
+    let path = format!(
+        "{}/tests/data/register_contacts.sip",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = sipshard().args(["--parse", &path]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("request REGISTER sip:registrar.biloxi.example.com"));
+    assert!(text.contains("Contact"));
+    assert!(text.trim_end().ends_with("valid"));
+}
+
+#[test]
+fn parse_from_stdin_reports_the_reason() {
+    let mut child = sipshard()
+        .args(["--parse", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("invalid: Missing From (400)"));
+
+    let mut child = sipshard()
+        .args(["--parse", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"INVITE sip:x SIP/3.0\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Version Not Supported (505)"));
+}
