@@ -15,6 +15,7 @@
 #![warn(rust_2018_idioms)]
 
 pub mod cli;
+pub mod proxy;
 pub mod sip;
 
 /// The code examples in README.md run as doc tests, so the README cannot

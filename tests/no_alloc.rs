@@ -1,6 +1,7 @@
 //! The hot path allocates nothing: a counting global allocator watches
 //! parse -> read the proxy's fields -> validate -> write a forwarded request,
-//! the same for a response (top Via removed), and a locally built response.
+//! the same for a response (top Via removed), a locally built response, and
+//! parse -> `proxy::route` -> write for a request and a response.
 //!
 //! Only allocations made by the thread under test are counted (the test
 //! harness's own threads may allocate at any time).
@@ -9,6 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use sipshard::proxy::{route, Action, ProxyConfig, Scratch};
 use sipshard::sip::{Edits, Message, ResponseWriter, Uri};
 
 struct Counting;
@@ -88,6 +90,18 @@ fn forward_response(data: &[u8], out: &mut [u8]) -> usize {
     e.write(&msg, out).unwrap()
 }
 
+/// parse -> route -> write through the proxy, with received/rport,
+/// Record-Route and our Via, as the shard does it.
+fn proxy(cfg: &ProxyConfig, data: &[u8], src: std::net::SocketAddr, out: &mut [u8]) -> usize {
+    let msg = Message::parse(data).expect("parses");
+    let mut scratch = Scratch::default();
+    let mut edits = Edits::new();
+    match route(&msg, src, cfg, &mut scratch, &mut edits) {
+        Action::Forward(_) => edits.write(&msg, out).expect("writes"),
+        other => panic!("expected a forward, got {other:?}"),
+    }
+}
+
 fn reply(data: &[u8], out: &mut [u8]) -> usize {
     let msg = Message::parse(data).expect("request parses");
     let mut w = ResponseWriter::new(&msg, 200, &[b"OK"], Some(b"tag1"), out).unwrap();
@@ -104,6 +118,28 @@ fn parse_route_write_allocates_nothing() {
     let ok = std::fs::read(format!("{dir}/ok_record_route.sip")).unwrap();
     let options = std::fs::read(format!("{dir}/options_keepalive.sip")).unwrap();
     let mut out = vec![0u8; 4096];
+    let mut cfg = ProxyConfig::at("127.0.0.1:5060".parse().unwrap());
+    cfg.record_route = true;
+    let client: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let invite_v4 = String::from_utf8(invite.clone()).unwrap().replace(
+        "sip:bob@biloxi.example.com SIP/2.0",
+        "sip:bob@192.0.2.44 SIP/2.0",
+    );
+    let mut forwarded = vec![0u8; 4096];
+    let n = proxy(&cfg, invite_v4.as_bytes(), client, &mut forwarded);
+    let ours = Message::parse(&forwarded[..n])
+        .unwrap()
+        .via()
+        .unwrap()
+        .branch
+        .unwrap()
+        .to_vec();
+    let ringing = format!(
+        "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={}\r\n\
+Via: SIP/2.0/UDP 192.168.1.34:5062;branch=z9hG4bKx;rport=40000;received=192.0.2.7\r\n\
+To: <sip:bob@b>;tag=2\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n",
+        String::from_utf8_lossy(&ours)
+    );
     // Warm up once so that lazily initialised runtime state (memchr's CPU
     // feature probe) is not counted.
     forward_request(&invite, &mut out);
@@ -115,6 +151,13 @@ fn parse_route_write_allocates_nothing() {
         total += forward_request(&ack, &mut out);
         total += forward_response(&ok, &mut out);
         total += reply(&options, &mut out);
+        total += proxy(&cfg, invite_v4.as_bytes(), client, &mut out);
+        total += proxy(
+            &cfg,
+            ringing.as_bytes(),
+            "192.0.2.44:5060".parse().unwrap(),
+            &mut out,
+        );
     }
     arm(false);
 

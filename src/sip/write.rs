@@ -14,7 +14,7 @@
 use core::fmt;
 
 use super::header::HeaderName;
-use super::parse::Message;
+use super::parse::{HeaderValue, Message};
 use super::scan::ListIter;
 
 /// Edits one outgoing message may carry. A stateless proxy needs at most
@@ -185,7 +185,6 @@ impl<'e> Edits<'e> {
     }
 
     /// Removes the first value of a list header, sharing a line or not.
-    /// Private: only list headers (Via, Route) may be split at commas.
     fn remove_first_value(
         &mut self,
         msg: &Message<'_>,
@@ -195,13 +194,46 @@ impl<'e> Edits<'e> {
             .values(name)
             .next()
             .ok_or(WriteError::NoSuchHeader(name))?;
-        let e = msg.entries()[first.line];
-        let value = &msg.bytes()[e.value_start() as usize..e.value_end as usize];
+        self.remove_value(msg, first)
+    }
+
+    /// Removes the last Route value (§16.4: a strict router's route set
+    /// moves its last value into the Request-URI).
+    pub fn remove_last_route(&mut self, msg: &Message<'_>) -> Result<(), WriteError> {
+        let last = msg
+            .values(HeaderName::Route)
+            .last()
+            .ok_or(WriteError::NoSuchHeader(HeaderName::Route))?;
+        self.remove_value(msg, last)
+    }
+
+    /// Removes one value of a list header (Via, Route, ...) as found by
+    /// [`Message::values`]: the whole line when it is alone there, else the
+    /// value and the comma that joins it to its neighbour.
+    pub fn remove_value(
+        &mut self,
+        msg: &Message<'_>,
+        v: HeaderValue<'_>,
+    ) -> Result<(), WriteError> {
+        let e = *msg.entries().get(v.line).ok_or(WriteError::OutOfRange)?;
+        let vs = e.value_start() as usize;
+        let value = &msg.bytes()[vs..e.value_end as usize];
+        let mut prev_end = None;
         let mut items = ListIter::new(value);
-        items.next();
-        match items.next() {
-            Some(second) => self.remove(first.offset, e.value_start() as usize + second.start),
-            None => self.remove(e.line_start as usize, e.line_end as usize),
+        for item in &mut items {
+            if vs + item.start == v.offset {
+                break;
+            }
+            prev_end = Some(vs + item.start + item.text.len());
+        }
+        let end = v.offset + v.text.len();
+        match (prev_end, items.next()) {
+            // Not the last on its line: cut up to the next value.
+            (_, Some(next)) => self.remove(v.offset, vs + next.start),
+            // Last after others: cut from the end of the one before it.
+            (Some(p), None) => self.remove(p, end),
+            // Alone on its line.
+            (None, None) => self.remove(e.line_start as usize, e.line_end as usize),
         }
     }
 
@@ -532,6 +564,33 @@ v=0\r\n";
             apply(&msg, &e),
             b"ACK sip:x SIP/2.0\r\nRoute: <sip:p2;lr>\r\nCall-ID: a\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn remove_last_route_and_middle_values() {
+        let data = b"ACK sip:x SIP/2.0\r\nRoute: <sip:p1;lr>, <sip:p2;lr>,<sip:p3;lr>\r\nCall-ID: a\r\n\r\n";
+        let msg = Message::parse(data).unwrap();
+        let mut e = Edits::new();
+        e.remove_last_route(&msg).unwrap();
+        assert_eq!(
+            apply(&msg, &e),
+            b"ACK sip:x SIP/2.0\r\nRoute: <sip:p1;lr>, <sip:p2;lr>\r\nCall-ID: a\r\n\r\n"
+        );
+        let middle = msg.values(HeaderName::Route).nth(1).unwrap();
+        let mut e = Edits::new();
+        e.remove_value(&msg, middle).unwrap();
+        assert_eq!(
+            apply(&msg, &e),
+            b"ACK sip:x SIP/2.0\r\nRoute: <sip:p1;lr>, <sip:p3;lr>\r\nCall-ID: a\r\n\r\n"
+        );
+        // The last Route alone on its line goes with its line.
+        let msg = Message::parse(INVITE).unwrap();
+        let mut e = Edits::new();
+        e.remove_last_route(&msg).unwrap();
+        let out = apply(&msg, &e);
+        let again = Message::parse(&out).unwrap();
+        let routes: Vec<_> = again.routes().map(|r| r.unwrap().uri).collect();
+        assert_eq!(routes, vec![&b"sip:p1.example.com;lr"[..]]);
     }
 
     #[test]

@@ -1,0 +1,224 @@
+//! The stateless branch (RFC 3261 §16.11): a proxy that keeps no
+//! transaction state must still give a retransmitted request, and the
+//! CANCEL or non-2xx ACK of an INVITE, the same branch it gave the original,
+//! so that the next hop matches them to one transaction. The branch is
+//! therefore a pure function of the incoming request.
+//!
+//! Input: the incoming top Via branch when it carries the RFC 3261 cookie
+//! (it is unique per transaction and the same for CANCEL and ACK); else the
+//! fields §16.11 lists: To tag, From tag, Call-ID, Request-URI, top Via and
+//! the CSeq number (not its method, so that CANCEL matches its INVITE).
+//!
+//! The branch has a second part for loop detection (§16.6 step 8, §16.3
+//! step 4): a hash of the fields a loop leaves unchanged (Request-URI, To
+//! and From tags, Call-ID, CSeq number, Route, Proxy-Require). A request
+//! that comes back with our Via and the same loop part has looped; one whose
+//! Request-URI changed is spiralling and goes on.
+
+use crate::sip::{HeaderName, Message, BRANCH_COOKIE};
+
+/// Our branches start with this, so that a response's top Via can be
+/// recognised as ours cheaply: the RFC 3261 cookie plus "sS".
+pub const OUR_BRANCH_PREFIX: &[u8] = b"z9hG4bKsS";
+
+/// Length of a branch we write: the prefix, 16 hex digits of transaction
+/// hash and 8 of loop hash.
+pub const BRANCH_LEN: usize = OUR_BRANCH_PREFIX.len() + 16 + LOOP_LEN;
+
+/// Hex digits of the loop-detection part at the end of our branch.
+pub const LOOP_LEN: usize = 8;
+
+/// A small, fast, non-cryptographic 64-bit hash over byte strings (word at
+/// a time, then an avalanche). Not exposed to attackers as a table key, so
+/// it needs no secret seed: its only job is spreading and being stable.
+#[derive(Clone, Copy, Debug)]
+pub struct Hash64(u64);
+
+impl Default for Hash64 {
+    fn default() -> Self {
+        Hash64(0x243f_6a88_85a3_08d3)
+    }
+}
+
+impl Hash64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    /// Adds a byte string, with its length, so that ("ab","c") and
+    /// ("a","bc") differ.
+    pub fn add(&mut self, bytes: &[u8]) -> &mut Self {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(w) ^ ((bytes.len() as u64) << 56));
+        self
+    }
+
+    #[inline]
+    fn mix(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(Self::K);
+    }
+
+    /// The final value, avalanched (murmur3's fmix64).
+    pub fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+/// Hashes the transaction identity of a request as §16.11 describes.
+pub fn transaction_hash(msg: &Message<'_>) -> u64 {
+    let mut h = Hash64::default();
+    let top = msg.top_via_value();
+    let via = msg.via().ok();
+    match via.and_then(|v| v.branch) {
+        Some(b) if b.len() > BRANCH_COOKIE.len() && b.starts_with(BRANCH_COOKIE) => {
+            h.add(b);
+            // The sent-by too, as §17.2.3 matches on branch and sent-by.
+            h.add(via.map_or(&b""[..], |v| v.host_raw));
+        }
+        _ => {
+            h.add(msg.to().ok().and_then(|a| a.tag()).unwrap_or_default());
+            h.add(msg.from().ok().and_then(|a| a.tag()).unwrap_or_default());
+            h.add(msg.header(HeaderName::CallId).unwrap_or_default());
+            h.add(msg.request_uri_bytes().unwrap_or_default());
+            h.add(top.map_or(&b""[..], |v| v.text));
+            h.add(
+                msg.cseq()
+                    .map(|c| c.number.to_le_bytes())
+                    .unwrap_or_default()
+                    .as_slice(),
+            );
+        }
+    }
+    h.finish()
+}
+
+/// Hashes what a loop leaves unchanged (§16.6 step 8).
+pub fn loop_hash(msg: &Message<'_>) -> u32 {
+    let mut h = Hash64::default();
+    h.add(msg.request_uri_bytes().unwrap_or_default());
+    h.add(msg.to().ok().and_then(|a| a.tag()).unwrap_or_default());
+    h.add(msg.from().ok().and_then(|a| a.tag()).unwrap_or_default());
+    h.add(msg.header(HeaderName::CallId).unwrap_or_default());
+    h.add(
+        msg.cseq()
+            .map(|c| c.number.to_le_bytes())
+            .unwrap_or_default()
+            .as_slice(),
+    );
+    for v in msg.values(HeaderName::Route) {
+        h.add(v.text);
+    }
+    for v in msg.values(HeaderName::ProxyRequire) {
+        h.add(v.text);
+    }
+    (h.finish() >> 32) as u32
+}
+
+/// Writes our branch for `msg` into `out` and returns it.
+pub fn write_branch<'o>(msg: &Message<'_>, out: &'o mut [u8; BRANCH_LEN]) -> &'o [u8] {
+    let p = OUR_BRANCH_PREFIX.len();
+    out[..p].copy_from_slice(OUR_BRANCH_PREFIX);
+    write_hex(transaction_hash(msg), &mut out[p..p + 16]);
+    write_hex(u64::from(loop_hash(msg)), &mut out[p + 16..]);
+    &out[..]
+}
+
+/// True when `branch` is one of ours carrying the loop part `msg` gives
+/// now: the request has been here before with nothing changed (§16.3
+/// step 4).
+pub fn is_loop(msg: &Message<'_>, branch: &[u8]) -> bool {
+    if branch.len() != BRANCH_LEN || !branch.starts_with(OUR_BRANCH_PREFIX) {
+        return false;
+    }
+    let mut now = [0u8; LOOP_LEN];
+    write_hex(u64::from(loop_hash(msg)), &mut now);
+    branch[BRANCH_LEN - LOOP_LEN..] == now
+}
+
+/// Writes the low `out.len()` hex digits of `v`, most significant first.
+fn write_hex(v: u64, out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = out.len();
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = HEX[((v >> (4 * (n - 1 - i))) & 0xf) as usize];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn branch(msg: &[u8]) -> Vec<u8> {
+        let m = Message::parse(msg).unwrap();
+        let mut out = [0u8; BRANCH_LEN];
+        write_branch(&m, &mut out).to_vec()
+    }
+
+    const INVITE: &[u8] = b"INVITE sip:bob@192.0.2.4 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\nTo: <sip:bob@b>\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: c1\r\nCSeq: 7 INVITE\r\n\r\n";
+
+    #[test]
+    fn retransmission_cancel_and_ack_share_the_branch() {
+        let b = branch(INVITE);
+        assert!(b.starts_with(OUR_BRANCH_PREFIX));
+        assert_eq!(b.len(), BRANCH_LEN);
+        assert_eq!(branch(INVITE), b);
+        let cancel = String::from_utf8_lossy(INVITE)
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("7 INVITE", "7 CANCEL");
+        assert_eq!(branch(cancel.as_bytes()), b);
+        let other = String::from_utf8_lossy(INVITE).replace("z9hG4bKabc", "z9hG4bKabd");
+        assert_ne!(branch(other.as_bytes()), b);
+    }
+
+    #[test]
+    fn rfc2543_requests_hash_the_16_11_fields() {
+        let old = String::from_utf8_lossy(INVITE).replace(";branch=z9hG4bKabc", "");
+        let b = branch(old.as_bytes());
+        let cancel = old
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("7 INVITE", "7 CANCEL");
+        assert_eq!(branch(cancel.as_bytes()), b, "CANCEL matches its INVITE");
+        let next = old.replace("CSeq: 7", "CSeq: 8");
+        assert_ne!(branch(next.as_bytes()), b);
+        let tagged = old.replace("<sip:bob@b>", "<sip:bob@b>;tag=x");
+        assert_ne!(branch(tagged.as_bytes()), b);
+    }
+
+    #[test]
+    fn loop_part_ignores_via_and_max_forwards_but_not_the_target() {
+        let m = Message::parse(INVITE).unwrap();
+        let mut out = [0u8; BRANCH_LEN];
+        let ours = write_branch(&m, &mut out).to_vec();
+        let back = String::from_utf8_lossy(INVITE).replace(
+            "Via: SIP/2.0/UDP 192.0.2.1",
+            "Via: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKother\r\nVia: SIP/2.0/UDP 192.0.2.1",
+        );
+        let back = Message::parse(back.as_bytes()).unwrap();
+        assert!(is_loop(&back, &ours), "same target, came back: a loop");
+        let spiral =
+            String::from_utf8_lossy(INVITE).replace("sip:bob@192.0.2.4", "sip:bob@192.0.2.5");
+        let spiral = Message::parse(spiral.as_bytes()).unwrap();
+        assert!(!is_loop(&spiral, &ours), "new Request-URI: a spiral");
+        assert!(!is_loop(&back, b"z9hG4bKabc"), "not our branch");
+    }
+
+    #[test]
+    fn hash_separates_concatenations() {
+        let a = Hash64::default().add(b"ab").add(b"c").finish();
+        let b = Hash64::default().add(b"a").add(b"bc").finish();
+        assert_ne!(a, b);
+        let long = Hash64::default().add(b"0123456789abcdef01").finish();
+        assert_ne!(long, Hash64::default().add(b"0123456789abcdef02").finish());
+    }
+}

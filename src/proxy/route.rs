@@ -1,0 +1,733 @@
+//! Routing one message: §16.3 checks, §16.4 Route processing, §16.5/§16.6
+//! next hop and request edits, §16.7 response handling, RFC 3581 rport.
+//!
+//! # Next hop
+//! The top Route (after removing ours), else the Request-URI, else the
+//! first `--upstream` chosen by a hash of Call-ID so that a dialog always
+//! reaches the same upstream. Only IP literals are resolved here; a host
+//! name goes to the upstreams when there are some and is dropped otherwise
+//! (DNS never runs on the forwarding path; a resolver thread is future work).
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use super::branch::{is_loop, write_branch, Hash64, BRANCH_LEN, OUR_BRANCH_PREFIX};
+use crate::sip::{Edits, HeaderName, Host, Message, Method, ParseError, Piece, Rport, Uri, Via};
+
+/// What the proxy needs to know about itself and its neighbours.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// The address in our Via sent-by and Record-Route (`--advertise`,
+    /// default the first listen address).
+    pub advertise: SocketAddr,
+    /// Every address that means "this proxy" (listen addresses and the
+    /// advertised one), for loop detection and Route processing.
+    pub local: Vec<SocketAddr>,
+    /// Where requests go when nothing else names a next hop (`--upstream`).
+    pub upstreams: Vec<SocketAddr>,
+    /// Add `Record-Route: <sip:advertise;lr>` to requests (`--record-route`).
+    pub record_route: bool,
+}
+
+impl ProxyConfig {
+    /// A proxy at `addr` with no upstream and no record-routing.
+    pub fn at(addr: SocketAddr) -> Self {
+        ProxyConfig {
+            advertise: addr,
+            local: vec![addr],
+            upstreams: Vec::new(),
+            record_route: false,
+        }
+    }
+
+    /// True when host:port (port default 5060) is one of our addresses.
+    fn is_us(&self, host: &Host<'_>, port: Option<u16>) -> bool {
+        let ip = match host {
+            Host::V4(a) => IpAddr::V4(*a),
+            Host::V6(a) => IpAddr::V6(*a),
+            Host::Name(_) => return false,
+        };
+        let port = port.unwrap_or(5060);
+        self.local
+            .iter()
+            .chain(std::iter::once(&self.advertise))
+            .any(|a| a.port() == port && (a.ip() == ip || a.ip().is_unspecified()))
+    }
+}
+
+/// Why a datagram was dropped; each reason is a counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Only line ends (an RFC 5626 keep-alive).
+    KeepAlive,
+    /// Not SIP, or a request so broken that no reply can be addressed.
+    Malformed,
+    /// A response whose top Via is not ours (§16.7 step 2... by §18.1.2).
+    NotOurVia,
+    /// A response with no Via left after ours.
+    NoNextVia,
+    /// The next hop is a host name and there is no upstream to use.
+    Unresolved,
+    /// The outgoing message did not fit its buffer or its edits.
+    WriteFailed,
+}
+
+/// What to do with one datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send the edited message to this address.
+    Forward(SocketAddr),
+    /// Answer the request locally with this status, sent to `to`.
+    Reply {
+        /// Status code.
+        code: u16,
+        /// Reason phrase in two pieces (see [`ParseError::reason`]).
+        reason: (&'static str, &'static str),
+        /// Where the response goes (§18.2.2, RFC 3581).
+        to: SocketAddr,
+    },
+    /// Drop it and count why.
+    Drop(DropReason),
+}
+
+/// Per-shard room for the text the edits insert (our Via, Record-Route,
+/// received/rport), so that routing allocates nothing.
+#[derive(Clone, Debug)]
+pub struct Scratch {
+    via: [u8; 128],
+    via_len: usize,
+    rr: [u8; 80],
+    rr_len: usize,
+    nat: [u8; 80],
+    nat_len: usize,
+    ruri: [u8; 256],
+    ruri_len: usize,
+    branch: [u8; BRANCH_LEN],
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            via: [0; 128],
+            via_len: 0,
+            rr: [0; 80],
+            rr_len: 0,
+            nat: [0; 80],
+            nat_len: 0,
+            ruri: [0; 256],
+            ruri_len: 0,
+            branch: [0; BRANCH_LEN],
+        }
+    }
+}
+
+/// Writes formatted text into a fixed buffer; None when it does not fit.
+fn fmt_into(buf: &mut [u8], args: std::fmt::Arguments<'_>) -> Option<usize> {
+    let mut cursor = std::io::Cursor::new(buf);
+    cursor.write_fmt(args).ok()?;
+    usize::try_from(cursor.position()).ok()
+}
+
+/// Routes one message. `edits` is filled when the action is `Forward`.
+pub fn route<'e>(
+    msg: &Message<'_>,
+    src: SocketAddr,
+    cfg: &ProxyConfig,
+    scratch: &'e mut Scratch,
+    edits: &mut Edits<'e>,
+) -> Action {
+    if msg.is_request() {
+        route_request(msg, src, cfg, scratch, edits)
+    } else {
+        route_response(msg, cfg, edits)
+    }
+}
+
+/// Where a locally generated response to this request goes: the source
+/// address, at the source port when the client asked for rport (RFC 3581
+/// §4), else at the port its Via names (§18.2.2).
+fn reply_to(via: &Via<'_>, src: SocketAddr) -> SocketAddr {
+    match via.rport {
+        Rport::Requested | Rport::Value(_) => src,
+        Rport::Absent => SocketAddr::new(src.ip(), via.port.unwrap_or(5060)),
+    }
+}
+
+fn reply(code: u16, reason: (&'static str, &'static str), to: SocketAddr) -> Action {
+    Action::Reply { code, reason, to }
+}
+
+fn route_request<'e>(
+    msg: &Message<'_>,
+    src: SocketAddr,
+    cfg: &ProxyConfig,
+    scratch: &'e mut Scratch,
+    edits: &mut Edits<'e>,
+) -> Action {
+    // Without a Via there is nowhere to send a 400.
+    let Ok(via) = msg.via() else {
+        return Action::Drop(DropReason::Malformed);
+    };
+    let to = reply_to(&via, src);
+    // §16.3 step 1: reasonable syntax.
+    if let Err(e) = msg.validate() {
+        return reply(e.status(), e.reason(), to);
+    }
+    let Ok(ruri) = msg.request_uri() else {
+        return reply(400, ParseError::BadRequestUri.reason(), to);
+    };
+    let ruri_is_us = matches!(&ruri, Uri::Sip(u) if cfg.is_us(&u.host, u.port));
+    let to_us_without_user =
+        matches!(&ruri, Uri::Sip(u) if u.user.is_none() && cfg.is_us(&u.host, u.port));
+    let method = msg.method();
+    // OPTIONS to the proxy itself (§11.2): answered here, even at
+    // Max-Forwards 0 (§16.3 step 3 allows it).
+    if method == Some(Method::Options) && to_us_without_user {
+        return reply(200, ("OK", ""), to);
+    }
+    // §16.3 step 3: Max-Forwards.
+    let max_forwards = msg.max_forwards().ok().flatten();
+    if max_forwards == Some(0) {
+        return reply(483, ("Too Many Hops", ""), to);
+    }
+    // §16.3 step 4: loop detection. A Via we wrote with the branch we would
+    // write now means this very request came back.
+    let looped = msg
+        .vias()
+        .flatten()
+        .any(|v| cfg.is_us(&v.host, v.port) && v.branch.is_some_and(|b| is_loop(msg, b)));
+    if looped {
+        return reply(482, ("Loop Detected", ""), to);
+    }
+
+    // §16.4 Route processing. A Request-URI that is ours comes from a
+    // strict router: the real target is the last Route value.
+    let mut new_ruri: Option<&[u8]> = None;
+    let mut remove_last_route = false;
+    if ruri_is_us {
+        if let Some(last) = msg.routes().flatten().last() {
+            new_ruri = Some(last.uri);
+            remove_last_route = true;
+        }
+    }
+    let mut remove_top_route = false;
+    let mut next: Option<Target> = None;
+    for (i, r) in msg.routes().enumerate() {
+        let Ok(r) = r else { break };
+        let Ok(Uri::Sip(u)) = r.parsed_uri() else {
+            next = Some(Target::Unresolved);
+            break;
+        };
+        if i == 0 && cfg.is_us(&u.host, u.port) {
+            remove_top_route = true;
+            continue;
+        }
+        next = Some(target_of(&u.host, u.port, u.maddr()));
+        break;
+    }
+    if remove_last_route && remove_top_route && msg.routes().count() == 1 {
+        // The only Route was ours and moved into the Request-URI.
+        remove_top_route = false;
+    }
+    let next = match next {
+        Some(t) => t,
+        None => match new_ruri.map(Uri::parse) {
+            Some(Ok(Uri::Sip(u))) => target_of(&u.host, u.port, u.maddr()),
+            Some(_) => Target::Unresolved,
+            None => match &ruri {
+                Uri::Sip(u) if !ruri_is_us => target_of(&u.host, u.port, u.maddr()),
+                _ => Target::Unresolved,
+            },
+        },
+    };
+    let dest = match next {
+        Target::Addr(a) => a,
+        Target::Unresolved => match pick_upstream(msg, &cfg.upstreams) {
+            Some(a) => a,
+            None if ruri_is_us && new_ruri.is_none() => return reply(404, ("Not Found", ""), to),
+            None => return Action::Drop(DropReason::Unresolved),
+        },
+    };
+
+    // The edits (§16.6): our Via with the stateless branch, RFC 3581
+    // received/rport on the client's Via, Max-Forwards, Record-Route, and
+    // the Route/R-URI changes decided above.
+    write_branch(msg, &mut scratch.branch);
+    scratch.via_len = fmt_into(
+        &mut scratch.via,
+        format_args!("SIP/2.0/UDP {};branch=", cfg.advertise),
+    )
+    .unwrap_or(0);
+    let Some(slot) = scratch
+        .via
+        .get_mut(scratch.via_len..scratch.via_len + BRANCH_LEN)
+    else {
+        return Action::Drop(DropReason::WriteFailed);
+    };
+    slot.copy_from_slice(&scratch.branch);
+    scratch.via_len += BRANCH_LEN;
+    if let Some(uri) = new_ruri {
+        let Some(slot) = scratch.ruri.get_mut(..uri.len()) else {
+            return Action::Drop(DropReason::WriteFailed);
+        };
+        slot.copy_from_slice(uri);
+        scratch.ruri_len = uri.len();
+    }
+    if cfg.record_route {
+        scratch.rr_len =
+            fmt_into(&mut scratch.rr, format_args!("<sip:{};lr>", cfg.advertise)).unwrap_or(0);
+    }
+    let nat = nat_edit(msg, &via, src, &mut scratch.nat);
+    scratch.nat_len = nat.map_or(0, |n| n.len);
+
+    let scratch: &'e Scratch = scratch;
+    let ok = (|| {
+        edits.insert_top_via(msg, &scratch.via[..scratch.via_len])?;
+        if let Some(n) = nat {
+            edits.replace(
+                n.start,
+                n.end,
+                &[Piece::Bytes(&scratch.nat[..scratch.nat_len])],
+            )?;
+        }
+        let mf = max_forwards.map_or(70, |n| u32::from(n) - 1);
+        edits.set_max_forwards(msg, mf)?;
+        if cfg.record_route && scratch.rr_len > 0 {
+            edits.add_record_route(msg, &scratch.rr[..scratch.rr_len])?;
+        }
+        if remove_top_route {
+            edits.remove_first_route(msg)?;
+        }
+        if remove_last_route {
+            edits.set_request_uri(msg, &scratch.ruri[..scratch.ruri_len])?;
+            edits.remove_last_route(msg)?;
+        }
+        Ok::<(), crate::sip::WriteError>(())
+    })();
+    if ok.is_err() {
+        return Action::Drop(DropReason::WriteFailed);
+    }
+    Action::Forward(dest)
+}
+
+/// A next hop before resolution.
+enum Target {
+    Addr(SocketAddr),
+    Unresolved,
+}
+
+fn target_of(host: &Host<'_>, port: Option<u16>, maddr: Option<&[u8]>) -> Target {
+    let port = port.unwrap_or(5060);
+    if let Some(m) = maddr {
+        if let Ok(Host::V4(a)) = Host::parse(m) {
+            return Target::Addr(SocketAddr::new(IpAddr::V4(a), port));
+        }
+    }
+    match host {
+        Host::V4(a) => Target::Addr(SocketAddr::new(IpAddr::V4(*a), port)),
+        Host::V6(a) => Target::Addr(SocketAddr::new(IpAddr::V6(*a), port)),
+        Host::Name(_) => Target::Unresolved,
+    }
+}
+
+/// The upstream for this dialog: a hash of Call-ID, so that every request
+/// of a dialog reaches the same one.
+fn pick_upstream(msg: &Message<'_>, upstreams: &[SocketAddr]) -> Option<SocketAddr> {
+    if upstreams.is_empty() {
+        return None;
+    }
+    let call_id = msg.header(HeaderName::CallId).unwrap_or_default();
+    let h = Hash64::default().add(call_id).finish();
+    upstreams
+        .get((h % upstreams.len() as u64) as usize)
+        .copied()
+}
+
+/// Where the RFC 3581 / §18.2.1 parameters go in the client's top Via.
+#[derive(Clone, Copy)]
+struct NatEdit {
+    start: usize,
+    end: usize,
+    len: usize,
+}
+
+/// §18.2.1: add `received` when the source differs from sent-by; RFC 3581
+/// §4: fill `rport` with the source port when the client asked for it.
+fn nat_edit(msg: &Message<'_>, via: &Via<'_>, src: SocketAddr, out: &mut [u8]) -> Option<NatEdit> {
+    let top = msg.top_via_value()?;
+    let base = msg.bytes().as_ptr() as usize;
+    let sent_by_ip = match via.host {
+        Host::V4(a) => Some(IpAddr::V4(a)),
+        Host::V6(a) => Some(IpAddr::V6(a)),
+        Host::Name(_) => None,
+    };
+    let needs_received = sent_by_ip != Some(src.ip()) && via.received.is_none();
+    match via.rport {
+        Rport::Requested => {
+            // Replace the bare `rport` parameter.
+            let p = via
+                .params()
+                .find(|p| p.name.eq_ignore_ascii_case(b"rport"))?;
+            let start = p.name.as_ptr() as usize - base;
+            let len = if needs_received || via.received.is_none() {
+                fmt_into(
+                    out,
+                    format_args!("rport={};received={}", src.port(), src.ip()),
+                )?
+            } else {
+                fmt_into(out, format_args!("rport={}", src.port()))?
+            };
+            Some(NatEdit {
+                start,
+                end: start + p.name.len(),
+                len,
+            })
+        }
+        _ if needs_received => {
+            let at = top.offset + top.text.len();
+            let len = fmt_into(out, format_args!(";received={}", src.ip()))?;
+            Some(NatEdit {
+                start: at,
+                end: at,
+                len,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// §16.7: a response must carry our Via on top; it goes to the next Via's
+/// received/rport, or its sent-by.
+fn route_response(msg: &Message<'_>, cfg: &ProxyConfig, edits: &mut Edits<'_>) -> Action {
+    let mut vias = msg.vias();
+    let Some(Ok(top)) = vias.next() else {
+        return Action::Drop(DropReason::Malformed);
+    };
+    let ours = cfg.is_us(&top.host, top.port)
+        && top.branch.is_some_and(|b| b.starts_with(OUR_BRANCH_PREFIX));
+    if !ours {
+        return Action::Drop(DropReason::NotOurVia);
+    }
+    let next = match vias.next() {
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return Action::Drop(DropReason::Malformed),
+        None => return Action::Drop(DropReason::NoNextVia),
+    };
+    let ip = match next.received.map(Host::parse) {
+        Some(Ok(Host::V4(a))) => IpAddr::V4(a),
+        Some(Ok(Host::V6(a))) => IpAddr::V6(a),
+        _ => match next.host {
+            Host::V4(a) => IpAddr::V4(a),
+            Host::V6(a) => IpAddr::V6(a),
+            Host::Name(_) => return Action::Drop(DropReason::Unresolved),
+        },
+    };
+    let port = match next.rport {
+        Rport::Value(p) => p,
+        _ => next.port.unwrap_or(5060),
+    };
+    if edits.remove_top_via(msg).is_err() {
+        return Action::Drop(DropReason::WriteFailed);
+    }
+    Action::Forward(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: &str = "192.0.2.10:5060";
+
+    fn cfg() -> ProxyConfig {
+        ProxyConfig::at(US.parse().unwrap())
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// Routes `data` from `src`; returns the action and, for a forward,
+    /// the datagram that would be sent.
+    fn run(cfg: &ProxyConfig, data: &[u8], src: &str) -> (Action, Vec<u8>) {
+        let msg = Message::parse(data).unwrap();
+        let mut scratch = Scratch::default();
+        let mut edits = Edits::new();
+        let action = route(&msg, addr(src), cfg, &mut scratch, &mut edits);
+        let mut out = vec![0u8; data.len() + 512];
+        let n = match action {
+            Action::Forward(_) => edits.write(&msg, &mut out).unwrap(),
+            _ => 0,
+        };
+        out.truncate(n);
+        (action, out)
+    }
+
+    fn invite(extra: &str) -> Vec<u8> {
+        format!(
+            "INVITE sip:bob@192.0.2.4:5062 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\n\
+{extra}To: <sip:bob@example.com>\r\n\
+From: <sip:alice@example.com>;tag=1\r\n\
+Call-ID: call-1@192.0.2.1\r\n\
+CSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn invite_is_forwarded_with_our_via_and_one_hop_less() {
+        let (action, out) = run(&cfg(), &invite("Max-Forwards: 70\r\n"), "192.0.2.1:5060");
+        assert_eq!(action, Action::Forward(addr("192.0.2.4:5062")));
+        let m = Message::parse(&out).unwrap();
+        m.validate().unwrap();
+        let vias: Vec<_> = m.vias().map(Result::unwrap).collect();
+        assert_eq!(vias.len(), 2);
+        assert_eq!(vias[0].host_raw, b"192.0.2.10");
+        assert_eq!(vias[0].port, Some(5060));
+        assert!(vias[0].branch.unwrap().starts_with(OUR_BRANCH_PREFIX));
+        assert_eq!(vias[0].branch.unwrap().len(), BRANCH_LEN);
+        assert_eq!(vias[1].branch, Some(&b"z9hG4bKabc"[..]));
+        assert_eq!(vias[1].received, None, "source equals sent-by");
+        assert_eq!(m.max_forwards(), Ok(Some(69)));
+        assert_eq!(m.record_routes().count(), 0);
+    }
+
+    #[test]
+    fn missing_max_forwards_becomes_70() {
+        let (_, out) = run(&cfg(), &invite(""), "192.0.2.1:5060");
+        assert_eq!(Message::parse(&out).unwrap().max_forwards(), Ok(Some(70)));
+    }
+
+    #[test]
+    fn max_forwards_zero_is_483_to_the_via_port() {
+        let (action, _) = run(&cfg(), &invite("Max-Forwards: 0\r\n"), "192.0.2.1:7000");
+        assert_eq!(
+            action,
+            Action::Reply {
+                code: 483,
+                reason: ("Too Many Hops", ""),
+                to: addr("192.0.2.1:5060")
+            }
+        );
+    }
+
+    #[test]
+    fn a_request_that_comes_back_is_482_a_spiral_is_not() {
+        let (_, out) = run(&cfg(), &invite("Max-Forwards: 70\r\n"), "192.0.2.1:5060");
+        let (action, _) = run(&cfg(), &out, "192.0.2.4:5062");
+        assert!(
+            matches!(action, Action::Reply { code: 482, .. }),
+            "{action:?}"
+        );
+        let spiral = String::from_utf8(out).unwrap().replace(
+            "INVITE sip:bob@192.0.2.4:5062",
+            "INVITE sip:bob@192.0.2.5:5062",
+        );
+        let (action, _) = run(&cfg(), spiral.as_bytes(), "192.0.2.4:5062");
+        assert_eq!(action, Action::Forward(addr("192.0.2.5:5062")));
+    }
+
+    #[test]
+    fn retransmission_and_cancel_get_the_same_branch() {
+        let (_, a) = run(&cfg(), &invite(""), "192.0.2.1:5060");
+        let (_, b) = run(&cfg(), &invite(""), "192.0.2.1:5060");
+        let cancel = String::from_utf8(invite(""))
+            .unwrap()
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("1 INVITE", "1 CANCEL");
+        let (action, c) = run(&cfg(), cancel.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(action, Action::Forward(addr("192.0.2.4:5062")));
+        let top = |d: &[u8]| {
+            Message::parse(d)
+                .unwrap()
+                .via()
+                .unwrap()
+                .branch
+                .unwrap()
+                .to_vec()
+        };
+        assert_eq!(top(&a), top(&b));
+        assert_eq!(top(&a), top(&c));
+    }
+
+    #[test]
+    fn rport_and_received_are_filled_in() {
+        let data = String::from_utf8(invite(""))
+            .unwrap()
+            .replace("z9hG4bKabc", "z9hG4bKabc;rport");
+        let (_, out) = run(&cfg(), data.as_bytes(), "203.0.113.5:40000");
+        let m = Message::parse(&out).unwrap();
+        let client = m.vias().nth(1).unwrap().unwrap();
+        assert_eq!(client.rport, Rport::Value(40000));
+        assert_eq!(client.received, Some(&b"203.0.113.5"[..]));
+
+        let (_, out) = run(&cfg(), &invite(""), "203.0.113.5:5060");
+        let m = Message::parse(&out).unwrap();
+        let client = m.vias().nth(1).unwrap().unwrap();
+        assert_eq!(client.rport, Rport::Absent);
+        assert_eq!(client.received, Some(&b"203.0.113.5"[..]));
+
+        let data = String::from_utf8(invite("Max-Forwards: 0\r\n"))
+            .unwrap()
+            .replace("z9hG4bKabc", "z9hG4bKabc;rport");
+        let (action, _) = run(&cfg(), data.as_bytes(), "203.0.113.5:40000");
+        assert!(matches!(action, Action::Reply { to, .. } if to == addr("203.0.113.5:40000")));
+    }
+
+    #[test]
+    fn record_route_goes_on_top() {
+        let mut c = cfg();
+        c.record_route = true;
+        let (_, out) = run(
+            &c,
+            &invite("Record-Route: <sip:192.0.2.99;lr>\r\n"),
+            "192.0.2.1:5060",
+        );
+        let m = Message::parse(&out).unwrap();
+        let rr: Vec<_> = m.record_routes().map(|r| r.unwrap().uri).collect();
+        assert_eq!(
+            rr,
+            vec![&b"sip:192.0.2.10:5060;lr"[..], b"sip:192.0.2.99;lr"]
+        );
+    }
+
+    #[test]
+    fn our_loose_route_is_removed_and_the_next_one_followed() {
+        let (action, out) = run(
+            &cfg(),
+            &invite("Route: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.20;lr>\r\n"),
+            "192.0.2.1:5060",
+        );
+        assert_eq!(action, Action::Forward(addr("192.0.2.20:5060")));
+        let m = Message::parse(&out).unwrap();
+        let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri).collect();
+        assert_eq!(routes, vec![&b"sip:192.0.2.20;lr"[..]]);
+        assert_eq!(m.request_uri_bytes(), Some(&b"sip:bob@192.0.2.4:5062"[..]));
+    }
+
+    #[test]
+    fn strict_router_request_uri_is_restored_from_the_last_route() {
+        let data = String::from_utf8(invite("Route: <sip:192.0.2.30:5080>\r\n"))
+            .unwrap()
+            .replace(
+                "INVITE sip:bob@192.0.2.4:5062",
+                "INVITE sip:192.0.2.10:5060",
+            );
+        let (action, out) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(action, Action::Forward(addr("192.0.2.30:5080")));
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.30:5080"[..]));
+        assert_eq!(m.routes().count(), 0);
+    }
+
+    #[test]
+    fn host_names_go_upstream_by_call_id_or_are_dropped() {
+        let data = String::from_utf8(invite(""))
+            .unwrap()
+            .replace("sip:bob@192.0.2.4:5062", "sip:bob@example.com");
+        let (action, _) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(action, Action::Drop(DropReason::Unresolved));
+        let mut c = cfg();
+        c.upstreams = vec![addr("198.51.100.1:5060"), addr("198.51.100.2:5060")];
+        let (a1, _) = run(&c, data.as_bytes(), "192.0.2.1:5060");
+        let (a2, _) = run(&c, data.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(a1, a2);
+        assert!(matches!(a1, Action::Forward(a) if c.upstreams.contains(&a)));
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..32 {
+            let d = data.replace("call-1@", &format!("call-{i}@"));
+            if let (Action::Forward(a), _) = run(&c, d.as_bytes(), "192.0.2.1:5060") {
+                seen.insert(a);
+            }
+        }
+        assert_eq!(seen.len(), 2, "Call-IDs spread over both upstreams");
+    }
+
+    #[test]
+    fn options_to_us_is_answered() {
+        let data = String::from_utf8(invite(""))
+            .unwrap()
+            .replace("INVITE sip:bob@192.0.2.4:5062", "OPTIONS sip:192.0.2.10")
+            .replace("1 INVITE", "1 OPTIONS");
+        let (action, _) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(
+            action,
+            Action::Reply {
+                code: 200,
+                reason: ("OK", ""),
+                to: addr("192.0.2.1:5060")
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_request_gets_400_with_the_reason() {
+        let data = String::from_utf8(invite(""))
+            .unwrap()
+            .replace("Call-ID: call-1@192.0.2.1\r\n", "");
+        let (action, _) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(
+            action,
+            Action::Reply {
+                code: 400,
+                reason: ("Missing ", "Call-ID"),
+                to: addr("192.0.2.1:5060")
+            }
+        );
+        let no_via = String::from_utf8(invite(""))
+            .unwrap()
+            .replace("Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\n", "");
+        let (action, _) = run(&cfg(), no_via.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(action, Action::Drop(DropReason::Malformed));
+    }
+
+    fn response(top: &str, next: &str) -> Vec<u8> {
+        format!(
+            "SIP/2.0 180 Ringing\r\n{top}{next}To: <sip:bob@example.com>;tag=b\r\n\
+From: <sip:alice@example.com>;tag=1\r\nCall-ID: call-1@192.0.2.1\r\nCSeq: 1 INVITE\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn responses_follow_the_via_path() {
+        let (_, fwd) = run(&cfg(), &invite(""), "203.0.113.5:40000");
+        let ours = Message::parse(&fwd).unwrap();
+        let top = ours.via().unwrap();
+        let top_line = format!(
+            "Via: SIP/2.0/UDP 192.0.2.10:5060;branch={}\r\n",
+            String::from_utf8_lossy(top.branch.unwrap())
+        );
+        let next = "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc;received=203.0.113.5\r\n";
+        let (action, out) = run(&cfg(), &response(&top_line, next), "192.0.2.4:5062");
+        assert_eq!(action, Action::Forward(addr("203.0.113.5:5060")));
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.vias().count(), 1);
+        assert_eq!(m.via().unwrap().branch, Some(&b"z9hG4bKabc"[..]));
+
+        let next =
+            "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc;rport=40000;received=203.0.113.5\r\n";
+        let (action, _) = run(&cfg(), &response(&top_line, next), "192.0.2.4:5062");
+        assert_eq!(action, Action::Forward(addr("203.0.113.5:40000")));
+
+        let (action, _) = run(&cfg(), &response(&top_line, ""), "192.0.2.4:5062");
+        assert_eq!(action, Action::Drop(DropReason::NoNextVia));
+
+        let next = "Via: SIP/2.0/UDP client.example.com;branch=z9hG4bKabc\r\n";
+        let (action, _) = run(&cfg(), &response(&top_line, next), "192.0.2.4:5062");
+        assert_eq!(action, Action::Drop(DropReason::Unresolved));
+    }
+
+    #[test]
+    fn responses_not_for_us_are_dropped() {
+        let next = "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\n";
+        let foreign =
+            "Via: SIP/2.0/UDP 192.0.2.77:5060;branch=z9hG4bKsS0000000000000000aaaaaaaa\r\n";
+        let (action, _) = run(&cfg(), &response(foreign, next), "192.0.2.4:5062");
+        assert_eq!(action, Action::Drop(DropReason::NotOurVia));
+        let not_our_branch = "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKforeign\r\n";
+        let (action, _) = run(&cfg(), &response(not_our_branch, next), "192.0.2.4:5062");
+        assert_eq!(action, Action::Drop(DropReason::NotOurVia));
+    }
+}
