@@ -1,9 +1,7 @@
 //! Command-line flags. Every flag's doc comment is its `--help` text.
 //!
-//! Only `--listen` (parsed and checked now, bound by the server in issue
-//! #3) and `--parse` exist so far; the server flags (`--shards`, `--io`,
-//! `--pin`, ...) arrive with the shards, so that none is accepted and then
-//! silently ignored.
+//! The io_uring backend (`--io`), `--steer` and `--stats-interval` of issue
+//! #3 are not built yet; no flag is accepted and then silently ignored.
 
 use std::net::SocketAddr;
 
@@ -17,12 +15,48 @@ use clap::Parser;
 pub struct Args {
     /// UDP address to listen on for SIP; repeat the flag for several
     /// addresses. IPv6 addresses are written in brackets: `[::1]:5060`.
+    /// Port 0 picks a free port (printed at start-up).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:5060")]
     pub listen: Vec<SocketAddr>,
 
+    /// Address this proxy writes in its Via and Record-Route and recognises
+    /// as itself. Default: the first --listen address (127.0.0.1 with a
+    /// warning when that is a wildcard such as 0.0.0.0).
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<SocketAddr>,
+
+    /// Next hop for requests whose Route and Request-URI name no IP
+    /// address; repeat for several. A dialog always goes to the same one
+    /// (chosen by a hash of Call-ID).
+    #[arg(long, value_name = "ADDR")]
+    pub upstream: Vec<SocketAddr>,
+
+    /// Add `Record-Route: <sip:ADVERTISE;lr>` to forwarded requests, so that
+    /// in-dialog requests come back through this proxy.
+    #[arg(long)]
+    pub record_route: bool,
+
+    /// Shard threads per listen address. Default: the CPUs this process may
+    /// use.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+
+    /// Pin shard i to the i-th CPU this process may use.
+    #[arg(long)]
+    pub pin: bool,
+
+    /// SO_RCVBUF per shard socket, in bytes (the kernel may clamp it to
+    /// net.core.rmem_max; start-up says so). Default: the kernel's.
+    #[arg(long, value_name = "BYTES")]
+    pub recv_buffer: Option<usize>,
+
+    /// SO_SNDBUF per shard socket, in bytes. Default: the kernel's.
+    #[arg(long, value_name = "BYTES")]
+    pub send_buffer: Option<usize>,
+
     /// Parse a SIP message from FILE (or `-` for standard input), print what
     /// the parser sees and whether it validates, then exit: 0 when it is
-    /// valid, 1 when it is not.
+    /// valid, 1 when it is not. Does not start the server.
     #[arg(long, value_name = "FILE")]
     pub parse: Option<String>,
 }
@@ -51,5 +85,18 @@ mod tests {
         let a = Args::parse_from(["sipshard"]);
         assert_eq!(a.listen, vec!["0.0.0.0:5060".parse().unwrap()]);
         assert!(Args::try_parse_from(["sipshard", "--listen", "nonsense"]).is_err());
+        let a = Args::parse_from([
+            "sipshard",
+            "--upstream",
+            "192.0.2.1:5060",
+            "--upstream",
+            "192.0.2.2:5060",
+            "--record-route",
+            "--shards",
+            "3",
+        ]);
+        assert_eq!(a.upstream.len(), 2);
+        assert!(a.record_route);
+        assert_eq!(a.shards, Some(3));
     }
 }

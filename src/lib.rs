@@ -15,7 +15,11 @@
 #![warn(rust_2018_idioms)]
 
 pub mod cli;
+pub mod config;
+pub mod io;
 pub mod proxy;
+pub mod server;
+pub mod shard;
 pub mod sip;
 
 /// The code examples in README.md run as doc tests, so the README cannot

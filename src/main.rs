@@ -1,31 +1,108 @@
-//! The `sipshard` binary: flags in, then work out. For now it parses flags
-//! and offers `--parse FILE` to show how a message is read; the server loop
-//! arrives with issue #3.
+//! The `sipshard` binary: flags -> Config -> sockets -> shards -> wait for
+//! SIGINT/SIGTERM -> drain -> exit. Only reporting lives here.
 
 use std::io::Read;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use clap::Parser;
 use mimalloc::MiMalloc;
 
 use sipshard::cli::Args;
+use sipshard::config::Config;
+use sipshard::shard::counters::{total, DROP_NAMES};
 use sipshard::sip::{Message, StartLine};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
+
+/// Writes a line to stderr, ignoring failure: a closed stderr (a supervisor
+/// that went away) must not turn a clean shutdown into a panic, which is
+/// what `eprintln!` does.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = &args.parse {
         return parse_file(path);
     }
-    eprintln!(
-        "sipshard {}: the SIP parser and writer are built; the server (shards, I/O, proxy) \
-         is not yet (issue #3). Would listen on: {:?}. See --help.",
+    let cfg = match Config::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("sipshard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = match sipshard::server::start(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            say!("sipshard: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let stop = server.stop_flag();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            say!("sipshard: cannot handle signal {sig}: {e}");
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    let listen: Vec<String> = server.bound.iter().map(|a| a.to_string()).collect();
+    say!(
+        "sipshard {}: stateless proxy listening on {} (udp), {} shard(s), io=mmsg, advertise {}, \
+         record-route {}, upstreams [{}]{}",
         env!("CARGO_PKG_VERSION"),
-        args.listen
+        listen.join(", "),
+        server.shards(),
+        server.proxy.advertise,
+        if server.proxy.record_route {
+            "on"
+        } else {
+            "off"
+        },
+        server
+            .proxy
+            .upstreams
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if cfg.pin { ", pinned" } else { "" },
     );
-    ExitCode::from(2)
+    for w in &server.warnings {
+        say!("sipshard: warning: {w}");
+    }
+    let counters = server.counters.clone();
+    let result = server.join();
+    let c = &counters[..];
+    let drops: Vec<String> = DROP_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n}={}", total(c, |s| &s.drops[i])))
+        .collect();
+    say!(
+        "sipshard: stopped; received={} forwarded_requests={} forwarded_responses={} replies={} \
+         parse_errors={} send_failed={} drops: {}",
+        total(c, |s| &s.received),
+        total(c, |s| &s.forwarded_requests),
+        total(c, |s| &s.forwarded_responses),
+        (1..7).map(|k| total(c, |s| &s.replies[k])).sum::<u64>(),
+        total(c, |s| &s.parse_errors),
+        total(c, |s| &s.send_failed),
+        drops.join(" "),
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            say!("sipshard: a shard failed: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn parse_file(path: &str) -> ExitCode {
@@ -36,7 +113,7 @@ fn parse_file(path: &str) -> ExitCode {
         std::fs::read(path).map(|d| data = d)
     };
     if let Err(e) = read {
-        eprintln!("sipshard: cannot read {path}: {e}");
+        say!("sipshard: cannot read {path}: {e}");
         return ExitCode::from(1);
     }
     let msg = match Message::parse(&data) {

@@ -7,4 +7,4 @@
 pub mod branch;
 mod route;
 
-pub use route::{route, Action, DropReason, ProxyConfig, Scratch};
+pub use route::{nat_params, route, Action, DropReason, NatEdit, ProxyConfig, Scratch};

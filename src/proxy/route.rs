@@ -62,7 +62,8 @@ pub enum DropReason {
     KeepAlive,
     /// Not SIP, or a request so broken that no reply can be addressed.
     Malformed,
-    /// A response whose top Via is not ours (§16.7 step 2... by §18.1.2).
+    /// A response whose top Via is not ours (§18.1.2: a response goes to
+    /// the element named by its top Via).
     NotOurVia,
     /// A response with no Via left after ours.
     NoNextVia,
@@ -70,6 +71,8 @@ pub enum DropReason {
     Unresolved,
     /// The outgoing message did not fit its buffer or its edits.
     WriteFailed,
+    /// A datagram larger than the receive buffer, cut by the kernel.
+    Oversize,
 }
 
 /// What to do with one datagram.
@@ -343,12 +346,26 @@ fn pick_upstream(msg: &Message<'_>, upstreams: &[SocketAddr]) -> Option<SocketAd
         .copied()
 }
 
-/// Where the RFC 3581 / §18.2.1 parameters go in the client's top Via.
-#[derive(Clone, Copy)]
-struct NatEdit {
-    start: usize,
-    end: usize,
-    len: usize,
+/// Where the RFC 3581 / §18.2.1 parameters go in the client's top Via:
+/// replace bytes `start..end` of the message with the first `len` bytes
+/// written to the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatEdit {
+    /// First byte replaced.
+    pub start: usize,
+    /// One past the last byte replaced.
+    pub end: usize,
+    /// Bytes of new text.
+    pub len: usize,
+}
+
+/// The `received`/`rport` change to the client's top Via for a request
+/// from `src`, with its text written into `out`; None when nothing changes
+/// (or the Via does not parse). Used for forwarded requests and for the
+/// Via of local responses alike.
+pub fn nat_params(msg: &Message<'_>, src: SocketAddr, out: &mut [u8]) -> Option<NatEdit> {
+    let via = msg.via().ok()?;
+    nat_edit(msg, &via, src, out)
 }
 
 /// §18.2.1: add `received` when the source differs from sent-by; RFC 3581

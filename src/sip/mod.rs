@@ -21,7 +21,7 @@ pub use header::{HeaderName, HEADER_NAME_COUNT};
 pub use method::Method;
 pub use name_addr::{parse_qvalue, Contact, NameAddr};
 pub use parse::{Header, HeaderValue, Message, StartLine, Values, MAX_HEADERS};
-pub use response::ResponseWriter;
+pub use response::{ResponseWriter, ViaEdit};
 pub use uri::{eq_unescaped, unescape, Host, SipUri, TelUri, Uri};
 pub use validate::{validate, MANDATORY};
 pub use values::{is_valid_call_id, CSeq, MediaType};

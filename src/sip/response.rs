@@ -8,6 +8,19 @@ use super::name_addr::NameAddr;
 use super::parse::Message;
 use super::write::{Cursor, Piece, WriteError};
 
+/// A change to the top Via of the copied request, by offsets in the
+/// request's bytes: how a server fills `received` and `rport` into the
+/// response's Via (§18.2.1, RFC 3581 §4).
+#[derive(Clone, Copy, Debug)]
+pub struct ViaEdit<'x> {
+    /// First byte replaced.
+    pub start: usize,
+    /// One past the last byte replaced (equal to `start` for an insert).
+    pub end: usize,
+    /// The new text.
+    pub text: &'x [u8],
+}
+
 /// A response being written into a caller-owned buffer.
 pub struct ResponseWriter<'b> {
     w: Cursor<'b>,
@@ -26,6 +39,19 @@ impl<'b> ResponseWriter<'b> {
         to_tag: Option<&[u8]>,
         out: &'b mut [u8],
     ) -> Result<Self, WriteError> {
+        Self::with_via_edit(req, code, reason, to_tag, None, out)
+    }
+
+    /// Like [`new`](Self::new), applying `via_edit` to the first Via line
+    /// as it is copied (it must lie inside that line's value).
+    pub fn with_via_edit(
+        req: &Message<'_>,
+        code: u16,
+        reason: &[&[u8]],
+        to_tag: Option<&[u8]>,
+        via_edit: Option<ViaEdit<'_>>,
+        out: &'b mut [u8],
+    ) -> Result<Self, WriteError> {
         let reason_ok = reason
             .iter()
             .all(|part| !part.iter().any(|&b| b == b'\r' || b == b'\n'));
@@ -41,9 +67,24 @@ impl<'b> ResponseWriter<'b> {
         }
         w.put(b"\r\n")?;
         let buf = req.bytes();
-        let copy = |w: &mut Cursor<'_>, name: HeaderName| -> Result<(), WriteError> {
+        let mut via_edit = via_edit;
+        let mut copy = |w: &mut Cursor<'_>, name: HeaderName| -> Result<(), WriteError> {
             for e in req.entries().iter().filter(|e| e.name == name as u8) {
-                w.put(&buf[e.line_start as usize..e.value_end as usize])?;
+                let (ls, ve) = (e.line_start as usize, e.value_end as usize);
+                match via_edit.take() {
+                    Some(v) if name == HeaderName::Via => {
+                        if v.start < e.value_start() as usize || v.start > v.end || v.end > ve {
+                            return Err(WriteError::OutOfRange);
+                        }
+                        w.put(&buf[ls..v.start])?;
+                        w.put(v.text)?;
+                        w.put(&buf[v.end..ve])?;
+                    }
+                    other => {
+                        via_edit = other;
+                        w.put(&buf[ls..ve])?;
+                    }
+                }
                 if name == HeaderName::To && code > 100 {
                     if let Some(tag) = to_tag {
                         let value = &buf[e.value_start() as usize..e.value_end as usize];
@@ -216,6 +257,38 @@ Content-Length: 0\r\n\r\n";
         let text = &out[..n];
         assert!(text.windows(11).any(|w| w == b"Timestamp:\r"));
         assert!(!text.windows(2).any(|w| w == b"\r\r"));
+    }
+
+    #[test]
+    fn top_via_gets_received_and_rport() {
+        let req = Message::parse(REGISTER).unwrap();
+        let top = req.top_via_value().unwrap();
+        let rport = top.offset + top.text.len() - "rport".len();
+        let edit = ViaEdit {
+            start: rport,
+            end: top.offset + top.text.len(),
+            text: b"rport=4000;received=203.0.113.9",
+        };
+        let mut out = [0u8; 1024];
+        let n =
+            ResponseWriter::with_via_edit(&req, 200, &[b"OK"], Some(b"t"), Some(edit), &mut out)
+                .unwrap()
+                .finish()
+                .unwrap();
+        let m = Message::parse(&out[..n]).unwrap();
+        let vias: Vec<_> = m.vias().map(Result::unwrap).collect();
+        assert_eq!(vias[0].rport, crate::sip::Rport::Value(4000));
+        assert_eq!(vias[0].received, Some(&b"203.0.113.9"[..]));
+        assert_eq!(vias[1].received, None, "only the top Via changes");
+        let bad = ViaEdit {
+            start: 0,
+            end: 1,
+            text: b"x",
+        };
+        assert_eq!(
+            ResponseWriter::with_via_edit(&req, 200, &[b"OK"], None, Some(bad), &mut out).err(),
+            Some(WriteError::OutOfRange)
+        );
     }
 
     #[test]

@@ -1,0 +1,378 @@
+//! The `recvmmsg`/`sendmmsg` backend: one system call receives up to
+//! [`BATCH`] datagrams into fixed buffers, one sends the batch of replies
+//! and forwards. Portable to every Linux a container allows, and the
+//! reference for the io_uring backend.
+//!
+//! # Invariants
+//! - Buffers are allocated once per shard; a batch never allocates.
+//! - The C structures (`mmsghdr`, `iovec`, `sockaddr_storage`) are built on
+//!   the stack for each call and point only into `self`'s buffers, which
+//!   outlive the call.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::ptr;
+
+use super::{BATCH, RECV_SLOT, SEND_SLOT};
+
+/// Datagrams received by the last [`Mmsg::recv`].
+pub struct RecvBatch {
+    data: Box<[u8]>,
+    lens: [usize; BATCH],
+    addrs: [Option<SocketAddr>; BATCH],
+    truncated: [bool; BATCH],
+    count: usize,
+}
+
+impl RecvBatch {
+    fn new() -> Self {
+        RecvBatch {
+            data: vec![0u8; BATCH * RECV_SLOT].into_boxed_slice(),
+            lens: [0; BATCH],
+            addrs: [None; BATCH],
+            truncated: [false; BATCH],
+            count: 0,
+        }
+    }
+
+    /// Number of datagrams in the batch.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Datagram `i`: its bytes, its source, and whether the kernel cut it
+    /// short (larger than [`RECV_SLOT`]; such a datagram must be dropped).
+    pub fn get(&self, i: usize) -> Option<(&[u8], Option<SocketAddr>, bool)> {
+        if i >= self.count {
+            return None;
+        }
+        let start = i * RECV_SLOT;
+        let bytes = self.data.get(start..start + self.lens[i].min(RECV_SLOT))?;
+        Some((bytes, self.addrs[i], self.truncated[i]))
+    }
+}
+
+/// Datagrams waiting for the next [`Mmsg::flush`].
+pub struct SendBatch {
+    data: Box<[u8]>,
+    lens: [usize; BATCH],
+    addrs: [SocketAddr; BATCH],
+    count: usize,
+}
+
+impl SendBatch {
+    fn new() -> Self {
+        SendBatch {
+            data: vec![0u8; BATCH * SEND_SLOT].into_boxed_slice(),
+            lens: [0; BATCH],
+            addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
+            count: 0,
+        }
+    }
+
+    /// The next free buffer, or None when the batch is full (flush first).
+    pub fn slot(&mut self) -> Option<&mut [u8]> {
+        if self.count == BATCH {
+            return None;
+        }
+        let start = self.count * SEND_SLOT;
+        self.data.get_mut(start..start + SEND_SLOT)
+    }
+
+    /// Queues the first `len` bytes of the buffer [`slot`](Self::slot)
+    /// returned, to be sent to `to`.
+    pub fn commit(&mut self, len: usize, to: SocketAddr) {
+        if self.count < BATCH {
+            self.lens[self.count] = len.min(SEND_SLOT);
+            self.addrs[self.count] = to;
+            self.count += 1;
+        }
+    }
+
+    /// Number of queued datagrams.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// A shard's socket with its receive and send batches.
+pub struct Mmsg {
+    socket: UdpSocket,
+    /// What the last `recv` brought.
+    pub recv: RecvBatch,
+    /// What the next `flush` sends.
+    pub send: SendBatch,
+}
+
+/// Outcome of a flush.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Datagrams the kernel accepted.
+    pub sent: usize,
+    /// Datagrams refused (unreachable, wrong family...), skipped.
+    pub failed: usize,
+}
+
+impl Mmsg {
+    /// Wraps a bound socket (blocking, with a receive timeout).
+    pub fn new(socket: UdpSocket) -> Self {
+        Mmsg {
+            socket,
+            recv: RecvBatch::new(),
+            send: SendBatch::new(),
+        }
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Receives a batch: waits for the first datagram up to the socket's
+    /// timeout, then takes whatever else is already queued
+    /// (`MSG_WAITFORONE`). Returns the count; 0 on timeout or EINTR.
+    pub fn recv(&mut self) -> io::Result<usize> {
+        self.recv.count = 0;
+        // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs
+        // for which all-zero bytes are a valid value.
+        let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+        // SAFETY: as above.
+        let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        let base = self.recv.data.as_mut_ptr();
+        for i in 0..BATCH {
+            // SAFETY: i * RECV_SLOT + RECV_SLOT <= data.len() by construction.
+            iovs[i].iov_base = unsafe { base.add(i * RECV_SLOT) }.cast();
+            iovs[i].iov_len = RECV_SLOT;
+            hdrs[i].msg_hdr.msg_name = ptr::addr_of_mut!(names[i]).cast();
+            hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdrs[i].msg_hdr.msg_iov = ptr::addr_of_mut!(iovs[i]);
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points into `names`, `iovs` and our buffers,
+        // all alive for the duration of the call; vlen is their length.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.socket.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        for i in 0..n {
+            self.recv.lens[i] = hdrs[i].msg_len as usize;
+            self.recv.truncated[i] = hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.recv.addrs[i] = from_storage(&names[i]);
+        }
+        self.recv.count = n;
+        Ok(n)
+    }
+
+    /// Sends every queued datagram, retrying after partial sends and
+    /// skipping (and counting) one that the kernel refuses.
+    pub fn flush(&mut self) -> Flushed {
+        let mut out = Flushed::default();
+        let mut next = 0;
+        let count = self.send.count;
+        while next < count {
+            // SAFETY: plain C structs; all-zero is valid.
+            let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+            // SAFETY: as above.
+            let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
+            // SAFETY: as above.
+            let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+            let base = self.send.data.as_mut_ptr();
+            let todo = count - next;
+            for j in 0..todo {
+                let i = next + j;
+                let namelen = to_storage(&self.send.addrs[i], &mut names[j]);
+                // SAFETY: i * SEND_SLOT + SEND_SLOT <= data.len().
+                iovs[j].iov_base = unsafe { base.add(i * SEND_SLOT) }.cast();
+                iovs[j].iov_len = self.send.lens[i];
+                hdrs[j].msg_hdr.msg_name = ptr::addr_of_mut!(names[j]).cast();
+                hdrs[j].msg_hdr.msg_namelen = namelen;
+                hdrs[j].msg_hdr.msg_iov = ptr::addr_of_mut!(iovs[j]);
+                hdrs[j].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: the headers point into live stack arrays and our send
+            // buffers; vlen is the number of filled headers.
+            let n = unsafe {
+                libc::sendmmsg(
+                    self.socket.as_raw_fd(),
+                    hdrs.as_mut_ptr(),
+                    todo as libc::c_uint,
+                    0,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // The first datagram was refused: skip it and go on.
+                out.failed += 1;
+                next += 1;
+            } else {
+                out.sent += n as usize;
+                next += n as usize;
+            }
+        }
+        self.send.count = 0;
+        out
+    }
+}
+
+/// Writes `addr` as a C socket address; returns its length.
+fn to_storage(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for
+            // sockaddr_in.
+            unsafe { ptr::write(ptr::addr_of_mut!(*out).cast::<libc::sockaddr_in>(), sin) };
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for
+            // sockaddr_in6.
+            unsafe { ptr::write(ptr::addr_of_mut!(*out).cast::<libc::sockaddr_in6>(), sin6) };
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+/// Reads a C socket address the kernel filled in.
+fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match libc::c_int::from(s.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is aligned for it.
+            let sin = unsafe { &*ptr::addr_of!(*s).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*ptr::addr_of!(*s).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::socket::{bind_shard_socket, SocketOptions};
+
+    #[test]
+    fn addresses_round_trip_through_c() {
+        for a in ["127.0.0.1:5060", "[::1]:5070", "[2001:db8::1]:1"] {
+            let addr: SocketAddr = a.parse().unwrap();
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            let mut s: libc::sockaddr_storage = unsafe { zeroed() };
+            to_storage(&addr, &mut s);
+            assert_eq!(from_storage(&s), Some(addr));
+        }
+    }
+
+    #[test]
+    fn a_batch_goes_out_and_comes_back_on_loopback() {
+        let opts = SocketOptions {
+            recv_buffer: None,
+            send_buffer: None,
+        };
+        let a = bind_shard_socket("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        let b = bind_shard_socket("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        let mut a = Mmsg::new(a.socket);
+        let mut b = Mmsg::new(b.socket);
+        let to = b.local_addr().unwrap();
+        for i in 0..5u8 {
+            let slot = a.send.slot().unwrap();
+            slot[..3].copy_from_slice(&[b'm', b'0' + i, b'!']);
+            a.send.commit(3, to);
+        }
+        assert_eq!(a.flush(), Flushed { sent: 5, failed: 0 });
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            let n = b.recv().unwrap();
+            for i in 0..n {
+                let (bytes, from, cut) = b.recv.get(i).unwrap();
+                assert!(!cut);
+                assert_eq!(from, Some(a.local_addr().unwrap()));
+                got.push(bytes.to_vec());
+            }
+        }
+        assert_eq!(got[0], b"m0!");
+        assert_eq!(got[4], b"m4!");
+    }
+
+    #[test]
+    fn a_refused_datagram_is_skipped_not_fatal() {
+        let opts = SocketOptions {
+            recv_buffer: None,
+            send_buffer: None,
+        };
+        let a = bind_shard_socket("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        let b = bind_shard_socket("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        let mut a = Mmsg::new(a.socket);
+        let mut b = Mmsg::new(b.socket);
+        // An IPv6 destination from an IPv4 socket is refused by the kernel.
+        a.send.slot().unwrap()[0] = b'x';
+        a.send.commit(1, "[::1]:9".parse().unwrap());
+        a.send.slot().unwrap()[0] = b'y';
+        a.send.commit(1, b.local_addr().unwrap());
+        assert_eq!(a.flush(), Flushed { sent: 1, failed: 1 });
+        assert_eq!(b.recv().unwrap(), 1);
+        assert_eq!(b.recv.get(0).unwrap().0, b"y");
+    }
+}

@@ -1,0 +1,152 @@
+//! A shard: one thread, one socket, one loop. Receive a batch, handle each
+//! datagram in place (parse, route, write the outgoing copy straight into a
+//! send buffer), send the batch. It shares nothing mutable with other
+//! shards but its counters, which only it writes.
+
+pub mod counters;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::io::mmsg::{Mmsg, SendBatch};
+use crate::proxy::branch::transaction_hash;
+use crate::proxy::{nat_params, route, Action, DropReason, ProxyConfig, Scratch};
+use crate::sip::{Edits, Message, Method, ParseError, ResponseWriter, ViaEdit};
+use counters::{add, drop_index, ShardCounters};
+
+/// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
+const ALLOW: &[u8] =
+    b"INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE";
+
+/// Runs the shard loop until `stop` is set, then sends what is queued.
+pub fn run(
+    mut io: Mmsg,
+    cfg: &ProxyConfig,
+    counters: &ShardCounters,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    let mut scratch = Scratch::default();
+    while !stop.load(Ordering::Relaxed) {
+        let n = io.recv()?;
+        for i in 0..n {
+            // One datagram in gives at most one out, and a batch in is no
+            // larger than a batch out, so a send slot is always free here.
+            let Some((bytes, src, cut)) = io.recv.get(i) else {
+                break;
+            };
+            add(&counters.received, 1);
+            let Some(src) = src else {
+                add(&counters.drops[drop_index(DropReason::Malformed)], 1);
+                continue;
+            };
+            if cut {
+                add(&counters.drops[drop_index(DropReason::Oversize)], 1);
+                continue;
+            }
+            handle(bytes, src, cfg, &mut scratch, &mut io.send, counters);
+        }
+        flush(&mut io, counters);
+    }
+    flush(&mut io, counters);
+    Ok(())
+}
+
+fn flush(io: &mut Mmsg, counters: &ShardCounters) {
+    if !io.send.is_empty() {
+        let f = io.flush();
+        add(&counters.send_failed, f.failed as u64);
+    }
+}
+
+/// Handles one datagram: never panics, never allocates.
+pub fn handle(
+    bytes: &[u8],
+    src: std::net::SocketAddr,
+    cfg: &ProxyConfig,
+    scratch: &mut Scratch,
+    send: &mut SendBatch,
+    counters: &ShardCounters,
+) {
+    let drop = |r: DropReason| add(&counters.drops[drop_index(r)], 1);
+    let msg = match Message::parse(bytes) {
+        Ok(m) => m,
+        Err(ParseError::Empty) => return drop(DropReason::KeepAlive),
+        Err(_) => {
+            add(&counters.parse_errors, 1);
+            return drop(DropReason::Malformed);
+        }
+    };
+    let mut edits = Edits::new();
+    let action = route(&msg, src, cfg, scratch, &mut edits);
+    let Some(slot) = send.slot() else {
+        return drop(DropReason::WriteFailed);
+    };
+    match action {
+        Action::Forward(to) => match edits.write(&msg, slot) {
+            Ok(n) => {
+                send.commit(n, to);
+                let c = if msg.is_request() {
+                    &counters.forwarded_requests
+                } else {
+                    &counters.forwarded_responses
+                };
+                add(c, 1);
+            }
+            Err(_) => drop(DropReason::WriteFailed),
+        },
+        Action::Reply { code, reason, to } => {
+            // ACK is never answered (§17.2.1, §17.1.1.3).
+            if msg.method() == Some(Method::Ack) {
+                return drop(DropReason::Malformed);
+            }
+            match write_reply(&msg, src, code, reason, slot) {
+                Some(n) => {
+                    send.commit(n, to);
+                    add(&counters.replies[usize::from(code / 100).min(6)], 1);
+                }
+                None => drop(DropReason::WriteFailed),
+            }
+        }
+        Action::Drop(r) => drop(r),
+    }
+}
+
+/// Builds a local response. The To tag is derived from the transaction, so
+/// a retransmitted request gets the very same response (we keep no state).
+fn write_reply(
+    msg: &Message<'_>,
+    src: std::net::SocketAddr,
+    code: u16,
+    reason: (&'static str, &'static str),
+    out: &mut [u8],
+) -> Option<usize> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let h = transaction_hash(msg);
+    let mut tag = [0u8; 16];
+    for (i, t) in tag.iter_mut().enumerate() {
+        *t = HEX[((h >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    // RFC 3581 §4 / §18.2.1: the response's Via carries what we saw.
+    let mut nat = [0u8; 80];
+    let via_edit = nat_params(msg, src, &mut nat).map(|n| ViaEdit {
+        start: n.start,
+        end: n.end,
+        text: &nat[..n.len],
+    });
+    let mut w = ResponseWriter::with_via_edit(
+        msg,
+        code,
+        &[reason.0.as_bytes(), reason.1.as_bytes()],
+        Some(&tag),
+        via_edit,
+        out,
+    )
+    .ok()?;
+    if code == 200 && msg.method() == Some(Method::Options) {
+        w.header("Allow", ALLOW).ok()?;
+        w.header("Accept", b"application/sdp").ok()?;
+        w.header("Supported", b"").ok()?;
+    }
+    w.header("Server", b"sipshard").ok()?;
+    w.finish().ok()
+}

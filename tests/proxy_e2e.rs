@@ -1,0 +1,329 @@
+//! The proxy end to end: the real binary on loopback, with test UAC and UAS
+//! sockets written here (RFC 3261 §16, RFC 3581). Runs on the mmsg backend,
+//! the only one built so far (io_uring is still to come in issue #3).
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sipshard::sip::{HeaderName, Message, Rport};
+
+struct Proxy {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Proxy {
+    fn start(extra: &[&str]) -> Proxy {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sipshard"))
+            .args(["--listen", "127.0.0.1:0", "--shards", "2"])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sipshard starts");
+        let stderr = child.stderr.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stderr).read_line(&mut line).unwrap();
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no address in banner: {line}"));
+        Proxy { child, addr }
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    fn terminate(mut self) -> Option<i32> {
+        // SAFETY: kill(2) on the PID of a child we started and still own.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let code = self.child.wait().ok().and_then(|s| s.code());
+        std::mem::forget(self);
+        code
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn socket() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s
+}
+
+fn recv(s: &UdpSocket) -> Vec<u8> {
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = s.recv_from(&mut buf).expect("a datagram within 3 s");
+    buf.truncate(n);
+    buf
+}
+
+fn nothing_arrives(s: &UdpSocket) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let r = s.recv_from(&mut buf).is_err();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    r
+}
+
+fn port(s: &UdpSocket) -> u16 {
+    s.local_addr().unwrap().port()
+}
+
+/// A request from the UAC to the UAS through the proxy.
+fn request(
+    method: &str,
+    uac: &UdpSocket,
+    uas: &UdpSocket,
+    branch: &str,
+    call: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "{method} sip:bob@127.0.0.1:{uas} SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:{uac};branch={branch}\r\n\
+{extra}To: <sip:bob@127.0.0.1>\r\n\
+From: <sip:alice@127.0.0.1>;tag=a1\r\n\
+Call-ID: {call}\r\n\
+CSeq: 1 {method}\r\n\
+Content-Length: 0\r\n\r\n",
+        uas = port(uas),
+        uac = port(uac),
+    )
+}
+
+/// A response from the UAS: the request's Via list, From, To (tagged),
+/// Call-ID, CSeq, as a UAS builds it (§8.2.6).
+fn response_to(req: &[u8], code: u16, reason: &str) -> Vec<u8> {
+    let m = Message::parse(req).unwrap();
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in m.values(HeaderName::Via) {
+        out.push_str(&format!("Via: {}\r\n", String::from_utf8_lossy(v.text)));
+    }
+    let to = String::from_utf8_lossy(m.header(HeaderName::To).unwrap());
+    out.push_str(&format!(
+        "From: {}\r\nTo: {to};tag=b1\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        String::from_utf8_lossy(m.header(HeaderName::From).unwrap()),
+        String::from_utf8_lossy(m.header(HeaderName::CallId).unwrap()),
+        String::from_utf8_lossy(m.header(HeaderName::CSeq).unwrap()),
+    ));
+    out.into_bytes()
+}
+
+fn top_branch(d: &[u8]) -> Vec<u8> {
+    Message::parse(d)
+        .unwrap()
+        .via()
+        .unwrap()
+        .branch
+        .unwrap()
+        .to_vec()
+}
+
+#[test]
+fn invite_goes_through_and_responses_come_back_without_our_via() {
+    let proxy = Proxy::start(&[]);
+    let (uac, uas) = (socket(), socket());
+    let invite = request(
+        "INVITE",
+        &uac,
+        &uas,
+        "z9hG4bKc1",
+        "call-1",
+        "Max-Forwards: 70\r\n",
+    );
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    let m = Message::parse(&got).unwrap();
+    m.validate().unwrap();
+    let vias: Vec<_> = m.vias().map(Result::unwrap).collect();
+    assert_eq!(vias.len(), 2);
+    assert_eq!(vias[0].port, Some(proxy.addr.port()), "our Via on top");
+    assert_eq!(vias[1].branch, Some(&b"z9hG4bKc1"[..]));
+    assert_eq!(m.max_forwards(), Ok(Some(69)));
+
+    for (code, reason) in [(100, "Trying"), (180, "Ringing"), (200, "OK")] {
+        uas.send_to(&response_to(&got, code, reason), proxy.addr)
+            .unwrap();
+        let back = recv(&uac);
+        let r = Message::parse(&back).unwrap();
+        assert_eq!(r.status(), Some(code));
+        let vias: Vec<_> = r.vias().map(Result::unwrap).collect();
+        assert_eq!(vias.len(), 1, "our Via removed");
+        assert_eq!(vias[0].branch, Some(&b"z9hG4bKc1"[..]));
+    }
+
+    // ACK and BYE follow, and the BYE's 200 comes back.
+    let ack = request("ACK", &uac, &uas, "z9hG4bKc2", "call-1", "");
+    uac.send_to(ack.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(
+        Message::parse(&recv(&uas)).unwrap().method(),
+        Some(sipshard::sip::Method::Ack)
+    );
+    let bye = request("BYE", &uac, &uas, "z9hG4bKc3", "call-1", "");
+    uac.send_to(bye.as_bytes(), proxy.addr).unwrap();
+    let got_bye = recv(&uas);
+    assert_eq!(
+        Message::parse(&got_bye).unwrap().method(),
+        Some(sipshard::sip::Method::Bye)
+    );
+    uas.send_to(&response_to(&got_bye, 200, "OK"), proxy.addr)
+        .unwrap();
+    assert_eq!(Message::parse(&recv(&uac)).unwrap().status(), Some(200));
+    assert_eq!(proxy.terminate(), Some(0), "SIGTERM: clean exit");
+}
+
+#[test]
+fn retransmission_and_cancel_get_the_branch_of_the_invite() {
+    let proxy = Proxy::start(&[]);
+    let (uac, uas) = (socket(), socket());
+    let invite = request("INVITE", &uac, &uas, "z9hG4bKr1", "call-2", "");
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    let first = top_branch(&recv(&uas));
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(top_branch(&recv(&uas)), first);
+    let cancel = request("CANCEL", &uac, &uas, "z9hG4bKr1", "call-2", "");
+    uac.send_to(cancel.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    assert_eq!(
+        Message::parse(&got).unwrap().method(),
+        Some(sipshard::sip::Method::Cancel)
+    );
+    assert_eq!(top_branch(&got), first);
+}
+
+#[test]
+fn max_forwards_zero_is_483() {
+    let proxy = Proxy::start(&[]);
+    let (uac, uas) = (socket(), socket());
+    let invite = request(
+        "INVITE",
+        &uac,
+        &uas,
+        "z9hG4bKm1",
+        "call-3",
+        "Max-Forwards: 0\r\n",
+    );
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    let r = recv(&uac);
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(483));
+    assert!(
+        m.to().unwrap().tag().is_some(),
+        "a final response carries a To tag"
+    );
+    assert!(nothing_arrives(&uas));
+}
+
+#[test]
+fn a_request_sent_back_to_the_proxy_is_482() {
+    let proxy = Proxy::start(&[]);
+    let (uac, uas) = (socket(), socket());
+    let invite = request("INVITE", &uac, &uas, "z9hG4bKl1", "call-4", "");
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    let forwarded = recv(&uas);
+    // The "UAS" sends the request straight back: a loop.
+    uas.send_to(&forwarded, proxy.addr).unwrap();
+    // The 482 follows the Via path: to our Via, then on to the UAC.
+    let r = recv(&uac);
+    assert_eq!(Message::parse(&r).unwrap().status(), Some(482));
+}
+
+#[test]
+fn rport_and_received_let_responses_reach_a_client_behind_nat() {
+    let proxy = Proxy::start(&[]);
+    let (uac, uas) = (socket(), socket());
+    // The client names a port it does not listen on, and asks for rport.
+    let invite = format!(
+        "INVITE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.77:9;branch=z9hG4bKn1;rport\r\n\
+To: <sip:bob@127.0.0.1>\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nCall-ID: call-5\r\nCSeq: 1 INVITE\r\n\r\n",
+        port(&uas)
+    );
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    let client_via = Message::parse(&got)
+        .unwrap()
+        .vias()
+        .nth(1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(client_via.rport, Rport::Value(port(&uac)));
+    assert_eq!(client_via.received, Some(&b"127.0.0.1"[..]));
+    uas.send_to(&response_to(&got, 180, "Ringing"), proxy.addr)
+        .unwrap();
+    assert_eq!(Message::parse(&recv(&uac)).unwrap().status(), Some(180));
+}
+
+#[test]
+fn record_route_then_an_in_dialog_request_is_loose_routed() {
+    let proxy = Proxy::start(&["--record-route"]);
+    let (uac, uas) = (socket(), socket());
+    let invite = request("INVITE", &uac, &uas, "z9hG4bKrr1", "call-6", "");
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    let rr: Vec<Vec<u8>> = Message::parse(&got)
+        .unwrap()
+        .record_routes()
+        .map(|r| r.unwrap().uri.to_vec())
+        .collect();
+    let ours = format!("sip:{};lr", proxy.addr);
+    assert_eq!(rr, vec![ours.clone().into_bytes()]);
+    // The UAC's BYE carries the route set; the proxy removes its own entry.
+    let bye = request(
+        "BYE",
+        &uac,
+        &uas,
+        "z9hG4bKrr2",
+        "call-6",
+        &format!("Route: <{ours}>\r\n"),
+    );
+    uac.send_to(bye.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    let m = Message::parse(&got).unwrap();
+    assert_eq!(m.method(), Some(sipshard::sip::Method::Bye));
+    assert_eq!(m.routes().count(), 0);
+}
+
+#[test]
+fn malformed_request_gets_400_and_garbage_is_dropped() {
+    let proxy = Proxy::start(&[]);
+    let (uac, uas) = (socket(), socket());
+    let bad =
+        request("INVITE", &uac, &uas, "z9hG4bKb1", "call-7", "").replace("Call-ID: call-7\r\n", "");
+    uac.send_to(bad.as_bytes(), proxy.addr).unwrap();
+    let r = recv(&uac);
+    assert!(
+        r.starts_with(b"SIP/2.0 400 Missing Call-ID\r\n"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    for junk in [
+        &b"\x00\x01\x02\xff\xfe"[..],
+        b"\r\n\r\n",
+        b"INVITE",
+        &[0x80; 1400],
+    ] {
+        uac.send_to(junk, proxy.addr).unwrap();
+    }
+    assert!(nothing_arrives(&uac), "garbage gets no answer");
+    let options = format!(
+        "OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKo1\r\nTo: <sip:x@127.0.0.1>\r\n\
+From: <sip:y@127.0.0.1>;tag=1\r\nCall-ID: opt-1\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        proxy.addr,
+        port(&uac)
+    );
+    uac.send_to(options.as_bytes(), proxy.addr).unwrap();
+    let r = recv(&uac);
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(200), "still answering after garbage");
+    assert!(m.header(HeaderName::Allow).is_some());
+    assert!(m.header(HeaderName::Accept).is_some());
+    assert!(m.header(HeaderName::Supported).is_some());
+}
