@@ -8,8 +8,9 @@
 # 300) at RATE calls/s (default 100); each call is INVITE, 100, 180, 200,
 # ACK, BYE, 200, with ACK and BYE loose-routed back through the proxy. Fails
 # unless every call completes on both sides and sipshard exits 0 on
-# SIGTERM. Logs go to perf/results/interop-<time>/. Needs `sipp`
-# (Debian package sip-tester).
+# SIGTERM. Exits 77 (skipped) when sipshard was asked for --io uring and
+# io_uring is refused here. Logs go to perf/results/interop-<time>/. Needs
+# `sipp` (Debian package sip-tester).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,15 @@ trap cleanup EXIT
 proxy_pid=$!
 pids+=("$proxy_pid")
 sleep 0.5
+if ! kill -0 "$proxy_pid" 2>/dev/null; then
+  if grep -q "io_uring is not available" "$out/sipshard.log"; then
+    echo "interop: skipped: $(tail -n 1 "$out/sipshard.log")"
+    exit 77
+  fi
+  echo "interop: sipshard did not start:" >&2
+  cat "$out/sipshard.log" >&2
+  exit 1
+fi
 
 timeout 300 sipp -sf perf/uas.xml -i 127.0.0.1 -p "$uas_port" -m "$calls" -nostdin \
   -trace_err -error_file "$out/uas_errors.log" -trace_stat -stf "$out/uas_stat.csv" \

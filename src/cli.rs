@@ -1,11 +1,22 @@
 //! Command-line flags. Every flag's doc comment is its `--help` text.
 //!
-//! The io_uring backend (`--io`), `--steer` and `--stats-interval` of issue
-//! #3 are not built yet; no flag is accepted and then silently ignored.
+//! `--steer` and `--stats-interval` of issue #3 are not built yet; no flag
+//! is accepted and then silently ignored.
 
 use std::net::SocketAddr;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// Which I/O backend the shards use.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoChoice {
+    /// io_uring when the kernel and the seccomp profile allow it, else mmsg.
+    Auto,
+    /// io_uring (multishot recvmsg, provided buffers); fail if refused.
+    Uring,
+    /// recvmmsg/sendmmsg.
+    Mmsg,
+}
 
 /// sipshard: a carrier-grade SIP edge server (stateless proxy, registrar,
 /// location service and redirect server) built as a per-core packet
@@ -40,6 +51,12 @@ pub struct Args {
     /// use.
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
+
+    /// I/O backend: `uring` (io_uring, Linux 6.0+), `mmsg`
+    /// (recvmmsg/sendmmsg, works everywhere), or `auto` (uring when the
+    /// kernel and container allow it; start-up says which runs).
+    #[arg(long, value_enum, default_value_t = IoChoice::Auto)]
+    pub io: IoChoice,
 
     /// Pin shard i to the i-th CPU this process may use.
     #[arg(long)]

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::cli::Args;
+use crate::cli::{Args, IoChoice};
 use crate::io::socket::SocketOptions;
 use crate::proxy::ProxyConfig;
 
@@ -23,6 +23,8 @@ pub struct Config {
     pub shards: usize,
     /// Pin shards to CPUs.
     pub pin: bool,
+    /// I/O backend choice.
+    pub io: IoChoice,
     /// Socket options.
     pub socket: SocketOptions,
 }
@@ -82,6 +84,7 @@ impl Config {
             record_route: args.record_route,
             shards,
             pin: args.pin,
+            io: args.io,
             socket: SocketOptions {
                 recv_buffer: args.recv_buffer,
                 send_buffer: args.send_buffer,

@@ -54,11 +54,12 @@ fn main() -> ExitCode {
     }
     let listen: Vec<String> = server.bound.iter().map(|a| a.to_string()).collect();
     say!(
-        "sipshard {}: stateless proxy listening on {} (udp), {} shard(s), io=mmsg, advertise {}, \
+        "sipshard {}: stateless proxy listening on {} (udp), {} shard(s), io={}, advertise {}, \
          record-route {}, upstreams [{}]{}",
         env!("CARGO_PKG_VERSION"),
         listen.join(", "),
         server.shards(),
+        server.backend,
         server.proxy.advertise,
         if server.proxy.record_route {
             "on"

@@ -10,9 +10,11 @@ use std::thread::JoinHandle;
 
 use crossbeam_utils::CachePadded;
 
+use crate::cli::IoChoice;
 use crate::config::Config;
 use crate::io::mmsg::Mmsg;
 use crate::io::socket::bind_shard_socket;
+use crate::io::uring::{self, Uring};
 use crate::proxy::ProxyConfig;
 use crate::shard::{self, counters::ShardCounters};
 
@@ -28,6 +30,8 @@ pub enum StartupError {
     },
     /// A shard thread could not be spawned.
     Spawn(io::Error),
+    /// `--io uring` was asked for and io_uring is refused here.
+    Uring(io::Error),
 }
 
 impl fmt::Display for StartupError {
@@ -35,6 +39,10 @@ impl fmt::Display for StartupError {
         match self {
             StartupError::Bind { addr, source } => write!(f, "cannot bind {addr}: {source}"),
             StartupError::Spawn(e) => write!(f, "cannot start a shard thread: {e}"),
+            StartupError::Uring(e) => write!(
+                f,
+                "io_uring is not available here ({e}); use --io mmsg or --io auto"
+            ),
         }
     }
 }
@@ -51,15 +59,32 @@ pub struct Server {
     pub counters: Arc<Vec<CachePadded<ShardCounters>>>,
     /// Notes for the start-up banner (buffer clamps, guessed --advertise).
     pub warnings: Vec<String>,
+    /// The backend the shards run: "uring" or "mmsg".
+    pub backend: &'static str,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
 /// Binds and starts `cfg.shards` shards per listen address.
 pub fn start(cfg: &Config) -> Result<Server, StartupError> {
+    // The one place the backend is chosen.
+    let mut warnings = Vec::new();
+    let use_uring = match cfg.io {
+        IoChoice::Mmsg => false,
+        IoChoice::Uring => {
+            uring::probe().map_err(StartupError::Uring)?;
+            true
+        }
+        IoChoice::Auto => match uring::probe() {
+            Ok(()) => true,
+            Err(e) => {
+                warnings.push(format!("io_uring refused ({e}): using mmsg"));
+                false
+            }
+        },
+    };
     let mut sockets = Vec::new();
     let mut bound = Vec::new();
-    let mut warnings = Vec::new();
     for &want in &cfg.listen {
         // The first socket resolves port 0; the others join it with
         // SO_REUSEPORT on the resolved port.
@@ -105,8 +130,11 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                 }
                 // Buffers are allocated on the shard's own thread (and so,
                 // with mimalloc, from its own heap).
-                let io = Mmsg::new(socket);
-                let result = shard::run(io, &proxy, &counters[i], &stop);
+                let result = if use_uring {
+                    Uring::new(socket).and_then(|io| shard::run(io, &proxy, &counters[i], &stop))
+                } else {
+                    shard::run(Mmsg::new(socket), &proxy, &counters[i], &stop)
+                };
                 if result.is_err() {
                     // One shard failing stops the server rather than
                     // leaving it half alive.
@@ -122,6 +150,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         proxy,
         counters,
         warnings,
+        backend: if use_uring { "uring" } else { "mmsg" },
         stop,
         threads,
     })

@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSo
 use std::os::fd::AsRawFd;
 use std::ptr;
 
-use super::{BATCH, RECV_SLOT, SEND_SLOT};
+use super::{Backend, Datagram, SendQueue, BATCH, RECV_SLOT, SEND_SLOT};
 
 /// Datagrams received by the last [`Mmsg::recv`].
 pub struct RecvBatch {
@@ -104,6 +104,54 @@ impl SendBatch {
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+}
+
+impl SendQueue for SendBatch {
+    fn slot(&mut self) -> Option<&mut [u8]> {
+        SendBatch::slot(self)
+    }
+
+    fn commit(&mut self, len: usize, to: SocketAddr) {
+        SendBatch::commit(self, len, to)
+    }
+}
+
+impl Backend for Mmsg {
+    type Send = SendBatch;
+
+    fn poll<F>(&mut self, mut handle: F) -> io::Result<()>
+    where
+        F: FnMut(Datagram<'_>, &mut SendBatch),
+    {
+        let n = self.recv()?;
+        for i in 0..n {
+            // A batch in is no larger than a batch out and each datagram
+            // gives at most one reply or forward, so sends never overflow.
+            if let Some((bytes, source, truncated)) = self.recv.get(i) {
+                handle(
+                    Datagram {
+                        bytes,
+                        source,
+                        truncated,
+                    },
+                    &mut self.send,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> usize {
+        if self.send.is_empty() {
+            0
+        } else {
+            Mmsg::flush(self).failed
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "mmsg"
     }
 }
 
@@ -247,7 +295,7 @@ impl Mmsg {
 }
 
 /// Writes `addr` as a C socket address; returns its length.
-fn to_storage(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+pub(crate) fn to_storage(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
             let sin = libc::sockaddr_in {
@@ -282,7 +330,7 @@ fn to_storage(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::sock
 }
 
 /// Reads a C socket address the kernel filled in.
-fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(crate) fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match libc::c_int::from(s.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in, and

@@ -8,7 +8,7 @@ pub mod counters;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::io::mmsg::{Mmsg, SendBatch};
+use crate::io::{Backend, SendQueue};
 use crate::proxy::branch::transaction_hash;
 use crate::proxy::{nat_params, route, Action, DropReason, ProxyConfig, Scratch};
 use crate::sip::{Edits, Message, Method, ParseError, ResponseWriter, ViaEdit};
@@ -19,52 +19,39 @@ const ALLOW: &[u8] =
     b"INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE";
 
 /// Runs the shard loop until `stop` is set, then sends what is queued.
-pub fn run(
-    mut io: Mmsg,
+pub fn run<B: Backend>(
+    mut io: B,
     cfg: &ProxyConfig,
     counters: &ShardCounters,
     stop: &AtomicBool,
 ) -> io::Result<()> {
     let mut scratch = Scratch::default();
     while !stop.load(Ordering::Relaxed) {
-        let n = io.recv()?;
-        for i in 0..n {
-            // One datagram in gives at most one out, and a batch in is no
-            // larger than a batch out, so a send slot is always free here.
-            let Some((bytes, src, cut)) = io.recv.get(i) else {
-                break;
-            };
+        io.poll(|d, send| {
             add(&counters.received, 1);
-            let Some(src) = src else {
+            let Some(src) = d.source else {
                 add(&counters.drops[drop_index(DropReason::Malformed)], 1);
-                continue;
+                return;
             };
-            if cut {
+            if d.truncated {
                 add(&counters.drops[drop_index(DropReason::Oversize)], 1);
-                continue;
+                return;
             }
-            handle(bytes, src, cfg, &mut scratch, &mut io.send, counters);
-        }
-        flush(&mut io, counters);
+            handle(d.bytes, src, cfg, &mut scratch, send, counters);
+        })?;
+        add(&counters.send_failed, io.flush() as u64);
     }
-    flush(&mut io, counters);
+    add(&counters.send_failed, io.flush() as u64);
     Ok(())
 }
 
-fn flush(io: &mut Mmsg, counters: &ShardCounters) {
-    if !io.send.is_empty() {
-        let f = io.flush();
-        add(&counters.send_failed, f.failed as u64);
-    }
-}
-
 /// Handles one datagram: never panics, never allocates.
-pub fn handle(
+pub fn handle<S: SendQueue>(
     bytes: &[u8],
     src: std::net::SocketAddr,
     cfg: &ProxyConfig,
     scratch: &mut Scratch,
-    send: &mut SendBatch,
+    send: &mut S,
     counters: &ShardCounters,
 ) {
     let drop = |r: DropReason| add(&counters.drops[drop_index(r)], 1);
