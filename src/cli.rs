@@ -1,7 +1,7 @@
 //! Command-line flags. Every flag's doc comment is its `--help` text.
 //!
-//! `--steer` and `--stats-interval` of issue #3 are not built yet; no flag
-//! is accepted and then silently ignored.
+//! `--steer` of issue #3 is not built yet; no flag is accepted and then
+//! silently ignored.
 
 use std::net::SocketAddr;
 
@@ -70,6 +70,11 @@ pub struct Args {
     /// SO_SNDBUF per shard socket, in bytes. Default: the kernel's.
     #[arg(long, value_name = "BYTES")]
     pub send_buffer: Option<usize>,
+
+    /// Print a line of counters and rates to stderr every this many seconds;
+    /// 0 turns it off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub stats_interval: u64,
 
     /// Parse a SIP message from FILE (or `-` for standard input), print what
     /// the parser sees and whether it validates, then exit: 0 when it is

@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod server;
 pub mod shard;
 pub mod sip;
+pub mod stats;
 
 /// The code examples in README.md run as doc tests, so the README cannot
 /// drift from the API.

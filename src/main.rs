@@ -79,7 +79,19 @@ fn main() -> ExitCode {
         say!("sipshard: warning: {w}");
     }
     let counters = server.counters.clone();
+    let stats = (args.stats_interval > 0).then(|| {
+        sipshard::stats::spawn(
+            counters.clone(),
+            std::time::Duration::from_secs(args.stats_interval),
+            stop.clone(),
+            |l| say!("sipshard: {l}"),
+        )
+    });
     let result = server.join();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(Ok(t)) = stats {
+        let _ = t.join();
+    }
     let c = &counters[..];
     let drops: Vec<String> = DROP_NAMES
         .iter()

@@ -1,0 +1,139 @@
+//! The stats reporter: a thread off the hot path that sums the shards'
+//! counters every `--stats-interval` seconds and prints one line with
+//! totals and rates. Shards never wait for it: it only reads their relaxed
+//! counters.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+
+use crate::shard::counters::{total, ShardCounters, DROP_NAMES};
+
+/// A snapshot of the summed counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Datagrams received.
+    pub received: u64,
+    /// Requests forwarded.
+    pub forwarded_requests: u64,
+    /// Responses forwarded.
+    pub forwarded_responses: u64,
+    /// Local replies, all classes.
+    pub replies: u64,
+    /// Drops, all reasons.
+    pub drops: u64,
+    /// Datagrams that were not SIP.
+    pub parse_errors: u64,
+    /// Sends the kernel refused.
+    pub send_failed: u64,
+}
+
+impl Totals {
+    /// Sums every shard's counters.
+    pub fn read(all: &[CachePadded<ShardCounters>]) -> Totals {
+        Totals {
+            received: total(all, |s| &s.received),
+            forwarded_requests: total(all, |s| &s.forwarded_requests),
+            forwarded_responses: total(all, |s| &s.forwarded_responses),
+            replies: (1..7).map(|k| total(all, |s| &s.replies[k])).sum(),
+            drops: (0..DROP_NAMES.len())
+                .map(|k| total(all, |s| &s.drops[k]))
+                .sum(),
+            parse_errors: total(all, |s| &s.parse_errors),
+            send_failed: total(all, |s| &s.send_failed),
+        }
+    }
+}
+
+/// One report line: totals, and per-second rates since `prev`.
+pub fn line(now: &Totals, prev: &Totals, secs: f64) -> String {
+    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-9);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "stats: in {} ({:.0}/s) fwd_req {} ({:.0}/s) fwd_resp {} ({:.0}/s) replies {} drops {} parse_errors {} send_failed {}",
+        now.received,
+        rate(now.received, prev.received),
+        now.forwarded_requests,
+        rate(now.forwarded_requests, prev.forwarded_requests),
+        now.forwarded_responses,
+        rate(now.forwarded_responses, prev.forwarded_responses),
+        now.replies,
+        now.drops,
+        now.parse_errors,
+        now.send_failed,
+    );
+    s
+}
+
+/// Prints a line every `interval` until `stop` is set.
+pub fn spawn(
+    all: Arc<Vec<CachePadded<ShardCounters>>>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+    mut print: impl FnMut(&str) + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("stats".into())
+        .spawn(move || {
+            let mut prev = Totals::read(&all);
+            let mut last = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                // Sleep in short steps so that shutdown is not held up.
+                let until = last + interval;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100).min(interval));
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let now = Totals::read(&all);
+                let t = Instant::now();
+                print(&line(&now, &prev, t.duration_since(last).as_secs_f64()));
+                prev = now;
+                last = t;
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::counters::add;
+
+    #[test]
+    fn sums_and_rates() {
+        let all: Vec<CachePadded<ShardCounters>> = (0..3)
+            .map(|_| CachePadded::new(ShardCounters::default()))
+            .collect();
+        for (i, c) in all.iter().enumerate() {
+            add(&c.received, 10 * (i as u64 + 1));
+            add(&c.drops[1], 1);
+            add(&c.replies[4], 2);
+        }
+        let t = Totals::read(&all);
+        assert_eq!(t.received, 60);
+        assert_eq!(t.drops, 3);
+        assert_eq!(t.replies, 6);
+        let l = line(&t, &Totals::default(), 2.0);
+        assert!(l.starts_with("stats: in 60 (30/s)"), "{l}");
+    }
+
+    #[test]
+    fn reporter_prints_and_stops() {
+        let all = Arc::new(vec![CachePadded::new(ShardCounters::default())]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = spawn(all, Duration::from_millis(50), stop.clone(), move |l| {
+            let _ = tx.send(l.to_owned());
+        })
+        .unwrap();
+        let first = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(first.starts_with("stats: in 0"));
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+    }
+}
