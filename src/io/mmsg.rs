@@ -294,6 +294,12 @@ impl Mmsg {
     }
 }
 
+impl AsRawFd for Mmsg {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
 /// Writes `addr` as a C socket address; returns its length.
 pub(crate) fn to_storage(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {
