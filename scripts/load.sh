@@ -24,6 +24,7 @@ cargo build --release --quiet --bins
 bin=target/release
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && commit="$commit+dirty"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p perf/results
@@ -54,6 +55,11 @@ for r in $(seq 1 "$rounds"); do
     fi
     pid=$!
     sleep 0.5
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "round $r: $c: the target did not start:" >&2
+      cat "$work/target.log" >&2
+      exit 1
+    fi
     before=$(cpu_ticks "$pid")
     res=$(taskset -c 1 "$bin/sipshard-load" run --target "127.0.0.1:$port" --sink "127.0.0.1:$sink" \
       --rate "$rate" --duration "$secs" --flows 8 --kv)
