@@ -10,7 +10,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use sipshard::io::SendQueue;
 use sipshard::proxy::{route, Action, ProxyConfig, Scratch};
+use sipshard::shard::{counters::ShardCounters, handle};
 use sipshard::sip::{Edits, Message, ResponseWriter, Uri};
 
 struct Counting;
@@ -102,6 +104,21 @@ fn proxy(cfg: &ProxyConfig, data: &[u8], src: std::net::SocketAddr, out: &mut [u
     }
 }
 
+/// A send queue over one preallocated buffer, as a backend provides.
+struct OneSlot {
+    buf: Vec<u8>,
+    sent: usize,
+}
+
+impl SendQueue for OneSlot {
+    fn slot(&mut self) -> Option<&mut [u8]> {
+        Some(&mut self.buf[..])
+    }
+    fn commit(&mut self, len: usize, _to: std::net::SocketAddr) {
+        self.sent += len;
+    }
+}
+
 fn reply(data: &[u8], out: &mut [u8]) -> usize {
     let msg = Message::parse(data).expect("request parses");
     let mut w = ResponseWriter::new(&msg, 200, &[b"OK"], Some(b"tag1"), out).unwrap();
@@ -140,6 +157,12 @@ Via: SIP/2.0/UDP 192.168.1.34:5062;branch=z9hG4bKx;rport=40000;received=192.0.2.
 To: <sip:bob@b>;tag=2\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n",
         String::from_utf8_lossy(&ours)
     );
+    let mut scratch = Scratch::default();
+    let mut queue = OneSlot {
+        buf: vec![0u8; 4096],
+        sent: 0,
+    };
+    let counters = ShardCounters::default();
     // Warm up once so that lazily initialised runtime state (memchr's CPU
     // feature probe) is not counted.
     forward_request(&invite, &mut out);
@@ -158,10 +181,28 @@ To: <sip:bob@b>;tag=2\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r
             "192.0.2.44:5060".parse().unwrap(),
             &mut out,
         );
+        // The shard's whole per-datagram path: forwards, a local reply
+        // (483 for Max-Forwards 0, with received/rport on its Via) and drops.
+        for d in [
+            invite_v4.as_bytes(),
+            ringing.as_bytes(),
+            &options[..],
+            b"\x00garbage",
+            b"\r\n\r\n",
+        ] {
+            handle(d, client, &cfg, &mut scratch, &mut queue, &counters);
+        }
     }
     arm(false);
 
     assert!(total > 0);
+    assert!(queue.sent > 0);
+    // Per iteration: a forwarded request, a forwarded response, a 483,
+    // one datagram that is not SIP and one keep-alive.
+    assert_eq!(counters.forwarded_requests.load(Ordering::Relaxed), 100);
+    assert_eq!(counters.forwarded_responses.load(Ordering::Relaxed), 100);
+    assert_eq!(counters.replies[4].load(Ordering::Relaxed), 100);
+    assert_eq!(counters.parse_errors.load(Ordering::Relaxed), 100);
     assert_eq!(
         ALLOCS.load(Ordering::SeqCst),
         0,
