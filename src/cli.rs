@@ -1,11 +1,24 @@
 //! Command-line flags. Every flag's doc comment is its `--help` text.
 //!
-//! `--steer` of issue #3 is not built yet; no flag is accepted and then
-//! silently ignored.
+//! Every flag here does something; none is accepted and then ignored.
 
 use std::net::SocketAddr;
 
 use clap::{Parser, ValueEnum};
+
+/// How datagrams are spread over the shards of one listen address.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steer {
+    /// One SO_REUSEPORT socket per shard: the kernel hashes the 4-tuple, so
+    /// each peer (source address and port) sticks to one shard and its
+    /// messages keep their order. One busy trunk peer uses one shard.
+    Flow,
+    /// All shards read one shared socket: a single peer is spread over
+    /// every shard, but two messages of one dialog can be handled by two
+    /// shards at once and leave in the wrong order (a 200 before its 180),
+    /// which strict user agents treat as an error.
+    Shared,
+}
 
 /// Which I/O backend the shards use.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +70,12 @@ pub struct Args {
     /// kernel and container allow it; start-up says which runs).
     #[arg(long, value_enum, default_value_t = IoChoice::Auto)]
     pub io: IoChoice,
+
+    /// How traffic is spread over shards: `flow` (kernel 4-tuple hash, order
+    /// kept per peer) or `shared` (one socket read by all shards: spreads a
+    /// single busy peer, may reorder a dialog's messages). See README.
+    #[arg(long, value_enum, default_value_t = Steer::Flow)]
+    pub steer: Steer,
 
     /// Pin shard i to the i-th CPU this process may use.
     #[arg(long)]

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::cli::{Args, IoChoice};
+use crate::cli::{Args, IoChoice, Steer};
 use crate::io::socket::SocketOptions;
 use crate::proxy::ProxyConfig;
 
@@ -25,6 +25,8 @@ pub struct Config {
     pub pin: bool,
     /// I/O backend choice.
     pub io: IoChoice,
+    /// Spreading of traffic over shards.
+    pub steer: Steer,
     /// Socket options.
     pub socket: SocketOptions,
 }
@@ -85,6 +87,7 @@ impl Config {
             shards,
             pin: args.pin,
             io: args.io,
+            steer: args.steer,
             socket: SocketOptions {
                 recv_buffer: args.recv_buffer,
                 send_buffer: args.send_buffer,

@@ -54,12 +54,13 @@ fn main() -> ExitCode {
     }
     let listen: Vec<String> = server.bound.iter().map(|a| a.to_string()).collect();
     say!(
-        "sipshard {}: stateless proxy listening on {} (udp), {} shard(s), io={}, advertise {}, \
+        "sipshard {}: stateless proxy listening on {} (udp), {} shard(s), io={}, steer={}, advertise {}, \
          record-route {}, upstreams [{}]{}",
         env!("CARGO_PKG_VERSION"),
         listen.join(", "),
         server.shards(),
         server.backend,
+        format!("{:?}", cfg.steer).to_lowercase(),
         server.proxy.advertise,
         if server.proxy.record_route {
             "on"
@@ -100,7 +101,7 @@ fn main() -> ExitCode {
         .collect();
     say!(
         "sipshard: stopped; received={} forwarded_requests={} forwarded_responses={} replies={} \
-         parse_errors={} send_failed={} drops: {}",
+         parse_errors={} send_failed={} drops: {} per_shard_received=[{}]",
         total(c, |s| &s.received),
         total(c, |s| &s.forwarded_requests),
         total(c, |s| &s.forwarded_responses),
@@ -108,6 +109,10 @@ fn main() -> ExitCode {
         total(c, |s| &s.parse_errors),
         total(c, |s| &s.send_failed),
         drops.join(" "),
+        c.iter()
+            .map(|s| s.received.load(Ordering::Relaxed).to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     );
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_utils::CachePadded;
 
-use crate::cli::IoChoice;
+use crate::cli::{IoChoice, Steer};
 use crate::config::Config;
 use crate::io::mmsg::Mmsg;
 use crate::io::socket::bind_shard_socket;
@@ -89,17 +89,28 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         // The first socket resolves port 0; the others join it with
         // SO_REUSEPORT on the resolved port.
         let mut addr = want;
-        for _ in 0..cfg.shards {
-            let b = bind_shard_socket(addr, &cfg.socket)
-                .map_err(|source| StartupError::Bind { addr, source })?;
+        for shard in 0..cfg.shards {
+            let socket = match (cfg.steer, sockets.last()) {
+                // --steer shared: every shard reads the first socket.
+                (Steer::Shared, Some(first)) if shard > 0 => {
+                    let first: &std::net::UdpSocket = first;
+                    first
+                        .try_clone()
+                        .map_err(|source| StartupError::Bind { addr, source })?
+                }
+                _ => {
+                    let b = bind_shard_socket(addr, &cfg.socket)
+                        .map_err(|source| StartupError::Bind { addr, source })?;
+                    warnings.extend(b.warnings);
+                    b.socket
+                }
+            };
             if addr.port() == 0 {
-                addr = b
-                    .socket
+                addr = socket
                     .local_addr()
                     .map_err(|source| StartupError::Bind { addr, source })?;
             }
-            warnings.extend(b.warnings);
-            sockets.push(b.socket);
+            sockets.push(socket);
         }
         bound.push(addr);
     }
