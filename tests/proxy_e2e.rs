@@ -460,3 +460,59 @@ To: <sip:x@127.0.0.1>\r\nFrom: <sip:y@127.0.0.1>;tag=1\r\nCall-ID: s-{i}\r\nCSeq
         }
     }
 }
+
+/// IPv6 end to end: listen on [::1], Via and Record-Route carry the
+/// bracketed address, and responses find their way back.
+#[test]
+fn ipv6_loopback() {
+    let Ok(probe) = UdpSocket::bind("[::1]:0") else {
+        eprintln!("skipping: no IPv6 loopback here");
+        return;
+    };
+    drop(probe);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sipshard"))
+        .args(["--listen", "[::1]:0", "--shards", "2", "--record-route"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let addr: SocketAddr = banner
+        .split("listening on ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{banner}"));
+    let proxy = Proxy { child, addr };
+    let bind6 = || {
+        let s = UdpSocket::bind("[::1]:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s
+    };
+    let (uac, uas) = (bind6(), bind6());
+    let invite = format!(
+        "INVITE sip:bob@[::1]:{} SIP/2.0\r\nVia: SIP/2.0/UDP [::1]:{};branch=z9hG4bK6a;rport\r\n\
+To: <sip:bob@[::1]>\r\nFrom: <sip:alice@[::1]>;tag=a6\r\nCall-ID: v6-1\r\nCSeq: 1 INVITE\r\n\r\n",
+        port(&uas),
+        port(&uac)
+    );
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    let m = Message::parse(&got).unwrap();
+    let top = m.via().unwrap();
+    assert_eq!(top.host_raw, b"[::1]");
+    assert_eq!(top.port, Some(proxy.addr.port()));
+    let rr = m.record_routes().next().unwrap().unwrap();
+    assert_eq!(
+        rr.uri,
+        format!("sip:[::1]:{};lr", proxy.addr.port()).as_bytes()
+    );
+    let client = m.vias().nth(1).unwrap().unwrap();
+    assert_eq!(client.rport, Rport::Value(port(&uac)));
+    uas.send_to(&response_to(&got, 200, "OK"), proxy.addr)
+        .unwrap();
+    assert_eq!(Message::parse(&recv(&uac)).unwrap().status(), Some(200));
+    assert_eq!(proxy.terminate(), Some(0));
+}
