@@ -130,6 +130,8 @@ pub struct Uring {
     returned: u16,
     tail: u16,
     cqes: Vec<(u64, i32, u32)>,
+    /// Received datagrams not yet handled: (buffer id, length).
+    backlog: std::collections::VecDeque<(u16, usize)>,
     failed_sends: usize,
 }
 
@@ -188,7 +190,9 @@ impl Uring {
             recv_armed: false,
             returned: 0,
             tail: 0,
+            // The CQ is twice the SQ; no completion batch is larger.
             cqes: Vec::with_capacity(SQ_ENTRIES as usize * 2),
+            backlog: std::collections::VecDeque::with_capacity(usize::from(RING_BUFFERS)),
             failed_sends: 0,
         };
         for bid in 0..RING_BUFFERS {
@@ -288,33 +292,34 @@ impl Backend for Uring {
             self.arm_recv()?;
         }
         self.queue_sends()?;
-        let ts = types::Timespec::from(WAKE_INTERVAL);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => {}
-            Err(e)
-                if e.raw_os_error() == Some(libc::ETIME)
-                    || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        // Wait for a completion only when nothing is left from last time.
+        if self.backlog.is_empty() {
+            let ts = types::Timespec::from(WAKE_INTERVAL);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            match self.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ETIME)
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        } else {
+            self.ring.submit()?;
         }
-        // Take no more completions than there are free send slots (each
-        // datagram may need one); the rest wait in the ring for the next
-        // loop. A floor keeps send completions flowing when all are busy.
-        let budget = self.send.free.len().max(16);
+        // Take every completion: finished sends free their slots now;
+        // received datagrams join the backlog, each holding its buffer
+        // until it is handled. (The CQ holds at most `cqes`' capacity.)
         self.cqes.clear();
         self.cqes.extend(
             self.ring
                 .completion()
-                .take(budget)
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
-        let mut failed = 0;
         for k in 0..self.cqes.len() {
             let (tag, result, flags) = self.cqes[k];
             if tag != RECV_TAG {
-                // A send finished: its slot is free again.
                 if result < 0 {
-                    failed += 1;
+                    self.failed_sends += 1;
                 }
                 if let Ok(i) = u16::try_from(tag) {
                     self.send.free.push(i);
@@ -322,33 +327,38 @@ impl Backend for Uring {
                 continue;
             }
             if !cqueue::more(flags) {
+                // The multishot receive ended (ENOBUFS when every buffer
+                // is held): re-armed on the next loop.
                 self.recv_armed = false;
             }
-            let Some(bid) = cqueue::buffer_select(flags) else {
-                // No buffer: an error such as ENOBUFS; the receive is
-                // re-armed on the next loop once buffers are back.
-                continue;
-            };
-            if result >= 0 {
-                let start = usize::from(bid) * RECV_BUF;
-                let len = (result as usize).min(RECV_BUF);
-                let buf = &self.bufs[start..start + len];
-                if let Ok(out) = types::RecvMsgOut::parse(buf, &self.recv_hdr) {
-                    let source = name_to_addr(out.name_data());
-                    handle(
-                        Datagram {
-                            bytes: out.payload_data(),
-                            source,
-                            truncated: out.is_payload_truncated(),
-                        },
-                        &mut self.send,
-                    );
-                }
+            match cqueue::buffer_select(flags) {
+                Some(bid) if result >= 0 => self.backlog.push_back((bid, result as usize)),
+                Some(bid) => self.give_back(bid),
+                None => {}
+            }
+        }
+        // Handle as many datagrams as there are free send slots, oldest
+        // first, so that no answer or forward is dropped for want of a
+        // slot; the rest wait (and, holding buffers, slow the receive).
+        let n = self.backlog.len().min(self.send.free.len());
+        for _ in 0..n {
+            let Some((bid, len)) = self.backlog.pop_front() else { break };
+            let start = usize::from(bid) * RECV_BUF;
+            let buf = &self.bufs[start..start + len.min(RECV_BUF)];
+            if let Ok(out) = types::RecvMsgOut::parse(buf, &self.recv_hdr) {
+                let source = name_to_addr(out.name_data());
+                handle(
+                    Datagram {
+                        bytes: out.payload_data(),
+                        source,
+                        truncated: out.is_payload_truncated(),
+                    },
+                    &mut self.send,
+                );
             }
             self.give_back(bid);
         }
         self.publish_tail();
-        self.failed_sends += failed;
         Ok(())
     }
 
