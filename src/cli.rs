@@ -81,14 +81,16 @@ pub struct Args {
     #[arg(long)]
     pub pin: bool,
 
-    /// SO_RCVBUF per shard socket, in bytes (the kernel may clamp it to
-    /// net.core.rmem_max; start-up says so). Default: the kernel's.
-    #[arg(long, value_name = "BYTES")]
-    pub recv_buffer: Option<usize>,
+    /// SO_RCVBUF per shard socket, in bytes; 0 keeps the kernel's default
+    /// (often 208 KiB, which a burst of a few hundred datagrams overflows:
+    /// the recvmmsg backend lost 0.1-1.7% at 25,000 requests/s with it).
+    /// The kernel clamps it to net.core.rmem_max; start-up says so.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub recv_buffer: usize,
 
-    /// SO_SNDBUF per shard socket, in bytes. Default: the kernel's.
-    #[arg(long, value_name = "BYTES")]
-    pub send_buffer: Option<usize>,
+    /// SO_SNDBUF per shard socket, in bytes; 0 keeps the kernel's default.
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub send_buffer: usize,
 
     /// Print a line of counters and rates to stderr every this many seconds;
     /// 0 turns it off.

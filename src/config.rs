@@ -89,8 +89,8 @@ impl Config {
             io: args.io,
             steer: args.steer,
             socket: SocketOptions {
-                recv_buffer: args.recv_buffer,
-                send_buffer: args.send_buffer,
+                recv_buffer: (args.recv_buffer > 0).then_some(args.recv_buffer),
+                send_buffer: (args.send_buffer > 0).then_some(args.send_buffer),
             },
         })
     }
