@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Parser and writer benchmarks, several rounds, summarised for perf/RESULTS.md.
+# Benchmarks, summarised for perf/RESULTS.md.
 #
-#   scripts/bench.sh [ROUNDS] [CPU]
+#   scripts/bench.sh [ROUNDS] [CPU]       parser and writer against rsip (below)
 #
 # Each round runs the whole criterion bench `benches/parse.rs` once (so
 # sipshard and rsip alternate within a round on the same messages), pinned
@@ -11,8 +11,17 @@
 # instructions with callgrind on examples/parse_loop, which is repeatable on
 # a noisy machine. Output: a Markdown section on stdout and in
 # perf/results/parse-<date>-<commit>.md.
+#
+#   scripts/bench.sh load [ROUNDS] [RATE] [SECONDS]   forwarding load against
+#                                                     the bare relay (scripts/load.sh)
+#   scripts/bench.sh max [SECONDS] [RATES...]         highest rate with < 0.1% loss
+#                                                     (scripts/load-max.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+  load) shift; exec scripts/load.sh "$@" ;;
+  max) shift; exec scripts/load-max.sh "$@" ;;
+esac
 
 rounds=${1:-5}
 cpu=${2:-$(( $(nproc) - 1 ))}

@@ -516,3 +516,52 @@ To: <sip:bob@[::1]>\r\nFrom: <sip:alice@[::1]>;tag=a6\r\nCall-ID: v6-1\r\nCSeq: 
     assert_eq!(Message::parse(&recv(&uac)).unwrap().status(), Some(200));
     assert_eq!(proxy.terminate(), Some(0));
 }
+
+/// Several --listen addresses at once: each is bound (port 0 resolved per
+/// address), listed in the banner, and answers.
+#[test]
+fn several_listen_addresses() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sipshard"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.2:0",
+            "--shards",
+            "1",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let list = banner
+        .split("listening on ")
+        .nth(1)
+        .and_then(|s| s.split(" (udp)").next())
+        .unwrap();
+    let addrs: Vec<SocketAddr> = list.split(", ").map(|a| a.parse().unwrap()).collect();
+    assert_eq!(addrs.len(), 2, "{banner}");
+    let proxy = Proxy {
+        child,
+        addr: addrs[0],
+    };
+    let uac = socket();
+    for addr in &addrs {
+        let m = format!(
+            "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKm{}\r\n\
+To: <sip:x@127.0.0.1>\r\nFrom: <sip:y@127.0.0.1>;tag=1\r\nCall-ID: multi-{}\r\nCSeq: 1 OPTIONS\r\n\r\n",
+            port(&uac),
+            addr.port(),
+            addr.port()
+        );
+        uac.send_to(m.as_bytes(), addr).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, from) = uac.recv_from(&mut buf).unwrap();
+        assert_eq!(from, *addr, "answered from the address asked");
+        assert_eq!(Message::parse(&buf[..n]).unwrap().status(), Some(200));
+    }
+    assert_eq!(proxy.terminate(), Some(0));
+}

@@ -342,7 +342,9 @@ impl Backend for Uring {
         // slot; the rest wait (and, holding buffers, slow the receive).
         let n = self.backlog.len().min(self.send.free.len());
         for _ in 0..n {
-            let Some((bid, len)) = self.backlog.pop_front() else { break };
+            let Some((bid, len)) = self.backlog.pop_front() else {
+                break;
+            };
             let start = usize::from(bid) * RECV_BUF;
             let buf = &self.bufs[start..start + len.min(RECV_BUF)];
             if let Ok(out) = types::RecvMsgOut::parse(buf, &self.recv_hdr) {
