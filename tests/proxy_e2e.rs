@@ -5,10 +5,34 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use sipshard::sip::{HeaderName, Message, Rport};
+
+/// Starts sipshard with `args`; returns the child, its banner line, and
+/// its stderr for what follows (the exit line).
+fn spawn(args: &[&str]) -> (Child, String, BufReader<ChildStderr>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sipshard"))
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipshard starts");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut banner = String::new();
+    err.read_line(&mut banner).unwrap();
+    (child, banner, err)
+}
+
+/// The listen addresses the banner names.
+fn listen_addrs(banner: &str) -> Vec<SocketAddr> {
+    banner
+        .split("listening on ")
+        .nth(1)
+        .and_then(|s| s.split(" (udp)").next())
+        .map(|list| list.split(", ").filter_map(|a| a.parse().ok()).collect())
+        .unwrap_or_default()
+}
 
 struct Proxy {
     child: Child,
@@ -18,26 +42,17 @@ struct Proxy {
 impl Proxy {
     /// Starts sipshard on `io`; None (with a note) when io_uring is refused.
     fn start(io: &str, extra: &[&str]) -> Option<Proxy> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sipshard"))
-            .args(["--listen", "127.0.0.1:0", "--shards", "2", "--io", io])
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sipshard starts");
-        let stderr = child.stderr.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stderr).read_line(&mut line).unwrap();
+        let mut args = vec!["--listen", "127.0.0.1:0", "--shards", "2", "--io", io];
+        args.extend_from_slice(extra);
+        let (mut child, line, _) = spawn(&args);
         if line.contains("io_uring is not available") {
             eprintln!("skipping the io_uring run: {}", line.trim());
             let _ = child.wait();
             return None;
         }
         assert!(line.contains(&format!("io={io}")), "{line}");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse().ok())
+        let addr = *listen_addrs(&line)
+            .first()
             .unwrap_or_else(|| panic!("no address in banner: {line}"));
         Some(Proxy { child, addr })
     }
@@ -406,30 +421,18 @@ on_both_backends!(
 #[test]
 fn steer_shared_spreads_a_single_source() {
     for (steer, spread) in [("shared", true), ("flow", false)] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sipshard"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--shards",
-                "2",
-                "--io",
-                "mmsg",
-                "--steer",
-                steer,
-            ])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut banner = String::new();
-        err.read_line(&mut banner).unwrap();
+        let (mut child, banner, mut err) = spawn(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "2",
+            "--io",
+            "mmsg",
+            "--steer",
+            steer,
+        ]);
         assert!(banner.contains(&format!("steer={steer}")), "{banner}");
-        let addr: SocketAddr = banner
-            .split("listening on ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse().ok())
-            .unwrap();
+        let addr = listen_addrs(&banner)[0];
         let uac = socket();
         for i in 0..3000 {
             let m = format!(
@@ -470,20 +473,9 @@ fn ipv6_loopback() {
         return;
     };
     drop(probe);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sipshard"))
-        .args(["--listen", "[::1]:0", "--shards", "2", "--record-route"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut banner = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    let addr: SocketAddr = banner
-        .split("listening on ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
+    let (child, banner, _) = spawn(&["--listen", "[::1]:0", "--shards", "2", "--record-route"]);
+    let addr = *listen_addrs(&banner)
+        .first()
         .unwrap_or_else(|| panic!("{banner}"));
     let proxy = Proxy { child, addr };
     let bind6 = || {
@@ -521,28 +513,15 @@ To: <sip:bob@[::1]>\r\nFrom: <sip:alice@[::1]>;tag=a6\r\nCall-ID: v6-1\r\nCSeq: 
 /// address), listed in the banner, and answers.
 #[test]
 fn several_listen_addresses() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sipshard"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--listen",
-            "127.0.0.2:0",
-            "--shards",
-            "1",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut banner = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    let list = banner
-        .split("listening on ")
-        .nth(1)
-        .and_then(|s| s.split(" (udp)").next())
-        .unwrap();
-    let addrs: Vec<SocketAddr> = list.split(", ").map(|a| a.parse().unwrap()).collect();
+    let (child, banner, _) = spawn(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.2:0",
+        "--shards",
+        "1",
+    ]);
+    let addrs = listen_addrs(&banner);
     assert_eq!(addrs.len(), 2, "{banner}");
     let proxy = Proxy {
         child,

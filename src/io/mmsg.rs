@@ -205,10 +205,12 @@ impl Mmsg {
             // SAFETY: i * RECV_SLOT + RECV_SLOT <= data.len() by construction.
             iovs[i].iov_base = unsafe { base.add(i * RECV_SLOT) }.cast();
             iovs[i].iov_len = RECV_SLOT;
-            hdrs[i].msg_hdr.msg_name = ptr::addr_of_mut!(names[i]).cast();
-            hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdrs[i].msg_hdr.msg_iov = ptr::addr_of_mut!(iovs[i]);
-            hdrs[i].msg_hdr.msg_iovlen = 1;
+            point(
+                &mut hdrs[i],
+                &mut names[i],
+                size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+                &mut iovs[i],
+            );
         }
         // SAFETY: every header points into `names`, `iovs` and our buffers,
         // all alive for the duration of the call; vlen is their length.
@@ -261,10 +263,7 @@ impl Mmsg {
                 // SAFETY: i * SEND_SLOT + SEND_SLOT <= data.len().
                 iovs[j].iov_base = unsafe { base.add(i * SEND_SLOT) }.cast();
                 iovs[j].iov_len = self.send.lens[i];
-                hdrs[j].msg_hdr.msg_name = ptr::addr_of_mut!(names[j]).cast();
-                hdrs[j].msg_hdr.msg_namelen = namelen;
-                hdrs[j].msg_hdr.msg_iov = ptr::addr_of_mut!(iovs[j]);
-                hdrs[j].msg_hdr.msg_iovlen = 1;
+                point(&mut hdrs[j], &mut names[j], namelen, &mut iovs[j]);
             }
             // SAFETY: the headers point into live stack arrays and our send
             // buffers; vlen is the number of filled headers.
@@ -298,6 +297,19 @@ impl AsRawFd for Mmsg {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.socket.as_raw_fd()
     }
+}
+
+/// Points one `mmsghdr` at its address slot and its single `iovec`.
+fn point(
+    hdr: &mut libc::mmsghdr,
+    name: &mut libc::sockaddr_storage,
+    namelen: libc::socklen_t,
+    iov: &mut libc::iovec,
+) {
+    hdr.msg_hdr.msg_name = ptr::addr_of_mut!(*name).cast();
+    hdr.msg_hdr.msg_namelen = namelen;
+    hdr.msg_hdr.msg_iov = ptr::addr_of_mut!(*iov);
+    hdr.msg_hdr.msg_iovlen = 1;
 }
 
 /// Writes `addr` as a C socket address; returns its length.
