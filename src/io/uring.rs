@@ -210,7 +210,8 @@ impl Uring {
         // SAFETY: idx < RING_BUFFERS, inside the ring memory.
         let entry = unsafe { &mut *self.ring_mem.ptr.add(idx) };
         let start = usize::from(bid) * RECV_BUF;
-        entry.set_addr(self.bufs[start..].as_ptr() as u64);
+        // The kernel writes here: derive the address from a unique borrow.
+        entry.set_addr(self.bufs[start..].as_mut_ptr() as u64);
         entry.set_len(RECV_BUF as u32);
         entry.set_bid(bid);
         self.returned += 1;
@@ -257,14 +258,23 @@ impl Uring {
     }
 
     /// Turns committed send slots into SQEs, in the order they were
-    /// committed: the kernel issues them in that order, which keeps a 180
-    /// ahead of its 200 (a UAC such as SIPp fails a call otherwise).
+    /// committed, hard-linked so that the kernel runs each after the one
+    /// before even when one has to wait for socket space (unlinked, a
+    /// parked send can be overtaken and a 200 leave before its 180, which
+    /// a UAC such as SIPp fails). A hard link goes on after a failure.
     fn queue_sends(&mut self) -> io::Result<()> {
-        for k in 0..self.send.ready.len() {
+        let n = self.send.ready.len();
+        for k in 0..n {
             let i = self.send.ready[k];
             let hdr = ptr::addr_of!(self.send.slots[usize::from(i)].hdr);
+            let link = if k + 1 < n {
+                squeue::Flags::IO_HARDLINK
+            } else {
+                squeue::Flags::empty()
+            };
             let sqe = opcode::SendMsg::new(types::Fd(self.socket.as_raw_fd()), hdr)
                 .build()
+                .flags(link)
                 .user_data(u64::from(i));
             if let Err(e) = self.push(&sqe) {
                 self.send.ready.drain(..k);
@@ -281,6 +291,49 @@ impl Uring {
     }
 }
 
+impl Uring {
+    /// Stops the multishot receive and waits (at most about a second) for
+    /// every operation in flight to complete, so that no buffer the kernel
+    /// may still write or read is freed under it.
+    fn quiesce(&mut self) {
+        let _ = self.queue_sends();
+        if self.recv_armed {
+            let cancel = opcode::AsyncCancel::new(RECV_TAG)
+                .build()
+                .user_data(RECV_TAG - 1);
+            let _ = self.push(&cancel);
+        }
+        let ts = types::Timespec::new().nsec(10_000_000);
+        for _ in 0..100 {
+            if !self.recv_armed && self.send.free.len() == SEND_SLOTS {
+                return;
+            }
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            for c in self.ring.completion() {
+                match c.user_data() {
+                    RECV_TAG => {
+                        if !cqueue::more(c.flags()) {
+                            self.recv_armed = false;
+                        }
+                    }
+                    tag => {
+                        if let Ok(i) = u16::try_from(tag) {
+                            self.send.free.push(i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        self.quiesce();
+    }
+}
+
 impl Backend for Uring {
     type Send = SendSlots;
 
@@ -292,8 +345,9 @@ impl Backend for Uring {
             self.arm_recv()?;
         }
         self.queue_sends()?;
-        // Wait for a completion only when nothing is left from last time.
-        if self.backlog.is_empty() {
+        // Wait for a completion when nothing is left from last time, or
+        // when every send slot is in flight (nothing could be handled).
+        if self.backlog.is_empty() || self.send.free.is_empty() {
             let ts = types::Timespec::from(WAKE_INTERVAL);
             let args = types::SubmitArgs::new().timespec(&ts);
             match self.ring.submitter().submit_with_args(1, &args) {
@@ -334,7 +388,11 @@ impl Backend for Uring {
             match cqueue::buffer_select(flags) {
                 Some(bid) if result >= 0 => self.backlog.push_back((bid, result as usize)),
                 Some(bid) => self.give_back(bid),
-                None => {}
+                // ENOBUFS: every buffer is held; re-armed next loop.
+                None if result == -libc::ENOBUFS || result >= 0 => {}
+                // Anything else (EINVAL on a kernel without multishot,
+                // EBADF...) would fail again at once: report it.
+                None => return Err(io::Error::from_raw_os_error(-result)),
             }
         }
         // Handle as many datagrams as there are free send slots, oldest
@@ -380,7 +438,22 @@ impl Backend for Uring {
 /// throwaway loopback socket: `--io auto` decides with it, once, at start.
 pub fn probe() -> io::Result<()> {
     let socket = UdpSocket::bind("127.0.0.1:0")?;
-    Uring::new(socket).map(|_| ())
+    let to = socket.local_addr()?;
+    let mut u = Uring::new(socket)?;
+    // A real round trip: a kernel can know the opcode and still lack
+    // multishot receive (before 6.0), which only shows when used.
+    UdpSocket::bind("127.0.0.1:0")?.send_to(b"probe", to)?;
+    let mut got = false;
+    for _ in 0..10 {
+        u.poll(|d, _| got |= d.bytes == b"probe")?;
+        if got {
+            return Ok(());
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "io_uring multishot receive got nothing",
+    ))
 }
 
 /// Reads the source address the kernel wrote before the payload.

@@ -101,7 +101,7 @@ pub struct Scratch {
     via_len: usize,
     rr: [u8; 80],
     rr_len: usize,
-    nat: [u8; 80],
+    nat: [u8; 512],
     nat_len: usize,
     ruri: [u8; 256],
     ruri_len: usize,
@@ -115,7 +115,7 @@ impl Default for Scratch {
             via_len: 0,
             rr: [0; 80],
             rr_len: 0,
-            nat: [0; 80],
+            nat: [0; 512],
             nat_len: 0,
             ruri: [0; 256],
             ruri_len: 0,
@@ -216,7 +216,9 @@ fn route_request<'e>(
     let mut remove_top_route = false;
     let mut next: Option<Target> = None;
     for (i, r) in msg.routes().enumerate() {
-        let Ok(r) = r else { break };
+        let Ok(r) = r else {
+            return reply(400, ParseError::Invalid(HeaderName::Route).reason(), to);
+        };
         let Ok(Uri::Sip(u)) = r.parsed_uri() else {
             next = Some(Target::Unresolved);
             break;
@@ -256,11 +258,13 @@ fn route_request<'e>(
     // received/rport on the client's Via, Max-Forwards, Record-Route, and
     // the Route/R-URI changes decided above.
     write_branch(msg, &mut scratch.branch);
-    scratch.via_len = fmt_into(
+    let Some(via_len) = fmt_into(
         &mut scratch.via,
         format_args!("SIP/2.0/UDP {};branch=", cfg.advertise),
-    )
-    .unwrap_or(0);
+    ) else {
+        return Action::Drop(DropReason::WriteFailed);
+    };
+    scratch.via_len = via_len;
     let Some(slot) = scratch
         .via
         .get_mut(scratch.via_len..scratch.via_len + BRANCH_LEN)
@@ -372,44 +376,54 @@ pub fn nat_params(msg: &Message<'_>, src: SocketAddr, out: &mut [u8]) -> Option<
 /// §4: fill `rport` with the source port when the client asked for it.
 fn nat_edit(msg: &Message<'_>, via: &Via<'_>, src: SocketAddr, out: &mut [u8]) -> Option<NatEdit> {
     let top = msg.top_via_value()?;
-    let base = msg.bytes().as_ptr() as usize;
     let sent_by_ip = match via.host {
         Host::V4(a) => Some(IpAddr::V4(a)),
         Host::V6(a) => Some(IpAddr::V6(a)),
         Host::Name(_) => None,
     };
-    let needs_received = sent_by_ip != Some(src.ip()) && via.received.is_none();
-    match via.rport {
-        Rport::Requested => {
-            // Replace the bare `rport` parameter.
-            let p = via
-                .params()
-                .find(|p| p.name.eq_ignore_ascii_case(b"rport"))?;
-            let start = p.name.as_ptr() as usize - base;
-            let len = if needs_received || via.received.is_none() {
-                fmt_into(
-                    out,
-                    format_args!("rport={};received={}", src.port(), src.ip()),
-                )?
-            } else {
-                fmt_into(out, format_args!("rport={}", src.port()))?
-            };
-            Some(NatEdit {
-                start,
-                end: start + p.name.len(),
-                len,
-            })
+    let has_rport = via.rport != Rport::Absent;
+    if !has_rport && via.received.is_none() && sent_by_ip == Some(src.ip()) {
+        return None;
+    }
+    // Rewrite the parameters of the top Via: what the client wrote, except
+    // any `received`/`rport` of its own (a client must not choose where
+    // responses go: that would make us reflect them at anyone), then ours.
+    let base = msg.bytes().as_ptr() as usize;
+    let start = (via.params.as_ptr() as usize).checked_sub(base)?;
+    let end = top.offset + top.text.len();
+    if start > end {
+        return None;
+    }
+    let mut len = 0;
+    for p in via.params() {
+        if p.name.eq_ignore_ascii_case(b"received") || p.name.eq_ignore_ascii_case(b"rport") {
+            continue;
         }
-        _ if needs_received => {
-            let at = top.offset + top.text.len();
-            let len = fmt_into(out, format_args!(";received={}", src.ip()))?;
-            Some(NatEdit {
-                start: at,
-                end: at,
-                len,
-            })
+        len += match p.value {
+            Some(v) => fmt_into(
+                out.get_mut(len..)?,
+                format_args!(";{}={}", Ascii(p.name), Ascii(v)),
+            )?,
+            None => fmt_into(out.get_mut(len..)?, format_args!(";{}", Ascii(p.name)))?,
+        };
+    }
+    len += fmt_into(out.get_mut(len..)?, format_args!(";received={}", src.ip()))?;
+    if has_rport {
+        len += fmt_into(out.get_mut(len..)?, format_args!(";rport={}", src.port()))?;
+    }
+    Some(NatEdit { start, end, len })
+}
+
+/// Shows bytes that the parser has already checked to be tokens or
+/// parameter values, without allocating.
+struct Ascii<'a>(&'a [u8]);
+
+impl std::fmt::Display for Ascii<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for &b in self.0 {
+            std::fmt::Write::write_char(f, char::from(b))?;
         }
-        _ => None,
+        Ok(())
     }
 }
 
@@ -590,6 +604,42 @@ Content-Length: 0\r\n\r\n"
             .replace("z9hG4bKabc", "z9hG4bKabc;rport");
         let (action, _) = run(&cfg(), data.as_bytes(), "203.0.113.5:40000");
         assert!(matches!(action, Action::Reply { to, .. } if to == addr("203.0.113.5:40000")));
+    }
+
+    #[test]
+    fn a_client_cannot_choose_where_responses_go() {
+        let data = String::from_utf8(invite("")).unwrap().replace(
+            "z9hG4bKabc",
+            "z9hG4bKabc;received=198.51.100.66;rport=9;x=1",
+        );
+        let (_, out) = run(&cfg(), data.as_bytes(), "203.0.113.5:40000");
+        let m = Message::parse(&out).unwrap();
+        let client = m.vias().nth(1).unwrap().unwrap();
+        assert_eq!(client.received, Some(&b"203.0.113.5"[..]));
+        assert_eq!(client.rport, Rport::Value(40000));
+        assert_eq!(client.branch, Some(&b"z9hG4bKabc"[..]));
+        assert!(client.params().any(|p| p.name == b"x"), "other params kept");
+        assert_eq!(client.params().filter(|p| p.name == b"received").count(), 1);
+    }
+
+    #[test]
+    fn a_broken_route_is_400() {
+        let (action, _) = run(
+            &cfg(),
+            &invite("Route: <sip:192.0.2.20;lr\r\n"),
+            "192.0.2.1:5060",
+        );
+        assert!(
+            matches!(
+                action,
+                Action::Reply {
+                    code: 400,
+                    reason: ("Bad ", "Route"),
+                    ..
+                }
+            ),
+            "{action:?}"
+        );
     }
 
     #[test]

@@ -114,7 +114,7 @@ fn write_reply(
         *t = HEX[((h >> (60 - 4 * i)) & 0xf) as usize];
     }
     // RFC 3581 §4 / §18.2.1: the response's Via carries what we saw.
-    let mut nat = [0u8; 80];
+    let mut nat = [0u8; 512];
     let via_edit = nat_params(msg, src, &mut nat).map(|n| ViaEdit {
         start: n.start,
         end: n.end,
