@@ -75,3 +75,8 @@ done
 mv "$out.tmp" "$out"
 cat "$out"
 echo "written: $out" >&2
+# RECORD=1 appends the section to perf/RESULTS.md as well.
+if [ "${RECORD:-0}" = 1 ]; then
+  { echo; cat "$out"; } >> perf/RESULTS.md
+  echo "appended to perf/RESULTS.md" >&2
+fi

@@ -106,3 +106,8 @@ for cfg, d in data.items():
     print(f"| {name} | {fmt(d['cpu_us'])} | {ratio} | {fmt(d['loss'], '{:.3f}')} | {fmt(d['p50'], '{:.0f}')} | {fmt(d['p99'], '{:.0f}')} |")
 PY
 echo "written: $out" >&2
+# RECORD=1 appends the section to perf/RESULTS.md as well.
+if [ "${RECORD:-0}" = 1 ]; then
+  { echo; cat "$out"; } >> perf/RESULTS.md
+  echo "appended to perf/RESULTS.md" >&2
+fi
