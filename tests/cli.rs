@@ -42,37 +42,25 @@ fn parse_a_valid_file() {
     assert!(text.trim_end().ends_with("valid"));
 }
 
-#[test]
-fn parse_from_stdin_reports_the_reason() {
+/// Runs `sipshard --parse -` with `input` on standard input.
+fn parse_stdin(input: &[u8]) -> std::process::Output {
     let mut child = sipshard()
         .args(["--parse", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn parse_from_stdin_reports_the_reason() {
+    let out = parse_stdin(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("invalid: Missing From (400)"));
 
-    let mut child = sipshard()
-        .args(["--parse", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"INVITE sip:x SIP/3.0\r\n\r\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = parse_stdin(b"INVITE sip:x SIP/3.0\r\n\r\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Version Not Supported (505)"));
 }
