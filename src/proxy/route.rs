@@ -105,6 +105,8 @@ pub struct Scratch {
     nat_len: usize,
     ruri: [u8; 256],
     ruri_len: usize,
+    old_ruri: [u8; 300],
+    old_ruri_len: usize,
     branch: [u8; BRANCH_LEN],
 }
 
@@ -119,6 +121,8 @@ impl Default for Scratch {
             nat_len: 0,
             ruri: [0; 256],
             ruri_len: 0,
+            old_ruri: [0; 300],
+            old_ruri_len: 0,
             branch: [0; BRANCH_LEN],
         }
     }
@@ -214,6 +218,10 @@ fn route_request<'e>(
         }
     }
     let mut remove_top_route = false;
+    // §16.6 step 6: a next hop without `lr` is a strict router: it gets
+    // the request with its own URI as Request-URI, and the Request-URI
+    // goes to the end of the route set. (Index of that Route value.)
+    let mut strict_next: Option<usize> = None;
     let mut next: Option<Target> = None;
     for (i, r) in msg.routes().enumerate() {
         let Ok(r) = r else {
@@ -228,6 +236,9 @@ fn route_request<'e>(
             continue;
         }
         next = Some(target_of(&u.host, u.port, u.maddr()));
+        if !u.is_loose_router() && !remove_last_route && i <= 1 {
+            strict_next = Some(i);
+        }
         break;
     }
     if remove_last_route && remove_top_route && msg.routes().count() == 1 {
@@ -273,12 +284,27 @@ fn route_request<'e>(
     };
     slot.copy_from_slice(&scratch.branch);
     scratch.via_len += BRANCH_LEN;
-    if let Some(uri) = new_ruri {
+    let strict_uri = strict_next
+        .and_then(|i| msg.routes().nth(i))
+        .and_then(Result::ok)
+        .map(|r| r.uri);
+    if let Some(uri) = new_ruri.or(strict_uri) {
         let Some(slot) = scratch.ruri.get_mut(..uri.len()) else {
             return Action::Drop(DropReason::WriteFailed);
         };
         slot.copy_from_slice(uri);
         scratch.ruri_len = uri.len();
+    }
+    if strict_next.is_some() {
+        // The old Request-URI becomes the last Route value.
+        let old = msg.request_uri_bytes().unwrap_or_default();
+        let Some(len) = fmt_into(
+            &mut scratch.old_ruri,
+            format_args!("Route: <{}>\r\n", Ascii(old)),
+        ) else {
+            return Action::Drop(DropReason::WriteFailed);
+        };
+        scratch.old_ruri_len = len;
     }
     if cfg.record_route {
         scratch.rr_len =
@@ -302,12 +328,30 @@ fn route_request<'e>(
         if cfg.record_route && scratch.rr_len > 0 {
             edits.add_record_route(msg, &scratch.rr[..scratch.rr_len])?;
         }
-        if remove_top_route {
-            edits.remove_first_route(msg)?;
+        // Our Route and the one after it (a strict router's, or the last
+        // one moving into the Request-URI) may share a line: one edit.
+        let two = msg.values(HeaderName::Route).count() == 2;
+        match (remove_top_route, strict_next, remove_last_route) {
+            (true, Some(1), _) | (true, None, true) if two || strict_next == Some(1) => {
+                edits.remove_first_two_values(msg, HeaderName::Route)?
+            }
+            (true, _, true) => {
+                edits.remove_first_route(msg)?;
+                edits.remove_last_route(msg)?;
+            }
+            (true, _, false) | (false, Some(_), _) => edits.remove_first_route(msg)?,
+            (false, None, true) => edits.remove_last_route(msg)?,
+            (false, None, false) => {}
+        }
+        if strict_next.is_some() {
+            edits.set_request_uri(msg, &scratch.ruri[..scratch.ruri_len])?;
+            edits.insert(
+                msg.headers_end(),
+                &[Piece::Bytes(&scratch.old_ruri[..scratch.old_ruri_len])],
+            )?;
         }
         if remove_last_route {
             edits.set_request_uri(msg, &scratch.ruri[..scratch.ruri_len])?;
-            edits.remove_last_route(msg)?;
         }
         Ok::<(), crate::sip::WriteError>(())
     })();
@@ -681,6 +725,77 @@ Content-Length: 0\r\n\r\n"
                 "INVITE sip:bob@192.0.2.4:5062",
                 "INVITE sip:192.0.2.10:5060",
             );
+        let (action, out) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(action, Action::Forward(addr("192.0.2.30:5080")));
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.30:5080"[..]));
+        assert_eq!(m.routes().count(), 0);
+    }
+
+    #[test]
+    fn a_strict_router_next_hop_gets_its_uri_as_request_uri() {
+        // §16.6 step 6: our Route, then a strict router on the same line.
+        let (action, out) = run(
+            &cfg(),
+            &invite(
+                "Route: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.40:5070>, <sip:192.0.2.41;lr>\r\n",
+            ),
+            "192.0.2.1:5060",
+        );
+        assert_eq!(action, Action::Forward(addr("192.0.2.40:5070")));
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.40:5070"[..]));
+        let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri).collect();
+        assert_eq!(
+            routes,
+            vec![&b"sip:192.0.2.41;lr"[..], b"sip:bob@192.0.2.4:5062"]
+        );
+        // The same with the strict router alone on the next line.
+        let (_, out) = run(
+            &cfg(),
+            &invite("Route: <sip:192.0.2.10:5060;lr>\r\nRoute: <sip:192.0.2.40:5070>\r\n"),
+            "192.0.2.1:5060",
+        );
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.40:5070"[..]));
+        let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri).collect();
+        assert_eq!(routes, vec![&b"sip:bob@192.0.2.4:5062"[..]]);
+        // A strict router first, with no Route of ours before it.
+        let (action, out) = run(
+            &cfg(),
+            &invite("Route: <sip:192.0.2.40:5070>\r\n"),
+            "192.0.2.1:5060",
+        );
+        assert_eq!(action, Action::Forward(addr("192.0.2.40:5070")));
+        let m = Message::parse(&out).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.40:5070"[..]));
+        let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri).collect();
+        assert_eq!(routes, vec![&b"sip:bob@192.0.2.4:5062"[..]]);
+        // Our Route and a loose next hop on one line: both are fine too.
+        let (_, out) = run(
+            &cfg(),
+            &invite("Route: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.20;lr>\r\n"),
+            "192.0.2.1:5060",
+        );
+        let routes: Vec<_> = Message::parse(&out)
+            .unwrap()
+            .routes()
+            .map(|r| r.unwrap().uri.to_vec())
+            .collect();
+        assert_eq!(routes, vec![b"sip:192.0.2.20;lr".to_vec()]);
+    }
+
+    #[test]
+    fn strict_previous_hop_with_our_route_on_the_same_line() {
+        let data = String::from_utf8(invite(
+            "Route: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.30:5080>\r\n",
+        ))
+        .unwrap()
+        .replace(
+            "INVITE sip:bob@192.0.2.4:5062",
+            "INVITE sip:192.0.2.10:5060",
+        );
         let (action, out) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
         assert_eq!(action, Action::Forward(addr("192.0.2.30:5080")));
         let m = Message::parse(&out).unwrap();

@@ -207,6 +207,33 @@ impl<'e> Edits<'e> {
         self.remove_value(msg, last)
     }
 
+    /// Removes the first two values of a list header (our own Route and
+    /// the one after it), which may share a line: one edit, so that the
+    /// two removals cannot overlap.
+    pub fn remove_first_two_values(
+        &mut self,
+        msg: &Message<'_>,
+        name: HeaderName,
+    ) -> Result<(), WriteError> {
+        let mut vals = msg.values(name);
+        let (Some(a), Some(b)) = (vals.next(), vals.next()) else {
+            return Err(WriteError::NoSuchHeader(name));
+        };
+        if a.line != b.line {
+            self.remove_value(msg, a)?;
+            return self.remove_value(msg, b);
+        }
+        match vals.next() {
+            // A third value on the same line: cut up to it.
+            Some(c) if c.line == a.line => self.remove(a.offset, c.offset),
+            // The two were the whole line.
+            _ => {
+                let e = *msg.entries().get(a.line).ok_or(WriteError::OutOfRange)?;
+                self.remove(e.line_start as usize, e.line_end as usize)
+            }
+        }
+    }
+
     /// Removes one value of a list header (Via, Route, ...) as found by
     /// [`Message::values`]: the whole line when it is alone there, else the
     /// value and the comma that joins it to its neighbour.
