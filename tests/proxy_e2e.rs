@@ -544,3 +544,25 @@ To: <sip:x@127.0.0.1>\r\nFrom: <sip:y@127.0.0.1>;tag=1\r\nCall-ID: multi-{}\r\nC
     }
     assert_eq!(proxy.terminate(), Some(0));
 }
+
+/// An ACK is never answered (§17), even when it is broken or has run out
+/// of hops: it is dropped and counted.
+#[test]
+fn an_ack_gets_no_answer() {
+    let Some(proxy) = Proxy::start("mmsg", &[]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let ack = request(
+        "ACK",
+        &uac,
+        &uas,
+        "z9hG4bKa0",
+        "ack-1",
+        "Max-Forwards: 0\r\n",
+    );
+    uac.send_to(ack.as_bytes(), proxy.addr).unwrap();
+    assert!(nothing_arrives(&uac), "no 483 for an ACK");
+    assert!(nothing_arrives(&uas), "and it is not forwarded");
+    assert_eq!(proxy.terminate(), Some(0));
+}

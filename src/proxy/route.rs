@@ -73,6 +73,9 @@ pub enum DropReason {
     WriteFailed,
     /// A datagram larger than the receive buffer, cut by the kernel.
     Oversize,
+    /// An ACK that would have been answered locally (an ACK gets no
+    /// response, §17): dropped instead.
+    AckNotAnswered,
 }
 
 /// What to do with one datagram.

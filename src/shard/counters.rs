@@ -10,7 +10,7 @@ use crossbeam_utils::CachePadded;
 use crate::proxy::DropReason;
 
 /// Number of [`DropReason`] values, for the drop counter array.
-pub const DROP_REASONS: usize = 7;
+pub const DROP_REASONS: usize = 8;
 
 /// Index of a drop reason in [`ShardCounters::drops`].
 pub fn drop_index(r: DropReason) -> usize {
@@ -22,6 +22,7 @@ pub fn drop_index(r: DropReason) -> usize {
         DropReason::Unresolved => 4,
         DropReason::WriteFailed => 5,
         DropReason::Oversize => 6,
+        DropReason::AckNotAnswered => 7,
     }
 }
 
@@ -34,6 +35,7 @@ pub const DROP_NAMES: [&str; DROP_REASONS] = [
     "unresolved",
     "write_failed",
     "oversize",
+    "ack_not_answered",
 ];
 
 /// One shard's counters.

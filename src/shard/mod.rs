@@ -84,7 +84,7 @@ pub fn handle<S: SendQueue>(
         Action::Reply { code, reason, to } => {
             // ACK is never answered (§17.2.1, §17.1.1.3).
             if msg.method() == Some(Method::Ack) {
-                return drop(DropReason::Malformed);
+                return drop(DropReason::AckNotAnswered);
             }
             match write_reply(&msg, src, code, reason, slot) {
                 Some(n) => {
