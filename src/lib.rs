@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod io;
 pub mod proxy;
+pub mod registrar;
 pub mod server;
 pub mod shard;
 pub mod sip;
