@@ -172,7 +172,7 @@ pub fn apply(
     }
 
     // `*` removes every binding, only alone and with Expires: 0 (step 6).
-    if contacts.iter().any(|c| *c == Contact::Star) {
+    if contacts.contains(&Contact::Star) {
         if contacts.len() != 1 || header_expires != Some(0) {
             return Err(RegisterError::BadRequest(
                 "Contact * Needs Expires 0 And No Other Contact",
