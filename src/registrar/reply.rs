@@ -1,0 +1,183 @@
+//! The 200 OK to a REGISTER (RFC 3261 §10.3 step 8): every current binding
+//! as a Contact with its remaining `expires` (and `q` when it has one), a
+//! Date, the Path the REGISTER carried with `Supported: path` (RFC 3327
+//! §5.3), and the 423's Min-Expires. Written into a caller buffer like any
+//! other response.
+
+use std::io::Write as _;
+
+use super::register::Binding;
+use crate::sip::{HeaderName, Message, Piece, ResponseWriter, WriteError};
+
+/// Writes `200 OK` listing `bindings` (those still alive at `now`, Unix
+/// seconds) for the REGISTER `req` into `out`; returns its length.
+pub fn write_ok(
+    req: &Message<'_>,
+    bindings: &[Binding],
+    now: u64,
+    to_tag: &[u8],
+    out: &mut [u8],
+) -> Result<usize, WriteError> {
+    let mut w = ResponseWriter::new(req, 200, &[b"OK"], Some(to_tag), out)?;
+    for b in bindings.iter().filter(|b| b.expires_at > now) {
+        let mut q_buf = [0u8; 16];
+        let q = match b.q {
+            Some(q) => format_q(q, &mut q_buf),
+            None => &[][..],
+        };
+        w.header_pieces(
+            "Contact",
+            &[
+                Piece::Bytes(b"<"),
+                Piece::Bytes(&b.contact),
+                Piece::Bytes(b">;expires="),
+                Piece::U32(u32::try_from(b.expires_at - now).unwrap_or(u32::MAX)),
+                Piece::Bytes(q),
+            ],
+        )?;
+    }
+    for v in req.values(HeaderName::Path) {
+        w.header("Path", v.text)?;
+    }
+    w.header("Supported", b"path")?;
+    let mut date = [0u8; 40];
+    let len = http_date(now, &mut date);
+    w.header("Date", &date[..len])?;
+    w.finish()
+}
+
+/// Writes `423 Interval Too Brief` with Min-Expires (§10.3 step 7).
+pub fn write_too_brief(
+    req: &Message<'_>,
+    min: u32,
+    to_tag: &[u8],
+    out: &mut [u8],
+) -> Result<usize, WriteError> {
+    let mut w = ResponseWriter::new(req, 423, &[b"Interval Too Brief"], Some(to_tag), out)?;
+    w.header_u32("Min-Expires", min)?;
+    w.finish()
+}
+
+/// `;q=0.7` for 700 thousandths, `;q=1` for 1000 (trailing zeros dropped).
+fn format_q(q: u16, out: &mut [u8; 16]) -> &[u8] {
+    if q >= 1000 {
+        out[..4].copy_from_slice(b";q=1");
+        return &out[..4];
+    }
+    let digits = [
+        b'0' + (q / 100) as u8,
+        b'0' + (q / 10 % 10) as u8,
+        b'0' + (q % 10) as u8,
+    ];
+    let mut n = 3;
+    while n > 1 && digits[n - 1] == b'0' {
+        n -= 1;
+    }
+    out[..5].copy_from_slice(b";q=0.");
+    out[5..5 + n].copy_from_slice(&digits[..n]);
+    &out[..5 + n]
+}
+
+/// RFC 1123 date (§20.17, `Sat, 13 Nov 2010 23:29:00 GMT`) for a Unix time;
+/// returns the length written.
+pub fn http_date(unix: u64, out: &mut [u8; 40]) -> usize {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    let mut cursor = std::io::Cursor::new(&mut out[..]);
+    let _ = write!(
+        cursor,
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    cursor.position() as usize
+}
+
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic
+/// Gregorian: shift to a March-based year so that the leap day is last,
+/// then count 400-year eras.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registrar::register::{apply, RegistrarConfig};
+
+    #[test]
+    fn dates() {
+        let mut out = [0u8; 40];
+        let n = http_date(0, &mut out);
+        assert_eq!(&out[..n], b"Thu, 01 Jan 1970 00:00:00 GMT");
+        let n = http_date(1_289_690_940, &mut out);
+        assert_eq!(&out[..n], b"Sat, 13 Nov 2010 23:29:00 GMT");
+        let n = http_date(951_782_400, &mut out);
+        assert_eq!(&out[..n], b"Tue, 29 Feb 2000 00:00:00 GMT", "leap day");
+    }
+
+    #[test]
+    fn q_values() {
+        let mut out = [0u8; 16];
+        assert_eq!(format_q(1000, &mut out), b";q=1");
+        assert_eq!(format_q(700, &mut out), b";q=0.7");
+        assert_eq!(format_q(125, &mut out), b";q=0.125");
+        assert_eq!(format_q(50, &mut out), b";q=0.05");
+        assert_eq!(format_q(0, &mut out), b";q=0.0");
+    }
+
+    #[test]
+    fn ok_lists_bindings_with_remaining_expires() {
+        let data = b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKr\r\n\
+To: <sip:bob@example.com>\r\nFrom: <sip:bob@example.com>;tag=f\r\nCall-ID: r1\r\nCSeq: 1 REGISTER\r\n\
+Contact: <sip:bob@192.0.2.7:5062>;q=0.7, <sip:bob@192.0.2.8>;expires=120\r\nPath: <sip:edge;lr>\r\n\r\n";
+        let req = Message::parse(data).unwrap();
+        let b = apply(
+            &[],
+            &req,
+            "192.0.2.7:5060".parse().unwrap(),
+            1000,
+            &RegistrarConfig::default(),
+        )
+        .unwrap();
+        let mut out = [0u8; 2048];
+        let n = write_ok(&req, &b, 1100, b"reg1", &mut out).unwrap();
+        let m = Message::parse(&out[..n]).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.status(), Some(200));
+        let c: Vec<_> = m.contacts().map(Result::unwrap).collect();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].expires(), Some(3500));
+        assert_eq!(c[0].q(), Some(700));
+        assert_eq!(c[1].expires(), Some(20));
+        assert_eq!(c[1].q(), None);
+        assert_eq!(m.header(HeaderName::Path), Some(&b"<sip:edge;lr>"[..]));
+        assert_eq!(m.header(HeaderName::Supported), Some(&b"path"[..]));
+        assert!(m.header(HeaderName::Date).unwrap().ends_with(b"GMT"));
+        assert_eq!(m.to().unwrap().tag(), Some(&b"reg1"[..]));
+
+        let n = write_too_brief(&req, 60, b"reg1", &mut out).unwrap();
+        let m = Message::parse(&out[..n]).unwrap();
+        assert_eq!(m.status(), Some(423));
+        assert_eq!(m.min_expires(), Ok(Some(60)));
+    }
+}
