@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod config;
 pub mod io;
+pub mod location;
 pub mod proxy;
 pub mod registrar;
 pub mod server;

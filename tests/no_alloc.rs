@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sipshard::io::SendQueue;
+use sipshard::location::{canonical_aor, AorRecord, LocationOp, Replica};
 use sipshard::proxy::{route, Action, ProxyConfig, Scratch};
 use sipshard::shard::{counters::ShardCounters, handle};
 use sipshard::sip::{Edits, Message, ResponseWriter, Uri};
@@ -167,9 +168,27 @@ To: <sip:bob@b>;tag=2\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r
     // feature probe) is not counted.
     forward_request(&invite, &mut out);
 
+    // A location lookup as the forwarding path will do it: canonical AOR
+    // of the Request-URI into a stack buffer, then the replica.
+    let mut replica = Replica::default();
+    replica.apply(LocationOp::Set(std::sync::Arc::new(AorRecord {
+        aor: b"sip:bob@biloxi.example.com"[..].into(),
+        bindings: Box::new([]),
+    })));
+    let lookup = |data: &[u8]| -> bool {
+        let msg = Message::parse(data).unwrap();
+        let Ok(Uri::Sip(u)) = msg.request_uri() else {
+            return false;
+        };
+        let mut buf = [0u8; 256];
+        canonical_aor(&u, &mut buf).is_some_and(|aor| replica.lookup(aor).is_some())
+    };
+    assert!(lookup(&invite));
+
     arm(true);
     let mut total = 0;
     for _ in 0..100 {
+        assert!(lookup(&invite));
         total += forward_request(&invite, &mut out);
         total += forward_request(&ack, &mut out);
         total += forward_response(&ok, &mut out);

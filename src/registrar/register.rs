@@ -8,7 +8,8 @@
 
 use std::net::SocketAddr;
 
-use crate::sip::{eq_unescaped, unescape, Contact, HeaderName, Host, Message, Uri};
+use crate::location::canonical_aor;
+use crate::sip::{eq_unescaped, Contact, HeaderName, Message, Uri};
 
 /// One binding of an AOR to a contact (§10.3 step 7).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,19 +105,10 @@ pub fn aor_of(msg: &Message<'_>) -> Result<Box<[u8]>, RegisterError> {
     let Ok(Uri::Sip(u)) = to.parsed_uri() else {
         return Err(RegisterError::BadRequest("To Is Not A SIP URI"));
     };
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(if u.secure { b"sips:" } else { b"sip:" });
-    if let Some(user) = u.user {
-        let mut buf = vec![0u8; user.len()];
-        let user = unescape(user, &mut buf).ok_or(RegisterError::BadRequest("Bad To"))?;
-        out.extend_from_slice(user);
-        out.push(b'@');
-    }
-    match u.host {
-        Host::Name(h) => out.extend(h.iter().map(u8::to_ascii_lowercase)),
-        _ => out.extend_from_slice(u.host_raw),
-    }
-    Ok(out.into_boxed_slice())
+    let mut buf = [0u8; 512];
+    canonical_aor(&u, &mut buf)
+        .map(Box::from)
+        .ok_or(RegisterError::BadRequest("Bad To"))
 }
 
 /// Two contact URIs name the same binding. A simplification of §19.1.4:
