@@ -115,7 +115,12 @@ impl Config {
             ),
             None => (first, None),
         };
-        let mut local = bound.to_vec();
+        // Wildcard binds name no host: only concrete addresses are "us".
+        let mut local: Vec<SocketAddr> = bound
+            .iter()
+            .copied()
+            .filter(|a| !a.ip().is_unspecified())
+            .collect();
         local.push(advertise);
         (
             ProxyConfig {

@@ -41,6 +41,8 @@ impl ProxyConfig {
     }
 
     /// True when host:port (port default 5060) is one of our addresses.
+    /// A wildcard bind (0.0.0.0) is not an address peers write: with one,
+    /// the advertised address is what names us.
     fn is_us(&self, host: &Host<'_>, port: Option<u16>) -> bool {
         let ip = match host {
             Host::V4(a) => IpAddr::V4(*a),
@@ -51,7 +53,7 @@ impl ProxyConfig {
         self.local
             .iter()
             .chain(std::iter::once(&self.advertise))
-            .any(|a| a.port() == port && (a.ip() == ip || a.ip().is_unspecified()))
+            .any(|a| a.port() == port && a.ip() == ip)
     }
 }
 
@@ -569,6 +571,20 @@ Content-Length: 0\r\n\r\n"
         assert_eq!(vias[1].received, None, "source equals sent-by");
         assert_eq!(m.max_forwards(), Ok(Some(69)));
         assert_eq!(m.record_routes().count(), 0);
+    }
+
+    #[test]
+    fn a_wildcard_bind_does_not_make_every_host_us() {
+        // Listening on 0.0.0.0:5060 and advertising 192.0.2.10:5060: a
+        // request for another host on port 5060 is forwarded, not taken as
+        // addressed to us.
+        let mut c = ProxyConfig::at(US.parse().unwrap());
+        c.local.push(addr("0.0.0.0:5060"));
+        let data = String::from_utf8(invite(""))
+            .unwrap()
+            .replace("sip:bob@192.0.2.4:5062", "sip:bob@192.0.2.4");
+        let (action, _) = run(&c, data.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(action, Action::Forward(addr("192.0.2.4:5060")));
     }
 
     #[test]
