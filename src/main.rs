@@ -10,7 +10,6 @@ use mimalloc::MiMalloc;
 
 use sipshard::cli::Args;
 use sipshard::config::Config;
-use sipshard::shard::counters::{total, DROP_NAMES};
 use sipshard::sip::{Message, StartLine};
 
 #[global_allocator]
@@ -93,27 +92,7 @@ fn main() -> ExitCode {
     if let Some(Ok(t)) = stats {
         let _ = t.join();
     }
-    let c = &counters[..];
-    let drops: Vec<String> = DROP_NAMES
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!("{n}={}", total(c, |s| &s.drops[i])))
-        .collect();
-    say!(
-        "sipshard: stopped; received={} forwarded_requests={} forwarded_responses={} replies={} \
-         parse_errors={} send_failed={} drops: {} per_shard_received=[{}]",
-        total(c, |s| &s.received),
-        total(c, |s| &s.forwarded_requests),
-        total(c, |s| &s.forwarded_responses),
-        (1..7).map(|k| total(c, |s| &s.replies[k])).sum::<u64>(),
-        total(c, |s| &s.parse_errors),
-        total(c, |s| &s.send_failed),
-        drops.join(" "),
-        c.iter()
-            .map(|s| s.received.load(Ordering::Relaxed).to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    say!("sipshard: {}", sipshard::stats::exit_line(&counters));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::shard::counters::{total, ShardCounters, DROP_NAMES};
+use crate::proxy::DropReason;
+use crate::shard::counters::{total, ShardCounters};
 
 /// A snapshot of the summed counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,7 +40,7 @@ impl Totals {
             forwarded_requests: total(all, |s| &s.forwarded_requests),
             forwarded_responses: total(all, |s| &s.forwarded_responses),
             replies: (1..7).map(|k| total(all, |s| &s.replies[k])).sum(),
-            drops: (0..DROP_NAMES.len())
+            drops: (0..DropReason::ALL.len())
                 .map(|k| total(all, |s| &s.drops[k]))
                 .sum(),
             parse_errors: total(all, |s| &s.parse_errors),
@@ -66,6 +67,28 @@ pub fn line(now: &Totals, prev: &Totals, secs: f64) -> String {
         now.parse_errors,
         now.send_failed,
     );
+    s
+}
+
+/// The line printed at exit: every total, drops by reason, and datagrams
+/// received per shard (which shows how `--steer` spread the traffic).
+pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
+    let t = Totals::read(all);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "stopped; received={} forwarded_requests={} forwarded_responses={} replies={} parse_errors={} send_failed={} drops:",
+        t.received, t.forwarded_requests, t.forwarded_responses, t.replies, t.parse_errors, t.send_failed,
+    );
+    for r in DropReason::ALL {
+        let _ = write!(s, " {}={}", r.name(), total(all, |c| &c.drops[r as usize]));
+    }
+    s.push_str(" per_shard_received=[");
+    for (i, c) in all.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(s, "{sep}{}", c.received.load(Ordering::Relaxed));
+    }
+    s.push(']');
     s
 }
 

@@ -147,7 +147,7 @@ pub fn is_loop(msg: &Message<'_>, branch: &[u8]) -> bool {
 }
 
 /// Writes the low `out.len()` hex digits of `v`, most significant first.
-fn write_hex(v: u64, out: &mut [u8]) {
+pub fn write_hex(v: u64, out: &mut [u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = out.len();
     for (i, slot) in out.iter_mut().enumerate() {

@@ -57,8 +57,10 @@ impl ProxyConfig {
     }
 }
 
-/// Why a datagram was dropped; each reason is a counter.
+/// Why a datagram was dropped; each reason is a counter, indexed by
+/// `reason as usize`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum DropReason {
     /// Only line ends (an RFC 5626 keep-alive).
     KeepAlive,
@@ -78,6 +80,34 @@ pub enum DropReason {
     /// An ACK that would have been answered locally (an ACK gets no
     /// response, §17): dropped instead.
     AckNotAnswered,
+}
+
+impl DropReason {
+    /// Every reason, in counter-index order.
+    pub const ALL: [DropReason; 8] = [
+        DropReason::KeepAlive,
+        DropReason::Malformed,
+        DropReason::NotOurVia,
+        DropReason::NoNextVia,
+        DropReason::Unresolved,
+        DropReason::WriteFailed,
+        DropReason::Oversize,
+        DropReason::AckNotAnswered,
+    ];
+
+    /// The name in reports and the exit line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::KeepAlive => "keepalive",
+            DropReason::Malformed => "malformed",
+            DropReason::NotOurVia => "not_our_via",
+            DropReason::NoNextVia => "no_next_via",
+            DropReason::Unresolved => "unresolved",
+            DropReason::WriteFailed => "write_failed",
+            DropReason::Oversize => "oversize",
+            DropReason::AckNotAnswered => "ack_not_answered",
+        }
+    }
 }
 
 /// What to do with one datagram.
@@ -149,7 +179,13 @@ pub fn route<'e>(
     edits: &mut Edits<'e>,
 ) -> Action {
     if msg.is_request() {
-        route_request(msg, src, cfg, scratch, edits)
+        match route_request(msg, src, cfg, scratch, edits) {
+            // §17: an ACK gets no response, whatever is wrong with it.
+            Action::Reply { .. } if msg.method() == Some(Method::Ack) => {
+                Action::Drop(DropReason::AckNotAnswered)
+            }
+            action => action,
+        }
     } else {
         route_response(msg, cfg, edits)
     }
@@ -585,6 +621,19 @@ Content-Length: 0\r\n\r\n"
             .replace("sip:bob@192.0.2.4:5062", "sip:bob@192.0.2.4");
         let (action, _) = run(&c, data.as_bytes(), "192.0.2.1:5060");
         assert_eq!(action, Action::Forward(addr("192.0.2.4:5060")));
+    }
+
+    #[test]
+    fn an_ack_is_never_answered() {
+        let ack = String::from_utf8(invite("Max-Forwards: 0\r\n"))
+            .unwrap()
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK");
+        let (action, _) = run(&cfg(), ack.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(action, Action::Drop(DropReason::AckNotAnswered));
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{}", r.name());
+        }
     }
 
     #[test]

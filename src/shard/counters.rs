@@ -10,33 +10,7 @@ use crossbeam_utils::CachePadded;
 use crate::proxy::DropReason;
 
 /// Number of [`DropReason`] values, for the drop counter array.
-pub const DROP_REASONS: usize = 8;
-
-/// Index of a drop reason in [`ShardCounters::drops`].
-pub fn drop_index(r: DropReason) -> usize {
-    match r {
-        DropReason::KeepAlive => 0,
-        DropReason::Malformed => 1,
-        DropReason::NotOurVia => 2,
-        DropReason::NoNextVia => 3,
-        DropReason::Unresolved => 4,
-        DropReason::WriteFailed => 5,
-        DropReason::Oversize => 6,
-        DropReason::AckNotAnswered => 7,
-    }
-}
-
-/// Names of the drop reasons, in index order, for reports.
-pub const DROP_NAMES: [&str; DROP_REASONS] = [
-    "keepalive",
-    "malformed",
-    "not_our_via",
-    "no_next_via",
-    "unresolved",
-    "write_failed",
-    "oversize",
-    "ack_not_answered",
-];
+pub const DROP_REASONS: usize = DropReason::ALL.len();
 
 /// One shard's counters.
 #[derive(Default, Debug)]
@@ -49,12 +23,20 @@ pub struct ShardCounters {
     pub forwarded_responses: AtomicU64,
     /// Local replies by status class: index 1 for 1xx ... 6 for 6xx.
     pub replies: [AtomicU64; 7],
-    /// Drops by [`DropReason`] (see [`drop_index`]).
+    /// Drops, indexed by `DropReason as usize`.
     pub drops: [AtomicU64; DROP_REASONS],
     /// Datagrams that did not tokenize as SIP (also counted as a drop).
     pub parse_errors: AtomicU64,
     /// Datagrams the kernel refused to send.
     pub send_failed: AtomicU64,
+}
+
+impl ShardCounters {
+    /// Counts one drop.
+    #[inline]
+    pub fn dropped(&self, r: DropReason) {
+        add(&self.drops[r as usize], 1);
+    }
 }
 
 /// Adds `n` to a counter only this shard writes.

@@ -9,10 +9,10 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::io::{Backend, SendQueue};
-use crate::proxy::branch::transaction_hash;
+use crate::proxy::branch::{transaction_hash, write_hex};
 use crate::proxy::{nat_params, route, Action, DropReason, ProxyConfig, Scratch};
 use crate::sip::{Edits, Message, Method, ParseError, ResponseWriter, ViaEdit};
-use counters::{add, drop_index, ShardCounters};
+use counters::{add, ShardCounters};
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
 const ALLOW: &[u8] =
@@ -30,11 +30,11 @@ pub fn run<B: Backend>(
         io.poll(|d, send| {
             add(&counters.received, 1);
             let Some(src) = d.source else {
-                add(&counters.drops[drop_index(DropReason::Malformed)], 1);
+                counters.dropped(DropReason::Malformed);
                 return;
             };
             if d.truncated {
-                add(&counters.drops[drop_index(DropReason::Oversize)], 1);
+                counters.dropped(DropReason::Oversize);
                 return;
             }
             handle(d.bytes, src, cfg, &mut scratch, send, counters);
@@ -54,7 +54,7 @@ pub fn handle<S: SendQueue>(
     send: &mut S,
     counters: &ShardCounters,
 ) {
-    let drop = |r: DropReason| add(&counters.drops[drop_index(r)], 1);
+    let drop = |r: DropReason| counters.dropped(r);
     let msg = match Message::parse(bytes) {
         Ok(m) => m,
         Err(ParseError::Empty) => return drop(DropReason::KeepAlive),
@@ -81,19 +81,13 @@ pub fn handle<S: SendQueue>(
             }
             Err(_) => drop(DropReason::WriteFailed),
         },
-        Action::Reply { code, reason, to } => {
-            // ACK is never answered (§17.2.1, §17.1.1.3).
-            if msg.method() == Some(Method::Ack) {
-                return drop(DropReason::AckNotAnswered);
+        Action::Reply { code, reason, to } => match write_reply(&msg, src, code, reason, slot) {
+            Some(n) => {
+                send.commit(n, to);
+                add(&counters.replies[usize::from(code / 100).min(6)], 1);
             }
-            match write_reply(&msg, src, code, reason, slot) {
-                Some(n) => {
-                    send.commit(n, to);
-                    add(&counters.replies[usize::from(code / 100).min(6)], 1);
-                }
-                None => drop(DropReason::WriteFailed),
-            }
-        }
+            None => drop(DropReason::WriteFailed),
+        },
         Action::Drop(r) => drop(r),
     }
 }
@@ -107,12 +101,8 @@ fn write_reply(
     reason: (&'static str, &'static str),
     out: &mut [u8],
 ) -> Option<usize> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let h = transaction_hash(msg);
     let mut tag = [0u8; 16];
-    for (i, t) in tag.iter_mut().enumerate() {
-        *t = HEX[((h >> (60 - 4 * i)) & 0xf) as usize];
-    }
+    write_hex(transaction_hash(msg), &mut tag);
     // RFC 3581 §4 / §18.2.1: the response's Via carries what we saw.
     let mut nat = [0u8; 512];
     let via_edit = nat_params(msg, src, &mut nat).map(|n| ViaEdit {
