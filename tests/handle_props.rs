@@ -5,6 +5,8 @@
 
 use std::net::SocketAddr;
 
+mod common;
+
 use proptest::prelude::*;
 use sipshard::io::SendQueue;
 use sipshard::proxy::{ProxyConfig, Scratch};
@@ -73,17 +75,7 @@ proptest! {
     ) {
         let all = seeds();
         let mut data = all[pick.index(all.len())].clone();
-        for (at, byte, kind) in edits {
-            if data.is_empty() {
-                break;
-            }
-            let i = at.index(data.len());
-            match kind {
-                0 => data[i] = byte,
-                1 => data.insert(i, byte),
-                _ => { data.remove(i); }
-            }
-        }
+        common::mutate(&mut data, &edits);
         check(&data);
     }
 

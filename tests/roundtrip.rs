@@ -5,6 +5,8 @@
 //! a proxy's edits they parse again to the edited meaning; and no input,
 //! however broken, makes any part of the parser panic.
 
+mod common;
+
 use proptest::prelude::*;
 use sipshard::sip::{Edits, HeaderName, Message, Method, ParseError, ResponseWriter, MAX_HEADERS};
 
@@ -409,17 +411,7 @@ proptest! {
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
     ) {
         let mut data = render(&m, &st);
-        for (at, byte, kind) in edits {
-            if data.is_empty() {
-                break;
-            }
-            let i = at.index(data.len());
-            match kind {
-                0 => data[i] = byte,
-                1 => data.insert(i, byte),
-                _ => { data.remove(i); }
-            }
-        }
+        common::mutate(&mut data, &edits);
         exercise(&data);
     }
 }

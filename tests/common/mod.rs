@@ -1,0 +1,24 @@
+//! Helpers shared by the property tests.
+
+use proptest::sample::Index;
+
+/// One byte edit: where, which byte, and 0 = overwrite, 1 = insert,
+/// else delete.
+pub type ByteEdit = (Index, u8, u8);
+
+/// Applies byte edits to a message, as a fuzzer would.
+pub fn mutate(data: &mut Vec<u8>, edits: &[ByteEdit]) {
+    for (at, byte, kind) in edits {
+        if data.is_empty() {
+            break;
+        }
+        let i = at.index(data.len());
+        match kind {
+            0 => data[i] = *byte,
+            1 => data.insert(i, *byte),
+            _ => {
+                data.remove(i);
+            }
+        }
+    }
+}
