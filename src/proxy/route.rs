@@ -912,6 +912,36 @@ Content-Length: 0\r\n\r\n"
     }
 
     #[test]
+    fn options_to_us_is_answered_even_at_max_forwards_zero() {
+        // §16.3 step 3 lets a proxy answer OPTIONS addressed to itself.
+        let data = String::from_utf8(invite("Max-Forwards: 0\r\n"))
+            .unwrap()
+            .replace("INVITE sip:bob@192.0.2.4:5062", "OPTIONS sip:192.0.2.10")
+            .replace("1 INVITE", "1 OPTIONS");
+        let (action, _) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
+        assert!(
+            matches!(action, Action::Reply { code: 200, .. }),
+            "{action:?}"
+        );
+    }
+
+    #[test]
+    fn a_user_at_us_with_nowhere_to_go_is_404_or_goes_upstream() {
+        let data = String::from_utf8(invite(""))
+            .unwrap()
+            .replace("sip:bob@192.0.2.4:5062", "sip:bob@192.0.2.10");
+        let (action, _) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
+        assert!(
+            matches!(action, Action::Reply { code: 404, .. }),
+            "{action:?}"
+        );
+        let mut c = cfg();
+        c.upstreams = vec![addr("198.51.100.1:5060")];
+        let (action, _) = run(&c, data.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(action, Action::Forward(addr("198.51.100.1:5060")));
+    }
+
+    #[test]
     fn invalid_request_gets_400_with_the_reason() {
         let data = String::from_utf8(invite(""))
             .unwrap()
