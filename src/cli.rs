@@ -31,6 +31,39 @@ pub enum IoChoice {
     Mmsg,
 }
 
+/// What the server does with a request for a user of a local domain.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward it to the user's best binding (stateless proxy).
+    Proxy,
+    /// Answer 302 Moved Temporarily listing every binding (redirect server).
+    Redirect,
+}
+
+/// What a REGISTER that would leave more than `--max-contacts` bindings
+/// does.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverContacts {
+    /// Keep the newest bindings; the oldest are dropped.
+    DropOldest,
+    /// Refuse the REGISTER with 403 and change nothing.
+    Reject,
+}
+
+/// When the registration log reaches stable storage (`--state-dir`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// fdatasync before the 200 OKs of each loop leave: survives kill -9
+    /// and power loss.
+    Always,
+    /// write() before the 200 OK, fdatasync at most once a second: survives
+    /// kill -9; power loss can lose the last second.
+    Interval,
+    /// write() before the 200 OK, the kernel flushes when it likes:
+    /// survives kill -9, not power loss.
+    Never,
+}
+
 /// sipshard: a carrier-grade SIP edge server (stateless proxy, registrar,
 /// location service and redirect server) built as a per-core packet
 /// processor.
@@ -96,6 +129,55 @@ pub struct Args {
     /// 0 turns it off.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub stats_interval: u64,
+
+    /// A domain this server is registrar and location service for; repeat
+    /// for several. Without it the server is a plain proxy and REGISTER is
+    /// forwarded like any request. With it, REGISTER for these domains (or
+    /// for this server's own address) is answered here, and requests for
+    /// their users are routed by the location service.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Vec<String>,
+
+    /// `proxy` forwards a request for a registered user to the best
+    /// binding; `redirect` answers it with 302 and every binding.
+    #[arg(long, value_enum, default_value_t = Mode::Proxy)]
+    pub mode: Mode,
+
+    /// Registration lifetime in seconds when the REGISTER gives none.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub default_expires: u32,
+
+    /// Shorter non-zero registrations get 423 Interval Too Brief.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub min_expires: u32,
+
+    /// Longer registrations are lowered to this.
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    pub max_expires: u32,
+
+    /// Bindings (contacts) per address-of-record.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_contacts: usize,
+
+    /// What a REGISTER that would exceed --max-contacts does.
+    #[arg(long, value_enum, default_value_t = OverContacts::DropOldest)]
+    pub over_contacts: OverContacts,
+
+    /// Send requests for a registered user to the address its REGISTER came
+    /// from rather than to its Contact host (users behind NAT, or an edge
+    /// proxy that did not add Path).
+    #[arg(long)]
+    pub nat: bool,
+
+    /// Keep registrations in DIR (a log per shard, compacted into
+    /// snapshots) and reload them at start. Without it they live in memory
+    /// only and a restart forgets them.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+
+    /// When the registration log is synced to disk (with --state-dir).
+    #[arg(long, value_enum, default_value_t = FsyncPolicy::Interval)]
+    pub fsync: FsyncPolicy,
 
     /// Parse a SIP message from FILE (or `-` for standard input), print what
     /// the parser sees and whether it validates, then exit: 0 when it is

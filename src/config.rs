@@ -4,9 +4,11 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::cli::{Args, IoChoice, Steer};
+use crate::cli::{Args, FsyncPolicy, IoChoice, Mode, OverContacts, Steer};
 use crate::io::socket::SocketOptions;
 use crate::proxy::ProxyConfig;
+use crate::registrar::register::{OverLimit, RegistrarConfig};
+use crate::sip::Host;
 
 /// Everything the server needs, checked.
 #[derive(Clone, Debug)]
@@ -29,6 +31,18 @@ pub struct Config {
     pub steer: Steer,
     /// Socket options.
     pub socket: SocketOptions,
+    /// Local domains (`--domain`), lower case; empty: no registrar.
+    pub domains: Vec<Box<[u8]>>,
+    /// Proxy or redirect for users of local domains.
+    pub mode: Mode,
+    /// The registrar's limits.
+    pub registrar: RegistrarConfig,
+    /// Route to the registered source address (`--nat`).
+    pub nat: bool,
+    /// Where registrations persist (`--state-dir`).
+    pub state_dir: Option<std::path::PathBuf>,
+    /// When the registration log is synced.
+    pub fsync: FsyncPolicy,
 }
 
 /// A flag combination that cannot work.
@@ -40,6 +54,12 @@ pub enum ConfigError {
     NoListen,
     /// An --advertise address that is a wildcard (0.0.0.0, ::) or port 0.
     Advertise(SocketAddr),
+    /// A --domain that is not a host name or address.
+    Domain(String),
+    /// Registrar limits that contradict each other.
+    Expires(&'static str),
+    /// A registrar flag given without --domain.
+    NeedsDomain(&'static str),
 }
 
 impl fmt::Display for ConfigError {
@@ -51,6 +71,14 @@ impl fmt::Display for ConfigError {
                 write!(
                     f,
                     "--advertise {a}: give the concrete address and port peers reach"
+                )
+            }
+            ConfigError::Domain(d) => write!(f, "--domain {d:?}: give a host name or address"),
+            ConfigError::Expires(why) => f.write_str(why),
+            ConfigError::NeedsDomain(flag) => {
+                write!(
+                    f,
+                    "{flag} needs --domain (the server is a registrar only for its domains)"
                 )
             }
         }
@@ -79,7 +107,49 @@ impl Config {
                 return Err(ConfigError::Advertise(a));
             }
         }
+        let mut domains = Vec::new();
+        for d in &args.domain {
+            let d = d.trim();
+            if d.is_empty() || d.len() > 255 || Host::parse(d.as_bytes()).is_err() {
+                return Err(ConfigError::Domain(d.to_string()));
+            }
+            domains.push(d.to_ascii_lowercase().into_bytes().into_boxed_slice());
+        }
+        if domains.is_empty() {
+            if args.mode == Mode::Redirect {
+                return Err(ConfigError::NeedsDomain("--mode redirect"));
+            }
+            if args.state_dir.is_some() {
+                return Err(ConfigError::NeedsDomain("--state-dir"));
+            }
+        }
+        if args.min_expires > args.max_expires {
+            return Err(ConfigError::Expires("--min-expires is above --max-expires"));
+        }
+        if args.default_expires < args.min_expires || args.default_expires > args.max_expires {
+            return Err(ConfigError::Expires(
+                "--default-expires must lie between --min-expires and --max-expires",
+            ));
+        }
+        if args.max_contacts == 0 {
+            return Err(ConfigError::Expires("--max-contacts must be at least 1"));
+        }
         Ok(Config {
+            domains,
+            mode: args.mode,
+            registrar: RegistrarConfig {
+                default_expires: args.default_expires,
+                min_expires: args.min_expires,
+                max_expires: args.max_expires,
+                max_contacts: args.max_contacts,
+                over_limit: match args.over_contacts {
+                    OverContacts::DropOldest => OverLimit::DropOldest,
+                    OverContacts::Reject => OverLimit::Reject,
+                },
+            },
+            nat: args.nat,
+            state_dir: args.state_dir.clone(),
+            fsync: args.fsync,
             listen: args.listen.clone(),
             advertise: args.advertise,
             upstreams: args.upstream.clone(),
@@ -128,6 +198,9 @@ impl Config {
                 local,
                 upstreams: self.upstreams.clone(),
                 record_route: self.record_route,
+                domains: self.domains.clone(),
+                redirect: self.mode == Mode::Redirect,
+                nat: self.nat,
             },
             warning,
         )
@@ -153,6 +226,36 @@ mod tests {
             Err(ConfigError::Advertise(_))
         ));
         assert_eq!(cfg(&["--shards", "2"]).unwrap().shards, 2);
+    }
+
+    #[test]
+    fn registrar_flags() {
+        let c = cfg(&["--domain", "Example.COM", "--domain", "192.0.2.9"]).unwrap();
+        assert_eq!(c.domains[0].as_ref(), b"example.com");
+        assert_eq!(c.registrar.default_expires, 3600);
+        assert!(matches!(
+            cfg(&["--domain", "bad domain"]),
+            Err(ConfigError::Domain(_))
+        ));
+        assert_eq!(
+            cfg(&["--mode", "redirect"]).err(),
+            Some(ConfigError::NeedsDomain("--mode redirect"))
+        );
+        assert!(matches!(
+            cfg(&[
+                "--domain",
+                "a.example",
+                "--min-expires",
+                "100",
+                "--max-expires",
+                "50"
+            ]),
+            Err(ConfigError::Expires(_))
+        ));
+        assert!(matches!(
+            cfg(&["--domain", "a.example", "--default-expires", "10"]),
+            Err(ConfigError::Expires(_))
+        ));
     }
 
     #[test]

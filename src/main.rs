@@ -52,22 +52,28 @@ fn main() -> ExitCode {
         }
     }
     let listen: Vec<String> = server.bound.iter().map(|a| a.to_string()).collect();
+    let proxy = &server.shared.proxy;
+    let domains: Vec<String> = proxy
+        .domains
+        .iter()
+        .map(|d| String::from_utf8_lossy(d).into_owned())
+        .collect();
+    let role = match (domains.is_empty(), proxy.redirect) {
+        (true, _) => "stateless proxy".to_string(),
+        (false, false) => format!("stateless proxy and registrar for {}", domains.join(", ")),
+        (false, true) => format!("redirect server and registrar for {}", domains.join(", ")),
+    };
     say!(
-        "sipshard {}: stateless proxy listening on {} (udp), {} shard(s), io={}, steer={}, advertise {}, \
+        "sipshard {}: {role} listening on {} (udp), {} shard(s), io={}, steer={}, advertise {}, \
          record-route {}, upstreams [{}]{}",
         env!("CARGO_PKG_VERSION"),
         listen.join(", "),
         server.shards(),
         server.backend,
         format!("{:?}", cfg.steer).to_lowercase(),
-        server.proxy.advertise,
-        if server.proxy.record_route {
-            "on"
-        } else {
-            "off"
-        },
-        server
-            .proxy
+        proxy.advertise,
+        if proxy.record_route { "on" } else { "off" },
+        proxy
             .upstreams
             .iter()
             .map(|a| a.to_string())
@@ -77,6 +83,9 @@ fn main() -> ExitCode {
     );
     for w in &server.warnings {
         say!("sipshard: warning: {w}");
+    }
+    if let Some(note) = &server.registrar_note {
+        say!("sipshard: {note}");
     }
     let counters = server.counters.clone();
     let stats = (args.stats_interval > 0).then(|| {

@@ -10,13 +10,15 @@ use std::thread::JoinHandle;
 
 use crossbeam_utils::CachePadded;
 
-use crate::cli::{IoChoice, Steer};
+use crate::cli::{FsyncPolicy, IoChoice, Steer};
 use crate::config::Config;
 use crate::io::mmsg::Mmsg;
 use crate::io::socket::bind_shard_socket;
 use crate::io::uring::{self, Uring};
-use crate::proxy::ProxyConfig;
-use crate::shard::{self, counters::ShardCounters};
+use crate::location::shard::LocationShard;
+use crate::location::store::{self, Fsync, Store};
+use crate::location::{owner_of, AorRecord, LocationOp};
+use crate::shard::{self, counters::ShardCounters, unix_now, Shard, Shared};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -32,6 +34,15 @@ pub enum StartupError {
     Spawn(io::Error),
     /// `--io uring` was asked for and io_uring is refused here.
     Uring(io::Error),
+    /// The inboxes' eventfds could not be made.
+    Inbox(io::Error),
+    /// `--state-dir` could not be read or taken over.
+    State {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The system's reason.
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for StartupError {
@@ -43,6 +54,10 @@ impl fmt::Display for StartupError {
                 f,
                 "io_uring is not available here ({e}); use --io mmsg or --io auto"
             ),
+            StartupError::Inbox(e) => write!(f, "cannot create the shard inboxes: {e}"),
+            StartupError::State { dir, source } => {
+                write!(f, "--state-dir {}: {source}", dir.display())
+            }
         }
     }
 }
@@ -53,8 +68,12 @@ impl std::error::Error for StartupError {}
 pub struct Server {
     /// The listen addresses as bound (port 0 resolved).
     pub bound: Vec<SocketAddr>,
-    /// What the shards route with.
-    pub proxy: Arc<ProxyConfig>,
+    /// What the shards share (routing and registrar configuration,
+    /// inboxes).
+    pub shared: Arc<Shared>,
+    /// A line for the banner about the registrar and its state, when
+    /// `--domain` makes this server one.
+    pub registrar_note: Option<String>,
     /// Every shard's counters.
     pub counters: Arc<Vec<CachePadded<ShardCounters>>>,
     /// Notes for the start-up banner (buffer clamps, guessed --advertise).
@@ -85,7 +104,8 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     };
     let mut sockets = Vec::new();
     let mut bound = Vec::new();
-    for &want in &cfg.listen {
+    let mut listen_of = Vec::new();
+    for (listen_index, &want) in cfg.listen.iter().enumerate() {
         // The first socket resolves port 0; the others join it with
         // SO_REUSEPORT on the resolved port.
         let mut addr = want;
@@ -111,13 +131,19 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                     .map_err(|source| StartupError::Bind { addr, source })?;
             }
             sockets.push(socket);
+            listen_of.push(listen_index);
         }
         bound.push(addr);
     }
     warnings.dedup();
     let (proxy, warning) = cfg.proxy_config(&bound);
     warnings.extend(warning);
-    let proxy = Arc::new(proxy);
+    let shards = sockets.len();
+    let registrar_on = !cfg.domains.is_empty();
+    let shared =
+        Arc::new(Shared::new(proxy, cfg.registrar, listen_of).map_err(StartupError::Inbox)?);
+    let now = unix_now();
+    let (mut locations, registrar_note) = locations(cfg, shards, now)?;
     let counters: Arc<Vec<CachePadded<ShardCounters>>> = Arc::new(
         (0..sockets.len())
             .map(|_| CachePadded::new(ShardCounters::default()))
@@ -131,8 +157,11 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     };
     let mut threads = Vec::new();
     for (i, socket) in sockets.into_iter().enumerate() {
-        let (proxy, counters, stop) = (proxy.clone(), counters.clone(), stop.clone());
+        let (shared, counters, stop) = (shared.clone(), counters.clone(), stop.clone());
         let core = cores.get(i % cores.len().max(1)).copied();
+        let location = locations.remove(0);
+        // Only a registrar gets mail, so only it waits on its doorbell.
+        let wake = registrar_on.then(|| shared.inboxes[i].wake_fd());
         let t = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
@@ -141,10 +170,15 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                 }
                 // Buffers are allocated on the shard's own thread (and so,
                 // with mimalloc, from its own heap).
+                let mut shard = Shard::new(i, &shared, &counters[i], location);
                 let result = if use_uring {
-                    Uring::new(socket).and_then(|io| shard::run(io, &proxy, &counters[i], &stop))
+                    Uring::with_wake(socket, wake).and_then(|io| shard::run(io, &mut shard, &stop))
                 } else {
-                    shard::run(Mmsg::new(socket), &proxy, &counters[i], &stop)
+                    let mut io = Mmsg::new(socket);
+                    if let Some(fd) = wake {
+                        io = io.with_wake(fd);
+                    }
+                    shard::run(io, &mut shard, &stop)
                 };
                 if result.is_err() {
                     // One shard failing stops the server rather than
@@ -158,13 +192,93 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     }
     Ok(Server {
         bound,
-        proxy,
+        shared,
+        registrar_note,
         counters,
         warnings,
         backend: if use_uring { "uring" } else { "mmsg" },
         stop,
         threads,
     })
+}
+
+/// Every shard's location state at start: empty, or rebuilt from
+/// `--state-dir` (expired bindings dropped, every record on every replica,
+/// each owner with its wheel entries and its log). Also the banner's note.
+fn locations(
+    cfg: &Config,
+    shards: usize,
+    now: u64,
+) -> Result<(Vec<LocationShard>, Option<String>), StartupError> {
+    let fsync = match cfg.fsync {
+        FsyncPolicy::Always => Fsync::Always,
+        FsyncPolicy::Interval => Fsync::Interval,
+        FsyncPolicy::Never => Fsync::Never,
+    };
+    let Some(dir) = &cfg.state_dir else {
+        let note = (!cfg.domains.is_empty()).then(|| {
+            "registrations are kept in memory only (a restart forgets them; see --state-dir)"
+                .to_string()
+        });
+        let locs = (0..shards)
+            .map(|i| LocationShard::new(i, shards, now, &cfg.registrar, None))
+            .collect();
+        return Ok((locs, note));
+    };
+    let state_err = |source| StartupError::State {
+        dir: dir.clone(),
+        source,
+    };
+    let (records, report) = store::load(dir).map_err(state_err)?;
+    let mut by_owner: Vec<Vec<Arc<AorRecord>>> = vec![Vec::new(); shards];
+    let mut bindings = 0;
+    for rec in records {
+        let live: Box<[_]> = rec
+            .bindings
+            .iter()
+            .filter(|b| b.expires_at > now)
+            .cloned()
+            .collect();
+        if live.is_empty() {
+            continue;
+        }
+        bindings += live.len();
+        let owner = owner_of(&rec.aor, shards);
+        by_owner[owner].push(Arc::new(AorRecord {
+            aor: rec.aor,
+            bindings: live,
+        }));
+    }
+    let stores: Vec<Store> = store::adopt(dir, fsync, &by_owner).map_err(state_err)?;
+    let mut locs: Vec<LocationShard> = stores
+        .into_iter()
+        .enumerate()
+        .map(|(i, st)| LocationShard::new(i, shards, now, &cfg.registrar, Some(st)))
+        .collect();
+    let aors: usize = by_owner.iter().map(Vec::len).sum();
+    for (owner, recs) in by_owner.into_iter().enumerate() {
+        for rec in recs {
+            for (i, loc) in locs.iter_mut().enumerate() {
+                if i == owner {
+                    loc.adopt(rec.clone(), now);
+                } else {
+                    loc.replica.apply(LocationOp::Set(rec.clone()));
+                }
+            }
+        }
+    }
+    let note = format!(
+        "registrations kept in {} (fsync {}): loaded {aors} AOR(s), {bindings} live binding(s) from {} file(s){}",
+        dir.display(),
+        format!("{:?}", cfg.fsync).to_lowercase(),
+        report.files,
+        if report.torn_tails > 0 {
+            format!(", {} torn log tail(s) skipped", report.torn_tails)
+        } else {
+            String::new()
+        }
+    );
+    Ok((locs, Some(note)))
 }
 
 impl Server {

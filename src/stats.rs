@@ -77,9 +77,21 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "stopped; received={} forwarded_requests={} forwarded_responses={} replies={} parse_errors={} send_failed={} drops:",
+        "stopped; received={} forwarded_requests={} forwarded_responses={} replies={} parse_errors={} send_failed={}",
         t.received, t.forwarded_requests, t.forwarded_responses, t.replies, t.parse_errors, t.send_failed,
     );
+    let _ = write!(
+        s,
+        " registered={} handed_off={} store_errors={} aors={}",
+        total(all, |c| &c.registered),
+        total(all, |c| &c.handed_off),
+        total(all, |c| &c.store_errors),
+        all.iter()
+            .map(|c| c.aors.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0),
+    );
+    s.push_str(" drops:");
     for r in DropReason::ALL {
         let _ = write!(s, " {}={}", r.name(), total(all, |c| &c.drops[r as usize]));
     }

@@ -9,8 +9,9 @@ mod common;
 
 use proptest::prelude::*;
 use sipshard::io::SendQueue;
-use sipshard::proxy::{ProxyConfig, Scratch};
-use sipshard::shard::{counters::ShardCounters, handle};
+use sipshard::proxy::ProxyConfig;
+use sipshard::registrar::register::RegistrarConfig;
+use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Message, ParseError, MAX_HEADERS};
 
 struct Capture {
@@ -39,6 +40,15 @@ fn seeds() -> Vec<Vec<u8>> {
     v
 }
 
+/// Runs one datagram through a lone shard that is also registrar for
+/// example.com, so REGISTER and location lookups are exercised too.
+fn run(mut cfg: ProxyConfig, data: &[u8], q: &mut Capture) {
+    cfg.domains = vec![b"example.com"[..].into()];
+    let shared = Shared::new(cfg, RegistrarConfig::default(), vec![0]).unwrap();
+    let counters = ShardCounters::default();
+    Shard::alone(&shared, &counters).handle(data, "192.0.2.7:40000".parse().unwrap(), q);
+}
+
 fn check(data: &[u8]) {
     let mut cfg = ProxyConfig::at("127.0.0.1:5060".parse().unwrap());
     cfg.record_route = true;
@@ -47,14 +57,7 @@ fn check(data: &[u8]) {
         buf: vec![0u8; data.len() + 2048],
         sent: None,
     };
-    handle(
-        data,
-        "192.0.2.7:40000".parse().unwrap(),
-        &cfg,
-        &mut Scratch::default(),
-        &mut q,
-        &ShardCounters::default(),
-    );
+    run(cfg, data, &mut q);
     if let Some(len) = q.sent {
         let input = Message::parse(data).expect("only parsed input is answered or forwarded");
         match Message::parse(&q.buf[..len]) {
@@ -94,14 +97,7 @@ fn every_seed_is_forwarded_or_answered() {
             buf: vec![0u8; data.len() + 2048],
             sent: None,
         };
-        handle(
-            &data,
-            "192.0.2.7:40000".parse().unwrap(),
-            &cfg,
-            &mut Scratch::default(),
-            &mut q,
-            &ShardCounters::default(),
-        );
+        run(cfg, &data, &mut q);
         let first = String::from_utf8_lossy(&data[..data.len().min(40)]).into_owned();
         // The 200 OK's top Via is not ours, so it is dropped; every
         // request is forwarded or answered.

@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sipshard::io::SendQueue;
 use sipshard::location::{canonical_aor, AorRecord, LocationOp, Replica};
-use sipshard::proxy::{route, Action, ProxyConfig, Scratch};
-use sipshard::shard::{counters::ShardCounters, handle};
+use sipshard::proxy::{route, Action, Lookup, ProxyConfig, Scratch};
+use sipshard::registrar::register::RegistrarConfig;
+use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Edits, Message, ResponseWriter, Uri};
 
 struct Counting;
@@ -99,7 +100,12 @@ fn proxy(cfg: &ProxyConfig, data: &[u8], src: std::net::SocketAddr, out: &mut [u
     let msg = Message::parse(data).expect("parses");
     let mut scratch = Scratch::default();
     let mut edits = Edits::new();
-    match route(&msg, src, cfg, &mut scratch, &mut edits) {
+    let replica = Replica::default();
+    let loc = Lookup {
+        replica: &replica,
+        now: 0,
+    };
+    match route(&msg, src, cfg, loc, &mut scratch, &mut edits) {
         Action::Forward(_) => edits.write(&msg, out).expect("writes"),
         other => panic!("expected a forward, got {other:?}"),
     }
@@ -158,12 +164,32 @@ Via: SIP/2.0/UDP 192.168.1.34:5062;branch=z9hG4bKx;rport=40000;received=192.0.2.
 To: <sip:bob@b>;tag=2\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n",
         String::from_utf8_lossy(&ours)
     );
-    let mut scratch = Scratch::default();
     let mut queue = OneSlot {
         buf: vec![0u8; 4096],
         sent: 0,
     };
     let counters = ShardCounters::default();
+    // A shard that is also registrar for example.com, with carol
+    // registered (registration may allocate: it is not the forwarding
+    // path), so that the location-routed INVITE below is measured.
+    let mut shard_cfg = cfg.clone();
+    shard_cfg.domains = vec![b"example.com"[..].into()];
+    let shared = Shared::new(shard_cfg, RegistrarConfig::default(), vec![0]).unwrap();
+    let mut shard = Shard::alone(&shared, &counters);
+    let register = b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bKreg1\r\n\
+Max-Forwards: 70\r\nTo: <sip:carol@example.com>\r\nFrom: <sip:carol@example.com>;tag=r\r\nCall-ID: reg-1\r\n\
+CSeq: 1 REGISTER\r\nContact: <sip:carol@192.0.2.50:5070>\r\nPath: <sip:192.0.2.60:5060;lr>\r\n\
+Content-Length: 0\r\n\r\n";
+    shard.handle(register, client, &mut queue);
+    assert_eq!(counters.registered.load(Ordering::Relaxed), 1);
+    let to_carol = invite_v4.replace(
+        "sip:bob@192.0.2.44 SIP/2.0",
+        "sip:carol@example.com SIP/2.0",
+    );
+    let unknown = invite_v4.replace(
+        "sip:bob@192.0.2.44 SIP/2.0",
+        "sip:nobody@example.com SIP/2.0",
+    );
     // Warm up once so that lazily initialised runtime state (memchr's CPU
     // feature probe) is not counted.
     forward_request(&invite, &mut out);
@@ -200,27 +226,31 @@ To: <sip:bob@b>;tag=2\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r
             "192.0.2.44:5060".parse().unwrap(),
             &mut out,
         );
-        // The shard's whole per-datagram path: forwards, a local reply
-        // (483 for Max-Forwards 0, with received/rport on its Via) and drops.
+        // The shard's whole per-datagram path: forwards (one routed by
+        // the location service, with the binding's Path as Route), local
+        // replies (483 for Max-Forwards 0 with received/rport on its Via;
+        // 404 for an unknown user) and drops.
         for d in [
             invite_v4.as_bytes(),
             ringing.as_bytes(),
             &options[..],
             b"\x00garbage",
             b"\r\n\r\n",
+            to_carol.as_bytes(),
+            unknown.as_bytes(),
         ] {
-            handle(d, client, &cfg, &mut scratch, &mut queue, &counters);
+            shard.handle(d, client, &mut queue);
         }
     }
     arm(false);
 
     assert!(total > 0);
     assert!(queue.sent > 0);
-    // Per iteration: a forwarded request, a forwarded response, a 483,
-    // one datagram that is not SIP and one keep-alive.
-    assert_eq!(counters.forwarded_requests.load(Ordering::Relaxed), 100);
+    // Per iteration: two forwarded requests, a forwarded response, a 483
+    // and a 404, one datagram that is not SIP and one keep-alive.
+    assert_eq!(counters.forwarded_requests.load(Ordering::Relaxed), 200);
     assert_eq!(counters.forwarded_responses.load(Ordering::Relaxed), 100);
-    assert_eq!(counters.replies[4].load(Ordering::Relaxed), 100);
+    assert_eq!(counters.replies[4].load(Ordering::Relaxed), 200);
     assert_eq!(counters.parse_errors.load(Ordering::Relaxed), 100);
     assert_eq!(
         ALLOCS.load(Ordering::SeqCst),

@@ -3,102 +3,15 @@
 //! I/O backends; the io_uring ones skip, saying why, where the kernel or a
 //! seccomp profile refuses io_uring.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, ChildStderr, Command, Stdio};
+#[macro_use]
+mod common;
+
+use std::net::UdpSocket;
 use std::time::Duration;
 
+use common::process::{listen_addrs, nothing_arrives, port, recv, socket, spawn, Proxy};
+
 use sipshard::sip::{HeaderName, Message, Rport};
-
-/// Starts sipshard with `args`; returns the child, its banner line, and
-/// its stderr for what follows (the exit line).
-fn spawn(args: &[&str]) -> (Child, String, BufReader<ChildStderr>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sipshard"))
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sipshard starts");
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut banner = String::new();
-    err.read_line(&mut banner).unwrap();
-    (child, banner, err)
-}
-
-/// The listen addresses the banner names.
-fn listen_addrs(banner: &str) -> Vec<SocketAddr> {
-    banner
-        .split("listening on ")
-        .nth(1)
-        .and_then(|s| s.split(" (udp)").next())
-        .map(|list| list.split(", ").filter_map(|a| a.parse().ok()).collect())
-        .unwrap_or_default()
-}
-
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Proxy {
-    /// Starts sipshard on `io`; None (with a note) when io_uring is refused.
-    fn start(io: &str, extra: &[&str]) -> Option<Proxy> {
-        let mut args = vec!["--listen", "127.0.0.1:0", "--shards", "2", "--io", io];
-        args.extend_from_slice(extra);
-        let (mut child, line, _) = spawn(&args);
-        if line.contains("io_uring is not available") {
-            eprintln!("skipping the io_uring run: {}", line.trim());
-            let _ = child.wait();
-            return None;
-        }
-        assert!(line.contains(&format!("io={io}")), "{line}");
-        let addr = *listen_addrs(&line)
-            .first()
-            .unwrap_or_else(|| panic!("no address in banner: {line}"));
-        Some(Proxy { child, addr })
-    }
-
-    /// Sends SIGTERM and returns the exit code.
-    fn terminate(mut self) -> Option<i32> {
-        // SAFETY: kill(2) on the PID of a child we started and still own.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let code = self.child.wait().ok().and_then(|s| s.code());
-        std::mem::forget(self);
-        code
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn socket() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    s
-}
-
-fn recv(s: &UdpSocket) -> Vec<u8> {
-    let mut buf = vec![0u8; 65536];
-    let (n, _) = s.recv_from(&mut buf).expect("a datagram within 3 s");
-    buf.truncate(n);
-    buf
-}
-
-fn nothing_arrives(s: &UdpSocket) -> bool {
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let mut buf = [0u8; 2048];
-    let r = s.recv_from(&mut buf).is_err();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    r
-}
-
-fn port(s: &UdpSocket) -> u16 {
-    s.local_addr().unwrap().port()
-}
 
 /// A request from the UAC to the UAS through the proxy.
 fn request(
@@ -393,18 +306,7 @@ fn back_to_back_responses_keep_their_order(io: &str) {
     }
 }
 
-/// Each scenario on each backend, as its own named test.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod mmsg {
-            $(#[test] fn $name() { super::$name("mmsg") })*
-        }
-        mod uring {
-            $(#[test] fn $name() { super::$name("uring") })*
-        }
-    };
-}
-
+// Each scenario on each backend, as its own named test.
 on_both_backends!(
     back_to_back_responses_keep_their_order,
     invite_goes_through_and_responses_come_back_without_our_via,
@@ -473,11 +375,16 @@ fn ipv6_loopback() {
         return;
     };
     drop(probe);
-    let (child, banner, _) = spawn(&["--listen", "[::1]:0", "--shards", "2", "--record-route"]);
+    let (child, banner, err) = spawn(&["--listen", "[::1]:0", "--shards", "2", "--record-route"]);
     let addr = *listen_addrs(&banner)
         .first()
         .unwrap_or_else(|| panic!("{banner}"));
-    let proxy = Proxy { child, addr };
+    let proxy = Proxy {
+        child,
+        addr,
+        banner,
+        err,
+    };
     let bind6 = || {
         let s = UdpSocket::bind("[::1]:0").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -513,7 +420,7 @@ To: <sip:bob@[::1]>\r\nFrom: <sip:alice@[::1]>;tag=a6\r\nCall-ID: v6-1\r\nCSeq: 
 /// address), listed in the banner, and answers.
 #[test]
 fn several_listen_addresses() {
-    let (child, banner, _) = spawn(&[
+    let (child, banner, err) = spawn(&[
         "--listen",
         "127.0.0.1:0",
         "--listen",
@@ -526,6 +433,8 @@ fn several_listen_addresses() {
     let proxy = Proxy {
         child,
         addr: addrs[0],
+        banner,
+        err,
     };
     let uac = socket();
     for addr in &addrs {

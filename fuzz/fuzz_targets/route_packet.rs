@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use sipshard::io::SendQueue;
 use sipshard::proxy::ProxyConfig;
-use sipshard::proxy::Scratch;
-use sipshard::shard::{counters::ShardCounters, handle};
+use sipshard::registrar::register::RegistrarConfig;
+use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Message, ParseError, MAX_HEADERS};
 
 struct Capture {
@@ -31,11 +31,12 @@ fuzz_target!(|data: &[u8]| {
     let mut cfg = ProxyConfig::at("127.0.0.1:5060".parse().unwrap());
     cfg.record_route = true;
     cfg.upstreams = vec!["127.0.0.9:5060".parse().unwrap()];
-    let mut scratch = Scratch::default();
+    cfg.domains = vec![b"example.com"[..].into()];
+    let shared = Shared::new(cfg, RegistrarConfig::default(), vec![0]).unwrap();
     let counters = ShardCounters::default();
     let mut q = Capture { buf: vec![0u8; data.len() + 2048], out: None };
     let src: SocketAddr = "192.0.2.7:40000".parse().unwrap();
-    handle(data, src, &cfg, &mut scratch, &mut q, &counters);
+    Shard::alone(&shared, &counters).handle(data, src, &mut q);
     let Some((len, _to)) = q.out else { return };
     let Ok(input) = Message::parse(data) else {
         panic!("something was sent for input that does not parse");

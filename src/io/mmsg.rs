@@ -12,9 +12,11 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
 
+use super::eventfd::drain as drain_eventfd;
+use super::socket::WAKE_INTERVAL;
 use super::{Backend, Datagram, SendQueue, BATCH, RECV_SLOT, SEND_SLOT};
 
 /// Datagrams received by the last [`Mmsg::recv`].
@@ -124,7 +126,7 @@ impl Backend for Mmsg {
     where
         F: FnMut(Datagram<'_>, &mut SendBatch),
     {
-        let n = self.recv()?;
+        let n = self.recv_wakeable()?;
         for i in 0..n {
             // A batch in is no larger than a batch out and each datagram
             // gives at most one reply or forward, so sends never overflow.
@@ -150,6 +152,10 @@ impl Backend for Mmsg {
         }
     }
 
+    fn send_queue(&mut self) -> &mut SendBatch {
+        &mut self.send
+    }
+
     fn name(&self) -> &'static str {
         "mmsg"
     }
@@ -162,6 +168,8 @@ pub struct Mmsg {
     pub recv: RecvBatch,
     /// What the next `flush` sends.
     pub send: SendBatch,
+    /// An eventfd that ends the wait for traffic early (inbox mail).
+    wake: Option<RawFd>,
 }
 
 /// Outcome of a flush.
@@ -180,7 +188,57 @@ impl Mmsg {
             socket,
             recv: RecvBatch::new(),
             send: SendBatch::new(),
+            wake: None,
         }
+    }
+
+    /// Also wakes up when `fd` (an eventfd) becomes readable, so that a
+    /// shard sleeping here sees inbox mail at once rather than after the
+    /// receive timeout. Costs a `poll` call whenever the socket is empty.
+    pub fn with_wake(mut self, fd: RawFd) -> Self {
+        self.wake = Some(fd);
+        self
+    }
+
+    /// Receives at most as many datagrams as there are free send slots,
+    /// waiting up to the wake interval for the socket or the wake fd.
+    fn recv_wakeable(&mut self) -> io::Result<usize> {
+        let room = BATCH - self.send.len();
+        if room == 0 {
+            return Ok(0);
+        }
+        let Some(wake) = self.wake else {
+            return self.recv_some(room, libc::MSG_WAITFORONE);
+        };
+        let n = self.recv_some(room, libc::MSG_DONTWAIT)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: self.socket.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ms = WAKE_INTERVAL.as_millis() as libc::c_int;
+        // SAFETY: `fds` is a live array of two pollfd structs.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if r <= 0 {
+            return Ok(0); // timeout or EINTR
+        }
+        if fds[1].revents != 0 {
+            drain_eventfd(wake);
+        }
+        if fds[0].revents != 0 {
+            return self.recv_some(room, libc::MSG_DONTWAIT);
+        }
+        Ok(0)
     }
 
     /// The socket's local address.
@@ -192,7 +250,13 @@ impl Mmsg {
     /// timeout, then takes whatever else is already queued
     /// (`MSG_WAITFORONE`). Returns the count; 0 on timeout or EINTR.
     pub fn recv(&mut self) -> io::Result<usize> {
+        self.recv_some(BATCH, libc::MSG_WAITFORONE)
+    }
+
+    /// `recvmmsg` of at most `max` datagrams with these flags.
+    fn recv_some(&mut self, max: usize, flags: libc::c_int) -> io::Result<usize> {
         self.recv.count = 0;
+        let max = max.min(BATCH);
         // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs
         // for which all-zero bytes are a valid value.
         let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
@@ -218,8 +282,8 @@ impl Mmsg {
             libc::recvmmsg(
                 self.socket.as_raw_fd(),
                 hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                max as libc::c_uint,
+                flags,
                 ptr::null_mut(),
             )
         };

@@ -8,6 +8,7 @@
 //! containers whose seccomp profile refuses io_uring. Which one runs is
 //! chosen in exactly one place, [`crate::server`].
 
+pub mod eventfd;
 pub mod mmsg;
 pub mod socket;
 pub mod uring;
@@ -43,6 +44,10 @@ pub trait Backend {
     fn poll<F>(&mut self, handle: F) -> io::Result<()>
     where
         F: FnMut(Datagram<'_>, &mut Self::Send);
+
+    /// The send queue, for answers produced outside `poll` (inbox mail).
+    /// `poll` handles no more datagrams than the queue has free slots.
+    fn send_queue(&mut self) -> &mut Self::Send;
 
     /// Pushes queued sends to the kernel; returns how many were refused.
     fn flush(&mut self) -> usize;

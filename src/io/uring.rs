@@ -20,7 +20,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -44,6 +44,8 @@ const SQ_ENTRIES: u32 = 512;
 
 const BUF_GROUP: u16 = 7;
 const RECV_TAG: u64 = u64::MAX;
+/// The read of the wake eventfd (and, minus one, its cancellation).
+const WAKE_TAG: u64 = u64::MAX - 2;
 /// Room before the payload in each receive buffer for the kernel's
 /// `io_uring_recvmsg_out` header and the source address.
 const RECV_HEADROOM: usize = 16 + size_of::<libc::sockaddr_storage>();
@@ -133,12 +135,23 @@ pub struct Uring {
     /// Received datagrams not yet handled: (buffer id, length).
     backlog: std::collections::VecDeque<(u16, usize)>,
     failed_sends: usize,
+    /// An eventfd whose read completes when another shard has mail for
+    /// this one, ending the wait early.
+    wake: Option<RawFd>,
+    /// Where that read puts the counter (must not move while armed).
+    wake_buf: Box<u64>,
+    wake_armed: bool,
 }
 
 impl Uring {
     /// Sets up the ring for `socket`; fails when the kernel or a seccomp
     /// profile refuses io_uring or one of the operations used.
     pub fn new(socket: UdpSocket) -> io::Result<Self> {
+        Uring::with_wake(socket, None)
+    }
+
+    /// As [`Uring::new`], also waking when the eventfd `wake` is written.
+    pub fn with_wake(socket: UdpSocket, wake: Option<RawFd>) -> io::Result<Self> {
         let ring = IoUring::builder().build(SQ_ENTRIES)?;
         let mut probe = io_uring::Probe::new();
         ring.submitter().register_probe(&mut probe)?;
@@ -194,6 +207,9 @@ impl Uring {
             cqes: Vec::with_capacity(SQ_ENTRIES as usize * 2),
             backlog: std::collections::VecDeque::with_capacity(usize::from(RING_BUFFERS)),
             failed_sends: 0,
+            wake,
+            wake_buf: Box::new(0),
+            wake_armed: false,
         };
         for bid in 0..RING_BUFFERS {
             u.give_back(bid);
@@ -241,6 +257,20 @@ impl Uring {
         .user_data(RECV_TAG);
         self.push(&sqe)?;
         self.recv_armed = true;
+        Ok(())
+    }
+
+    /// Reads the wake eventfd: the completion ends the next wait.
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let Some(fd) = self.wake else {
+            return Ok(());
+        };
+        let buf: *mut u64 = &mut *self.wake_buf;
+        let sqe = opcode::Read::new(types::Fd(fd), buf.cast(), 8)
+            .build()
+            .user_data(WAKE_TAG);
+        self.push(&sqe)?;
+        self.wake_armed = true;
         Ok(())
     }
 
@@ -303,15 +333,22 @@ impl Uring {
                 .user_data(RECV_TAG - 1);
             let _ = self.push(&cancel);
         }
+        if self.wake_armed {
+            let cancel = opcode::AsyncCancel::new(WAKE_TAG)
+                .build()
+                .user_data(WAKE_TAG - 1);
+            let _ = self.push(&cancel);
+        }
         let ts = types::Timespec::new().nsec(10_000_000);
         for _ in 0..100 {
-            if !self.recv_armed && self.send.free.len() == SEND_SLOTS {
+            if !self.recv_armed && !self.wake_armed && self.send.free.len() == SEND_SLOTS {
                 return;
             }
             let args = types::SubmitArgs::new().timespec(&ts);
             let _ = self.ring.submitter().submit_with_args(1, &args);
             for c in self.ring.completion() {
                 match c.user_data() {
+                    WAKE_TAG => self.wake_armed = false,
                     RECV_TAG => {
                         if !cqueue::more(c.flags()) {
                             self.recv_armed = false;
@@ -344,6 +381,9 @@ impl Backend for Uring {
         if !self.recv_armed {
             self.arm_recv()?;
         }
+        if self.wake.is_some() && !self.wake_armed {
+            self.arm_wake()?;
+        }
         self.queue_sends()?;
         // Wait for a completion when nothing is left from last time, or
         // when every send slot is in flight (nothing could be handled).
@@ -371,6 +411,10 @@ impl Backend for Uring {
         );
         for k in 0..self.cqes.len() {
             let (tag, result, flags) = self.cqes[k];
+            if tag == WAKE_TAG {
+                self.wake_armed = false;
+                continue;
+            }
             if tag != RECV_TAG {
                 if result < 0 {
                     self.failed_sends += 1;
@@ -423,10 +467,15 @@ impl Backend for Uring {
     }
 
     fn flush(&mut self) -> usize {
-        if self.queue_sends().is_ok() {
+        // Nothing new: no system call (the next poll submits anything else).
+        if !self.send.ready.is_empty() && self.queue_sends().is_ok() {
             let _ = self.ring.submit();
         }
         std::mem::take(&mut self.failed_sends)
+    }
+
+    fn send_queue(&mut self) -> &mut SendSlots {
+        &mut self.send
     }
 
     fn name(&self) -> &'static str {

@@ -2,10 +2,17 @@
 //! AOR and read by every shard from its own replica (ARCHITECTURE.md,
 //! "Location: sharded writes, replicated reads").
 //!
-//! So far: the replica and its operations (issue #4, first step). The
-//! owner's inboxes, the broadcast, the expiry wheel and durability are
-//! still to come.
+//! - [`replica`]: a shard's lock-free read copy (shared `Arc` records);
+//! - [`inbox`]: the bounded shard-to-shard mail and its wake-up;
+//! - [`shard`]: a shard's replica plus its duties as owner (publish,
+//!   expire, log);
+//! - [`expiry`]: the owner's timer wheel;
+//! - [`store`]: the log and snapshots of `--state-dir`.
 
+pub mod expiry;
+pub mod inbox;
 pub mod replica;
+pub mod shard;
+pub mod store;
 
 pub use replica::{aor_hash, canonical_aor, owner_of, AorRecord, LocationOp, Replica};

@@ -120,6 +120,17 @@ impl Replica {
         self.map.get(&aor_hash(aor)).filter(|r| *r.aor == *aor)
     }
 
+    /// The record stored under an AOR hash (the owner's timer wheel keeps
+    /// hashes, not AORs).
+    pub fn by_hash(&self, hash: u64) -> Option<&Arc<AorRecord>> {
+        self.map.get(&hash)
+    }
+
+    /// Every record (for compaction and for handing over at start-up).
+    pub fn records(&self) -> impl Iterator<Item = &Arc<AorRecord>> + '_ {
+        self.map.values()
+    }
+
     /// Number of AORs.
     pub fn len(&self) -> usize {
         self.map.len()

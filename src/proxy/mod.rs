@@ -7,4 +7,6 @@
 pub mod branch;
 mod route;
 
-pub use route::{nat_params, route, Action, DropReason, NatEdit, ProxyConfig, Scratch};
+pub use route::{
+    nat_params, reply_address, route, Action, DropReason, Lookup, NatEdit, ProxyConfig, Scratch,
+};

@@ -12,7 +12,12 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use super::branch::{is_loop, write_branch, Hash64, BRANCH_LEN, OUR_BRANCH_PREFIX};
-use crate::sip::{Edits, HeaderName, Host, Message, Method, ParseError, Piece, Rport, Uri, Via};
+use crate::location::{canonical_aor, AorRecord, Replica};
+use crate::registrar::register::{best, Binding};
+use crate::sip::scan::ListIter;
+use crate::sip::{
+    Edits, HeaderName, Host, Message, Method, NameAddr, ParseError, Piece, Rport, SipUri, Uri, Via,
+};
 
 /// What the proxy needs to know about itself and its neighbours.
 #[derive(Clone, Debug)]
@@ -27,6 +32,13 @@ pub struct ProxyConfig {
     pub upstreams: Vec<SocketAddr>,
     /// Add `Record-Route: <sip:advertise;lr>` to requests (`--record-route`).
     pub record_route: bool,
+    /// Domains we are registrar for (`--domain`), lower case. Empty: no
+    /// registrar, and REGISTER is forwarded like anything else.
+    pub domains: Vec<Box<[u8]>>,
+    /// Answer requests for local users with 302 (`--mode redirect`).
+    pub redirect: bool,
+    /// Send to a binding's registered source address (`--nat`).
+    pub nat: bool,
 }
 
 impl ProxyConfig {
@@ -37,6 +49,9 @@ impl ProxyConfig {
             local: vec![addr],
             upstreams: Vec::new(),
             record_route: false,
+            domains: Vec::new(),
+            redirect: false,
+            nat: false,
         }
     }
 
@@ -55,6 +70,28 @@ impl ProxyConfig {
             .chain(std::iter::once(&self.advertise))
             .any(|a| a.port() == port && a.ip() == ip)
     }
+
+    /// True when we are registrar for this URI's host (§10.3 step 1,
+    /// §16.5): one of the `--domain`s, or, when there is any, one of our
+    /// own addresses (what Kamailio calls "myself").
+    pub fn is_local_domain(&self, uri: &SipUri<'_>) -> bool {
+        !self.domains.is_empty()
+            && (self
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(uri.host_raw))
+                || self.is_us(&uri.host, uri.port))
+    }
+}
+
+/// A shard's view of the location service for one routing decision: its
+/// replica and the time (Unix seconds) against which bindings are live.
+#[derive(Clone, Copy)]
+pub struct Lookup<'r> {
+    /// The shard's replica.
+    pub replica: &'r Replica,
+    /// Now, in Unix seconds.
+    pub now: u64,
 }
 
 /// Why a datagram was dropped; each reason is a counter, indexed by
@@ -80,11 +117,14 @@ pub enum DropReason {
     /// An ACK that would have been answered locally (an ACK gets no
     /// response, §17): dropped instead.
     AckNotAnswered,
+    /// A REGISTER for a local domain whose owner shard's inbox was full and
+    /// that could not be answered 503 either.
+    InboxFull,
 }
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::KeepAlive,
         DropReason::Malformed,
         DropReason::NotOurVia,
@@ -93,6 +133,7 @@ impl DropReason {
         DropReason::WriteFailed,
         DropReason::Oversize,
         DropReason::AckNotAnswered,
+        DropReason::InboxFull,
     ];
 
     /// The name in reports and the exit line.
@@ -106,13 +147,14 @@ impl DropReason {
             DropReason::WriteFailed => "write_failed",
             DropReason::Oversize => "oversize",
             DropReason::AckNotAnswered => "ack_not_answered",
+            DropReason::InboxFull => "inbox_full",
         }
     }
 }
 
 /// What to do with one datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub enum Action<'r> {
     /// Send the edited message to this address.
     Forward(SocketAddr),
     /// Answer the request locally with this status, sent to `to`.
@@ -126,6 +168,16 @@ pub enum Action {
     },
     /// Drop it and count why.
     Drop(DropReason),
+    /// A REGISTER for a local domain: the AOR's owner shard applies it
+    /// (§10.3) and answers.
+    Register,
+    /// Answer 302 listing these bindings (`--mode redirect`, §8.3).
+    Redirect {
+        /// The AOR's record (its live bindings become Contacts).
+        record: &'r AorRecord,
+        /// Where the response goes.
+        to: SocketAddr,
+    },
 }
 
 /// Per-shard room for the text the edits insert (our Via, Record-Route,
@@ -138,7 +190,7 @@ pub struct Scratch {
     rr_len: usize,
     nat: [u8; 512],
     nat_len: usize,
-    ruri: [u8; 256],
+    ruri: [u8; 512],
     ruri_len: usize,
     old_ruri: [u8; 300],
     old_ruri_len: usize,
@@ -154,7 +206,7 @@ impl Default for Scratch {
             rr_len: 0,
             nat: [0; 512],
             nat_len: 0,
-            ruri: [0; 256],
+            ruri: [0; 512],
             ruri_len: 0,
             old_ruri: [0; 300],
             old_ruri_len: 0,
@@ -171,17 +223,18 @@ fn fmt_into(buf: &mut [u8], args: std::fmt::Arguments<'_>) -> Option<usize> {
 }
 
 /// Routes one message. `edits` is filled when the action is `Forward`.
-pub fn route<'e>(
+pub fn route<'e, 'r: 'e>(
     msg: &Message<'_>,
     src: SocketAddr,
     cfg: &ProxyConfig,
+    loc: Lookup<'r>,
     scratch: &'e mut Scratch,
     edits: &mut Edits<'e>,
-) -> Action {
+) -> Action<'r> {
     if msg.is_request() {
-        match route_request(msg, src, cfg, scratch, edits) {
+        match route_request(msg, src, cfg, loc, scratch, edits) {
             // §17: an ACK gets no response, whatever is wrong with it.
-            Action::Reply { .. } if msg.method() == Some(Method::Ack) => {
+            Action::Reply { .. } | Action::Redirect { .. } if msg.method() == Some(Method::Ack) => {
                 Action::Drop(DropReason::AckNotAnswered)
             }
             action => action,
@@ -194,29 +247,30 @@ pub fn route<'e>(
 /// Where a locally generated response to this request goes: the source
 /// address, at the source port when the client asked for rport (RFC 3581
 /// §4), else at the port its Via names (§18.2.2).
-fn reply_to(via: &Via<'_>, src: SocketAddr) -> SocketAddr {
+pub fn reply_address(via: &Via<'_>, src: SocketAddr) -> SocketAddr {
     match via.rport {
         Rport::Requested | Rport::Value(_) => src,
         Rport::Absent => SocketAddr::new(src.ip(), via.port.unwrap_or(5060)),
     }
 }
 
-fn reply(code: u16, reason: (&'static str, &'static str), to: SocketAddr) -> Action {
+fn reply(code: u16, reason: (&'static str, &'static str), to: SocketAddr) -> Action<'static> {
     Action::Reply { code, reason, to }
 }
 
-fn route_request<'e>(
+fn route_request<'e, 'r: 'e>(
     msg: &Message<'_>,
     src: SocketAddr,
     cfg: &ProxyConfig,
+    loc: Lookup<'r>,
     scratch: &'e mut Scratch,
     edits: &mut Edits<'e>,
-) -> Action {
+) -> Action<'r> {
     // Without a Via there is nowhere to send a 400.
     let Ok(via) = msg.via() else {
         return Action::Drop(DropReason::Malformed);
     };
-    let to = reply_to(&via, src);
+    let to = reply_address(&via, src);
     // §16.3 step 1: reasonable syntax.
     if let Err(e) = msg.validate() {
         return reply(e.status(), e.reason(), to);
@@ -225,8 +279,8 @@ fn route_request<'e>(
         return reply(400, ParseError::BadRequestUri.reason(), to);
     };
     let ruri_is_us = matches!(&ruri, Uri::Sip(u) if cfg.is_us(&u.host, u.port));
-    let to_us_without_user =
-        matches!(&ruri, Uri::Sip(u) if u.user.is_none() && cfg.is_us(&u.host, u.port));
+    let to_us_without_user = matches!(&ruri, Uri::Sip(u)
+        if u.user.is_none() && (cfg.is_us(&u.host, u.port) || cfg.is_local_domain(u)));
     let method = msg.method();
     // OPTIONS to the proxy itself (§11.2): answered here, even at
     // Max-Forwards 0 (§16.3 step 3 allows it).
@@ -285,6 +339,32 @@ fn route_request<'e>(
     if remove_last_route && remove_top_route && msg.routes().count() == 1 {
         // The only Route was ours and moved into the Request-URI.
         remove_top_route = false;
+    }
+    // §16.5: no Route left and a Request-URI in a domain we are
+    // responsible for: the registrar takes REGISTER (§10.3 step 1), the
+    // location service gives every other request its target.
+    let mut located: Option<&'r Binding> = None;
+    if let (None, None, Uri::Sip(u)) = (&next, new_ruri, &ruri) {
+        if cfg.is_local_domain(u) {
+            if method == Some(Method::Register) {
+                return Action::Register;
+            }
+            let mut aor = [0u8; 512];
+            let Some(aor) = canonical_aor(u, &mut aor) else {
+                return reply(404, ("Not Found", ""), to);
+            };
+            let Some(record) = loc.replica.lookup(aor) else {
+                return reply(404, ("Not Found", ""), to);
+            };
+            let Some(binding) = best(&record.bindings, loc.now) else {
+                return reply(480, ("Temporarily Unavailable", ""), to);
+            };
+            if cfg.redirect {
+                return Action::Redirect { record, to };
+            }
+            next = Some(binding_target(binding, cfg.nat));
+            located = Some(binding);
+        }
     }
     let next = match next {
         Some(t) => t,
@@ -394,12 +474,46 @@ fn route_request<'e>(
         if remove_last_route {
             edits.set_request_uri(msg, &scratch.ruri[..scratch.ruri_len])?;
         }
+        // §16.6 step 2 and RFC 3327 §5.1: the target becomes the
+        // Request-URI and the binding's Path its route set.
+        if let Some(b) = located {
+            edits.set_request_uri(msg, &b.contact)?;
+            if !b.path.is_empty() {
+                edits.insert(
+                    msg.headers_end(),
+                    &[
+                        Piece::Bytes(b"Route: "),
+                        Piece::Bytes(&b.path),
+                        Piece::Bytes(b"\r\n"),
+                    ],
+                )?;
+            }
+        }
         Ok::<(), crate::sip::WriteError>(())
     })();
     if ok.is_err() {
         return Action::Drop(DropReason::WriteFailed);
     }
     Action::Forward(dest)
+}
+
+/// Where a request for a binding goes: the first Path hop (RFC 3327
+/// §5.1), else the address its REGISTER came from under `--nat`, else the
+/// contact's host.
+fn binding_target(b: &Binding, nat: bool) -> Target {
+    if let Some(first) = ListIter::new(&b.path).next() {
+        return match NameAddr::parse(first.text).map(|n| n.parsed_uri()) {
+            Ok(Ok(Uri::Sip(u))) => target_of(&u.host, u.port, u.maddr()),
+            _ => Target::Unresolved,
+        };
+    }
+    if nat {
+        return Target::Addr(b.source);
+    }
+    match Uri::parse(&b.contact) {
+        Ok(Uri::Sip(u)) => target_of(&u.host, u.port, u.maddr()),
+        _ => Target::Unresolved,
+    }
 }
 
 /// A next hop before resolution.
@@ -514,7 +628,7 @@ impl std::fmt::Display for Ascii<'_> {
 
 /// §16.7: a response must carry our Via on top; it goes to the next Via's
 /// received/rport, or its sent-by.
-fn route_response(msg: &Message<'_>, cfg: &ProxyConfig, edits: &mut Edits<'_>) -> Action {
+fn route_response(msg: &Message<'_>, cfg: &ProxyConfig, edits: &mut Edits<'_>) -> Action<'static> {
     let mut vias = msg.vias();
     let Some(Ok(top)) = vias.next() else {
         return Action::Drop(DropReason::Malformed);
@@ -564,11 +678,24 @@ mod tests {
 
     /// Routes `data` from `src`; returns the action and, for a forward,
     /// the datagram that would be sent.
-    fn run(cfg: &ProxyConfig, data: &[u8], src: &str) -> (Action, Vec<u8>) {
+    fn run(cfg: &ProxyConfig, data: &[u8], src: &str) -> (Action<'static>, Vec<u8>) {
+        static EMPTY: std::sync::OnceLock<Replica> = std::sync::OnceLock::new();
+        run_at(cfg, EMPTY.get_or_init(Replica::default), 0, data, src)
+    }
+
+    /// As `run`, with a location replica and a time.
+    fn run_at<'r>(
+        cfg: &ProxyConfig,
+        replica: &'r Replica,
+        now: u64,
+        data: &[u8],
+        src: &str,
+    ) -> (Action<'r>, Vec<u8>) {
         let msg = Message::parse(data).unwrap();
         let mut scratch = Scratch::default();
         let mut edits = Edits::new();
-        let action = route(&msg, addr(src), cfg, &mut scratch, &mut edits);
+        let loc = Lookup { replica, now };
+        let action = route(&msg, addr(src), cfg, loc, &mut scratch, &mut edits);
         let mut out = vec![0u8; data.len() + 512];
         let n = match action {
             Action::Forward(_) => edits.write(&msg, &mut out).unwrap(),

@@ -1,41 +1,24 @@
-//! The 200 OK to a REGISTER (RFC 3261 §10.3 step 8): every current binding
-//! as a Contact with its remaining `expires` (and `q` when it has one), a
-//! Date, the Path the REGISTER carried with `Supported: path` (RFC 3327
-//! §5.3), and the 423's Min-Expires. Written into a caller buffer like any
-//! other response.
+//! The registrar's and redirect server's header sets: the 200 OK to a
+//! REGISTER (RFC 3261 §10.3 step 8: every current binding as a Contact with
+//! its remaining `expires` and its `q`, a Date, the REGISTER's Path with
+//! `Supported: path`, RFC 3327 §5.3), and the 302's Contacts (§8.3, §21.3.3).
+//! The caller starts the response (status line, Via, To tag) so that every
+//! local response is addressed the same way.
 
 use std::io::Write as _;
 
 use super::register::Binding;
 use crate::sip::{HeaderName, Message, Piece, ResponseWriter, WriteError};
 
-/// Writes `200 OK` listing `bindings` (those still alive at `now`, Unix
-/// seconds) for the REGISTER `req` into `out`; returns its length.
-pub fn write_ok(
+/// Adds the headers of a REGISTER's `200 OK`: `bindings` still alive at
+/// `now` (Unix seconds), the REGISTER's Path, `Supported: path` and Date.
+pub fn ok_headers(
+    w: &mut ResponseWriter<'_>,
     req: &Message<'_>,
     bindings: &[Binding],
     now: u64,
-    to_tag: &[u8],
-    out: &mut [u8],
-) -> Result<usize, WriteError> {
-    let mut w = ResponseWriter::new(req, 200, &[b"OK"], Some(to_tag), out)?;
-    for b in bindings.iter().filter(|b| b.expires_at > now) {
-        let mut q_buf = [0u8; 16];
-        let q = match b.q {
-            Some(q) => format_q(q, &mut q_buf),
-            None => &[][..],
-        };
-        w.header_pieces(
-            "Contact",
-            &[
-                Piece::Bytes(b"<"),
-                Piece::Bytes(&b.contact),
-                Piece::Bytes(b">;expires="),
-                Piece::U32(u32::try_from(b.expires_at - now).unwrap_or(u32::MAX)),
-                Piece::Bytes(q),
-            ],
-        )?;
-    }
+) -> Result<(), WriteError> {
+    contacts(w, bindings, now, true)?;
     for v in req.values(HeaderName::Path) {
         w.header("Path", v.text)?;
     }
@@ -43,19 +26,48 @@ pub fn write_ok(
     let mut date = [0u8; 40];
     let len = http_date(now, &mut date);
     w.header("Date", &date[..len])?;
-    w.finish()
+    Ok(())
 }
 
-/// Writes `423 Interval Too Brief` with Min-Expires (§10.3 step 7).
-pub fn write_too_brief(
-    req: &Message<'_>,
-    min: u32,
-    to_tag: &[u8],
-    out: &mut [u8],
-) -> Result<usize, WriteError> {
-    let mut w = ResponseWriter::new(req, 423, &[b"Interval Too Brief"], Some(to_tag), out)?;
-    w.header_u32("Min-Expires", min)?;
-    w.finish()
+/// Adds a Contact per binding alive at `now`, with its `q`; with
+/// `expires`, also its remaining lifetime.
+pub fn contacts(
+    w: &mut ResponseWriter<'_>,
+    bindings: &[Binding],
+    now: u64,
+    expires: bool,
+) -> Result<(), WriteError> {
+    for b in bindings.iter().filter(|b| b.expires_at > now) {
+        let mut q_buf = [0u8; 16];
+        let q = match b.q {
+            Some(q) => format_q(q, &mut q_buf),
+            None => &[][..],
+        };
+        let left = u32::try_from(b.expires_at - now).unwrap_or(u32::MAX);
+        if expires {
+            w.header_pieces(
+                "Contact",
+                &[
+                    Piece::Bytes(b"<"),
+                    Piece::Bytes(&b.contact),
+                    Piece::Bytes(b">;expires="),
+                    Piece::U32(left),
+                    Piece::Bytes(q),
+                ],
+            )?;
+        } else {
+            w.header_pieces(
+                "Contact",
+                &[
+                    Piece::Bytes(b"<"),
+                    Piece::Bytes(&b.contact),
+                    Piece::Bytes(b">"),
+                    Piece::Bytes(q),
+                ],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// `;q=0.7` for 700 thousandths, `;q=1` for 1000 (trailing zeros dropped).
@@ -160,7 +172,9 @@ Contact: <sip:bob@192.0.2.7:5062>;q=0.7, <sip:bob@192.0.2.8>;expires=120\r\nPath
         )
         .unwrap();
         let mut out = [0u8; 2048];
-        let n = write_ok(&req, &b, 1100, b"reg1", &mut out).unwrap();
+        let mut w = ResponseWriter::new(&req, 200, &[b"OK"], Some(b"reg1"), &mut out).unwrap();
+        ok_headers(&mut w, &req, &b, 1100).unwrap();
+        let n = w.finish().unwrap();
         let m = Message::parse(&out[..n]).unwrap();
         m.validate().unwrap();
         assert_eq!(m.status(), Some(200));
@@ -175,9 +189,13 @@ Contact: <sip:bob@192.0.2.7:5062>;q=0.7, <sip:bob@192.0.2.8>;expires=120\r\nPath
         assert!(m.header(HeaderName::Date).unwrap().ends_with(b"GMT"));
         assert_eq!(m.to().unwrap().tag(), Some(&b"reg1"[..]));
 
-        let n = write_too_brief(&req, 60, b"reg1", &mut out).unwrap();
+        let mut w =
+            ResponseWriter::new(&req, 302, &[b"Moved Temporarily"], None, &mut out).unwrap();
+        contacts(&mut w, &b, 1100, false).unwrap();
+        let n = w.finish().unwrap();
         let m = Message::parse(&out[..n]).unwrap();
-        assert_eq!(m.status(), Some(423));
-        assert_eq!(m.min_expires(), Ok(Some(60)));
+        let c: Vec<_> = m.contacts().map(Result::unwrap).collect();
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].q(), c[0].expires()), (Some(700), None));
     }
 }

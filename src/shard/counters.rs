@@ -29,6 +29,16 @@ pub struct ShardCounters {
     pub parse_errors: AtomicU64,
     /// Datagrams the kernel refused to send.
     pub send_failed: AtomicU64,
+    /// REGISTERs this shard applied as owner (answered 200).
+    pub registered: AtomicU64,
+    /// REGISTERs passed to their owner shard's inbox.
+    pub handed_off: AtomicU64,
+    /// Log writes or syncs that failed (`--state-dir`).
+    pub store_errors: AtomicU64,
+    /// AORs in this shard's replica (a gauge).
+    pub aors: AtomicU64,
+    /// Replica updates waiting for room in other shards' inboxes (a gauge).
+    pub updates_waiting: AtomicU64,
 }
 
 impl ShardCounters {

@@ -1,32 +1,359 @@
 //! A shard: one thread, one socket, one loop. Receive a batch, handle each
 //! datagram in place (parse, route, write the outgoing copy straight into a
-//! send buffer), send the batch. It shares nothing mutable with other
-//! shards but its counters, which only it writes.
+//! send buffer), send the batch. Between batches it reads its inbox: REGISTERs
+//! for AORs it owns, replica updates from other owners, and answers to send.
+//! It shares nothing mutable with other shards but its counters, which only
+//! it writes, and the lock-free inboxes.
 
 pub mod counters;
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::io::{Backend, SendQueue};
+use crate::io::{Backend, SendQueue, SEND_SLOT};
+use crate::location::inbox::{Inbox, Mail, INBOX_CAPACITY};
+use crate::location::shard::LocationShard;
+use crate::location::{owner_of, AorRecord};
 use crate::proxy::branch::{transaction_hash, write_hex};
-use crate::proxy::{nat_params, route, Action, DropReason, ProxyConfig, Scratch};
-use crate::sip::{Edits, Message, Method, ParseError, ResponseWriter, ViaEdit};
+use crate::proxy::{
+    nat_params, reply_address, route, Action, DropReason, Lookup, ProxyConfig, Scratch,
+};
+use crate::registrar::register::{aor_of, RegisterError, RegistrarConfig};
+use crate::registrar::reply::{contacts, ok_headers};
+use crate::sip::{Edits, Message, Method, ParseError, ResponseWriter, ViaEdit, WriteError};
 use counters::{add, ShardCounters};
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
 const ALLOW: &[u8] =
     b"INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE";
 
+/// Inbox REGISTERs one loop iteration answers at most, so that received
+/// datagrams keep their share of the send slots.
+const REGISTERS_PER_LOOP: usize = 16;
+
+/// What every shard reads and nobody writes after start-up, plus the
+/// inboxes (which are lock-free).
+pub struct Shared {
+    /// Routing configuration.
+    pub proxy: ProxyConfig,
+    /// Registrar limits.
+    pub registrar: RegistrarConfig,
+    /// One inbox per shard, indexed like the shards.
+    pub inboxes: Box<[Inbox]>,
+    /// Per shard, the index of the listen address its socket is bound to:
+    /// an answer must leave from the address the request came to.
+    pub listen_of: Box<[usize]>,
+}
+
+impl Shared {
+    /// State for `shards` shards, `listen_of[i]` giving shard i's listen
+    /// address index.
+    pub fn new(
+        proxy: ProxyConfig,
+        registrar: RegistrarConfig,
+        listen_of: Vec<usize>,
+    ) -> io::Result<Shared> {
+        let inboxes = (0..listen_of.len())
+            .map(|_| Inbox::new(INBOX_CAPACITY))
+            .collect::<io::Result<_>>()?;
+        Ok(Shared {
+            proxy,
+            registrar,
+            inboxes,
+            listen_of: listen_of.into_boxed_slice(),
+        })
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.listen_of.len()
+    }
+}
+
+/// Unix time in seconds (the clock bindings expire by).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One shard's state: everything its loop touches.
+pub struct Shard<'a> {
+    /// This shard's index.
+    pub index: usize,
+    shared: &'a Shared,
+    counters: &'a ShardCounters,
+    scratch: Scratch,
+    /// Its replica and owner duties.
+    pub location: LocationShard,
+    /// Unix seconds, read once per loop iteration.
+    pub now: u64,
+}
+
+impl<'a> Shard<'a> {
+    /// Shard `index` of `shared`, with its location state.
+    pub fn new(
+        index: usize,
+        shared: &'a Shared,
+        counters: &'a ShardCounters,
+        location: LocationShard,
+    ) -> Shard<'a> {
+        Shard {
+            index,
+            shared,
+            counters,
+            scratch: Scratch::default(),
+            location,
+            now: unix_now(),
+        }
+    }
+
+    /// Shard 0 of `shared` with its registrations in memory: for tests,
+    /// fuzzing and benchmarks of the per-datagram path.
+    pub fn alone(shared: &'a Shared, counters: &'a ShardCounters) -> Shard<'a> {
+        let now = unix_now();
+        let location = LocationShard::new(0, shared.shards(), now, &shared.registrar, None);
+        Shard::new(0, shared, counters, location)
+    }
+
+    /// Handles one datagram: never panics; allocates nothing unless it is
+    /// a REGISTER (whose new record is built here or in the owner).
+    pub fn handle<S: SendQueue>(&mut self, bytes: &[u8], src: SocketAddr, send: &mut S) {
+        let counters = self.counters;
+        let drop = |r: DropReason| counters.dropped(r);
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(ParseError::Empty) => return drop(DropReason::KeepAlive),
+            Err(_) => {
+                add(&counters.parse_errors, 1);
+                return drop(DropReason::Malformed);
+            }
+        };
+        let mut edits = Edits::new();
+        let loc = Lookup {
+            replica: &self.location.replica,
+            now: self.now,
+        };
+        let action = route(
+            &msg,
+            src,
+            &self.shared.proxy,
+            loc,
+            &mut self.scratch,
+            &mut edits,
+        );
+        let Some(slot) = send.slot() else {
+            return drop(DropReason::WriteFailed);
+        };
+        match action {
+            Action::Forward(to) => match edits.write(&msg, slot) {
+                Ok(n) => {
+                    send.commit(n, to);
+                    let c = if msg.is_request() {
+                        &counters.forwarded_requests
+                    } else {
+                        &counters.forwarded_responses
+                    };
+                    add(c, 1);
+                }
+                Err(_) => drop(DropReason::WriteFailed),
+            },
+            Action::Reply { code, reason, to } => {
+                let written = start_reply(&msg, src, code, reason, slot).and_then(|mut w| {
+                    if code == 200 && msg.method() == Some(Method::Options) {
+                        w.header("Allow", ALLOW).ok()?;
+                        w.header("Accept", b"application/sdp").ok()?;
+                        w.header("Supported", b"").ok()?;
+                    }
+                    finish(w)
+                });
+                commit_reply(send, written, code, to, counters);
+            }
+            Action::Redirect { record, to } => {
+                let written = write_redirect(&msg, src, record, self.now, slot);
+                commit_reply(send, written, 302, to, counters);
+            }
+            Action::Drop(r) => drop(r),
+            Action::Register => self.register(&msg, bytes, src, send),
+        }
+    }
+
+    /// A REGISTER for a local domain: applied here when this shard owns the
+    /// AOR, else passed to the owner's inbox (503 when it is full).
+    fn register<S: SendQueue>(
+        &mut self,
+        msg: &Message<'_>,
+        bytes: &[u8],
+        src: SocketAddr,
+        send: &mut S,
+    ) {
+        let owner = match aor_of(msg) {
+            Ok(aor) => owner_of(&aor, self.shared.shards()),
+            Err(e) => return self.answer_error(msg, src, e, send),
+        };
+        if owner == self.index {
+            return self.answer_register(msg, src, self.index, send);
+        }
+        let mail = Mail::Register {
+            data: bytes.into(),
+            src,
+            arrived_on: self.index,
+        };
+        match self.shared.inboxes.get(owner).map(|i| i.push(mail)) {
+            Some(Ok(())) => add(&self.counters.handed_off, 1),
+            _ => {
+                let Some(slot) = send.slot() else {
+                    return self.counters.dropped(DropReason::InboxFull);
+                };
+                let to = reply_to(msg, src);
+                let written = start_reply(msg, src, 503, ("Service Unavailable", ""), slot)
+                    .and_then(|mut w| {
+                        w.header("Retry-After", b"1").ok()?;
+                        finish(w)
+                    });
+                commit_reply(send, written, 503, to, self.counters);
+            }
+        }
+    }
+
+    /// Applies a REGISTER this shard owns and answers it, from this shard's
+    /// socket or, when it came in on another listen address, through the
+    /// inbox of the shard it arrived on.
+    fn answer_register<S: SendQueue>(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        arrived_on: usize,
+        send: &mut S,
+    ) {
+        let result = self.location.register(
+            msg,
+            src,
+            self.now,
+            &self.shared.registrar,
+            &self.shared.inboxes,
+        );
+        let to = reply_to(msg, src);
+        let code = match &result {
+            Ok(_) => 200,
+            Err(e) => e.status().0,
+        };
+        if result.is_ok() && msg.contacts().next().is_some() {
+            add(&self.counters.registered, 1);
+        }
+        let same_socket_address =
+            self.shared.listen_of.get(arrived_on) == self.shared.listen_of.get(self.index);
+        if same_socket_address {
+            let Some(slot) = send.slot() else {
+                return self.counters.dropped(DropReason::WriteFailed);
+            };
+            let written = write_register_answer(msg, src, &result, self.now, slot);
+            commit_reply(send, written, code, to, self.counters);
+            return;
+        }
+        let mut buf = vec![0u8; SEND_SLOT];
+        let Some(n) = write_register_answer(msg, src, &result, self.now, &mut buf) else {
+            return self.counters.dropped(DropReason::WriteFailed);
+        };
+        buf.truncate(n);
+        let mail = Mail::Send {
+            data: buf.into_boxed_slice(),
+            to,
+        };
+        match self.shared.inboxes.get(arrived_on).map(|i| i.push(mail)) {
+            Some(Ok(())) => add(&self.counters.replies[usize::from(code / 100).min(6)], 1),
+            _ => self.counters.dropped(DropReason::InboxFull),
+        }
+    }
+
+    fn answer_error<S: SendQueue>(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        e: RegisterError,
+        send: &mut S,
+    ) {
+        let Some(slot) = send.slot() else {
+            return self.counters.dropped(DropReason::WriteFailed);
+        };
+        let written = write_register_answer(msg, src, &Err(e), self.now, slot);
+        commit_reply(
+            send,
+            written,
+            e.status().0,
+            reply_to(msg, src),
+            self.counters,
+        );
+    }
+
+    /// Reads the inbox: replica updates, REGISTERs to apply (at most
+    /// [`REGISTERS_PER_LOOP`], and only while a send slot is free), and
+    /// answers to send.
+    pub fn drain_inbox<S: SendQueue>(&mut self, send: &mut S) {
+        let shared = self.shared;
+        let Some(inbox) = shared.inboxes.get(self.index) else {
+            return;
+        };
+        inbox.arm();
+        let mut registers = 0;
+        while registers < REGISTERS_PER_LOOP && send.slot().is_some() {
+            let Some(mail) = inbox.pop() else { break };
+            match mail {
+                Mail::Location(op) => self.location.replica.apply(op),
+                Mail::Register {
+                    data,
+                    src,
+                    arrived_on,
+                } => {
+                    registers += 1;
+                    // The arrival shard parsed it already; a failure here
+                    // would be a bug, and costs only this datagram.
+                    match Message::parse(&data) {
+                        Ok(msg) => self.answer_register(&msg, src, arrived_on, send),
+                        Err(_) => self.counters.dropped(DropReason::Malformed),
+                    }
+                }
+                Mail::Send { data, to } => {
+                    if let Some(slot) = send.slot() {
+                        if let Some(dst) = slot.get_mut(..data.len()) {
+                            dst.copy_from_slice(&data);
+                            send.commit(data.len(), to);
+                        }
+                    }
+                }
+            }
+        }
+        // A wake-up may have been consumed with mail left behind (the
+        // per-loop limits): make sure the next loop looks again soon.
+        if !inbox.is_empty() {
+            inbox.wake();
+        }
+    }
+
+    /// The per-loop chores after a batch: expiry, retries of replica
+    /// updates, the log commit (before the 200s are flushed), gauges.
+    pub fn after_batch(&mut self) {
+        self.location.tick(self.now, &self.shared.inboxes);
+        if self.location.commit().is_err() {
+            add(&self.counters.store_errors, 1);
+        }
+        self.counters
+            .aors
+            .store(self.location.replica.len() as u64, Ordering::Relaxed);
+        self.counters
+            .updates_waiting
+            .store(self.location.waiting() as u64, Ordering::Relaxed);
+    }
+}
+
 /// Runs the shard loop until `stop` is set, then sends what is queued.
-pub fn run<B: Backend>(
-    mut io: B,
-    cfg: &ProxyConfig,
-    counters: &ShardCounters,
-    stop: &AtomicBool,
-) -> io::Result<()> {
-    let mut scratch = Scratch::default();
+pub fn run<B: Backend>(mut io: B, shard: &mut Shard<'_>, stop: &AtomicBool) -> io::Result<()> {
+    let counters = shard.counters;
     while !stop.load(Ordering::Relaxed) {
+        shard.now = unix_now();
+        shard.drain_inbox(io.send_queue());
         io.poll(|d, send| {
             add(&counters.received, 1);
             let Some(src) = d.source else {
@@ -37,80 +364,58 @@ pub fn run<B: Backend>(
                 counters.dropped(DropReason::Oversize);
                 return;
             }
-            handle(d.bytes, src, cfg, &mut scratch, send, counters);
+            shard.handle(d.bytes, src, send);
         })?;
+        shard.after_batch();
         add(&counters.send_failed, io.flush() as u64);
     }
+    shard.after_batch();
     add(&counters.send_failed, io.flush() as u64);
     Ok(())
 }
 
-/// Handles one datagram: never panics, never allocates.
-pub fn handle<S: SendQueue>(
-    bytes: &[u8],
-    src: std::net::SocketAddr,
-    cfg: &ProxyConfig,
-    scratch: &mut Scratch,
+/// Where a local answer to `msg` goes (see [`reply_address`]); the source
+/// when the request has no readable Via.
+fn reply_to(msg: &Message<'_>, src: SocketAddr) -> SocketAddr {
+    msg.via().map_or(src, |v| reply_address(&v, src))
+}
+
+fn commit_reply<S: SendQueue>(
     send: &mut S,
+    written: Option<usize>,
+    code: u16,
+    to: SocketAddr,
     counters: &ShardCounters,
 ) {
-    let drop = |r: DropReason| counters.dropped(r);
-    let msg = match Message::parse(bytes) {
-        Ok(m) => m,
-        Err(ParseError::Empty) => return drop(DropReason::KeepAlive),
-        Err(_) => {
-            add(&counters.parse_errors, 1);
-            return drop(DropReason::Malformed);
+    match written {
+        Some(n) => {
+            send.commit(n, to);
+            add(&counters.replies[usize::from(code / 100).min(6)], 1);
         }
-    };
-    let mut edits = Edits::new();
-    let action = route(&msg, src, cfg, scratch, &mut edits);
-    let Some(slot) = send.slot() else {
-        return drop(DropReason::WriteFailed);
-    };
-    match action {
-        Action::Forward(to) => match edits.write(&msg, slot) {
-            Ok(n) => {
-                send.commit(n, to);
-                let c = if msg.is_request() {
-                    &counters.forwarded_requests
-                } else {
-                    &counters.forwarded_responses
-                };
-                add(c, 1);
-            }
-            Err(_) => drop(DropReason::WriteFailed),
-        },
-        Action::Reply { code, reason, to } => match write_reply(&msg, src, code, reason, slot) {
-            Some(n) => {
-                send.commit(n, to);
-                add(&counters.replies[usize::from(code / 100).min(6)], 1);
-            }
-            None => drop(DropReason::WriteFailed),
-        },
-        Action::Drop(r) => drop(r),
+        None => counters.dropped(DropReason::WriteFailed),
     }
 }
 
-/// Builds a local response. The To tag is derived from the transaction, so
-/// a retransmitted request gets the very same response (we keep no state).
-fn write_reply(
+/// Starts a local response: status line, the request's headers that a
+/// response copies (§8.2.6.2), the Via with what we saw (RFC 3581 §4) and a
+/// To tag derived from the transaction, so that a retransmitted request
+/// gets the very same response (we keep no state).
+fn start_reply<'o>(
     msg: &Message<'_>,
-    src: std::net::SocketAddr,
+    src: SocketAddr,
     code: u16,
-    reason: (&'static str, &'static str),
-    out: &mut [u8],
-) -> Option<usize> {
+    reason: (&str, &str),
+    out: &'o mut [u8],
+) -> Option<ResponseWriter<'o>> {
     let mut tag = [0u8; 16];
     write_hex(transaction_hash(msg), &mut tag);
-    // RFC 3581 §4 / §18.2.1: the response's Via carries what we saw.
     let mut nat = [0u8; 512];
     let via_edit = nat_params(msg, src, &mut nat).map(|n| ViaEdit {
         start: n.start,
         end: n.end,
         text: &nat[..n.len],
     });
-    let mut w = ResponseWriter::with_via_edit(
+    ResponseWriter::with_via_edit(
         msg,
         code,
         &[reason.0.as_bytes(), reason.1.as_bytes()],
@@ -118,12 +423,48 @@ fn write_reply(
         via_edit,
         out,
     )
-    .ok()?;
-    if code == 200 && msg.method() == Some(Method::Options) {
-        w.header("Allow", ALLOW).ok()?;
-        w.header("Accept", b"application/sdp").ok()?;
-        w.header("Supported", b"").ok()?;
-    }
+    .ok()
+}
+
+fn finish(mut w: ResponseWriter<'_>) -> Option<usize> {
     w.header("Server", b"sipshard").ok()?;
     w.finish().ok()
+}
+
+/// The answer to a REGISTER (§10.3 step 8): 200 with the bindings, 423
+/// with Min-Expires, or the error's status.
+fn write_register_answer(
+    msg: &Message<'_>,
+    src: SocketAddr,
+    result: &Result<std::sync::Arc<AorRecord>, RegisterError>,
+    now: u64,
+    out: &mut [u8],
+) -> Option<usize> {
+    let (code, reason) = match result {
+        Ok(_) => (200, "OK"),
+        Err(e) => e.status(),
+    };
+    let mut w = start_reply(msg, src, code, (reason, ""), out)?;
+    let ok: Result<(), WriteError> = match result {
+        Ok(rec) => ok_headers(&mut w, msg, &rec.bindings, now),
+        Err(RegisterError::IntervalTooBrief { min }) => {
+            w.header_u32("Min-Expires", *min).map(|_| ())
+        }
+        Err(_) => Ok(()),
+    };
+    ok.ok()?;
+    finish(w)
+}
+
+/// 302 Moved Temporarily with every live binding as a Contact (§8.3).
+fn write_redirect(
+    msg: &Message<'_>,
+    src: SocketAddr,
+    record: &AorRecord,
+    now: u64,
+    out: &mut [u8],
+) -> Option<usize> {
+    let mut w = start_reply(msg, src, 302, ("Moved Temporarily", ""), out)?;
+    contacts(&mut w, &record.bindings, now, false).ok()?;
+    finish(w)
 }

@@ -1,4 +1,8 @@
-//! Helpers shared by the property tests.
+//! Helpers shared by the tests: byte mutation for the property tests,
+//! and the process and socket helpers of the end-to-end tests.
+#![allow(dead_code)]
+
+pub mod process;
 
 use proptest::sample::Index;
 

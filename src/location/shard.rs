@@ -1,0 +1,187 @@
+//! One shard's part of the location service: its read replica of every
+//! AOR, and, for the AORs it owns, the writer's duties (ARCHITECTURE.md
+//! "Location: sharded writes, replicated reads"):
+//! - apply REGISTERs in arrival order (§10.3, [`crate::registrar::register`]);
+//! - publish each new record to its own replica, to the log, and to every
+//!   other shard's inbox (via the [`Outbox`], so nothing is dropped);
+//! - expire bindings with a timer wheel and publish the removals.
+//!
+//! An AOR whose last binding left is remembered, with no binding, for
+//! `--max-expires` seconds, so that requests for it get 480 rather than
+//! 404; then it is forgotten. (A later refresh that empties it again may be
+//! forgotten earlier: the wheel keeps no per-AOR generation.)
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::expiry::ExpiryWheel;
+use super::inbox::{Inbox, Outbox};
+use super::store::Store;
+use super::{aor_hash, AorRecord, LocationOp, Replica};
+use crate::registrar::register::{aor_of, apply, RegisterError, RegistrarConfig};
+use crate::sip::Message;
+
+/// A shard's replica plus its owner state.
+pub struct LocationShard {
+    /// This shard's index among all shards.
+    pub index: usize,
+    /// Every shard's replica of every AOR; the owner's own AORs in it are
+    /// the authoritative state.
+    pub replica: Replica,
+    wheel: ExpiryWheel,
+    outbox: Outbox,
+    store: Option<Store>,
+    due: Vec<u64>,
+    forget_after: u64,
+}
+
+impl LocationShard {
+    /// Shard `index` of `shards`, at time `now`; `store` logs its AORs.
+    pub fn new(
+        index: usize,
+        shards: usize,
+        now: u64,
+        cfg: &RegistrarConfig,
+        store: Option<Store>,
+    ) -> LocationShard {
+        LocationShard {
+            index,
+            replica: Replica::default(),
+            wheel: ExpiryWheel::new(now),
+            outbox: Outbox::new(shards),
+            store,
+            due: Vec::new(),
+            forget_after: u64::from(cfg.max_expires),
+        }
+    }
+
+    /// Adopts a record loaded at start-up that this shard owns: into the
+    /// replica and the wheel (the other shards get it by [`Self::publish`]
+    /// from the caller, or load it themselves).
+    pub fn adopt(&mut self, rec: Arc<AorRecord>, now: u64) {
+        self.schedule(&rec, now);
+        self.replica.apply(LocationOp::Set(rec));
+    }
+
+    /// Applies one REGISTER for an AOR this shard owns. On success the new
+    /// record is published (replicas, log, wheel) and returned; a query
+    /// returns the current record unchanged.
+    pub fn register(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        now: u64,
+        cfg: &RegistrarConfig,
+        inboxes: &[Inbox],
+    ) -> Result<Arc<AorRecord>, RegisterError> {
+        let aor = aor_of(msg)?;
+        let current = self.replica.lookup(&aor).cloned();
+        let before = current.as_ref().map_or(&[][..], |r| &r.bindings[..]);
+        let bindings = apply(before, msg, src, now, cfg)?;
+        let is_query = msg.contacts().next().is_none();
+        if is_query {
+            if let Some(rec) = current {
+                return Ok(rec);
+            }
+            // A query for an AOR never seen changes nothing either.
+            return Ok(Arc::new(AorRecord {
+                aor,
+                bindings: Box::new([]),
+            }));
+        }
+        let rec = Arc::new(AorRecord {
+            aor,
+            bindings: bindings.into_boxed_slice(),
+        });
+        self.publish(LocationOp::Set(rec.clone()), now, inboxes);
+        Ok(rec)
+    }
+
+    /// Makes a change of an owned AOR visible everywhere: this replica, the
+    /// log, the wheel, and every other shard's inbox.
+    pub fn publish(&mut self, op: LocationOp, now: u64, inboxes: &[Inbox]) {
+        if let Some(store) = &mut self.store {
+            match &op {
+                LocationOp::Set(rec) => store.record_set(rec),
+                LocationOp::Remove(aor) => store.record_remove(aor),
+            }
+        }
+        if let LocationOp::Set(rec) = &op {
+            self.schedule(rec, now);
+        }
+        for to in (0..inboxes.len()).filter(|&i| i != self.index) {
+            self.outbox.send(inboxes, to, op.clone());
+        }
+        self.replica.apply(op);
+    }
+
+    /// When the wheel should look at a record again: its first binding to
+    /// lapse, or, with none left, when it is forgotten.
+    fn schedule(&mut self, rec: &AorRecord, now: u64) {
+        let at = match rec.bindings.iter().map(|b| b.expires_at).min() {
+            Some(at) => at,
+            None => now + self.forget_after,
+        };
+        self.wheel.schedule(aor_hash(&rec.aor), at);
+    }
+
+    /// Removes what has lapsed by `now` from the AORs this shard owns and
+    /// publishes the changes; retries replica updates that waited for room.
+    pub fn tick(&mut self, now: u64, inboxes: &[Inbox]) {
+        self.outbox.retry(inboxes);
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        self.wheel.due(now, &mut due);
+        for &key in &due {
+            let Some(rec) = self.replica.by_hash(key).cloned() else {
+                continue;
+            };
+            if rec.bindings.is_empty() {
+                // Still empty when its time came: forget it.
+                if self.replica.lookup(&rec.aor).is_some() {
+                    self.publish(LocationOp::Remove(rec.aor.clone()), now, inboxes);
+                }
+                continue;
+            }
+            if rec.bindings.iter().all(|b| b.expires_at > now) {
+                continue; // refreshed since it was scheduled
+            }
+            let live: Box<[_]> = rec
+                .bindings
+                .iter()
+                .filter(|b| b.expires_at > now)
+                .cloned()
+                .collect();
+            let next = Arc::new(AorRecord {
+                aor: rec.aor.clone(),
+                bindings: live,
+            });
+            self.publish(LocationOp::Set(next), now, inboxes);
+        }
+        self.due = due;
+    }
+
+    /// Writes the log entries of this loop iteration (before the 200 OKs
+    /// leave), and compacts the log when it has grown.
+    pub fn commit(&mut self) -> io::Result<()> {
+        let (index, shards) = (self.index, self.outbox.receivers());
+        let Some(store) = &mut self.store else {
+            return Ok(());
+        };
+        store.commit()?;
+        if store.should_compact() {
+            let owned = self
+                .replica
+                .records()
+                .filter(|r| super::owner_of(&r.aor, shards) == index);
+            store.compact(owned.map(|r| &**r))?;
+        }
+        Ok(())
+    }
+
+    /// Replica updates still waiting for room in another shard's inbox.
+    pub fn waiting(&self) -> usize {
+        self.outbox.waiting()
+    }
+}
