@@ -233,21 +233,17 @@ fn locations(
     let mut by_owner: Vec<Vec<Arc<AorRecord>>> = vec![Vec::new(); shards];
     let mut bindings = 0;
     for rec in records {
-        let live: Box<[_]> = rec
-            .bindings
-            .iter()
+        let live: Vec<_> = rec
+            .bindings()
             .filter(|b| b.expires_at > now)
-            .cloned()
+            .map(|b| b.to_binding())
             .collect();
         if live.is_empty() {
             continue;
         }
         bindings += live.len();
-        let owner = owner_of(&rec.aor, shards);
-        by_owner[owner].push(Arc::new(AorRecord {
-            aor: rec.aor,
-            bindings: live,
-        }));
+        let owner = owner_of(rec.aor(), shards);
+        by_owner[owner].push(Arc::new(AorRecord::new(rec.aor(), &live)));
     }
     let stores: Vec<Store> = store::adopt(dir, fsync, &by_owner).map_err(state_err)?;
     let mut locs: Vec<LocationShard> = stores

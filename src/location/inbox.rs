@@ -173,15 +173,12 @@ mod tests {
     use std::sync::Arc;
 
     fn op(n: u8) -> LocationOp {
-        LocationOp::Set(Arc::new(AorRecord {
-            aor: vec![b'a', n].into(),
-            bindings: Box::new([]),
-        }))
+        LocationOp::Set(Arc::new(AorRecord::new(&[b'a', n], &[])))
     }
 
     fn aor_of(m: Mail) -> Vec<u8> {
         match m {
-            Mail::Location(LocationOp::Set(r)) => r.aor.to_vec(),
+            Mail::Location(LocationOp::Set(r)) => r.aor().to_vec(),
             _ => panic!("not a set"),
         }
     }

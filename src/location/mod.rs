@@ -2,6 +2,7 @@
 //! AOR and read by every shard from its own replica (ARCHITECTURE.md,
 //! "Location: sharded writes, replicated reads").
 //!
+//! - [`record`]: one AOR's bindings, packed in one immutable block;
 //! - [`replica`]: a shard's lock-free read copy (shared `Arc` records);
 //! - [`inbox`]: the bounded shard-to-shard mail and its wake-up;
 //! - [`shard`]: a shard's replica plus its duties as owner (publish,
@@ -11,6 +12,7 @@
 
 pub mod expiry;
 pub mod inbox;
+pub mod record;
 pub mod replica;
 pub mod shard;
 pub mod store;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::expiry::ExpiryWheel;
 use super::inbox::{Inbox, Outbox};
 use super::store::Store;
-use super::{aor_hash, AorRecord, LocationOp, Replica};
+use super::{AorRecord, LocationOp, Replica};
 use crate::registrar::register::{aor_of, apply, RegisterError, RegistrarConfig};
 use crate::sip::Message;
 
@@ -77,23 +77,17 @@ impl LocationShard {
     ) -> Result<Arc<AorRecord>, RegisterError> {
         let aor = aor_of(msg)?;
         let current = self.replica.lookup(&aor).cloned();
-        let before = current.as_ref().map_or(&[][..], |r| &r.bindings[..]);
-        let bindings = apply(before, msg, src, now, cfg)?;
+        let before = current.as_ref().map_or_else(Vec::new, |r| r.to_bindings());
+        let bindings = apply(&before, msg, src, now, cfg)?;
         let is_query = msg.contacts().next().is_none();
         if is_query {
             if let Some(rec) = current {
                 return Ok(rec);
             }
             // A query for an AOR never seen changes nothing either.
-            return Ok(Arc::new(AorRecord {
-                aor,
-                bindings: Box::new([]),
-            }));
+            return Ok(Arc::new(AorRecord::new(&aor, &[])));
         }
-        let rec = Arc::new(AorRecord {
-            aor,
-            bindings: bindings.into_boxed_slice(),
-        });
+        let rec = Arc::new(AorRecord::new(&aor, &bindings));
         self.publish(LocationOp::Set(rec.clone()), now, inboxes);
         Ok(rec)
     }
@@ -119,11 +113,11 @@ impl LocationShard {
     /// When the wheel should look at a record again: its first binding to
     /// lapse, or, with none left, when it is forgotten.
     fn schedule(&mut self, rec: &AorRecord, now: u64) {
-        let at = match rec.bindings.iter().map(|b| b.expires_at).min() {
+        let at = match rec.bindings().map(|b| b.expires_at).min() {
             Some(at) => at,
             None => now + self.forget_after,
         };
-        self.wheel.schedule(aor_hash(&rec.aor), at);
+        self.wheel.schedule(rec.hash(), at);
     }
 
     /// Removes what has lapsed by `now` from the AORs this shard owns and
@@ -137,26 +131,20 @@ impl LocationShard {
             let Some(rec) = self.replica.by_hash(key).cloned() else {
                 continue;
             };
-            if rec.bindings.is_empty() {
+            if rec.is_empty() {
                 // Still empty when its time came: forget it.
-                if self.replica.lookup(&rec.aor).is_some() {
-                    self.publish(LocationOp::Remove(rec.aor.clone()), now, inboxes);
-                }
+                self.publish(LocationOp::Remove(rec.aor().into()), now, inboxes);
                 continue;
             }
-            if rec.bindings.iter().all(|b| b.expires_at > now) {
+            if rec.bindings().all(|b| b.expires_at > now) {
                 continue; // refreshed since it was scheduled
             }
-            let live: Box<[_]> = rec
-                .bindings
-                .iter()
+            let live: Vec<_> = rec
+                .bindings()
                 .filter(|b| b.expires_at > now)
-                .cloned()
+                .map(|b| b.to_binding())
                 .collect();
-            let next = Arc::new(AorRecord {
-                aor: rec.aor.clone(),
-                bindings: live,
-            });
+            let next = Arc::new(AorRecord::new(rec.aor(), &live));
             self.publish(LocationOp::Set(next), now, inboxes);
         }
         self.due = due;
@@ -174,7 +162,7 @@ impl LocationShard {
             let owned = self
                 .replica
                 .records()
-                .filter(|r| super::owner_of(&r.aor, shards) == index);
+                .filter(|r| super::owner_of(r.aor(), shards) == index);
             store.compact(owned.map(|r| &**r))?;
         }
         Ok(())

@@ -19,13 +19,9 @@
 //! u64   stamp     orders entries: newest per AOR wins, across all files
 //! u8    kind      1 = Set, 2 = Remove
 //! bytes aor
-//! Set only:
-//!   u32 count, then per binding:
-//!   bytes contact; u16 q (0xFFFF = None; q is at most 1000);
-//!   u64 expires_at; bytes call_id; u32 cseq; bytes path;
-//!   u8 family 4: [u8; 4] ip, u16 port
-//!          or 6: [u8; 16] ip, u16 port, u32 flowinfo, u32 scope_id;
-//!   u64 created_at
+//! bytes     Set: the record as packed in memory ([`AorRecord::as_bytes`],
+//!           checked by [`AorRecord::from_bytes`] when read back);
+//!           Remove: the AOR
 //! ```
 //! A Set carries the whole record (every binding), so replaying only needs
 //! the newest entry per AOR. The stamp is a per-process counter seeded from
@@ -52,27 +48,21 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::replica::AorRecord;
-use crate::registrar::register::Binding;
 
 const SNAP_MAGIC: &[u8; 8] = b"SIPSHSNP";
 const LOG_MAGIC: &[u8; 8] = b"SIPSHLOG";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER_LEN: usize = 12;
 /// The len and checksum fields in front of every entry's body.
 const ENTRY_HEAD: usize = 12;
 const KIND_SET: u8 = 1;
 const KIND_REMOVE: u8 = 2;
-const Q_NONE: u16 = u16::MAX;
-/// The fewest bytes one encoded binding takes (an empty contact, call-id
-/// and path, a v4 source): bounds what a corrupt count can preallocate.
-const MIN_BINDING_LEN: usize = 4 + 2 + 8 + 4 + 4 + 4 + 1 + 6 + 8;
 /// The log never triggers compaction below this size.
 const COMPACT_MIN_LOG: u64 = 64 << 20;
 /// How often `Fsync::Interval` syncs at most.
@@ -254,7 +244,7 @@ pub fn load(dir: &Path) -> io::Result<(Vec<AorRecord>, LoadReport)> {
             report.entries += 1;
             max_stamp = max_stamp.max(stamp);
             let (aor, rec) = match entry {
-                Entry::Set(rec) => (rec.aor.clone(), Some(rec)),
+                Entry::Set(rec) => (rec.aor().into(), Some(rec)),
                 Entry::Remove(aor) => (aor, None),
             };
             match table.get_mut(&aor) {
@@ -277,9 +267,9 @@ pub fn load(dir: &Path) -> io::Result<(Vec<AorRecord>, LoadReport)> {
     raise_stamps_past(max_stamp);
 
     let mut records: Vec<AorRecord> = table.into_values().filter_map(|(_, r)| r).collect();
-    records.sort_unstable_by(|a, b| a.aor.cmp(&b.aor));
+    records.sort_unstable_by(|a, b| a.aor().cmp(b.aor()));
     report.aors = records.len();
-    report.bindings = records.iter().map(|r| r.bindings.len()).sum();
+    report.bindings = records.iter().map(|r| r.len()).sum();
     Ok((records, report))
 }
 
@@ -468,11 +458,7 @@ fn encode_entry(out: &mut Vec<u8>, stamp: u64, body: impl FnOnce(&mut Vec<u8>)) 
 fn encode_set(out: &mut Vec<u8>, stamp: u64, rec: &AorRecord) {
     encode_entry(out, stamp, |out| {
         out.push(KIND_SET);
-        put_bytes(out, &rec.aor);
-        out.extend_from_slice(&(rec.bindings.len() as u32).to_le_bytes());
-        for b in rec.bindings.iter() {
-            encode_binding(out, b);
-        }
+        put_bytes(out, rec.as_bytes());
     });
 }
 
@@ -481,30 +467,6 @@ fn encode_remove(out: &mut Vec<u8>, stamp: u64, aor: &[u8]) {
         out.push(KIND_REMOVE);
         put_bytes(out, aor);
     });
-}
-
-fn encode_binding(out: &mut Vec<u8>, b: &Binding) {
-    put_bytes(out, &b.contact);
-    out.extend_from_slice(&b.q.unwrap_or(Q_NONE).to_le_bytes());
-    out.extend_from_slice(&b.expires_at.to_le_bytes());
-    put_bytes(out, &b.call_id);
-    out.extend_from_slice(&b.cseq.to_le_bytes());
-    put_bytes(out, &b.path);
-    match b.source {
-        SocketAddr::V4(a) => {
-            out.push(4);
-            out.extend_from_slice(&a.ip().octets());
-            out.extend_from_slice(&a.port().to_le_bytes());
-        }
-        SocketAddr::V6(a) => {
-            out.push(6);
-            out.extend_from_slice(&a.ip().octets());
-            out.extend_from_slice(&a.port().to_le_bytes());
-            out.extend_from_slice(&a.flowinfo().to_le_bytes());
-            out.extend_from_slice(&a.scope_id().to_le_bytes());
-        }
-    }
-    out.extend_from_slice(&b.created_at.to_le_bytes());
 }
 
 // ---- decoding: never panics, whatever the bytes ----
@@ -533,9 +495,6 @@ impl<'a> Reader<'a> {
     fn u8(&mut self) -> Option<u8> {
         Some(self.array::<1>()?[0])
     }
-    fn u16(&mut self) -> Option<u16> {
-        self.array().map(u16::from_le_bytes)
-    }
     fn u32(&mut self) -> Option<u32> {
         self.array().map(u32::from_le_bytes)
     }
@@ -548,59 +507,15 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode_binding(r: &mut Reader<'_>) -> Option<Binding> {
-    let contact = r.bytes()?;
-    let q = Some(r.u16()?).filter(|&q| q != Q_NONE);
-    let expires_at = r.u64()?;
-    let call_id = r.bytes()?;
-    let cseq = r.u32()?;
-    let path = r.bytes()?;
-    let source = match r.u8()? {
-        4 => {
-            let ip = Ipv4Addr::from(r.array::<4>()?);
-            SocketAddr::V4(SocketAddrV4::new(ip, r.u16()?))
-        }
-        6 => {
-            let ip = Ipv6Addr::from(r.array::<16>()?);
-            let port = r.u16()?;
-            let flowinfo = r.u32()?;
-            let scope_id = r.u32()?;
-            SocketAddr::V6(SocketAddrV6::new(ip, port, flowinfo, scope_id))
-        }
-        _ => return None,
-    };
-    let created_at = r.u64()?;
-    Some(Binding {
-        contact,
-        q,
-        expires_at,
-        call_id,
-        cseq,
-        path,
-        source,
-        created_at,
-    })
-}
-
 /// Decodes an entry's body (after the checksum): its stamp and change.
 fn decode_body(body: &[u8]) -> Option<(u64, Entry)> {
     let mut r = Reader { buf: body };
     let stamp = r.u64()?;
     let kind = r.u8()?;
-    let aor = r.bytes()?;
+    let bytes = r.bytes()?;
     let entry = match kind {
-        KIND_SET => {
-            let count = usize::try_from(r.u32()?).ok()?;
-            let mut bindings = Vec::with_capacity(count.min(r.buf.len() / MIN_BINDING_LEN));
-            for _ in 0..count {
-                bindings.push(decode_binding(&mut r)?);
-            }
-            Entry::Set(AorRecord {
-                aor,
-                bindings: bindings.into(),
-            })
-        }
-        KIND_REMOVE => Entry::Remove(aor),
+        KIND_SET => Entry::Set(AorRecord::from_bytes(&bytes)?),
+        KIND_REMOVE => Entry::Remove(bytes),
         _ => return None,
     };
     r.buf.is_empty().then_some((stamp, entry))
@@ -627,7 +542,7 @@ struct ForeignHeader;
 
 impl std::fmt::Display for ForeignHeader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("not a sipshard state file of format version 1")
+        f.write_str("not a sipshard state file of format version 2")
     }
 }
 
@@ -663,7 +578,9 @@ fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registrar::register::Binding;
     use proptest::prelude::*;
+    use std::net::SocketAddr;
     use std::sync::atomic::AtomicUsize;
 
     /// A fresh directory, removed when dropped (even by a failing test).
@@ -691,7 +608,7 @@ mod tests {
             contact: contact.as_bytes().into(),
             q,
             expires_at: 1_700_000_000,
-            call_id: b"call-1@host"[..].into(),
+            call_id: 0xca11,
             cseq: 42,
             path: path.as_bytes().into(),
             source: source.parse().unwrap(),
@@ -700,10 +617,7 @@ mod tests {
     }
 
     fn record(aor: &str, bindings: Vec<Binding>) -> AorRecord {
-        AorRecord {
-            aor: aor.as_bytes().into(),
-            bindings: bindings.into(),
-        }
+        AorRecord::new(aor.as_bytes(), &bindings)
     }
 
     fn sample_records() -> Vec<AorRecord> {
@@ -734,14 +648,13 @@ mod tests {
     }
 
     fn sorted(mut v: Vec<AorRecord>) -> Vec<AorRecord> {
-        v.sort_by(|a, b| a.aor.cmp(&b.aor));
+        v.sort_by(|a, b| a.aor().cmp(b.aor()));
         v
     }
 
     #[test]
-    fn v6_source_keeps_scope_and_flowinfo() {
-        let mut b = binding("sip:x@h", Some(0), "[fe80::1]:5060", "");
-        b.source = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 5060, 7, 3));
+    fn v6_source_round_trips() {
+        let b = binding("sip:x@h", Some(0), "[fe80::1]:5060", "");
         let rec = record("sip:x@h", vec![b]);
         let mut buf = Vec::new();
         encode_set(&mut buf, 9, &rec);
@@ -785,7 +698,7 @@ mod tests {
 
         let (recs, report) = load(&dir.0).unwrap();
         let mut want = sample_records();
-        want.retain(|r| &*r.aor != b"sip:bob@example.com");
+        want.retain(|r| r.aor() != b"sip:bob@example.com");
         want.push(dave);
         assert_eq!(recs, sorted(want));
         assert_eq!(report.files, 2);
@@ -820,7 +733,7 @@ mod tests {
             stores[1].commit().unwrap();
 
             let (recs, report) = load(&dir.0).unwrap();
-            live.retain(|r| &*r.aor != b"sip:carol@example.com");
+            live.retain(|r| r.aor() != b"sip:carol@example.com");
             live.push(erin);
             assert_eq!(recs, sorted(live));
             assert_eq!(report.files, 4);
@@ -871,15 +784,12 @@ mod tests {
         assert_eq!(load(&dir.0).unwrap().1.torn_tails, 0);
 
         // A foreign file under our name is refused, not overwritten later.
-        fs::write(&log, b"SIPSHLOG\x02\0\0\0").unwrap();
+        fs::write(&log, b"SIPSHLOG\x09\0\0\0").unwrap();
         assert_eq!(load(&dir.0).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 
     fn clone_record(r: &AorRecord) -> AorRecord {
-        AorRecord {
-            aor: r.aor.clone(),
-            bindings: r.bindings.clone(),
-        }
+        AorRecord::from_bytes(r.as_bytes()).unwrap()
     }
 
     #[test]
@@ -953,10 +863,10 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..24),
             proptest::option::of(0u16..=1000),
             any::<u64>(),
-            proptest::collection::vec(any::<u8>(), 0..12),
+            any::<u64>(),
             any::<u32>(),
             proptest::collection::vec(any::<u8>(), 0..12),
-            any::<SocketAddr>(),
+            (any::<std::net::IpAddr>(), any::<u16>()),
             any::<u64>(),
         )
             .prop_map(
@@ -964,10 +874,10 @@ mod tests {
                     contact: contact.into(),
                     q,
                     expires_at,
-                    call_id: call_id.into(),
+                    call_id,
                     cseq,
                     path: path.into(),
-                    source,
+                    source: SocketAddr::new(source.0, source.1),
                     created_at,
                 },
             )
@@ -976,12 +886,8 @@ mod tests {
     fn arb_entry() -> impl Strategy<Value = Entry> {
         let aor = proptest::collection::vec(any::<u8>(), 0..20);
         prop_oneof![
-            (aor.clone(), proptest::collection::vec(arb_binding(), 0..4)).prop_map(|(a, b)| {
-                Entry::Set(AorRecord {
-                    aor: a.into(),
-                    bindings: b.into(),
-                })
-            }),
+            (aor.clone(), proptest::collection::vec(arb_binding(), 0..4))
+                .prop_map(|(a, b)| { Entry::Set(AorRecord::new(&a, &b)) }),
             aor.prop_map(|a| Entry::Remove(a.into())),
         ]
     }

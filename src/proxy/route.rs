@@ -12,8 +12,9 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use super::branch::{is_loop, write_branch, Hash64, BRANCH_LEN, OUR_BRANCH_PREFIX};
+use crate::location::record::BindingView;
 use crate::location::{canonical_aor, AorRecord, Replica};
-use crate::registrar::register::{best, Binding};
+use crate::registrar::register::best;
 use crate::sip::scan::ListIter;
 use crate::sip::{
     Edits, HeaderName, Host, Message, Method, NameAddr, ParseError, Piece, Rport, SipUri, Uri, Via,
@@ -343,7 +344,7 @@ fn route_request<'e, 'r: 'e>(
     // §16.5: no Route left and a Request-URI in a domain we are
     // responsible for: the registrar takes REGISTER (§10.3 step 1), the
     // location service gives every other request its target.
-    let mut located: Option<&'r Binding> = None;
+    let mut located: Option<BindingView<'r>> = None;
     if let (None, None, Uri::Sip(u)) = (&next, new_ruri, &ruri) {
         if cfg.is_local_domain(u) {
             if method == Some(Method::Register) {
@@ -356,13 +357,13 @@ fn route_request<'e, 'r: 'e>(
             let Some(record) = loc.replica.lookup(aor) else {
                 return reply(404, ("Not Found", ""), to);
             };
-            let Some(binding) = best(&record.bindings, loc.now) else {
+            let Some(binding) = best(record, loc.now) else {
                 return reply(480, ("Temporarily Unavailable", ""), to);
             };
             if cfg.redirect {
                 return Action::Redirect { record, to };
             }
-            next = Some(binding_target(binding, cfg.nat));
+            next = Some(binding_target(&binding, cfg.nat));
             located = Some(binding);
         }
     }
@@ -477,13 +478,13 @@ fn route_request<'e, 'r: 'e>(
         // §16.6 step 2 and RFC 3327 §5.1: the target becomes the
         // Request-URI and the binding's Path its route set.
         if let Some(b) = located {
-            edits.set_request_uri(msg, &b.contact)?;
+            edits.set_request_uri(msg, b.contact)?;
             if !b.path.is_empty() {
                 edits.insert(
                     msg.headers_end(),
                     &[
                         Piece::Bytes(b"Route: "),
-                        Piece::Bytes(&b.path),
+                        Piece::Bytes(b.path),
                         Piece::Bytes(b"\r\n"),
                     ],
                 )?;
@@ -500,8 +501,8 @@ fn route_request<'e, 'r: 'e>(
 /// Where a request for a binding goes: the first Path hop (RFC 3327
 /// §5.1), else the address its REGISTER came from under `--nat`, else the
 /// contact's host.
-fn binding_target(b: &Binding, nat: bool) -> Target {
-    if let Some(first) = ListIter::new(&b.path).next() {
+fn binding_target(b: &BindingView<'_>, nat: bool) -> Target {
+    if let Some(first) = ListIter::new(b.path).next() {
         return match NameAddr::parse(first.text).map(|n| n.parsed_uri()) {
             Ok(Ok(Uri::Sip(u))) => target_of(&u.host, u.port, u.maddr()),
             _ => Target::Unresolved,
@@ -510,7 +511,7 @@ fn binding_target(b: &Binding, nat: bool) -> Target {
     if nat {
         return Target::Addr(b.source);
     }
-    match Uri::parse(&b.contact) {
+    match Uri::parse(b.contact) {
         Ok(Uri::Sip(u)) => target_of(&u.host, u.port, u.maddr()),
         _ => Target::Unresolved,
     }

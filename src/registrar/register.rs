@@ -9,6 +9,8 @@
 use std::net::SocketAddr;
 
 use crate::location::canonical_aor;
+use crate::location::record::{AorRecord, BindingView};
+use crate::proxy::branch::Hash64;
 use crate::sip::{eq_unescaped, Contact, HeaderName, Message, Uri};
 
 /// One binding of an AOR to a contact (§10.3 step 7).
@@ -20,8 +22,9 @@ pub struct Binding {
     pub q: Option<u16>,
     /// When the binding lapses, in the caller's clock (seconds).
     pub expires_at: u64,
-    /// Call-ID of the REGISTER that last wrote it.
-    pub call_id: Box<[u8]>,
+    /// Hash of the Call-ID of the REGISTER that last wrote it (only ever
+    /// compared, so the record keeps 8 bytes instead of the string).
+    pub call_id: u64,
     /// CSeq number of that REGISTER.
     pub cseq: u32,
     /// The REGISTER's Path values joined by ", " (RFC 3327), or empty.
@@ -132,6 +135,11 @@ pub fn same_contact(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// The hash a binding keeps of a Call-ID.
+pub fn call_id_hash(call_id: &[u8]) -> u64 {
+    Hash64::default().add(call_id).finish()
+}
+
 /// Applies one REGISTER to the AOR's current bindings (§10.3 steps 6-8).
 /// `Ok` carries the bindings after it (unchanged for a query, one without
 /// Contact); `Err` means nothing changes and the error is the answer.
@@ -142,9 +150,10 @@ pub fn apply(
     now: u64,
     cfg: &RegistrarConfig,
 ) -> Result<Vec<Binding>, RegisterError> {
-    let call_id = msg
-        .call_id()
-        .map_err(|_| RegisterError::BadRequest("Bad Call-ID"))?;
+    let call_id = call_id_hash(
+        msg.call_id()
+            .map_err(|_| RegisterError::BadRequest("Bad Call-ID"))?,
+    );
     let cseq = msg
         .cseq()
         .map_err(|_| RegisterError::BadRequest("Bad CSeq"))?
@@ -171,7 +180,7 @@ pub fn apply(
             ));
         }
         for b in current {
-            if *b.call_id == *call_id && cseq <= b.cseq {
+            if b.call_id == call_id && cseq <= b.cseq {
                 return Err(RegisterError::OutOfOrder);
             }
         }
@@ -200,7 +209,7 @@ pub fn apply(
     for (uri, q, expires) in wanted {
         match next.iter().position(|b| same_contact(&b.contact, uri)) {
             Some(i) => {
-                if *next[i].call_id == *call_id && cseq <= next[i].cseq {
+                if next[i].call_id == call_id && cseq <= next[i].cseq {
                     return Err(RegisterError::OutOfOrder);
                 }
                 if expires == 0 {
@@ -209,7 +218,7 @@ pub fn apply(
                     let b = &mut next[i];
                     b.q = q;
                     b.expires_at = now + u64::from(expires);
-                    b.call_id = call_id.into();
+                    b.call_id = call_id;
                     b.cseq = cseq;
                     b.path = path.clone();
                     b.source = source;
@@ -219,7 +228,7 @@ pub fn apply(
                 contact: uri.into(),
                 q,
                 expires_at: now + u64::from(expires),
-                call_id: call_id.into(),
+                call_id,
                 cseq,
                 path: path.clone(),
                 source,
@@ -245,9 +254,9 @@ pub fn apply(
 /// The binding a proxy should try first: highest q (absent counts as 1.0),
 /// then the newest (§16.6 step 1 leaves the choice to the location
 /// service; one target because a stateless proxy cannot fork).
-pub fn best(bindings: &[Binding], now: u64) -> Option<&Binding> {
-    bindings
-        .iter()
+pub fn best(record: &AorRecord, now: u64) -> Option<BindingView<'_>> {
+    record
+        .bindings()
         .filter(|b| b.expires_at > now)
         .max_by_key(|b| (b.q.unwrap_or(1000), b.created_at))
 }
@@ -384,7 +393,11 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
             Err(RegisterError::OutOfOrder)
         );
         let b2 = run(&b, &register("c2", 1, "<sip:a@h1>", None), 1).unwrap();
-        assert_eq!(&*b2[0].call_id, b"c2", "a new Call-ID replaces the binding");
+        assert_eq!(
+            b2[0].call_id,
+            call_id_hash(b"c2"),
+            "a new Call-ID replaces the binding"
+        );
         assert_eq!(b2[0].cseq, 1);
     }
 
@@ -457,7 +470,8 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
         let b = run(&[], &register("c1", 1, "<sip:a@h1>;q=0.5", None), 0).unwrap();
         let b = run(&b, &register("c1", 2, "<sip:a@h2>;q=0.9", None), 1).unwrap();
         let b = run(&b, &register("c1", 3, "<sip:a@h3>;q=0.9", None), 2).unwrap();
-        assert_eq!(&*best(&b, 3).unwrap().contact, b"sip:a@h3");
-        assert!(best(&b, 1_000_000).is_none(), "all expired");
+        let rec = AorRecord::new(b"sip:a@example.com", &b);
+        assert_eq!(best(&rec, 3).unwrap().contact, b"sip:a@h3");
+        assert!(best(&rec, 1_000_000).is_none(), "all expired");
     }
 }

@@ -7,7 +7,7 @@
 
 use std::io::Write as _;
 
-use super::register::Binding;
+use crate::location::AorRecord;
 use crate::sip::{HeaderName, Message, Piece, ResponseWriter, WriteError};
 
 /// Adds the headers of a REGISTER's `200 OK`: `bindings` still alive at
@@ -15,10 +15,10 @@ use crate::sip::{HeaderName, Message, Piece, ResponseWriter, WriteError};
 pub fn ok_headers(
     w: &mut ResponseWriter<'_>,
     req: &Message<'_>,
-    bindings: &[Binding],
+    record: &AorRecord,
     now: u64,
 ) -> Result<(), WriteError> {
-    contacts(w, bindings, now, true)?;
+    contacts(w, record, now, true)?;
     for v in req.values(HeaderName::Path) {
         w.header("Path", v.text)?;
     }
@@ -33,11 +33,11 @@ pub fn ok_headers(
 /// `expires`, also its remaining lifetime.
 pub fn contacts(
     w: &mut ResponseWriter<'_>,
-    bindings: &[Binding],
+    record: &AorRecord,
     now: u64,
     expires: bool,
 ) -> Result<(), WriteError> {
-    for b in bindings.iter().filter(|b| b.expires_at > now) {
+    for b in record.bindings().filter(|b| b.expires_at > now) {
         let mut q_buf = [0u8; 16];
         let q = match b.q {
             Some(q) => format_q(q, &mut q_buf),
@@ -49,7 +49,7 @@ pub fn contacts(
                 "Contact",
                 &[
                     Piece::Bytes(b"<"),
-                    Piece::Bytes(&b.contact),
+                    Piece::Bytes(b.contact),
                     Piece::Bytes(b">;expires="),
                     Piece::U32(left),
                     Piece::Bytes(q),
@@ -60,7 +60,7 @@ pub fn contacts(
                 "Contact",
                 &[
                     Piece::Bytes(b"<"),
-                    Piece::Bytes(&b.contact),
+                    Piece::Bytes(b.contact),
                     Piece::Bytes(b">"),
                     Piece::Bytes(q),
                 ],
@@ -171,6 +171,7 @@ Contact: <sip:bob@192.0.2.7:5062>;q=0.7, <sip:bob@192.0.2.8>;expires=120\r\nPath
             &RegistrarConfig::default(),
         )
         .unwrap();
+        let b = AorRecord::new(b"sip:bob@example.com", &b);
         let mut out = [0u8; 2048];
         let mut w = ResponseWriter::new(&req, 200, &[b"OK"], Some(b"reg1"), &mut out).unwrap();
         ok_headers(&mut w, &req, &b, 1100).unwrap();

@@ -446,7 +446,7 @@ fn write_register_answer(
     };
     let mut w = start_reply(msg, src, code, (reason, ""), out)?;
     let ok: Result<(), WriteError> = match result {
-        Ok(rec) => ok_headers(&mut w, msg, &rec.bindings, now),
+        Ok(rec) => ok_headers(&mut w, msg, rec, now),
         Err(RegisterError::IntervalTooBrief { min }) => {
             w.header_u32("Min-Expires", *min).map(|_| ())
         }
@@ -465,6 +465,6 @@ fn write_redirect(
     out: &mut [u8],
 ) -> Option<usize> {
     let mut w = start_reply(msg, src, 302, ("Moved Temporarily", ""), out)?;
-    contacts(&mut w, &record.bindings, now, false).ok()?;
+    contacts(&mut w, record, now, false).ok()?;
     finish(w)
 }

@@ -1,0 +1,312 @@
+//! One AOR's bindings as one immutable, packed allocation.
+//!
+//! Every replica points at the same record, so its size is paid once per
+//! AOR, but it is paid for every AOR: a million registered users make a
+//! million records. The owner therefore packs the AOR and all its bindings
+//! into one byte string (one heap block instead of five or more), keeps
+//! Call-IDs only as 64-bit hashes (the registrar only compares them), and
+//! readers walk the bytes through [`BindingView`] without copying.
+//!
+//! # Layout (little-endian)
+//! ```text
+//! u16 aor length, aor bytes, u16 binding count, then per binding:
+//!   u16 contact length, contact bytes, u16 path length, path bytes,
+//!   u16 q (0xFFFF: none), u64 expires_at, u64 created_at, u32 cseq,
+//!   u64 call_id hash, u8 family (4 or 6), 4 or 16 address bytes, u16 port
+//! ```
+//! Only [`AorRecord::new`] writes this, and [`AorRecord::from_bytes`]
+//! checks bytes from elsewhere (the state files) before trusting them, so
+//! a reader never meets a malformed record; it still stops quietly rather
+//! than panic if it did.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::aor_hash;
+use crate::registrar::register::Binding;
+
+/// An AOR and its bindings, immutable once built.
+#[derive(PartialEq, Eq)]
+pub struct AorRecord {
+    hash: u64,
+    data: Box<[u8]>,
+}
+
+impl std::fmt::Debug for AorRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AorRecord")
+            .field("aor", &String::from_utf8_lossy(self.aor()))
+            .field("bindings", &self.len())
+            .finish()
+    }
+}
+
+/// A binding read in place from a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindingView<'a> {
+    /// The contact URI.
+    pub contact: &'a [u8],
+    /// The Path values joined by ", ", or empty.
+    pub path: &'a [u8],
+    /// q in thousandths.
+    pub q: Option<u16>,
+    /// Unix second the binding lapses.
+    pub expires_at: u64,
+    /// Unix second it was created.
+    pub created_at: u64,
+    /// CSeq of the REGISTER that last wrote it.
+    pub cseq: u32,
+    /// Hash of that REGISTER's Call-ID.
+    pub call_id: u64,
+    /// Where that REGISTER came from.
+    pub source: SocketAddr,
+}
+
+impl BindingView<'_> {
+    /// An owned copy, for the owner to build the next record from.
+    pub fn to_binding(&self) -> Binding {
+        Binding {
+            contact: self.contact.into(),
+            q: self.q,
+            expires_at: self.expires_at,
+            call_id: self.call_id,
+            cseq: self.cseq,
+            path: self.path.into(),
+            source: self.source,
+            created_at: self.created_at,
+        }
+    }
+}
+
+const NO_Q: u16 = u16::MAX;
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    let len = b.len().min(usize::from(u16::MAX));
+    out.extend_from_slice(&(len as u16).to_le_bytes());
+    out.extend_from_slice(&b[..len]);
+}
+
+impl AorRecord {
+    /// Packs `aor` and `bindings` (at most 65,535 of them, each string at
+    /// most 65,535 bytes: a REGISTER fits in 16 KiB, so both hold).
+    pub fn new<'b>(aor: &[u8], bindings: impl IntoIterator<Item = &'b Binding>) -> AorRecord {
+        let mut out = Vec::with_capacity(aor.len() + 96);
+        put_bytes(&mut out, aor);
+        out.extend_from_slice(&[0, 0]);
+        let mut count: u16 = 0;
+        for b in bindings {
+            if count == u16::MAX {
+                break;
+            }
+            count += 1;
+            put_bytes(&mut out, &b.contact);
+            put_bytes(&mut out, &b.path);
+            out.extend_from_slice(&b.q.unwrap_or(NO_Q).to_le_bytes());
+            out.extend_from_slice(&b.expires_at.to_le_bytes());
+            out.extend_from_slice(&b.created_at.to_le_bytes());
+            out.extend_from_slice(&b.cseq.to_le_bytes());
+            out.extend_from_slice(&b.call_id.to_le_bytes());
+            match b.source.ip() {
+                IpAddr::V4(a) => {
+                    out.push(4);
+                    out.extend_from_slice(&a.octets());
+                }
+                IpAddr::V6(a) => {
+                    out.push(6);
+                    out.extend_from_slice(&a.octets());
+                }
+            }
+            out.extend_from_slice(&b.source.port().to_le_bytes());
+        }
+        let at = 2 + aor.len().min(usize::from(u16::MAX));
+        out[at..at + 2].copy_from_slice(&count.to_le_bytes());
+        AorRecord {
+            hash: aor_hash(&out[2..at]),
+            data: out.into_boxed_slice(),
+        }
+    }
+
+    /// Checks bytes read back from a state file: a record only if every
+    /// binding decodes and nothing trails.
+    pub fn from_bytes(data: &[u8]) -> Option<AorRecord> {
+        let mut r = Reader { buf: data };
+        let aor = r.bytes()?;
+        let count = r.u16()?;
+        let mut seen = 0;
+        let mut it = Bindings {
+            r: Reader { buf: r.buf },
+            left: count,
+        };
+        for _ in it.by_ref() {
+            seen += 1;
+        }
+        (seen == count && it.r.buf.is_empty()).then(|| AorRecord {
+            hash: aor_hash(aor),
+            data: data.into(),
+        })
+    }
+
+    /// The packed form (what the state files store).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The canonical AOR.
+    pub fn aor(&self) -> &[u8] {
+        Reader { buf: &self.data }.bytes().unwrap_or_default()
+    }
+
+    /// The hash replicas file it under ([`aor_hash`] of the AOR).
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// Number of bindings.
+    pub fn len(&self) -> usize {
+        self.bindings().left.into()
+    }
+
+    /// True when the AOR is known but has no binding (480).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bindings, read in place.
+    pub fn bindings(&self) -> Bindings<'_> {
+        let mut r = Reader { buf: &self.data };
+        let ok = r.bytes().is_some();
+        let left = if ok { r.u16().unwrap_or(0) } else { 0 };
+        Bindings { r, left }
+    }
+
+    /// Owned copies of the bindings (for the owner's next change).
+    pub fn to_bindings(&self) -> Vec<Binding> {
+        self.bindings().map(|b| b.to_binding()).collect()
+    }
+}
+
+/// Iterator over a record's bindings.
+pub struct Bindings<'a> {
+    r: Reader<'a>,
+    left: u16,
+}
+
+impl<'a> Iterator for Bindings<'a> {
+    type Item = BindingView<'a>;
+
+    fn next(&mut self) -> Option<BindingView<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let v = self.r.binding();
+        if v.is_none() {
+            self.left = 0;
+        }
+        v
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.buf.get(..n)?, self.buf.get(n..)?);
+        self.buf = rest;
+        Some(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u16()?;
+        self.take(n.into())
+    }
+
+    fn binding(&mut self) -> Option<BindingView<'a>> {
+        let contact = self.bytes()?;
+        let path = self.bytes()?;
+        let q = self.u16()?;
+        let expires_at = u64::from_le_bytes(self.array()?);
+        let created_at = u64::from_le_bytes(self.array()?);
+        let cseq = u32::from_le_bytes(self.array()?);
+        let call_id = u64::from_le_bytes(self.array()?);
+        let ip = match self.array::<1>()?[0] {
+            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
+            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
+            _ => return None,
+        };
+        let port = self.u16()?;
+        Some(BindingView {
+            contact,
+            path,
+            q: (q != NO_Q).then_some(q),
+            expires_at,
+            created_at,
+            cseq,
+            call_id,
+            source: SocketAddr::new(ip, port),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(contact: &str, q: Option<u16>, source: &str) -> Binding {
+        Binding {
+            contact: contact.as_bytes().into(),
+            q,
+            expires_at: 1_000,
+            call_id: 0xfeed,
+            cseq: 7,
+            path: b"<sip:edge;lr>"[..].into(),
+            source: source.parse().unwrap(),
+            created_at: 10,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let bs = vec![
+            binding("sip:a@192.0.2.1", Some(500), "192.0.2.1:5060"),
+            binding("sip:a@[2001:db8::1]", None, "[2001:db8::1]:5062"),
+        ];
+        let rec = AorRecord::new(b"sip:a@example.com", &bs);
+        assert_eq!(rec.aor(), b"sip:a@example.com");
+        assert_eq!(rec.hash(), aor_hash(b"sip:a@example.com"));
+        assert_eq!(rec.len(), 2);
+        assert_eq!(rec.to_bindings(), bs);
+        let again = AorRecord::from_bytes(rec.as_bytes()).unwrap();
+        assert_eq!(again, rec);
+        let empty = AorRecord::new(b"sip:b@example.com", &[]);
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn bad_bytes_are_refused_and_never_panic() {
+        let rec = AorRecord::new(
+            b"sip:a@example.com",
+            &[binding("sip:a@h", None, "192.0.2.1:5060")],
+        );
+        let data = rec.as_bytes();
+        for cut in 0..data.len() {
+            assert!(AorRecord::from_bytes(&data[..cut]).is_none(), "cut {cut}");
+        }
+        let mut longer = data.to_vec();
+        longer.push(0);
+        assert!(AorRecord::from_bytes(&longer).is_none());
+        let mut bad_family = data.to_vec();
+        let fam = bad_family.len() - 2 - 4 - 1;
+        bad_family[fam] = 5;
+        assert!(AorRecord::from_bytes(&bad_family).is_none());
+    }
+}
