@@ -82,12 +82,16 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     );
     let _ = write!(
         s,
-        " registered={} handed_off={} store_errors={} aors={}",
+        " registered={} handed_off={} store_errors={} aors={} replica_delay_max_us={}",
         total(all, |c| &c.registered),
         total(all, |c| &c.handed_off),
         total(all, |c| &c.store_errors),
         all.iter()
             .map(|c| c.aors.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0),
+        all.iter()
+            .map(|c| c.replica_delay_max_us.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0),
     );

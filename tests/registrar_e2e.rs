@@ -10,7 +10,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::process::{nothing_arrives, port, recv, socket, Proxy};
+use common::process::{listen_addrs, nothing_arrives, port, recv, socket, Proxy};
 use sipshard::sip::{HeaderName, Message};
 
 const DOMAIN: &str = "example.com";
@@ -479,6 +479,33 @@ fn restart_from_state_dir_after_kill_9(io: &str) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With two listen addresses, a REGISTER sent to the second is answered
+/// from the second, whichever shard owns its AOR (the owner's answer goes
+/// back through the inbox of the shard it arrived on).
+fn answers_leave_from_the_address_the_register_came_to(io: &str) {
+    let Some(proxy) = start(io, &["--listen", "127.0.0.2:0"]) else {
+        return;
+    };
+    let second = listen_addrs(&proxy.banner)[1];
+    assert_eq!(second.ip().to_string(), "127.0.0.2");
+    let ua = socket();
+    for i in 0..12 {
+        let user = format!("m{i}");
+        let req = register(
+            &user,
+            &ua,
+            &format!("la{i}"),
+            1,
+            &contact_of(&user, &ua, ""),
+        );
+        ua.send_to(&req, second).unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, from) = ua.recv_from(&mut buf).unwrap();
+        assert_eq!(status(&buf[..n]), 200);
+        assert_eq!(from, second, "user {user}");
+    }
+}
+
 // Each scenario on each backend, as its own named test.
 on_both_backends!(
     register_then_call,
@@ -489,6 +516,7 @@ on_both_backends!(
     redirect_mode,
     expiry_removes_a_binding_on_every_shard,
     restart_from_state_dir_after_kill_9,
+    answers_leave_from_the_address_the_register_came_to,
 );
 
 /// Flags that contradict each other stop the server with a clear message.

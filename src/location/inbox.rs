@@ -20,6 +20,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 
@@ -42,8 +43,9 @@ pub enum Mail {
         /// The shard it arrived on (the answer leaves from that socket).
         arrived_on: usize,
     },
-    /// A change from an AOR's owner for the receiving shard's replica.
-    Location(LocationOp),
+    /// A change from an AOR's owner for the receiving shard's replica,
+    /// with when the owner published it (to measure propagation).
+    Location(LocationOp, Instant),
     /// A response to send from the receiving shard's socket.
     Send {
         /// The datagram.
@@ -114,7 +116,7 @@ impl Inbox {
 /// behind it, so a receiver sees an owner's changes in order.
 #[derive(Default)]
 pub struct Outbox {
-    waiting: Vec<VecDeque<LocationOp>>,
+    waiting: Vec<VecDeque<(LocationOp, Instant)>>,
 }
 
 impl Outbox {
@@ -125,17 +127,18 @@ impl Outbox {
         }
     }
 
-    /// Sends `op` to `inboxes[to]`, or keeps it for later.
-    pub fn send(&mut self, inboxes: &[Inbox], to: usize, op: LocationOp) {
+    /// Sends `op`, published at `at`, to `inboxes[to]`, or keeps it for
+    /// later.
+    pub fn send(&mut self, inboxes: &[Inbox], to: usize, op: LocationOp, at: Instant) {
         let (Some(q), Some(inbox)) = (self.waiting.get_mut(to), inboxes.get(to)) else {
             return;
         };
         if !q.is_empty() {
-            q.push_back(op);
+            q.push_back((op, at));
             return;
         }
-        if let Err(Mail::Location(op)) = inbox.push(Mail::Location(op)) {
-            q.push_back(op);
+        if let Err(Mail::Location(op, at)) = inbox.push(Mail::Location(op, at)) {
+            q.push_back((op, at));
         }
     }
 
@@ -153,9 +156,9 @@ impl Outbox {
     pub fn retry(&mut self, inboxes: &[Inbox]) -> usize {
         let mut left = 0;
         for (q, inbox) in self.waiting.iter_mut().zip(inboxes) {
-            while let Some(op) = q.pop_front() {
-                if let Err(Mail::Location(op)) = inbox.push(Mail::Location(op)) {
-                    q.push_front(op);
+            while let Some((op, at)) = q.pop_front() {
+                if let Err(Mail::Location(op, at)) = inbox.push(Mail::Location(op, at)) {
+                    q.push_front((op, at));
                     break;
                 }
             }
@@ -178,7 +181,7 @@ mod tests {
 
     fn aor_of(m: Mail) -> Vec<u8> {
         match m {
-            Mail::Location(LocationOp::Set(r)) => r.aor().to_vec(),
+            Mail::Location(LocationOp::Set(r), _) => r.aor().to_vec(),
             _ => panic!("not a set"),
         }
     }
@@ -186,12 +189,12 @@ mod tests {
     #[test]
     fn a_push_wakes_once_until_rearmed() {
         let inbox = Inbox::new(4).unwrap();
-        assert!(inbox.push(Mail::Location(op(1))).is_ok());
-        assert!(inbox.push(Mail::Location(op(2))).is_ok());
+        assert!(inbox.push(Mail::Location(op(1), Instant::now())).is_ok());
+        assert!(inbox.push(Mail::Location(op(2), Instant::now())).is_ok());
         assert_eq!(drain(inbox.wake_fd()), 1, "two pushes, one wake-up");
         inbox.arm();
         assert_eq!(aor_of(inbox.pop().unwrap()), b"a\x01");
-        assert!(inbox.push(Mail::Location(op(3))).is_ok());
+        assert!(inbox.push(Mail::Location(op(3), Instant::now())).is_ok());
         assert_eq!(
             drain(inbox.wake_fd()),
             1,
@@ -204,9 +207,14 @@ mod tests {
         let inboxes = [Inbox::new(2).unwrap()];
         let mut out = Outbox::new(1);
         for i in 0..5 {
-            out.send(&inboxes, 0, op(i));
+            out.send(&inboxes, 0, op(i), Instant::now());
         }
-        assert!(inboxes[0].push(Mail::Location(op(9))).is_err(), "full");
+        assert!(
+            inboxes[0]
+                .push(Mail::Location(op(9), Instant::now()))
+                .is_err(),
+            "full"
+        );
         let mut got = Vec::new();
         loop {
             while let Some(m) = inboxes[0].pop() {

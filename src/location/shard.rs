@@ -104,8 +104,9 @@ impl LocationShard {
         if let LocationOp::Set(rec) = &op {
             self.schedule(rec, now);
         }
+        let at = std::time::Instant::now();
         for to in (0..inboxes.len()).filter(|&i| i != self.index) {
-            self.outbox.send(inboxes, to, op.clone());
+            self.outbox.send(inboxes, to, op.clone(), at);
         }
         self.replica.apply(op);
     }

@@ -39,6 +39,9 @@ pub struct ShardCounters {
     pub aors: AtomicU64,
     /// Replica updates waiting for room in other shards' inboxes (a gauge).
     pub updates_waiting: AtomicU64,
+    /// The longest an owner's change took to reach this shard's replica,
+    /// in microseconds (publish to apply).
+    pub replica_delay_max_us: AtomicU64,
 }
 
 impl ShardCounters {

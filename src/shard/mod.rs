@@ -55,8 +55,18 @@ impl Shared {
         registrar: RegistrarConfig,
         listen_of: Vec<usize>,
     ) -> io::Result<Shared> {
+        Shared::with_inbox_capacity(proxy, registrar, listen_of, INBOX_CAPACITY)
+    }
+
+    /// As [`Shared::new`], with inboxes of `capacity` mails.
+    pub fn with_inbox_capacity(
+        proxy: ProxyConfig,
+        registrar: RegistrarConfig,
+        listen_of: Vec<usize>,
+        capacity: usize,
+    ) -> io::Result<Shared> {
         let inboxes = (0..listen_of.len())
-            .map(|_| Inbox::new(INBOX_CAPACITY))
+            .map(|_| Inbox::new(capacity))
             .collect::<io::Result<_>>()?;
         Ok(Shared {
             proxy,
@@ -301,7 +311,14 @@ impl<'a> Shard<'a> {
         while registers < REGISTERS_PER_LOOP && send.slot().is_some() {
             let Some(mail) = inbox.pop() else { break };
             match mail {
-                Mail::Location(op) => self.location.replica.apply(op),
+                Mail::Location(op, at) => {
+                    self.location.replica.apply(op);
+                    let us = at.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+                    let max = &self.counters.replica_delay_max_us;
+                    if us > max.load(Ordering::Relaxed) {
+                        max.store(us, Ordering::Relaxed);
+                    }
+                }
                 Mail::Register {
                     data,
                     src,
@@ -467,4 +484,121 @@ fn write_redirect(
     let mut w = start_reply(msg, src, 302, ("Moved Temporarily", ""), out)?;
     contacts(&mut w, record, now, false).ok()?;
     finish(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::location::owner_of;
+
+    /// Collects what a shard sends.
+    #[derive(Default)]
+    struct Sent(Vec<(Vec<u8>, SocketAddr)>, Vec<u8>);
+
+    impl SendQueue for Sent {
+        fn slot(&mut self) -> Option<&mut [u8]> {
+            self.1.resize(SEND_SLOT, 0);
+            Some(&mut self.1[..])
+        }
+        fn commit(&mut self, len: usize, to: SocketAddr) {
+            self.0.push((self.1[..len].to_vec(), to));
+        }
+    }
+
+    fn register(user: &str) -> Vec<u8> {
+        format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.5:5060;branch=z9hG4bK{user}\r\n\
+To: <sip:{user}@example.com>\r\nFrom: <sip:{user}@example.com>;tag=1\r\nCall-ID: {user}\r\n\
+CSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.5>\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// Users whose AOR shard 1 of 2 owns.
+    fn owned_by_1() -> Vec<String> {
+        (0..100)
+            .map(|i| format!("u{i}"))
+            .filter(|u| owner_of(format!("sip:{u}@example.com").as_bytes(), 2) == 1)
+            .collect()
+    }
+
+    fn shared(listen_of: Vec<usize>, capacity: usize) -> Shared {
+        let mut proxy = ProxyConfig::at("192.0.2.1:5060".parse().unwrap());
+        proxy.domains = vec![b"example.com"[..].into()];
+        Shared::with_inbox_capacity(proxy, RegistrarConfig::default(), listen_of, capacity).unwrap()
+    }
+
+    fn status(data: &[u8]) -> u16 {
+        Message::parse(data).unwrap().status().unwrap()
+    }
+
+    #[test]
+    fn a_full_owner_inbox_answers_503_and_the_owner_answers_what_it_took() {
+        let shared = shared(vec![0, 0], 1);
+        let (c0, c1) = (ShardCounters::default(), ShardCounters::default());
+        let mut s0 = Shard::new(
+            0,
+            &shared,
+            &c0,
+            LocationShard::new(0, 2, 0, &shared.registrar, None),
+        );
+        let mut s1 = Shard::new(
+            1,
+            &shared,
+            &c1,
+            LocationShard::new(1, 2, 0, &shared.registrar, None),
+        );
+        let users = owned_by_1();
+        let src: SocketAddr = "192.0.2.5:5060".parse().unwrap();
+        let mut out0 = Sent::default();
+        s0.handle(&register(&users[0]), src, &mut out0);
+        assert!(out0.0.is_empty(), "handed to the owner, not answered here");
+        s0.handle(&register(&users[1]), src, &mut out0);
+        let (busy, to) = &out0.0[0];
+        assert_eq!(status(busy), 503);
+        assert_eq!(*to, src);
+        let m = Message::parse(busy).unwrap();
+        assert_eq!(
+            m.header(crate::sip::HeaderName::RetryAfter),
+            Some(&b"1"[..])
+        );
+        assert_eq!(c0.handed_off.load(Ordering::Relaxed), 1);
+
+        let mut out1 = Sent::default();
+        s1.drain_inbox(&mut out1);
+        assert_eq!(status(&out1.0[0].0), 200);
+        assert_eq!(c1.registered.load(Ordering::Relaxed), 1);
+        // The owner's change reached shard 0's replica through its inbox.
+        s0.drain_inbox(&mut out0);
+        let aor = format!("sip:{}@example.com", users[0]);
+        assert!(s0.location.replica.lookup(aor.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn an_answer_for_another_listen_address_goes_back_to_the_arrival_shard() {
+        let shared = shared(vec![0, 1], 16);
+        let (c0, c1) = (ShardCounters::default(), ShardCounters::default());
+        let mut s0 = Shard::new(
+            0,
+            &shared,
+            &c0,
+            LocationShard::new(0, 2, 0, &shared.registrar, None),
+        );
+        let mut s1 = Shard::new(
+            1,
+            &shared,
+            &c1,
+            LocationShard::new(1, 2, 0, &shared.registrar, None),
+        );
+        let user = &owned_by_1()[0];
+        let src: SocketAddr = "192.0.2.5:5060".parse().unwrap();
+        let (mut out0, mut out1) = (Sent::default(), Sent::default());
+        s0.handle(&register(user), src, &mut out0);
+        s1.drain_inbox(&mut out1);
+        assert!(out1.0.is_empty(), "not sent from the owner's address");
+        s0.drain_inbox(&mut out0);
+        assert_eq!(out0.0.len(), 1);
+        assert_eq!(status(&out0.0[0].0), 200);
+        assert_eq!(out0.0[0].1, src);
+    }
 }
