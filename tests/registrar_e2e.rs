@@ -211,6 +211,11 @@ fn register_rules(io: &str) {
     );
     assert_eq!(status(&brief), 423);
     assert_eq!(Message::parse(&brief).unwrap().min_expires(), Ok(Some(60)));
+    // §10.3 step 3: an AOR of a domain we do not serve.
+    let foreign = String::from_utf8(register("bob", &bob, "reg-f", 1, &c1))
+        .unwrap()
+        .replace("To: <sip:bob@example.com>", "To: <sip:bob@other.example>");
+    assert_eq!(status(&ask(&proxy, &bob, foreign.as_bytes())), 404);
     let stale = register("bob", &bob, "reg-b", 1, &c1);
     assert_eq!(status(&ask(&proxy, &bob, &stale)), 500, "CSeq not higher");
     let third = register("bob", &bob3, "reg-b3", 1, &contact_of("bob", &bob3, ""));

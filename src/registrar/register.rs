@@ -86,6 +86,9 @@ pub enum RegisterError {
     OutOfOrder,
     /// 403: more bindings than `max_contacts` and the policy is Reject.
     TooManyContacts,
+    /// 404: the To names a domain this registrar does not serve (§10.3
+    /// step 3).
+    NotOurDomain,
 }
 
 impl RegisterError {
@@ -96,6 +99,7 @@ impl RegisterError {
             RegisterError::IntervalTooBrief { .. } => (423, "Interval Too Brief"),
             RegisterError::OutOfOrder => (500, "Out Of Order CSeq"),
             RegisterError::TooManyContacts => (403, "Too Many Contacts"),
+            RegisterError::NotOurDomain => (404, "Not Found (Not Our Domain)"),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::proxy::{
 };
 use crate::registrar::register::{aor_of, RegisterError, RegistrarConfig};
 use crate::registrar::reply::{contacts, ok_headers};
-use crate::sip::{Edits, Message, Method, ParseError, ResponseWriter, ViaEdit, WriteError};
+use crate::sip::{Edits, Message, Method, ParseError, ResponseWriter, Uri, ViaEdit, WriteError};
 use counters::{add, ShardCounters};
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
@@ -199,6 +199,14 @@ impl<'a> Shard<'a> {
         src: SocketAddr,
         send: &mut S,
     ) {
+        // §10.3 step 3: the To must be an AOR of a domain we serve.
+        let local = match msg.to().map(|t| t.parsed_uri()) {
+            Ok(Ok(Uri::Sip(u))) => self.shared.proxy.is_local_domain(&u),
+            _ => true, // aor_of answers 400 below
+        };
+        if !local {
+            return self.answer_error(msg, src, RegisterError::NotOurDomain, send);
+        }
         let owner = match aor_of(msg) {
             Ok(aor) => owner_of(&aor, self.shared.shards()),
             Err(e) => return self.answer_error(msg, src, e, send),
