@@ -34,6 +34,7 @@ pub struct LocationShard {
     store: Option<Store>,
     due: Vec<u64>,
     forget_after: u64,
+    log_failing: bool,
 }
 
 impl LocationShard {
@@ -53,6 +54,7 @@ impl LocationShard {
             store,
             due: Vec::new(),
             forget_after: u64::from(cfg.max_expires),
+            log_failing: false,
         }
     }
 
@@ -152,8 +154,22 @@ impl LocationShard {
     }
 
     /// Writes the log entries of this loop iteration (before the 200 OKs
-    /// leave), and compacts the log when it has grown.
+    /// leave), and compacts the log when it has grown. A failure is
+    /// remembered until a commit succeeds (see [`Self::log_failing`]).
     pub fn commit(&mut self) -> io::Result<()> {
+        let r = self.commit_inner();
+        self.log_failing = r.is_err();
+        r
+    }
+
+    /// True while the last log write failed (disk full, I/O error): the
+    /// shard then refuses REGISTERs with 503 rather than promise with a 200
+    /// what it cannot keep.
+    pub fn log_failing(&self) -> bool {
+        self.log_failing
+    }
+
+    fn commit_inner(&mut self) -> io::Result<()> {
         let (index, shards) = (self.index, self.outbox.receivers());
         let Some(store) = &mut self.store else {
             return Ok(());

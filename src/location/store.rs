@@ -107,6 +107,14 @@ pub struct Store {
 }
 
 impl Store {
+    /// Points the log at `/dev/full`, where every write fails with ENOSPC:
+    /// how tests meet a full disk.
+    #[cfg(test)]
+    pub(crate) fn write_to_dev_full(&mut self) -> io::Result<()> {
+        self.log = OpenOptions::new().write(true).open("/dev/full")?;
+        Ok(())
+    }
+
     /// Appends a Set of this record (the whole record: every binding) to
     /// the in-memory batch; nothing reaches the file until [`Store::commit`].
     pub fn record_set(&mut self, rec: &AorRecord) {

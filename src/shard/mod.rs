@@ -246,6 +246,18 @@ impl<'a> Shard<'a> {
         arrived_on: usize,
         send: &mut S,
     ) {
+        if self.location.log_failing() {
+            let Some(slot) = send.slot() else {
+                return self.counters.dropped(DropReason::WriteFailed);
+            };
+            let to = reply_to(msg, src);
+            let written =
+                start_reply(msg, src, 503, ("Service Unavailable", ""), slot).and_then(|mut w| {
+                    w.header("Retry-After", b"5").ok()?;
+                    finish(w)
+                });
+            return commit_reply(send, written, 503, to, self.counters);
+        }
         let result = self.location.register(
             msg,
             src,
@@ -357,13 +369,19 @@ impl<'a> Shard<'a> {
         }
     }
 
+    /// Writes what this loop changed to the log (`--state-dir`); must run
+    /// before the answers to those changes are handed to the kernel.
+    pub fn commit_log(&mut self) {
+        if self.location.commit().is_err() {
+            add(&self.counters.store_errors, 1);
+        }
+    }
+
     /// The per-loop chores after a batch: expiry, retries of replica
     /// updates, the log commit (before the 200s are flushed), gauges.
     pub fn after_batch(&mut self) {
         self.location.tick(self.now, &self.shared.inboxes);
-        if self.location.commit().is_err() {
-            add(&self.counters.store_errors, 1);
-        }
+        self.commit_log();
         self.counters
             .aors
             .store(self.location.replica.len() as u64, Ordering::Relaxed);
@@ -379,6 +397,8 @@ pub fn run<B: Backend>(mut io: B, shard: &mut Shard<'_>, stop: &AtomicBool) -> i
     while !stop.load(Ordering::Relaxed) {
         shard.now = unix_now();
         shard.drain_inbox(io.send_queue());
+        // io_uring submits queued sends inside `poll`: log first.
+        shard.commit_log();
         io.poll(|d, send| {
             add(&counters.received, 1);
             let Some(src) = d.source else {
@@ -608,5 +628,32 @@ CSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.5>\r\n\r\n"
         assert_eq!(out0.0.len(), 1);
         assert_eq!(status(&out0.0[0].0), 200);
         assert_eq!(out0.0[0].1, src);
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_written_turns_registers_away_with_503() {
+        let dir = std::env::temp_dir().join(format!("sipshard-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut stores = crate::location::store::adopt(
+            &dir,
+            crate::location::store::Fsync::Never,
+            &[Vec::new()],
+        )
+        .unwrap();
+        if stores[0].write_to_dev_full().is_err() {
+            return; // no /dev/full here
+        }
+        let shared = shared(vec![0], 16);
+        let counters = ShardCounters::default();
+        let loc = LocationShard::new(0, 1, 0, &shared.registrar, stores.pop());
+        let mut shard = Shard::new(0, &shared, &counters, loc);
+        let src: SocketAddr = "192.0.2.5:5060".parse().unwrap();
+        let mut out = Sent::default();
+        shard.handle(&register("a"), src, &mut out);
+        shard.after_batch();
+        assert_eq!(counters.store_errors.load(Ordering::Relaxed), 1);
+        shard.handle(&register("b"), src, &mut out);
+        assert_eq!(status(&out.0[1].0), 503, "refused while the log fails");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
