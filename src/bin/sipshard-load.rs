@@ -819,7 +819,7 @@ impl RegReport {
         let (offered, achieved) = self.main_rate();
         let rate = |r: &Round| r.ok as f64 / r.active_secs.max(1e-9);
         format!(
-            "sent={} ok={} s503={} other={} lost={} unmatched={} loss_pct={:.4} fail_pct={:.4} offered_per_s={:.0} achieved_per_s={:.0} initial_sent={} initial_ok={} initial_per_s={:.0} refresh_sent={} refresh_ok={} refresh_per_s={:.0} p50_us={} p99_us={} p999_us={} users={} flows={} retry_sent={} retry_rounds={} bound={}",
+            "sent={} ok={} s503={} other={} lost={} unmatched={} loss_pct={:.4} fail_pct={:.4} offered_per_s={:.0} achieved_per_s={:.0} initial_sent={} initial_ok={} initial_per_s={:.0} refresh_sent={} refresh_ok={} refresh_per_s={:.0} p50_us={} p99_us={} p999_us={} users={} flows={} retry_sent={} retry_rounds={} bound={} send_s={:.3} active_s={:.3}",
             self.sent,
             self.ok,
             self.s503,
@@ -844,6 +844,8 @@ impl RegReport {
             self.retry_sent,
             self.retry_rounds,
             self.bound,
+            self.initial.send_secs + self.refresh.send_secs,
+            self.initial.active_secs + self.refresh.active_secs,
         )
     }
 
@@ -1081,9 +1083,9 @@ fn register_cmd(mut cfg: RegConfig, sink: SocketAddr, kv: bool) -> std::io::Resu
     let rep = register_users(&cfg)?;
     drop(sink);
     if kv {
-        println!("{}", rep.kv());
+        println!("{} sink={}", rep.kv(), cfg.contact);
     } else {
-        println!("{}", rep.prose());
+        println!("{}; Contacts at {}", rep.prose(), cfg.contact);
     }
     Ok(())
 }

@@ -211,7 +211,9 @@ impl Mmsg {
             return self.recv_some(room, libc::MSG_WAITFORONE);
         };
         let n = self.recv_some(room, libc::MSG_DONTWAIT)?;
-        if n > 0 {
+        // Answers queued before this poll (inbox mail) must not wait for
+        // the next datagram: do not sleep with them unsent.
+        if n > 0 || !self.send.is_empty() {
             return Ok(n);
         }
         let mut fds = [

@@ -66,9 +66,10 @@ impl LocationShard {
         self.replica.apply(LocationOp::Set(rec));
     }
 
-    /// Applies one REGISTER for an AOR this shard owns. On success the new
-    /// record is published (replicas, log, wheel) and returned; a query
-    /// returns the current record unchanged.
+    /// Applies one REGISTER for an AOR this shard owns. On success the
+    /// record to answer with is returned, with whether it changed: a change
+    /// is published (replicas, log, wheel); a query or a retransmission
+    /// changes nothing.
     pub fn register(
         &mut self,
         msg: &Message<'_>,
@@ -76,22 +77,23 @@ impl LocationShard {
         now: u64,
         cfg: &RegistrarConfig,
         inboxes: &[Inbox],
-    ) -> Result<Arc<AorRecord>, RegisterError> {
+    ) -> Result<(Arc<AorRecord>, bool), RegisterError> {
         let aor = aor_of(msg)?;
         let current = self.replica.lookup(&aor).cloned();
-        let before = current.as_ref().map_or_else(Vec::new, |r| r.to_bindings());
+        let before: Vec<_> = current.as_ref().map_or_else(Vec::new, |r| {
+            r.bindings()
+                .filter(|b| b.expires_at > now)
+                .map(|b| b.to_binding())
+                .collect()
+        });
         let bindings = apply(&before, msg, src, now, cfg)?;
-        let is_query = msg.contacts().next().is_none();
-        if is_query {
-            if let Some(rec) = current {
-                return Ok(rec);
-            }
-            // A query for an AOR never seen changes nothing either.
-            return Ok(Arc::new(AorRecord::new(&aor, &[])));
+        if bindings == before {
+            let rec = current.unwrap_or_else(|| Arc::new(AorRecord::new(&aor, &[])));
+            return Ok((rec, false));
         }
         let rec = Arc::new(AorRecord::new(&aor, &bindings));
         self.publish(LocationOp::Set(rec.clone()), now, inboxes);
-        Ok(rec)
+        Ok((rec, true))
     }
 
     /// Makes a change of an owned AOR visible everywhere: this replica, the

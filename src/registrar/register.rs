@@ -213,7 +213,14 @@ pub fn apply(
     for (uri, q, expires) in wanted {
         match next.iter().position(|b| same_contact(&b.contact, uri)) {
             Some(i) => {
-                if next[i].call_id == call_id && cseq <= next[i].cseq {
+                // The same Call-ID and CSeq again is a retransmission (a
+                // new REGISTER must raise the CSeq, §10.2.4): a stateful
+                // registrar's transaction layer would absorb it and resend
+                // its answer; we answer with the bindings as they are.
+                if next[i].call_id == call_id && cseq == next[i].cseq {
+                    return Ok(current.iter().filter(live).cloned().collect());
+                }
+                if next[i].call_id == call_id && cseq < next[i].cseq {
                     return Err(RegisterError::OutOfOrder);
                 }
                 if expires == 0 {
@@ -390,7 +397,8 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
         let b = run(&[], &register("c1", 5, "<sip:a@h1>", None), 0).unwrap();
         assert_eq!(
             run(&b, &register("c1", 5, "<sip:a@h1>", None), 1),
-            Err(RegisterError::OutOfOrder)
+            Ok(b.clone()),
+            "a retransmission changes nothing and is not an error"
         );
         assert_eq!(
             run(&b, &register("c1", 4, "<sip:a@h1>", None), 1),

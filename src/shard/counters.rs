@@ -29,7 +29,8 @@ pub struct ShardCounters {
     pub parse_errors: AtomicU64,
     /// Datagrams the kernel refused to send.
     pub send_failed: AtomicU64,
-    /// REGISTERs this shard applied as owner (answered 200).
+    /// REGISTERs this shard applied as owner that changed bindings (not
+    /// queries, not retransmissions).
     pub registered: AtomicU64,
     /// REGISTERs passed to their owner shard's inbox.
     pub handed_off: AtomicU64,

@@ -7,15 +7,16 @@
 
 pub mod counters;
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::io::{Backend, SendQueue, SEND_SLOT};
 use crate::location::inbox::{Inbox, Mail, INBOX_CAPACITY};
 use crate::location::shard::LocationShard;
-use crate::location::{owner_of, AorRecord};
+use crate::location::{owner_of, AorRecord, LocationOp};
 use crate::proxy::branch::{transaction_hash, write_hex};
 use crate::proxy::{
     nat_params, reply_address, route, Action, DropReason, Lookup, ProxyConfig, Scratch,
@@ -100,6 +101,9 @@ pub struct Shard<'a> {
     pub location: LocationShard,
     /// Unix seconds, read once per loop iteration.
     pub now: u64,
+    /// Mail taken out of the inbox by [`Shard::apply_updates`] that is not a
+    /// replica update, in arrival order.
+    set_aside: VecDeque<Mail>,
 }
 
 impl<'a> Shard<'a> {
@@ -117,6 +121,7 @@ impl<'a> Shard<'a> {
             scratch: Scratch::default(),
             location,
             now: unix_now(),
+            set_aside: VecDeque::new(),
         }
     }
 
@@ -270,9 +275,10 @@ impl<'a> Shard<'a> {
             Ok(_) => 200,
             Err(e) => e.status().0,
         };
-        if result.is_ok() && msg.contacts().next().is_some() {
+        if let Ok((_, true)) = result {
             add(&self.counters.registered, 1);
         }
+        let result = result.map(|(rec, _)| rec);
         let same_socket_address =
             self.shared.listen_of.get(arrived_on) == self.shared.listen_of.get(self.index);
         if same_socket_address {
@@ -318,9 +324,38 @@ impl<'a> Shard<'a> {
         );
     }
 
-    /// Reads the inbox: replica updates, REGISTERs to apply (at most
-    /// [`REGISTERS_PER_LOOP`], and only while a send slot is free), and
-    /// answers to send.
+    /// Applies every replica update waiting in the inbox, setting other
+    /// mail aside for [`Self::drain_inbox`]. Called when a batch of
+    /// datagrams has arrived and before the first is handled: an owner
+    /// publishes a change before its 200 leaves, so a request sent by
+    /// anyone who saw that 200 finds the change here, whichever shard it
+    /// lands on.
+    pub fn apply_updates(&mut self) {
+        let shared = self.shared;
+        let Some(inbox) = shared.inboxes.get(self.index) else {
+            return;
+        };
+        inbox.arm();
+        while let Some(mail) = inbox.pop() {
+            match mail {
+                Mail::Location(op, at) => self.apply_update(op, at),
+                other => self.set_aside.push_back(other),
+            }
+        }
+    }
+
+    fn apply_update(&mut self, op: LocationOp, at: Instant) {
+        self.location.replica.apply(op);
+        let us = at.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+        let max = &self.counters.replica_delay_max_us;
+        if us > max.load(Ordering::Relaxed) {
+            max.store(us, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads the inbox (after what [`Self::apply_updates`] set aside):
+    /// replica updates, REGISTERs to apply (at most [`REGISTERS_PER_LOOP`],
+    /// and only while a send slot is free), and answers to send.
     pub fn drain_inbox<S: SendQueue>(&mut self, send: &mut S) {
         let shared = self.shared;
         let Some(inbox) = shared.inboxes.get(self.index) else {
@@ -329,16 +364,11 @@ impl<'a> Shard<'a> {
         inbox.arm();
         let mut registers = 0;
         while registers < REGISTERS_PER_LOOP && send.slot().is_some() {
-            let Some(mail) = inbox.pop() else { break };
+            let Some(mail) = self.set_aside.pop_front().or_else(|| inbox.pop()) else {
+                break;
+            };
             match mail {
-                Mail::Location(op, at) => {
-                    self.location.replica.apply(op);
-                    let us = at.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-                    let max = &self.counters.replica_delay_max_us;
-                    if us > max.load(Ordering::Relaxed) {
-                        max.store(us, Ordering::Relaxed);
-                    }
-                }
+                Mail::Location(op, at) => self.apply_update(op, at),
                 Mail::Register {
                     data,
                     src,
@@ -364,7 +394,7 @@ impl<'a> Shard<'a> {
         }
         // A wake-up may have been consumed with mail left behind (the
         // per-loop limits): make sure the next loop looks again soon.
-        if !inbox.is_empty() {
+        if !inbox.is_empty() || !self.set_aside.is_empty() {
             inbox.wake();
         }
     }
@@ -399,7 +429,11 @@ pub fn run<B: Backend>(mut io: B, shard: &mut Shard<'_>, stop: &AtomicBool) -> i
         shard.drain_inbox(io.send_queue());
         // io_uring submits queued sends inside `poll`: log first.
         shard.commit_log();
+        let mut first = true;
         io.poll(|d, send| {
+            if std::mem::take(&mut first) {
+                shard.apply_updates();
+            }
             add(&counters.received, 1);
             let Some(src) = d.source else {
                 counters.dropped(DropReason::Malformed);
