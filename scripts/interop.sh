@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
-# SIPp interop: calls through sipshard between a SIPp UAC and a SIPp UAS.
+# SIPp interop: calls through sipshard between a SIPp UAC and a SIPp UAS,
+# then registrations and calls to the registered users.
 #
 #   scripts/interop.sh [CALLS] [RATE] [-- extra sipshard flags]
 #
-# Starts sipshard on loopback with --record-route, a SIPp UAS
-# (perf/uas.xml) and a SIPp UAC (perf/uac.xml) placing CALLS calls (default
-# 300) at RATE calls/s (default 100); each call is INVITE, 100, 180, 200,
-# ACK, BYE, 200, with ACK and BYE loose-routed back through the proxy. Fails
-# unless every call completes on both sides and sipshard exits 0 on
-# SIGTERM. Exits 77 (skipped) when sipshard was asked for --io uring and
-# io_uring is refused here. Logs go to perf/results/interop-<time>/. Needs
-# `sipp` (Debian package sip-tester).
+# 1. Proxy: starts sipshard on loopback with --record-route, a SIPp UAS
+#    (perf/uas.xml) and a SIPp UAC (perf/uac.xml) placing CALLS calls
+#    (default 300) at RATE calls/s (default 100); each call is INVITE, 100,
+#    180, 200, ACK, BYE, 200, with ACK and BYE loose-routed back through
+#    the proxy.
+# 2. Registrar: starts a fresh sipshard with --domain example.com
+#    --record-route, a SIPp UAS (perf/uas_registered.xml), then a SIPp UAC
+#    (perf/uac_register.xml) that REGISTERs CALLS distinct users
+#    (user000001...; scripts/make_users_csv.py) at RATE/s, each with its
+#    Contact at the UAS, and then a SIPp UAC (perf/uac_call_registered.xml)
+#    that calls each of them at sip:USER@example.com, at RATE calls/s; the
+#    location service sends every INVITE to the UAS, which checks that its
+#    Request-URI is the Contact registered for the To user.
+#
+# Fails unless, in each part, every registration gets its 200, every call
+# completes on both sides, sipshard exits 0 on SIGTERM, and (part 2) its
+# exit line says registered=CALLS and aors=CALLS. Exits 77 (skipped) when
+# sipshard was asked for --io uring and io_uring is refused here. Logs go to
+# perf/results/interop-<time>/ (part 2 in its registrar/ folder). Every
+# step has a time limit. Needs `sipp` (Debian package sip-tester) and
+# python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +33,7 @@ rate=${2:-100}
 shift $(( $# > 2 ? 2 : $# )) || true
 [ "${1:-}" = "--" ] && shift
 extra=("$@")
+domain=example.com
 
 command -v sipp >/dev/null || { echo "sipp not found: apt-get install -y sip-tester" >&2; exit 2; }
 cargo build --release --quiet
@@ -27,67 +42,228 @@ bin=target/release/sipshard
 out="perf/results/interop-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 
-# Free ports on loopback, chosen by the kernel.
-read -r proxy_port uas_port uac_port < <(python3 - <<'PY'
-import socket
-socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+# Time limits, in seconds: a SIPp run of CALLS at RATE/s gets the time to
+# place them twice over plus a minute; `timeout` stops it 30 s after that.
+place=$(( (calls + rate - 1) / rate ))
+phase=$(( 60 + 2 * place ))
+
+# N free UDP ports on loopback, chosen by the kernel.
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(int(sys.argv[1]))]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
 PY
-)
+}
 
+# Processes this script started and has not reaped yet; killed on exit.
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+forget() {
+  local keep=() p
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
 
-"$bin" --listen "127.0.0.1:$proxy_port" --record-route "${extra[@]}" 2> "$out/sipshard.log" &
-proxy_pid=$!
-pids+=("$proxy_pid")
-sleep 0.5
-if ! kill -0 "$proxy_pid" 2>/dev/null; then
-  if grep -q "io_uring is not available" "$out/sipshard.log"; then
-    echo "interop: skipped: $(tail -n 1 "$out/sipshard.log")"
+# start_sipshard LOG ARGS...: starts sipshard (ARGS should --listen on port
+# 0: it picks a free port and prints it), waits up to 10 s for its banner,
+# and sets sipshard_pid and sipshard_addr. Exits 77 when io_uring is
+# refused, 1 when it does not start.
+start_sipshard() {
+  local log=$1
+  shift
+  "$bin" "$@" 2> "$log" &
+  sipshard_pid=$!
+  pids+=("$sipshard_pid")
+  local i
+  for i in $(seq 100); do
+    sipshard_addr=$(sed -n 's/.* listening on \([^ ]*\) .*/\1/p' "$log" | head -n 1)
+    [ -n "$sipshard_addr" ] && return 0
+    kill -0 "$sipshard_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! kill -0 "$sipshard_pid" 2>/dev/null && grep -q "io_uring is not available" "$log"; then
+    echo "interop: skipped: $(tail -n 1 "$log")"
     exit 77
   fi
   echo "interop: sipshard did not start:" >&2
-  cat "$out/sipshard.log" >&2
+  cat "$log" >&2
   exit 1
+}
+
+# stop_sipshard: SIGTERM, then up to 20 s to exit; sets sipshard_rc (137
+# when it had to be killed).
+stop_sipshard() {
+  kill -TERM "$sipshard_pid" 2>/dev/null || true
+  local i
+  for i in $(seq 200); do
+    kill -0 "$sipshard_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$sipshard_pid" 2>/dev/null; then
+    echo "interop: sipshard did not exit within 20 s of SIGTERM; killing it" >&2
+    kill -KILL "$sipshard_pid" 2>/dev/null || true
+  fi
+  sipshard_rc=0
+  wait "$sipshard_pid" || sipshard_rc=$?
+  forget "$sipshard_pid"
+}
+
+# wait_for PID [SECONDS]: its exit status, in `waited_rc`; with SECONDS,
+# stops it (SIGTERM) if it has not exited by then, and `waited_rc` says
+# "stopped".
+wait_for() {
+  local i stopped=""
+  if [ -n "${2:-}" ]; then
+    for i in $(seq $(( $2 * 10 ))); do
+      kill -0 "$1" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$1" 2>/dev/null && stopped=stopped
+  fi
+  waited_rc=0
+  wait "$1" || waited_rc=$?
+  forget "$1"
+  [ -z "$stopped" ] || waited_rc=$stopped
+}
+
+# The last line of a SIPp statistics file: successful and failed calls.
+summary() {
+  python3 - "$1" <<'PY'
+import csv, sys
+try:
+    rows = list(csv.reader(open(sys.argv[1]), delimiter=";"))
+    head, last = rows[0], rows[-1]
+    get = lambda name: last[head.index(name)]
+    print(f"successful={get('SuccessfulCall(C)')} failed={get('FailedCall(C)')}")
+except (OSError, IndexError, ValueError):
+    print("successful=? failed=? (no statistics)")
+PY
+}
+
+# logs_for DIR NAME: sets `logs` to sipp's flags for its error log and
+# statistics file, DIR/NAME_errors.log and DIR/NAME_stat.csv.
+logs_for() {
+  logs=(-trace_err -error_file "$1/$2_errors.log" -trace_stat -stf "$1/$2_stat.csv")
+}
+
+# start_uas DIR SCENARIO LIMIT: starts a SIPp UAS for CALLS calls on a
+# free port, stopped after LIMIT seconds; sets uas_pid and uas_port. Tries
+# another port when the one chosen was taken meanwhile.
+start_uas() {
+  local dir=$1 scenario=$2 limit=$3 try
+  logs_for "$dir" uas
+  for try in 1 2 3; do
+    uas_port=$(free_ports 1)
+    timeout "$limit" sipp -sf "$scenario" -i 127.0.0.1 -p "$uas_port" -m "$calls" -nostdin \
+      "${logs[@]}" > "$dir/uas.log" 2>&1 &
+    uas_pid=$!
+    pids+=("$uas_pid")
+    sleep 0.5
+    kill -0 "$uas_pid" 2>/dev/null && return 0
+    wait_for "$uas_pid"
+    grep -q "Unable to bind" "$dir/uas.log" || break
+  done
+  echo "interop: SIPp UAS did not start ($dir/uas.log):" >&2
+  tail -n 3 "$dir/uas.log" >&2
+  exit 1
+}
+
+# run_uac DIR NAME LIMIT SIPP-ARGS...: runs a SIPp UAC from a free port for
+# at most LIMIT seconds, logging to DIR/NAME.log; sets uac_rc and uac_port.
+# Tries another port when the one chosen was taken meanwhile.
+run_uac() {
+  local dir=$1 name=$2 limit=$3 try
+  shift 3
+  logs_for "$dir" "$name"
+  for try in 1 2 3; do
+    uac_port=$(free_ports 1)
+    uac_rc=0
+    timeout "$limit" sipp "$@" -i 127.0.0.1 -p "$uac_port" -nostdin "${logs[@]}" \
+      > "$dir/$name.log" 2>&1 || uac_rc=$?
+    grep -q "Unable to bind" "$dir/$name.log" || return 0
+  done
+}
+
+failed=0
+
+# ---- 1. Proxy: SIPp UAC -> sipshard -> SIPp UAS ---------------------------
+
+start_sipshard "$out/sipshard.log" --listen 127.0.0.1:0 --record-route "${extra[@]}"
+start_uas "$out" perf/uas.xml 300
+
+echo "interop: $calls calls at $rate/s: SIPp UAC -> sipshard $sipshard_addr -> SIPp UAS :$uas_port"
+run_uac "$out" uac 300 -sf perf/uac.xml -s bob -key uas "127.0.0.1:$uas_port" \
+  -m "$calls" -r "$rate" -timeout 240s -timeout_error "$sipshard_addr"
+# The UAS ends with the UAC's last call; a UAS still waiting 10 s later
+# waits for calls that failed.
+wait_for "$uas_pid" 10
+uas_rc=$waited_rc
+stop_sipshard
+proxy_rc=$sipshard_rc
+
+result=$(summary "$out/uac_stat.csv")
+echo "interop: UAC (:$uac_port) exit $uac_rc, UAS exit $uas_rc, sipshard exit $proxy_rc; $result"
+tail -n 1 "$out/sipshard.log"
+if [ "$uac_rc" != 0 ] || [ "$uas_rc" != 0 ] || [ "$proxy_rc" != 0 ] || [ "$result" != "successful=$calls failed=0" ]; then
+  echo "interop: proxy: FAILED" >&2
+  failed=1
+else
+  echo "interop: proxy: OK"
 fi
 
-timeout 300 sipp -sf perf/uas.xml -i 127.0.0.1 -p "$uas_port" -m "$calls" -nostdin \
-  -trace_err -error_file "$out/uas_errors.log" -trace_stat -stf "$out/uas_stat.csv" \
-  > "$out/uas.log" 2>&1 &
-uas_pid=$!
-pids+=("$uas_pid")
-sleep 0.5
+# ---- 2. Registrar: REGISTER CALLS users, then call each of them -----------
 
-echo "interop: $calls calls at $rate/s: SIPp UAC :$uac_port -> sipshard :$proxy_port -> SIPp UAS :$uas_port"
-set +e
-timeout 300 sipp -sf perf/uac.xml -i 127.0.0.1 -p "$uac_port" -s bob -key uas "127.0.0.1:$uas_port" \
-  -m "$calls" -r "$rate" -nostdin -timeout 240s -timeout_error \
-  -trace_err -error_file "$out/uac_errors.log" -trace_stat -stf "$out/uac_stat.csv" \
-  "127.0.0.1:$proxy_port" > "$out/uac.log" 2>&1
-uac_rc=$?
-wait "$uas_pid"
-uas_rc=$?
-kill -TERM "$proxy_pid"
-wait "$proxy_pid"
-proxy_rc=$?
-set -e
+reg="$out/registrar"
+mkdir -p "$reg"
+python3 scripts/make_users_csv.py "$calls" "$reg/users.csv"
+start_sipshard "$reg/sipshard.log" --listen 127.0.0.1:0 --domain "$domain" --record-route "${extra[@]}"
+start_uas "$reg" perf/uas_registered.xml $(( 2 * phase + 60 ))
 
-# The last line of the UAC's statistics: successful and failed calls.
-summary=$(python3 - "$out/uac_stat.csv" <<'PY'
-import csv, sys
-rows = list(csv.reader(open(sys.argv[1]), delimiter=";"))
-head, last = rows[0], rows[-1]
-get = lambda name: last[head.index(name)]
-print(f"successful={get('SuccessfulCall(C)')} failed={get('FailedCall(C)')}")
-PY
-)
-echo "interop: UAC exit $uac_rc, UAS exit $uas_rc, sipshard exit $proxy_rc; $summary"
-tail -n 1 "$out/sipshard.log"
-if [ "$uac_rc" -ne 0 ] || [ "$uas_rc" -ne 0 ] || [ "$proxy_rc" -ne 0 ] || [ "$summary" != "successful=$calls failed=0" ]; then
+echo "interop: registrar: $calls users @$domain at $rate/s: SIPp UAC -> sipshard $sipshard_addr, Contact at SIPp UAS :$uas_port"
+run_uac "$reg" register $(( phase + 30 )) -sf perf/uac_register.xml -inf "$reg/users.csv" \
+  -key domain "$domain" -key contact "127.0.0.1:$uas_port" \
+  -m "$calls" -r "$rate" -timeout "${phase}s" -timeout_error "$sipshard_addr"
+reg_rc=$uac_rc
+reg_result=$(summary "$reg/register_stat.csv")
+echo "interop: registrar: REGISTER UAC (:$uac_port) exit $reg_rc; $reg_result"
+
+call_rc=skipped
+uac_port=-
+call_result="(not run)"
+if [ "$reg_rc" -eq 0 ] && [ "$reg_result" = "successful=$calls failed=0" ]; then
+  echo "interop: registrar: $calls calls at $rate/s to sip:USER@$domain: SIPp UAC -> sipshard $sipshard_addr -> SIPp UAS :$uas_port"
+  run_uac "$reg" call $(( phase + 30 )) -sf perf/uac_call_registered.xml -inf "$reg/users.csv" \
+    -key domain "$domain" -m "$calls" -r "$rate" -timeout "${phase}s" -timeout_error "$sipshard_addr"
+  call_rc=$uac_rc
+  call_result=$(summary "$reg/call_stat.csv")
+  wait_for "$uas_pid" 10
+  uas_rc=$waited_rc
+else
+  # No calls will come: the UAS would only wait for its time limit.
+  wait_for "$uas_pid" 0
+  uas_rc=skipped
+fi
+stop_sipshard
+proxy_rc=$sipshard_rc
+exit_line=$(grep "stopped;" "$reg/sipshard.log" | tail -n 1 || true)
+
+echo "interop: registrar: call UAC (:$uac_port) exit $call_rc, UAS exit $uas_rc, sipshard exit $proxy_rc; $call_result"
+echo "$exit_line"
+if [ "$reg_rc" != 0 ] || [ "$reg_result" != "successful=$calls failed=0" ] \
+  || [ "$call_rc" != 0 ] || [ "$uas_rc" != 0 ] || [ "$proxy_rc" != 0 ] \
+  || [ "$call_result" != "successful=$calls failed=0" ] \
+  || [[ " $exit_line " != *" registered=$calls "* ]] || [[ " $exit_line " != *" aors=$calls "* ]]; then
+  echo "interop: registrar: FAILED" >&2
+  failed=1
+else
+  echo "interop: registrar: OK"
+fi
+
+if [ "$failed" -ne 0 ]; then
   echo "interop: FAILED (logs in $out)" >&2
   exit 1
 fi
