@@ -3,7 +3,8 @@
 //! "Location: sharded writes, replicated reads").
 //!
 //! - [`record`]: one AOR's bindings, packed in one immutable block;
-//! - [`replica`]: a shard's lock-free read copy (shared `Arc` records);
+//! - [`replica`]: a shard's lock-free read copy (shared `Arc` records),
+//!   its arrays in [`pages`] from `mmap`;
 //! - [`inbox`]: the bounded shard-to-shard mail and its wake-up;
 //! - [`shard`]: a shard's replica plus its duties as owner (publish,
 //!   expire, log);
@@ -12,6 +13,7 @@
 
 pub mod expiry;
 pub mod inbox;
+pub mod pages;
 pub mod record;
 pub mod replica;
 pub mod shard;

@@ -30,6 +30,7 @@
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use super::pages::Pages;
 use crate::proxy::branch::Hash64;
 use crate::sip::{unescape, Host, SipUri};
 
@@ -67,12 +68,39 @@ impl Hasher for IdentityHasher {
 pub type ByHash<V> = hashbrown::HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
 
 /// A shard's replica.
+///
+/// A slot holds `Arc::into_raw` of a record (0: empty): the table owns one
+/// strong count per filled slot and gives it back when the slot is
+/// overwritten or emptied, or the table dropped. Slots are plain words so
+/// that the arrays can live in pages from `mmap` (see [`super::pages`]).
 #[derive(Default)]
 pub struct Replica {
     /// 0: empty; else a byte of the hash (never 0).
-    tags: Box<[u8]>,
-    slots: Box<[Option<Arc<AorRecord>>]>,
+    tags: Pages<u8>,
+    slots: Pages<usize>,
     len: usize,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        for &p in self.slots.as_slice() {
+            if p != 0 {
+                // SAFETY: a filled slot owns one strong count of the record
+                // it points to (see the type's comment); nothing uses the
+                // slot after this.
+                drop(unsafe { Arc::from_raw(p as *const AorRecord) });
+            }
+        }
+    }
+}
+
+/// A record a slot points to, borrowed for as long as the table is.
+fn record_at(p: usize) -> Option<&'static AorRecord> {
+    // SAFETY: non-zero slots hold pointers from `Arc::into_raw` whose count
+    // the table owns, so the record is alive; the callers below narrow the
+    // 'static to the borrow of the table, which must end before a write can
+    // drop the count.
+    (p != 0).then(|| unsafe { &*(p as *const AorRecord) })
 }
 
 /// Most full a table gets before it grows (85%).
@@ -118,6 +146,16 @@ pub fn canonical_aor<'o>(uri: &SipUri<'_>, out: &'o mut [u8]) -> Option<&'o [u8]
 }
 
 impl Replica {
+    /// A replica with room for `aors` before it first grows.
+    pub fn with_capacity(aors: usize) -> Replica {
+        let size = (aors * 100 / MAX_LOAD_NUM + 1).max(SMALLEST);
+        Replica {
+            tags: Pages::zeroed(size),
+            slots: Pages::zeroed(size),
+            len: 0,
+        }
+    }
+
     /// The slot where a hash's probe starts (multiply-shift: any size).
     fn home(&self, hash: u64) -> usize {
         ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize
@@ -133,15 +171,16 @@ impl Replica {
 
     /// The slot holding `hash`, or None.
     fn find(&self, hash: u64) -> Option<usize> {
-        if self.slots.is_empty() {
+        let (tags, slots) = (self.tags.as_slice(), self.slots.as_slice());
+        if slots.is_empty() {
             return None;
         }
         let tag = tag_of(hash);
         let mut i = self.home(hash);
-        for _ in 0..self.slots.len() {
-            match self.tags[i] {
+        for _ in 0..slots.len() {
+            match tags[i] {
                 0 => return None,
-                t if t == tag && self.slots[i].as_ref().is_some_and(|r| r.hash() == hash) => {
+                t if t == tag && record_at(slots[i]).is_some_and(|r| r.hash() == hash) => {
                     return Some(i);
                 }
                 _ => {}
@@ -158,7 +197,7 @@ impl Replica {
             LocationOp::Remove(aor) => {
                 let h = aor_hash(&aor);
                 if let Some(i) = self.find(h) {
-                    if self.slots[i].as_ref().is_some_and(|r| r.aor() == &*aor) {
+                    if record_at(self.slots.as_slice()[i]).is_some_and(|r| r.aor() == &*aor) {
                         self.remove_at(i);
                     }
                 }
@@ -168,49 +207,56 @@ impl Replica {
 
     fn insert(&mut self, rec: Arc<AorRecord>) {
         let hash = rec.hash();
+        let raw = Arc::into_raw(rec) as usize;
         if let Some(i) = self.find(hash) {
-            self.slots[i] = Some(rec);
+            let old = std::mem::replace(&mut self.slots.as_mut_slice()[i], raw);
+            // SAFETY: the slot owned one count of `old`; it owns `raw` now.
+            drop(unsafe { Arc::from_raw(old as *const AorRecord) });
             return;
         }
         if (self.len + 1) * 100 > self.slots.len() * MAX_LOAD_NUM {
             self.grow();
         }
+        self.place(hash, raw);
+        self.len += 1;
+    }
+
+    /// Puts a pointer in the first free slot of its probe run.
+    fn place(&mut self, hash: u64, raw: usize) {
         let mut i = self.home(hash);
-        while self.tags[i] != 0 {
+        while self.tags.as_slice()[i] != 0 {
             i = self.next(i);
         }
-        self.tags[i] = tag_of(hash);
-        self.slots[i] = Some(rec);
-        self.len += 1;
+        self.tags.as_mut_slice()[i] = tag_of(hash);
+        self.slots.as_mut_slice()[i] = raw;
     }
 
     fn grow(&mut self) {
         let size = (self.slots.len() + self.slots.len() / 4).max(SMALLEST);
-        let old = std::mem::take(&mut self.slots);
-        self.tags = vec![0u8; size].into_boxed_slice();
-        self.slots = (0..size).map(|_| None).collect();
-        self.len = 0;
-        for rec in old.into_vec().into_iter().flatten() {
-            let hash = rec.hash();
-            let mut i = self.home(hash);
-            while self.tags[i] != 0 {
-                i = self.next(i);
+        let old = std::mem::replace(&mut self.slots, Pages::zeroed(size));
+        self.tags = Pages::zeroed(size);
+        for &raw in old.as_slice() {
+            if let Some(rec) = record_at(raw) {
+                let hash = rec.hash();
+                self.place(hash, raw);
             }
-            self.tags[i] = tag_of(hash);
-            self.slots[i] = Some(rec);
-            self.len += 1;
         }
+        // `old` only held words now owned by the new slots: unmapping it
+        // gives back no count.
     }
 
     /// Empties slot `i` and shifts back the entries of its probe run that
     /// would no longer be found (deletion without tombstones).
     fn remove_at(&mut self, mut i: usize) {
-        self.tags[i] = 0;
-        self.slots[i] = None;
+        let old = std::mem::take(&mut self.slots.as_mut_slice()[i]);
+        self.tags.as_mut_slice()[i] = 0;
         self.len -= 1;
+        // SAFETY: the slot owned one count of `old`, now emptied.
+        drop(unsafe { Arc::from_raw(old as *const AorRecord) });
         let mut j = self.next(i);
-        while self.tags[j] != 0 {
-            let home = self.slots[j].as_ref().map_or(j, |r| self.home(r.hash()));
+        while self.tags.as_slice()[j] != 0 {
+            let raw = self.slots.as_slice()[j];
+            let home = record_at(raw).map_or(j, |r| self.home(r.hash()));
             // Move j back to i unless its home lies cyclically in (i, j].
             let stays = if i <= j {
                 i < home && home <= j
@@ -218,9 +264,11 @@ impl Replica {
                 i < home || home <= j
             };
             if !stays {
-                self.tags[i] = self.tags[j];
-                self.slots[i] = self.slots[j].take();
-                self.tags[j] = 0;
+                let tag = self.tags.as_slice()[j];
+                self.tags.as_mut_slice()[i] = tag;
+                self.slots.as_mut_slice()[i] = raw;
+                self.tags.as_mut_slice()[j] = 0;
+                self.slots.as_mut_slice()[j] = 0;
                 i = j;
             }
             j = self.next(j);
@@ -229,20 +277,39 @@ impl Replica {
 
     /// The record of a canonical AOR, if this replica has it.
     #[inline]
-    pub fn lookup(&self, aor: &[u8]) -> Option<&Arc<AorRecord>> {
+    pub fn lookup(&self, aor: &[u8]) -> Option<&AorRecord> {
         let i = self.find(aor_hash(aor))?;
-        self.slots[i].as_ref().filter(|r| r.aor() == aor)
+        record_at(self.slots.as_slice()[i]).filter(|r| r.aor() == aor)
+    }
+
+    /// The same, as a shared pointer the caller keeps (the owner's next
+    /// change starts from it).
+    pub fn lookup_shared(&self, aor: &[u8]) -> Option<Arc<AorRecord>> {
+        let i = self.find(aor_hash(aor))?;
+        self.shared_at(i).filter(|r| r.aor() == aor)
+    }
+
+    fn shared_at(&self, i: usize) -> Option<Arc<AorRecord>> {
+        let raw = *self.slots.as_slice().get(i)?;
+        record_at(raw)?;
+        let p = raw as *const AorRecord;
+        // SAFETY: the slot owns a count, so the record is alive; we add one
+        // for the Arc handed out.
+        unsafe {
+            Arc::increment_strong_count(p);
+            Some(Arc::from_raw(p))
+        }
     }
 
     /// The record stored under an AOR hash (the owner's timer wheel keeps
     /// hashes, not AORs).
-    pub fn by_hash(&self, hash: u64) -> Option<&Arc<AorRecord>> {
-        self.slots[self.find(hash)?].as_ref()
+    pub fn by_hash(&self, hash: u64) -> Option<Arc<AorRecord>> {
+        self.shared_at(self.find(hash)?)
     }
 
     /// Every record (for compaction and for handing over at start-up).
-    pub fn records(&self) -> impl Iterator<Item = &Arc<AorRecord>> + '_ {
-        self.slots.iter().flatten()
+    pub fn records(&self) -> impl Iterator<Item = &AorRecord> + '_ {
+        self.slots.as_slice().iter().filter_map(|&p| record_at(p))
     }
 
     /// Number of AORs.
@@ -257,7 +324,7 @@ impl Replica {
 
     /// Bytes the table itself takes (not the shared records).
     pub fn table_bytes(&self) -> usize {
-        self.tags.len() + self.slots.len() * std::mem::size_of::<Option<Arc<AorRecord>>>()
+        self.tags.len() + self.slots.len() * size_of::<usize>()
     }
 }
 
@@ -307,7 +374,10 @@ mod tests {
         }
         assert_eq!(Arc::strong_count(&rec), 17, "one record, sixteen pointers");
         for r in &replicas {
-            assert!(Arc::ptr_eq(r.lookup(b"sip:bob@example.com").unwrap(), &rec));
+            assert!(std::ptr::eq(
+                r.lookup(b"sip:bob@example.com").unwrap(),
+                &*rec
+            ));
         }
     }
 
@@ -359,7 +429,7 @@ mod tests {
             }
             for k in 0u16..300 {
                 let aor = format!("sip:u{k}@example.com");
-                let got = table.lookup(aor.as_bytes()).map(Arc::as_ptr);
+                let got = table.lookup(aor.as_bytes()).map(|r| r as *const AorRecord);
                 prop_assert_eq!(got, model.get(&aor).map(Arc::as_ptr));
             }
             prop_assert_eq!(table.records().count(), model.len());

@@ -79,7 +79,7 @@ impl LocationShard {
         inboxes: &[Inbox],
     ) -> Result<(Arc<AorRecord>, bool), RegisterError> {
         let aor = aor_of(msg)?;
-        let current = self.replica.lookup(&aor).cloned();
+        let current = self.replica.lookup_shared(&aor);
         let before: Vec<_> = current.as_ref().map_or_else(Vec::new, |r| {
             r.bindings()
                 .filter(|b| b.expires_at > now)
@@ -133,7 +133,7 @@ impl LocationShard {
         due.clear();
         self.wheel.due(now, &mut due);
         for &key in &due {
-            let Some(rec) = self.replica.by_hash(key).cloned() else {
+            let Some(rec) = self.replica.by_hash(key) else {
                 continue;
             };
             if rec.is_empty() {
@@ -182,7 +182,7 @@ impl LocationShard {
                 .replica
                 .records()
                 .filter(|r| super::owner_of(r.aor(), shards) == index);
-            store.compact(owned.map(|r| &**r))?;
+            store.compact(owned)?;
         }
         Ok(())
     }
