@@ -109,6 +109,9 @@ impl Inbox {
     }
 }
 
+/// Capacity above which an emptied backlog is freed rather than kept.
+const SHRINK_ABOVE: usize = 1024;
+
 /// A shard's outgoing replica updates that did not fit their receiver's
 /// inbox yet, per receiver, in order. A binding that got a 200 must reach
 /// every replica, so updates are never dropped: they wait here and are
@@ -161,6 +164,11 @@ impl Outbox {
                     q.push_front((op, at));
                     break;
                 }
+            }
+            // A backlog is a burst (a receiver slower than a REGISTER
+            // storm): give its memory back once it has drained.
+            if q.is_empty() && q.capacity() > SHRINK_ABOVE {
+                *q = VecDeque::new();
             }
             left += q.len();
         }

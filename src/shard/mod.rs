@@ -396,6 +396,9 @@ impl<'a> Shard<'a> {
         // per-loop limits): make sure the next loop looks again soon.
         if !inbox.is_empty() || !self.set_aside.is_empty() {
             inbox.wake();
+        } else if self.set_aside.capacity() > 1024 {
+            // A burst is over: give its memory back.
+            self.set_aside = VecDeque::new();
         }
     }
 
