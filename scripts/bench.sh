@@ -16,11 +16,15 @@
 #                                                     the bare relay (scripts/load.sh)
 #   scripts/bench.sh max [SECONDS] [RATES...]         highest rate with < 0.1% loss
 #                                                     (scripts/load-max.sh)
+#   scripts/bench.sh registrar [ROUNDS_A] [ROUNDS_B] [RUNS_C]   registrations/s,
+#                                                     lookup-heavy forwarding, bytes per
+#                                                     binding (scripts/bench-registrar.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   load) shift; exec scripts/load.sh "$@" ;;
   max) shift; exec scripts/load-max.sh "$@" ;;
+  registrar) shift; exec scripts/bench-registrar.sh "$@" ;;
 esac
 
 rounds=${1:-5}
