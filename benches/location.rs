@@ -14,7 +14,6 @@
 //! Run: `cargo bench --bench location`; results go in perf/RESULTS.md.
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sipshard::location::{canonical_aor, AorRecord, LocationOp, Replica};
@@ -44,10 +43,7 @@ fn replica() -> Replica {
             created_at: 0,
         };
         let aor = format!("sip:u{i:07}@example.com");
-        r.apply(LocationOp::Set(Arc::new(AorRecord::new(
-            aor.as_bytes(),
-            &[b],
-        ))));
+        r.apply(LocationOp::Set(AorRecord::new(aor.as_bytes(), &[b])));
     }
     r
 }
@@ -125,7 +121,7 @@ Max-Forwards: 70\r\nTo: <sip:u0424242@example.com>\r\nFrom: <sip:u0424242@exampl
 Call-ID: 424242\r\nCSeq: 2 REGISTER\r\nContact: <sip:u0424242@192.0.2.43:5070>\r\nExpires: 3600\r\n\
 Content-Length: 0\r\n\r\n";
     let cfg_reg = RegistrarConfig::default();
-    let rec = replica.lookup(b"sip:u0424242@example.com").unwrap().clone();
+    let rec = replica.lookup(b"sip:u0424242@example.com").unwrap();
     c.bench_function("register/apply", |b| {
         b.iter(|| {
             let msg = Message::parse(black_box(reg)).unwrap();

@@ -230,7 +230,7 @@ fn locations(
         source,
     };
     let (records, report) = store::load(dir).map_err(state_err)?;
-    let mut by_owner: Vec<Vec<Arc<AorRecord>>> = vec![Vec::new(); shards];
+    let mut by_owner: Vec<Vec<AorRecord>> = vec![Vec::new(); shards];
     let mut bindings = 0;
     for rec in records {
         let live: Vec<_> = rec
@@ -243,7 +243,7 @@ fn locations(
         }
         bindings += live.len();
         let owner = owner_of(rec.aor(), shards);
-        by_owner[owner].push(Arc::new(AorRecord::new(rec.aor(), &live)));
+        by_owner[owner].push(AorRecord::new(rec.aor(), &live));
     }
     let stores: Vec<Store> = store::adopt(dir, fsync, &by_owner).map_err(state_err)?;
     let mut locs: Vec<LocationShard> = stores

@@ -197,10 +197,10 @@ Content-Length: 0\r\n\r\n";
     // A location lookup as the forwarding path will do it: canonical AOR
     // of the Request-URI into a stack buffer, then the replica.
     let mut replica = Replica::default();
-    replica.apply(LocationOp::Set(std::sync::Arc::new(AorRecord::new(
+    replica.apply(LocationOp::Set(AorRecord::new(
         b"sip:bob@biloxi.example.com",
         &[],
-    ))));
+    )));
     let lookup = |data: &[u8]| -> bool {
         let msg = Message::parse(data).unwrap();
         let Ok(Uri::Sip(u)) = msg.request_uri() else {

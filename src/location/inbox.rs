@@ -181,10 +181,9 @@ mod tests {
     use super::*;
     use crate::io::eventfd::drain;
     use crate::location::AorRecord;
-    use std::sync::Arc;
 
     fn op(n: u8) -> LocationOp {
-        LocationOp::Set(Arc::new(AorRecord::new(&[b'a', n], &[])))
+        LocationOp::Set(AorRecord::new(&[b'a', n], &[]))
     }
 
     fn aor_of(m: Mail) -> Vec<u8> {

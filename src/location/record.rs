@@ -1,11 +1,15 @@
-//! One AOR's bindings as one immutable, packed allocation.
+//! One AOR's bindings as one immutable, packed, shared allocation.
 //!
 //! Every replica points at the same record, so its size is paid once per
 //! AOR, but it is paid for every AOR: a million registered users make a
 //! million records. The owner therefore packs the AOR and all its bindings
-//! into one byte string (one heap block instead of five or more), keeps
-//! Call-IDs only as 64-bit hashes (the registrar only compares them), and
-//! readers walk the bytes through [`BindingView`] without copying.
+//! into one byte string, keeps Call-IDs only as 64-bit hashes (the
+//! registrar only compares them), and readers walk the bytes through
+//! [`BindingView`] without copying. The string, its length, its AOR hash
+//! and the reference count share one heap block behind a thin pointer
+//! (`triomphe::ThinArc`): a `std::sync::Arc<[u8]>` would be a fat pointer,
+//! doubling every replica slot, and `Arc<struct with a Box<[u8]>>` is two
+//! blocks (48 + 96 bytes for a typical one-binding record, against 112).
 //!
 //! # Layout (little-endian)
 //! ```text
@@ -21,15 +25,27 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use triomphe::ThinArc;
+
 use super::aor_hash;
 use crate::registrar::register::Binding;
 
-/// An AOR and its bindings, immutable once built.
-#[derive(PartialEq, Eq)]
-pub struct AorRecord {
-    hash: u64,
-    data: Box<[u8]>,
+/// An AOR and its bindings, immutable once built; cloning shares it (a
+/// reference count), so every replica points at the same block.
+#[derive(Clone)]
+#[repr(transparent)]
+pub struct AorRecord(ThinArc<u64, u8>);
+
+impl PartialEq for AorRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
 }
+
+impl Eq for AorRecord {}
+
+// A record is one pointer, so that a replica slot can hold it as a word.
+const _: () = assert!(size_of::<AorRecord>() == size_of::<usize>());
 
 impl std::fmt::Debug for AorRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,10 +135,7 @@ impl AorRecord {
         }
         let at = 2 + aor.len().min(usize::from(u16::MAX));
         out[at..at + 2].copy_from_slice(&count.to_le_bytes());
-        AorRecord {
-            hash: aor_hash(&out[2..at]),
-            data: out.into_boxed_slice(),
-        }
+        AorRecord(ThinArc::from_header_and_slice(aor_hash(&out[2..at]), &out))
     }
 
     /// Checks bytes read back from a state file: a record only if every
@@ -139,25 +152,67 @@ impl AorRecord {
         for _ in it.by_ref() {
             seen += 1;
         }
-        (seen == count && it.r.buf.is_empty()).then(|| AorRecord {
-            hash: aor_hash(aor),
-            data: data.into(),
-        })
+        (seen == count && it.r.buf.is_empty())
+            .then(|| AorRecord(ThinArc::from_header_and_slice(aor_hash(aor), data)))
     }
 
     /// The packed form (what the state files store).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.data
+        &self.0.slice
     }
 
     /// The canonical AOR.
     pub fn aor(&self) -> &[u8] {
-        Reader { buf: &self.data }.bytes().unwrap_or_default()
+        Reader {
+            buf: self.as_bytes(),
+        }
+        .bytes()
+        .unwrap_or_default()
     }
 
     /// The hash replicas file it under ([`aor_hash`] of the AOR).
     pub fn hash(&self) -> u64 {
-        self.hash
+        self.0.header.header
+    }
+
+    /// True when both are the same shared block (not merely equal).
+    pub fn same_block(&self, other: &AorRecord) -> bool {
+        self.0.as_ptr() == other.0.as_ptr()
+    }
+
+    /// How many holders share this block (replicas, mail, callers).
+    pub fn holders(&self) -> usize {
+        ThinArc::strong_count(&self.0)
+    }
+
+    /// The pointer, as a word a replica slot keeps (never 0); the slot now
+    /// owns this reference.
+    pub(crate) fn into_word(self) -> usize {
+        self.0.into_raw() as usize
+    }
+
+    /// Takes back the reference a slot owned.
+    ///
+    /// # Safety
+    /// `word` must come from [`Self::into_word`] and its reference must not
+    /// be taken back twice.
+    pub(crate) unsafe fn from_word(word: usize) -> AorRecord {
+        // SAFETY: per the contract, a pointer from `ThinArc::into_raw` whose
+        // count we own.
+        AorRecord(unsafe { ThinArc::from_raw(word as *const std::ffi::c_void) })
+    }
+
+    /// The record a slot word points to, borrowed from the slot.
+    ///
+    /// # Safety
+    /// A non-zero `word` must come from [`Self::into_word`] and its
+    /// reference must stay owned (not taken back) while the borrow lives.
+    pub(crate) unsafe fn borrow_word(word: &usize) -> Option<&AorRecord> {
+        // SAFETY: `AorRecord` is a transparent wrapper around `ThinArc`,
+        // itself a transparent wrapper around a non-null pointer (checked
+        // to be one word above), so a word holding such a pointer is an
+        // `AorRecord` in place; the slot's count keeps the block alive.
+        (*word != 0).then(|| unsafe { &*(word as *const usize).cast::<AorRecord>() })
     }
 
     /// Number of bindings.
@@ -172,7 +227,9 @@ impl AorRecord {
 
     /// The bindings, read in place.
     pub fn bindings(&self) -> Bindings<'_> {
-        let mut r = Reader { buf: &self.data };
+        let mut r = Reader {
+            buf: self.as_bytes(),
+        };
         let ok = r.bytes().is_some();
         let left = if ok { r.u16().unwrap_or(0) } else { 0 };
         Bindings { r, left }

@@ -1,6 +1,6 @@
 //! A shard's read replica of the location table: every AOR's record,
 //! found by the 64-bit hash of the AOR. Every replica points at the same
-//! immutable records (`Arc`), so memory grows by one slot per shard, not by
+//! immutable records (shared, reference-counted), so memory grows by one slot per shard, not by
 //! a copy; a record holds its AOR, so a lookup confirms the match.
 //!
 //! Lookups take no lock and allocate nothing: the AOR is canonicalised into
@@ -29,7 +29,6 @@
 //!   shard's socket buffer holds the datagrams meanwhile.
 
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
 
 use super::pages::Pages;
 use crate::proxy::branch::Hash64;
@@ -41,7 +40,7 @@ pub use super::record::AorRecord;
 #[derive(Clone, Debug)]
 pub enum LocationOp {
     /// The AOR now has this record.
-    Set(Arc<AorRecord>),
+    Set(AorRecord),
     /// The AOR is gone.
     Remove(Box<[u8]>),
 }
@@ -70,9 +69,9 @@ pub type ByHash<V> = hashbrown::HashMap<u64, V, BuildHasherDefault<IdentityHashe
 
 /// A shard's replica.
 ///
-/// A slot holds `Arc::into_raw` of a record (0: empty): the table owns one
-/// strong count per filled slot and gives it back when the slot is
-/// overwritten or emptied, or the table dropped. Slots are plain words so
+/// A slot holds a record's pointer as a word ([`AorRecord::into_word`];
+/// 0: empty): the table owns one reference per filled slot and gives it
+/// back when the slot is overwritten or emptied, or the table dropped. Slots are plain words so
 /// that the arrays can live in pages from `mmap` (see [`super::pages`]).
 #[derive(Default)]
 pub struct Replica {
@@ -86,22 +85,21 @@ impl Drop for Replica {
     fn drop(&mut self) {
         for &p in self.slots.as_slice() {
             if p != 0 {
-                // SAFETY: a filled slot owns one strong count of the record
-                // it points to (see the type's comment); nothing uses the
-                // slot after this.
-                drop(unsafe { Arc::from_raw(p as *const AorRecord) });
+                // SAFETY: a filled slot owns one reference of the record it
+                // points to (see the type's comment); nothing uses the slot
+                // after this.
+                drop(unsafe { AorRecord::from_word(p) });
             }
         }
     }
 }
 
-/// A record a slot points to, borrowed for as long as the table is.
-fn record_at(p: usize) -> Option<&'static AorRecord> {
-    // SAFETY: non-zero slots hold pointers from `Arc::into_raw` whose count
-    // the table owns, so the record is alive; the callers below narrow the
-    // 'static to the borrow of the table, which must end before a write can
-    // drop the count.
-    (p != 0).then(|| unsafe { &*(p as *const AorRecord) })
+/// The record a slot word (or a copy of one) points to, borrowed with it.
+fn record_at(word: &usize) -> Option<&AorRecord> {
+    // SAFETY: non-zero slot words come from `AorRecord::into_word` and the
+    // table owns their reference until it overwrites or empties the slot,
+    // which needs `&mut self` and so ends every borrow first.
+    unsafe { AorRecord::borrow_word(word) }
 }
 
 /// Most full a table gets before it grows (90%): linear probing then
@@ -182,7 +180,7 @@ impl Replica {
         for _ in 0..slots.len() {
             match tags[i] {
                 0 => return None,
-                t if t == tag && record_at(slots[i]).is_some_and(|r| r.hash() == hash) => {
+                t if t == tag && record_at(&slots[i]).is_some_and(|r| r.hash() == hash) => {
                     return Some(i);
                 }
                 _ => {}
@@ -199,7 +197,7 @@ impl Replica {
             LocationOp::Remove(aor) => {
                 let h = aor_hash(&aor);
                 if let Some(i) = self.find(h) {
-                    if record_at(self.slots.as_slice()[i]).is_some_and(|r| r.aor() == &*aor) {
+                    if record_at(&self.slots.as_slice()[i]).is_some_and(|r| r.aor() == &*aor) {
                         self.remove_at(i);
                     }
                 }
@@ -207,13 +205,14 @@ impl Replica {
         }
     }
 
-    fn insert(&mut self, rec: Arc<AorRecord>) {
+    fn insert(&mut self, rec: AorRecord) {
         let hash = rec.hash();
-        let raw = Arc::into_raw(rec) as usize;
+        let raw = rec.into_word();
         if let Some(i) = self.find(hash) {
             let old = std::mem::replace(&mut self.slots.as_mut_slice()[i], raw);
-            // SAFETY: the slot owned one count of `old`; it owns `raw` now.
-            drop(unsafe { Arc::from_raw(old as *const AorRecord) });
+            // SAFETY: the slot owned one reference of `old`; it owns `raw`
+            // now.
+            drop(unsafe { AorRecord::from_word(old) });
             return;
         }
         if (self.len + 1) * 100 > self.slots.len() * MAX_LOAD_NUM {
@@ -237,10 +236,10 @@ impl Replica {
         let size = (self.slots.len() + self.slots.len() / 8).max(SMALLEST);
         let old = std::mem::replace(&mut self.slots, Pages::zeroed(size));
         self.tags = Pages::zeroed(size);
-        for &raw in old.as_slice() {
+        for raw in old.as_slice() {
             if let Some(rec) = record_at(raw) {
                 let hash = rec.hash();
-                self.place(hash, raw);
+                self.place(hash, *raw);
             }
         }
         // `old` only held words now owned by the new slots: unmapping it
@@ -253,12 +252,12 @@ impl Replica {
         let old = std::mem::take(&mut self.slots.as_mut_slice()[i]);
         self.tags.as_mut_slice()[i] = 0;
         self.len -= 1;
-        // SAFETY: the slot owned one count of `old`, now emptied.
-        drop(unsafe { Arc::from_raw(old as *const AorRecord) });
+        // SAFETY: the slot owned one reference of `old`, now emptied.
+        drop(unsafe { AorRecord::from_word(old) });
         let mut j = self.next(i);
         while self.tags.as_slice()[j] != 0 {
             let raw = self.slots.as_slice()[j];
-            let home = record_at(raw).map_or(j, |r| self.home(r.hash()));
+            let home = record_at(&raw).map_or(j, |r| self.home(r.hash()));
             // Move j back to i unless its home lies cyclically in (i, j].
             let stays = if i <= j {
                 i < home && home <= j
@@ -281,37 +280,24 @@ impl Replica {
     #[inline]
     pub fn lookup(&self, aor: &[u8]) -> Option<&AorRecord> {
         let i = self.find(aor_hash(aor))?;
-        record_at(self.slots.as_slice()[i]).filter(|r| r.aor() == aor)
+        record_at(&self.slots.as_slice()[i]).filter(|r| r.aor() == aor)
     }
 
     /// The same, as a shared pointer the caller keeps (the owner's next
     /// change starts from it).
-    pub fn lookup_shared(&self, aor: &[u8]) -> Option<Arc<AorRecord>> {
-        let i = self.find(aor_hash(aor))?;
-        self.shared_at(i).filter(|r| r.aor() == aor)
-    }
-
-    fn shared_at(&self, i: usize) -> Option<Arc<AorRecord>> {
-        let raw = *self.slots.as_slice().get(i)?;
-        record_at(raw)?;
-        let p = raw as *const AorRecord;
-        // SAFETY: the slot owns a count, so the record is alive; we add one
-        // for the Arc handed out.
-        unsafe {
-            Arc::increment_strong_count(p);
-            Some(Arc::from_raw(p))
-        }
+    pub fn lookup_shared(&self, aor: &[u8]) -> Option<AorRecord> {
+        self.lookup(aor).cloned()
     }
 
     /// The record stored under an AOR hash (the owner's timer wheel keeps
     /// hashes, not AORs).
-    pub fn by_hash(&self, hash: u64) -> Option<Arc<AorRecord>> {
-        self.shared_at(self.find(hash)?)
+    pub fn by_hash(&self, hash: u64) -> Option<AorRecord> {
+        record_at(&self.slots.as_slice()[self.find(hash)?]).cloned()
     }
 
     /// Every record (for compaction and for handing over at start-up).
     pub fn records(&self) -> impl Iterator<Item = &AorRecord> + '_ {
-        self.slots.as_slice().iter().filter_map(|&p| record_at(p))
+        self.slots.as_slice().iter().filter_map(record_at)
     }
 
     /// Number of AORs.
@@ -336,7 +322,7 @@ mod tests {
     use crate::registrar::register::Binding;
     use proptest::prelude::*;
 
-    fn record(aor: &str, contacts: &[&str]) -> Arc<AorRecord> {
+    fn record(aor: &str, contacts: &[&str]) -> AorRecord {
         let bindings: Vec<Binding> = contacts
             .iter()
             .map(|c| Binding {
@@ -350,7 +336,7 @@ mod tests {
                 created_at: 0,
             })
             .collect();
-        Arc::new(AorRecord::new(aor.as_bytes(), &bindings))
+        AorRecord::new(aor.as_bytes(), &bindings)
     }
 
     #[test]
@@ -374,13 +360,16 @@ mod tests {
         for r in &mut replicas {
             r.apply(LocationOp::Set(rec.clone()));
         }
-        assert_eq!(Arc::strong_count(&rec), 17, "one record, sixteen pointers");
+        assert_eq!(rec.holders(), 17, "one record, sixteen pointers");
         for r in &replicas {
-            assert!(std::ptr::eq(
-                r.lookup(b"sip:bob@example.com").unwrap(),
-                &*rec
-            ));
+            assert!(r.lookup(b"sip:bob@example.com").unwrap().same_block(&rec));
         }
+        drop(replicas);
+        assert_eq!(
+            rec.holders(),
+            1,
+            "dropping the tables gives every reference back"
+        );
     }
 
     #[test]
@@ -431,8 +420,12 @@ mod tests {
             }
             for k in 0u16..300 {
                 let aor = format!("sip:u{k}@example.com");
-                let got = table.lookup(aor.as_bytes()).map(|r| r as *const AorRecord);
-                prop_assert_eq!(got, model.get(&aor).map(Arc::as_ptr));
+                let got = table.lookup(aor.as_bytes());
+                let want = model.get(&aor);
+                prop_assert_eq!(got.is_some(), want.is_some());
+                if let (Some(g), Some(w)) = (got, want) {
+                    prop_assert!(g.same_block(w));
+                }
             }
             prop_assert_eq!(table.records().count(), model.len());
         }

@@ -13,7 +13,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use super::expiry::ExpiryWheel;
 use super::inbox::{Inbox, Outbox};
@@ -61,7 +60,7 @@ impl LocationShard {
     /// Adopts a record loaded at start-up that this shard owns: into the
     /// replica and the wheel (the other shards get it by [`Self::publish`]
     /// from the caller, or load it themselves).
-    pub fn adopt(&mut self, rec: Arc<AorRecord>, now: u64) {
+    pub fn adopt(&mut self, rec: AorRecord, now: u64) {
         self.schedule(&rec, now);
         self.replica.apply(LocationOp::Set(rec));
     }
@@ -77,7 +76,7 @@ impl LocationShard {
         now: u64,
         cfg: &RegistrarConfig,
         inboxes: &[Inbox],
-    ) -> Result<(Arc<AorRecord>, bool), RegisterError> {
+    ) -> Result<(AorRecord, bool), RegisterError> {
         let aor = aor_of(msg)?;
         let current = self.replica.lookup_shared(&aor);
         let before: Vec<_> = current.as_ref().map_or_else(Vec::new, |r| {
@@ -88,10 +87,10 @@ impl LocationShard {
         });
         let bindings = apply(&before, msg, src, now, cfg)?;
         if bindings == before {
-            let rec = current.unwrap_or_else(|| Arc::new(AorRecord::new(&aor, &[])));
+            let rec = current.unwrap_or_else(|| AorRecord::new(&aor, &[]));
             return Ok((rec, false));
         }
-        let rec = Arc::new(AorRecord::new(&aor, &bindings));
+        let rec = AorRecord::new(&aor, &bindings);
         self.publish(LocationOp::Set(rec.clone()), now, inboxes);
         Ok((rec, true))
     }
@@ -149,7 +148,7 @@ impl LocationShard {
                 .filter(|b| b.expires_at > now)
                 .map(|b| b.to_binding())
                 .collect();
-            let next = Arc::new(AorRecord::new(rec.aor(), &live));
+            let next = AorRecord::new(rec.aor(), &live);
             self.publish(LocationOp::Set(next), now, inboxes);
         }
         self.due = due;

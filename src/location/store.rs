@@ -50,7 +50,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::replica::AorRecord;
@@ -291,13 +291,13 @@ pub fn load(dir: &Path) -> io::Result<(Vec<AorRecord>, LoadReport)> {
 pub fn adopt(
     dir: &Path,
     fsync: Fsync,
-    records_by_shard: &[Vec<Arc<AorRecord>>],
+    records_by_shard: &[Vec<AorRecord>],
 ) -> io::Result<Vec<Store>> {
     fs::create_dir_all(dir)?;
     let shards = records_by_shard.len();
     let mut snap_sizes = Vec::with_capacity(shards);
     for (i, recs) in records_by_shard.iter().enumerate() {
-        snap_sizes.push(write_snapshot(dir, i, recs.iter().map(|r| &**r))?);
+        snap_sizes.push(write_snapshot(dir, i, recs.iter())?);
     }
     sync_dir(dir)?;
 
@@ -821,9 +821,9 @@ mod tests {
         assert_eq!(loaded, sorted(recs.iter().map(clone_record).collect()));
         assert_eq!(report.files, 8);
 
-        let mut by_shard: Vec<Vec<Arc<AorRecord>>> = vec![vec![], vec![]];
+        let mut by_shard: Vec<Vec<AorRecord>> = vec![vec![], vec![]];
         for (i, r) in loaded.into_iter().enumerate() {
-            by_shard[i % 2].push(Arc::new(r));
+            by_shard[i % 2].push(r);
         }
         let stores = adopt(&dir.0, Fsync::Always, &by_shard).unwrap();
         assert_eq!(stores.len(), 2);

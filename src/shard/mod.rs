@@ -518,7 +518,7 @@ fn finish(mut w: ResponseWriter<'_>) -> Option<usize> {
 fn write_register_answer(
     msg: &Message<'_>,
     src: SocketAddr,
-    result: &Result<std::sync::Arc<AorRecord>, RegisterError>,
+    result: &Result<AorRecord, RegisterError>,
     now: u64,
     out: &mut [u8],
 ) -> Option<usize> {
