@@ -82,9 +82,10 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     );
     let _ = write!(
         s,
-        " registered={} handed_off={} store_errors={} aors={} replica_delay_max_us={}",
+        " registered={} handed_off={} registers_refused={} store_errors={} aors={} replica_delay_max_us={}",
         total(all, |c| &c.registered),
         total(all, |c| &c.handed_off),
+        total(all, |c| &c.registers_refused),
         total(all, |c| &c.store_errors),
         all.iter()
             .map(|c| c.aors.load(Ordering::Relaxed))

@@ -34,6 +34,9 @@ pub struct ShardCounters {
     pub registered: AtomicU64,
     /// REGISTERs passed to their owner shard's inbox.
     pub handed_off: AtomicU64,
+    /// REGISTERs answered 503 because the owner's inbox was full or the
+    /// log could not be written.
+    pub registers_refused: AtomicU64,
     /// Log writes or syncs that failed (`--state-dir`).
     pub store_errors: AtomicU64,
     /// AORs in this shard's replica (a gauge).

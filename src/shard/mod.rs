@@ -236,6 +236,7 @@ impl<'a> Shard<'a> {
                         w.header("Retry-After", b"1").ok()?;
                         finish(w)
                     });
+                add(&self.counters.registers_refused, 1);
                 commit_reply(send, written, 503, to, self.counters);
             }
         }
@@ -261,6 +262,7 @@ impl<'a> Shard<'a> {
                     w.header("Retry-After", b"5").ok()?;
                     finish(w)
                 });
+            add(&self.counters.registers_refused, 1);
             return commit_reply(send, written, 503, to, self.counters);
         }
         let result = self.location.register(
@@ -628,6 +630,7 @@ CSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.5>\r\n\r\n"
             Some(&b"1"[..])
         );
         assert_eq!(c0.handed_off.load(Ordering::Relaxed), 1);
+        assert_eq!(c0.registers_refused.load(Ordering::Relaxed), 1);
 
         let mut out1 = Sent::default();
         s1.drain_inbox(&mut out1);
