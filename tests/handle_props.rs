@@ -44,7 +44,7 @@ fn seeds() -> Vec<Vec<u8>> {
 /// example.com, so REGISTER and location lookups are exercised too.
 fn run(mut cfg: ProxyConfig, data: &[u8], q: &mut Capture) {
     cfg.domains = vec![b"example.com"[..].into()];
-    let shared = Shared::new(cfg, RegistrarConfig::default(), vec![0]).unwrap();
+    let shared = Shared::with_inbox_capacity(cfg, RegistrarConfig::default(), vec![0], 16).unwrap();
     let counters = ShardCounters::default();
     Shard::alone(&shared, &counters).handle(data, "192.0.2.7:40000".parse().unwrap(), q);
 }

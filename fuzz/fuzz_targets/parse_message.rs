@@ -9,7 +9,9 @@ use libfuzzer_sys::fuzz_target;
 use sipshard::sip::{Edits, HeaderName, Message, ParseError, ResponseWriter, MAX_HEADERS};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(msg) = Message::parse(data) else { return };
+    let Ok(msg) = Message::parse(data) else {
+        return;
+    };
     for h in msg.headers() {
         let _ = msg.values(h.name).count();
     }
@@ -23,10 +25,18 @@ fuzz_target!(|data: &[u8]| {
     });
     let _ = msg.routes().count();
     let _ = msg.record_routes().count();
-    let _ = (msg.cseq(), msg.call_id(), msg.max_forwards(), msg.expires(), msg.content_type());
+    let _ = (
+        msg.cseq(),
+        msg.call_id(),
+        msg.max_forwards(),
+        msg.expires(),
+        msg.content_type(),
+    );
 
     let mut out = vec![0u8; data.len() + 512];
-    let n = Edits::new().write(&msg, &mut out).expect("no-edit write fits");
+    let n = Edits::new()
+        .write(&msg, &mut out)
+        .expect("no-edit write fits");
     assert_eq!(&out[..n], msg.framed());
 
     let mut edits = Edits::new();

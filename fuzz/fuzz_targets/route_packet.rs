@@ -32,9 +32,12 @@ fuzz_target!(|data: &[u8]| {
     cfg.record_route = true;
     cfg.upstreams = vec!["127.0.0.9:5060".parse().unwrap()];
     cfg.domains = vec![b"example.com"[..].into()];
-    let shared = Shared::new(cfg, RegistrarConfig::default(), vec![0]).unwrap();
+    let shared = Shared::with_inbox_capacity(cfg, RegistrarConfig::default(), vec![0], 16).unwrap();
     let counters = ShardCounters::default();
-    let mut q = Capture { buf: vec![0u8; data.len() + 2048], out: None };
+    let mut q = Capture {
+        buf: vec![0u8; data.len() + 2048],
+        out: None,
+    };
     let src: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     Shard::alone(&shared, &counters).handle(data, src, &mut q);
     let Some((len, _to)) = q.out else { return };
