@@ -307,6 +307,32 @@ fn wait_input(fds: &mut [libc::pollfd]) -> bool {
     n > 0
 }
 
+/// Receives on `ios` until `stop` is set, calling `on(datagram, now)` for
+/// every datagram (`now`: microseconds since `start`, per batch). One
+/// batch per readiness: a second recvmmsg on an emptied socket would block
+/// for its timeout.
+fn receive_until(
+    stop: &AtomicBool,
+    ios: &mut [Mmsg],
+    start: Instant,
+    mut on: impl FnMut(&[u8], u64),
+) {
+    let mut fds = pollfds(ios);
+    while !stop.load(Ordering::Relaxed) {
+        if !wait_input(&mut fds) {
+            continue;
+        }
+        for (i, f) in fds.iter_mut().enumerate() {
+            if f.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            f.revents = 0;
+            let now = start.elapsed().as_micros() as u64;
+            let _ = ios[i].poll(|d, _| on(d.bytes, now));
+        }
+    }
+}
+
 /// The value at fraction `p` of a sorted sample (0 when empty).
 fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
@@ -387,24 +413,11 @@ fn run(cfg: RunConfig) -> std::io::Result<()> {
         std::thread::spawn(move || {
             let mut lat_us: Vec<u32> = Vec::with_capacity(1 << 20);
             let mut ios: Vec<Mmsg> = recv_socks.into_iter().map(Mmsg::new).collect();
-            let mut fds = pollfds(&ios);
-            while !recv_stop.load(Ordering::Relaxed) {
-                if !wait_input(&mut fds) {
-                    continue;
+            receive_until(&recv_stop, &mut ios, start, |bytes, now| {
+                if let Some(sent) = stamp_of(bytes) {
+                    lat_us.push(now.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
                 }
-                for (i, f) in fds.iter_mut().enumerate() {
-                    if f.revents & libc::POLLIN == 0 {
-                        continue;
-                    }
-                    f.revents = 0;
-                    let now = start.elapsed().as_micros() as u64;
-                    let _ = ios[i].poll(|d, _| {
-                        if let Some(sent) = stamp_of(d.bytes) {
-                            lat_us.push(now.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
-                        }
-                    });
-                }
-            }
+            });
             lat_us
         })
     };
@@ -703,60 +716,43 @@ fn receive_answers(
     capacity: usize,
 ) -> Vec<u32> {
     let mut lat: Vec<u32> = Vec::with_capacity(capacity);
-    let mut fds = pollfds(&ios);
     let users = st.ok_cseq.len();
-    while !st.stop.load(Ordering::Relaxed) {
-        if !wait_input(&mut fds) {
-            continue;
+    receive_until(&st.stop, &mut ios, start, |bytes, now| {
+        let matched = Message::parse(bytes).ok().and_then(|m| {
+            let status = m.status()?;
+            let (user, cseq, ts) = parse_branch(m.via().ok()?.branch?)?;
+            ((user as usize) < users).then_some((status, user, cseq, ts))
+        });
+        let Some((status, user, cseq, ts)) = matched else {
+            st.unmatched.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if (100..200).contains(&status) {
+            return; // provisional: wait for the final one
         }
-        for (i, f) in fds.iter_mut().enumerate() {
-            if f.revents & libc::POLLIN == 0 {
-                continue;
+        let slot = &st.answered_cseq[user as usize];
+        if slot.load(Ordering::Relaxed) == cseq {
+            return; // duplicate
+        }
+        slot.store(cseq, Ordering::Relaxed);
+        st.answers.fetch_add(1, Ordering::Relaxed);
+        st.last_us.store(now, Ordering::Relaxed);
+        match status {
+            200 => {
+                st.ok.fetch_add(1, Ordering::Relaxed);
+                st.ok_cseq[user as usize].store(cseq, Ordering::Relaxed);
             }
-            f.revents = 0;
-            // One batch per readiness: a second recvmmsg on an emptied
-            // socket would block for its timeout.
-            {
-                let now = start.elapsed().as_micros() as u64;
-                let _ = ios[i].poll(|d, _| {
-                    let matched = Message::parse(d.bytes).ok().and_then(|m| {
-                        let status = m.status()?;
-                        let (user, cseq, ts) = parse_branch(m.via().ok()?.branch?)?;
-                        ((user as usize) < users).then_some((status, user, cseq, ts))
-                    });
-                    let Some((status, user, cseq, ts)) = matched else {
-                        st.unmatched.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    };
-                    if (100..200).contains(&status) {
-                        return; // provisional: wait for the final one
-                    }
-                    let slot = &st.answered_cseq[user as usize];
-                    if slot.load(Ordering::Relaxed) == cseq {
-                        return; // duplicate
-                    }
-                    slot.store(cseq, Ordering::Relaxed);
-                    st.answers.fetch_add(1, Ordering::Relaxed);
-                    st.last_us.store(now, Ordering::Relaxed);
-                    match status {
-                        200 => {
-                            st.ok.fetch_add(1, Ordering::Relaxed);
-                            st.ok_cseq[user as usize].store(cseq, Ordering::Relaxed);
-                        }
-                        503 => {
-                            st.s503.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {
-                            st.other.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    if cseq <= st.last_main_cseq {
-                        lat.push(now.saturating_sub(ts).min(u64::from(u32::MAX)) as u32);
-                    }
-                });
+            503 => {
+                st.s503.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                st.other.fetch_add(1, Ordering::Relaxed);
             }
         }
-    }
+        if cseq <= st.last_main_cseq {
+            lat.push(now.saturating_sub(ts).min(u64::from(u32::MAX)) as u32);
+        }
+    });
     lat
 }
 

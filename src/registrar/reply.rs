@@ -44,26 +44,19 @@ pub fn contacts(
             None => &[][..],
         };
         let left = u32::try_from(b.expires_at - now).unwrap_or(u32::MAX);
+        let pieces = [
+            Piece::Bytes(b"<"),
+            Piece::Bytes(b.contact),
+            Piece::Bytes(b">;expires="),
+            Piece::U32(left),
+            Piece::Bytes(q),
+        ];
         if expires {
-            w.header_pieces(
-                "Contact",
-                &[
-                    Piece::Bytes(b"<"),
-                    Piece::Bytes(b.contact),
-                    Piece::Bytes(b">;expires="),
-                    Piece::U32(left),
-                    Piece::Bytes(q),
-                ],
-            )?;
+            w.header_pieces("Contact", &pieces)?;
         } else {
             w.header_pieces(
                 "Contact",
-                &[
-                    Piece::Bytes(b"<"),
-                    Piece::Bytes(b.contact),
-                    Piece::Bytes(b">"),
-                    Piece::Bytes(q),
-                ],
+                &[pieces[0], pieces[1], Piece::Bytes(b">"), pieces[4]],
             )?;
         }
     }

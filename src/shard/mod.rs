@@ -599,22 +599,21 @@ CSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.5>\r\n\r\n"
         Message::parse(data).unwrap().status().unwrap()
     }
 
+    /// Shard `i` of 2, its registrations in memory.
+    fn shard<'a>(i: usize, shared: &'a Shared, counters: &'a ShardCounters) -> Shard<'a> {
+        Shard::new(
+            i,
+            shared,
+            counters,
+            LocationShard::new(i, 2, 0, &shared.registrar, None),
+        )
+    }
+
     #[test]
     fn a_full_owner_inbox_answers_503_and_the_owner_answers_what_it_took() {
         let shared = shared(vec![0, 0], 1);
         let (c0, c1) = (ShardCounters::default(), ShardCounters::default());
-        let mut s0 = Shard::new(
-            0,
-            &shared,
-            &c0,
-            LocationShard::new(0, 2, 0, &shared.registrar, None),
-        );
-        let mut s1 = Shard::new(
-            1,
-            &shared,
-            &c1,
-            LocationShard::new(1, 2, 0, &shared.registrar, None),
-        );
+        let (mut s0, mut s1) = (shard(0, &shared, &c0), shard(1, &shared, &c1));
         let users = owned_by_1();
         let src: SocketAddr = "192.0.2.5:5060".parse().unwrap();
         let mut out0 = Sent::default();
@@ -646,18 +645,7 @@ CSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.5>\r\n\r\n"
     fn an_answer_for_another_listen_address_goes_back_to_the_arrival_shard() {
         let shared = shared(vec![0, 1], 16);
         let (c0, c1) = (ShardCounters::default(), ShardCounters::default());
-        let mut s0 = Shard::new(
-            0,
-            &shared,
-            &c0,
-            LocationShard::new(0, 2, 0, &shared.registrar, None),
-        );
-        let mut s1 = Shard::new(
-            1,
-            &shared,
-            &c1,
-            LocationShard::new(1, 2, 0, &shared.registrar, None),
-        );
+        let (mut s0, mut s1) = (shard(0, &shared, &c0), shard(1, &shared, &c1));
         let user = &owned_by_1()[0];
         let src: SocketAddr = "192.0.2.5:5060".parse().unwrap();
         let (mut out0, mut out1) = (Sent::default(), Sent::default());
