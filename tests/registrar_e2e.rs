@@ -407,6 +407,17 @@ fn redirect_mode(io: &str) {
         status(&ask(&proxy, &caller, &call("INVITE", "zed", &caller, "m2"))),
         404
     );
+    // No live binding left: 480, as in proxy mode.
+    let gone = register("erin", &a, "r1", 2, "Contact: *\r\nExpires: 0\r\n");
+    assert_eq!(status(&ask(&proxy, &a, &gone)), 200);
+    assert_eq!(
+        status(&ask(
+            &proxy,
+            &caller,
+            &call("INVITE", "erin", &caller, "m3")
+        )),
+        480
+    );
 }
 
 /// Expiry: a binding registered for 2 s is gone on every shard after it
@@ -439,7 +450,9 @@ fn restart_from_state_dir_after_kill_9(io: &str) {
     let dir = std::env::temp_dir().join(format!("sipshard-e2e-state-{}-{io}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let dir_s = dir.to_str().unwrap().to_string();
-    let Some(mut proxy) = start(io, &["--state-dir", &dir_s]) else {
+    // The first run syncs every loop iteration, the second keeps the
+    // default (interval): a kill -9 loses nothing under either.
+    let Some(mut proxy) = start(io, &["--state-dir", &dir_s, "--fsync", "always"]) else {
         return;
     };
     let note = proxy.next_line();
