@@ -179,6 +179,28 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = FsyncPolicy::Interval)]
     pub fsync: FsyncPolicy,
 
+    /// Only datagrams from these sources are looked at: an address or
+    /// ADDRESS/PREFIX (`192.0.2.0/24`, `2001:db8::/32`); repeat for several.
+    /// Default: every source. Checked before parsing; the rest is dropped
+    /// and counted (`denied`).
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<crate::guard::Cidr>,
+
+    /// Datagrams from these sources are dropped unread and counted
+    /// (`denied`); wins over --allow. Repeat for several.
+    #[arg(long, value_name = "CIDR")]
+    pub deny: Vec<crate::guard::Cidr>,
+
+    /// Larger datagrams are refused: a request gets 513 Message Too Large,
+    /// anything else is dropped (`oversize`). 512 to 16384.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::guard::DEFAULT_MAX_MESSAGE_SIZE)]
+    pub max_message_size: usize,
+
+    /// Drop, unanswered, requests whose User-Agent is a known SIP scanner's
+    /// (sipvicious' friendly-scanner, sipcli, VaxSIPUserAgent...).
+    #[arg(long)]
+    pub drop_scanners: bool,
+
     /// Parse a SIP message from FILE (or `-` for standard input), print what
     /// the parser sees and whether it validates, then exit: 0 when it is
     /// valid, 1 when it is not. Does not start the server.

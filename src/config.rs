@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::cli::{Args, FsyncPolicy, IoChoice, Mode, OverContacts, Steer};
+use crate::guard::Guard;
 use crate::io::socket::SocketOptions;
 use crate::proxy::ProxyConfig;
 use crate::registrar::register::{OverLimit, RegistrarConfig};
@@ -43,6 +44,8 @@ pub struct Config {
     pub state_dir: Option<std::path::PathBuf>,
     /// When the registration log is synced.
     pub fsync: FsyncPolicy,
+    /// Access control and size limits.
+    pub guard: Guard,
 }
 
 /// A flag combination that cannot work.
@@ -60,6 +63,8 @@ pub enum ConfigError {
     Expires(&'static str),
     /// A registrar flag given without --domain.
     NeedsDomain(&'static str),
+    /// `--max-message-size` outside 512 to the receive buffer.
+    MaxMessageSize(usize),
 }
 
 impl fmt::Display for ConfigError {
@@ -75,6 +80,11 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::Domain(d) => write!(f, "--domain {d:?}: give a host name or address"),
             ConfigError::Expires(why) => f.write_str(why),
+            ConfigError::MaxMessageSize(n) => write!(
+                f,
+                "--max-message-size {n}: give 512 to {} bytes",
+                crate::io::RECV_SLOT
+            ),
             ConfigError::NeedsDomain(flag) => {
                 write!(
                     f,
@@ -131,6 +141,9 @@ impl Config {
                 "--default-expires must lie between --min-expires and --max-expires",
             ));
         }
+        if !(512..=crate::io::RECV_SLOT).contains(&args.max_message_size) {
+            return Err(ConfigError::MaxMessageSize(args.max_message_size));
+        }
         if args.max_contacts == 0 {
             return Err(ConfigError::Expires("--max-contacts must be at least 1"));
         }
@@ -150,6 +163,12 @@ impl Config {
             nat: args.nat,
             state_dir: args.state_dir.clone(),
             fsync: args.fsync,
+            guard: Guard {
+                allow: args.allow.clone(),
+                deny: args.deny.clone(),
+                max_message_size: args.max_message_size,
+                drop_scanners: args.drop_scanners,
+            },
             listen: args.listen.clone(),
             advertise: args.advertise,
             upstreams: args.upstream.clone(),

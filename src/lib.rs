@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod guard;
 pub mod io;
 pub mod location;
 pub mod proxy;

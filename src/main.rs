@@ -87,6 +87,24 @@ fn main() -> ExitCode {
     if let Some(note) = &server.registrar_note {
         say!("sipshard: {note}");
     }
+    let g = &cfg.guard;
+    let list = |v: &[sipshard::guard::Cidr]| {
+        v.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    say!(
+        "sipshard: access: allow [{}], deny [{}], max-message-size {}, drop-scanners {}",
+        if g.allow.is_empty() {
+            "all".to_string()
+        } else {
+            list(&g.allow)
+        },
+        list(&g.deny),
+        g.max_message_size,
+        if g.drop_scanners { "on" } else { "off" },
+    );
     let counters = server.counters.clone();
     let stats = (args.stats_interval > 0).then(|| {
         sipshard::stats::spawn(

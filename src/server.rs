@@ -140,8 +140,9 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     warnings.extend(warning);
     let shards = sockets.len();
     let registrar_on = !cfg.domains.is_empty();
-    let shared =
-        Arc::new(Shared::new(proxy, cfg.registrar, listen_of).map_err(StartupError::Inbox)?);
+    let mut shared = Shared::new(proxy, cfg.registrar, listen_of).map_err(StartupError::Inbox)?;
+    shared.guard = cfg.guard.clone();
+    let shared = Arc::new(shared);
     let now = unix_now();
     let (mut locations, registrar_note) = locations(cfg, shards, now)?;
     let counters: Arc<Vec<CachePadded<ShardCounters>>> = Arc::new(

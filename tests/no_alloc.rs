@@ -174,7 +174,11 @@ To: <sip:bob@b>;tag=2\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r
     // path), so that the location-routed INVITE below is measured.
     let mut shard_cfg = cfg.clone();
     shard_cfg.domains = vec![b"example.com"[..].into()];
-    let shared = Shared::new(shard_cfg, RegistrarConfig::default(), vec![0]).unwrap();
+    let mut shared = Shared::new(shard_cfg, RegistrarConfig::default(), vec![0]).unwrap();
+    // Every access check on, so that they are measured too.
+    shared.guard.allow = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
+    shared.guard.deny = vec!["198.51.100.0/24".parse().unwrap()];
+    shared.guard.drop_scanners = true;
     let mut shard = Shard::alone(&shared, &counters);
     let register = b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bKreg1\r\n\
 Max-Forwards: 70\r\nTo: <sip:carol@example.com>\r\nFrom: <sip:carol@example.com>;tag=r\r\nCall-ID: reg-1\r\n\

@@ -121,11 +121,15 @@ pub enum DropReason {
     /// A REGISTER for a local domain whose owner shard's inbox was full and
     /// that could not be answered 503 either.
     InboxFull,
+    /// A source outside `--allow` or inside `--deny`.
+    Denied,
+    /// A request from a known scanner's User-Agent (`--drop-scanners`).
+    Scanner,
 }
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::KeepAlive,
         DropReason::Malformed,
         DropReason::NotOurVia,
@@ -135,6 +139,8 @@ impl DropReason {
         DropReason::Oversize,
         DropReason::AckNotAnswered,
         DropReason::InboxFull,
+        DropReason::Denied,
+        DropReason::Scanner,
     ];
 
     /// The name in reports and the exit line.
@@ -149,6 +155,8 @@ impl DropReason {
             DropReason::Oversize => "oversize",
             DropReason::AckNotAnswered => "ack_not_answered",
             DropReason::InboxFull => "inbox_full",
+            DropReason::Denied => "denied",
+            DropReason::Scanner => "scanner",
         }
     }
 }

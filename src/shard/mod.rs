@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::guard::Guard;
 use crate::io::{Backend, SendQueue, SEND_SLOT};
 use crate::location::inbox::{Inbox, Mail, INBOX_CAPACITY};
 use crate::location::shard::LocationShard;
@@ -23,7 +24,9 @@ use crate::proxy::{
 };
 use crate::registrar::register::{aor_of, RegisterError, RegistrarConfig};
 use crate::registrar::reply::{contacts, ok_headers};
-use crate::sip::{Edits, Message, Method, ParseError, ResponseWriter, Uri, ViaEdit, WriteError};
+use crate::sip::{
+    Edits, HeaderName, Message, Method, ParseError, ResponseWriter, Uri, ViaEdit, WriteError,
+};
 use counters::{add, ShardCounters};
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
@@ -46,6 +49,9 @@ pub struct Shared {
     /// Per shard, the index of the listen address its socket is bound to:
     /// an answer must leave from the address the request came to.
     pub listen_of: Box<[usize]>,
+    /// Access control and size limits (`--allow`, `--deny`,
+    /// `--max-message-size`, `--drop-scanners`).
+    pub guard: Guard,
 }
 
 impl Shared {
@@ -74,6 +80,7 @@ impl Shared {
             registrar,
             inboxes,
             listen_of: listen_of.into_boxed_slice(),
+            guard: Guard::default(),
         })
     }
 
@@ -138,6 +145,10 @@ impl<'a> Shard<'a> {
     pub fn handle<S: SendQueue>(&mut self, bytes: &[u8], src: SocketAddr, send: &mut S) {
         let counters = self.counters;
         let drop = |r: DropReason| counters.dropped(r);
+        let guard = &self.shared.guard;
+        if !guard.admits(src.ip()) {
+            return drop(DropReason::Denied);
+        }
         let msg = match Message::parse(bytes) {
             Ok(m) => m,
             Err(ParseError::Empty) => return drop(DropReason::KeepAlive),
@@ -146,6 +157,19 @@ impl<'a> Shard<'a> {
                 return drop(DropReason::Malformed);
             }
         };
+        if guard.drop_scanners
+            && msg.is_request()
+            && msg
+                .header(HeaderName::UserAgent)
+                .is_some_and(Guard::is_scanner)
+        {
+            return drop(DropReason::Scanner);
+        }
+        if bytes.len() > guard.max_message_size {
+            // §21.5.14: a request we can answer gets 513; the rest (responses,
+            // ACK, no Via) is dropped.
+            return self.too_large(&msg, src, send);
+        }
         let mut edits = Edits::new();
         let loc = Lookup {
             replica: &self.location.replica,
@@ -193,6 +217,19 @@ impl<'a> Shard<'a> {
             Action::Drop(r) => drop(r),
             Action::Register => self.register(&msg, bytes, src, send),
         }
+    }
+
+    /// 513 Message Too Large for a request over `--max-message-size`.
+    fn too_large<S: SendQueue>(&mut self, msg: &Message<'_>, src: SocketAddr, send: &mut S) {
+        let counters = self.counters;
+        if !msg.is_request() || msg.method() == Some(Method::Ack) || msg.via().is_err() {
+            return counters.dropped(DropReason::Oversize);
+        }
+        let Some(slot) = send.slot() else {
+            return counters.dropped(DropReason::WriteFailed);
+        };
+        let written = start_reply(msg, src, 513, ("Message Too Large", ""), slot).and_then(finish);
+        commit_reply(send, written, 513, reply_to(msg, src), counters);
     }
 
     /// A REGISTER for a local domain: applied here when this shard owns the

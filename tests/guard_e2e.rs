@@ -1,0 +1,152 @@
+//! Access control and size limits end to end (issue #5, first part):
+//! `--deny`/`--allow` address blocks checked before parsing,
+//! `--max-message-size` (513 for a request, RFC 3261 §21.5.14) and
+//! `--drop-scanners`, on both I/O backends, each followed by a good request
+//! that is still answered.
+
+#[macro_use]
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::process::{nothing_arrives, port, recv, Proxy};
+use sipshard::sip::Message;
+
+fn socket_on(ip: &str) -> Option<UdpSocket> {
+    let s = UdpSocket::bind((ip, 0)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    Some(s)
+}
+
+/// OPTIONS to the proxy itself, padded to `size` bytes with a header, with
+/// an optional User-Agent.
+fn options(from: &UdpSocket, call: &str, agent: Option<&str>, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK{call};rport\r\n\
+To: <sip:127.0.0.1>\r\nFrom: <sip:guard@127.0.0.1>;tag=g\r\nCall-ID: {call}\r\nCSeq: 1 OPTIONS\r\n",
+        from.local_addr().unwrap()
+    );
+    if let Some(a) = agent {
+        m.push_str(&format!("User-Agent: {a}\r\n"));
+    }
+    let fixed = m.len() + "X-Pad: \r\n\r\n".len();
+    if size > fixed {
+        m.push_str(&format!("X-Pad: {}\r\n", "p".repeat(size - fixed)));
+    }
+    m.push_str("\r\n");
+    m.into_bytes()
+}
+
+fn status(data: &[u8]) -> u16 {
+    Message::parse(data).unwrap().status().unwrap()
+}
+
+/// The proxy answers OPTIONS to itself with 200; the request is sent to
+/// the proxy's own address so that `sip:127.0.0.1` names it.
+fn start(io: &str, extra: &[&str]) -> Option<Proxy> {
+    let mut args = vec!["--advertise", "127.0.0.1:5060"];
+    args.extend_from_slice(extra);
+    Proxy::start(io, &args)
+}
+
+fn denied_and_unlisted_sources_are_dropped_unread(io: &str) {
+    let (Some(good), Some(bad), Some(other)) = (
+        socket_on("127.0.0.1"),
+        socket_on("127.0.0.2"),
+        socket_on("127.0.0.5"),
+    ) else {
+        eprintln!("skipping: 127.0.0.2 and .5 not usable here");
+        return;
+    };
+    let Some(proxy) = start(io, &["--allow", "127.0.0.0/30", "--deny", "127.0.0.2"]) else {
+        return;
+    };
+    bad.send_to(&options(&bad, "d1", None, 0), proxy.addr)
+        .unwrap();
+    assert!(nothing_arrives(&bad), "--deny");
+    let other_port = port(&other);
+    other
+        .send_to(&options(&other, "d2", None, 0), proxy.addr)
+        .unwrap();
+    assert!(nothing_arrives(&other), "outside --allow ({other_port})");
+    good.send_to(&options(&good, "d3", None, 0), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&recv(&good)), 200);
+    let exit = proxy.stop_and_report();
+    assert!(exit.contains("denied=2"), "{exit}");
+}
+
+fn a_request_over_the_size_limit_gets_513(io: &str) {
+    let Some(proxy) = start(io, &["--max-message-size", "1500"]) else {
+        return;
+    };
+    let Some(ua) = socket_on("127.0.0.1") else {
+        return;
+    };
+    ua.send_to(&options(&ua, "s1", None, 2000), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&recv(&ua)), 513);
+    ua.send_to(&options(&ua, "s2", None, 1400), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&recv(&ua)), 200, "under the limit");
+    // The default limit is 8 KiB.
+    drop(proxy);
+    let Some(proxy) = start(io, &[]) else { return };
+    ua.send_to(&options(&ua, "s3", None, 9000), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&recv(&ua)), 513);
+}
+
+fn scanners_are_dropped_when_asked(io: &str) {
+    let Some(ua) = socket_on("127.0.0.1") else {
+        return;
+    };
+    let Some(proxy) = start(io, &["--drop-scanners"]) else {
+        return;
+    };
+    ua.send_to(
+        &options(&ua, "sc1", Some("friendly-scanner"), 0),
+        proxy.addr,
+    )
+    .unwrap();
+    assert!(nothing_arrives(&ua));
+    ua.send_to(&options(&ua, "sc2", Some("SIPp/v3.7"), 0), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&recv(&ua)), 200);
+    let exit = proxy.stop_and_report();
+    assert!(exit.contains("scanner=1"), "{exit}");
+
+    // Off by default.
+    let Some(proxy) = start(io, &[]) else { return };
+    ua.send_to(
+        &options(&ua, "sc3", Some("friendly-scanner"), 0),
+        proxy.addr,
+    )
+    .unwrap();
+    assert_eq!(status(&recv(&ua)), 200);
+}
+
+on_both_backends!(
+    denied_and_unlisted_sources_are_dropped_unread,
+    a_request_over_the_size_limit_gets_513,
+    scanners_are_dropped_when_asked,
+);
+
+/// A bad block or size stops the server with a clear message.
+#[test]
+fn bad_flags_are_refused() {
+    for (args, want) in [
+        (&["--deny", "10.0.0.0/33"][..], "--deny"),
+        (&["--max-message-size", "100"][..], "--max-message-size 100"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sipshard"))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+    }
+}
