@@ -201,6 +201,23 @@ pub struct Args {
     #[arg(long)]
     pub drop_scanners: bool,
 
+    /// Datagrams per second one source address may send, per shard, on
+    /// average (token bucket); 0 turns the limit off. A source that goes
+    /// over gets one 503 with Retry-After and is then dropped unread for
+    /// --ban-time. Trunk peers that legitimately send more need a higher
+    /// limit (the limit applies to every source alike).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub rate_limit: u32,
+
+    /// Datagrams a source may send at once before the rate applies.
+    /// Default: twice --rate-limit.
+    #[arg(long, value_name = "N")]
+    pub rate_burst: Option<u32>,
+
+    /// How long a source over --rate-limit is dropped, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub ban_time: u64,
+
     /// Parse a SIP message from FILE (or `-` for standard input), print what
     /// the parser sees and whether it validates, then exit: 0 when it is
     /// valid, 1 when it is not. Does not start the server.

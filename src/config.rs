@@ -168,6 +168,14 @@ impl Config {
                 deny: args.deny.clone(),
                 max_message_size: args.max_message_size,
                 drop_scanners: args.drop_scanners,
+                rate: (args.rate_limit > 0).then(|| crate::ratelimit::Limits {
+                    per_second: args.rate_limit,
+                    burst: args
+                        .rate_burst
+                        .unwrap_or(args.rate_limit.saturating_mul(2))
+                        .max(1),
+                    ban_ms: args.ban_time.saturating_mul(1000),
+                }),
             },
             listen: args.listen.clone(),
             advertise: args.advertise,

@@ -123,6 +123,8 @@ pub struct Guard {
     pub max_message_size: usize,
     /// Drop requests from [`SCANNER_AGENTS`] (`--drop-scanners`).
     pub drop_scanners: bool,
+    /// Per-source rate limits (`--rate-limit`), if on.
+    pub rate: Option<crate::ratelimit::Limits>,
 }
 
 impl Default for Guard {
@@ -132,6 +134,7 @@ impl Default for Guard {
             deny: Vec::new(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             drop_scanners: false,
+            rate: None,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod guard;
 pub mod io;
 pub mod location;
 pub mod proxy;
+pub mod ratelimit;
 pub mod registrar;
 pub mod server;
 pub mod shard;

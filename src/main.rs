@@ -95,7 +95,7 @@ fn main() -> ExitCode {
             .join(", ")
     };
     say!(
-        "sipshard: access: allow [{}], deny [{}], max-message-size {}, drop-scanners {}",
+        "sipshard: access: allow [{}], deny [{}], max-message-size {}, drop-scanners {}, rate-limit {}",
         if g.allow.is_empty() {
             "all".to_string()
         } else {
@@ -104,6 +104,12 @@ fn main() -> ExitCode {
         list(&g.deny),
         g.max_message_size,
         if g.drop_scanners { "on" } else { "off" },
+        g.rate.map_or("off".to_string(), |r| format!(
+            "{}/s per source per shard, burst {}, ban {} s",
+            r.per_second,
+            r.burst,
+            r.ban_ms / 1000
+        )),
     );
     let counters = server.counters.clone();
     let stats = (args.stats_interval > 0).then(|| {

@@ -82,7 +82,8 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     );
     let _ = write!(
         s,
-        " registered={} handed_off={} registers_refused={} store_errors={} aors={} replica_delay_max_us={}",
+        " sources_banned={} registered={} handed_off={} registers_refused={} store_errors={} aors={} replica_delay_max_us={}",
+        total(all, |c| &c.sources_banned),
         total(all, |c| &c.registered),
         total(all, |c| &c.handed_off),
         total(all, |c| &c.registers_refused),

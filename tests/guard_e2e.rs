@@ -127,7 +127,61 @@ fn scanners_are_dropped_when_asked(io: &str) {
     assert_eq!(status(&recv(&ua)), 200);
 }
 
+/// --rate-limit: a source that floods gets its burst, one 503 with
+/// Retry-After, then nothing for --ban-time; another source is answered
+/// all along; after the ban the flooder is answered again.
+fn a_flooding_source_is_banned_and_others_are_not(io: &str) {
+    let (Some(good), Some(flood)) = (socket_on("127.0.0.1"), socket_on("127.0.0.2")) else {
+        eprintln!("skipping: 127.0.0.2 not usable here");
+        return;
+    };
+    let Some(proxy) = start(
+        io,
+        &[
+            "--rate-limit",
+            "20",
+            "--rate-burst",
+            "10",
+            "--ban-time",
+            "2",
+        ],
+    ) else {
+        return;
+    };
+    for i in 0..50 {
+        flood
+            .send_to(&options(&flood, &format!("f{i}"), None, 0), proxy.addr)
+            .unwrap();
+    }
+    good.send_to(&options(&good, "g1", None, 0), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&recv(&good)), 200, "another source is not limited");
+    let mut codes = Vec::new();
+    flood
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    while let Ok((n, _)) = flood.recv_from(&mut buf) {
+        codes.push(status(&buf[..n]));
+    }
+    let ok = codes.iter().filter(|&&c| c == 200).count();
+    let busy = codes.iter().filter(|&&c| c == 503).count();
+    assert!((10..=11).contains(&ok), "{codes:?}");
+    assert_eq!(busy, 1, "{codes:?}");
+    std::thread::sleep(Duration::from_millis(2200));
+    flood
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    flood
+        .send_to(&options(&flood, "f-after", None, 0), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&recv(&flood)), 200, "the ban is over");
+    let exit = proxy.stop_and_report();
+    assert!(exit.contains("sources_banned=1 "), "{exit}");
+}
+
 on_both_backends!(
+    a_flooding_source_is_banned_and_others_are_not,
     denied_and_unlisted_sources_are_dropped_unread,
     a_request_over_the_size_limit_gets_513,
     scanners_are_dropped_when_asked,

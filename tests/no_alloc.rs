@@ -179,6 +179,11 @@ To: <sip:bob@b>;tag=2\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r
     shared.guard.allow = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
     shared.guard.deny = vec!["198.51.100.0/24".parse().unwrap()];
     shared.guard.drop_scanners = true;
+    shared.guard.rate = Some(sipshard::ratelimit::Limits {
+        per_second: 1_000_000,
+        burst: 1_000_000,
+        ban_ms: 1000,
+    });
     let mut shard = Shard::alone(&shared, &counters);
     let register = b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bKreg1\r\n\
 Max-Forwards: 70\r\nTo: <sip:carol@example.com>\r\nFrom: <sip:carol@example.com>;tag=r\r\nCall-ID: reg-1\r\n\

@@ -125,11 +125,13 @@ pub enum DropReason {
     Denied,
     /// A request from a known scanner's User-Agent (`--drop-scanners`).
     Scanner,
+    /// A source over `--rate-limit`, banned for `--ban-time`.
+    RateLimited,
 }
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::KeepAlive,
         DropReason::Malformed,
         DropReason::NotOurVia,
@@ -141,6 +143,7 @@ impl DropReason {
         DropReason::InboxFull,
         DropReason::Denied,
         DropReason::Scanner,
+        DropReason::RateLimited,
     ];
 
     /// The name in reports and the exit line.
@@ -157,6 +160,7 @@ impl DropReason {
             DropReason::InboxFull => "inbox_full",
             DropReason::Denied => "denied",
             DropReason::Scanner => "scanner",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 }

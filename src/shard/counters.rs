@@ -32,6 +32,8 @@ pub struct ShardCounters {
     /// REGISTERs this shard applied as owner that changed bindings (not
     /// queries, not retransmissions).
     pub registered: AtomicU64,
+    /// Sources that went over `--rate-limit` and were banned.
+    pub sources_banned: AtomicU64,
     /// REGISTERs passed to their owner shard's inbox.
     pub handed_off: AtomicU64,
     /// REGISTERs answered 503 because the owner's inbox was full or the

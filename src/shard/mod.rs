@@ -22,6 +22,7 @@ use crate::proxy::branch::{transaction_hash, write_hex};
 use crate::proxy::{
     nat_params, reply_address, route, Action, DropReason, Lookup, ProxyConfig, Scratch,
 };
+use crate::ratelimit::{RateLimiter, Verdict};
 use crate::registrar::register::{aor_of, RegisterError, RegistrarConfig};
 use crate::registrar::reply::{contacts, ok_headers};
 use crate::sip::{
@@ -111,6 +112,11 @@ pub struct Shard<'a> {
     /// Mail taken out of the inbox by [`Shard::apply_updates`] that is not a
     /// replica update, in arrival order.
     set_aside: VecDeque<Mail>,
+    /// Per-source token buckets (`--rate-limit`).
+    limiter: Option<RateLimiter>,
+    /// Milliseconds since the shard started (a monotonic clock), read once
+    /// per loop iteration: the rate limits run on it.
+    pub now_ms: u64,
 }
 
 impl<'a> Shard<'a> {
@@ -129,6 +135,8 @@ impl<'a> Shard<'a> {
             location,
             now: unix_now(),
             set_aside: VecDeque::new(),
+            limiter: shared.guard.rate.map(RateLimiter::new),
+            now_ms: 0,
         }
     }
 
@@ -145,9 +153,21 @@ impl<'a> Shard<'a> {
     pub fn handle<S: SendQueue>(&mut self, bytes: &[u8], src: SocketAddr, send: &mut S) {
         let counters = self.counters;
         let drop = |r: DropReason| counters.dropped(r);
-        let guard = &self.shared.guard;
+        let shared = self.shared;
+        let guard = &shared.guard;
         if !guard.admits(src.ip()) {
             return drop(DropReason::Denied);
+        }
+        let mut just_banned = false;
+        if let Some(limiter) = &mut self.limiter {
+            match limiter.check(src.ip(), self.now_ms) {
+                Verdict::Pass => {}
+                Verdict::Banned => return drop(DropReason::RateLimited),
+                Verdict::JustBanned => {
+                    add(&counters.sources_banned, 1);
+                    just_banned = true;
+                }
+            }
         }
         let msg = match Message::parse(bytes) {
             Ok(m) => m,
@@ -157,6 +177,11 @@ impl<'a> Shard<'a> {
                 return drop(DropReason::Malformed);
             }
         };
+        if just_banned {
+            // It went over just now: one 503 with Retry-After, if this is
+            // a request that can be answered; dropped from now on.
+            return self.refuse_flood(&msg, src, send);
+        }
         if guard.drop_scanners
             && msg.is_request()
             && msg
@@ -217,6 +242,28 @@ impl<'a> Shard<'a> {
             Action::Drop(r) => drop(r),
             Action::Register => self.register(&msg, bytes, src, send),
         }
+    }
+
+    /// The one 503 a source gets when it is banned for flooding.
+    fn refuse_flood<S: SendQueue>(&mut self, msg: &Message<'_>, src: SocketAddr, send: &mut S) {
+        let counters = self.counters;
+        let ban_s = self
+            .shared
+            .guard
+            .rate
+            .map_or(0, |r| u32::try_from(r.ban_ms / 1000).unwrap_or(u32::MAX));
+        if !msg.is_request() || msg.method() == Some(Method::Ack) || msg.via().is_err() {
+            return counters.dropped(DropReason::RateLimited);
+        }
+        let Some(slot) = send.slot() else {
+            return counters.dropped(DropReason::WriteFailed);
+        };
+        let written =
+            start_reply(msg, src, 503, ("Service Unavailable", ""), slot).and_then(|mut w| {
+                w.header_u32("Retry-After", ban_s.max(1)).ok()?;
+                finish(w)
+            });
+        commit_reply(send, written, 503, reply_to(msg, src), counters);
     }
 
     /// 513 Message Too Large for a request over `--max-message-size`.
@@ -466,8 +513,10 @@ impl<'a> Shard<'a> {
 /// Runs the shard loop until `stop` is set, then sends what is queued.
 pub fn run<B: Backend>(mut io: B, shard: &mut Shard<'_>, stop: &AtomicBool) -> io::Result<()> {
     let counters = shard.counters;
+    let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         shard.now = unix_now();
+        shard.now_ms = started.elapsed().as_millis() as u64;
         shard.drain_inbox(io.send_queue());
         // io_uring submits queued sends inside `poll`: log first.
         shard.commit_log();
