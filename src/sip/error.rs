@@ -30,6 +30,8 @@ pub enum ParseError {
     BadFolding,
     /// More headers than the fixed header index holds.
     TooManyHeaders,
+    /// More Via values than [`MAX_VIAS`](super::validate::MAX_VIAS).
+    TooManyVias,
     /// The datagram ends before the empty line that closes the headers.
     MissingEmptyLine,
     /// The headers hold a NUL or a CR not followed by LF (§7.3.1, §25.1).
@@ -69,6 +71,7 @@ impl ParseError {
             ParseError::BadHeaderName => ("Bad Header Name", ""),
             ParseError::BadFolding => ("Bad Header Folding", ""),
             ParseError::TooManyHeaders => ("Too Many Headers", ""),
+            ParseError::TooManyVias => ("Too Many Via Values", ""),
             ParseError::MissingEmptyLine => ("Missing Empty Line After Headers", ""),
             ParseError::BadHeaderValue => ("Bad Header Value", ""),
             ParseError::BadContentLength => ("Bad Content-Length", ""),

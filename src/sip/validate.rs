@@ -8,7 +8,7 @@
 
 use super::error::ParseError;
 use super::header::{HeaderName, HEADER_NAME_COUNT};
-use super::name_addr::NameAddr;
+use super::name_addr::{Contact, NameAddr};
 use super::parse::Message;
 use super::uri::Uri;
 
@@ -21,6 +21,18 @@ pub const MANDATORY: [HeaderName; 5] = [
     HeaderName::CallId,
     HeaderName::CSeq,
 ];
+
+/// More Via values than this is refused: a UAC starts Max-Forwards at 70
+/// (§8.1.1.6), so a longer Via stack is a loop, a forgery or an attack on
+/// the proxy's time, not a route.
+pub const MAX_VIAS: usize = 70;
+
+/// True when a display name (a quoted string or tokens) is valid UTF-8, as
+/// §25.1's UTF8-NONASCII requires.
+fn display_name_ok(na: &NameAddr<'_>) -> bool {
+    na.display_name
+        .is_none_or(|d| std::str::from_utf8(d).is_ok())
+}
 
 /// Validates a message; the first problem found is returned, in the order
 /// mandatory headers, duplicates, then each header's own grammar.
@@ -43,7 +55,20 @@ pub fn validate(msg: &Message<'_>) -> Result<(), ParseError> {
     }
     for name in [HeaderName::From, HeaderName::To] {
         let v = msg.header(name).ok_or(ParseError::Missing(name))?;
-        NameAddr::parse(v).map_err(|_| ParseError::Invalid(name))?;
+        let na = NameAddr::parse(v).map_err(|_| ParseError::Invalid(name))?;
+        if !display_name_ok(&na) {
+            return Err(ParseError::Invalid(name));
+        }
+    }
+    for c in msg.contacts().flatten() {
+        if let Contact::Addr(a) = c {
+            if !display_name_ok(&a) {
+                return Err(ParseError::Invalid(HeaderName::Contact));
+            }
+        }
+    }
+    if msg.vias().nth(MAX_VIAS).is_some() {
+        return Err(ParseError::TooManyVias);
     }
     msg.call_id()?;
     let cseq = msg.cseq()?;
@@ -87,6 +112,51 @@ mod tests {
     #[test]
     fn good_request() {
         assert_eq!(check(GOOD), Ok(()));
+    }
+
+    fn check_bytes(headers: &[u8]) -> Result<(), ParseError> {
+        let mut data = b"INVITE sip:bob@example.com SIP/2.0\r\n".to_vec();
+        data.extend_from_slice(headers);
+        data.extend_from_slice(b"\r\n");
+        Message::parse(&data).unwrap().validate()
+    }
+
+    #[test]
+    fn display_names_must_be_utf8() {
+        let ok = GOOD.replace("From: <", "From: \"Jos\u{e9} \u{2603}\" <");
+        assert_eq!(check(&ok), Ok(()));
+        let bad_from = GOOD
+            .replace("From: <", "From: \"\u{1}\" <")
+            .replace('\u{1}', "XX");
+        assert_eq!(check(&bad_from), Ok(()), "plain ASCII is fine");
+        let mut bytes = GOOD.as_bytes().to_vec();
+        let at = GOOD.find("From: <").unwrap() + "From: ".len();
+        bytes.splice(at..at, b"\"\xc3\x28\" ".iter().copied());
+        assert_eq!(
+            check_bytes(&bytes),
+            Err(ParseError::Invalid(HeaderName::From))
+        );
+        let mut contact = GOOD.as_bytes().to_vec();
+        contact.extend_from_slice(b"Contact: \"\xff\xfe\" <sip:a@192.0.2.1>\r\n");
+        assert_eq!(
+            check_bytes(&contact),
+            Err(ParseError::Invalid(HeaderName::Contact))
+        );
+    }
+
+    #[test]
+    fn via_stacks_are_bounded() {
+        let vias = |n: usize| {
+            let list: Vec<String> = (0..n)
+                .map(|i| format!("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK{i}"))
+                .collect();
+            GOOD.replace(
+                "Via: SIP/2.0/UDP h;branch=z9hG4bK1",
+                &format!("Via: {}", list.join(", ")),
+            )
+        };
+        assert_eq!(check(&vias(MAX_VIAS)), Ok(()));
+        assert_eq!(check(&vias(MAX_VIAS + 1)), Err(ParseError::TooManyVias));
     }
 
     #[test]
