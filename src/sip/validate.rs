@@ -125,10 +125,6 @@ mod tests {
     fn display_names_must_be_utf8() {
         let ok = GOOD.replace("From: <", "From: \"Jos\u{e9} \u{2603}\" <");
         assert_eq!(check(&ok), Ok(()));
-        let bad_from = GOOD
-            .replace("From: <", "From: \"\u{1}\" <")
-            .replace('\u{1}', "XX");
-        assert_eq!(check(&bad_from), Ok(()), "plain ASCII is fine");
         let mut bytes = GOOD.as_bytes().to_vec();
         let at = GOOD.find("From: <").unwrap() + "From: ".len();
         bytes.splice(at..at, b"\"\xc3\x28\" ".iter().copied());
