@@ -218,6 +218,12 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub ban_time: u64,
 
+    /// Serve Prometheus metrics (OpenMetrics text) at
+    /// `http://ADDR/metrics`, from a thread off the hot path; port 0 picks
+    /// one (printed at start-up). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Parse a SIP message from FILE (or `-` for standard input), print what
     /// the parser sees and whether it validates, then exit: 0 when it is
     /// valid, 1 when it is not. Does not start the server.

@@ -112,6 +112,26 @@ fn main() -> ExitCode {
         )),
     );
     let counters = server.counters.clone();
+    let metrics = match args.metrics_listen.map(|addr| {
+        sipshard::metrics::MetricsServer::start(
+            addr,
+            counters.clone(),
+            server.backend,
+            stop.clone(),
+        )
+    }) {
+        None => None,
+        Some(Ok(m)) => {
+            say!("sipshard: metrics at http://{}/metrics", m.addr);
+            Some(m)
+        }
+        Some(Err(e)) => {
+            say!("sipshard: cannot serve metrics: {e}");
+            stop.store(true, Ordering::Relaxed);
+            let _ = server.join();
+            return ExitCode::from(1);
+        }
+    };
     let stats = (args.stats_interval > 0).then(|| {
         sipshard::stats::spawn(
             counters.clone(),
@@ -122,6 +142,9 @@ fn main() -> ExitCode {
     });
     let result = server.join();
     stop.store(true, Ordering::Relaxed);
+    if let Some(m) = metrics {
+        m.join();
+    }
     if let Some(Ok(t)) = stats {
         let _ = t.join();
     }

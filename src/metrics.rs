@@ -1,0 +1,267 @@
+//! `--metrics-listen ADDR`: Prometheus text exposition of every shard's
+//! counters at `GET /metrics`, from one thread off the hot path (issue #5,
+//! observability). The shards keep writing their relaxed counters; a scrape
+//! only reads them, so it never slows a shard.
+//!
+//! The exposition format comes from `prometheus-client` (the Prometheus
+//! project's Rust client) through a collector that reads the counters at
+//! scrape time, and HTTP from `tiny_http` (a small synchronous server: one
+//! thread, no async runtime for a once-in-15-seconds request).
+//!
+//! Every series carries a `shard` label; totals are `sum without (shard)`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::proxy::DropReason;
+use crate::shard::counters::ShardCounters;
+
+/// The counters a scrape reads, and what the server is.
+#[derive(Debug)]
+struct ShardCollector {
+    counters: Arc<Vec<CachePadded<ShardCounters>>>,
+    backend: &'static str,
+}
+
+type Pick = fn(&ShardCounters) -> &AtomicU64;
+
+/// Counters: name (without `_total`), help, field.
+const COUNTERS: &[(&str, &str, Pick)] = &[
+    ("sipshard_received", "Datagrams received.", |c| &c.received),
+    ("sipshard_forwarded_requests", "Requests forwarded.", |c| {
+        &c.forwarded_requests
+    }),
+    (
+        "sipshard_forwarded_responses",
+        "Responses forwarded.",
+        |c| &c.forwarded_responses,
+    ),
+    (
+        "sipshard_parse_errors",
+        "Datagrams that did not parse as SIP.",
+        |c| &c.parse_errors,
+    ),
+    (
+        "sipshard_send_failed",
+        "Datagrams the kernel refused to send.",
+        |c| &c.send_failed,
+    ),
+    (
+        "sipshard_registrations",
+        "REGISTERs that changed bindings (applied by the owner shard).",
+        |c| &c.registered,
+    ),
+    (
+        "sipshard_registers_handed_off",
+        "REGISTERs passed to their AOR's owner shard.",
+        |c| &c.handed_off,
+    ),
+    (
+        "sipshard_registers_refused",
+        "REGISTERs answered 503 (owner inbox full or log failing).",
+        |c| &c.registers_refused,
+    ),
+    (
+        "sipshard_store_errors",
+        "Registration log writes or syncs that failed.",
+        |c| &c.store_errors,
+    ),
+    (
+        "sipshard_sources_banned",
+        "Sources banned for going over --rate-limit.",
+        |c| &c.sources_banned,
+    ),
+];
+
+/// Gauges: name, help, field.
+const GAUGES: &[(&str, &str, Pick)] = &[
+    (
+        "sipshard_aors",
+        "AORs in the shard's location replica.",
+        |c| &c.aors,
+    ),
+    (
+        "sipshard_replica_updates_waiting",
+        "Replica updates waiting for room in other shards' inboxes.",
+        |c| &c.updates_waiting,
+    ),
+    (
+        "sipshard_replica_delay_max_microseconds",
+        "Longest publish-to-apply delay of a replica update seen by the shard.",
+        |c| &c.replica_delay_max_us,
+    ),
+];
+
+impl Collector for ShardCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let read = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let shard_labels: Vec<[(&str, String); 1]> = (0..self.counters.len())
+            .map(|i| [("shard", i.to_string())])
+            .collect();
+        for (name, help, pick) in COUNTERS {
+            let probe = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, probe.metric_type())?;
+            for (c, labels) in self.counters.iter().zip(&shard_labels) {
+                ConstCounter::new(read(pick(c))).encode(family.encode_family(labels)?)?;
+            }
+        }
+        for (name, help, pick) in GAUGES {
+            let probe = ConstGauge::new(0i64);
+            let mut family = encoder.encode_descriptor(name, help, None, probe.metric_type())?;
+            for (c, labels) in self.counters.iter().zip(&shard_labels) {
+                let v = i64::try_from(read(pick(c))).unwrap_or(i64::MAX);
+                ConstGauge::new(v).encode(family.encode_family(labels)?)?;
+            }
+        }
+        let probe = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "sipshard_replies",
+            "Local replies, by status class.",
+            None,
+            probe.metric_type(),
+        )?;
+        for (c, labels) in self.counters.iter().zip(&shard_labels) {
+            for class in 1..7 {
+                let l = [labels[0].clone(), ("class", format!("{class}xx"))];
+                ConstCounter::new(read(&c.replies[class])).encode(family.encode_family(&l)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "sipshard_drops",
+            "Datagrams dropped, by reason.",
+            None,
+            probe.metric_type(),
+        )?;
+        for (c, labels) in self.counters.iter().zip(&shard_labels) {
+            for r in DropReason::ALL {
+                let l = [labels[0].clone(), ("reason", r.name().to_string())];
+                ConstCounter::new(read(&c.drops[r as usize])).encode(family.encode_family(&l)?)?;
+            }
+        }
+        let info = ConstGauge::new(1i64);
+        let mut family = encoder.encode_descriptor(
+            "sipshard_info",
+            "The running server: version and I/O backend.",
+            None,
+            info.metric_type(),
+        )?;
+        let l = [
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("io", self.backend.to_string()),
+        ];
+        info.encode(family.encode_family(&l)?)?;
+        Ok(())
+    }
+}
+
+/// The exposition text for these counters (what `/metrics` serves).
+pub fn render(counters: &Arc<Vec<CachePadded<ShardCounters>>>, backend: &'static str) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ShardCollector {
+        counters: counters.clone(),
+        backend,
+    }));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+/// The metrics endpoint, serving until `stop` is set.
+pub struct MetricsServer {
+    /// The address it listens on (port 0 resolved).
+    pub addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Binds `addr` and serves `/metrics` from its own thread.
+    pub fn start(
+        addr: SocketAddr,
+        counters: Arc<Vec<CachePadded<ShardCounters>>>,
+        backend: &'static str,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<MetricsServer> {
+        let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| io::Error::other("metrics listener has no IP address"))?;
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(200)) else {
+                        continue;
+                    };
+                    let response = if req.url() == "/metrics" {
+                        let body = render(&counters, backend);
+                        let ct = tiny_http::Header::from_bytes(
+                            &b"Content-Type"[..],
+                            &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
+                        );
+                        let mut r = tiny_http::Response::from_string(body);
+                        if let Ok(h) = ct {
+                            r = r.with_header(h);
+                        }
+                        r
+                    } else {
+                        tiny_http::Response::from_string("not found: try /metrics\n")
+                            .with_status_code(404)
+                    };
+                    // A client that went away is no concern of ours.
+                    let _ = req.respond(response);
+                }
+            })?;
+        Ok(MetricsServer {
+            addr,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits for the thread (after `stop` was set).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::counters::add;
+
+    #[test]
+    fn exposition_has_per_shard_series() {
+        let counters: Arc<Vec<CachePadded<ShardCounters>>> = Arc::new(
+            (0..2)
+                .map(|_| CachePadded::new(ShardCounters::default()))
+                .collect(),
+        );
+        add(&counters[1].received, 7);
+        counters[0].dropped(DropReason::Denied);
+        add(&counters[0].replies[4], 3);
+        let text = render(&counters, "mmsg");
+        assert!(
+            text.contains("sipshard_received_total{shard=\"1\"} 7"),
+            "{text}"
+        );
+        assert!(text.contains("sipshard_drops_total{shard=\"0\",reason=\"denied\"} 1"));
+        assert!(text.contains("sipshard_replies_total{shard=\"0\",class=\"4xx\"} 3"));
+        assert!(text.contains("sipshard_info{version="));
+        assert!(text.contains("io=\"mmsg\"} 1"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,80 @@
+//! `--metrics-listen`: a running server's counters scraped over HTTP
+//! (issue #5, observability), on both I/O backends.
+
+#[macro_use]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::process::{recv, socket, Proxy};
+
+/// GET `path` from `addr`; the status line and the body.
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.lines().next().unwrap_or_default().to_string();
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
+    (status, body)
+}
+
+fn counters_are_scraped(io: &str) {
+    let Some(mut proxy) = Proxy::start(
+        io,
+        &[
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--advertise",
+            "127.0.0.1:5060",
+        ],
+    ) else {
+        return;
+    };
+    let mut addr = None;
+    for _ in 0..5 {
+        let line = proxy.next_line();
+        if let Some(a) = line.split("http://").nth(1) {
+            addr = a.split("/metrics").next().and_then(|a| a.parse().ok());
+            break;
+        }
+    }
+    let addr: SocketAddr = addr.expect("the banner names the metrics address");
+    let ua = socket();
+    let options = format!(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKmet\r\n\
+To: <sip:127.0.0.1>\r\nFrom: <sip:m@127.0.0.1>;tag=1\r\nCall-ID: met\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        ua.local_addr().unwrap()
+    );
+    ua.send_to(options.as_bytes(), proxy.addr).unwrap();
+    recv(&ua);
+    ua.send_to(b"\x00garbage", proxy.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, body) = get(addr, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let sum = |prefix: &str| -> u64 {
+        body.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(sum("sipshard_received_total{"), 2, "{body}");
+    assert_eq!(
+        sum("sipshard_replies_total{shard=\"0\",class=\"2xx\"}")
+            + sum("sipshard_replies_total{shard=\"1\",class=\"2xx\"}"),
+        1
+    );
+    assert_eq!(sum("sipshard_parse_errors_total{"), 1);
+    assert!(body.contains(&format!("io=\"{io}\"")), "{body}");
+    assert!(get(addr, "/other").0.contains("404"));
+    assert_eq!(proxy.terminate(), Some(0));
+}
+
+on_both_backends!(counters_are_scraped);
