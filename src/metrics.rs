@@ -26,6 +26,7 @@ use prometheus_client::registry::Registry;
 
 use crate::proxy::DropReason;
 use crate::shard::counters::ShardCounters;
+use crate::sip::Method;
 
 /// The counters a scrape reads, and what the server is.
 #[derive(Debug)]
@@ -61,6 +62,26 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         "sipshard_registrations",
         "REGISTERs that changed bindings (applied by the owner shard).",
         |c| &c.registered,
+    ),
+    (
+        "sipshard_bindings_created",
+        "Bindings created by REGISTERs the shard owns.",
+        |c| &c.bindings_created,
+    ),
+    (
+        "sipshard_bindings_refreshed",
+        "Bindings written again by REGISTERs the shard owns.",
+        |c| &c.bindings_refreshed,
+    ),
+    (
+        "sipshard_bindings_removed",
+        "Bindings removed by REGISTERs (expires=0, *, over --max-contacts).",
+        |c| &c.bindings_removed,
+    ),
+    (
+        "sipshard_bindings_expired",
+        "Bindings that lapsed and were removed by the expiry wheel.",
+        |c| &c.bindings_expired,
     ),
     (
         "sipshard_registers_handed_off",
@@ -135,6 +156,18 @@ impl Collector for ShardCollector {
             for class in 1..7 {
                 let l = [labels[0].clone(), ("class", format!("{class}xx"))];
                 ConstCounter::new(read(&c.replies[class])).encode(family.encode_family(&l)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "sipshard_requests",
+            "Requests received, by method.",
+            None,
+            probe.metric_type(),
+        )?;
+        for (c, labels) in self.counters.iter().zip(&shard_labels) {
+            for (i, m) in Method::COUNTED.iter().enumerate() {
+                let l = [labels[0].clone(), ("method", (*m).to_string())];
+                ConstCounter::new(read(&c.requests[i])).encode(family.encode_family(&l)?)?;
             }
         }
         let mut family = encoder.encode_descriptor(
@@ -261,6 +294,9 @@ mod tests {
         assert!(text.contains("sipshard_drops_total{shard=\"0\",reason=\"denied\"} 1"));
         assert!(text.contains("sipshard_replies_total{shard=\"0\",class=\"4xx\"} 3"));
         assert!(text.contains("sipshard_info{version="));
+        add(&counters[1].requests[0], 2);
+        let text = render(&counters, "mmsg");
+        assert!(text.contains("sipshard_requests_total{shard=\"1\",method=\"INVITE\"} 2"));
         assert!(text.contains("io=\"mmsg\"} 1"));
         assert!(text.ends_with("# EOF\n"));
     }

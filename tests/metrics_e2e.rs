@@ -72,6 +72,12 @@ To: <sip:127.0.0.1>\r\nFrom: <sip:m@127.0.0.1>;tag=1\r\nCall-ID: met\r\nCSeq: 1 
         1
     );
     assert_eq!(sum("sipshard_parse_errors_total{"), 1);
+    let options_lines: u64 = body
+        .lines()
+        .filter(|l| l.starts_with("sipshard_requests_total{") && l.contains("method=\"OPTIONS\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(options_lines, 1, "{body}");
     assert!(body.contains(&format!("io=\"{io}\"")), "{body}");
     assert!(get(addr, "/other").0.contains("404"));
     assert_eq!(proxy.terminate(), Some(0));

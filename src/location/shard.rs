@@ -18,8 +18,32 @@ use super::expiry::ExpiryWheel;
 use super::inbox::{Inbox, Outbox};
 use super::store::Store;
 use super::{AorRecord, LocationOp, Replica};
-use crate::registrar::register::{aor_of, apply, RegisterError, RegistrarConfig};
+use crate::registrar::register::{aor_of, apply, Binding, RegisterError, RegistrarConfig};
 use crate::sip::Message;
+
+/// What one REGISTER did to an AOR's bindings (for the counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    /// Bindings that did not exist before.
+    pub created: u32,
+    /// Bindings that existed and were written again.
+    pub refreshed: u32,
+    /// Bindings that existed and are gone.
+    pub removed: u32,
+}
+
+impl Change {
+    fn between(before: &[Binding], after: &[Binding]) -> Change {
+        let had = |c: &[u8], set: &[Binding]| set.iter().any(|b| *b.contact == *c);
+        let created = after.iter().filter(|b| !had(&b.contact, before)).count();
+        let removed = before.iter().filter(|b| !had(&b.contact, after)).count();
+        Change {
+            created: created as u32,
+            refreshed: (after.len() - created) as u32,
+            removed: removed as u32,
+        }
+    }
+}
 
 /// A shard's replica plus its owner state.
 pub struct LocationShard {
@@ -76,7 +100,7 @@ impl LocationShard {
         now: u64,
         cfg: &RegistrarConfig,
         inboxes: &[Inbox],
-    ) -> Result<(AorRecord, bool), RegisterError> {
+    ) -> Result<(AorRecord, Option<Change>), RegisterError> {
         let aor = aor_of(msg)?;
         let current = self.replica.lookup_shared(&aor);
         let before: Vec<_> = current.as_ref().map_or_else(Vec::new, |r| {
@@ -88,11 +112,12 @@ impl LocationShard {
         let bindings = apply(&before, msg, src, now, cfg)?;
         if bindings == before {
             let rec = current.unwrap_or_else(|| AorRecord::new(&aor, &[]));
-            return Ok((rec, false));
+            return Ok((rec, None));
         }
+        let change = Change::between(&before, &bindings);
         let rec = AorRecord::new(&aor, &bindings);
         self.publish(LocationOp::Set(rec.clone()), now, inboxes);
-        Ok((rec, true))
+        Ok((rec, Some(change)))
     }
 
     /// Makes a change of an owned AOR visible everywhere: this replica, the
@@ -126,7 +151,9 @@ impl LocationShard {
 
     /// Removes what has lapsed by `now` from the AORs this shard owns and
     /// publishes the changes; retries replica updates that waited for room.
-    pub fn tick(&mut self, now: u64, inboxes: &[Inbox]) {
+    /// Returns how many bindings lapsed.
+    pub fn tick(&mut self, now: u64, inboxes: &[Inbox]) -> u64 {
+        let mut expired = 0u64;
         self.outbox.retry(inboxes);
         let mut due = std::mem::take(&mut self.due);
         due.clear();
@@ -148,10 +175,12 @@ impl LocationShard {
                 .filter(|b| b.expires_at > now)
                 .map(|b| b.to_binding())
                 .collect();
+            expired += (rec.len() - live.len()) as u64;
             let next = AorRecord::new(rec.aor(), &live);
             self.publish(LocationOp::Set(next), now, inboxes);
         }
         self.due = due;
+        expired
     }
 
     /// Writes the log entries of this loop iteration (before the 200 OKs
@@ -189,5 +218,61 @@ impl LocationShard {
     /// Replica updates still waiting for room in another shard's inbox.
     pub fn waiting(&self) -> usize {
         self.outbox.waiting()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(cseq: u32, contacts: &str) -> Vec<u8> {
+        format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.5;branch=z9hG4bK{cseq}\r\n\
+To: <sip:ann@example.com>\r\nFrom: <sip:ann@example.com>;tag=1\r\nCall-ID: c\r\n\
+CSeq: {cseq} REGISTER\r\n{contacts}\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn changes_are_counted_and_expiry_reports_what_lapsed() {
+        let cfg = RegistrarConfig::default();
+        let mut loc = LocationShard::new(0, 1, 0, &cfg, None);
+        let src = "192.0.2.5:5060".parse().unwrap();
+        let mut reg = |cseq, contacts: &str, now| {
+            let data = register(cseq, contacts);
+            let msg = Message::parse(&data).unwrap();
+            loc.register(&msg, src, now, &cfg, &[]).unwrap().1
+        };
+        let two = "Contact: <sip:ann@192.0.2.5>;expires=60, <sip:ann@192.0.2.6>;expires=120\r\n";
+        assert_eq!(
+            reg(1, two, 0),
+            Some(Change {
+                created: 2,
+                refreshed: 0,
+                removed: 0
+            })
+        );
+        let refresh = "Contact: <sip:ann@192.0.2.5>;expires=60, <sip:ann@192.0.2.6>;expires=0\r\n";
+        assert_eq!(
+            reg(2, refresh, 10),
+            Some(Change {
+                created: 0,
+                refreshed: 1,
+                removed: 1
+            })
+        );
+        assert_eq!(
+            reg(2, refresh, 10),
+            None,
+            "a retransmission changes nothing"
+        );
+        assert_eq!(loc.tick(69, &[]), 0);
+        assert_eq!(loc.tick(71, &[]), 1, "the refreshed binding lapsed at 70");
+        assert!(loc
+            .replica
+            .lookup(b"sip:ann@example.com")
+            .unwrap()
+            .is_empty());
     }
 }

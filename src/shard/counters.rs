@@ -29,6 +29,16 @@ pub struct ShardCounters {
     pub parse_errors: AtomicU64,
     /// Datagrams the kernel refused to send.
     pub send_failed: AtomicU64,
+    /// Requests received, by method (index: `Method::index`).
+    pub requests: [AtomicU64; 15],
+    /// Bindings created by REGISTERs this shard owns.
+    pub bindings_created: AtomicU64,
+    /// Bindings refreshed (re-registered) by REGISTERs this shard owns.
+    pub bindings_refreshed: AtomicU64,
+    /// Bindings removed by REGISTERs (expires=0, `*`, replaced by max-contacts).
+    pub bindings_removed: AtomicU64,
+    /// Bindings that lapsed and were removed by this shard's expiry wheel.
+    pub bindings_expired: AtomicU64,
     /// REGISTERs this shard applied as owner that changed bindings (not
     /// queries, not retransmissions).
     pub registered: AtomicU64,

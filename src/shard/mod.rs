@@ -177,6 +177,9 @@ impl<'a> Shard<'a> {
                 return drop(DropReason::Malformed);
             }
         };
+        if let Some(m) = msg.method() {
+            add(&counters.requests[m.index()], 1);
+        }
         if just_banned {
             // It went over just now: one 503 with Retry-After, if this is
             // a request that can be answered; dropped from now on.
@@ -361,8 +364,12 @@ impl<'a> Shard<'a> {
             Ok(_) => 200,
             Err(e) => e.status().0,
         };
-        if let Ok((_, true)) = result {
-            add(&self.counters.registered, 1);
+        if let Ok((_, Some(change))) = result {
+            let c = self.counters;
+            add(&c.registered, 1);
+            add(&c.bindings_created, change.created.into());
+            add(&c.bindings_refreshed, change.refreshed.into());
+            add(&c.bindings_removed, change.removed.into());
         }
         let result = result.map(|(rec, _)| rec);
         let same_socket_address =
@@ -499,7 +506,10 @@ impl<'a> Shard<'a> {
     /// The per-loop chores after a batch: expiry, retries of replica
     /// updates, the log commit (before the 200s are flushed), gauges.
     pub fn after_batch(&mut self) {
-        self.location.tick(self.now, &self.shared.inboxes);
+        let expired = self.location.tick(self.now, &self.shared.inboxes);
+        if expired > 0 {
+            add(&self.counters.bindings_expired, expired);
+        }
         self.commit_log();
         self.counters
             .aors

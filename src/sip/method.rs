@@ -62,6 +62,47 @@ impl<'a> Method<'a> {
         }
     }
 
+    /// The methods [`Method::index`] counts, by index (the last is every
+    /// extension method).
+    pub const COUNTED: [&'static str; 15] = [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "REGISTER",
+        "OPTIONS",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
+        "other",
+    ];
+
+    /// A small index for per-method counters (see [`Method::COUNTED`]).
+    pub fn index(&self) -> usize {
+        match self {
+            Method::Invite => 0,
+            Method::Ack => 1,
+            Method::Bye => 2,
+            Method::Cancel => 3,
+            Method::Register => 4,
+            Method::Options => 5,
+            Method::Prack => 6,
+            Method::Subscribe => 7,
+            Method::Notify => 8,
+            Method::Publish => 9,
+            Method::Info => 10,
+            Method::Refer => 11,
+            Method::Message => 12,
+            Method::Update => 13,
+            Method::Extension(_) => 14,
+        }
+    }
+
     /// The method as it is written on the wire.
     pub fn as_bytes(&self) -> &'a [u8] {
         match self {
@@ -93,6 +134,14 @@ impl fmt::Display for Method<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counted_names_match_their_index() {
+        for (i, name) in Method::COUNTED.iter().enumerate().take(14) {
+            assert_eq!(Method::from_bytes(name.as_bytes()).index(), i);
+        }
+        assert_eq!(Method::from_bytes(b"FOO").index(), 14);
+    }
 
     #[test]
     fn known_methods_round_trip() {
