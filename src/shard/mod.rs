@@ -258,15 +258,14 @@ impl<'a> Shard<'a> {
         if !msg.is_request() || msg.method() == Some(Method::Ack) || msg.via().is_err() {
             return counters.dropped(DropReason::RateLimited);
         }
-        let Some(slot) = send.slot() else {
-            return counters.dropped(DropReason::WriteFailed);
-        };
-        let written =
-            start_reply(msg, src, 503, ("Service Unavailable", ""), slot).and_then(|mut w| {
-                w.header_u32("Retry-After", ban_s.max(1)).ok()?;
-                finish(w)
-            });
-        commit_reply(send, written, 503, reply_to(msg, src), counters);
+        self.answer_plain(
+            msg,
+            src,
+            503,
+            Some(ban_s.max(1)),
+            DropReason::WriteFailed,
+            send,
+        );
     }
 
     /// 513 Message Too Large for a request over `--max-message-size`.
@@ -275,11 +274,36 @@ impl<'a> Shard<'a> {
         if !msg.is_request() || msg.method() == Some(Method::Ack) || msg.via().is_err() {
             return counters.dropped(DropReason::Oversize);
         }
+        self.answer_plain(msg, src, 513, None, DropReason::WriteFailed, send);
+    }
+
+    /// A local answer with no body and at most a Retry-After (513, or 503
+    /// for floods, full inboxes and a failing log); `no_slot` is what is
+    /// counted when there is no send slot to write it into.
+    fn answer_plain<S: SendQueue>(
+        &self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        code: u16,
+        retry_after: Option<u32>,
+        no_slot: DropReason,
+        send: &mut S,
+    ) {
         let Some(slot) = send.slot() else {
-            return counters.dropped(DropReason::WriteFailed);
+            return self.counters.dropped(no_slot);
         };
-        let written = start_reply(msg, src, 513, ("Message Too Large", ""), slot).and_then(finish);
-        commit_reply(send, written, 513, reply_to(msg, src), counters);
+        let reason = if code == 513 {
+            "Message Too Large"
+        } else {
+            "Service Unavailable"
+        };
+        let written = start_reply(msg, src, code, (reason, ""), slot).and_then(|mut w| {
+            if let Some(secs) = retry_after {
+                w.header_u32("Retry-After", secs).ok()?;
+            }
+            finish(w)
+        });
+        commit_reply(send, written, code, reply_to(msg, src), self.counters);
     }
 
     /// A REGISTER for a local domain: applied here when this shard owns the
@@ -314,17 +338,8 @@ impl<'a> Shard<'a> {
         match self.shared.inboxes.get(owner).map(|i| i.push(mail)) {
             Some(Ok(())) => add(&self.counters.handed_off, 1),
             _ => {
-                let Some(slot) = send.slot() else {
-                    return self.counters.dropped(DropReason::InboxFull);
-                };
-                let to = reply_to(msg, src);
-                let written = start_reply(msg, src, 503, ("Service Unavailable", ""), slot)
-                    .and_then(|mut w| {
-                        w.header("Retry-After", b"1").ok()?;
-                        finish(w)
-                    });
                 add(&self.counters.registers_refused, 1);
-                commit_reply(send, written, 503, to, self.counters);
+                self.answer_plain(msg, src, 503, Some(1), DropReason::InboxFull, send);
             }
         }
     }
@@ -340,17 +355,8 @@ impl<'a> Shard<'a> {
         send: &mut S,
     ) {
         if self.location.log_failing() {
-            let Some(slot) = send.slot() else {
-                return self.counters.dropped(DropReason::WriteFailed);
-            };
-            let to = reply_to(msg, src);
-            let written =
-                start_reply(msg, src, 503, ("Service Unavailable", ""), slot).and_then(|mut w| {
-                    w.header("Retry-After", b"5").ok()?;
-                    finish(w)
-                });
             add(&self.counters.registers_refused, 1);
-            return commit_reply(send, written, 503, to, self.counters);
+            return self.answer_plain(msg, src, 503, Some(5), DropReason::WriteFailed, send);
         }
         let result = self.location.register(
             msg,

@@ -145,22 +145,7 @@ mod tests {
 
     #[test]
     fn known_methods_round_trip() {
-        for m in [
-            "INVITE",
-            "ACK",
-            "BYE",
-            "CANCEL",
-            "REGISTER",
-            "OPTIONS",
-            "PRACK",
-            "SUBSCRIBE",
-            "NOTIFY",
-            "PUBLISH",
-            "INFO",
-            "REFER",
-            "MESSAGE",
-            "UPDATE",
-        ] {
+        for m in &Method::COUNTED[..14] {
             let method = Method::from_bytes(m.as_bytes());
             assert!(!matches!(method, Method::Extension(_)), "{m}");
             assert_eq!(method.as_bytes(), m.as_bytes());
