@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// How datagrams are spread over the shards of one listen address.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,12 +64,32 @@ pub enum FsyncPolicy {
     Never,
 }
 
+/// Tools that run instead of the server.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Add or replace a user's entry in an --auth-file: reads the password
+    /// from standard input (without echo on a terminal) and writes the MD5
+    /// and SHA-256 HA1s, never the password.
+    Passwd {
+        /// The credentials file (created with mode 0600 if missing).
+        file: std::path::PathBuf,
+        /// The user name, as UAs send it in `username`.
+        user: String,
+        /// The realm: the domain the user registers in (--domain).
+        realm: String,
+    },
+}
+
 /// sipshard: a carrier-grade SIP edge server (stateless proxy, registrar,
 /// location service and redirect server) built as a per-core packet
 /// processor.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "sipshard", version, about, long_about = None)]
 pub struct Args {
+    /// A tool to run instead of the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// UDP address to listen on for SIP; repeat the flag for several
     /// addresses. IPv6 addresses are written in brackets: `[::1]:5060`.
     /// Port 0 picks a free port (printed at start-up).
@@ -217,6 +237,25 @@ pub struct Args {
     /// How long a source over --rate-limit is dropped, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub ban_time: u64,
+
+    /// Require digest authentication (RFC 7616: SHA-256 and MD5,
+    /// qop=auth) for REGISTER, with the users of FILE: one
+    /// `user:realm:md5-ha1:sha256-ha1` line each, written by
+    /// `sipshard passwd`. The realm is the domain of the To (REGISTER) or
+    /// From (INVITE). Needs --domain.
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<std::path::PathBuf>,
+
+    /// Also require Proxy-Authorization (407) on initial INVITEs whose From
+    /// is a user of a local domain. Needs --auth-file.
+    #[arg(long)]
+    pub auth_invite: bool,
+
+    /// Seconds a challenge's nonce stays good; older ones get a new
+    /// challenge with stale=true. Also bounds how long a captured nonce
+    /// could be replayed.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::auth::DEFAULT_NONCE_TTL)]
+    pub nonce_ttl: u32,
 
     /// Serve Prometheus metrics (OpenMetrics text) at
     /// `http://ADDR/metrics`, from a thread off the hot path; port 0 picks

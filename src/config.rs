@@ -46,6 +46,20 @@ pub struct Config {
     pub fsync: FsyncPolicy,
     /// Access control and size limits.
     pub guard: Guard,
+    /// Digest authentication settings (`--auth-file`), when on.
+    pub auth: Option<AuthSettings>,
+}
+
+/// What `--auth-file`, `--auth-invite` and `--nonce-ttl` ask for; the file
+/// is read when the server starts.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// The credentials file.
+    pub file: std::path::PathBuf,
+    /// Challenge initial INVITEs from local users too.
+    pub invite: bool,
+    /// Nonce lifetime in seconds.
+    pub nonce_ttl: u32,
 }
 
 /// A flag combination that cannot work.
@@ -132,6 +146,17 @@ impl Config {
             if args.state_dir.is_some() {
                 return Err(ConfigError::NeedsDomain("--state-dir"));
             }
+            if args.auth_file.is_some() {
+                return Err(ConfigError::NeedsDomain("--auth-file"));
+            }
+        }
+        if args.auth_invite && args.auth_file.is_none() {
+            return Err(ConfigError::Expires("--auth-invite needs --auth-file"));
+        }
+        if args.nonce_ttl == 0 {
+            return Err(ConfigError::Expires(
+                "--nonce-ttl must be at least 1 second",
+            ));
         }
         if args.min_expires > args.max_expires {
             return Err(ConfigError::Expires("--min-expires is above --max-expires"));
@@ -177,6 +202,11 @@ impl Config {
                     ban_ms: args.ban_time.saturating_mul(1000),
                 }),
             },
+            auth: args.auth_file.clone().map(|file| AuthSettings {
+                file,
+                invite: args.auth_invite,
+                nonce_ttl: args.nonce_ttl,
+            }),
             listen: args.listen.clone(),
             advertise: args.advertise,
             upstreams: args.upstream.clone(),

@@ -14,6 +14,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(rust_2018_idioms)]
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod guard;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use clap::Parser;
 use mimalloc::MiMalloc;
 
-use sipshard::cli::Args;
+use sipshard::cli::{Args, Command};
 use sipshard::config::Config;
 use sipshard::sip::{Message, StartLine};
 
@@ -27,6 +27,9 @@ macro_rules! say {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Passwd { file, user, realm }) = &args.command {
+        return passwd(file, user, realm);
+    }
     if let Some(path) = &args.parse {
         return parse_file(path);
     }
@@ -111,6 +114,15 @@ fn main() -> ExitCode {
             r.ban_ms / 1000
         )),
     );
+    if let (Some(a), Some(auth)) = (&cfg.auth, &server.shared.auth) {
+        say!(
+            "sipshard: auth: {} user(s) from {}, digest SHA-256 and MD5 (qop=auth), nonce-ttl {} s, REGISTER{}",
+            auth.users.len(),
+            a.file.display(),
+            a.nonce_ttl,
+            if a.invite { " and INVITE from local users" } else { "" },
+        );
+    }
     let counters = server.counters.clone();
     let metrics = match args.metrics_listen.map(|addr| {
         sipshard::metrics::MetricsServer::start(
@@ -156,6 +168,61 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `sipshard passwd FILE USER REALM`: the password comes from standard
+/// input, unechoed when that is a terminal.
+fn passwd(file: &std::path::Path, user: &str, realm: &str) -> ExitCode {
+    let password = match read_password() {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => {
+            say!("sipshard passwd: empty password");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            say!("sipshard passwd: cannot read the password: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match sipshard::auth::credentials::set_password(file, user, realm, &password) {
+        Ok(()) => {
+            say!(
+                "sipshard passwd: {user} in {realm} written to {}",
+                file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            say!("sipshard passwd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One line of standard input, without its line end; on a terminal the
+/// echo is off while it is typed.
+fn read_password() -> std::io::Result<String> {
+    use std::io::BufRead;
+    // SAFETY: isatty and tcgetattr/tcsetattr only read or write the
+    // termios struct we pass, for fd 0.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        (libc::isatty(0) == 1 && libc::tcgetattr(0, &mut t) == 0).then_some(t)
+    };
+    if let Some(mut quiet) = saved {
+        say!("password: ");
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) };
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if let Some(t) = saved {
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
+    }
+    read?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 fn parse_file(path: &str) -> ExitCode {

@@ -99,6 +99,21 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.store_errors,
     ),
     (
+        "sipshard_auth_accepted",
+        "Requests whose digest credentials were accepted.",
+        |c| &c.auth_accepted,
+    ),
+    (
+        "sipshard_auth_challenges",
+        "401/407 digest challenges sent.",
+        |c| &c.auth_challenges,
+    ),
+    (
+        "sipshard_auth_failures",
+        "Credentials refused: wrong password, unknown user, forged or replayed nonce, or another user's (403).",
+        |c| &c.auth_failures,
+    ),
+    (
         "sipshard_sources_banned",
         "Sources banned for going over --rate-limit.",
         |c| &c.sources_banned,

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_utils::CachePadded;
 
+use crate::auth::{AuthConfig, CredentialStore, NonceKey};
 use crate::cli::{FsyncPolicy, IoChoice, Steer};
 use crate::config::Config;
 use crate::io::mmsg::Mmsg;
@@ -36,6 +37,8 @@ pub enum StartupError {
     Uring(io::Error),
     /// The inboxes' eventfds could not be made.
     Inbox(io::Error),
+    /// `--auth-file` could not be read, or the nonce key not drawn.
+    Auth(String),
     /// `--state-dir` could not be read or taken over.
     State {
         /// The directory.
@@ -55,6 +58,7 @@ impl fmt::Display for StartupError {
                 "io_uring is not available here ({e}); use --io mmsg or --io auto"
             ),
             StartupError::Inbox(e) => write!(f, "cannot create the shard inboxes: {e}"),
+            StartupError::Auth(e) => write!(f, "--auth-file: {e}"),
             StartupError::State { dir, source } => {
                 write!(f, "--state-dir {}: {source}", dir.display())
             }
@@ -84,8 +88,29 @@ pub struct Server {
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
+/// Reads the credentials and draws the nonce key. An empty file is an
+/// error: it would lock every user out.
+fn load_auth(a: &crate::config::AuthSettings) -> Result<AuthConfig, StartupError> {
+    let users = CredentialStore::load(&a.file).map_err(StartupError::Auth)?;
+    if users.is_empty() {
+        return Err(StartupError::Auth(format!(
+            "{} has no users (add one with `sipshard passwd`)",
+            a.file.display()
+        )));
+    }
+    let key = NonceKey::random()
+        .map_err(|e| StartupError::Auth(format!("cannot draw the nonce key: {e}")))?;
+    Ok(AuthConfig {
+        users,
+        key,
+        nonce_ttl: a.nonce_ttl,
+        invite: a.invite,
+    })
+}
+
 /// Binds and starts `cfg.shards` shards per listen address.
 pub fn start(cfg: &Config) -> Result<Server, StartupError> {
+    let auth = cfg.auth.as_ref().map(load_auth).transpose()?;
     // The one place the backend is chosen.
     let mut warnings = Vec::new();
     let use_uring = match cfg.io {
@@ -142,6 +167,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     let registrar_on = !cfg.domains.is_empty();
     let mut shared = Shared::new(proxy, cfg.registrar, listen_of).map_err(StartupError::Inbox)?;
     shared.guard = cfg.guard.clone();
+    shared.auth = auth;
     let shared = Arc::new(shared);
     let now = unix_now();
     let (mut locations, registrar_note) = locations(cfg, shards, now)?;

@@ -82,7 +82,7 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     );
     let _ = write!(
         s,
-        " sources_banned={} registered={} handed_off={} registers_refused={} store_errors={} aors={} replica_delay_max_us={}",
+        " sources_banned={} registered={} handed_off={} registers_refused={} store_errors={} aors={} replica_delay_max_us={} auth_accepted={} auth_challenges={} auth_failures={}",
         total(all, |c| &c.sources_banned),
         total(all, |c| &c.registered),
         total(all, |c| &c.handed_off),
@@ -96,6 +96,9 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
             .map(|c| c.replica_delay_max_us.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0),
+        total(all, |c| &c.auth_accepted),
+        total(all, |c| &c.auth_challenges),
+        total(all, |c| &c.auth_failures),
     );
     s.push_str(" drops:");
     for r in DropReason::ALL {

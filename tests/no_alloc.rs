@@ -8,7 +8,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use sipshard::io::SendQueue;
 use sipshard::location::{canonical_aor, AorRecord, LocationOp, Replica};
@@ -21,14 +21,19 @@ struct Counting;
 
 thread_local! {
     static ARMED: Cell<bool> = const { Cell::new(false) };
+    /// Allocations this thread made while armed: each test counts its own.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
 }
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 fn count_if_armed() {
-    // try_with: the thread-local may already be gone while a thread exits.
+    // try_with: the thread-locals may already be gone while a thread exits.
     if ARMED.try_with(Cell::get).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
     }
+}
+
+fn allocs() -> usize {
+    ALLOCS.with(Cell::get)
 }
 
 fn arm(on: bool) {
@@ -261,16 +266,94 @@ Content-Length: 0\r\n\r\n";
     assert_eq!(counters.forwarded_responses.load(Ordering::Relaxed), 100);
     assert_eq!(counters.replies[4].load(Ordering::Relaxed), 200);
     assert_eq!(counters.parse_errors.load(Ordering::Relaxed), 100);
-    assert_eq!(
-        ALLOCS.load(Ordering::SeqCst),
-        0,
-        "allocations on the hot path"
-    );
+    assert_eq!(allocs(), 0, "allocations on the hot path");
 
     // The counter works: an allocation while armed is seen.
     arm(true);
     let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(16));
     arm(false);
     drop(v);
-    assert_eq!(ALLOCS.load(Ordering::SeqCst), 1);
+    assert_eq!(allocs(), 1);
+}
+
+/// Credentials alice sends for an INVITE to `uri` (RFC 7616 §3.4.1, MD5).
+fn alice_credentials(nonce: &str, nc: u32, password: &str, uri: &str) -> String {
+    use md5::{Digest, Md5};
+    let h = |s: String| -> String {
+        Md5::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let ha1 = h(format!("alice:example.com:{password}"));
+    let ha2 = h(format!("INVITE:{uri}"));
+    let response = h(format!("{ha1}:{nonce}:{nc:08x}:c0ffee:auth:{ha2}"));
+    format!(
+        "Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"{uri}\", \
+response=\"{response}\", algorithm=MD5, cnonce=\"c0ffee\", qop=auth, nc={nc:08x}"
+    )
+}
+
+#[test]
+fn digest_checks_and_challenges_allocate_nothing() {
+    use sipshard::auth::{AuthConfig, CredentialStore, Ha1, NonceKey};
+    let mut cfg = ProxyConfig::at("127.0.0.1:5060".parse().unwrap());
+    cfg.domains = vec![b"example.com"[..].into()];
+    let mut shared = Shared::new(cfg, RegistrarConfig::default(), vec![0]).unwrap();
+    let ha1 = Ha1::of(b"alice", b"example.com", b"wonderland");
+    let line = format!(
+        "alice:example.com:{}:{}",
+        String::from_utf8_lossy(&ha1.md5.unwrap()),
+        String::from_utf8_lossy(&ha1.sha256.unwrap())
+    );
+    shared.auth = Some(AuthConfig {
+        users: CredentialStore::parse(&line).unwrap(),
+        key: NonceKey::new(&[7; 32]),
+        nonce_ttl: 300,
+        invite: true,
+    });
+    let counters = ShardCounters::default();
+    let mut shard = Shard::alone(&shared, &counters);
+    let nonce = shared
+        .auth
+        .as_ref()
+        .unwrap()
+        .key
+        .mint(shard.now, 1, b"example.com");
+    let nonce = std::str::from_utf8(&nonce).unwrap();
+    let uri = "sip:bob@192.0.2.44";
+    let invite = |n: u32, auth: Option<String>| {
+        let auth = auth.map_or(String::new(), |a| format!("Proxy-Authorization: {a}\r\n"));
+        format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKinv{n}\r\n\
+Max-Forwards: 70\r\nTo: <sip:bob@example.com>\r\nFrom: <sip:alice@example.com>;tag=a{n}\r\n\
+Call-ID: auth-{n}\r\nCSeq: {n} INVITE\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    // Made before arming: 100 answered INVITEs with rising nonce-counts,
+    // one without credentials and one with a wrong password.
+    let answered: Vec<Vec<u8>> = (1..=100)
+        .map(|n| invite(n, Some(alice_credentials(nonce, n, "wonderland", uri))))
+        .collect();
+    let bare = invite(1000, None);
+    let wrong = invite(1001, Some(alice_credentials(nonce, 1, "guess", uri)));
+    let mut queue = OneSlot {
+        buf: vec![0u8; 4096],
+        sent: 0,
+    };
+    let client: std::net::SocketAddr = "192.0.2.7:5060".parse().unwrap();
+    shard.handle(&bare, client, &mut queue); // warm-up
+    arm(true);
+    for a in &answered {
+        shard.handle(a, client, &mut queue);
+        shard.handle(&bare, client, &mut queue);
+        shard.handle(&wrong, client, &mut queue);
+    }
+    arm(false);
+    assert_eq!(counters.auth_accepted.load(Ordering::Relaxed), 100);
+    assert_eq!(counters.forwarded_requests.load(Ordering::Relaxed), 100);
+    assert_eq!(counters.auth_failures.load(Ordering::Relaxed), 100);
+    assert_eq!(counters.auth_challenges.load(Ordering::Relaxed), 201);
+    assert_eq!(allocs(), 0, "allocations while checking credentials");
 }

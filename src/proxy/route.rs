@@ -72,6 +72,17 @@ impl ProxyConfig {
             .any(|a| a.port() == port && a.ip() == ip)
     }
 
+    /// The digest realm for a request about `uri` (the To of a REGISTER,
+    /// the From of an INVITE): its domain as configured when it is one of
+    /// ours, else the first `--domain` (a UA that used our address).
+    pub fn realm_for(&self, uri: &SipUri<'_>) -> Option<&[u8]> {
+        self.domains
+            .iter()
+            .find(|d| d.eq_ignore_ascii_case(uri.host_raw))
+            .or(self.domains.first())
+            .map(|d| &d[..])
+    }
+
     /// True when we are registrar for this URI's host (§10.3 step 1,
     /// §16.5): one of the `--domain`s, or, when there is any, one of our
     /// own addresses (what Kamailio calls "myself").

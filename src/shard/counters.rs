@@ -51,6 +51,13 @@ pub struct ShardCounters {
     pub registers_refused: AtomicU64,
     /// Log writes or syncs that failed (`--state-dir`).
     pub store_errors: AtomicU64,
+    /// Requests whose digest credentials were accepted (`--auth-file`).
+    pub auth_accepted: AtomicU64,
+    /// 401/407 challenges sent (no credentials, stale or failed ones).
+    pub auth_challenges: AtomicU64,
+    /// Credentials that did not hold (wrong password, unknown user, forged
+    /// nonce, replay) or belonged to another user (403).
+    pub auth_failures: AtomicU64,
     /// AORs in this shard's replica (a gauge).
     pub aors: AtomicU64,
     /// Replica updates waiting for room in other shards' inboxes (a gauge).

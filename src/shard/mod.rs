@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::auth::{write_challenge, AuthConfig, NonceCounts, Outcome};
 use crate::guard::Guard;
 use crate::io::{Backend, SendQueue, SEND_SLOT};
 use crate::location::inbox::{Inbox, Mail, INBOX_CAPACITY};
@@ -26,7 +27,8 @@ use crate::ratelimit::{RateLimiter, Verdict};
 use crate::registrar::register::{aor_of, RegisterError, RegistrarConfig};
 use crate::registrar::reply::{contacts, ok_headers};
 use crate::sip::{
-    Edits, HeaderName, Message, Method, ParseError, ResponseWriter, Uri, ViaEdit, WriteError,
+    Edits, HeaderName, Message, Method, ParseError, ResponseWriter, SipUri, Uri, ViaEdit,
+    WriteError,
 };
 use counters::{add, ShardCounters};
 
@@ -53,6 +55,8 @@ pub struct Shared {
     /// Access control and size limits (`--allow`, `--deny`,
     /// `--max-message-size`, `--drop-scanners`).
     pub guard: Guard,
+    /// Digest authentication (`--auth-file`), when on.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Shared {
@@ -82,6 +86,7 @@ impl Shared {
             inboxes,
             listen_of: listen_of.into_boxed_slice(),
             guard: Guard::default(),
+            auth: None,
         })
     }
 
@@ -117,6 +122,22 @@ pub struct Shard<'a> {
     /// Milliseconds since the shard started (a monotonic clock), read once
     /// per loop iteration: the rate limits run on it.
     pub now_ms: u64,
+    /// Nonce-counts seen, when authentication is on.
+    nonce_counts: Option<NonceCounts>,
+    /// Makes each challenge's nonce differ from the others of its second.
+    nonce_salt: u32,
+}
+
+/// A request that did not pass authentication, and what it gets.
+#[derive(Clone, Copy)]
+struct AuthRefusal<'r> {
+    /// 401 (REGISTER), 407 (proxied request) or 403 (another user's
+    /// credentials).
+    code: u16,
+    /// A challenge with `stale=true`.
+    stale: bool,
+    /// The realm challenged for.
+    realm: &'r [u8],
 }
 
 impl<'a> Shard<'a> {
@@ -137,6 +158,8 @@ impl<'a> Shard<'a> {
             set_aside: VecDeque::new(),
             limiter: shared.guard.rate.map(RateLimiter::new),
             now_ms: 0,
+            nonce_counts: shared.auth.as_ref().map(|_| NonceCounts::default()),
+            nonce_salt: (index as u32) << 24,
         }
     }
 
@@ -197,6 +220,9 @@ impl<'a> Shard<'a> {
             // §21.5.14: a request we can answer gets 513; the rest (responses,
             // ACK, no Via) is dropped.
             return self.too_large(&msg, src, send);
+        }
+        if let Some(refusal) = self.authenticate_invite(&msg) {
+            return self.refuse_auth(&msg, src, refusal, send);
         }
         let mut edits = Edits::new();
         let loc = Lookup {
@@ -316,17 +342,28 @@ impl<'a> Shard<'a> {
         send: &mut S,
     ) {
         // §10.3 step 3: the To must be an AOR of a domain we serve.
-        let local = match msg.to().map(|t| t.parsed_uri()) {
-            Ok(Ok(Uri::Sip(u))) => self.shared.proxy.is_local_domain(&u),
-            _ => true, // aor_of answers 400 below
+        let to = match msg.to().map(|t| t.parsed_uri()) {
+            Ok(Ok(Uri::Sip(u))) => Some(u),
+            _ => None, // aor_of answers 400 below
         };
-        if !local {
+        if to.is_some_and(|u| !self.shared.proxy.is_local_domain(&u)) {
             return self.answer_error(msg, src, RegisterError::NotOurDomain, send);
         }
         let owner = match aor_of(msg) {
             Ok(aor) => owner_of(&aor, self.shared.shards()),
             Err(e) => return self.answer_error(msg, src, e, send),
         };
+        // §22.1 (and step 2 of §10.3): a REGISTER without credentials is
+        // challenged here, sparing the owner's inbox; credentials are
+        // checked by the owner, whose nonce-count table sees every
+        // REGISTER of the AOR.
+        if let (Some(_), Some(to)) = (&self.shared.auth, to) {
+            if msg.header(HeaderName::Authorization).is_none() {
+                add(&self.counters.auth_challenges, 1);
+                let refusal = self.refusal(401, false, &to);
+                return self.refuse_auth(msg, src, refusal, send);
+            }
+        }
         if owner == self.index {
             return self.answer_register(msg, src, self.index, send);
         }
@@ -358,6 +395,13 @@ impl<'a> Shard<'a> {
             add(&self.counters.registers_refused, 1);
             return self.answer_plain(msg, src, 503, Some(5), DropReason::WriteFailed, send);
         }
+        if let Some(refusal) = self.authenticate_register(msg) {
+            let code = refusal.code;
+            let nonce = self.next_nonce(refusal.realm);
+            return self.deliver(msg, src, arrived_on, code, send, |out| {
+                write_auth_refusal(msg, src, refusal, &nonce, out)
+            });
+        }
         let result = self.location.register(
             msg,
             src,
@@ -365,7 +409,6 @@ impl<'a> Shard<'a> {
             &self.shared.registrar,
             &self.shared.inboxes,
         );
-        let to = reply_to(msg, src);
         let code = match &result {
             Ok(_) => 200,
             Err(e) => e.status().0,
@@ -378,18 +421,37 @@ impl<'a> Shard<'a> {
             add(&c.bindings_removed, change.removed.into());
         }
         let result = result.map(|(rec, _)| rec);
+        let now = self.now;
+        self.deliver(msg, src, arrived_on, code, send, |out| {
+            write_register_answer(msg, src, &result, now, out)
+        });
+    }
+
+    /// Sends an owner's answer to a REGISTER: from this shard's socket
+    /// when it is bound to the address the request arrived on, else
+    /// through the inbox of the shard it arrived on.
+    fn deliver<S: SendQueue>(
+        &self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        arrived_on: usize,
+        code: u16,
+        send: &mut S,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) {
+        let to = reply_to(msg, src);
         let same_socket_address =
             self.shared.listen_of.get(arrived_on) == self.shared.listen_of.get(self.index);
         if same_socket_address {
             let Some(slot) = send.slot() else {
                 return self.counters.dropped(DropReason::WriteFailed);
             };
-            let written = write_register_answer(msg, src, &result, self.now, slot);
+            let written = write(slot);
             commit_reply(send, written, code, to, self.counters);
             return;
         }
         let mut buf = vec![0u8; SEND_SLOT];
-        let Some(n) = write_register_answer(msg, src, &result, self.now, &mut buf) else {
+        let Some(n) = write(&mut buf) else {
             return self.counters.dropped(DropReason::WriteFailed);
         };
         buf.truncate(n);
@@ -401,6 +463,123 @@ impl<'a> Shard<'a> {
             Some(Ok(())) => add(&self.counters.replies[usize::from(code / 100).min(6)], 1),
             _ => self.counters.dropped(DropReason::InboxFull),
         }
+    }
+
+    /// §22, RFC 7616: the REGISTER's Authorization checked against the To
+    /// user; None when it may go on.
+    fn authenticate_register(&mut self, msg: &Message<'_>) -> Option<AuthRefusal<'a>> {
+        self.shared.auth.as_ref()?;
+        let to = match msg.to().map(|t| t.parsed_uri()) {
+            Ok(Ok(Uri::Sip(u))) => u,
+            // aor_of refuses these before a hand-off; never let one by.
+            _ => {
+                return Some(AuthRefusal {
+                    code: 403,
+                    stale: false,
+                    realm: b"",
+                })
+            }
+        };
+        self.authenticate(msg, HeaderName::Authorization, 401, &to)
+    }
+
+    /// With `--auth-invite`: an initial INVITE from a user of ours must
+    /// carry Proxy-Authorization of that user (§22.3); None when it may go
+    /// on.
+    fn authenticate_invite(&mut self, msg: &Message<'_>) -> Option<AuthRefusal<'a>> {
+        if !self.shared.auth.as_ref()?.invite || msg.method() != Some(Method::Invite) {
+            return None;
+        }
+        if msg.to().ok()?.tag().is_some() {
+            return None; // a re-INVITE inside a dialog
+        }
+        let from = match msg.from().ok()?.parsed_uri() {
+            Ok(Uri::Sip(u)) if self.shared.proxy.is_local_domain(&u) => u,
+            _ => return None,
+        };
+        self.authenticate(msg, HeaderName::ProxyAuthorization, 407, &from)
+    }
+
+    fn authenticate(
+        &mut self,
+        msg: &Message<'_>,
+        header: HeaderName,
+        challenge: u16,
+        claimed: &SipUri<'_>,
+    ) -> Option<AuthRefusal<'a>> {
+        let auth = self.shared.auth.as_ref()?;
+        let realm = self.shared.proxy.realm_for(claimed)?;
+        let counts = self.nonce_counts.as_mut()?;
+        let outcome = auth.check(
+            msg,
+            header,
+            realm,
+            Some(claimed.user.unwrap_or_default()),
+            self.now,
+            counts,
+        );
+        let c = self.counters;
+        let (code, stale) = match outcome {
+            Outcome::Accepted => {
+                add(&c.auth_accepted, 1);
+                return None;
+            }
+            Outcome::Missing => (challenge, false),
+            Outcome::Stale => (challenge, true),
+            Outcome::Failed(_) => {
+                add(&c.auth_failures, 1);
+                (challenge, false)
+            }
+            Outcome::WrongUser => {
+                add(&c.auth_failures, 1);
+                (403, false)
+            }
+        };
+        if code != 403 {
+            add(&c.auth_challenges, 1);
+        }
+        Some(AuthRefusal { code, stale, realm })
+    }
+
+    /// A challenge for a request about `claimed` (not yet counted).
+    fn refusal(&self, code: u16, stale: bool, claimed: &SipUri<'_>) -> AuthRefusal<'a> {
+        let shared: &'a Shared = self.shared;
+        AuthRefusal {
+            code,
+            stale,
+            realm: shared.proxy.realm_for(claimed).unwrap_or_default(),
+        }
+    }
+
+    /// A fresh nonce for a challenge in `realm`.
+    fn next_nonce(&mut self, realm: &[u8]) -> [u8; crate::auth::NONCE_LEN] {
+        self.nonce_salt = self.nonce_salt.wrapping_add(1);
+        match &self.shared.auth {
+            Some(auth) => auth.key.mint(self.now, self.nonce_salt, realm),
+            None => [b'0'; crate::auth::NONCE_LEN],
+        }
+    }
+
+    /// Answers a refused request from this shard's socket.
+    fn refuse_auth<S: SendQueue>(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        refusal: AuthRefusal<'_>,
+        send: &mut S,
+    ) {
+        let nonce = self.next_nonce(refusal.realm);
+        let Some(slot) = send.slot() else {
+            return self.counters.dropped(DropReason::WriteFailed);
+        };
+        let written = write_auth_refusal(msg, src, refusal, &nonce, slot);
+        commit_reply(
+            send,
+            written,
+            refusal.code,
+            reply_to(msg, src),
+            self.counters,
+        );
     }
 
     fn answer_error<S: SendQueue>(
@@ -639,6 +818,27 @@ fn write_register_answer(
         Err(_) => Ok(()),
     };
     ok.ok()?;
+    finish(w)
+}
+
+/// 401 or 407 with a challenge per algorithm (§22.1, RFC 8760), or 403
+/// for credentials of another user.
+fn write_auth_refusal(
+    msg: &Message<'_>,
+    src: SocketAddr,
+    refusal: AuthRefusal<'_>,
+    nonce: &[u8; crate::auth::NONCE_LEN],
+    out: &mut [u8],
+) -> Option<usize> {
+    let (reason, header) = match refusal.code {
+        401 => ("Unauthorized", "WWW-Authenticate"),
+        407 => ("Proxy Authentication Required", "Proxy-Authenticate"),
+        _ => ("Forbidden", ""),
+    };
+    let mut w = start_reply(msg, src, refusal.code, (reason, ""), out)?;
+    if !header.is_empty() {
+        write_challenge(&mut w, header, refusal.realm, nonce, refusal.stale).ok()?;
+    }
     finish(w)
 }
 

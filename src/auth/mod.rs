@@ -1,0 +1,281 @@
+//! Digest authentication (RFC 3261 §22, RFC 7616, RFC 8760): challenges
+//! with SHA-256 and MD5 and `qop=auth`, stateless nonces, a bounded
+//! nonce-count check, and credentials from `--auth-file`.
+//!
+//! Checking a request allocates nothing and never blocks: the credentials
+//! are parsed in place, the hashes run on the stack, the user table is read
+//! only, and the nonce-count table is the shard's own.
+
+pub mod credentials;
+pub mod digest;
+pub mod nonce;
+pub mod replay;
+
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+use crate::sip::{HeaderName, Message};
+pub use credentials::{CredentialStore, Ha1};
+pub use digest::Credentials;
+pub use nonce::{NonceCheck, NonceKey, NONCE_LEN};
+pub use replay::NonceCounts;
+
+/// Default `--nonce-ttl`: long enough for a UA to answer a challenge and
+/// reuse the nonce for a few refreshes, short enough to bound replays.
+pub const DEFAULT_NONCE_TTL: u32 = 300;
+
+/// What the authenticating shards share.
+pub struct AuthConfig {
+    /// Who may register (and call, with `--auth-invite`).
+    pub users: CredentialStore,
+    /// The key nonces are minted and checked with.
+    pub key: NonceKey,
+    /// Seconds a nonce is good for (`--nonce-ttl`).
+    pub nonce_ttl: u32,
+    /// Also challenge initial INVITEs from local users (`--auth-invite`).
+    pub invite: bool,
+}
+
+/// Why credentials were refused; counted, never told to the UA (which
+/// gets the same challenge whatever went wrong, so that it cannot learn
+/// which users exist).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The header value is not readable Digest credentials.
+    Malformed,
+    /// An algorithm other than MD5 and SHA-256.
+    Algorithm,
+    /// No `qop=auth`, or no `nc`/`cnonce` with it.
+    Qop,
+    /// A nonce we did not issue, or issued for another realm.
+    Nonce,
+    /// The digest-uri is not the Request-URI.
+    Uri,
+    /// No such user in this realm, or no HA1 for the algorithm.
+    UnknownUser,
+    /// The response does not match: a wrong password.
+    Response,
+    /// A nonce-count already used.
+    Replay,
+}
+
+/// What checking a request's credentials decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Valid credentials of the user the request speaks for.
+    Accepted,
+    /// No credentials for our realm: challenge.
+    Missing,
+    /// Correct credentials with an expired nonce: challenge with
+    /// `stale=true` (RFC 7616 §3.3).
+    Stale,
+    /// Credentials that do not hold: challenge again.
+    Failed(Failure),
+    /// Valid credentials of another user than the To (REGISTER) or From
+    /// (INVITE) one: 403.
+    WrongUser,
+}
+
+/// The algorithms offered, strongest first (RFC 8760 §2.4: a UA takes the
+/// first it supports).
+pub const ALGORITHMS: [&str; 2] = ["SHA-256", "MD5"];
+
+impl AuthConfig {
+    /// Checks the credentials `msg` carries in `header` (Authorization or
+    /// Proxy-Authorization) for `realm`. `user` is who the request claims
+    /// to be (the To user of a REGISTER, the From user of an INVITE).
+    pub fn check(
+        &self,
+        msg: &Message<'_>,
+        header: HeaderName,
+        realm: &[u8],
+        user: Option<&[u8]>,
+        now: u64,
+        counts: &mut NonceCounts,
+    ) -> Outcome {
+        // A request may carry credentials for several realms (§22.3):
+        // ours is the one whose realm matches.
+        let mut found = None;
+        for h in msg.headers().filter(|h| h.name == header) {
+            match Credentials::parse(h.value) {
+                Ok(c) if c.realm == realm => {
+                    found = Some(c);
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => found = found.or(Some(Credentials::default())),
+            }
+        }
+        let Some(c) = found else {
+            return Outcome::Missing;
+        };
+        if c.realm != realm {
+            return Outcome::Failed(Failure::Malformed);
+        }
+        // The nonce-count check tells a retransmission (same transaction)
+        // from a replay.
+        let transaction = crate::proxy::branch::transaction_hash(msg);
+        match self.verify(msg, &c, realm, now, transaction, counts) {
+            Outcome::Accepted if user.is_some_and(|u| u != c.username) => Outcome::WrongUser,
+            other => other,
+        }
+    }
+
+    fn verify(
+        &self,
+        msg: &Message<'_>,
+        c: &Credentials<'_>,
+        realm: &[u8],
+        now: u64,
+        transaction: u64,
+        counts: &mut NonceCounts,
+    ) -> Outcome {
+        use Failure::*;
+        let fail = Outcome::Failed;
+        let sha256 = match c.algorithm {
+            None => false,
+            Some(a) if a.eq_ignore_ascii_case(b"MD5") => false,
+            Some(a) if a.eq_ignore_ascii_case(b"SHA-256") => true,
+            Some(_) => return fail(Algorithm),
+        };
+        let (Some(qop), Some(nc_hex), Some(cnonce)) = (c.qop, c.nc, c.cnonce) else {
+            return fail(Qop);
+        };
+        let mut nc = [0u8; 4];
+        if !qop.eq_ignore_ascii_case(b"auth") || !nonce::read_hex(nc_hex, &mut nc) {
+            return fail(Qop);
+        }
+        let nonce_state = self.key.check(c.nonce, realm, now, self.nonce_ttl);
+        if nonce_state == NonceCheck::Forged {
+            return fail(Nonce);
+        }
+        let (Some(method), Some(uri)) = (msg.method(), msg.request_uri_bytes()) else {
+            return fail(Malformed);
+        };
+        if c.uri != uri {
+            return fail(Uri);
+        }
+        let Some(ha1) = self.users.get(c.username, realm) else {
+            return fail(UnknownUser);
+        };
+        let parts = Parts {
+            method: method.as_bytes(),
+            uri,
+            nonce: c.nonce,
+            nc: nc_hex,
+            cnonce,
+            qop,
+        };
+        let mut expect = [0u8; 64];
+        let expect = match (sha256, ha1.sha256, ha1.md5) {
+            (true, Some(h), _) => parts.response::<Sha256>(&h, &mut expect),
+            (false, _, Some(h)) => parts.response::<Md5>(&h, &mut expect),
+            _ => return fail(UnknownUser),
+        };
+        if !eq_hex_constant_time(expect, c.response) {
+            return fail(Response);
+        }
+        match nonce_state {
+            NonceCheck::Fresh { id } => {
+                if !counts.admit(id, u32::from_be_bytes(nc), transaction) {
+                    return fail(Replay);
+                }
+                Outcome::Accepted
+            }
+            _ => Outcome::Stale,
+        }
+    }
+}
+
+/// The values the `response` digest covers (RFC 7616 §3.4.1 with
+/// `qop=auth`).
+struct Parts<'a> {
+    method: &'a [u8],
+    uri: &'a [u8],
+    nonce: &'a [u8],
+    nc: &'a [u8],
+    cnonce: &'a [u8],
+    qop: &'a [u8],
+}
+
+impl Parts<'_> {
+    /// KD(HA1, nonce:nc:cnonce:qop:H(method:uri)), as lowercase hex in
+    /// `out`.
+    fn response<'o, D: Digest>(&self, ha1: &[u8], out: &'o mut [u8; 64]) -> &'o [u8] {
+        let mut ha2 = [0u8; 64];
+        let n = hex_digest::<D>(&[self.method, b":", self.uri], &mut ha2);
+        hex_digest::<D>(
+            &[
+                ha1,
+                b":",
+                self.nonce,
+                b":",
+                self.nc,
+                b":",
+                self.cnonce,
+                b":",
+                self.qop,
+                b":",
+                &ha2[..n],
+            ],
+            out,
+        );
+        &out[..n]
+    }
+}
+
+/// H(concatenation of `parts`) as lowercase hex into `out`; its length.
+fn hex_digest<D: Digest>(parts: &[&[u8]], out: &mut [u8; 64]) -> usize {
+    let mut d = D::new();
+    for p in parts {
+        d.update(p);
+    }
+    let sum = d.finalize();
+    let n = (sum.len() * 2).min(out.len());
+    nonce::write_hex(&sum, &mut out[..n]);
+    n
+}
+
+/// Compares our lowercase hex with the UA's (either case) in time that
+/// does not depend on where they differ.
+fn eq_hex_constant_time(ours: &[u8], theirs: &[u8]) -> bool {
+    if ours.len() != theirs.len() {
+        return false;
+    }
+    ours.iter()
+        .zip(theirs)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase()))
+        == 0
+}
+
+/// Writes the challenge headers of a 401 (`WWW-Authenticate`) or 407
+/// (`Proxy-Authenticate`): one per algorithm, SHA-256 first, with one
+/// fresh nonce (RFC 8760 §2.4, RFC 3261 §22.1).
+pub fn write_challenge(
+    w: &mut crate::sip::ResponseWriter<'_>,
+    header: &str,
+    realm: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    stale: bool,
+) -> Result<(), crate::sip::WriteError> {
+    use crate::sip::Piece::Bytes;
+    for algorithm in ALGORITHMS {
+        w.header_pieces(
+            header,
+            &[
+                Bytes(b"Digest realm=\""),
+                Bytes(realm),
+                Bytes(b"\", nonce=\""),
+                Bytes(nonce),
+                Bytes(b"\", algorithm="),
+                Bytes(algorithm.as_bytes()),
+                Bytes(b", qop=\"auth\""),
+                Bytes(if stale { b", stale=true" } else { b"" }),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

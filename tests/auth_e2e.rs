@@ -1,0 +1,471 @@
+//! Digest authentication end to end (RFC 3261 §22, RFC 7616, RFC 8760):
+//! the real binary on loopback, with a credentials file written by
+//! `sipshard passwd`, answering challenges computed here with the RustCrypto
+//! hashes. Every test runs on both I/O backends.
+
+#[macro_use]
+mod common;
+
+use std::io::Write;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::process::{nothing_arrives, port, recv, socket, Proxy};
+use md5::Md5;
+use sha2::{Digest, Sha256};
+use sipshard::sip::{HeaderName, Message};
+
+const DOMAIN: &str = "example.test";
+
+/// A credentials file with alice and bob (password "secret-NAME"),
+/// written by the binary's own `passwd` command.
+fn users_file(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sipshard-auth-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("users");
+    for user in ["alice", "bob"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sipshard"))
+            .args(["passwd", file.to_str().unwrap(), user, DOMAIN])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "secret-{user}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("secret"), "no password in the file: {text}");
+    file
+}
+
+fn start(io: &str, file: &std::path::Path, extra: &[&str]) -> Option<Proxy> {
+    let mut args = vec![
+        "--domain",
+        DOMAIN,
+        "--auth-file",
+        file.to_str().unwrap(),
+        "--stats-interval",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    Proxy::start(io, &args)
+}
+
+fn hex<D: Digest>(s: &str) -> String {
+    D::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A challenge's parameters.
+struct Challenge {
+    nonce: String,
+    stale: bool,
+}
+
+/// The challenges of a 401/407 in order: (algorithm, challenge).
+fn challenges(resp: &[u8], header: HeaderName) -> Vec<(String, Challenge)> {
+    let m = Message::parse(resp).unwrap();
+    m.headers()
+        .filter(|h| h.name == header)
+        .map(|h| {
+            let v = String::from_utf8(h.value.to_vec()).unwrap();
+            let param = |name: &str| {
+                v.split(", ")
+                    .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                    .map(|p| p.trim_matches('"').to_string())
+            };
+            assert!(v.starts_with("Digest realm=\"example.test\""), "{v}");
+            assert_eq!(param("qop").as_deref(), Some("auth"), "{v}");
+            (
+                param("algorithm").unwrap(),
+                Challenge {
+                    nonce: param("nonce").unwrap(),
+                    stale: param("stale").as_deref() == Some("true"),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The credentials a UA computes for `method` `uri` (RFC 7616 §3.4.1).
+fn credentials(
+    user: &str,
+    password: &str,
+    nonce: &str,
+    nc: u32,
+    alg: &str,
+    method: &str,
+    uri: &str,
+) -> String {
+    let h = |s: &str| {
+        if alg == "MD5" {
+            hex::<Md5>(s)
+        } else {
+            hex::<Sha256>(s)
+        }
+    };
+    let ha1 = h(&format!("{user}:{DOMAIN}:{password}"));
+    let ha2 = h(&format!("{method}:{uri}"));
+    let response = h(&format!("{ha1}:{nonce}:{nc:08x}:0a4f113b:auth:{ha2}"));
+    format!(
+        "Digest username=\"{user}\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+response=\"{response}\", algorithm={alg}, cnonce=\"0a4f113b\", qop=auth, nc={nc:08x}"
+    )
+}
+
+fn register(to_user: &str, ua: &UdpSocket, cseq: u32, auth: Option<&str>) -> Vec<u8> {
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    format!(
+        "REGISTER sip:{DOMAIN} SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKa{to_user}{cseq};rport\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:{to_user}@{DOMAIN}>\r\n\
+From: <sip:{to_user}@{DOMAIN}>;tag=a{cseq}\r\n\
+Call-ID: reg-{to_user}-{p}\r\n\
+CSeq: {cseq} REGISTER\r\n\
+Contact: <sip:{to_user}@127.0.0.1:{p}>\r\n\
+{auth}Content-Length: 0\r\n\r\n",
+        p = port(ua)
+    )
+    .into_bytes()
+}
+
+fn invite(
+    from_user: &str,
+    from_domain: &str,
+    to_user: &str,
+    ua: &UdpSocket,
+    cseq: u32,
+    auth: Option<&str>,
+) -> Vec<u8> {
+    let auth = auth.map_or(String::new(), |a| format!("Proxy-Authorization: {a}\r\n"));
+    format!(
+        "INVITE sip:{to_user}@{DOMAIN} SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKi{from_user}{cseq};rport\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:{to_user}@{DOMAIN}>\r\n\
+From: <sip:{from_user}@{from_domain}>;tag=i{cseq}\r\n\
+Call-ID: call-{from_user}-{p}\r\n\
+CSeq: {cseq} INVITE\r\n\
+{auth}Content-Length: 0\r\n\r\n",
+        p = port(ua)
+    )
+    .into_bytes()
+}
+
+fn ask(proxy: &Proxy, ua: &UdpSocket, req: &[u8]) -> Vec<u8> {
+    ua.send_to(req, proxy.addr).unwrap();
+    recv(ua)
+}
+
+fn status(data: &[u8]) -> u16 {
+    Message::parse(data).unwrap().status().unwrap()
+}
+
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {line}"))
+}
+
+const REG_URI: &str = "sip:example.test";
+
+fn registration(io: &str) {
+    let file = users_file(&format!("reg-{io}"));
+    let Some(proxy) = start(io, &file, &[]) else {
+        return;
+    };
+    assert!(proxy.banner.contains("listening on"), "{}", proxy.banner);
+    let alice = socket();
+
+    // No credentials: 401 offering SHA-256 first, then MD5, one nonce.
+    let r = ask(&proxy, &alice, &register("alice", &alice, 1, None));
+    assert_eq!(status(&r), 401, "{}", String::from_utf8_lossy(&r));
+    let ch = challenges(&r, HeaderName::WwwAuthenticate);
+    let algs: Vec<&str> = ch.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(algs, ["SHA-256", "MD5"]);
+    assert_eq!(ch[0].1.nonce, ch[1].1.nonce);
+    assert!(!ch[0].1.stale);
+    let nonce = ch[0].1.nonce.clone();
+
+    // A wrong password: challenged again, nothing registered.
+    let wrong = credentials("alice", "guess", &nonce, 1, "SHA-256", "REGISTER", REG_URI);
+    let r = ask(&proxy, &alice, &register("alice", &alice, 2, Some(&wrong)));
+    assert_eq!(status(&r), 401);
+
+    // The right one, with MD5: 200 and the binding.
+    let md5 = credentials(
+        "alice",
+        "secret-alice",
+        &nonce,
+        1,
+        "MD5",
+        "REGISTER",
+        REG_URI,
+    );
+    let r = ask(&proxy, &alice, &register("alice", &alice, 3, Some(&md5)));
+    assert_eq!(status(&r), 200, "{}", String::from_utf8_lossy(&r));
+    assert!(Message::parse(&r)
+        .unwrap()
+        .header(HeaderName::Contact)
+        .is_some());
+
+    // A refresh with SHA-256 and the next nonce-count.
+    let sha = credentials(
+        "alice",
+        "secret-alice",
+        &nonce,
+        2,
+        "SHA-256",
+        "REGISTER",
+        REG_URI,
+    );
+    let r = ask(&proxy, &alice, &register("alice", &alice, 4, Some(&sha)));
+    assert_eq!(status(&r), 200);
+    // The same credentials on a new request: a replay, refused.
+    let r = ask(&proxy, &alice, &register("alice", &alice, 5, Some(&sha)));
+    assert_eq!(status(&r), 401, "replayed nonce-count");
+
+    // Bob's valid credentials do not register alice (403), nor does a
+    // user who is not in the file get anything but a challenge.
+    let bob = socket();
+    let r = ask(&proxy, &bob, &register("bob", &bob, 1, None));
+    let nonce_b = challenges(&r, HeaderName::WwwAuthenticate)[0]
+        .1
+        .nonce
+        .clone();
+    let as_bob = credentials(
+        "bob",
+        "secret-bob",
+        &nonce_b,
+        1,
+        "SHA-256",
+        "REGISTER",
+        REG_URI,
+    );
+    let r = ask(&proxy, &bob, &register("alice", &bob, 2, Some(&as_bob)));
+    assert_eq!(status(&r), 403);
+    let carol = credentials("carol", "x", &nonce_b, 1, "SHA-256", "REGISTER", REG_URI);
+    let r = ask(&proxy, &bob, &register("carol", &bob, 3, Some(&carol)));
+    assert_eq!(status(&r), 401);
+    // A forged nonce is a challenge too.
+    let forged = credentials(
+        "bob",
+        "secret-bob",
+        &"0".repeat(48),
+        1,
+        "MD5",
+        "REGISTER",
+        REG_URI,
+    );
+    let r = ask(&proxy, &bob, &register("bob", &bob, 4, Some(&forged)));
+    assert_eq!(status(&r), 401);
+
+    // Without --auth-invite an INVITE from alice is routed unchallenged.
+    let caller = socket();
+    caller
+        .send_to(
+            &invite("alice", DOMAIN, "alice", &caller, 1, None),
+            proxy.addr,
+        )
+        .unwrap();
+    let got = recv(&alice);
+    assert!(
+        got.starts_with(b"INVITE "),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    let exit = proxy.stop_and_report();
+    assert_eq!(field(&exit, "auth_accepted"), 2, "{exit}");
+    // Failures: wrong password, replay, bob as alice, carol, forged.
+    assert_eq!(field(&exit, "auth_failures"), 5, "{exit}");
+    // Challenges: the first, wrong, replay (alice); first, carol, forged (bob).
+    assert_eq!(field(&exit, "auth_challenges"), 6, "{exit}");
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
+fn invites_from_local_users(io: &str) {
+    let file = users_file(&format!("inv-{io}"));
+    let Some(proxy) = start(io, &file, &["--auth-invite"]) else {
+        return;
+    };
+    let bob = socket();
+    let r = ask(&proxy, &bob, &register("bob", &bob, 1, None));
+    let nonce = challenges(&r, HeaderName::WwwAuthenticate)[0]
+        .1
+        .nonce
+        .clone();
+    let c = credentials("bob", "secret-bob", &nonce, 1, "MD5", "REGISTER", REG_URI);
+    assert_eq!(
+        status(&ask(&proxy, &bob, &register("bob", &bob, 2, Some(&c)))),
+        200
+    );
+
+    let alice = socket();
+    // An initial INVITE from alice@example.test: 407.
+    let r = ask(
+        &proxy,
+        &alice,
+        &invite("alice", DOMAIN, "bob", &alice, 1, None),
+    );
+    assert_eq!(status(&r), 407, "{}", String::from_utf8_lossy(&r));
+    let ch = challenges(&r, HeaderName::ProxyAuthenticate);
+    assert_eq!(ch.len(), 2);
+    let nonce = ch[0].1.nonce.clone();
+    assert!(nothing_arrives(&bob), "not forwarded");
+    // Answered (in the ACK-less way of a test UA): forwarded to bob.
+    let uri = format!("sip:bob@{DOMAIN}");
+    let c = credentials(
+        "alice",
+        "secret-alice",
+        &nonce,
+        1,
+        "SHA-256",
+        "INVITE",
+        &uri,
+    );
+    alice
+        .send_to(
+            &invite("alice", DOMAIN, "bob", &alice, 2, Some(&c)),
+            proxy.addr,
+        )
+        .unwrap();
+    let got = recv(&bob);
+    assert!(
+        got.starts_with(b"INVITE sip:bob@127.0.0.1"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // Alice's credentials do not make a call from bob's name.
+    let c = credentials(
+        "alice",
+        "secret-alice",
+        &nonce,
+        2,
+        "SHA-256",
+        "INVITE",
+        &uri,
+    );
+    let r = ask(
+        &proxy,
+        &alice,
+        &invite("bob", DOMAIN, "bob", &alice, 3, Some(&c)),
+    );
+    assert_eq!(status(&r), 403);
+    // A call from another domain is not ours to authenticate.
+    let outside = socket();
+    outside
+        .send_to(
+            &invite("carol", "elsewhere.example", "bob", &outside, 1, None),
+            proxy.addr,
+        )
+        .unwrap();
+    assert!(recv(&bob).starts_with(b"INVITE "));
+    let exit = proxy.stop_and_report();
+    assert_eq!(field(&exit, "auth_accepted"), 2, "{exit}");
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
+fn stale_nonce(io: &str) {
+    let file = users_file(&format!("stale-{io}"));
+    let Some(proxy) = start(io, &file, &["--nonce-ttl", "1"]) else {
+        return;
+    };
+    let alice = socket();
+    let r = ask(&proxy, &alice, &register("alice", &alice, 1, None));
+    let nonce = challenges(&r, HeaderName::WwwAuthenticate)[0]
+        .1
+        .nonce
+        .clone();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let c = credentials(
+        "alice",
+        "secret-alice",
+        &nonce,
+        1,
+        "SHA-256",
+        "REGISTER",
+        REG_URI,
+    );
+    let r = ask(&proxy, &alice, &register("alice", &alice, 2, Some(&c)));
+    assert_eq!(status(&r), 401);
+    let ch = challenges(&r, HeaderName::WwwAuthenticate);
+    assert!(ch.iter().all(|(_, c)| c.stale), "stale=true on both");
+    // The new nonce works at once.
+    let c = credentials(
+        "alice",
+        "secret-alice",
+        &ch[0].1.nonce,
+        1,
+        "SHA-256",
+        "REGISTER",
+        REG_URI,
+    );
+    assert_eq!(
+        status(&ask(
+            &proxy,
+            &alice,
+            &register("alice", &alice, 3, Some(&c))
+        )),
+        200
+    );
+    let exit = proxy.stop_and_report();
+    assert_eq!(
+        field(&exit, "auth_failures"),
+        0,
+        "a stale nonce is not a failure: {exit}"
+    );
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
+on_both_backends!(registration, invites_from_local_users, stale_nonce);
+
+#[test]
+fn bad_auth_flags_and_files_are_refused_with_a_reason() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sipshard"))
+            .args(["--listen", "127.0.0.1:0", "--io", "mmsg"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--auth-file", "/nonexistent/users"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--auth-file needs --domain"), "{err}");
+    let (code, err) = run(&["--domain", DOMAIN, "--auth-file", "/nonexistent/users"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot read /nonexistent/users"), "{err}");
+    let (code, err) = run(&["--domain", DOMAIN, "--auth-invite"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--auth-invite needs --auth-file"), "{err}");
+    let dir = std::env::temp_dir().join(format!("sipshard-authbad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("users");
+    std::fs::write(&bad, "alice:example.test:nothex:\n").unwrap();
+    let (code, err) = run(&["--domain", DOMAIN, "--auth-file", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("line 1: the MD5 HA1 is not 32 hex digits"),
+        "{err}"
+    );
+    std::fs::write(&bad, "# nobody yet\n").unwrap();
+    let (code, err) = run(&["--domain", DOMAIN, "--auth-file", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("has no users"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
