@@ -18,6 +18,13 @@
 #    location service sends every INVITE to the UAS, which checks that its
 #    Request-URI is the Contact registered for the To user.
 #
+# 3. Digest auth: a fresh sipshard with --auth-file (users and HA1s written
+#    by scripts/make_users_csv.py --auth-file) and a SIPp UAC
+#    (perf/uac_register_auth.xml) that REGISTERs CALLS users, is
+#    challenged with 401 and answers with SIPp's own digest code; the exit
+#    line must say registered, auth_accepted and auth_challenges = CALLS
+#    and auth_failures=0.
+#
 # Fails unless, in each part, every registration gets its 200, every call
 # completes on both sides, sipshard exits 0 on SIGTERM, and (part 2) its
 # exit line says registered=CALLS and aors=CALLS. Exits 77 (skipped) when
@@ -261,6 +268,34 @@ if [ "$reg_rc" != 0 ] || [ "$reg_result" != "successful=$calls failed=0" ] \
   failed=1
 else
   echo "interop: registrar: OK"
+fi
+
+# ---- 3. Digest auth: REGISTER CALLS users, each challenged once ------------
+
+auth="$out/auth"
+mkdir -p "$auth"
+python3 scripts/make_users_csv.py "$calls" "$auth/users.csv" --auth-file "$auth/users.auth" --realm "$domain"
+# SIPp 3.6 answers only the first challenge and only with MD5.
+start_sipshard "$auth/sipshard.log" --listen 127.0.0.1:0 --domain "$domain" \
+  --auth-file "$auth/users.auth" --auth-algorithm md5,sha-256 "${extra[@]}"
+echo "interop: auth: $calls users @$domain at $rate/s, 401 then digest MD5: SIPp UAC -> sipshard $sipshard_addr"
+run_uac "$auth" register $(( phase + 30 )) -sf perf/uac_register_auth.xml -inf "$auth/users.csv" \
+  -key domain "$domain" -key contact "127.0.0.1:9" \
+  -m "$calls" -r "$rate" -timeout "${phase}s" -timeout_error "$sipshard_addr"
+auth_rc=$uac_rc
+auth_result=$(summary "$auth/register_stat.csv")
+stop_sipshard
+proxy_rc=$sipshard_rc
+exit_line=$(grep "stopped;" "$auth/sipshard.log" | tail -n 1 || true)
+echo "interop: auth: REGISTER UAC (:$uac_port) exit $auth_rc, sipshard exit $proxy_rc; $auth_result"
+echo "$exit_line"
+if [ "$auth_rc" != 0 ] || [ "$proxy_rc" != 0 ] || [ "$auth_result" != "successful=$calls failed=0" ] \
+  || [[ " $exit_line " != *" registered=$calls "* ]] || [[ " $exit_line " != *" auth_accepted=$calls "* ]] \
+  || [[ " $exit_line " != *" auth_challenges=$calls "* ]] || [[ " $exit_line " != *" auth_failures=0 "* ]]; then
+  echo "interop: auth: FAILED" >&2
+  failed=1
+else
+  echo "interop: auth: OK"
 fi
 
 if [ "$failed" -ne 0 ]; then

@@ -11,8 +11,9 @@ SIPp gives line i to call i (and starts over after the last line), so
 perf/uac_register.xml and perf/uac_call_registered.xml) is the user name.
 
 With --auth-file FILE (and --realm, the --domain the users register in),
-each line also gets a password in field 1 (`[field1]`, used by
-perf/uac_register_auth.xml), and FILE gets every user's entry in
+each line also gets, in field 1, SIPp's authentication keyword with the
+user's password (pw-USER; `[field1]` in perf/uac_register_auth.xml), and
+FILE gets every user's entry in
 sipshard's --auth-file format, user:realm:md5-ha1:sha256-ha1, computed
 here with hashlib (independently of sipshard's own `passwd`).
 """
@@ -46,7 +47,9 @@ def main() -> int:
             entries.append(f"{name}:{a.realm}:{md5}:{sha}\n")
         with open(a.auth_file, "w", encoding="ascii") as f:
             f.writelines(entries)
-        lines += [f"{n};pw-{n};" for n in names]
+        # SIPp reads a keyword from a field as it is: field 1 is the
+        # whole [authentication ...] keyword for the user.
+        lines += [f"{n};[authentication username={n} password=pw-{n}];" for n in names]
     else:
         lines += [f"{n};" for n in names]
     text = "\n".join(lines) + "\n"

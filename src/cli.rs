@@ -251,6 +251,14 @@ pub struct Args {
     #[arg(long)]
     pub auth_invite: bool,
 
+    /// Digest algorithms offered, in the order of the challenges, comma
+    /// separated: `sha-256`, `md5`. Answers with another are refused. UAs
+    /// that read only the first challenge and know only MD5 (SIPp 3.6,
+    /// older phones) need `md5,sha-256` or `md5`.
+    #[arg(long, value_enum, value_name = "LIST", value_delimiter = ',',
+          default_values_t = crate::auth::DEFAULT_ALGORITHMS)]
+    pub auth_algorithm: Vec<crate::auth::Algorithm>,
+
     /// Seconds a challenge's nonce stays good; older ones get a new
     /// challenge with stale=true. Also bounds how long a captured nonce
     /// could be replayed.

@@ -60,6 +60,8 @@ pub struct AuthSettings {
     pub invite: bool,
     /// Nonce lifetime in seconds.
     pub nonce_ttl: u32,
+    /// Algorithms offered, in order.
+    pub algorithms: Vec<crate::auth::Algorithm>,
 }
 
 /// A flag combination that cannot work.
@@ -110,6 +112,17 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// `list` without repeats, in first-seen order.
+fn dedup<T: PartialEq + Copy>(list: &[T]) -> Vec<T> {
+    let mut out = Vec::new();
+    for &x in list {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
 
 /// More shards than this is a typo, not a machine.
 pub const MAX_SHARDS: usize = 1024;
@@ -206,6 +219,7 @@ impl Config {
                 file,
                 invite: args.auth_invite,
                 nonce_ttl: args.nonce_ttl,
+                algorithms: dedup(&args.auth_algorithm),
             }),
             listen: args.listen.clone(),
             advertise: args.advertise,

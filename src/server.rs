@@ -105,6 +105,7 @@ fn load_auth(a: &crate::config::AuthSettings) -> Result<AuthConfig, StartupError
         key,
         nonce_ttl: a.nonce_ttl,
         invite: a.invite,
+        algorithms: a.algorithms.clone(),
     })
 }
 

@@ -429,7 +429,50 @@ fn stale_nonce(io: &str) {
     let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
 
-on_both_backends!(registration, invites_from_local_users, stale_nonce);
+/// `--auth-algorithm md5`: one MD5 challenge, SHA-256 answers refused.
+fn algorithm_choice(io: &str) {
+    let file = users_file(&format!("alg-{io}"));
+    let Some(proxy) = start(io, &file, &["--auth-algorithm", "md5"]) else {
+        return;
+    };
+    let alice = socket();
+    let r = ask(&proxy, &alice, &register("alice", &alice, 1, None));
+    let ch = challenges(&r, HeaderName::WwwAuthenticate);
+    let algs: Vec<&str> = ch.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(algs, ["MD5"]);
+    let nonce = ch[0].1.nonce.clone();
+    let sha = credentials(
+        "alice",
+        "secret-alice",
+        &nonce,
+        1,
+        "SHA-256",
+        "REGISTER",
+        REG_URI,
+    );
+    let r = ask(&proxy, &alice, &register("alice", &alice, 2, Some(&sha)));
+    assert_eq!(status(&r), 401, "SHA-256 is not offered");
+    let md5 = credentials(
+        "alice",
+        "secret-alice",
+        &nonce,
+        2,
+        "MD5",
+        "REGISTER",
+        REG_URI,
+    );
+    let r = ask(&proxy, &alice, &register("alice", &alice, 3, Some(&md5)));
+    assert_eq!(status(&r), 200);
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
+on_both_backends!(
+    registration,
+    invites_from_local_users,
+    stale_nonce,
+    algorithm_choice
+);
 
 #[test]
 fn bad_auth_flags_and_files_are_refused_with_a_reason() {

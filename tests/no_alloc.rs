@@ -311,6 +311,7 @@ fn digest_checks_and_challenges_allocate_nothing() {
         key: NonceKey::new(&[7; 32]),
         nonce_ttl: 300,
         invite: true,
+        algorithms: sipshard::auth::DEFAULT_ALGORITHMS.to_vec(),
     });
     let counters = ShardCounters::default();
     let mut shard = Shard::alone(&shared, &counters);

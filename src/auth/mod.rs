@@ -34,6 +34,30 @@ pub struct AuthConfig {
     pub nonce_ttl: u32,
     /// Also challenge initial INVITEs from local users (`--auth-invite`).
     pub invite: bool,
+    /// The algorithms offered, in the order of the challenges; answers
+    /// with any other are refused (`--auth-algorithm`).
+    pub algorithms: Vec<Algorithm>,
+}
+
+/// A digest algorithm (RFC 7616 §3.2, RFC 8760).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Algorithm {
+    /// SHA-256: what RFC 8760 asks SIP to prefer.
+    #[value(name = "sha-256")]
+    Sha256,
+    /// MD5: what nearly every deployed UA supports.
+    #[value(name = "md5")]
+    Md5,
+}
+
+impl Algorithm {
+    /// The name in challenges and credentials.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "SHA-256",
+            Algorithm::Md5 => "MD5",
+        }
+    }
 }
 
 /// Why credentials were refused; counted, never told to the UA (which
@@ -43,8 +67,8 @@ pub struct AuthConfig {
 pub enum Failure {
     /// The header value is not readable Digest credentials.
     Malformed,
-    /// An algorithm other than MD5 and SHA-256.
-    Algorithm,
+    /// An algorithm other than those offered.
+    Unsupported,
     /// No `qop=auth`, or no `nc`/`cnonce` with it.
     Qop,
     /// A nonce we did not issue, or issued for another realm.
@@ -76,23 +100,38 @@ pub enum Outcome {
     WrongUser,
 }
 
-/// The algorithms offered, strongest first (RFC 8760 §2.4: a UA takes the
-/// first it supports).
-pub const ALGORITHMS: [&str; 2] = ["SHA-256", "MD5"];
+/// The algorithms offered by default, strongest first (RFC 8760 §2.4: a UA
+/// takes the first it supports). Some UAs (SIPp 3.6 among them) read only
+/// the first challenge and know only MD5: `--auth-algorithm md5,sha-256`
+/// serves them.
+pub const DEFAULT_ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
+
+/// Who a request claims to be, and where its credentials must be.
+pub struct Claim<'r> {
+    /// Authorization (for a registrar) or Proxy-Authorization (§22.3).
+    pub header: HeaderName,
+    /// The realm challenged for.
+    pub realm: &'r [u8],
+    /// The user the request speaks for (the To user of a REGISTER, the
+    /// From user of an INVITE); None: any user of the realm.
+    pub user: Option<&'r [u8]>,
+    /// Whether a digest-uri other than the Request-URI names this server.
+    /// RFC 2617 §3.2.2.5 asks that the digest-uri match the Request-URI;
+    /// some UAs (SIPp 3.6) write the address they sent to instead, which
+    /// is accepted when it is ours.
+    pub uri_is_ours: &'r dyn Fn(&[u8]) -> bool,
+}
 
 impl AuthConfig {
-    /// Checks the credentials `msg` carries in `header` (Authorization or
-    /// Proxy-Authorization) for `realm`. `user` is who the request claims
-    /// to be (the To user of a REGISTER, the From user of an INVITE).
+    /// Checks the credentials `msg` carries for `claim`.
     pub fn check(
         &self,
         msg: &Message<'_>,
-        header: HeaderName,
-        realm: &[u8],
-        user: Option<&[u8]>,
+        claim: &Claim<'_>,
         now: u64,
         counts: &mut NonceCounts,
     ) -> Outcome {
+        let (header, realm, user) = (claim.header, claim.realm, claim.user);
         // A request may carry credentials for several realms (§22.3):
         // ours is the one whose realm matches.
         let mut found = None;
@@ -115,7 +154,7 @@ impl AuthConfig {
         // The nonce-count check tells a retransmission (same transaction)
         // from a replay.
         let transaction = crate::proxy::branch::transaction_hash(msg);
-        match self.verify(msg, &c, realm, now, transaction, counts) {
+        match self.verify(msg, &c, claim, now, transaction, counts) {
             Outcome::Accepted if user.is_some_and(|u| u != c.username) => Outcome::WrongUser,
             other => other,
         }
@@ -125,19 +164,24 @@ impl AuthConfig {
         &self,
         msg: &Message<'_>,
         c: &Credentials<'_>,
-        realm: &[u8],
+        claim: &Claim<'_>,
         now: u64,
         transaction: u64,
         counts: &mut NonceCounts,
     ) -> Outcome {
         use Failure::*;
+        let (realm, uri_is_ours) = (claim.realm, claim.uri_is_ours);
         let fail = Outcome::Failed;
-        let sha256 = match c.algorithm {
-            None => false,
-            Some(a) if a.eq_ignore_ascii_case(b"MD5") => false,
-            Some(a) if a.eq_ignore_ascii_case(b"SHA-256") => true,
-            Some(_) => return fail(Algorithm),
+        let algorithm = match c.algorithm {
+            None => Algorithm::Md5,
+            Some(a) if a.eq_ignore_ascii_case(b"MD5") => Algorithm::Md5,
+            Some(a) if a.eq_ignore_ascii_case(b"SHA-256") => Algorithm::Sha256,
+            Some(_) => return fail(Unsupported),
         };
+        if !self.algorithms.contains(&algorithm) {
+            return fail(Unsupported);
+        }
+        let sha256 = algorithm == Algorithm::Sha256;
         let (Some(qop), Some(nc_hex), Some(cnonce)) = (c.qop, c.nc, c.cnonce) else {
             return fail(Qop);
         };
@@ -152,7 +196,7 @@ impl AuthConfig {
         let (Some(method), Some(uri)) = (msg.method(), msg.request_uri_bytes()) else {
             return fail(Malformed);
         };
-        if c.uri != uri {
+        if c.uri != uri && !uri_is_ours(c.uri) {
             return fail(Uri);
         }
         let Some(ha1) = self.users.get(c.username, realm) else {
@@ -160,7 +204,8 @@ impl AuthConfig {
         };
         let parts = Parts {
             method: method.as_bytes(),
-            uri,
+            // HA2 covers the digest-uri as the UA wrote it (RFC 7616 §3.4.3).
+            uri: c.uri,
             nonce: c.nonce,
             nc: nc_hex,
             cnonce,
@@ -249,17 +294,18 @@ fn eq_hex_constant_time(ours: &[u8], theirs: &[u8]) -> bool {
 }
 
 /// Writes the challenge headers of a 401 (`WWW-Authenticate`) or 407
-/// (`Proxy-Authenticate`): one per algorithm, SHA-256 first, with one
+/// (`Proxy-Authenticate`): one per algorithm offered, in order, with one
 /// fresh nonce (RFC 8760 §2.4, RFC 3261 §22.1).
 pub fn write_challenge(
     w: &mut crate::sip::ResponseWriter<'_>,
+    algorithms: &[Algorithm],
     header: &str,
     realm: &[u8],
     nonce: &[u8; NONCE_LEN],
     stale: bool,
 ) -> Result<(), crate::sip::WriteError> {
     use crate::sip::Piece::Bytes;
-    for algorithm in ALGORITHMS {
+    for algorithm in algorithms {
         w.header_pieces(
             header,
             &[
@@ -268,7 +314,7 @@ pub fn write_challenge(
                 Bytes(b"\", nonce=\""),
                 Bytes(nonce),
                 Bytes(b"\", algorithm="),
-                Bytes(algorithm.as_bytes()),
+                Bytes(algorithm.name().as_bytes()),
                 Bytes(b", qop=\"auth\""),
                 Bytes(if stale { b", stale=true" } else { b"" }),
             ],

@@ -38,12 +38,25 @@ fn config() -> AuthConfig {
         key: NonceKey::new(&[9; 32]),
         nonce_ttl: 60,
         invite: false,
+        algorithms: DEFAULT_ALGORITHMS.to_vec(),
     }
 }
 
 /// A UA's answer to a challenge: the Authorization value for `user` with
 /// `password`, computed here independently of [`Parts`].
 fn answer(user: &str, password: &str, nonce: &[u8], nc: u32, algorithm: &str) -> String {
+    answer_for("sip:example.com", user, password, nonce, nc, algorithm)
+}
+
+/// As [`answer`], with `uri` as the digest-uri.
+fn answer_for(
+    uri: &str,
+    user: &str,
+    password: &str,
+    nonce: &[u8],
+    nc: u32,
+    algorithm: &str,
+) -> String {
     fn h<D: Digest>(s: &str) -> String {
         D::digest(s.as_bytes())
             .iter()
@@ -51,7 +64,6 @@ fn answer(user: &str, password: &str, nonce: &[u8], nc: u32, algorithm: &str) ->
             .collect()
     }
     let nonce = std::str::from_utf8(nonce).unwrap();
-    let uri = "sip:example.com";
     let (ha1, ha2, resp) = if algorithm == "MD5" {
         let ha1 = h::<Md5>(&format!("{user}:example.com:{password}"));
         let ha2 = h::<Md5>(&format!("REGISTER:{uri}"));
@@ -87,7 +99,14 @@ fn check(cfg: &AuthConfig, data: &[u8], now: u64, counts: &mut NonceCounts) -> O
         .parsed_uri()
         .ok()
         .and_then(|u| u.as_sip().and_then(|s| s.user));
-    cfg.check(&msg, HeaderName::Authorization, REALM, user, now, counts)
+    let ours = |u: &[u8]| u == b"sip:192.0.2.1:5060";
+    let claim = Claim {
+        header: HeaderName::Authorization,
+        realm: REALM,
+        user,
+        uri_is_ours: &ours,
+    };
+    cfg.check(&msg, &claim, now, counts)
 }
 
 #[test]
@@ -131,7 +150,7 @@ fn every_way_of_getting_it_wrong_is_refused() {
     let sess = ok.replace("algorithm=SHA-256", "algorithm=SHA-256-sess");
     assert_eq!(
         run(register("alice", Some(&sess), 1), 1000),
-        Outcome::Failed(Failure::Algorithm)
+        Outcome::Failed(Failure::Unsupported)
     );
     let no_qop = ok.replace(", qop=auth", "");
     assert_eq!(
@@ -142,6 +161,20 @@ fn every_way_of_getting_it_wrong_is_refused() {
     assert_eq!(
         run(register("alice", Some(&other_uri), 1), 1000),
         Outcome::Failed(Failure::Uri)
+    );
+    // A digest-uri naming this server (what SIPp writes) is accepted.
+    let other_nonce = cfg.key.mint(1000, 2, REALM);
+    let to_us = answer_for(
+        "sip:192.0.2.1:5060",
+        "alice",
+        "secret",
+        &other_nonce,
+        1,
+        "SHA-256",
+    );
+    assert_eq!(
+        run(register("alice", Some(&to_us), 9), 1000),
+        Outcome::Accepted
     );
     assert_eq!(
         run(register("alice", Some("Digest nonsense"), 1), 1000),
@@ -155,6 +188,21 @@ fn every_way_of_getting_it_wrong_is_refused() {
     );
     // Right, but late: stale, so the UA retries without asking its user.
     assert_eq!(run(register("alice", Some(&ok), 3), 1061), Outcome::Stale);
+    // An algorithm that is not offered.
+    let md5_only = AuthConfig {
+        algorithms: vec![Algorithm::Md5],
+        ..config()
+    };
+    let mut fresh = NonceCounts::default();
+    assert_eq!(
+        check(
+            &md5_only,
+            &register("alice", Some(&ok), 1),
+            1000,
+            &mut fresh
+        ),
+        Outcome::Failed(Failure::Unsupported)
+    );
     // Credentials for another realm are not ours to check.
     let elsewhere = ok.replace("realm=\"example.com\"", "realm=\"elsewhere\"");
     assert_eq!(
@@ -203,7 +251,15 @@ fn the_challenge_offers_sha256_then_md5_with_one_nonce() {
     let mut w =
         crate::sip::ResponseWriter::new(&msg, 401, &[b"Unauthorized"], None, &mut out).unwrap();
     let nonce = config().key.mint(1, 1, REALM);
-    write_challenge(&mut w, "WWW-Authenticate", REALM, &nonce, true).unwrap();
+    write_challenge(
+        &mut w,
+        &DEFAULT_ALGORITHMS,
+        "WWW-Authenticate",
+        REALM,
+        &nonce,
+        true,
+    )
+    .unwrap();
     let n = w.finish().unwrap();
     let resp = Message::parse(&out[..n]).unwrap();
     let values: Vec<_> = resp

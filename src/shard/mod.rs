@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::auth::{write_challenge, AuthConfig, NonceCounts, Outcome};
+use crate::auth::{write_challenge, AuthConfig, Claim, NonceCounts, Outcome};
 use crate::guard::Guard;
 use crate::io::{Backend, SendQueue, SEND_SLOT};
 use crate::location::inbox::{Inbox, Mail, INBOX_CAPACITY};
@@ -138,6 +138,8 @@ struct AuthRefusal<'r> {
     stale: bool,
     /// The realm challenged for.
     realm: &'r [u8],
+    /// The algorithms offered.
+    algorithms: &'r [crate::auth::Algorithm],
 }
 
 impl<'a> Shard<'a> {
@@ -477,6 +479,7 @@ impl<'a> Shard<'a> {
                     code: 403,
                     stale: false,
                     realm: b"",
+                    algorithms: &[],
                 })
             }
         };
@@ -510,14 +513,15 @@ impl<'a> Shard<'a> {
         let auth = self.shared.auth.as_ref()?;
         let realm = self.shared.proxy.realm_for(claimed)?;
         let counts = self.nonce_counts.as_mut()?;
-        let outcome = auth.check(
-            msg,
+        let proxy = &self.shared.proxy;
+        let uri_is_ours = |u: &[u8]| matches!(SipUri::parse(u), Ok(s) if s.user.is_none() && proxy.is_local_domain(&s));
+        let claim = Claim {
             header,
             realm,
-            Some(claimed.user.unwrap_or_default()),
-            self.now,
-            counts,
-        );
+            user: Some(claimed.user.unwrap_or_default()),
+            uri_is_ours: &uri_is_ours,
+        };
+        let outcome = auth.check(msg, &claim, self.now, counts);
         let c = self.counters;
         let (code, stale) = match outcome {
             Outcome::Accepted => {
@@ -538,7 +542,12 @@ impl<'a> Shard<'a> {
         if code != 403 {
             add(&c.auth_challenges, 1);
         }
-        Some(AuthRefusal { code, stale, realm })
+        Some(AuthRefusal {
+            code,
+            stale,
+            realm,
+            algorithms: &auth.algorithms,
+        })
     }
 
     /// A challenge for a request about `claimed` (not yet counted).
@@ -548,6 +557,7 @@ impl<'a> Shard<'a> {
             code,
             stale,
             realm: shared.proxy.realm_for(claimed).unwrap_or_default(),
+            algorithms: shared.auth.as_ref().map_or(&[], |a| &a.algorithms),
         }
     }
 
@@ -837,7 +847,15 @@ fn write_auth_refusal(
     };
     let mut w = start_reply(msg, src, refusal.code, (reason, ""), out)?;
     if !header.is_empty() {
-        write_challenge(&mut w, header, refusal.realm, nonce, refusal.stale).ok()?;
+        write_challenge(
+            &mut w,
+            refusal.algorithms,
+            header,
+            refusal.realm,
+            nonce,
+            refusal.stale,
+        )
+        .ok()?;
     }
     finish(w)
 }
