@@ -6,6 +6,7 @@
 //! it writes, and the lock-free inboxes.
 
 pub mod counters;
+pub mod drop_log;
 
 use std::collections::VecDeque;
 use std::io;
@@ -29,6 +30,7 @@ use crate::sip::{
     Edits, HeaderName, Message, Method, ParseError, ResponseWriter, Uri, ViaEdit, WriteError,
 };
 use counters::{add, ShardCounters};
+use drop_log::DropLog;
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
 const ALLOW: &[u8] =
@@ -117,6 +119,8 @@ pub struct Shard<'a> {
     /// Milliseconds since the shard started (a monotonic clock), read once
     /// per loop iteration: the rate limits run on it.
     pub now_ms: u64,
+    /// Rate limits for the lines about drops and bans.
+    drop_log: DropLog,
 }
 
 impl<'a> Shard<'a> {
@@ -137,6 +141,7 @@ impl<'a> Shard<'a> {
             set_aside: VecDeque::new(),
             limiter: shared.guard.rate.map(RateLimiter::new),
             now_ms: 0,
+            drop_log: DropLog::new(index),
         }
     }
 
@@ -149,8 +154,26 @@ impl<'a> Shard<'a> {
     }
 
     /// Handles one datagram: never panics; allocates nothing unless it is
-    /// a REGISTER (whose new record is built here or in the owner).
+    /// a REGISTER (whose new record is built here or in the owner). A drop
+    /// may write a log line (at most one per reason a second).
     pub fn handle<S: SendQueue>(&mut self, bytes: &[u8], src: SocketAddr, send: &mut S) {
+        // A drop left over from the inbox is not this datagram's.
+        self.counters.take_last_drop();
+        self.handle_datagram(bytes, src, send);
+        self.log_drop(Some(src), bytes);
+    }
+
+    /// Writes a line about the datagram just handled if it was dropped
+    /// and its reason had no line in the last second.
+    #[inline]
+    pub fn log_drop(&mut self, src: Option<SocketAddr>, bytes: &[u8]) {
+        if let Some(r) = self.counters.take_last_drop() {
+            self.drop_log
+                .dropped(r, self.counters, self.now_ms, src, bytes);
+        }
+    }
+
+    fn handle_datagram<S: SendQueue>(&mut self, bytes: &[u8], src: SocketAddr, send: &mut S) {
         let counters = self.counters;
         let drop = |r: DropReason| counters.dropped(r);
         let shared = self.shared;
@@ -165,6 +188,8 @@ impl<'a> Shard<'a> {
                 Verdict::Banned => return drop(DropReason::RateLimited),
                 Verdict::JustBanned => {
                     add(&counters.sources_banned, 1);
+                    let ban_s = guard.rate.map_or(0, |r| r.ban_ms / 1000);
+                    self.drop_log.banned(counters, self.now_ms, src, ban_s);
                     just_banned = true;
                 }
             }
@@ -544,11 +569,11 @@ pub fn run<B: Backend>(mut io: B, shard: &mut Shard<'_>, stop: &AtomicBool) -> i
             add(&counters.received, 1);
             let Some(src) = d.source else {
                 counters.dropped(DropReason::Malformed);
-                return;
+                return shard.log_drop(None, d.bytes);
             };
             if d.truncated {
                 counters.dropped(DropReason::Oversize);
-                return;
+                return shard.log_drop(Some(src), d.bytes);
             }
             shard.handle(d.bytes, src, send);
         })?;
