@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         sipshard::metrics::MetricsServer::start(
             addr,
             counters.clone(),
+            server.shared.clone(),
             server.backend,
             stop.clone(),
         )

@@ -29,7 +29,7 @@ use crate::registrar::reply::{contacts, ok_headers};
 use crate::sip::{
     Edits, HeaderName, Message, Method, ParseError, ResponseWriter, Uri, ViaEdit, WriteError,
 };
-use counters::{add, ShardCounters};
+use counters::{add, ShardCounters, HANDLE_SAMPLE_EVERY};
 use drop_log::DropLog;
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
@@ -121,6 +121,9 @@ pub struct Shard<'a> {
     pub now_ms: u64,
     /// Rate limits for the lines about drops and bans.
     drop_log: DropLog,
+    /// Datagrams handled, wrapping: every [`HANDLE_SAMPLE_EVERY`]th is
+    /// timed.
+    handled: u32,
 }
 
 impl<'a> Shard<'a> {
@@ -142,6 +145,7 @@ impl<'a> Shard<'a> {
             limiter: shared.guard.rate.map(RateLimiter::new),
             now_ms: 0,
             drop_log: DropLog::new(index),
+            handled: 0,
         }
     }
 
@@ -155,11 +159,20 @@ impl<'a> Shard<'a> {
 
     /// Handles one datagram: never panics; allocates nothing unless it is
     /// a REGISTER (whose new record is built here or in the owner). A drop
-    /// may write a log line (at most one per reason a second).
+    /// may write a log line (at most one per reason a second); one datagram
+    /// in [`HANDLE_SAMPLE_EVERY`] is timed for the handling-time histogram.
     pub fn handle<S: SendQueue>(&mut self, bytes: &[u8], src: SocketAddr, send: &mut S) {
         // A drop left over from the inbox is not this datagram's.
         self.counters.take_last_drop();
+        self.handled = self.handled.wrapping_add(1);
+        let timed = self
+            .handled
+            .is_multiple_of(HANDLE_SAMPLE_EVERY)
+            .then(Instant::now);
         self.handle_datagram(bytes, src, send);
+        if let Some(t) = timed {
+            self.counters.handle_time.record(t.elapsed());
+        }
         self.log_drop(Some(src), bytes);
     }
 
