@@ -114,7 +114,7 @@ stop_server() {
   pid=""
 }
 # exit_field NAME: a count from the stopped server's exit line.
-exit_field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" "$work/server.log" | head -1; }
+exit_field() { { grep "stopped;" "$work/server.log" || true; } | sed -n "s/.* $1=\([0-9]*\).*/\1/p" | head -1; }
 gen() { taskset -c 1 "$bin/sipshard-load" "$@"; }
 
 # a. Registrations/s. reg_run SHARDS ARGS...: a fresh server, one

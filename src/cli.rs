@@ -80,6 +80,33 @@ pub enum Command {
     },
 }
 
+/// How much is logged (`--log-level`). The start-up lines and the exit
+/// line are written at every level.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Only failures.
+    Error,
+    /// Failures, warnings, and bans of flooding sources.
+    Warn,
+    /// Also the stats lines and dropped datagrams (each reason at most
+    /// once a second per shard).
+    Info,
+    /// Also keep-alives dropped and other detail.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIMESTAMP LEVEL MESSAGE`, one line per event.
+    Text,
+    /// One JSON object per line: timestamp, level, message and the
+    /// event's fields.
+    Json,
+}
+
 /// sipshard: a carrier-grade SIP edge server (stateless proxy, registrar,
 /// location service and redirect server) built as a per-core packet
 /// processor.
@@ -271,6 +298,18 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Log level: `error`, `warn`, `info`, `debug` or `trace`. The start-up
+    /// lines (banner, settings, metrics address) and the exit line are
+    /// written whatever the level.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Log line format on stderr: `text` (timestamp, level, message) or
+    /// `json` (one object per line with the message and structured
+    /// fields).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Parse a SIP message from FILE (or `-` for standard input), print what
     /// the parser sees and whether it validates, then exit: 0 when it is
     /// valid, 1 when it is not. Does not start the server.
@@ -315,5 +354,26 @@ mod tests {
         assert_eq!(a.upstream.len(), 2);
         assert!(a.record_route);
         assert_eq!(a.shards, Some(3));
+    }
+
+    #[test]
+    fn log_flags() {
+        let a = Args::parse_from(["sipshard"]);
+        assert_eq!(
+            (a.log_level, a.log_format),
+            (LogLevel::Info, LogFormat::Text)
+        );
+        let a = Args::parse_from(["sipshard", "--log-level", "warn", "--log-format", "json"]);
+        assert_eq!(
+            (a.log_level, a.log_format),
+            (LogLevel::Warn, LogFormat::Json)
+        );
+        let e = Args::try_parse_from(["sipshard", "--log-level", "loud"]).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("--log-level") && e.contains("possible values"),
+            "{e}"
+        );
+        assert!(Args::try_parse_from(["sipshard", "--log-format", "xml"]).is_err());
     }
 }

@@ -20,6 +20,7 @@ pub mod config;
 pub mod guard;
 pub mod io;
 pub mod location;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;

@@ -1,23 +1,31 @@
-//! The `sipshard` binary: flags -> Config -> sockets -> shards -> wait for
-//! SIGINT/SIGTERM -> drain -> exit. Only reporting lives here.
+//! The `sipshard` binary: flags -> Config -> logging -> sockets -> shards ->
+//! wait for SIGINT/SIGTERM -> drain -> exit. Only reporting lives here: the
+//! start-up and exit lines are `tracing` events (see `sipshard::logging`).
 
 use std::io::Read;
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::Parser;
 use mimalloc::MiMalloc;
+use tracing::{error, info, warn};
 
 use sipshard::cli::{Args, Command};
 use sipshard::config::Config;
+use sipshard::logging::LIFECYCLE;
+use sipshard::server::Server;
+use sipshard::shard::counters::{total, ShardCounters};
 use sipshard::sip::{Message, StartLine};
+use sipshard::stats::Totals;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
 /// Writes a line to stderr, ignoring failure: a closed stderr (a supervisor
 /// that went away) must not turn a clean shutdown into a panic, which is
-/// what `eprintln!` does.
+/// what `eprintln!` does. Only for what comes before logging is set up
+/// (bad flags) and for `--parse`; the server logs through `tracing`.
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -33,6 +41,7 @@ fn main() -> ExitCode {
     if let Some(path) = &args.parse {
         return parse_file(path);
     }
+    // Bad flags are reported plainly, before logging exists.
     let cfg = match Config::from_args(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -40,21 +49,113 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Held to the end of `main`: dropping it writes out the queued lines.
+    let _log = match sipshard::logging::init(args.log_level, args.log_format) {
+        Ok(guard) => guard,
+        Err(e) => {
+            say!("sipshard: cannot set up logging: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let server = match sipshard::server::start(&cfg) {
         Ok(s) => s,
         Err(e) => {
-            say!("sipshard: {e}");
+            error!("sipshard: {e}");
             return ExitCode::from(1);
         }
     };
     let stop = server.stop_flag();
+    let mut signal_errors = Vec::new();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            say!("sipshard: cannot handle signal {sig}: {e}");
+            signal_errors.push(format!("cannot handle signal {sig}: {e}"));
             stop.store(true, Ordering::Relaxed);
         }
     }
-    let listen: Vec<String> = server.bound.iter().map(|a| a.to_string()).collect();
+    banner(&cfg, &server);
+    for e in &signal_errors {
+        error!("sipshard: {e}");
+    }
+    let counters = server.counters.clone();
+    let metrics = match args.metrics_listen.map(|addr| {
+        sipshard::metrics::MetricsServer::start(
+            addr,
+            counters.clone(),
+            server.shared.clone(),
+            server.backend,
+            stop.clone(),
+        )
+    }) {
+        None => None,
+        Some(Ok(m)) => {
+            let url = format!("http://{}/metrics", m.addr);
+            info!(target: LIFECYCLE, metrics = %url, "sipshard: metrics at {url}");
+            Some(m)
+        }
+        Some(Err(e)) => {
+            error!("sipshard: cannot serve metrics: {e}");
+            stop.store(true, Ordering::Relaxed);
+            let _ = server.join();
+            return ExitCode::from(1);
+        }
+    };
+    let stats = (args.stats_interval > 0).then(|| {
+        sipshard::stats::spawn(
+            counters.clone(),
+            std::time::Duration::from_secs(args.stats_interval),
+            stop.clone(),
+            |t, l| {
+                info!(
+                    received = t.received,
+                    forwarded_requests = t.forwarded_requests,
+                    forwarded_responses = t.forwarded_responses,
+                    replies = t.replies,
+                    drops = t.drops,
+                    parse_errors = t.parse_errors,
+                    send_failed = t.send_failed,
+                    "sipshard: {l}"
+                )
+            },
+        )
+    });
+    let result = server.join();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(m) = metrics {
+        m.join();
+    }
+    if let Some(Ok(t)) = stats {
+        let _ = t.join();
+    }
+    let t = Totals::read(&counters);
+    let sum = |f: fn(&ShardCounters) -> &AtomicU64| total(&counters, f);
+    info!(
+        target: LIFECYCLE,
+        received = t.received,
+        forwarded_requests = t.forwarded_requests,
+        forwarded_responses = t.forwarded_responses,
+        replies = t.replies,
+        drops = t.drops,
+        parse_errors = t.parse_errors,
+        send_failed = t.send_failed,
+        sources_banned = sum(|c| &c.sources_banned),
+        registered = sum(|c| &c.registered),
+        "sipshard: {}",
+        sipshard::stats::exit_line(&counters)
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("sipshard: a shard failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The start-up lines, first on stderr: the banner (role, addresses,
+/// backend, every routing setting), warnings, the registrar and
+/// state-directory note, the access settings.
+fn banner(cfg: &Config, server: &Server) {
+    let listen = list(server.bound.iter());
     let proxy = &server.shared.proxy;
     let domains: Vec<String> = proxy
         .domains
@@ -66,113 +167,104 @@ fn main() -> ExitCode {
         (false, false) => format!("stateless proxy and registrar for {}", domains.join(", ")),
         (false, true) => format!("redirect server and registrar for {}", domains.join(", ")),
     };
-    say!(
-        "sipshard {}: {role} listening on {} (udp), {} shard(s), io={}, steer={}, advertise {}, \
-         record-route {}, upstreams [{}]{}",
+    let steer = format!("{:?}", cfg.steer).to_lowercase();
+    let record_route = if proxy.record_route { "on" } else { "off" };
+    let upstreams = list(proxy.upstreams.iter());
+    info!(
+        target: LIFECYCLE,
+        version = env!("CARGO_PKG_VERSION"),
+        role = %role,
+        listen = %listen,
+        io = server.backend,
+        shards = server.shards(),
+        steer = %steer,
+        advertise = %proxy.advertise,
+        record_route = proxy.record_route,
+        upstreams = %upstreams,
+        pin = cfg.pin,
+        "sipshard {}: {role} listening on {listen} (udp), {} shard(s), io={}, steer={steer}, \
+         advertise {}, record-route {record_route}, upstreams [{upstreams}]{}",
         env!("CARGO_PKG_VERSION"),
-        listen.join(", "),
         server.shards(),
         server.backend,
-        format!("{:?}", cfg.steer).to_lowercase(),
         proxy.advertise,
-        if proxy.record_route { "on" } else { "off" },
-        proxy
-            .upstreams
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
         if cfg.pin { ", pinned" } else { "" },
     );
     for w in &server.warnings {
-        say!("sipshard: warning: {w}");
+        warn!("sipshard: warning: {w}");
     }
     if let Some(note) = &server.registrar_note {
-        say!("sipshard: {note}");
+        match &server.recovery {
+            Some(r) => info!(
+                target: LIFECYCLE,
+                state_dir = %cfg.state_dir.as_deref().unwrap_or(Path::new("")).display(),
+                files = r.files,
+                entries = r.entries,
+                torn_tails = r.torn_tails,
+                aors = r.aors,
+                bindings = r.bindings,
+                expired = r.expired,
+                "sipshard: {note}"
+            ),
+            None => info!(target: LIFECYCLE, "sipshard: {note}"),
+        }
     }
     let g = &cfg.guard;
-    let list = |v: &[sipshard::guard::Cidr]| {
-        v.iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+    let allow = if g.allow.is_empty() {
+        "all".to_string()
+    } else {
+        list(g.allow.iter())
     };
-    say!(
-        "sipshard: access: allow [{}], deny [{}], max-message-size {}, drop-scanners {}, rate-limit {}",
-        if g.allow.is_empty() {
-            "all".to_string()
-        } else {
-            list(&g.allow)
-        },
-        list(&g.deny),
-        g.max_message_size,
-        if g.drop_scanners { "on" } else { "off" },
-        g.rate.map_or("off".to_string(), |r| format!(
+    let deny = list(g.deny.iter());
+    let rate = g.rate.map_or("off".to_string(), |r| {
+        format!(
             "{}/s per source per shard, burst {}, ban {} s",
             r.per_second,
             r.burst,
             r.ban_ms / 1000
-        )),
+        )
+    });
+    let drop_scanners = if g.drop_scanners { "on" } else { "off" };
+    info!(
+        target: LIFECYCLE,
+        allow = %allow,
+        deny = %deny,
+        max_message_size = g.max_message_size,
+        drop_scanners = g.drop_scanners,
+        rate_limit = %rate,
+        "sipshard: access: allow [{allow}], deny [{deny}], max-message-size {}, drop-scanners {drop_scanners}, rate-limit {rate}",
+        g.max_message_size,
     );
     if let (Some(a), Some(auth)) = (&cfg.auth, &server.shared.auth) {
-        say!(
-            "sipshard: auth: {} user(s) from {}, digest SHA-256 and MD5 (qop=auth), nonce-ttl {} s, REGISTER{}",
+        let algorithms = list(auth.algorithms.iter().map(|a| a.name()));
+        let invite = if a.invite {
+            " and INVITE from local users"
+        } else {
+            ""
+        };
+        info!(
+            target: LIFECYCLE,
+            auth_file = %a.file.display(),
+            users = auth.users.len(),
+            algorithms = %algorithms,
+            nonce_ttl = a.nonce_ttl,
+            auth_invite = a.invite,
+            "sipshard: auth: {} user(s) from {}, digest {algorithms} (qop=auth), nonce-ttl {} s, REGISTER{invite}",
             auth.users.len(),
             a.file.display(),
             a.nonce_ttl,
-            if a.invite { " and INVITE from local users" } else { "" },
         );
     }
-    let counters = server.counters.clone();
-    let metrics = match args.metrics_listen.map(|addr| {
-        sipshard::metrics::MetricsServer::start(
-            addr,
-            counters.clone(),
-            server.backend,
-            stop.clone(),
-        )
-    }) {
-        None => None,
-        Some(Ok(m)) => {
-            say!("sipshard: metrics at http://{}/metrics", m.addr);
-            Some(m)
-        }
-        Some(Err(e)) => {
-            say!("sipshard: cannot serve metrics: {e}");
-            stop.store(true, Ordering::Relaxed);
-            let _ = server.join();
-            return ExitCode::from(1);
-        }
-    };
-    let stats = (args.stats_interval > 0).then(|| {
-        sipshard::stats::spawn(
-            counters.clone(),
-            std::time::Duration::from_secs(args.stats_interval),
-            stop.clone(),
-            |l| say!("sipshard: {l}"),
-        )
-    });
-    let result = server.join();
-    stop.store(true, Ordering::Relaxed);
-    if let Some(m) = metrics {
-        m.join();
-    }
-    if let Some(Ok(t)) = stats {
-        let _ = t.join();
-    }
-    say!("sipshard: {}", sipshard::stats::exit_line(&counters));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            say!("sipshard: a shard failed: {e}");
-            ExitCode::from(1)
-        }
-    }
+}
+
+/// `a, b, c`.
+fn list<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    items.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// `sipshard passwd FILE USER REALM`: the password comes from standard
 /// input, unechoed when that is a terminal.
-fn passwd(file: &std::path::Path, user: &str, realm: &str) -> ExitCode {
+fn passwd(file: &Path, user: &str, realm: &str) -> ExitCode {
     let password = match read_password() {
         Ok(p) if !p.is_empty() => p,
         Ok(_) => {

@@ -19,20 +19,31 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::proxy::DropReason;
-use crate::shard::counters::ShardCounters;
+use crate::shard::counters::{ShardCounters, HANDLE_BUCKETS_US};
+use crate::shard::Shared;
 use crate::sip::Method;
 
-/// The counters a scrape reads, and what the server is.
-#[derive(Debug)]
+/// The counters a scrape reads, the inboxes, and what the server is.
 struct ShardCollector {
     counters: Arc<Vec<CachePadded<ShardCounters>>>,
+    shared: Arc<Shared>,
     backend: &'static str,
+}
+
+impl std::fmt::Debug for ShardCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardCollector")
+            .field("shards", &self.counters.len())
+            .field("backend", &self.backend)
+            .finish()
+    }
 }
 
 type Pick = fn(&ShardCounters) -> &AtomicU64;
@@ -197,6 +208,50 @@ impl Collector for ShardCollector {
                 ConstCounter::new(read(&c.drops[r as usize])).encode(family.encode_family(&l)?)?;
             }
         }
+        // Read live, not published by the shard: a shard that stalls
+        // shows its mail piling up.
+        let probe = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "sipshard_inbox_depth",
+            "Mails waiting in the shard's inbox (REGISTERs for AORs it owns, replica updates, answers to send).",
+            None,
+            probe.metric_type(),
+        )?;
+        for (inbox, labels) in self.shared.inboxes.iter().zip(&shard_labels) {
+            let v = i64::try_from(inbox.len()).unwrap_or(i64::MAX);
+            ConstGauge::new(v).encode(family.encode_family(labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "sipshard_inbox_capacity",
+            "Mails the shard's inbox holds at most (a REGISTER beyond it is answered 503).",
+            None,
+            probe.metric_type(),
+        )?;
+        for (inbox, labels) in self.shared.inboxes.iter().zip(&shard_labels) {
+            let v = i64::try_from(inbox.capacity()).unwrap_or(i64::MAX);
+            ConstGauge::new(v).encode(family.encode_family(labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "sipshard_handle",
+            "Time from just before a datagram is handled to just after its answer or forwarded copy is queued, for one datagram in 64.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (c, labels) in self.counters.iter().zip(&shard_labels) {
+            let h = &c.handle_time;
+            let mut buckets: Vec<(f64, u64)> = HANDLE_BUCKETS_US
+                .iter()
+                .zip(&h.buckets)
+                .map(|(&us, b)| (us as f64 / 1e6, read(b)))
+                .collect();
+            // The encoder writes f64::MAX as "+Inf".
+            buckets.push((f64::MAX, h.buckets.last().map_or(0, read)));
+            let count = buckets.iter().map(|b| b.1).sum();
+            let sum = read(&h.sum_ns) as f64 / 1e9;
+            family
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
         let info = ConstGauge::new(1i64);
         let mut family = encoder.encode_descriptor(
             "sipshard_info",
@@ -213,11 +268,17 @@ impl Collector for ShardCollector {
     }
 }
 
-/// The exposition text for these counters (what `/metrics` serves).
-pub fn render(counters: &Arc<Vec<CachePadded<ShardCounters>>>, backend: &'static str) -> String {
+/// The exposition text for these counters and inboxes (what `/metrics`
+/// serves).
+pub fn render(
+    counters: &Arc<Vec<CachePadded<ShardCounters>>>,
+    shared: &Arc<Shared>,
+    backend: &'static str,
+) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ShardCollector {
         counters: counters.clone(),
+        shared: shared.clone(),
         backend,
     }));
     let mut out = String::new();
@@ -238,6 +299,7 @@ impl MetricsServer {
     pub fn start(
         addr: SocketAddr,
         counters: Arc<Vec<CachePadded<ShardCounters>>>,
+        shared: Arc<Shared>,
         backend: &'static str,
         stop: Arc<AtomicBool>,
     ) -> io::Result<MetricsServer> {
@@ -254,7 +316,7 @@ impl MetricsServer {
                         continue;
                     };
                     let response = if req.url() == "/metrics" {
-                        let body = render(&counters, backend);
+                        let body = render(&counters, &shared, backend);
                         let ct = tiny_http::Header::from_bytes(
                             &b"Content-Type"[..],
                             &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
@@ -289,7 +351,18 @@ impl MetricsServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::location::inbox::Mail;
+    use crate::proxy::ProxyConfig;
+    use crate::registrar::register::RegistrarConfig;
     use crate::shard::counters::add;
+
+    fn shared(shards: usize) -> Arc<Shared> {
+        let proxy = ProxyConfig::at("192.0.2.1:5060".parse().unwrap());
+        let listen_of = vec![0; shards];
+        Arc::new(
+            Shared::with_inbox_capacity(proxy, RegistrarConfig::default(), listen_of, 8).unwrap(),
+        )
+    }
 
     #[test]
     fn exposition_has_per_shard_series() {
@@ -301,7 +374,8 @@ mod tests {
         add(&counters[1].received, 7);
         counters[0].dropped(DropReason::Denied);
         add(&counters[0].replies[4], 3);
-        let text = render(&counters, "mmsg");
+        let shared = shared(2);
+        let text = render(&counters, &shared, "mmsg");
         assert!(
             text.contains("sipshard_received_total{shard=\"1\"} 7"),
             "{text}"
@@ -310,9 +384,85 @@ mod tests {
         assert!(text.contains("sipshard_replies_total{shard=\"0\",class=\"4xx\"} 3"));
         assert!(text.contains("sipshard_info{version="));
         add(&counters[1].requests[0], 2);
-        let text = render(&counters, "mmsg");
+        let text = render(&counters, &shared, "mmsg");
         assert!(text.contains("sipshard_requests_total{shard=\"1\",method=\"INVITE\"} 2"));
         assert!(text.contains("io=\"mmsg\"} 1"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn inbox_depth_and_the_handle_time_histogram() {
+        use std::time::Duration;
+        let counters: Arc<Vec<CachePadded<ShardCounters>>> = Arc::new(
+            (0..2)
+                .map(|_| CachePadded::new(ShardCounters::default()))
+                .collect(),
+        );
+        let shared = shared(2);
+        for _ in 0..3 {
+            let mail = Mail::Send {
+                data: Box::new([]),
+                to: "192.0.2.9:5060".parse().unwrap(),
+            };
+            assert!(shared.inboxes[1].push(mail).is_ok());
+        }
+        let h = &counters[0].handle_time;
+        h.record(Duration::from_nanos(800));
+        h.record(Duration::from_nanos(1800));
+        h.record(Duration::from_micros(40));
+        h.record(Duration::from_millis(7));
+        let text = render(&counters, &shared, "mmsg");
+        assert!(
+            text.contains("sipshard_inbox_depth{shard=\"0\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sipshard_inbox_depth{shard=\"1\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sipshard_inbox_capacity{shard=\"1\"} 8\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE sipshard_handle_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# UNIT sipshard_handle_seconds seconds"),
+            "{text}"
+        );
+        assert!(text.contains("sipshard_handle_seconds_count{shard=\"0\"} 4\n"));
+        assert!(text.contains("sipshard_handle_seconds_count{shard=\"1\"} 0\n"));
+        assert!(text.contains("sipshard_handle_seconds_sum{shard=\"0\"} 0.0070426"));
+        // Cumulative buckets: le is in seconds.
+        let bucket = |le: &str| -> u64 {
+            let head = format!("sipshard_handle_seconds_bucket{{le=\"{le}\",shard=\"0\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(head.as_str()))
+                .unwrap_or_else(|| panic!("no bucket le={le}: {text}"))
+                .parse()
+                .unwrap()
+        };
+        let lines = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("sipshard_handle_seconds_bucket{") && l.contains("shard=\"0\"")
+            })
+            .count();
+        assert_eq!(lines, HANDLE_BUCKETS_US.len() + 1, "{text}");
+        assert_eq!(bucket("+Inf"), 4);
+        let les: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("sipshard_handle_seconds_bucket{") && l.contains("shard=\"0\"")
+            })
+            .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next())
+            .collect();
+        let counts: Vec<u64> = les.iter().map(|le| bucket(le)).collect();
+        // 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000 µs, +Inf.
+        assert_eq!(counts, [1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 4], "{les:?}");
+        let first: f64 = les[0].parse().unwrap();
+        assert!((first - 1e-6).abs() < 1e-12, "{les:?}");
     }
 }

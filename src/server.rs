@@ -68,6 +68,24 @@ impl fmt::Display for StartupError {
 
 impl std::error::Error for StartupError {}
 
+/// What start-up read back from `--state-dir` (the figures of the
+/// registrar note, for structured logs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Snapshot and log files read.
+    pub files: usize,
+    /// Entries replayed from them.
+    pub entries: u64,
+    /// Files whose replay stopped at a torn or corrupt tail.
+    pub torn_tails: usize,
+    /// AORs with a live binding, kept.
+    pub aors: usize,
+    /// Live bindings kept.
+    pub bindings: usize,
+    /// Bindings that had expired while the server was down, dropped.
+    pub expired: usize,
+}
+
 /// A running server.
 pub struct Server {
     /// The listen addresses as bound (port 0 resolved).
@@ -78,6 +96,8 @@ pub struct Server {
     /// A line for the banner about the registrar and its state, when
     /// `--domain` makes this server one.
     pub registrar_note: Option<String>,
+    /// What was read back from `--state-dir`, when given.
+    pub recovery: Option<Recovery>,
     /// Every shard's counters.
     pub counters: Arc<Vec<CachePadded<ShardCounters>>>,
     /// Notes for the start-up banner (buffer clamps, guessed --advertise).
@@ -171,7 +191,11 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     shared.auth = auth;
     let shared = Arc::new(shared);
     let now = unix_now();
-    let (mut locations, registrar_note) = locations(cfg, shards, now)?;
+    let Locations {
+        shards: mut locations,
+        note: registrar_note,
+        recovery,
+    } = locations(cfg, shards, now)?;
     let counters: Arc<Vec<CachePadded<ShardCounters>>> = Arc::new(
         (0..sockets.len())
             .map(|_| CachePadded::new(ShardCounters::default()))
@@ -222,6 +246,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         bound,
         shared,
         registrar_note,
+        recovery,
         counters,
         warnings,
         backend: if use_uring { "uring" } else { "mmsg" },
@@ -230,14 +255,21 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     })
 }
 
+/// What [`locations`] returns.
+struct Locations {
+    /// Every shard's location state.
+    shards: Vec<LocationShard>,
+    /// The banner's note about the registrar.
+    note: Option<String>,
+    /// What `--state-dir` gave back.
+    recovery: Option<Recovery>,
+}
+
 /// Every shard's location state at start: empty, or rebuilt from
 /// `--state-dir` (expired bindings dropped, every record on every replica,
-/// each owner with its wheel entries and its log). Also the banner's note.
-fn locations(
-    cfg: &Config,
-    shards: usize,
-    now: u64,
-) -> Result<(Vec<LocationShard>, Option<String>), StartupError> {
+/// each owner with its wheel entries and its log). Also the banner's note
+/// and what was recovered.
+fn locations(cfg: &Config, shards: usize, now: u64) -> Result<Locations, StartupError> {
     let fsync = match cfg.fsync {
         FsyncPolicy::Always => Fsync::Always,
         FsyncPolicy::Interval => Fsync::Interval,
@@ -251,7 +283,11 @@ fn locations(
         let locs = (0..shards)
             .map(|i| LocationShard::new(i, shards, now, &cfg.registrar, None))
             .collect();
-        return Ok((locs, note));
+        return Ok(Locations {
+            shards: locs,
+            note,
+            recovery: None,
+        });
     };
     let state_err = |source| StartupError::State {
         dir: dir.clone(),
@@ -260,12 +296,14 @@ fn locations(
     let (records, report) = store::load(dir).map_err(state_err)?;
     let mut by_owner: Vec<Vec<AorRecord>> = vec![Vec::new(); shards];
     let mut bindings = 0;
+    let mut expired = 0;
     for rec in records {
         let live: Vec<_> = rec
             .bindings()
             .filter(|b| b.expires_at > now)
             .map(|b| b.to_binding())
             .collect();
+        expired += rec.bindings().count() - live.len();
         if live.is_empty() {
             continue;
         }
@@ -302,7 +340,19 @@ fn locations(
             String::new()
         }
     );
-    Ok((locs, Some(note)))
+    let recovery = Recovery {
+        files: report.files,
+        entries: report.entries,
+        torn_tails: report.torn_tails,
+        aors,
+        bindings,
+        expired,
+    };
+    Ok(Locations {
+        shards: locs,
+        note: Some(note),
+        recovery: Some(recovery),
+    })
 }
 
 impl Server {

@@ -113,12 +113,13 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     s
 }
 
-/// Prints a line every `interval` until `stop` is set.
+/// Hands `print` the totals and their line every `interval` until `stop`
+/// is set.
 pub fn spawn(
     all: Arc<Vec<CachePadded<ShardCounters>>>,
     interval: Duration,
     stop: Arc<AtomicBool>,
-    mut print: impl FnMut(&str) + Send + 'static,
+    mut print: impl FnMut(&Totals, &str) + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("stats".into())
@@ -136,7 +137,10 @@ pub fn spawn(
                 }
                 let now = Totals::read(&all);
                 let t = Instant::now();
-                print(&line(&now, &prev, t.duration_since(last).as_secs_f64()));
+                print(
+                    &now,
+                    &line(&now, &prev, t.duration_since(last).as_secs_f64()),
+                );
                 prev = now;
                 last = t;
             }
@@ -171,7 +175,7 @@ mod tests {
         let all = Arc::new(vec![CachePadded::new(ShardCounters::default())]);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
-        let t = spawn(all, Duration::from_millis(50), stop.clone(), move |l| {
+        let t = spawn(all, Duration::from_millis(50), stop.clone(), move |_, l| {
             let _ = tx.send(l.to_owned());
         })
         .unwrap();

@@ -1,5 +1,6 @@
-//! `--metrics-listen`: a running server's counters scraped over HTTP
-//! (issue #5, observability), on both I/O backends.
+//! `--metrics-listen`: a running server's counters, inbox depths and
+//! handling-time histogram scraped over HTTP (issue #5, observability), on
+//! both I/O backends.
 
 #[macro_use]
 mod common;
@@ -24,6 +25,15 @@ fn get(addr: SocketAddr, path: &str) -> (String, String) {
     let status = text.lines().next().unwrap_or_default().to_string();
     let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
     (status, body)
+}
+
+/// The sum of the integer values of the series whose line starts with
+/// `prefix`.
+fn sum_of(body: &str, prefix: &str) -> u64 {
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn counters_are_scraped(io: &str) {
@@ -59,12 +69,7 @@ To: <sip:127.0.0.1>\r\nFrom: <sip:m@127.0.0.1>;tag=1\r\nCall-ID: met\r\nCSeq: 1 
     std::thread::sleep(Duration::from_millis(200));
     let (status, body) = get(addr, "/metrics");
     assert!(status.contains("200"), "{status}");
-    let sum = |prefix: &str| -> u64 {
-        body.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
+    let sum = |prefix: &str| sum_of(&body, prefix);
     assert_eq!(sum("sipshard_received_total{"), 2, "{body}");
     assert_eq!(
         sum("sipshard_replies_total{shard=\"0\",class=\"2xx\"}")
@@ -79,6 +84,29 @@ To: <sip:127.0.0.1>\r\nFrom: <sip:m@127.0.0.1>;tag=1\r\nCall-ID: met\r\nCSeq: 1 
         .sum();
     assert_eq!(options_lines, 1, "{body}");
     assert!(body.contains(&format!("io=\"{io}\"")), "{body}");
+    // Inbox depth, per shard (a plain proxy gets no mail).
+    for shard in 0..2 {
+        let depth = format!("sipshard_inbox_depth{{shard=\"{shard}\"}} 0\n");
+        assert!(body.contains(&depth), "{body}");
+    }
+    assert!(body.contains("sipshard_inbox_capacity{shard=\"0\"} "));
+
+    // One datagram in 64 is timed: two so far, none timed; 128 more from
+    // the same source (so the same shard) make two samples.
+    assert_eq!(sum("sipshard_handle_seconds_count{"), 0, "{body}");
+    for _ in 0..128 {
+        ua.send_to(b"\x00garbage", proxy.addr).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, body) = get(addr, "/metrics");
+    assert_eq!(sum_of(&body, "sipshard_received_total{"), 130, "{body}");
+    assert_eq!(sum_of(&body, "sipshard_handle_seconds_count{"), 2, "{body}");
+    assert_eq!(
+        sum_of(&body, "sipshard_handle_seconds_bucket{le=\"+Inf\""),
+        2,
+        "{body}"
+    );
+    assert!(body.contains("# TYPE sipshard_handle_seconds histogram"));
     assert!(get(addr, "/other").0.contains("404"));
     assert_eq!(proxy.terminate(), Some(0));
 }

@@ -103,6 +103,17 @@ impl Inbox {
         self.queue.is_empty()
     }
 
+    /// Mails waiting (a snapshot: senders and the receiver may be at work;
+    /// for metrics).
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Mails it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+
     /// The eventfd a backend waits on next to its socket.
     pub fn wake_fd(&self) -> RawFd {
         self.bell.fd()

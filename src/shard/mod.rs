@@ -6,6 +6,7 @@
 //! it writes, and the lock-free inboxes.
 
 pub mod counters;
+pub mod drop_log;
 
 use std::collections::VecDeque;
 use std::io;
@@ -30,7 +31,8 @@ use crate::sip::{
     Edits, HeaderName, Message, Method, ParseError, ResponseWriter, SipUri, Uri, ViaEdit,
     WriteError,
 };
-use counters::{add, ShardCounters};
+use counters::{add, ShardCounters, HANDLE_SAMPLE_EVERY};
+use drop_log::DropLog;
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
 const ALLOW: &[u8] =
@@ -126,6 +128,11 @@ pub struct Shard<'a> {
     nonce_counts: Option<NonceCounts>,
     /// Makes each challenge's nonce differ from the others of its second.
     nonce_salt: u32,
+    /// Rate limits for the lines about drops and bans.
+    drop_log: DropLog,
+    /// Datagrams handled, wrapping: every [`HANDLE_SAMPLE_EVERY`]th is
+    /// timed.
+    handled: u32,
 }
 
 /// A request that did not pass authentication, and what it gets.
@@ -162,6 +169,8 @@ impl<'a> Shard<'a> {
             now_ms: 0,
             nonce_counts: shared.auth.as_ref().map(|_| NonceCounts::default()),
             nonce_salt: (index as u32) << 24,
+            drop_log: DropLog::new(index),
+            handled: 0,
         }
     }
 
@@ -174,8 +183,35 @@ impl<'a> Shard<'a> {
     }
 
     /// Handles one datagram: never panics; allocates nothing unless it is
-    /// a REGISTER (whose new record is built here or in the owner).
+    /// a REGISTER (whose new record is built here or in the owner). A drop
+    /// may write a log line (at most one per reason a second); one datagram
+    /// in [`HANDLE_SAMPLE_EVERY`] is timed for the handling-time histogram.
     pub fn handle<S: SendQueue>(&mut self, bytes: &[u8], src: SocketAddr, send: &mut S) {
+        // A drop left over from the inbox is not this datagram's.
+        self.counters.take_last_drop();
+        self.handled = self.handled.wrapping_add(1);
+        let timed = self
+            .handled
+            .is_multiple_of(HANDLE_SAMPLE_EVERY)
+            .then(Instant::now);
+        self.handle_datagram(bytes, src, send);
+        if let Some(t) = timed {
+            self.counters.handle_time.record(t.elapsed());
+        }
+        self.log_drop(Some(src), bytes);
+    }
+
+    /// Writes a line about the datagram just handled if it was dropped
+    /// and its reason had no line in the last second.
+    #[inline]
+    pub fn log_drop(&mut self, src: Option<SocketAddr>, bytes: &[u8]) {
+        if let Some(r) = self.counters.take_last_drop() {
+            self.drop_log
+                .dropped(r, self.counters, self.now_ms, src, bytes);
+        }
+    }
+
+    fn handle_datagram<S: SendQueue>(&mut self, bytes: &[u8], src: SocketAddr, send: &mut S) {
         let counters = self.counters;
         let drop = |r: DropReason| counters.dropped(r);
         let shared = self.shared;
@@ -190,6 +226,8 @@ impl<'a> Shard<'a> {
                 Verdict::Banned => return drop(DropReason::RateLimited),
                 Verdict::JustBanned => {
                     add(&counters.sources_banned, 1);
+                    let ban_s = guard.rate.map_or(0, |r| r.ban_ms / 1000);
+                    self.drop_log.banned(counters, self.now_ms, src, ban_s);
                     just_banned = true;
                 }
             }
@@ -733,11 +771,11 @@ pub fn run<B: Backend>(mut io: B, shard: &mut Shard<'_>, stop: &AtomicBool) -> i
             add(&counters.received, 1);
             let Some(src) = d.source else {
                 counters.dropped(DropReason::Malformed);
-                return;
+                return shard.log_drop(None, d.bytes);
             };
             if d.truncated {
                 counters.dropped(DropReason::Oversize);
-                return;
+                return shard.log_drop(Some(src), d.bytes);
             }
             shard.handle(d.bytes, src, send);
         })?;

@@ -87,16 +87,23 @@ impl Proxy {
     }
 
     /// Sends SIGTERM, waits, and returns the exit line (counters).
-    pub fn stop_and_report(mut self) -> String {
+    pub fn stop_and_report(self) -> String {
+        self.stop_and_read()
+            .lines()
+            .find(|l| l.contains("stopped;"))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Sends SIGTERM, waits, and returns everything it wrote to stderr
+    /// after what was read already.
+    pub fn stop_and_read(mut self) -> String {
         // SAFETY: kill(2) on the PID of a child we started and still own.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut self.err, &mut rest);
         let _ = self.child.wait();
-        rest.lines()
-            .find(|l| l.contains("stopped;"))
-            .unwrap_or_default()
-            .to_string()
+        rest
     }
 
     /// Kills it with SIGKILL (no shutdown of any kind) and waits.
