@@ -297,9 +297,11 @@ fn registration(io: &str) {
 
 fn invites_from_local_users(io: &str) {
     let file = users_file(&format!("inv-{io}"));
-    let Some(proxy) = start(io, &file, &["--auth-invite"]) else {
+    let extra = ["--auth-invite", "--metrics-listen", "127.0.0.1:0"];
+    let Some(mut proxy) = start(io, &file, &extra) else {
         return;
     };
+    let metrics = common::metrics::metrics_addr(&mut proxy);
     let bob = socket();
     let r = ask(&proxy, &bob, &register("bob", &bob, 1, None));
     let nonce = challenges(&r, HeaderName::WwwAuthenticate)[0]
@@ -372,6 +374,11 @@ fn invites_from_local_users(io: &str) {
         )
         .unwrap();
     assert!(recv(&bob).starts_with(b"INVITE "));
+    let (_, body) = common::metrics::get(metrics, "/metrics");
+    let sum = |name: &str| common::metrics::sum_of(&body, name);
+    assert_eq!(sum("sipshard_auth_accepted_total{"), 2, "{body}");
+    assert_eq!(sum("sipshard_auth_challenges_total{"), 2, "{body}");
+    assert_eq!(sum("sipshard_auth_failures_total{"), 1, "the 403: {body}");
     let exit = proxy.stop_and_report();
     assert_eq!(field(&exit, "auth_accepted"), 2, "{exit}");
     let _ = std::fs::remove_dir_all(file.parent().unwrap());

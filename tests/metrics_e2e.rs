@@ -5,36 +5,10 @@
 #[macro_use]
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use common::metrics::{get, metrics_addr, sum_of};
 use common::process::{recv, socket, Proxy};
-
-/// GET `path` from `addr`; the status line and the body.
-fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.lines().next().unwrap_or_default().to_string();
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
-    (status, body)
-}
-
-/// The sum of the integer values of the series whose line starts with
-/// `prefix`.
-fn sum_of(body: &str, prefix: &str) -> u64 {
-    body.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
 
 fn counters_are_scraped(io: &str) {
     let Some(mut proxy) = Proxy::start(
@@ -48,15 +22,7 @@ fn counters_are_scraped(io: &str) {
     ) else {
         return;
     };
-    let mut addr = None;
-    for _ in 0..5 {
-        let line = proxy.next_line();
-        if let Some(a) = line.split("http://").nth(1) {
-            addr = a.split("/metrics").next().and_then(|a| a.parse().ok());
-            break;
-        }
-    }
-    let addr: SocketAddr = addr.expect("the banner names the metrics address");
+    let addr = metrics_addr(&mut proxy);
     let ua = socket();
     let options = format!(
         "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKmet\r\n\

@@ -2,6 +2,7 @@
 //! and the process and socket helpers of the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod process;
 
 use proptest::sample::Index;
