@@ -119,7 +119,12 @@ fn bench(c: &mut Criterion) {
         let key = &s.auth.as_ref().unwrap().key;
         String::from_utf8(key.mint(now, 1, b"example.com").to_vec()).unwrap()
     };
-    run("invite_plain", false, &|_, _| invite(None), "INVITE sip:bob@192.0.2.4");
+    run(
+        "invite_plain",
+        false,
+        &|_, _| invite(None),
+        "INVITE sip:bob@192.0.2.4",
+    );
     run(
         "invite_md5",
         true,
@@ -132,7 +137,12 @@ fn bench(c: &mut Criterion) {
         &|s, now| invite(Some(credentials(&nonce(s, now), "SHA-256"))),
         "INVITE sip:bob@192.0.2.4",
     );
-    run("invite_challenge", true, &|_, _| invite(None), "SIP/2.0 407");
+    run(
+        "invite_challenge",
+        true,
+        &|_, _| invite(None),
+        "SIP/2.0 407",
+    );
     g.finish();
 }
 

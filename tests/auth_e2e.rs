@@ -326,6 +326,27 @@ fn invites_from_local_users(io: &str) {
     assert_eq!(ch.len(), 2);
     let nonce = ch[0].1.nonce.clone();
     assert!(nothing_arrives(&bob), "not forwarded");
+    // Its ACK (same branch, the 407's To tag) ends at the proxy too.
+    let to_tag = Message::parse(&r)
+        .unwrap()
+        .to()
+        .unwrap()
+        .tag()
+        .unwrap()
+        .to_vec();
+    let ack = String::from_utf8(invite("alice", DOMAIN, "bob", &alice, 1, None))
+        .unwrap()
+        .replacen("INVITE sip:", "ACK sip:", 1)
+        .replace("1 INVITE", "1 ACK")
+        .replace(
+            &format!("To: <sip:bob@{DOMAIN}>"),
+            &format!(
+                "To: <sip:bob@{DOMAIN}>;tag={}",
+                String::from_utf8_lossy(&to_tag)
+            ),
+        );
+    alice.send_to(ack.as_bytes(), proxy.addr).unwrap();
+    assert!(nothing_arrives(&bob), "the ACK of our 407 is not forwarded");
     // Answered (in the ACK-less way of a test UA): forwarded to bob.
     let uri = format!("sip:bob@{DOMAIN}");
     let c = credentials(

@@ -261,6 +261,12 @@ impl<'a> Shard<'a> {
             // ACK, no Via) is dropped.
             return self.too_large(&msg, src, send);
         }
+        if msg.method() == Some(Method::Ack) && answers_local_reply(&msg) {
+            // §17.1.1.3: the ACK of a non-2xx answer we gave (a 407, a
+            // 404...) ends here; forwarded, it would reach the callee,
+            // which never saw the INVITE.
+            return drop(DropReason::AckNotAnswered);
+        }
         if let Some(refusal) = self.authenticate_invite(&msg) {
             return self.refuse_auth(&msg, src, refusal, send);
         }
@@ -807,6 +813,18 @@ fn commit_reply<S: SendQueue>(
         }
         None => counters.dropped(DropReason::WriteFailed),
     }
+}
+
+/// True when `ack`'s To tag is the one [`start_reply`] writes for its
+/// transaction: it acknowledges a final answer of ours (an ACK of a
+/// non-2xx answer carries the INVITE's branch, §17.1.1.3).
+fn answers_local_reply(ack: &Message<'_>) -> bool {
+    let Some(tag) = ack.to().ok().and_then(|t| t.tag()) else {
+        return false;
+    };
+    let mut ours = [0u8; 16];
+    write_hex(transaction_hash(ack), &mut ours);
+    tag == ours
 }
 
 /// Starts a local response: status line, the request's headers that a
