@@ -340,6 +340,29 @@ mod tests {
     }
 
     #[test]
+    fn aors_that_once_collided_keep_their_own_records() {
+        // These pairs had one hash under the old multiply hash, and the
+        // second REGISTER replaced the first user's record (found by
+        // scripts/attack.sh).
+        let mut r = Replica::default();
+        let users = [
+            "10002", "10089", "10003", "10008", "10009", "97403", "97488",
+        ];
+        for u in users {
+            let aor = format!("sip:{u}@example.test");
+            r.apply(LocationOp::Set(record(&aor, &["sip:x@192.0.2.1"])));
+        }
+        assert_eq!(r.len(), users.len());
+        for u in users {
+            let aor = format!("sip:{u}@example.test");
+            assert_eq!(
+                r.lookup(aor.as_bytes()).map(|x| x.aor()),
+                Some(aor.as_bytes())
+            );
+        }
+    }
+
+    #[test]
     fn set_lookup_remove() {
         let mut r = Replica::default();
         r.apply(LocationOp::Set(record(
