@@ -1,0 +1,594 @@
+#!/usr/bin/env bash
+# Attack test: real attack tools against a running sipshard on loopback,
+# then proof that legitimate users were still served and lost nothing.
+#
+#   scripts/attack.sh [SECONDS_PER_FLOOD] [USERS] [-- extra sipshard flags]
+#
+#   scripts/attack.sh                     # full run: 20 s floods, 1000 users
+#   scripts/attack.sh 3 100 -- --io mmsg  # short run (what .ci/run does)
+#
+# sipshard runs on 127.0.0.1:5060 (sipvicious writes its Request-URIs without
+# a port, so the server must be on 5060 for them to name it; the script exits
+# 77, skipped, when that port is taken) with --domain example.test,
+# --rate-limit 1000 --rate-burst 2000 --ban-time 60, a --state-dir in a
+# temporary folder, --metrics-listen, and --shards 2 unless the extra flags
+# set it. Each kind of traffic comes from a loopback address of its own,
+# because the rate limit is per source address:
+#
+#   127.0.0.1   legitimate user agents (SIPp UAC: REGISTERs and calls)
+#   127.0.0.5   the legitimate users' phones (a SIPp UAS; their Contacts)
+#   127.0.0.2   sipvicious svmap and svwar (both bind it with -b)
+#   127.0.0.3   INVITE flood: SIPp, one UDP socket (source port) per call
+#   127.0.0.4   REGISTER flood: the same, REGISTERs of new users
+#   127.0.1.1-100  a "botnet": scripts/sipflood.py, 4 ports per address,
+#               INVITEs and REGISTERs, each address under the rate limit
+#
+# Steps:
+#  1. USERS legitimate users register (perf/uac_register.xml, 200/s), each
+#     with its Contact at the SIPp UAS.
+#  2. Attacks, each bracketed by two scrapes of /metrics: svmap (OPTIONS,
+#     then INVITE), svwar over USERS extensions (10000...) with OPTIONS,
+#     INVITE and REGISTER, then three floods of SECONDS_PER_FLOOD seconds at
+#     ATTACK_RATE requests/s (default 5000): INVITE flood, REGISTER flood,
+#     botnet flood. During each flood every legitimate user registers again
+#     from 127.0.0.1, spread over the flood; each must get its 200.
+#  3. Checks: the server is still running; USERS/10 (at least 10) new users
+#     register; every user, old and new, is called through the location
+#     service (perf/uac_call_registered.xml -> sipshard -> SIPp UAS running
+#     perf/uas_registered.xml, which checks the Request-URI is the user's
+#     Contact); no binding was removed or expired, and the replica holds
+#     every AOR the server acknowledged (metrics: sipshard_aors equals
+#     bindings created - removed - expired, as every REGISTER here has one
+#     Contact for an AOR of its own); sipshard exits 0 on SIGTERM.
+#  4. sipshard is started again on the same --state-dir with
+#     --drop-scanners: it must load every acknowledged AOR, svmap and svwar
+#     must get no answer at all (counted as `scanner` drops), every user is
+#     called again, and the replica again holds every acknowledged AOR.
+#
+# Prints a table of what the server did per attack (from /metrics), the exit
+# lines, then PASS or FAIL; exits 0, 1 (FAIL), 2 (a tool is missing) or 77
+# (skipped: io_uring refused, or 127.0.0.1:5060 taken). Installs sipvicious
+# (Debian package, else PyPI) and SIPp (Debian: sip-tester) when missing.
+# Logs go to perf/results/attack-<time>/. Every tool runs under `timeout`,
+# every flood is bounded in count and time, and every target is 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { echo "usage: $0 [SECONDS_PER_FLOOD] [USERS] [-- sipshard flags]" >&2; exit 2; }
+seconds=20
+users=1000
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then seconds=$1; shift; fi
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then users=$1; shift; fi
+if [ $# -gt 0 ]; then
+  [ "$1" = "--" ] || usage
+  shift
+fi
+extra=("$@")
+case "$seconds$users" in *[!0-9]*) usage ;; esac
+[ "$seconds" -ge 1 ] && [ "$users" -ge 1 ] || usage
+
+domain=example.test
+server_ip=127.0.0.1
+server_port=5060
+legit_ip=127.0.0.1
+phone_ip=127.0.0.5
+scan_ip=127.0.0.2
+invite_ip=127.0.0.3
+register_ip=127.0.0.4
+bot_first=127.0.1.1
+bot_count=100
+flood_rate=${ATTACK_RATE:-5000}
+rate_limit=1000
+rate_burst=2000
+ban_time=60
+reg_rate=200    # legitimate REGISTERs/s in step 1
+call_rate=100   # legitimate calls/s
+new_users=$(( users / 10 > 10 ? users / 10 : 10 ))
+total=$(( users + new_users ))
+
+# ---- tools ------------------------------------------------------------------
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  as_root apt-get install -y "$@" || { as_root apt-get update && as_root apt-get install -y "$@"; }
+}
+# Debian's sipvicious 0.3.3 installs svmap/svwar; PyPI's 0.3.8 installs
+# sipvicious_svmap/sipvicious_svwar. Both take the options used here (-b
+# bind address, -P local port, -p port, -m method, -e extensions, svwar's
+# --domain).
+find_sipvicious() {
+  svmap=$(command -v sipvicious_svmap || command -v svmap || true)
+  svwar=$(command -v sipvicious_svwar || command -v svwar || true)
+  [ -n "$svmap" ] && [ -n "$svwar" ]
+}
+if ! find_sipvicious; then
+  echo "attack: installing sipvicious"
+  apt_install sipvicious || pip install sipvicious || pip3 install sipvicious || true
+  find_sipvicious || { echo "attack: sipvicious (svmap, svwar) not found and could not be installed" >&2; exit 2; }
+fi
+if ! command -v sipp >/dev/null; then
+  echo "attack: installing SIPp (sip-tester)"
+  apt_install sip-tester || true
+  command -v sipp >/dev/null || { echo "attack: sipp not found: apt-get install -y sip-tester" >&2; exit 2; }
+fi
+command -v python3 >/dev/null || { echo "attack: python3 is needed" >&2; exit 2; }
+
+cargo build --release --quiet
+bin=target/release/sipshard
+
+out="perf/results/attack-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+tmp=$(mktemp -d)
+state="$tmp/state"
+mkdir -p "$state"
+
+# The server on the first half of the CPUs this script may use, every client
+# (attackers and legitimate user agents) on the other half.
+read -r server_cpus client_cpus < <(python3 -c '
+import os
+c = sorted(os.sched_getaffinity(0))
+h = len(c) // 2
+print(",".join(map(str, c[:h])) or "-", ",".join(map(str, c[h:])) or "-")')
+srv=()
+cli=()
+if [ "$server_cpus" != "-" ]; then
+  srv=(taskset -c "$server_cpus")
+  cli=(taskset -c "$client_cpus")
+fi
+
+# ---- helpers (as in scripts/interop.sh) ---------------------------------------
+
+# free_port IP: a UDP port on IP that nothing uses, chosen by the kernel.
+free_port() {
+  python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+print(s.getsockname()[1])' "$1"
+}
+# port_free IP PORT: true when nothing is bound to it (no SO_REUSEPORT, so a
+# socket of another process that has it set still makes the bind fail).
+port_free() {
+  python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    s.bind((sys.argv[1], int(sys.argv[2])))
+except OSError:
+    sys.exit(1)' "$1" "$2"
+}
+
+# Processes this script started and has not reaped yet; killed on exit.
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+forget() {
+  local keep=() p
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
+
+has_flag() {
+  local a
+  for a in "${extra[@]}"; do [ "$a" = "$1" ] && return 0; done
+  return 1
+}
+common=(--listen "$server_ip:$server_port" --domain "$domain"
+  --rate-limit "$rate_limit" --rate-burst "$rate_burst" --ban-time "$ban_time"
+  --state-dir "$state" --metrics-listen 127.0.0.1:0 --stats-interval 0)
+has_flag --shards || common+=(--shards 2)
+scanners_dropped_anyway=""
+has_flag --drop-scanners && scanners_dropped_anyway=yes
+
+# start_sipshard LOG ARGS...: starts sipshard, waits up to 10 s for its
+# banner and metrics address; sets sipshard_pid and metrics_url. Exits 77
+# when io_uring is refused, 1 when it does not start.
+start_sipshard() {
+  local log=$1 i
+  shift
+  "${srv[@]}" "$bin" "$@" 2> "$log" &
+  sipshard_pid=$!
+  pids+=("$sipshard_pid")
+  for i in $(seq 100); do
+    metrics_url=$(sed -n 's/.*metrics at \(http:[^ ]*\).*/\1/p' "$log" | head -n 1)
+    grep -q " listening on " "$log" && [ -n "$metrics_url" ] && return 0
+    kill -0 "$sipshard_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! kill -0 "$sipshard_pid" 2>/dev/null && grep -q "io_uring is not available" "$log"; then
+    echo "attack: skipped: $(tail -n 1 "$log")"
+    exit 77
+  fi
+  echo "attack: sipshard did not start:" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+# stop_sipshard LOG: SIGTERM, up to 20 s to exit; sets sipshard_rc (137 when
+# it had to be killed) and exit_line (its last "stopped;" line in LOG).
+stop_sipshard() {
+  local log=$1 i
+  kill -TERM "$sipshard_pid" 2>/dev/null || true
+  for i in $(seq 200); do
+    kill -0 "$sipshard_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$sipshard_pid" 2>/dev/null; then
+    echo "attack: sipshard did not exit within 20 s of SIGTERM; killing it" >&2
+    kill -KILL "$sipshard_pid" 2>/dev/null || true
+  fi
+  sipshard_rc=0
+  wait "$sipshard_pid" || sipshard_rc=$?
+  forget "$sipshard_pid"
+  exit_line=$(grep "stopped;" "$log" | tail -n 1 || true)
+}
+
+# wait_for PID [SECONDS]: its exit status in waited_rc; with SECONDS, stops
+# it (SIGTERM) if it has not exited by then, and waited_rc says "stopped".
+wait_for() {
+  local i stopped=""
+  if [ -n "${2:-}" ]; then
+    for i in $(seq $(( $2 * 10 ))); do
+      kill -0 "$1" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$1" 2>/dev/null && stopped=stopped
+  fi
+  waited_rc=0
+  wait "$1" || waited_rc=$?
+  forget "$1"
+  [ -z "$stopped" ] || waited_rc=$stopped
+}
+
+# sipp_result CSV: "successful=N failed=M created=K" from SIPp's statistics.
+sipp_result() {
+  python3 - "$1" <<'PY'
+import csv, sys
+try:
+    rows = list(csv.reader(open(sys.argv[1]), delimiter=";"))
+    head, last = rows[0], rows[-1]
+    get = lambda name: last[head.index(name)]
+    print(f"successful={get('SuccessfulCall(C)')} failed={get('FailedCall(C)')} created={get('TotalCallCreated')}")
+except (OSError, IndexError, ValueError):
+    print("successful=? failed=? created=? (no statistics)")
+PY
+}
+
+# sipp_uac NAME LIMIT SIPP-ARGS...: a SIPp UAC from legit_ip, at most LIMIT
+# seconds, logs in $out/NAME*; sets uac_rc. Tries another port when the one
+# chosen was taken meanwhile.
+sipp_uac() {
+  local name=$1 limit=$2 try port
+  shift 2
+  for try in 1 2 3; do
+    port=$(free_port "$legit_ip")
+    uac_rc=0
+    timeout "$limit" "${cli[@]}" sipp "$@" -i "$legit_ip" -p "$port" -nostdin \
+      -trace_err -error_file "$out/${name}_errors.log" -trace_stat -stf "$out/${name}_stat.csv" \
+      > "$out/$name.log" 2>&1 || uac_rc=$?
+    grep -q "Unable to bind" "$out/$name.log" || return 0
+  done
+}
+
+# legit_register NAME CSV COUNT RATE: COUNT users of CSV register at RATE/s
+# from legit_ip, Contact at the phones; true when each got its 200. SIPp's
+# counts in legit_result.
+legit_register() {
+  local name=$1 csv=$2 count=$3 rate=$4
+  local place=$(( (count + rate - 1) / rate ))
+  sipp_uac "$name" $(( 2 * place + 60 )) -sf perf/uac_register.xml -inf "$csv" \
+    -key domain "$domain" -key contact "$phone_ip:$phone_port" \
+    -m "$count" -r "$rate" -timeout "$(( 2 * place + 30 ))s" -timeout_error "$server_ip:$server_port"
+  legit_result=$(sipp_result "$out/${name}_stat.csv")
+  [ "$uac_rc" = 0 ] && [[ "$legit_result" == "successful=$count failed=0 "* ]]
+}
+
+# legit_calls NAME: every user (old and new) is called at call_rate/s; true
+# when every call completed. SIPp's counts in legit_result.
+legit_calls() {
+  local name=$1 place=$(( (total + call_rate - 1) / call_rate ))
+  sipp_uac "$name" $(( 2 * place + 60 )) -sf perf/uac_call_registered.xml -inf "$tmp/all.csv" \
+    -key domain "$domain" -m "$total" -r "$call_rate" \
+    -timeout "$(( 2 * place + 30 ))s" -timeout_error "$server_ip:$server_port"
+  legit_result=$(sipp_result "$out/${name}_stat.csv")
+  [ "$uac_rc" = 0 ] && [[ "$legit_result" == "successful=$total failed=0 "* ]]
+}
+
+# snap FILE: the server's counters, summed over shards (gauges: the
+# largest); an empty file when /metrics cannot be read (server gone).
+snap() {
+  python3 - "$metrics_url" "$1" <<'PY' || { echo "attack: could not read $metrics_url" >&2; : > "$1"; }
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+want = {
+    "sipshard_received_total": "received",
+    "sipshard_sources_banned_total": "banned",
+    "sipshard_bindings_created_total": "created",
+    "sipshard_bindings_removed_total": "removed",
+    "sipshard_bindings_expired_total": "expired",
+    "sipshard_registers_refused_total": "refused",
+    "sipshard_store_errors_total": "store_errors",
+    "sipshard_send_failed_total": "send_failed",
+    "sipshard_forwarded_requests_total": "forwarded",
+}
+out = {}
+for line in text.splitlines():
+    m = re.match(r'^(\w+)\{([^}]*)\} (\S+)$', line)
+    if not m:
+        continue
+    name, labels, value = m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2))), float(m.group(3))
+    if name in want:
+        key = want[name]
+    elif name == "sipshard_replies_total":
+        key = labels["class"]
+    elif name == "sipshard_drops_total":
+        key = labels["reason"]
+    elif name == "sipshard_aors":
+        out["aors"] = max(out.get("aors", 0), int(value))
+        continue
+    else:
+        continue
+    out[key] = out.get(key, 0) + int(value)
+with open(sys.argv[2], "w") as f:
+    for k, v in sorted(out.items()):
+        f.write(f"{k} {v}\n")
+PY
+}
+
+# lost_bindings FIRST LAST SECONDS: asks the registrar (REGISTER without
+# Contact, a query, from legit_ip at up to 200/s) for sip:N@domain, N from
+# FIRST to LAST, each of which svwar registered; prints how many answers
+# list no binding, how many never came (within SECONDS in all), and which
+# (the first 20).
+lost_bindings() {
+  python3 - "$server_ip" "$server_port" "$legit_ip" "$domain" "$1" "$2" "$3" <<'PY'
+import socket, sys, time
+host, port, src, domain = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+first, last, deadline = int(sys.argv[5]), int(sys.argv[6]), time.monotonic() + float(sys.argv[7])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, 0))
+s.settimeout(2)
+lport = s.getsockname()[1]
+lost, unanswered = [], []
+silent = 0
+for n in range(first, last + 1):
+    if silent >= 3 or time.monotonic() > deadline:  # not answering: stop waiting
+        unanswered.append(n)
+        continue
+    msg = (f"REGISTER sip:{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:{lport};branch=z9hG4bKq{n}\r\n"
+           f"From: <sip:{n}@{domain}>;tag=q{n}\r\nTo: <sip:{n}@{domain}>\r\nCall-ID: query-{n}\r\n"
+           f"CSeq: 1 REGISTER\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    s.sendto(msg.encode(), (host, port))
+    try:
+        while True:
+            data = s.recv(65535).decode("utf-8", "replace")
+            if f"query-{n}" in data:
+                break
+    except socket.timeout:
+        unanswered.append(n)
+        silent += 1
+        continue
+    silent = 0
+    head = data.split("\r\n\r\n")[0].lower()
+    if not data.startswith("SIP/2.0 200") or ("\r\ncontact:" not in head and "\r\nm:" not in head):
+        lost.append(n)
+    time.sleep(0.005)
+print(f"lost={len(lost)} unanswered={len(unanswered)} of={last - first + 1} e.g. {' '.join(map(str, (lost + unanswered)[:20])) or '-'}")
+PY
+}
+
+# get FILE KEY: one counter of a snapshot; -1 when it has none.
+get() { awk -v k="$2" '$1 == k { v = $2 } END { print (v == "" ? -1 : v) }' "$1"; }
+
+# The attacks' rows for the summary: NAME|TOOL-SAID|BEFORE|AFTER.
+rows=()
+attack_begin() { snap "$tmp/before.snap"; }
+attack_end() {
+  local name=$1 said=$2 n
+  n=${#rows[@]}
+  snap "$tmp/after-$n.snap"
+  cp "$tmp/before.snap" "$tmp/before-$n.snap"
+  rows+=("$name|$said|$tmp/before-$n.snap|$tmp/after-$n.snap")
+  echo "attack: $name: $said"
+}
+
+failures=()
+check() {  # check DESCRIPTION COMMAND...: records PASS/FAIL
+  if "${@:2}"; then
+    echo "attack: check: $1: ok"
+  else
+    echo "attack: check: $1: FAILED" >&2
+    failures+=("$1")
+  fi
+}
+
+# svmap_found LOG: how many SIP devices svmap listed.
+svmap_found() { grep -c "^| $server_ip:$server_port" "$1" || true; }
+# svwar_found LOG: how many extensions svwar listed.
+svwar_found() { grep -cE "^\| [^ ]+ +\| (reqauth|noauth|weird)" "$1" || true; }
+
+# ---- 0. set up ----------------------------------------------------------------
+
+if ! port_free "$server_ip" "$server_port"; then
+  echo "attack: skipped: $server_ip:$server_port is in use (sipvicious names port 5060, so sipshard must listen there)"
+  exit 77
+fi
+python3 scripts/make_users_csv.py "$users" "$tmp/users.csv"
+python3 scripts/make_users_csv.py "$new_users" "$tmp/new.csv" --prefix newuser
+{ cat "$tmp/users.csv"; tail -n +2 "$tmp/new.csv"; } > "$tmp/all.csv"
+
+echo "attack: $seconds s per flood at $flood_rate/s, $users users; sipshard ${common[*]} ${extra[*]}"
+echo "attack: server on CPUs ${server_cpus}, clients on CPUs ${client_cpus}; logs in $out"
+start_sipshard "$out/sipshard.log" "${common[@]}" "${extra[@]}"
+head -n 1 "$out/sipshard.log"
+
+# The legitimate users' phones: one SIPp UAS for both rounds of calls.
+phone_port=$(free_port "$phone_ip")
+timeout 1800 "${cli[@]}" sipp -sf perf/uas_registered.xml -i "$phone_ip" -p "$phone_port" \
+  -m $(( 2 * total )) -nostdin -trace_err -error_file "$out/phones_errors.log" \
+  -trace_stat -stf "$out/phones_stat.csv" > "$out/phones.log" 2>&1 &
+phones_pid=$!
+pids+=("$phones_pid")
+sleep 0.5
+kill -0 "$phones_pid" 2>/dev/null || { echo "attack: the SIPp UAS did not start:" >&2; tail -n 3 "$out/phones.log" >&2; exit 1; }
+
+# ---- 1. legitimate registrations ------------------------------------------------
+
+check "$users users register before the attacks ($reg_rate/s)" legit_register register "$tmp/users.csv" "$users" "$reg_rate"
+echo "attack: register: $legit_result"
+snap "$tmp/registered.snap"
+check "the replica holds the $users AORs" [ "$(get "$tmp/registered.snap" aors)" -eq "$users" ]
+
+# ---- 2. attacks -----------------------------------------------------------------
+
+scan_port=$(free_port "$scan_ip")
+# svwar sweeps USERS five-digit extensions, as a PBX numbers its phones.
+ext_first=10000
+ext_last=$(( ext_first + users - 1 ))
+
+for method in OPTIONS INVITE; do
+  attack_begin
+  timeout 60 "${cli[@]}" "$svmap" -b "$scan_ip" -P "$scan_port" -p "$server_port" -m "$method" "$server_ip" \
+    > "$out/svmap-$method.log" 2>&1 || true
+  attack_end "svmap -m $method" "found $(svmap_found "$out/svmap-$method.log") device(s)"
+done
+if [ -z "$scanners_dropped_anyway" ]; then
+  check "svmap saw sipshard" [ "$(svmap_found "$out/svmap-OPTIONS.log")" -ge 1 ]
+fi
+
+for method in OPTIONS INVITE REGISTER; do
+  attack_begin
+  timeout $(( users / 20 + 60 )) "${cli[@]}" "$svwar" -b "$scan_ip" -P "$scan_port" -p "$server_port" \
+    --domain "$domain" -m "$method" -e "$ext_first-$ext_last" "$server_ip" > "$out/svwar-$method.log" 2>&1 || true
+  attack_end "svwar -m $method -e $ext_first-$ext_last" "found $(svwar_found "$out/svwar-$method.log") extension(s)"
+done
+
+# flood NAME COMMAND...: runs the flood (under `timeout`) while every
+# legitimate user registers again, spread over the flood.
+flood() {
+  local name=$1 legit_pid
+  shift
+  attack_begin
+  legit_register "refresh-$name" "$tmp/users.csv" "$users" $(( (users + seconds - 1) / seconds )) \
+    > /dev/null 2>&1 &
+  legit_pid=$!
+  pids+=("$legit_pid")
+  timeout $(( seconds + 30 )) "${cli[@]}" "$@" > "$out/$name.log" 2>&1 || true
+  wait_for "$legit_pid"
+  local said
+  case "$name" in
+    botnet) said=$(grep "^sipflood:" "$out/$name.log" | sed 's/^sipflood: //' || true) ;;
+    *) said="sent $(sipp_result "$out/${name}_stat.csv" | sed 's/.*created=//')" ;;
+  esac
+  attack_end "$name flood" "${said:-no report}"
+  check "every legitimate REGISTER during the $name flood got its 200" [ "$waited_rc" = 0 ]
+  echo "attack: legitimate REGISTERs during the $name flood: $(sipp_result "$out/refresh-${name}_stat.csv")"
+}
+
+count=$(( flood_rate * seconds ))
+flood invite sipp -sf perf/attack_invite_flood.xml -t un -max_socket 4096 \
+  -i "$invite_ip" -p "$(free_port "$invite_ip")" -key domain "$domain" -r "$flood_rate" -m "$count" \
+  -timeout "$(( seconds + 10 ))s" -nostdin -trace_stat -stf "$out/invite_stat.csv" "$server_ip:$server_port"
+flood register sipp -sf perf/attack_register_flood.xml -t un -max_socket 4096 \
+  -i "$register_ip" -p "$(free_port "$register_ip")" -key domain "$domain" -r "$flood_rate" -m "$count" \
+  -timeout "$(( seconds + 10 ))s" -nostdin -trace_stat -stf "$out/register_stat.csv" "$server_ip:$server_port"
+flood botnet python3 scripts/sipflood.py --target "$server_ip:$server_port" --domain "$domain" \
+  --sources "$bot_first" --source-count "$bot_count" --sockets 4 --rate "$flood_rate" --seconds "$seconds"
+
+# ---- 3. after the attacks ---------------------------------------------------------
+
+check "sipshard is still running after the attacks" kill -0 "$sipshard_pid"
+check "$new_users new users register after the attacks" legit_register register-new "$tmp/new.csv" "$new_users" "$reg_rate"
+echo "attack: new registrations: $legit_result"
+check "all $total users (old and new) are called through the location service" legit_calls calls
+echo "attack: calls: $legit_result"
+snap "$tmp/end.snap"
+svwar_bindings=$(lost_bindings "$ext_first" "$ext_last" $(( users / 50 + 60 )) || true)
+echo "attack: the bindings svwar's REGISTERs created, queried: $svwar_bindings"
+check "every binding svwar registered is still there" [ "${svwar_bindings%% of=*}" = "lost=0 unanswered=0" ]
+check "no binding was removed or expired" [ "$(get "$tmp/end.snap" removed)" -eq 0 -a "$(get "$tmp/end.snap" expired)" -eq 0 ]
+# Every REGISTER sent here, legitimate or not, has one Contact and its own
+# AOR (refreshes count as refreshed, not created), so the AORs the server
+# answered 200 for are bindings created - removed - expired, and every one
+# of them must be in the replica: a binding acknowledged and then lost
+# (overwritten, dropped) fails this even when no legitimate user was hit.
+acked=$(( $(get "$tmp/end.snap" created) - $(get "$tmp/end.snap" removed) - $(get "$tmp/end.snap" expired) ))
+aors_end=$(get "$tmp/end.snap" aors)
+check "every AOR the server acknowledged is in its replica (aors=$aors_end of $acked)" [ "$aors_end" -eq "$acked" ]
+check "no REGISTER refused and no log error" [ "$(get "$tmp/end.snap" refused)" -eq 0 -a "$(get "$tmp/end.snap" store_errors)" -eq 0 ]
+stop_sipshard "$out/sipshard.log"
+exit1=$exit_line
+check "sipshard exits 0 on SIGTERM" [ "$sipshard_rc" = 0 ]
+
+# ---- 4. restart from the state directory, with --drop-scanners -------------------
+
+restart=("${common[@]}")
+[ -n "$scanners_dropped_anyway" ] || restart+=(--drop-scanners)
+start_sipshard "$out/sipshard-restart.log" "${restart[@]}" "${extra[@]}"
+loaded=$(sed -n 's/.*loaded \([0-9]*\) AOR(s).*/\1/p' "$out/sipshard-restart.log" | head -n 1)
+echo "attack: restart: $(grep "loaded" "$out/sipshard-restart.log" | head -n 1)"
+check "the restarted server loads every acknowledged AOR from --state-dir (loaded=${loaded:-?} of $acked)" [ "${loaded:-x}" = "$acked" ]
+
+snap "$tmp/drop-before.snap"
+attack_begin
+timeout 60 "${cli[@]}" "$svmap" -b "$scan_ip" -P "$scan_port" -p "$server_port" "$server_ip" \
+  > "$out/svmap-drop.log" 2>&1 || true
+attack_end "svmap, --drop-scanners" "found $(svmap_found "$out/svmap-drop.log") device(s)"
+check "with --drop-scanners svmap finds nothing" [ "$(svmap_found "$out/svmap-drop.log")" -eq 0 ]
+attack_begin
+timeout $(( users / 20 + 60 )) "${cli[@]}" "$svwar" -b "$scan_ip" -P "$scan_port" -p "$server_port" \
+  --domain "$domain" -m INVITE -e "$ext_first-$ext_last" "$server_ip" > "$out/svwar-drop.log" 2>&1 || true
+attack_end "svwar -m INVITE, --drop-scanners" "found $(svwar_found "$out/svwar-drop.log") extension(s)"
+snap "$tmp/drop-after.snap"
+# delta KEY: how much a counter grew while the scanners ran against --drop-scanners.
+delta() { echo $(( $(get "$tmp/drop-after.snap" "$1") - $(get "$tmp/drop-before.snap" "$1") )); }
+check "with --drop-scanners every scanner request was dropped (scanner drops: $(delta scanner)) and none answered" \
+  [ "$(delta scanner)" -ge 1 -a "$(( $(delta 2xx) + $(delta 4xx) + $(delta 5xx) ))" -eq 0 ]
+
+check "after the restart all $total users are called again" legit_calls calls-restart
+echo "attack: calls after restart: $legit_result"
+snap "$tmp/restart-end.snap"
+aors_restart=$(get "$tmp/restart-end.snap" aors)
+check "after the restart the replica holds every acknowledged AOR (aors=$aors_restart of $acked)" [ "$aors_restart" -eq "$acked" ]
+wait_for "$phones_pid" 10
+check "the phones (SIPp UAS) took every call" [ "$waited_rc" = 0 ]
+stop_sipshard "$out/sipshard-restart.log"
+exit2=$exit_line
+check "the restarted sipshard exits 0 on SIGTERM" [ "$sipshard_rc" = 0 ]
+
+# ---- summary ----------------------------------------------------------------------
+
+echo
+echo "attack: what sipshard did, per attack (counter deltas from /metrics; a flood's row includes"
+echo "attack: the legitimate REGISTERs sent during it, one 2xx each):"
+python3 - "${rows[@]}" <<'PY'
+import sys
+def load(path):
+    d = {}
+    for line in open(path):
+        k, v = line.split()
+        d[k] = int(v)
+    return d
+cols = [("received", "recv"), ("2xx", "2xx"), ("4xx", "4xx"), ("5xx", "5xx"),
+        ("rate_limited", "rate_ltd"), ("scanner", "scanner"), ("banned", "banned"),
+        ("created", "bindings+"), ("unresolved", "unresolv"), ("forwarded", "fwd")]
+print(f"  {'attack':<36}" + "".join(f"{h:>10}" for _, h in cols) + "  tool said")
+for row in sys.argv[1:]:
+    name, said, before, after = row.split("|")
+    b, a = load(before), load(after)
+    cells = "".join(f"{a.get(k, 0) - b.get(k, 0):>10}" for k, _ in cols)
+    print(f"  {name:<36}{cells}  {said}")
+PY
+echo "attack: exit line, attacked server: ${exit1#*stopped; }"
+echo "attack: exit line, restarted server: ${exit2#*stopped; }"
+if [ "${#failures[@]}" -ne 0 ]; then
+  echo "attack: FAIL (${#failures[@]} check(s) failed; logs in $out):" >&2
+  printf 'attack:   %s\n' "${failures[@]}" >&2
+  exit 1
+fi
+echo "attack: PASS (logs in $out)"
