@@ -117,6 +117,10 @@ def main():
         (0, register(a, 1, c(1), extra="Expires: 5")), (0, register(a, 2, c(1) + ";expires=0")),
         (0, register("bob", 1, c(9), extra="Path: <sip:192.0.2.60;lr>"))))
 
+    # Two AORs whose hashes collided under the old multiply hash: the
+    # second REGISTER used to erase the first user's record.
+    write("registrar", "hash_collision_10002_10089", seq(
+        (0, register("10002", 1, "<sip:10002@192.0.2.7>")), (0, register("10089", 1, "<sip:10089@192.0.2.8>"))))
 
 if __name__ == "__main__":
     main()

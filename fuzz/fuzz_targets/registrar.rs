@@ -5,8 +5,12 @@
 //! §10.3 with bindings already there: refreshes, CSeq order, Call-ID
 //! replacement, `*`, max-contacts, expiry, queries, and the 200's binding
 //! list. Oracles: nothing panics; everything sent parses as a response;
-//! no AOR in the replica has more than --max-contacts bindings, and every
-//! binding it lists is live.
+//! no AOR in the replica has more than --max-contacts bindings; after a 200
+//! that lists bindings, the replica has the REGISTER's AOR with at least
+//! that many; and every AOR confirmed so is still in the replica for the
+//! next 100 s (its record lives at least min-expires + max-expires, 130 s):
+//! a REGISTER must never lose another AOR's record, as hash collisions
+//! once did.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -14,6 +18,7 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use sipshard::io::SendQueue;
 use sipshard::location::shard::LocationShard;
+use sipshard::registrar::register::aor_of;
 use sipshard::proxy::ProxyConfig;
 use sipshard::registrar::register::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
@@ -56,11 +61,27 @@ fuzz_target!(|data: &[u8]| {
         sent: Vec::new(),
     };
     let src: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let mut confirmed: Vec<(Box<[u8]>, u64)> = Vec::new();
     for piece in data.split_inner(b"\n--\n").take(32) {
         let (step, datagram) = piece.split_first().unwrap_or((&0, &[]));
         shard.now += u64::from(*step);
+        let before = q.sent.len();
         shard.handle(datagram, src, &mut q);
+        if q.sent.len() > before {
+            if let Some(aor) = check_binding_kept(&shard, datagram, &q.sent[before]) {
+                confirmed.push((aor, shard.now));
+            }
+        }
         shard.after_batch();
+        for (aor, at) in &confirmed {
+            if shard.now < at + 100 {
+                assert!(
+                    shard.location.replica.lookup(aor).is_some(),
+                    "{} was lost",
+                    String::from_utf8_lossy(aor)
+                );
+            }
+        }
     }
     for out in &q.sent {
         match Message::parse(out) {
@@ -74,6 +95,29 @@ fuzz_target!(|data: &[u8]| {
         assert!(live <= MAX_CONTACTS, "{live} bindings");
     }
 });
+
+/// After a 200 to a REGISTER listing N bindings, the AOR is in the replica
+/// with at least N; returns the AOR.
+fn check_binding_kept(shard: &Shard<'_>, request: &[u8], answer: &[u8]) -> Option<Box<[u8]>> {
+    let (Ok(req), Ok(resp)) = (Message::parse(request), Message::parse(answer)) else {
+        return None;
+    };
+    if resp.status() != Some(200) || req.method().map(|m| m.as_bytes()) != Some(&b"REGISTER"[..]) {
+        return None;
+    }
+    let listed = resp.contacts().count();
+    if listed == 0 {
+        return None;
+    }
+    let aor = aor_of(&req).ok()?;
+    let kept = shard.location.replica.lookup(&aor).map_or(0, |r| r.len());
+    assert!(
+        kept >= listed,
+        "200 listed {listed} binding(s), the replica has {kept} for {}",
+        String::from_utf8_lossy(&aor)
+    );
+    Some(aor)
+}
 
 /// Splitting a byte slice at a multi-byte separator.
 trait SplitInner {
