@@ -108,9 +108,16 @@ pub struct Server {
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
-/// Reads the credentials and draws the nonce key. An empty file is an
+/// The nonce key's file in `--state-dir`.
+pub const NONCE_KEY_FILE: &str = "nonce.key";
+
+/// Reads the credentials and draws the nonce key (or reads it from
+/// `--state-dir`). An empty file is an
 /// error: it would lock every user out.
-fn load_auth(a: &crate::config::AuthSettings) -> Result<AuthConfig, StartupError> {
+fn load_auth(
+    a: &crate::config::AuthSettings,
+    state_dir: Option<&std::path::Path>,
+) -> Result<AuthConfig, StartupError> {
     let users = CredentialStore::load(&a.file).map_err(StartupError::Auth)?;
     if users.is_empty() {
         return Err(StartupError::Auth(format!(
@@ -118,8 +125,16 @@ fn load_auth(a: &crate::config::AuthSettings) -> Result<AuthConfig, StartupError
             a.file.display()
         )));
     }
-    let key = NonceKey::random()
-        .map_err(|e| StartupError::Auth(format!("cannot draw the nonce key: {e}")))?;
+    // With --state-dir the key outlives a restart, and so do the nonces.
+    let key = match state_dir {
+        Some(dir) => {
+            let path = dir.join(NONCE_KEY_FILE);
+            NonceKey::kept_in(&path)
+                .map_err(|e| StartupError::Auth(format!("nonce key {}: {e}", path.display())))?
+        }
+        None => NonceKey::random()
+            .map_err(|e| StartupError::Auth(format!("cannot draw the nonce key: {e}")))?,
+    };
     Ok(AuthConfig {
         users,
         key,
@@ -131,7 +146,11 @@ fn load_auth(a: &crate::config::AuthSettings) -> Result<AuthConfig, StartupError
 
 /// Binds and starts `cfg.shards` shards per listen address.
 pub fn start(cfg: &Config) -> Result<Server, StartupError> {
-    let auth = cfg.auth.as_ref().map(load_auth).transpose()?;
+    let auth = cfg
+        .auth
+        .as_ref()
+        .map(|a| load_auth(a, cfg.state_dir.as_deref()))
+        .transpose()?;
     // The one place the backend is chosen.
     let mut warnings = Vec::new();
     let use_uring = match cfg.io {

@@ -495,11 +495,65 @@ fn algorithm_choice(io: &str) {
     let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
 
+/// With --state-dir the nonce key is kept: a nonce from before a restart
+/// is still good after it (and the binding is still there).
+fn nonces_survive_a_restart(io: &str) {
+    let file = users_file(&format!("keep-{io}"));
+    let state = file.parent().unwrap().join("state");
+    let state_arg = state.to_str().unwrap().to_string();
+    let Some(proxy) = start(io, &file, &["--state-dir", &state_arg]) else {
+        return;
+    };
+    let alice = socket();
+    let r = ask(&proxy, &alice, &register("alice", &alice, 1, None));
+    let nonce = challenges(&r, HeaderName::WwwAuthenticate)[0]
+        .1
+        .nonce
+        .clone();
+    let c = credentials(
+        "alice",
+        "secret-alice",
+        &nonce,
+        1,
+        "MD5",
+        "REGISTER",
+        REG_URI,
+    );
+    assert_eq!(
+        status(&ask(
+            &proxy,
+            &alice,
+            &register("alice", &alice, 2, Some(&c))
+        )),
+        200
+    );
+    assert_eq!(proxy.terminate(), Some(0));
+    let Some(proxy) = start(io, &file, &["--state-dir", &state_arg]) else {
+        return;
+    };
+    let c = credentials(
+        "alice",
+        "secret-alice",
+        &nonce,
+        2,
+        "MD5",
+        "REGISTER",
+        REG_URI,
+    );
+    let r = ask(&proxy, &alice, &register("alice", &alice, 3, Some(&c)));
+    assert_eq!(status(&r), 200, "{}", String::from_utf8_lossy(&r));
+    let exit = proxy.stop_and_report();
+    assert_eq!(field(&exit, "auth_failures"), 0, "{exit}");
+    assert_eq!(field(&exit, "auth_challenges"), 0, "{exit}");
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
 on_both_backends!(
     registration,
     invites_from_local_users,
     stale_nonce,
-    algorithm_choice
+    algorithm_choice,
+    nonces_survive_a_restart
 );
 
 #[test]

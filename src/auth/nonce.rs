@@ -47,22 +47,43 @@ impl NonceKey {
 
     /// A key from the kernel's random source.
     pub fn random() -> std::io::Result<NonceKey> {
-        let mut secret = [0u8; 32];
-        let mut filled = 0;
-        while filled < secret.len() {
-            let rest = &mut secret[filled..];
-            // SAFETY: the pointer and length describe `rest`, which lives
-            // across the call.
-            let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
+        random_secret().map(|s| NonceKey::new(&s))
+    }
+
+    /// The key kept in `path` (32 bytes), made and written there (mode
+    /// 0600, by rename) when missing: with `--state-dir`, nonces issued
+    /// before a restart stay good after it, so UAs are not challenged
+    /// again, nor counted as failures, because the server restarted.
+    pub fn kept_in(path: &std::path::Path) -> std::io::Result<NonceKey> {
+        use std::io::{Error, ErrorKind, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    Error::new(
+                        ErrorKind::InvalidData,
+                        "not 32 bytes: remove it to make a new key",
+                    )
+                })?;
+                return Ok(NonceKey::new(&secret));
             }
-            filled += n as usize;
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let secret = random_secret()?;
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&secret)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
         Ok(NonceKey::new(&secret))
     }
 
@@ -115,6 +136,27 @@ impl NonceKey {
             id: u64::from_le_bytes(id),
         }
     }
+}
+
+/// 32 bytes from the kernel's random source (getrandom(2)).
+fn random_secret() -> std::io::Result<[u8; 32]> {
+    let mut secret = [0u8; 32];
+    let mut filled = 0;
+    while filled < secret.len() {
+        let rest = &mut secret[filled..];
+        // SAFETY: the pointer and length describe `rest`, which lives
+        // across the call.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled += n as usize;
+    }
+    Ok(secret)
 }
 
 /// Lowercase hex of `bytes` into `out` (twice as long).
@@ -204,6 +246,29 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_ne!(id(&a), id(&b));
+    }
+
+    #[test]
+    fn a_kept_key_is_the_same_key_after_a_restart() {
+        let dir = std::env::temp_dir().join(format!("sipshard-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("nonce.key");
+        let first = NonceKey::kept_in(&path).unwrap();
+        let n = first.mint(100, 1, b"r");
+        let again = NonceKey::kept_in(&path).unwrap();
+        assert!(matches!(
+            again.check(&n, b"r", 100, 30),
+            NonceCheck::Fresh { .. }
+        ));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(&path, b"short").unwrap();
+        assert!(
+            NonceKey::kept_in(&path).is_err(),
+            "a damaged key is refused"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
