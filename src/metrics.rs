@@ -185,6 +185,18 @@ impl Collector for ShardCollector {
             }
         }
         let mut family = encoder.encode_descriptor(
+            "sipshard_responses",
+            "Responses received, by status class.",
+            None,
+            probe.metric_type(),
+        )?;
+        for (c, labels) in self.counters.iter().zip(&shard_labels) {
+            for class in 1..7 {
+                let l = [labels[0].clone(), ("class", format!("{class}xx"))];
+                ConstCounter::new(read(&c.responses[class])).encode(family.encode_family(&l)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
             "sipshard_requests",
             "Requests received, by method.",
             None,
@@ -374,6 +386,7 @@ mod tests {
         add(&counters[1].received, 7);
         counters[0].dropped(DropReason::Denied);
         add(&counters[0].replies[4], 3);
+        add(&counters[1].responses[1], 5);
         let shared = shared(2);
         let text = render(&counters, &shared, "mmsg");
         assert!(
@@ -382,6 +395,7 @@ mod tests {
         );
         assert!(text.contains("sipshard_drops_total{shard=\"0\",reason=\"denied\"} 1"));
         assert!(text.contains("sipshard_replies_total{shard=\"0\",class=\"4xx\"} 3"));
+        assert!(text.contains("sipshard_responses_total{shard=\"1\",class=\"1xx\"} 5"));
         assert!(text.contains("sipshard_info{version="));
         add(&counters[1].requests[0], 2);
         let text = render(&counters, &shared, "mmsg");

@@ -32,11 +32,22 @@ To: <sip:127.0.0.1>\r\nFrom: <sip:m@127.0.0.1>;tag=1\r\nCall-ID: met\r\nCSeq: 1 
     ua.send_to(options.as_bytes(), proxy.addr).unwrap();
     recv(&ua);
     ua.send_to(b"\x00garbage", proxy.addr).unwrap();
+    // A response whose top Via is not ours: counted by class, then dropped.
+    let stray = "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx\r\n\
+To: <sip:a@b>;tag=2\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: r\r\nCSeq: 1 INVITE\r\n\r\n";
+    ua.send_to(stray.as_bytes(), proxy.addr).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let (status, body) = get(addr, "/metrics");
     assert!(status.contains("200"), "{status}");
     let sum = |prefix: &str| sum_of(&body, prefix);
-    assert_eq!(sum("sipshard_received_total{"), 2, "{body}");
+    assert_eq!(sum("sipshard_received_total{"), 3, "{body}");
+    assert_eq!(sum("sipshard_responses_total{"), 1, "{body}");
+    assert_eq!(
+        sum("sipshard_responses_total{shard=\"0\",class=\"1xx\"}")
+            + sum("sipshard_responses_total{shard=\"1\",class=\"1xx\"}"),
+        1,
+        "{body}"
+    );
     assert_eq!(
         sum("sipshard_replies_total{shard=\"0\",class=\"2xx\"}")
             + sum("sipshard_replies_total{shard=\"1\",class=\"2xx\"}"),
@@ -57,7 +68,7 @@ To: <sip:127.0.0.1>\r\nFrom: <sip:m@127.0.0.1>;tag=1\r\nCall-ID: met\r\nCSeq: 1 
     }
     assert!(body.contains("sipshard_inbox_capacity{shard=\"0\"} "));
 
-    // One datagram in 64 is timed: two so far, none timed; 128 more from
+    // One datagram in 64 is timed: three so far, none timed; 128 more from
     // the same source (so the same shard) make two samples.
     assert_eq!(sum("sipshard_handle_seconds_count{"), 0, "{body}");
     for _ in 0..128 {
@@ -65,7 +76,7 @@ To: <sip:127.0.0.1>\r\nFrom: <sip:m@127.0.0.1>;tag=1\r\nCall-ID: met\r\nCSeq: 1 
     }
     std::thread::sleep(Duration::from_millis(300));
     let (_, body) = get(addr, "/metrics");
-    assert_eq!(sum_of(&body, "sipshard_received_total{"), 130, "{body}");
+    assert_eq!(sum_of(&body, "sipshard_received_total{"), 131, "{body}");
     assert_eq!(sum_of(&body, "sipshard_handle_seconds_count{"), 2, "{body}");
     assert_eq!(
         sum_of(&body, "sipshard_handle_seconds_bucket{le=\"+Inf\""),

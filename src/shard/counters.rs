@@ -23,6 +23,9 @@ pub struct ShardCounters {
     pub forwarded_responses: AtomicU64,
     /// Local replies by status class: index 1 for 1xx ... 6 for 6xx.
     pub replies: [AtomicU64; 7],
+    /// Responses received (to be forwarded) by status class, indexed like
+    /// `replies`.
+    pub responses: [AtomicU64; 7],
     /// Drops, indexed by `DropReason as usize`.
     pub drops: [AtomicU64; DROP_REASONS],
     /// Datagrams that did not tokenize as SIP (also counted as a drop).

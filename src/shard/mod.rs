@@ -240,8 +240,10 @@ impl<'a> Shard<'a> {
                 return drop(DropReason::Malformed);
             }
         };
-        if let Some(m) = msg.method() {
-            add(&counters.requests[m.index()], 1);
+        match (msg.method(), msg.status()) {
+            (Some(m), _) => add(&counters.requests[m.index()], 1),
+            (None, Some(code)) => add(&counters.responses[usize::from(code / 100).min(6)], 1),
+            (None, None) => {}
         }
         if just_banned {
             // It went over just now: one 503 with Retry-After, if this is
