@@ -48,6 +48,9 @@ impl std::fmt::Debug for ShardCollector {
 
 type Pick = fn(&ShardCounters) -> &AtomicU64;
 
+/// Picks the `i`th counter of a labelled family from a shard's counters.
+type PickNth = fn(&ShardCounters, usize) -> &AtomicU64;
+
 /// Counters: name (without `_total`), help, field.
 const COUNTERS: &[(&str, &str, Pick)] = &[
     ("sipshard_received", "Datagrams received.", |c| &c.received),
@@ -171,53 +174,50 @@ impl Collector for ShardCollector {
                 ConstGauge::new(v).encode(family.encode_family(labels)?)?;
             }
         }
-        let probe = ConstCounter::new(0u64);
-        let mut family = encoder.encode_descriptor(
-            "sipshard_replies",
-            "Local replies, by status class.",
-            None,
-            probe.metric_type(),
-        )?;
-        for (c, labels) in self.counters.iter().zip(&shard_labels) {
-            for class in 1..7 {
-                let l = [labels[0].clone(), ("class", format!("{class}xx"))];
-                ConstCounter::new(read(&c.replies[class])).encode(family.encode_family(&l)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "sipshard_responses",
-            "Responses received, by status class.",
-            None,
-            probe.metric_type(),
-        )?;
-        for (c, labels) in self.counters.iter().zip(&shard_labels) {
-            for class in 1..7 {
-                let l = [labels[0].clone(), ("class", format!("{class}xx"))];
-                ConstCounter::new(read(&c.responses[class])).encode(family.encode_family(&l)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "sipshard_requests",
-            "Requests received, by method.",
-            None,
-            probe.metric_type(),
-        )?;
-        for (c, labels) in self.counters.iter().zip(&shard_labels) {
-            for (i, m) in Method::COUNTED.iter().enumerate() {
-                let l = [labels[0].clone(), ("method", (*m).to_string())];
-                ConstCounter::new(read(&c.requests[i])).encode(family.encode_family(&l)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "sipshard_drops",
-            "Datagrams dropped, by reason.",
-            None,
-            probe.metric_type(),
-        )?;
-        for (c, labels) in self.counters.iter().zip(&shard_labels) {
-            for r in DropReason::ALL {
-                let l = [labels[0].clone(), ("reason", r.name().to_string())];
-                ConstCounter::new(read(&c.drops[r as usize])).encode(family.encode_family(&l)?)?;
+        let classes: Vec<String> = (1..7).map(|c| format!("{c}xx")).collect();
+        let methods: Vec<String> = Method::COUNTED.iter().map(|m| m.to_string()).collect();
+        let reasons: Vec<String> = DropReason::ALL
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect();
+        let families: [(&str, &str, &str, &[String], PickNth); 4] = [
+            (
+                "sipshard_replies",
+                "Local replies, by status class.",
+                "class",
+                &classes,
+                |c, i| &c.replies[i + 1],
+            ),
+            (
+                "sipshard_responses",
+                "Responses received, by status class.",
+                "class",
+                &classes,
+                |c, i| &c.responses[i + 1],
+            ),
+            (
+                "sipshard_requests",
+                "Requests received, by method.",
+                "method",
+                &methods,
+                |c, i| &c.requests[i],
+            ),
+            (
+                "sipshard_drops",
+                "Datagrams dropped, by reason.",
+                "reason",
+                &reasons,
+                |c, i| &c.drops[DropReason::ALL[i] as usize],
+            ),
+        ];
+        for (name, help, label, values, pick) in families {
+            let probe = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, probe.metric_type())?;
+            for (c, labels) in self.counters.iter().zip(&shard_labels) {
+                for (i, v) in values.iter().enumerate() {
+                    let l = [labels[0].clone(), (label, v.clone())];
+                    ConstCounter::new(read(pick(c, i))).encode(family.encode_family(&l)?)?;
+                }
             }
         }
         // Read live, not published by the shard: a shard that stalls

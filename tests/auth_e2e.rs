@@ -180,6 +180,21 @@ fn field(line: &str, key: &str) -> u64 {
 
 const REG_URI: &str = "sip:example.test";
 
+/// [`credentials`] for a REGISTER to the domain.
+fn reg_credentials(user: &str, password: &str, nonce: &str, nc: u32, alg: &str) -> String {
+    credentials(user, password, nonce, nc, alg, "REGISTER", REG_URI)
+}
+
+/// Sends `user`'s REGISTER without credentials; the nonce of its 401.
+fn first_nonce(proxy: &Proxy, ua: &UdpSocket, user: &str) -> String {
+    let r = ask(proxy, ua, &register(user, ua, 1, None));
+    assert_eq!(status(&r), 401, "{}", String::from_utf8_lossy(&r));
+    challenges(&r, HeaderName::WwwAuthenticate)[0]
+        .1
+        .nonce
+        .clone()
+}
+
 fn registration(io: &str) {
     let file = users_file(&format!("reg-{io}"));
     let Some(proxy) = start(io, &file, &[]) else {
@@ -199,20 +214,12 @@ fn registration(io: &str) {
     let nonce = ch[0].1.nonce.clone();
 
     // A wrong password: challenged again, nothing registered.
-    let wrong = credentials("alice", "guess", &nonce, 1, "SHA-256", "REGISTER", REG_URI);
+    let wrong = reg_credentials("alice", "guess", &nonce, 1, "SHA-256");
     let r = ask(&proxy, &alice, &register("alice", &alice, 2, Some(&wrong)));
     assert_eq!(status(&r), 401);
 
     // The right one, with MD5: 200 and the binding.
-    let md5 = credentials(
-        "alice",
-        "secret-alice",
-        &nonce,
-        1,
-        "MD5",
-        "REGISTER",
-        REG_URI,
-    );
+    let md5 = reg_credentials("alice", "secret-alice", &nonce, 1, "MD5");
     let r = ask(&proxy, &alice, &register("alice", &alice, 3, Some(&md5)));
     assert_eq!(status(&r), 200, "{}", String::from_utf8_lossy(&r));
     assert!(Message::parse(&r)
@@ -221,15 +228,7 @@ fn registration(io: &str) {
         .is_some());
 
     // A refresh with SHA-256 and the next nonce-count.
-    let sha = credentials(
-        "alice",
-        "secret-alice",
-        &nonce,
-        2,
-        "SHA-256",
-        "REGISTER",
-        REG_URI,
-    );
+    let sha = reg_credentials("alice", "secret-alice", &nonce, 2, "SHA-256");
     let r = ask(&proxy, &alice, &register("alice", &alice, 4, Some(&sha)));
     assert_eq!(status(&r), 200);
     // The same credentials on a new request: a replay, refused.
@@ -239,23 +238,11 @@ fn registration(io: &str) {
     // Bob's valid credentials do not register alice (403), nor does a
     // user who is not in the file get anything but a challenge.
     let bob = socket();
-    let r = ask(&proxy, &bob, &register("bob", &bob, 1, None));
-    let nonce_b = challenges(&r, HeaderName::WwwAuthenticate)[0]
-        .1
-        .nonce
-        .clone();
-    let as_bob = credentials(
-        "bob",
-        "secret-bob",
-        &nonce_b,
-        1,
-        "SHA-256",
-        "REGISTER",
-        REG_URI,
-    );
+    let nonce_b = first_nonce(&proxy, &bob, "bob");
+    let as_bob = reg_credentials("bob", "secret-bob", &nonce_b, 1, "SHA-256");
     let r = ask(&proxy, &bob, &register("alice", &bob, 2, Some(&as_bob)));
     assert_eq!(status(&r), 403);
-    let carol = credentials("carol", "x", &nonce_b, 1, "SHA-256", "REGISTER", REG_URI);
+    let carol = reg_credentials("carol", "x", &nonce_b, 1, "SHA-256");
     let r = ask(&proxy, &bob, &register("carol", &bob, 3, Some(&carol)));
     assert_eq!(status(&r), 401);
     // A forged nonce is a challenge too.
@@ -303,12 +290,8 @@ fn invites_from_local_users(io: &str) {
     };
     let metrics = common::metrics::metrics_addr(&mut proxy);
     let bob = socket();
-    let r = ask(&proxy, &bob, &register("bob", &bob, 1, None));
-    let nonce = challenges(&r, HeaderName::WwwAuthenticate)[0]
-        .1
-        .nonce
-        .clone();
-    let c = credentials("bob", "secret-bob", &nonce, 1, "MD5", "REGISTER", REG_URI);
+    let nonce = first_nonce(&proxy, &bob, "bob");
+    let c = reg_credentials("bob", "secret-bob", &nonce, 1, "MD5");
     assert_eq!(
         status(&ask(&proxy, &bob, &register("bob", &bob, 2, Some(&c)))),
         200
@@ -411,35 +394,15 @@ fn stale_nonce(io: &str) {
         return;
     };
     let alice = socket();
-    let r = ask(&proxy, &alice, &register("alice", &alice, 1, None));
-    let nonce = challenges(&r, HeaderName::WwwAuthenticate)[0]
-        .1
-        .nonce
-        .clone();
+    let nonce = first_nonce(&proxy, &alice, "alice");
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let c = credentials(
-        "alice",
-        "secret-alice",
-        &nonce,
-        1,
-        "SHA-256",
-        "REGISTER",
-        REG_URI,
-    );
+    let c = reg_credentials("alice", "secret-alice", &nonce, 1, "SHA-256");
     let r = ask(&proxy, &alice, &register("alice", &alice, 2, Some(&c)));
     assert_eq!(status(&r), 401);
     let ch = challenges(&r, HeaderName::WwwAuthenticate);
     assert!(ch.iter().all(|(_, c)| c.stale), "stale=true on both");
     // The new nonce works at once.
-    let c = credentials(
-        "alice",
-        "secret-alice",
-        &ch[0].1.nonce,
-        1,
-        "SHA-256",
-        "REGISTER",
-        REG_URI,
-    );
+    let c = reg_credentials("alice", "secret-alice", &ch[0].1.nonce, 1, "SHA-256");
     assert_eq!(
         status(&ask(
             &proxy,
@@ -469,26 +432,10 @@ fn algorithm_choice(io: &str) {
     let algs: Vec<&str> = ch.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(algs, ["MD5"]);
     let nonce = ch[0].1.nonce.clone();
-    let sha = credentials(
-        "alice",
-        "secret-alice",
-        &nonce,
-        1,
-        "SHA-256",
-        "REGISTER",
-        REG_URI,
-    );
+    let sha = reg_credentials("alice", "secret-alice", &nonce, 1, "SHA-256");
     let r = ask(&proxy, &alice, &register("alice", &alice, 2, Some(&sha)));
     assert_eq!(status(&r), 401, "SHA-256 is not offered");
-    let md5 = credentials(
-        "alice",
-        "secret-alice",
-        &nonce,
-        2,
-        "MD5",
-        "REGISTER",
-        REG_URI,
-    );
+    let md5 = reg_credentials("alice", "secret-alice", &nonce, 2, "MD5");
     let r = ask(&proxy, &alice, &register("alice", &alice, 3, Some(&md5)));
     assert_eq!(status(&r), 200);
     drop(proxy);
@@ -505,20 +452,8 @@ fn nonces_survive_a_restart(io: &str) {
         return;
     };
     let alice = socket();
-    let r = ask(&proxy, &alice, &register("alice", &alice, 1, None));
-    let nonce = challenges(&r, HeaderName::WwwAuthenticate)[0]
-        .1
-        .nonce
-        .clone();
-    let c = credentials(
-        "alice",
-        "secret-alice",
-        &nonce,
-        1,
-        "MD5",
-        "REGISTER",
-        REG_URI,
-    );
+    let nonce = first_nonce(&proxy, &alice, "alice");
+    let c = reg_credentials("alice", "secret-alice", &nonce, 1, "MD5");
     assert_eq!(
         status(&ask(
             &proxy,
@@ -531,15 +466,7 @@ fn nonces_survive_a_restart(io: &str) {
     let Some(proxy) = start(io, &file, &["--state-dir", &state_arg]) else {
         return;
     };
-    let c = credentials(
-        "alice",
-        "secret-alice",
-        &nonce,
-        2,
-        "MD5",
-        "REGISTER",
-        REG_URI,
-    );
+    let c = reg_credentials("alice", "secret-alice", &nonce, 2, "MD5");
     let r = ask(&proxy, &alice, &register("alice", &alice, 3, Some(&c)));
     assert_eq!(status(&r), 200, "{}", String::from_utf8_lossy(&r));
     let exit = proxy.stop_and_report();

@@ -8,7 +8,6 @@
 //! entries.
 
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 
 use hashbrown::{Equivalent, HashMap};
@@ -214,20 +213,8 @@ pub fn set_password(path: &Path, user: &str, realm: &str, password: &str) -> Res
         text.push_str(&entry);
         text.push('\n');
     }
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+    super::write_private(path, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -323,5 +323,23 @@ pub fn write_challenge(
     Ok(())
 }
 
+/// Writes a secret file (credentials, the nonce key): readable by its
+/// owner only (0600), written beside and renamed over the old one, so a
+/// crash leaves one or the other, never half of it.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests;

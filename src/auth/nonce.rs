@@ -55,8 +55,7 @@ impl NonceKey {
     /// before a restart stay good after it, so UAs are not challenged
     /// again, nor counted as failures, because the server restarted.
     pub fn kept_in(path: &std::path::Path) -> std::io::Result<NonceKey> {
-        use std::io::{Error, ErrorKind, Write};
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::io::{Error, ErrorKind};
         match std::fs::read(path) {
             Ok(bytes) => {
                 let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
@@ -74,16 +73,7 @@ impl NonceKey {
             std::fs::create_dir_all(dir)?;
         }
         let secret = random_secret()?;
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&secret)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        super::write_private(path, &secret)?;
         Ok(NonceKey::new(&secret))
     }
 
