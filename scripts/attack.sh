@@ -69,7 +69,7 @@
 #    and a miss means something); the same guesses as crackme000001 for
 #    user000001's AOR (-e): the right one is another user's, 403, no
 #    binding; then user000001 (a real user) with a dictionary of 2000
-#    wrong passwords at svcrack's own pace (about 100 guesses/s, under the
+#    wrong passwords at svcrack's own pace (about 200 guesses/s, under the
 #    rate limit) from 127.0.0.6, and with 4000 as fast as it goes (-t 0)
 #    from 127.0.0.7. Each must find nothing, with auth failures counted
 #    and no binding made; a source the server banned must get no answer
@@ -89,7 +89,8 @@
 # (skipped: io_uring refused, or 127.0.0.1:5060 taken). Installs sipvicious
 # (Debian package, else PyPI; svcrack is needed with ATTACK_AUTH=1 only)
 # and SIPp (Debian: sip-tester) when missing.
-# Logs go to perf/results/attack-<time>/. Every tool runs under `timeout`,
+# Logs go to perf/results/attack-<time>/. Every tool runs under `timeout`
+# (svcrack under a limit of the script's, then SIGINT),
 # every flood is bounded in count and time, and every target is 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
