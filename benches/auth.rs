@@ -59,6 +59,7 @@ fn shared(auth: bool) -> Shared {
             nonce_ttl: 3600,
             invite: true,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            failure_limit: None,
         });
     }
     shared

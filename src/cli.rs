@@ -286,6 +286,15 @@ pub struct Args {
           default_values_t = crate::auth::DEFAULT_ALGORITHMS)]
     pub auth_algorithm: Vec<crate::auth::Algorithm>,
 
+    /// Failed authentications one source address may have per minute, per
+    /// shard, before it is banned for --ban-time: its requests to
+    /// authenticate are then dropped unanswered. Counts wrong passwords,
+    /// unknown users, forged or replayed nonces and other users'
+    /// credentials, not challenges. 0 (the default) turns it off. Users
+    /// behind one NAT address share the allowance.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub auth_fail_limit: u32,
+
     /// Seconds a challenge's nonce stays good; older ones get a new
     /// challenge with stale=true. Also bounds how long a captured nonce
     /// could be replayed.

@@ -62,6 +62,8 @@ pub struct AuthSettings {
     pub nonce_ttl: u32,
     /// Algorithms offered, in order.
     pub algorithms: Vec<crate::auth::Algorithm>,
+    /// `--auth-fail-limit` (per minute) and the ban in ms; None: off.
+    pub failure_limit: Option<(u32, u64)>,
 }
 
 /// A flag combination that cannot work.
@@ -166,6 +168,9 @@ impl Config {
         if args.auth_invite && args.auth_file.is_none() {
             return Err(ConfigError::Expires("--auth-invite needs --auth-file"));
         }
+        if args.auth_fail_limit > 0 && args.auth_file.is_none() {
+            return Err(ConfigError::Expires("--auth-fail-limit needs --auth-file"));
+        }
         if args.nonce_ttl == 0 {
             return Err(ConfigError::Expires(
                 "--nonce-ttl must be at least 1 second",
@@ -220,6 +225,8 @@ impl Config {
                 invite: args.auth_invite,
                 nonce_ttl: args.nonce_ttl,
                 algorithms: dedup(&args.auth_algorithm),
+                failure_limit: (args.auth_fail_limit > 0)
+                    .then(|| (args.auth_fail_limit, args.ban_time.saturating_mul(1000))),
             }),
             listen: args.listen.clone(),
             advertise: args.advertise,

@@ -128,6 +128,11 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.auth_failures,
     ),
     (
+        "sipshard_auth_bans",
+        "Sources banned for failing authentication too often (--auth-fail-limit).",
+        |c| &c.auth_bans,
+    ),
+    (
         "sipshard_sources_banned",
         "Sources banned for going over --rate-limit.",
         |c| &c.sources_banned,

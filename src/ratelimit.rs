@@ -77,14 +77,25 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one datagram from `ip` at `now_ms` (a monotonic clock).
-    pub fn check(&mut self, ip: IpAddr, now_ms: u64) -> Verdict {
-        let k = key(ip);
-        let i = (Hash64::default()
+    fn slot_of(k: [u64; 2]) -> usize {
+        (Hash64::default()
             .add(&k[0].to_le_bytes())
             .add(&k[1].to_le_bytes())
             .finish() as usize)
-            & (SLOTS - 1);
+            & (SLOTS - 1)
+    }
+
+    /// True while `ip` is banned, without counting anything.
+    pub fn is_banned(&self, ip: IpAddr, now_ms: u64) -> bool {
+        let k = key(ip);
+        let s = &self.slots[Self::slot_of(k)];
+        s.ip == k && now_ms < s.banned_until_ms
+    }
+
+    /// Counts one datagram from `ip` at `now_ms` (a monotonic clock).
+    pub fn check(&mut self, ip: IpAddr, now_ms: u64) -> Verdict {
+        let k = key(ip);
+        let i = Self::slot_of(k);
         let l = self.limits;
         let full = u64::from(l.burst.max(1)) * 1000;
         let s = &mut self.slots[i];

@@ -141,6 +141,7 @@ fn load_auth(
         nonce_ttl: a.nonce_ttl,
         invite: a.invite,
         algorithms: a.algorithms.clone(),
+        failure_limit: a.failure_limit,
     })
 }
 

@@ -82,7 +82,7 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     );
     let _ = write!(
         s,
-        " sources_banned={} registered={} handed_off={} registers_refused={} store_errors={} aors={} replica_delay_max_us={} auth_accepted={} auth_challenges={} auth_failures={}",
+        " sources_banned={} registered={} handed_off={} registers_refused={} store_errors={} aors={} replica_delay_max_us={} auth_accepted={} auth_challenges={} auth_failures={} auth_bans={}",
         total(all, |c| &c.sources_banned),
         total(all, |c| &c.registered),
         total(all, |c| &c.handed_off),
@@ -99,6 +99,7 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
         total(all, |c| &c.auth_accepted),
         total(all, |c| &c.auth_challenges),
         total(all, |c| &c.auth_failures),
+        total(all, |c| &c.auth_bans),
     );
     s.push_str(" drops:");
     for r in DropReason::ALL {

@@ -475,7 +475,56 @@ fn nonces_survive_a_restart(io: &str) {
     let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
 
+/// `--auth-fail-limit 3`: a guesser's fourth wrong password in a minute
+/// bans its address; its next guesses get no answer, while the user, from
+/// another address, still registers.
+fn guessing_gets_the_source_banned(io: &str) {
+    let file = users_file(&format!("ban-{io}"));
+    let extra = ["--auth-fail-limit", "3", "--ban-time", "60"];
+    let Some(proxy) = start(io, &file, &extra) else {
+        return;
+    };
+    let guesser = UdpSocket::bind("127.0.0.2:0").unwrap();
+    guesser
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let nonce = first_nonce(&proxy, &guesser, "alice");
+    for (nc, guess) in ["123456", "password", "alice", "qwerty"].iter().enumerate() {
+        let c = reg_credentials("alice", guess, &nonce, nc as u32 + 1, "MD5");
+        let r = ask(
+            &proxy,
+            &guesser,
+            &register("alice", &guesser, nc as u32 + 2, Some(&c)),
+        );
+        assert_eq!(status(&r), 401, "guess {guess}");
+    }
+    // Banned: even the right password gets no answer from this address.
+    let c = reg_credentials("alice", "secret-alice", &nonce, 5, "MD5");
+    guesser
+        .send_to(&register("alice", &guesser, 6, Some(&c)), proxy.addr)
+        .unwrap();
+    assert!(nothing_arrives(&guesser), "a banned source is not answered");
+    // Alice, from her own address, is not affected.
+    let alice = socket();
+    let nonce = first_nonce(&proxy, &alice, "alice");
+    let c = reg_credentials("alice", "secret-alice", &nonce, 1, "MD5");
+    assert_eq!(
+        status(&ask(
+            &proxy,
+            &alice,
+            &register("alice", &alice, 2, Some(&c))
+        )),
+        200
+    );
+    let exit = proxy.stop_and_report();
+    assert_eq!(field(&exit, "auth_failures"), 4, "{exit}");
+    assert_eq!(field(&exit, "auth_bans"), 1, "{exit}");
+    assert_eq!(field(&exit, "auth_banned"), 1, "{exit}");
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
 on_both_backends!(
+    guessing_gets_the_source_banned,
     registration,
     invites_from_local_users,
     stale_nonce,
@@ -502,6 +551,9 @@ fn bad_auth_flags_and_files_are_refused_with_a_reason() {
     let (code, err) = run(&["--domain", DOMAIN, "--auth-file", "/nonexistent/users"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot read /nonexistent/users"), "{err}");
+    let (code, err) = run(&["--domain", DOMAIN, "--auth-fail-limit", "5"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--auth-fail-limit needs --auth-file"), "{err}");
     let (code, err) = run(&["--domain", DOMAIN, "--auth-invite"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--auth-invite needs --auth-file"), "{err}");

@@ -321,6 +321,7 @@ fn digest_checks_and_challenges_allocate_nothing() {
         nonce_ttl: 300,
         invite: true,
         algorithms: sipshard::auth::DEFAULT_ALGORITHMS.to_vec(),
+        failure_limit: Some((1_000_000, 60_000)),
     });
     let counters = ShardCounters::default();
     let mut shard = Shard::alone(&shared, &counters);

@@ -63,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
         nonce_ttl: 300,
         invite: true,
         algorithms: DEFAULT_ALGORITHMS.to_vec(),
+        failure_limit: None,
     });
     let counters = ShardCounters::default();
     let mut shard = Shard::alone(&shared, &counters);

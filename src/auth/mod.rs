@@ -8,6 +8,7 @@
 
 pub mod credentials;
 pub mod digest;
+pub mod failures;
 pub mod nonce;
 pub mod replay;
 
@@ -37,6 +38,9 @@ pub struct AuthConfig {
     /// The algorithms offered, in the order of the challenges; answers
     /// with any other are refused (`--auth-algorithm`).
     pub algorithms: Vec<Algorithm>,
+    /// Failed authentications a source may have per minute per shard, and
+    /// the ban after (`--auth-fail-limit`, `--ban-time`); None: no limit.
+    pub failure_limit: Option<(u32, u64)>,
 }
 
 /// A digest algorithm (RFC 7616 §3.2, RFC 8760).

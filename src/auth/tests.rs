@@ -39,6 +39,7 @@ fn config() -> AuthConfig {
         nonce_ttl: 60,
         invite: false,
         algorithms: DEFAULT_ALGORITHMS.to_vec(),
+        failure_limit: None,
     }
 }
 

@@ -138,11 +138,14 @@ pub enum DropReason {
     Scanner,
     /// A source over `--rate-limit`, banned for `--ban-time`.
     RateLimited,
+    /// A request to authenticate from a source over `--auth-fail-limit`,
+    /// banned for `--ban-time`.
+    AuthBanned,
 }
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::KeepAlive,
         DropReason::Malformed,
         DropReason::NotOurVia,
@@ -155,6 +158,7 @@ impl DropReason {
         DropReason::Denied,
         DropReason::Scanner,
         DropReason::RateLimited,
+        DropReason::AuthBanned,
     ];
 
     /// The name in reports and the exit line.
@@ -172,6 +176,7 @@ impl DropReason {
             DropReason::Denied => "denied",
             DropReason::Scanner => "scanner",
             DropReason::RateLimited => "rate_limited",
+            DropReason::AuthBanned => "auth_banned",
         }
     }
 }

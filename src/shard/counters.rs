@@ -61,6 +61,9 @@ pub struct ShardCounters {
     /// Credentials that did not hold (wrong password, unknown user, forged
     /// nonce, replay) or belonged to another user (403).
     pub auth_failures: AtomicU64,
+    /// Sources banned for failing authentication too often
+    /// (`--auth-fail-limit`).
+    pub auth_bans: AtomicU64,
     /// AORs in this shard's replica (a gauge).
     pub aors: AtomicU64,
     /// Replica updates waiting for room in other shards' inboxes (a gauge).

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::auth::failures::FailureLimiter;
 use crate::auth::{write_challenge, AuthConfig, Claim, NonceCounts, Outcome};
 use crate::guard::Guard;
 use crate::io::{Backend, SendQueue, SEND_SLOT};
@@ -126,6 +127,8 @@ pub struct Shard<'a> {
     pub now_ms: u64,
     /// Nonce-counts seen, when authentication is on.
     nonce_counts: Option<NonceCounts>,
+    /// Failed authentications per source (`--auth-fail-limit`).
+    auth_failures: Option<FailureLimiter>,
     /// Makes each challenge's nonce differ from the others of its second.
     nonce_salt: u32,
     /// Rate limits for the lines about drops and bans.
@@ -139,7 +142,8 @@ pub struct Shard<'a> {
 #[derive(Clone, Copy)]
 struct AuthRefusal<'r> {
     /// 401 (REGISTER), 407 (proxied request) or 403 (another user's
-    /// credentials).
+    /// credentials); [`UNANSWERED`] for a source banned by
+    /// `--auth-fail-limit`.
     code: u16,
     /// A challenge with `stale=true`.
     stale: bool,
@@ -148,6 +152,9 @@ struct AuthRefusal<'r> {
     /// The algorithms offered.
     algorithms: &'r [crate::auth::Algorithm],
 }
+
+/// The "status" of an authentication refusal that gets no answer at all.
+const UNANSWERED: u16 = 0;
 
 impl<'a> Shard<'a> {
     /// Shard `index` of `shared`, with its location state.
@@ -168,6 +175,11 @@ impl<'a> Shard<'a> {
             limiter: shared.guard.rate.map(RateLimiter::new),
             now_ms: 0,
             nonce_counts: shared.auth.as_ref().map(|_| NonceCounts::default()),
+            auth_failures: shared
+                .auth
+                .as_ref()
+                .and_then(|a| a.failure_limit)
+                .map(|(per_minute, ban_ms)| FailureLimiter::new(per_minute, ban_ms)),
             nonce_salt: (index as u32) << 24,
             drop_log: DropLog::new(index),
             handled: 0,
@@ -269,7 +281,10 @@ impl<'a> Shard<'a> {
             // which never saw the INVITE.
             return drop(DropReason::AckNotAnswered);
         }
-        if let Some(refusal) = self.authenticate_invite(&msg) {
+        if let Some(refusal) = self.authenticate_invite(&msg, src) {
+            if refusal.code == UNANSWERED {
+                return drop(DropReason::AuthBanned);
+            }
             return self.refuse_auth(&msg, src, refusal, send);
         }
         let mut edits = Edits::new();
@@ -443,8 +458,11 @@ impl<'a> Shard<'a> {
             add(&self.counters.registers_refused, 1);
             return self.answer_plain(msg, src, 503, Some(5), DropReason::WriteFailed, send);
         }
-        if let Some(refusal) = self.authenticate_register(msg) {
+        if let Some(refusal) = self.authenticate_register(msg, src) {
             let code = refusal.code;
+            if code == UNANSWERED {
+                return self.counters.dropped(DropReason::AuthBanned);
+            }
             let nonce = self.next_nonce(refusal.realm);
             return self.deliver(msg, src, arrived_on, code, send, |out| {
                 write_auth_refusal(msg, src, refusal, &nonce, out)
@@ -515,7 +533,11 @@ impl<'a> Shard<'a> {
 
     /// §22, RFC 7616: the REGISTER's Authorization checked against the To
     /// user; None when it may go on.
-    fn authenticate_register(&mut self, msg: &Message<'_>) -> Option<AuthRefusal<'a>> {
+    fn authenticate_register(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+    ) -> Option<AuthRefusal<'a>> {
         self.shared.auth.as_ref()?;
         let to = match msg.to().map(|t| t.parsed_uri()) {
             Ok(Ok(Uri::Sip(u))) => u,
@@ -529,13 +551,17 @@ impl<'a> Shard<'a> {
                 })
             }
         };
-        self.authenticate(msg, HeaderName::Authorization, 401, &to)
+        self.authenticate(msg, src, HeaderName::Authorization, 401, &to)
     }
 
     /// With `--auth-invite`: an initial INVITE from a user of ours must
     /// carry Proxy-Authorization of that user (§22.3); None when it may go
     /// on.
-    fn authenticate_invite(&mut self, msg: &Message<'_>) -> Option<AuthRefusal<'a>> {
+    fn authenticate_invite(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+    ) -> Option<AuthRefusal<'a>> {
         if !self.shared.auth.as_ref()?.invite || msg.method() != Some(Method::Invite) {
             return None;
         }
@@ -546,18 +572,30 @@ impl<'a> Shard<'a> {
             Ok(Uri::Sip(u)) if self.shared.proxy.is_local_domain(&u) => u,
             _ => return None,
         };
-        self.authenticate(msg, HeaderName::ProxyAuthorization, 407, &from)
+        self.authenticate(msg, src, HeaderName::ProxyAuthorization, 407, &from)
     }
 
     fn authenticate(
         &mut self,
         msg: &Message<'_>,
+        src: SocketAddr,
         header: HeaderName,
         challenge: u16,
         claimed: &SipUri<'_>,
     ) -> Option<AuthRefusal<'a>> {
         let auth = self.shared.auth.as_ref()?;
         let realm = self.shared.proxy.realm_for(claimed)?;
+        let now_ms = self.now_ms;
+        if let Some(f) = &self.auth_failures {
+            if f.banned(src.ip(), now_ms) {
+                return Some(AuthRefusal {
+                    code: UNANSWERED,
+                    stale: false,
+                    realm,
+                    algorithms: &[],
+                });
+            }
+        }
         let counts = self.nonce_counts.as_mut()?;
         let proxy = &self.shared.proxy;
         let uri_is_ours = |u: &[u8]| matches!(SipUri::parse(u), Ok(s) if s.user.is_none() && proxy.is_local_domain(&s));
@@ -576,15 +614,17 @@ impl<'a> Shard<'a> {
             }
             Outcome::Missing => (challenge, false),
             Outcome::Stale => (challenge, true),
-            Outcome::Failed(_) => {
-                add(&c.auth_failures, 1);
-                (challenge, false)
-            }
-            Outcome::WrongUser => {
-                add(&c.auth_failures, 1);
-                (403, false)
-            }
+            Outcome::Failed(_) => (challenge, false),
+            Outcome::WrongUser => (403, false),
         };
+        if matches!(outcome, Outcome::Failed(_) | Outcome::WrongUser) {
+            add(&c.auth_failures, 1);
+            if let Some(f) = &mut self.auth_failures {
+                if f.failed(src.ip(), now_ms) {
+                    add(&c.auth_bans, 1);
+                }
+            }
+        }
         if code != 403 {
             add(&c.auth_challenges, 1);
         }
