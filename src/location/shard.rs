@@ -158,6 +158,12 @@ impl LocationShard {
         let mut due = std::mem::take(&mut self.due);
         due.clear();
         self.wheel.due(now, &mut due);
+        // One AOR can be due several times in one tick (a binding each,
+        // when the clock jumped past them): look at it once, or the second
+        // look finds the record the first one just emptied and forgets it
+        // at once instead of after --max-expires (found by fuzzing).
+        due.sort_unstable();
+        due.dedup();
         for &key in &due {
             let Some(rec) = self.replica.by_hash(key) else {
                 continue;
@@ -274,5 +280,37 @@ CSeq: {cseq} REGISTER\r\n{contacts}\r\n"
             .lookup(b"sip:ann@example.com")
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn bindings_that_lapse_in_one_tick_leave_the_aor_remembered() {
+        // The registrar fuzz target's finding: two bindings due in the same
+        // tick made the AOR vanish (404) instead of answering 480 for
+        // --max-expires.
+        let cfg = RegistrarConfig {
+            max_expires: 120,
+            ..RegistrarConfig::default()
+        };
+        let mut loc = LocationShard::new(0, 1, 0, &cfg, None);
+        let src = "192.0.2.5:5060".parse().unwrap();
+        // Two REGISTERs, so two entries on the wheel (one per change).
+        for (cseq, contact) in [
+            (1, "Contact: <sip:ann@192.0.2.5>;expires=60\r\n"),
+            (2, "Contact: <sip:ann@192.0.2.6>;expires=90\r\n"),
+        ] {
+            let data = register(cseq, contact);
+            let msg = Message::parse(&data).unwrap();
+            loc.register(&msg, src, 0, &cfg, &[]).unwrap();
+        }
+        assert_eq!(loc.tick(100, &[]), 2, "both lapsed in this tick");
+        let rec = loc.replica.lookup(b"sip:ann@example.com");
+        assert!(rec.is_some_and(|r| r.is_empty()), "remembered, empty (480)");
+        assert_eq!(loc.tick(200, &[]), 0);
+        assert!(loc.replica.lookup(b"sip:ann@example.com").is_some());
+        loc.tick(221, &[]);
+        assert!(
+            loc.replica.lookup(b"sip:ann@example.com").is_none(),
+            "forgotten after 120 s"
+        );
     }
 }
