@@ -209,8 +209,9 @@ except OSError:
     sys.exit(1)' "$1" "$2"
 }
 
-# Processes this script started and has not reaped yet; killed on exit.
-pids=()
+# pids, forget, wait_for, sipp_stats.
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -218,11 +219,6 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-forget() {
-  local keep=() p
-  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  pids=("${keep[@]}")
-}
 
 has_flag() {
   local a
@@ -284,37 +280,6 @@ stop_sipshard() {
   exit_line=$(grep "stopped;" "$log" | tail -n 1 || true)
 }
 
-# wait_for PID [SECONDS]: its exit status in waited_rc; with SECONDS, stops
-# it (SIGTERM) if it has not exited by then, and waited_rc says "stopped".
-wait_for() {
-  local i stopped=""
-  if [ -n "${2:-}" ]; then
-    for i in $(seq $(( $2 * 10 ))); do
-      kill -0 "$1" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill "$1" 2>/dev/null && stopped=stopped
-  fi
-  waited_rc=0
-  wait "$1" || waited_rc=$?
-  forget "$1"
-  [ -z "$stopped" ] || waited_rc=$stopped
-}
-
-# sipp_result CSV: "successful=N failed=M created=K" from SIPp's statistics.
-sipp_result() {
-  python3 - "$1" <<'PY'
-import csv, sys
-try:
-    rows = list(csv.reader(open(sys.argv[1]), delimiter=";"))
-    head, last = rows[0], rows[-1]
-    get = lambda name: last[head.index(name)]
-    print(f"successful={get('SuccessfulCall(C)')} failed={get('FailedCall(C)')} created={get('TotalCallCreated')}")
-except (OSError, IndexError, ValueError):
-    print("successful=? failed=? created=? (no statistics)")
-PY
-}
-
 # sipp_uac NAME LIMIT SIPP-ARGS...: a SIPp UAC from legit_ip, at most LIMIT
 # seconds, logs in $out/NAME*; sets uac_rc. Tries another port when the one
 # chosen was taken meanwhile.
@@ -340,7 +305,7 @@ legit_register() {
   sipp_uac "$name" $(( 2 * place + 60 )) -sf "$register_sf" -inf "$csv" \
     -key domain "$domain" -key contact "$phone_ip:$phone_port" \
     -m "$count" -r "$rate" -timeout "$(( 2 * place + 30 ))s" -timeout_error "$server_ip:$server_port"
-  legit_result=$(sipp_result "$out/${name}_stat.csv")
+  legit_result=$(sipp_stats "$out/${name}_stat.csv" created)
   [ "$uac_rc" = 0 ] && [[ "$legit_result" == "successful=$count failed=0 "* ]]
 }
 
@@ -351,7 +316,7 @@ legit_calls() {
   sipp_uac "$name" $(( 2 * place + 60 )) -sf perf/uac_call_registered.xml -inf "$tmp/all.csv" \
     -key domain "$domain" -m "$total" -r "$call_rate" \
     -timeout "$(( 2 * place + 30 ))s" -timeout_error "$server_ip:$server_port"
-  legit_result=$(sipp_result "$out/${name}_stat.csv")
+  legit_result=$(sipp_stats "$out/${name}_stat.csv" created)
   [ "$uac_rc" = 0 ] && [[ "$legit_result" == "successful=$total failed=0 "* ]]
 }
 
@@ -724,7 +689,7 @@ flood() {
   local said
   case "$name" in
     botnet) said=$(grep "^sipflood:" "$out/$name.log" | sed 's/^sipflood: //' || true) ;;
-    *) said="sent $(sipp_result "$out/${name}_stat.csv" | sed 's/.*created=//')" ;;
+    *) said="sent $(sipp_stats "$out/${name}_stat.csv" created | sed 's/.*created=//')" ;;
   esac
   attack_end "$name flood" "${said:-no report}"
   check "every legitimate REGISTER during the $name flood got its 200" [ "$waited_rc" = 0 ]
@@ -732,7 +697,7 @@ flood() {
     check "the $name flood created no binding (401 or rate-limited; bindings: $(row_delta created))" \
       [ "$(row_delta created)" -eq 0 ]
   fi
-  echo "attack: legitimate REGISTERs during the $name flood: $(sipp_result "$out/refresh-${name}_stat.csv")"
+  echo "attack: legitimate REGISTERs during the $name flood: $(sipp_stats "$out/refresh-${name}_stat.csv" created)"
 }
 
 count=$(( flood_rate * seconds ))

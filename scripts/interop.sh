@@ -65,15 +65,11 @@ print(*[s.getsockname()[1] for s in socks])
 PY
 }
 
-# Processes this script started and has not reaped yet; killed on exit.
-pids=()
+# pids, forget, wait_for, sipp_stats.
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-forget() {
-  local keep=() p
-  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  pids=("${keep[@]}")
-}
 
 # start_sipshard LOG ARGS...: starts sipshard (ARGS should --listen on port
 # 0: it picks a free port and prints it), waits up to 10 s for its banner,
@@ -117,38 +113,6 @@ stop_sipshard() {
   sipshard_rc=0
   wait "$sipshard_pid" || sipshard_rc=$?
   forget "$sipshard_pid"
-}
-
-# wait_for PID [SECONDS]: its exit status, in `waited_rc`; with SECONDS,
-# stops it (SIGTERM) if it has not exited by then, and `waited_rc` says
-# "stopped".
-wait_for() {
-  local i stopped=""
-  if [ -n "${2:-}" ]; then
-    for i in $(seq $(( $2 * 10 ))); do
-      kill -0 "$1" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill "$1" 2>/dev/null && stopped=stopped
-  fi
-  waited_rc=0
-  wait "$1" || waited_rc=$?
-  forget "$1"
-  [ -z "$stopped" ] || waited_rc=$stopped
-}
-
-# The last line of a SIPp statistics file: successful and failed calls.
-summary() {
-  python3 - "$1" <<'PY'
-import csv, sys
-try:
-    rows = list(csv.reader(open(sys.argv[1]), delimiter=";"))
-    head, last = rows[0], rows[-1]
-    get = lambda name: last[head.index(name)]
-    print(f"successful={get('SuccessfulCall(C)')} failed={get('FailedCall(C)')}")
-except (OSError, IndexError, ValueError):
-    print("successful=? failed=? (no statistics)")
-PY
 }
 
 # logs_for DIR NAME: sets `logs` to sipp's flags for its error log and
@@ -212,7 +176,7 @@ uas_rc=$waited_rc
 stop_sipshard
 proxy_rc=$sipshard_rc
 
-result=$(summary "$out/uac_stat.csv")
+result=$(sipp_stats "$out/uac_stat.csv")
 echo "interop: UAC (:$uac_port) exit $uac_rc, UAS exit $uas_rc, sipshard exit $proxy_rc; $result"
 tail -n 1 "$out/sipshard.log"
 if [ "$uac_rc" != 0 ] || [ "$uas_rc" != 0 ] || [ "$proxy_rc" != 0 ] || [ "$result" != "successful=$calls failed=0" ]; then
@@ -235,7 +199,7 @@ run_uac "$reg" register $(( phase + 30 )) -sf perf/uac_register.xml -inf "$reg/u
   -key domain "$domain" -key contact "127.0.0.1:$uas_port" \
   -m "$calls" -r "$rate" -timeout "${phase}s" -timeout_error "$sipshard_addr"
 reg_rc=$uac_rc
-reg_result=$(summary "$reg/register_stat.csv")
+reg_result=$(sipp_stats "$reg/register_stat.csv")
 echo "interop: registrar: REGISTER UAC (:$uac_port) exit $reg_rc; $reg_result"
 
 call_rc=skipped
@@ -246,7 +210,7 @@ if [ "$reg_rc" -eq 0 ] && [ "$reg_result" = "successful=$calls failed=0" ]; then
   run_uac "$reg" call $(( phase + 30 )) -sf perf/uac_call_registered.xml -inf "$reg/users.csv" \
     -key domain "$domain" -m "$calls" -r "$rate" -timeout "${phase}s" -timeout_error "$sipshard_addr"
   call_rc=$uac_rc
-  call_result=$(summary "$reg/call_stat.csv")
+  call_result=$(sipp_stats "$reg/call_stat.csv")
   wait_for "$uas_pid" 10
   uas_rc=$waited_rc
 else
@@ -283,7 +247,7 @@ run_uac "$auth" register $(( phase + 30 )) -sf perf/uac_register_auth.xml -inf "
   -key domain "$domain" -key contact "127.0.0.1:9" \
   -m "$calls" -r "$rate" -timeout "${phase}s" -timeout_error "$sipshard_addr"
 auth_rc=$uac_rc
-auth_result=$(summary "$auth/register_stat.csv")
+auth_result=$(sipp_stats "$auth/register_stat.csv")
 stop_sipshard
 proxy_rc=$sipshard_rc
 exit_line=$(grep "stopped;" "$auth/sipshard.log" | tail -n 1 || true)
