@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# sipshard against Kamailio, the same loads in the same run (issue #6).
+#
+#   scripts/compare.sh [ROUNDS] [RATE] [SECONDS]
+#
+# So far one part of what issue #6 asks, step (1)/(4) at one offered rate:
+# stateless forwarding with Record-Route. Each round runs, one after the
+# other on the same port pair:
+#   - sipshard --shards 1 --io mmsg --record-route;
+#   - Kamailio 5.6 (Debian) with perf/kamailio/proxy.cfg: one UDP worker
+#     (-n 1), the same job (Max-Forwards, Record-Route, stateless forward,
+#     replies back by Via).
+# Both are pinned to CPU 0 (Kamailio's helper processes too); the generator
+# (`sipshard-load run`, 8 UAC flows and a sink answering 200) to CPU 1,
+# offering RATE requests/s (default 20000) for SECONDS (default 5). CPU time
+# of the target is utime+stime from /proc of every process of it (Kamailio
+# forks workers and timers), divided by the messages forwarded (each
+# answered request is 2: the request and its 200). Prints min/median/max
+# over ROUNDS (default 3) and the per-round ratio Kamailio/sipshard.
+# Installs kamailio from Debian when missing. Every process it starts is
+# stopped by PID; everything goes to 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+rate=${2:-20000}
+secs=${3:-5}
+
+if ! command -v kamailio >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y kamailio || { $sudo apt-get update && $sudo apt-get install -y kamailio; }
+fi
+modules=$(dirname "$(dpkg -L kamailio 2>/dev/null | grep '/modules/sl.so$' | head -n 1)")
+[ -d "$modules" ] || modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
+cargo build --release --quiet --bins
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+stamp=$(date -u +%Y-%m-%dT%H%MZ)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+tck=$(getconf CLK_TCK)
+
+free_ports() {
+  python3 -c 'import socket
+s=[socket.socket(socket.AF_INET,socket.SOCK_DGRAM) for _ in range(2)]
+[x.bind(("127.0.0.1",0)) for x in s]
+print(*[x.getsockname()[1] for x in s])'
+}
+
+# ticks PID: utime+stime of PID and every process below it.
+ticks() {
+  local all=("$1") p kids total=0
+  kids=$(pgrep -P "$1" || true)
+  for p in $kids; do all+=("$p"); done
+  for p in "${all[@]}"; do
+    [ -r "/proc/$p/stat" ] && total=$(( total + $(awk '{print $14 + $15}' "/proc/$p/stat") ))
+  done
+  echo "$total"
+}
+
+for r in $(seq 1 "$rounds"); do
+  for target in sipshard kamailio; do
+    read -r port sink < <(free_ports)
+    if [ "$target" = sipshard ]; then
+      taskset -c 0 "$bin/sipshard" --listen "127.0.0.1:$port" --shards 1 --io mmsg \
+        --record-route --stats-interval 0 2> "$work/target.log" &
+    else
+      mkdir -p "$work/kam"
+      taskset -c 0 kamailio -f perf/kamailio/proxy.cfg -L "$modules" -l "udp:127.0.0.1:$port" \
+        -n 1 -m 64 -M 8 -DD -E -Y "$work/kam" 2> "$work/target.log" &
+    fi
+    pid=$!
+    pids+=("$pid")
+    sleep 1
+    kill -0 "$pid" 2>/dev/null || { echo "compare: $target did not start:" >&2; cat "$work/target.log" >&2; exit 1; }
+    before=$(ticks "$pid")
+    res=$(taskset -c 1 "$bin/sipshard-load" run --target "127.0.0.1:$port" --sink "127.0.0.1:$sink" \
+      --rate "$rate" --duration "$secs" --flows 8 --kv)
+    after=$(ticks "$pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    echo "compare: round $r: $target: $res cpu_ticks=$((after - before))" >&2
+    echo "$r|$target|$res|$((after - before))" >> "$work/rows"
+  done
+done
+
+python3 - "$work/rows" "$tck" "$rate" "$secs" "$rounds" "$commit" "$stamp" <<'PY'
+import statistics, subprocess, sys
+rows, tck, rate, secs, rounds, commit, stamp = sys.argv[1:8]
+tck = int(tck)
+data = {}
+for line in open(rows):
+    r, target, res, ticks = line.strip().split("|")
+    kv = dict(x.split("=") for x in res.split())
+    msgs = 2 * int(kv["answered"])
+    d = data.setdefault(target, {"cpu_us": [], "loss": [], "p50": [], "p99": []})
+    d["cpu_us"].append(int(ticks) / tck * 1e6 / max(msgs, 1))
+    d["loss"].append(float(kv["loss_pct"]))
+    d["p50"].append(int(kv["p50_us"]))
+    d["p99"].append(int(kv["p99_us"]))
+sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+fmt = lambda xs, f="{:.2f}": " / ".join(f.format(v) for v in (min(xs), statistics.median(xs), max(xs)))
+print(f"### sipshard and Kamailio forwarding, {stamp}, commit {commit}\n")
+print(f"Machine: `nproc`={sh('nproc')}, kernel {sh('uname -r')}, {sh('kamailio -v | head -n 1')}. "
+      f"Command: `scripts/compare.sh {rounds} {rate} {secs}` ({rate} requests/s offered for {secs} s by "
+      "`sipshard-load run --flows 8` on CPU 1; each target alone on CPU 0, one worker: "
+      "`sipshard --shards 1 --io mmsg --record-route`, Kamailio `-n 1` with perf/kamailio/proxy.cfg).\n")
+print("| target | CPU per forwarded message, µs (min / median / max) | loss % | p50 µs | p99 µs |")
+print("|---|---|---|---|---|")
+for t, d in data.items():
+    print(f"| {t} | {fmt(d['cpu_us'])} | {fmt(d['loss'], '{:.3f}')} | {fmt(d['p50'], '{:.0f}')} | {fmt(d['p99'], '{:.0f}')} |")
+if "sipshard" in data and "kamailio" in data:
+    ratios = [k / s for k, s in zip(data["kamailio"]["cpu_us"], data["sipshard"]["cpu_us"])]
+    print(f"\nKamailio/sipshard CPU per message, per round: {fmt(ratios)} (min / median / max).")
+PY
