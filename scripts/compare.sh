@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # sipshard against Kamailio, the same loads in the same run (issue #6).
 #
-#   scripts/compare.sh [ROUNDS] [RATE] [SECONDS]
+#   scripts/compare.sh [ROUNDS] [RATE] [SECONDS] [USERS]
 #
-# So far one part of what issue #6 asks, step (1)/(4) at one offered rate:
-# stateless forwarding with Record-Route. Each round runs, one after the
-# other on the same port pair:
+# So far two parts of what issue #6 asks, each at one offered rate.
+#
+# Forwarding (steps 1 and 4): stateless forwarding with Record-Route. Each
+# round runs, one after the other on the same port pair:
 #   - sipshard --shards 1 --io mmsg --record-route;
 #   - Kamailio 5.6 (Debian) with perf/kamailio/proxy.cfg: one UDP worker
 #     (-n 1), the same job (Max-Forwards, Record-Route, stateless forward,
@@ -21,6 +22,15 @@
 # forks workers and timers), divided by the messages forwarded (each
 # answered request is 2: the request and its 200). Prints min/median/max
 # over ROUNDS (default 3) and the per-round ratio Kamailio/sipshard.
+#
+# Registration (steps 3, 4 and 5): USERS distinct users (default 100,000)
+# REGISTER once each at 10,000/s (`sipshard-load register`, 8 flows, CPU 1)
+# to sipshard --shards 1 --domain example.com, and to Kamailio with
+# perf/kamailio/registrar.cfg (usrloc in memory, one worker, TLSF). CPU per
+# registration as above, and memory per binding: the growth of the
+# proportional set size (PSS, from /proc/PID/smaps_rollup, summed over the
+# target's processes, so Kamailio's shared memory is counted once) divided
+# by the users bound.
 # Installs kamailio from Debian when missing. Every process it starts is
 # stopped by PID; everything goes to 127.0.0.1.
 set -euo pipefail
@@ -28,6 +38,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 rate=${2:-20000}
 secs=${3:-5}
+users=${4:-100000}
 
 if ! command -v kamailio >/dev/null; then
   sudo=""
@@ -94,9 +105,48 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$work/rows" "$tck" "$rate" "$secs" "$rounds" "$commit" "$stamp" <<'PY'
+# pss PID: proportional set size, kB, of PID and every process below it.
+pss() {
+  local all=("$1") p kids total=0
+  kids=$(pgrep -P "$1" || true)
+  for p in $kids; do all+=("$p"); done
+  for p in "${all[@]}"; do
+    [ -r "/proc/$p/smaps_rollup" ] && total=$(( total + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup") ))
+  done
+  echo "$total"
+}
+
+for r in $(seq 1 "$rounds"); do
+  for target in sipshard kamailio; do
+    read -r port sink < <(free_ports)
+    if [ "$target" = sipshard ]; then
+      taskset -c 0 "$bin/sipshard" --listen "127.0.0.1:$port" --shards 1 --io mmsg \
+        --domain example.com --stats-interval 0 2> "$work/target.log" &
+    else
+      mkdir -p "$work/kam"
+      taskset -c 0 kamailio -f perf/kamailio/registrar.cfg -L "$modules" -l "udp:127.0.0.1:$port" \
+        -n 1 -m 1024 -M 16 -x tlsf -X tlsf -DD -E -Y "$work/kam" 2> "$work/target.log" &
+    fi
+    pid=$!
+    pids+=("$pid")
+    sleep 1
+    kill -0 "$pid" 2>/dev/null || { echo "compare: $target did not start:" >&2; cat "$work/target.log" >&2; exit 1; }
+    mem_before=$(pss "$pid")
+    before=$(ticks "$pid")
+    res=$(taskset -c 1 "$bin/sipshard-load" register --target "127.0.0.1:$port" --users "$users" \
+      --rate 10000 --flows 8 --domain example.com --kv)
+    after=$(ticks "$pid")
+    mem_after=$(pss "$pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    echo "compare: registration round $r: $target: $res cpu_ticks=$((after - before)) pss_kb=$mem_before..$mem_after" >&2
+    echo "$r|$target|$res|$((after - before))|$((mem_after - mem_before))" >> "$work/reg_rows"
+  done
+done
+
+python3 - "$work/rows" "$tck" "$rate" "$secs" "$rounds" "$commit" "$stamp" "$work/reg_rows" "$users" <<'PY'
 import statistics, subprocess, sys
-rows, tck, rate, secs, rounds, commit, stamp = sys.argv[1:8]
+rows, tck, rate, secs, rounds, commit, stamp, reg_rows, users = sys.argv[1:10]
 tck = int(tck)
 data = {}
 for line in open(rows):
@@ -122,4 +172,26 @@ for t, d in data.items():
 if "sipshard" in data and "kamailio" in data:
     ratios = [k / s for k, s in zip(data["kamailio"]["cpu_us"], data["sipshard"]["cpu_us"])]
     print(f"\nKamailio/sipshard CPU per message, per round: {fmt(ratios)} (min / median / max).")
+
+reg = {}
+for line in open(reg_rows):
+    r, target, res, ticks, pss_kb = line.strip().split("|")
+    kv = dict(x.split("=") for x in res.split())
+    bound = max(int(kv["bound"]), 1)
+    d = reg.setdefault(target, {"cpu_us": [], "bytes": [], "ok": [], "p99": []})
+    d["cpu_us"].append(int(ticks) / tck * 1e6 / bound)
+    d["bytes"].append(int(pss_kb) * 1024 / bound)
+    d["ok"].append(int(kv["ok"]))
+    d["p99"].append(int(kv["p99_us"]))
+print(f"\nRegistration: {users} distinct users, one REGISTER each at 10,000/s "
+      "(`sipshard-load register --flows 8` on CPU 1); `sipshard --shards 1 --domain example.com`, "
+      "Kamailio `-n 1 -m 1024 -M 16 -x tlsf -X tlsf` with perf/kamailio/registrar.cfg.\n")
+print("| target | CPU per registration, µs (min / median / max) | memory per binding, bytes of PSS | 200s | p99 µs |")
+print("|---|---|---|---|---|")
+for t, d in reg.items():
+    print(f"| {t} | {fmt(d['cpu_us'])} | {fmt(d['bytes'], '{:.0f}')} | {fmt(d['ok'], '{:.0f}')} | {fmt(d['p99'], '{:.0f}')} |")
+if "sipshard" in reg and "kamailio" in reg:
+    cpu = [k / s for k, s in zip(reg["kamailio"]["cpu_us"], reg["sipshard"]["cpu_us"])]
+    mem = [k / s for k, s in zip(reg["kamailio"]["bytes"], reg["sipshard"]["bytes"])]
+    print(f"\nKamailio/sipshard per round: CPU per registration {fmt(cpu)}, memory per binding {fmt(mem)}.")
 PY
