@@ -88,7 +88,7 @@ for r in $(seq 1 "$rounds"); do
     else
       mkdir -p "$work/kam"
       taskset -c 0 kamailio -f perf/kamailio/proxy.cfg -L "$modules" -l "udp:127.0.0.1:$port" \
-        -n 1 -m 64 -M 8 -x tlsf -X tlsf -DD -E -Y "$work/kam" 2> "$work/target.log" &
+        -n 1 -m 64 -M 8 -x tlsf -X tlsf -DD -E -Y "$work/kam" > "$work/target.out" 2> "$work/target.log" &
     fi
     pid=$!
     pids+=("$pid")
@@ -125,7 +125,7 @@ for r in $(seq 1 "$rounds"); do
     else
       mkdir -p "$work/kam"
       taskset -c 0 kamailio -f perf/kamailio/registrar.cfg -L "$modules" -l "udp:127.0.0.1:$port" \
-        -n 1 -m 1024 -M 16 -x tlsf -X tlsf -DD -E -Y "$work/kam" 2> "$work/target.log" &
+        -n 1 -m 1024 -M 16 -x tlsf -X tlsf -DD -E -Y "$work/kam" > "$work/target.out" 2> "$work/target.log" &
     fi
     pid=$!
     pids+=("$pid")
