@@ -144,6 +144,12 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
+# A comparison in which either side answered nothing measures nothing.
+if awk -F'|' '{ split($3, kv, " "); for (i in kv) if (kv[i] == "answered=0" || kv[i] == "ok=0") bad = 1 } END { exit !bad }' "$work/rows" "$work/reg_rows"; then
+  echo "compare: a target answered nothing; see the lines above" >&2
+  exit 1
+fi
+
 python3 - "$work/rows" "$tck" "$rate" "$secs" "$rounds" "$commit" "$stamp" "$work/reg_rows" "$users" <<'PY'
 import statistics, subprocess, sys
 rows, tck, rate, secs, rounds, commit, stamp, reg_rows, users = sys.argv[1:10]
