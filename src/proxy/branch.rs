@@ -65,6 +65,16 @@ impl Hash64 {
     }
 }
 
+/// The To tag of every answer this proxy gives itself (404, 407, 483...):
+/// the hex of the transaction hash, so that a retransmitted request gets
+/// the very same answer without any state, and the ACK of that answer
+/// (which carries the INVITE's branch, §17.1.1.3) is known as ours.
+pub fn local_to_tag(msg: &Message<'_>) -> [u8; 16] {
+    let mut tag = [0u8; 16];
+    write_hex(transaction_hash(msg), &mut tag);
+    tag
+}
+
 /// Hashes the transaction identity of a request as §16.11 describes.
 pub fn transaction_hash(msg: &Message<'_>) -> u64 {
     let mut h = Hash64::default();

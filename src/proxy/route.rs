@@ -11,7 +11,7 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use super::branch::{is_loop, write_branch, Hash64, BRANCH_LEN, OUR_BRANCH_PREFIX};
+use super::branch::{is_loop, local_to_tag, write_branch, Hash64, BRANCH_LEN, OUR_BRANCH_PREFIX};
 use crate::location::record::BindingView;
 use crate::location::{canonical_aor, AorRecord, Replica};
 use crate::registrar::register::best;
@@ -261,6 +261,12 @@ pub fn route<'e, 'r: 'e>(
     edits: &mut Edits<'e>,
 ) -> Action<'r> {
     if msg.is_request() {
+        if msg.method() == Some(Method::Ack) && acks_local_answer(msg) {
+            // §17.1.1.3: the ACK of a non-2xx answer we gave (a 404, a
+            // 407...) ends here; forwarded, it would reach a callee that
+            // never saw the INVITE.
+            return Action::Drop(DropReason::AckNotAnswered);
+        }
         match route_request(msg, src, cfg, loc, scratch, edits) {
             // §17: an ACK gets no response, whatever is wrong with it.
             Action::Reply { .. } | Action::Redirect { .. } if msg.method() == Some(Method::Ack) => {
@@ -271,6 +277,15 @@ pub fn route<'e, 'r: 'e>(
     } else {
         route_response(msg, cfg, edits)
     }
+}
+
+/// True when `ack`'s To tag is the one our own answers carry
+/// ([`local_to_tag`]) for its transaction.
+fn acks_local_answer(ack: &Message<'_>) -> bool {
+    ack.to()
+        .ok()
+        .and_then(|t| t.tag())
+        .is_some_and(|tag| tag == local_to_tag(ack))
 }
 
 /// Where a locally generated response to this request goes: the source
@@ -777,6 +792,29 @@ Content-Length: 0\r\n\r\n"
             .replace("sip:bob@192.0.2.4:5062", "sip:bob@192.0.2.4");
         let (action, _) = run(&c, data.as_bytes(), "192.0.2.1:5060");
         assert_eq!(action, Action::Forward(addr("192.0.2.4:5060")));
+    }
+
+    #[test]
+    fn the_ack_of_our_own_answer_is_not_forwarded() {
+        // A valid INVITE would be forwarded; its ACK carrying our local
+        // To tag acknowledges an answer we gave, and ends here.
+        let ack = |tag: &str| {
+            String::from_utf8(invite(""))
+                .unwrap()
+                .replace("INVITE sip", "ACK sip")
+                .replace("1 INVITE", "1 ACK")
+                .replace(
+                    "To: <sip:bob@example.com>",
+                    &format!("To: <sip:bob@example.com>;tag={tag}"),
+                )
+        };
+        let probe = ack("x");
+        let ours = local_to_tag(&Message::parse(probe.as_bytes()).unwrap());
+        let ours = ack(std::str::from_utf8(&ours).unwrap());
+        let (action, _) = run(&cfg(), ours.as_bytes(), "192.0.2.1:5060");
+        assert_eq!(action, Action::Drop(DropReason::AckNotAnswered));
+        let (action, _) = run(&cfg(), ack("callee-tag").as_bytes(), "192.0.2.1:5060");
+        assert!(matches!(action, Action::Forward(_)), "{action:?}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::io::{Backend, SendQueue, SEND_SLOT};
 use crate::location::inbox::{Inbox, Mail, INBOX_CAPACITY};
 use crate::location::shard::LocationShard;
 use crate::location::{owner_of, AorRecord, LocationOp};
-use crate::proxy::branch::{transaction_hash, write_hex};
+use crate::proxy::branch::local_to_tag;
 use crate::proxy::{
     nat_params, reply_address, route, Action, DropReason, Lookup, ProxyConfig, Scratch,
 };
@@ -274,12 +274,6 @@ impl<'a> Shard<'a> {
             // §21.5.14: a request we can answer gets 513; the rest (responses,
             // ACK, no Via) is dropped.
             return self.too_large(&msg, src, send);
-        }
-        if msg.method() == Some(Method::Ack) && answers_local_reply(&msg) {
-            // §17.1.1.3: the ACK of a non-2xx answer we gave (a 407, a
-            // 404...) ends here; forwarded, it would reach the callee,
-            // which never saw the INVITE.
-            return drop(DropReason::AckNotAnswered);
         }
         if let Some(refusal) = self.authenticate_invite(&msg, src) {
             if refusal.code == UNANSWERED {
@@ -857,18 +851,6 @@ fn commit_reply<S: SendQueue>(
     }
 }
 
-/// True when `ack`'s To tag is the one [`start_reply`] writes for its
-/// transaction: it acknowledges a final answer of ours (an ACK of a
-/// non-2xx answer carries the INVITE's branch, §17.1.1.3).
-fn answers_local_reply(ack: &Message<'_>) -> bool {
-    let Some(tag) = ack.to().ok().and_then(|t| t.tag()) else {
-        return false;
-    };
-    let mut ours = [0u8; 16];
-    write_hex(transaction_hash(ack), &mut ours);
-    tag == ours
-}
-
 /// Starts a local response: status line, the request's headers that a
 /// response copies (§8.2.6.2), the Via with what we saw (RFC 3581 §4) and a
 /// To tag derived from the transaction, so that a retransmitted request
@@ -880,8 +862,7 @@ fn start_reply<'o>(
     reason: (&str, &str),
     out: &'o mut [u8],
 ) -> Option<ResponseWriter<'o>> {
-    let mut tag = [0u8; 16];
-    write_hex(transaction_hash(msg), &mut tag);
+    let tag = local_to_tag(msg);
     let mut nat = [0u8; 512];
     let via_edit = nat_params(msg, src, &mut nat).map(|n| ViaEdit {
         start: n.start,
