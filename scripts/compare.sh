@@ -50,7 +50,9 @@ modules=$(dirname "$(dpkg -L kamailio 2>/dev/null | grep '/modules/sl.so$' | hea
 cargo build --release --quiet --bins
 bin=target/release
 work=$(mktemp -d)
-pids=()
+# pids, free_ports.
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -61,84 +63,71 @@ stamp=$(date -u +%Y-%m-%dT%H%MZ)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 tck=$(getconf CLK_TCK)
 
-free_ports() {
-  python3 -c 'import socket
-s=[socket.socket(socket.AF_INET,socket.SOCK_DGRAM) for _ in range(2)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])'
-}
-
-# ticks PID: utime+stime of PID and every process below it.
-ticks() {
-  local all=("$1") p kids total=0
-  kids=$(pgrep -P "$1" || true)
-  for p in $kids; do all+=("$p"); done
+# proc_sum PID FILE AWK: AWK's number from /proc/P/FILE, summed over PID
+# and every process below it (Kamailio forks its workers and timers).
+proc_sum() {
+  local all=("$1") p total=0
+  for p in $(pgrep -P "$1" || true); do all+=("$p"); done
   for p in "${all[@]}"; do
-    [ -r "/proc/$p/stat" ] && total=$(( total + $(awk '{print $14 + $15}' "/proc/$p/stat") ))
+    [ -r "/proc/$p/$2" ] && total=$(( total + $(awk "$3" "/proc/$p/$2") ))
   done
   echo "$total"
+}
+ticks() { proc_sum "$1" stat '{print $14 + $15}'; }    # utime+stime, clock ticks
+pss() { proc_sum "$1" smaps_rollup '/^Pss:/ {print $2}'; }    # proportional set size, kB
+
+# start_target TARGET JOB: starts sipshard or Kamailio for JOB (proxy or
+# registrar) on CPU 0 at a free port; sets pid, port and sink (a second
+# free port, for the generator's UAS).
+start_target() {
+  read -r port sink < <(free_ports 2)
+  if [ "$1" = sipshard ]; then
+    local job=(--record-route)
+    [ "$2" = registrar ] && job=(--domain example.com)
+    taskset -c 0 "$bin/sipshard" --listen "127.0.0.1:$port" --shards 1 --io mmsg \
+      "${job[@]}" --stats-interval 0 2> "$work/target.log" &
+  else
+    local mem=(-m 64 -M 8)
+    [ "$2" = registrar ] && mem=(-m 1024 -M 16)
+    mkdir -p "$work/kam"
+    taskset -c 0 kamailio -f "perf/kamailio/$2.cfg" -L "$modules" -l "udp:127.0.0.1:$port" \
+      -n 1 "${mem[@]}" -x tlsf -X tlsf -DD -E -Y "$work/kam" > "$work/target.out" 2> "$work/target.log" &
+  fi
+  pid=$!
+  pids+=("$pid")
+  sleep 1
+  kill -0 "$pid" 2>/dev/null || { echo "compare: $1 did not start:" >&2; cat "$work/target.log" >&2; exit 1; }
+}
+
+stop_target() {
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  forget "$pid"
 }
 
 for r in $(seq 1 "$rounds"); do
   for target in sipshard kamailio; do
-    read -r port sink < <(free_ports)
-    if [ "$target" = sipshard ]; then
-      taskset -c 0 "$bin/sipshard" --listen "127.0.0.1:$port" --shards 1 --io mmsg \
-        --record-route --stats-interval 0 2> "$work/target.log" &
-    else
-      mkdir -p "$work/kam"
-      taskset -c 0 kamailio -f perf/kamailio/proxy.cfg -L "$modules" -l "udp:127.0.0.1:$port" \
-        -n 1 -m 64 -M 8 -x tlsf -X tlsf -DD -E -Y "$work/kam" > "$work/target.out" 2> "$work/target.log" &
-    fi
-    pid=$!
-    pids+=("$pid")
-    sleep 1
-    kill -0 "$pid" 2>/dev/null || { echo "compare: $target did not start:" >&2; cat "$work/target.log" >&2; exit 1; }
+    start_target "$target" proxy
     before=$(ticks "$pid")
     res=$(taskset -c 1 "$bin/sipshard-load" run --target "127.0.0.1:$port" --sink "127.0.0.1:$sink" \
       --rate "$rate" --duration "$secs" --flows 8 --kv)
     after=$(ticks "$pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_target
     echo "compare: round $r: $target: $res cpu_ticks=$((after - before))" >&2
     echo "$r|$target|$res|$((after - before))" >> "$work/rows"
   done
 done
 
-# pss PID: proportional set size, kB, of PID and every process below it.
-pss() {
-  local all=("$1") p kids total=0
-  kids=$(pgrep -P "$1" || true)
-  for p in $kids; do all+=("$p"); done
-  for p in "${all[@]}"; do
-    [ -r "/proc/$p/smaps_rollup" ] && total=$(( total + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup") ))
-  done
-  echo "$total"
-}
-
 for r in $(seq 1 "$rounds"); do
   for target in sipshard kamailio; do
-    read -r port sink < <(free_ports)
-    if [ "$target" = sipshard ]; then
-      taskset -c 0 "$bin/sipshard" --listen "127.0.0.1:$port" --shards 1 --io mmsg \
-        --domain example.com --stats-interval 0 2> "$work/target.log" &
-    else
-      mkdir -p "$work/kam"
-      taskset -c 0 kamailio -f perf/kamailio/registrar.cfg -L "$modules" -l "udp:127.0.0.1:$port" \
-        -n 1 -m 1024 -M 16 -x tlsf -X tlsf -DD -E -Y "$work/kam" > "$work/target.out" 2> "$work/target.log" &
-    fi
-    pid=$!
-    pids+=("$pid")
-    sleep 1
-    kill -0 "$pid" 2>/dev/null || { echo "compare: $target did not start:" >&2; cat "$work/target.log" >&2; exit 1; }
+    start_target "$target" registrar
     mem_before=$(pss "$pid")
     before=$(ticks "$pid")
     res=$(taskset -c 1 "$bin/sipshard-load" register --target "127.0.0.1:$port" --users "$users" \
       --rate 10000 --flows 8 --domain example.com --kv)
     after=$(ticks "$pid")
     mem_after=$(pss "$pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_target
     echo "compare: registration round $r: $target: $res cpu_ticks=$((after - before)) pss_kb=$mem_before..$mem_after" >&2
     echo "$r|$target|$res|$((after - before))|$((mem_after - mem_before))" >> "$work/reg_rows"
   done

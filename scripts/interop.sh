@@ -54,16 +54,6 @@ mkdir -p "$out"
 place=$(( (calls + rate - 1) / rate ))
 phase=$(( 60 + 2 * place ))
 
-# N free UDP ports on loopback, chosen by the kernel.
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])
-PY
-}
 
 # pids, forget, wait_for, sipp_stats.
 # shellcheck source=scripts/lib.sh

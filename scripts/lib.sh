@@ -1,10 +1,21 @@
-# Shell helpers shared by scripts/interop.sh and scripts/attack.sh: the
-# processes a script started, waiting for one with a time limit, and SIPp's
-# statistics. Source it; it defines functions and the `pids` array only.
+# Shell helpers shared by the scripts: free ports, the processes a script
+# started, waiting for one with a time limit, and SIPp's statistics.
+# Source it; it defines functions and the `pids` array only.
 
 # Processes the script started and has not reaped yet; its EXIT trap kills
 # them.
 pids=()
+
+# free_ports N: N free UDP ports on loopback, chosen by the kernel.
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+PY
+}
 
 # forget PID: PID has been reaped.
 forget() {

@@ -26,12 +26,9 @@ out="perf/results/load-max-${stamp}-${commit}.md"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-free_ports() {
-  python3 -c 'import socket
-s=[socket.socket(socket.AF_INET,socket.SOCK_DGRAM) for _ in range(2)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])'
-}
+# free_ports.
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 {
 echo "### Highest rate with < 0.1% loss, $stamp, commit $commit"
@@ -46,7 +43,7 @@ echo "|---|---|---|---|---|"
 for c in "relay" "mmsg" "uring"; do
   best="-"; best_ans="-"; best_p99="-"; fail="none"
   for rate in "${rates[@]}"; do
-    read -r port sink < <(free_ports)
+    read -r port sink < <(free_ports 2)
     if [ "$c" = relay ]; then
       taskset -c 0 "$bin/sipshard-load" relay --listen "127.0.0.1:$port" --to "127.0.0.1:$sink" \
         --duration $((secs + 30)) 2>/dev/null &

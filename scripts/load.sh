@@ -31,19 +31,16 @@ mkdir -p perf/results
 out="perf/results/load-${stamp}-${commit}.md"
 tck=$(getconf CLK_TCK)
 
-free_ports() {
-  python3 -c 'import socket
-s=[socket.socket(socket.AF_INET,socket.SOCK_DGRAM) for _ in range(2)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])'
-}
+# free_ports.
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 configs=("relay" "mmsg 1" "uring 1" "mmsg 2" "uring 2")
 for r in $(seq 1 "$rounds"); do
   for c in "${configs[@]}"; do
-    read -r port sink < <(free_ports)
+    read -r port sink < <(free_ports 2)
     set -- $c
     if [ "$1" = relay ]; then
       taskset -c 0 "$bin/sipshard-load" relay --listen "127.0.0.1:$port" --to "127.0.0.1:$sink" \
