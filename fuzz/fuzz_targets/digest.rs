@@ -6,35 +6,20 @@
 //! 407 carries one challenge per algorithm for realm example.com.
 #![no_main]
 
+mod capture;
+
 use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
-use sipshard::auth::{
-    AuthConfig, CredentialStore, Credentials, Ha1, NonceKey, DEFAULT_ALGORITHMS,
-};
-use sipshard::io::SendQueue;
+use sipshard::auth::{AuthConfig, CredentialStore, Credentials, Ha1, NonceKey, DEFAULT_ALGORITHMS};
 use sipshard::proxy::ProxyConfig;
 use sipshard::registrar::register::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{HeaderName, Message, ParseError};
 
-/// The clock and key the seed corpus was made with (fuzz/seed_digest.py).
+/// The clock and key the seed corpus was made with (fuzz/seeds.py).
 const NOW: u64 = 1_700_000_000;
 const KEY: [u8; 32] = [42; 32];
-
-struct Capture {
-    buf: Vec<u8>,
-    sent: Vec<Vec<u8>>,
-}
-
-impl SendQueue for Capture {
-    fn slot(&mut self) -> Option<&mut [u8]> {
-        Some(&mut self.buf[..])
-    }
-    fn commit(&mut self, len: usize, _to: SocketAddr) {
-        self.sent.push(self.buf[..len].to_vec());
-    }
-}
 
 fn users() -> CredentialStore {
     let mut text = String::new();
@@ -68,10 +53,7 @@ fuzz_target!(|data: &[u8]| {
     let counters = ShardCounters::default();
     let mut shard = Shard::alone(&shared, &counters);
     shard.now = NOW;
-    let mut q = Capture {
-        buf: vec![0u8; data.len() + 4096],
-        sent: Vec::new(),
-    };
+    let mut q = capture::Capture::new(data.len() + 4096);
     let src: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     shard.handle(data, src, &mut q);
     for out in &q.sent {

@@ -13,30 +13,17 @@
 //! once did.
 #![no_main]
 
+mod capture;
+
 use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
-use sipshard::io::SendQueue;
 use sipshard::location::shard::LocationShard;
-use sipshard::registrar::register::aor_of;
 use sipshard::proxy::ProxyConfig;
+use sipshard::registrar::register::aor_of;
 use sipshard::registrar::register::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Message, ParseError};
-
-struct Capture {
-    buf: Vec<u8>,
-    sent: Vec<Vec<u8>>,
-}
-
-impl SendQueue for Capture {
-    fn slot(&mut self) -> Option<&mut [u8]> {
-        Some(&mut self.buf[..])
-    }
-    fn commit(&mut self, len: usize, _to: SocketAddr) {
-        self.sent.push(self.buf[..len].to_vec());
-    }
-}
 
 const MAX_CONTACTS: usize = 3;
 
@@ -56,10 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let location = LocationShard::new(0, 1, start, &shared.registrar, None);
     let mut shard = Shard::new(0, &shared, &counters, location);
     shard.now = start;
-    let mut q = Capture {
-        buf: vec![0u8; 8192],
-        sent: Vec::new(),
-    };
+    let mut q = capture::Capture::new(8192);
     let src: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     let mut confirmed: Vec<(Box<[u8]>, u64)> = Vec::new();
     for piece in data.split_inner(b"\n--\n").take(32) {
