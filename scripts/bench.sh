@@ -17,8 +17,8 @@
 #   scripts/bench.sh max [SECONDS] [RATES...]         highest rate with < 0.1% loss
 #                                                     (scripts/load-max.sh)
 #   scripts/bench.sh --quick                          the Kamailio comparison in about a
-#                                                     minute (scripts/compare.sh 1 5000 3
-#                                                     10000; what .ci/run runs)
+#                                                     minute (scripts/compare.sh --quick;
+#                                                     what .ci/run runs)
 #   scripts/bench.sh registrar [ROUNDS_A] [ROUNDS_B] [RUNS_C]   registrations/s,
 #                                                     lookup-heavy forwarding, bytes per
 #                                                     binding (scripts/bench-registrar.sh)
@@ -28,7 +28,7 @@ case "${1:-}" in
   load) shift; exec scripts/load.sh "$@" ;;
   max) shift; exec scripts/load-max.sh "$@" ;;
   registrar) shift; exec scripts/bench-registrar.sh "$@" ;;
-  --quick) exec scripts/compare.sh 1 5000 3 10000 ;;
+  --quick) exec scripts/compare.sh --quick ;;
 esac
 
 rounds=${1:-5}

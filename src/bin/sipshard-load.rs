@@ -480,10 +480,11 @@ fn run(cfg: RunConfig) -> std::io::Result<()> {
     };
     if cfg.kv {
         println!(
-            "sent={sent} forwarded={forwarded} answered={answered} loss_pct={loss:.4} offered_per_s={:.0} achieved_per_s={:.0} p50_us={} p99_us={} p999_us={} flows={flows} users={}",
+            "sent={sent} forwarded={forwarded} answered={answered} loss_pct={loss:.4} offered_per_s={:.0} achieved_per_s={:.0} p50_us={} p90_us={} p99_us={} p999_us={} flows={flows} users={}",
             sent as f64 / secs,
             answered as f64 / secs,
             pct(0.5),
+            pct(0.9),
             pct(0.99),
             pct(0.999),
             cfg.users,
@@ -815,7 +816,7 @@ impl RegReport {
         let (offered, achieved) = self.main_rate();
         let rate = |r: &Round| r.ok as f64 / r.active_secs.max(1e-9);
         format!(
-            "sent={} ok={} s503={} other={} lost={} unmatched={} loss_pct={:.4} fail_pct={:.4} offered_per_s={:.0} achieved_per_s={:.0} initial_sent={} initial_ok={} initial_per_s={:.0} refresh_sent={} refresh_ok={} refresh_per_s={:.0} p50_us={} p99_us={} p999_us={} users={} flows={} retry_sent={} retry_rounds={} bound={} send_s={:.3} active_s={:.3}",
+            "sent={} ok={} s503={} other={} lost={} unmatched={} loss_pct={:.4} fail_pct={:.4} offered_per_s={:.0} achieved_per_s={:.0} initial_sent={} initial_ok={} initial_per_s={:.0} refresh_sent={} refresh_ok={} refresh_per_s={:.0} p50_us={} p90_us={} p99_us={} p999_us={} users={} flows={} retry_sent={} retry_rounds={} bound={} send_s={:.3} active_s={:.3}",
             self.sent,
             self.ok,
             self.s503,
@@ -833,6 +834,7 @@ impl RegReport {
             self.refresh.ok,
             rate(&self.refresh),
             percentile(&self.lat, 0.5),
+            percentile(&self.lat, 0.9),
             percentile(&self.lat, 0.99),
             percentile(&self.lat, 0.999),
             self.users,

@@ -78,12 +78,12 @@ pub(crate) fn run(dir: &Path) -> Result<Outcome, Error> {
         let columns = ("offered_rps", "achieved_rps");
         plot.lines(t, "forwarding-rate.svg", &text, true, columns)?;
         let text = Text {
-            title: "Forwarding latency (request in → request out)",
+            title: "Forwarding latency (request sent → its 200 back, both through the proxy)",
             x_desc: "offered requests/s",
             y_desc: "latency (µs, log scale)",
         };
         let columns = ("offered_rps", "p50_us", "p99_us");
-        plot.percentiles(t, "forwarding-latency.svg", &text, columns)?;
+        plot.percentiles(t, "forwarding-latency.svg", &text, columns, true)?;
         let text = Text {
             title: "Forwarding CPU cost",
             x_desc: "offered requests/s",
@@ -103,10 +103,11 @@ pub(crate) fn run(dir: &Path) -> Result<Outcome, Error> {
         let text = Text {
             title: "Call setup latency (INVITE → 200 OK)",
             x_desc: "offered calls/s",
-            y_desc: "INVITE → 200 (ms, log scale)",
+            y_desc: "INVITE → 200 (ms, as SIPp counts: whole ms)",
         };
         let columns = ("offered_cps", "p50_ms", "p99_ms");
-        plot.percentiles(t, "calls-latency.svg", &text, columns)?;
+        // Linear: SIPp counts whole milliseconds, so many points are 0.
+        plot.percentiles(t, "calls-latency.svg", &text, columns, false)?;
     }
     if let Some(t) = plot.usable("registration.csv", registration.as_ref()) {
         plot.bars(
@@ -211,13 +212,15 @@ impl Plotter<'_> {
         Ok(())
     }
 
-    /// Per target, p99 solid and p50 dashed in the target's colour, log y.
+    /// Per target, p99 solid and p50 dashed in the target's colour; a log
+    /// y axis when latencies span decades (forwarding under overload).
     fn percentiles(
         &mut self,
         t: &Table,
         svg: &str,
         text: &Text<'_>,
         (x, p50, p99): (&str, &str, &str),
+        log_y: bool,
     ) -> Result<(), Error> {
         let high = by_target(t.pairs(x, p99));
         let low = by_target(t.pairs(x, p50));
@@ -251,7 +254,7 @@ impl Plotter<'_> {
             title: text.title,
             x_desc: text.x_desc,
             y_desc: text.y_desc,
-            log_y: true,
+            log_y,
             offered_line: false,
             lines,
         };
