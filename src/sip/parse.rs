@@ -121,6 +121,11 @@ pub struct Message<'a> {
     /// Index of the first line of each known header, `NONE` when absent.
     first: [u8; HEADER_NAME_COUNT],
     entries: [Entry; MAX_HEADERS],
+    /// The top Via once [`Message::via`] has parsed it: routing, the
+    /// branch hash, the NAT parameters and a local answer all read it, and
+    /// parsing it is the dearest field read on the packet path (callgrind,
+    /// perf/RESULTS.md issue #6). Unset until first asked for.
+    pub(crate) top_via: std::cell::Cell<Option<Result<crate::sip::Via<'a>, ParseError>>>,
 }
 
 impl<'a> Message<'a> {
@@ -155,6 +160,7 @@ impl<'a> Message<'a> {
             count: 0,
             first: [NONE; HEADER_NAME_COUNT],
             entries: [Entry::default(); MAX_HEADERS],
+            top_via: std::cell::Cell::new(None),
         };
         msg.parse_headers(lf + 1)?;
         Ok(msg)
