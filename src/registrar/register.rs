@@ -58,6 +58,9 @@ pub struct RegistrarConfig {
     pub max_contacts: usize,
     /// What exceeding `max_contacts` does.
     pub over_limit: OverLimit,
+    /// AORs each shard's location table has room for before it first
+    /// grows (`--expected-aors`).
+    pub expected_aors: usize,
 }
 
 impl Default for RegistrarConfig {
@@ -68,6 +71,7 @@ impl Default for RegistrarConfig {
             max_expires: 86_400,
             max_contacts: 10,
             over_limit: OverLimit::DropOldest,
+            expected_aors: 0,
         }
     }
 }
