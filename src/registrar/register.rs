@@ -112,8 +112,8 @@ impl RegisterError {
 /// `sip:user@host` with the user unescaped, the host in lower case, no
 /// port and no parameters; `sips:` stays `sips:`.
 pub fn aor_of(msg: &Message<'_>) -> Result<Box<[u8]>, RegisterError> {
-    let to = msg.to().map_err(|_| RegisterError::BadRequest("Bad To"))?;
-    let Ok(Uri::Sip(u)) = to.parsed_uri() else {
+    msg.to().map_err(|_| RegisterError::BadRequest("Bad To"))?;
+    let Ok(Uri::Sip(u)) = msg.to_uri() else {
         return Err(RegisterError::BadRequest("To Is Not A SIP URI"));
     };
     let mut buf = [0u8; 512];

@@ -190,9 +190,30 @@ impl<'a> Message<'a> {
         self.single_name_addr(HeaderName::To)
     }
 
+    /// The URI of the To header: the error of [`Message::to`], or that of
+    /// parsing its URI. Parsed once per message (the registrar reads it
+    /// three times), then read from the message's memo.
+    pub fn to_uri(&self) -> Result<Uri<'a>, ParseError> {
+        if let Some(r) = self.to_uri.get() {
+            return r;
+        }
+        let r = self.to().and_then(|t| t.parsed_uri());
+        self.to_uri.set(Some(r));
+        r
+    }
+
+    /// Parsed once per message, then read from the message's memo.
     fn single_name_addr(&self, name: HeaderName) -> Result<NameAddr<'a>, ParseError> {
-        let v = self.header(name).ok_or(ParseError::Missing(name))?;
-        NameAddr::parse(v).map_err(|_| ParseError::Invalid(name))
+        let memo = &self.from_to[usize::from(name == HeaderName::To)];
+        if let Some(r) = memo.get() {
+            return r;
+        }
+        let r = self
+            .header(name)
+            .ok_or(ParseError::Missing(name))
+            .and_then(|v| NameAddr::parse(v).map_err(|_| ParseError::Invalid(name)));
+        memo.set(Some(r));
+        r
     }
 
     /// Every Contact value across all Contact lines, in order.
