@@ -972,6 +972,29 @@ Content-Length: 0\r\n\r\n"
         assert!(matches!(action, Action::Reply { to, .. } if to == addr("203.0.113.5:40000")));
     }
 
+    /// The client's other Via parameters go on byte for byte (§16.6
+    /// step 8 changes only received/rport), over IPv4 and IPv6 sources,
+    /// non-ASCII bytes of a quoted value included (the `core::fmt` writer
+    /// this replaced sent each such byte as a two-byte UTF-8 char).
+    #[test]
+    fn the_client_via_keeps_its_other_parameters_byte_for_byte() {
+        let mut data = invite("");
+        let at = data.windows(10).position(|w| w == b"z9hG4bKabc").unwrap() + 10;
+        data.splice(at..at, b";x=\"caf\xe9\";rport;lr".iter().copied());
+        for (src, received) in [
+            ("203.0.113.5:40000", &b"203.0.113.5"[..]),
+            ("[2001:db8::7]:40000", &b"2001:db8::7"[..]),
+        ] {
+            let (_, out) = run(&cfg(), &data, src);
+            let m = Message::parse(&out).unwrap();
+            let client = m.vias().nth(1).unwrap().unwrap();
+            let mut want = b";branch=z9hG4bKabc;x=\"caf\xe9\";lr;received=".to_vec();
+            want.extend_from_slice(received);
+            want.extend_from_slice(b";rport=40000");
+            assert_eq!(client.params, &want[..], "{src}");
+        }
+    }
+
     #[test]
     fn a_client_cannot_choose_where_responses_go() {
         let data = String::from_utf8(invite("")).unwrap().replace(
