@@ -217,9 +217,25 @@ impl<'a> Message<'a> {
     }
 
     /// Every Contact value across all Contact lines, in order.
+    /// The first is parsed once per message (validation and the registrar
+    /// both read a REGISTER's Contacts, nearly always one), then read from
+    /// the message's memo.
     pub fn contacts(&self) -> impl Iterator<Item = Result<Contact<'a>, ParseError>> + '_ {
+        let parse =
+            |v: &'a [u8]| Contact::parse(v).map_err(|_| ParseError::Invalid(HeaderName::Contact));
         self.values(HeaderName::Contact)
-            .map(|v| Contact::parse(v.text).map_err(|_| ParseError::Invalid(HeaderName::Contact)))
+            .enumerate()
+            .map(move |(i, v)| {
+                if i > 0 {
+                    return parse(v.text);
+                }
+                if let Some(r) = self.first_contact.get() {
+                    return r;
+                }
+                let r = parse(v.text);
+                self.first_contact.set(Some(r));
+                r
+            })
     }
 
     /// Every Route value, in order (§20.34).

@@ -134,6 +134,8 @@ pub struct Message<'a> {
     /// and the registrar each read them.
     pub(crate) ruri: UriMemo<'a>,
     pub(crate) to_uri: UriMemo<'a>,
+    /// The first Contact value once [`Message::contacts`] has parsed it.
+    pub(crate) first_contact: std::cell::Cell<Option<Result<crate::sip::Contact<'a>, ParseError>>>,
 }
 
 /// A memo of a parsed URI (unset until first asked for).
@@ -179,6 +181,7 @@ impl<'a> Message<'a> {
             from_to: Default::default(),
             ruri: Default::default(),
             to_uri: Default::default(),
+            first_contact: Default::default(),
         };
         msg.parse_headers(lf + 1)?;
         Ok(msg)
