@@ -972,8 +972,9 @@ Content-Length: 0\r\n\r\n"
         assert!(matches!(action, Action::Reply { to, .. } if to == addr("203.0.113.5:40000")));
     }
 
-    /// The client's other Via parameters go on byte for byte (§16.6
-    /// step 8 changes only received/rport), over IPv4 and IPv6 sources,
+    /// The client's other Via parameters go on byte for byte (only
+    /// received, §18.2.1, and rport, RFC 3581 §4, change), over IPv4 and
+    /// IPv6 sources,
     /// non-ASCII bytes of a quoted value included (the `core::fmt` writer
     /// this replaced sent each such byte as a two-byte UTF-8 char).
     #[test]
