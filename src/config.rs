@@ -198,6 +198,7 @@ impl Config {
                 min_expires: args.min_expires,
                 max_expires: args.max_expires,
                 max_contacts: args.max_contacts,
+                expected_aors: args.expected_aors,
                 over_limit: match args.over_contacts {
                     OverContacts::DropOldest => OverLimit::DropOldest,
                     OverContacts::Reject => OverLimit::Reject,

@@ -26,7 +26,9 @@
 //!   3 in 100 million.
 //! - Growing re-reads every record's hash (one pointer per AOR): tens of
 //!   milliseconds per shard at a million AORs, once per 12.5% growth; the
-//!   shard's socket buffer holds the datagrams meanwhile.
+//!   shard's socket buffer holds the datagrams meanwhile, and their answers
+//!   wait (the REGISTER p99 at 100,000 users, perf/RESULTS.md issue #6).
+//!   `--expected-aors` sizes the table up front so that it does not grow.
 
 use std::hash::{BuildHasherDefault, Hasher};
 

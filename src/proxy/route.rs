@@ -17,7 +17,8 @@ use crate::location::{canonical_aor, AorRecord, Replica};
 use crate::registrar::register::best;
 use crate::sip::scan::ListIter;
 use crate::sip::{
-    Edits, HeaderName, Host, Message, Method, NameAddr, ParseError, Piece, Rport, SipUri, Uri, Via,
+    write_u32, Edits, HeaderName, Host, Message, Method, NameAddr, ParseError, Piece, Rport,
+    SipUri, Uri, Via,
 };
 
 /// What the proxy needs to know about itself and its neighbours.
@@ -224,6 +225,11 @@ pub struct Scratch {
     old_ruri: [u8; 300],
     old_ruri_len: usize,
     branch: [u8; BRANCH_LEN],
+    /// The address `via[..via_prefix]` and `rr[..rr_len]` were written
+    /// for: they depend only on `--advertise`, so they are formatted once,
+    /// not per request (callgrind, perf/RESULTS.md issue #6).
+    written_for: Option<SocketAddr>,
+    via_prefix: usize,
 }
 
 impl Default for Scratch {
@@ -240,6 +246,56 @@ impl Default for Scratch {
             old_ruri: [0; 300],
             old_ruri_len: 0,
             branch: [0; BRANCH_LEN],
+            written_for: None,
+            via_prefix: 0,
+        }
+    }
+}
+
+/// Appends to a fixed buffer without `core::fmt`, which cost more than
+/// the rest of the NAT edit (callgrind, perf/RESULTS.md issue #6).
+struct Out<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> Out<'b> {
+    fn new(buf: &'b mut [u8]) -> Self {
+        Out { buf, len: 0 }
+    }
+
+    /// Appends `b`; None when it does not fit.
+    fn bytes(&mut self, b: &[u8]) -> Option<()> {
+        self.buf
+            .get_mut(self.len..self.len + b.len())?
+            .copy_from_slice(b);
+        self.len += b.len();
+        Some(())
+    }
+
+    fn u32(&mut self, n: u32) -> Option<()> {
+        self.bytes(write_u32(n, &mut [0u8; 10]))
+    }
+
+    /// An address as `Display` writes it: dotted quad, or the RFC 5952
+    /// text of an IPv6 address (through `fmt`: rare, and its rules are not
+    /// worth repeating).
+    fn ip(&mut self, ip: IpAddr) -> Option<()> {
+        match ip {
+            IpAddr::V4(a) => {
+                for (i, o) in a.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.bytes(b".")?;
+                    }
+                    self.u32(u32::from(o))?;
+                }
+                Some(())
+            }
+            IpAddr::V6(a) => {
+                let n = fmt_into(self.buf.get_mut(self.len..)?, format_args!("{a}"))?;
+                self.len += n;
+                Some(())
+            }
         }
     }
 }
@@ -434,13 +490,19 @@ fn route_request<'e, 'r: 'e>(
     // received/rport on the client's Via, Max-Forwards, Record-Route, and
     // the Route/R-URI changes decided above.
     write_branch(msg, &mut scratch.branch);
-    let Some(via_len) = fmt_into(
-        &mut scratch.via,
-        format_args!("SIP/2.0/UDP {};branch=", cfg.advertise),
-    ) else {
-        return Action::Drop(DropReason::WriteFailed);
-    };
-    scratch.via_len = via_len;
+    if scratch.written_for != Some(cfg.advertise) {
+        let Some(via_len) = fmt_into(
+            &mut scratch.via,
+            format_args!("SIP/2.0/UDP {};branch=", cfg.advertise),
+        ) else {
+            return Action::Drop(DropReason::WriteFailed);
+        };
+        scratch.via_prefix = via_len;
+        scratch.rr_len =
+            fmt_into(&mut scratch.rr, format_args!("<sip:{};lr>", cfg.advertise)).unwrap_or(0);
+        scratch.written_for = Some(cfg.advertise);
+    }
+    scratch.via_len = scratch.via_prefix;
     let Some(slot) = scratch
         .via
         .get_mut(scratch.via_len..scratch.via_len + BRANCH_LEN)
@@ -470,10 +532,6 @@ fn route_request<'e, 'r: 'e>(
             return Action::Drop(DropReason::WriteFailed);
         };
         scratch.old_ruri_len = len;
-    }
-    if cfg.record_route {
-        scratch.rr_len =
-            fmt_into(&mut scratch.rr, format_args!("<sip:{};lr>", cfg.advertise)).unwrap_or(0);
     }
     let nat = nat_edit(msg, &via, src, &mut scratch.nat);
     scratch.nat_len = nat.map_or(0, |n| n.len);
@@ -637,23 +695,25 @@ fn nat_edit(msg: &Message<'_>, via: &Via<'_>, src: SocketAddr, out: &mut [u8]) -
     if start > end {
         return None;
     }
-    let mut len = 0;
+    let mut w = Out::new(out);
     for p in via.params() {
         if p.name.eq_ignore_ascii_case(b"received") || p.name.eq_ignore_ascii_case(b"rport") {
             continue;
         }
-        len += match p.value {
-            Some(v) => fmt_into(
-                out.get_mut(len..)?,
-                format_args!(";{}={}", Ascii(p.name), Ascii(v)),
-            )?,
-            None => fmt_into(out.get_mut(len..)?, format_args!(";{}", Ascii(p.name)))?,
-        };
+        w.bytes(b";")?;
+        w.bytes(p.name)?;
+        if let Some(v) = p.value {
+            w.bytes(b"=")?;
+            w.bytes(v)?;
+        }
     }
-    len += fmt_into(out.get_mut(len..)?, format_args!(";received={}", src.ip()))?;
+    w.bytes(b";received=")?;
+    w.ip(src.ip())?;
     if has_rport {
-        len += fmt_into(out.get_mut(len..)?, format_args!(";rport={}", src.port()))?;
+        w.bytes(b";rport=")?;
+        w.u32(u32::from(src.port()))?;
     }
+    let len = w.len;
     Some(NatEdit { start, end, len })
 }
 
@@ -910,6 +970,30 @@ Content-Length: 0\r\n\r\n"
             .replace("z9hG4bKabc", "z9hG4bKabc;rport");
         let (action, _) = run(&cfg(), data.as_bytes(), "203.0.113.5:40000");
         assert!(matches!(action, Action::Reply { to, .. } if to == addr("203.0.113.5:40000")));
+    }
+
+    /// The client's other Via parameters go on byte for byte (only
+    /// received, §18.2.1, and rport, RFC 3581 §4, change), over IPv4 and
+    /// IPv6 sources,
+    /// non-ASCII bytes of a quoted value included (the `core::fmt` writer
+    /// this replaced sent each such byte as a two-byte UTF-8 char).
+    #[test]
+    fn the_client_via_keeps_its_other_parameters_byte_for_byte() {
+        let mut data = invite("");
+        let at = data.windows(10).position(|w| w == b"z9hG4bKabc").unwrap() + 10;
+        data.splice(at..at, b";x=\"caf\xe9\";rport;lr".iter().copied());
+        for (src, received) in [
+            ("203.0.113.5:40000", &b"203.0.113.5"[..]),
+            ("[2001:db8::7]:40000", &b"2001:db8::7"[..]),
+        ] {
+            let (_, out) = run(&cfg(), &data, src);
+            let m = Message::parse(&out).unwrap();
+            let client = m.vias().nth(1).unwrap().unwrap();
+            let mut want = b";branch=z9hG4bKabc;x=\"caf\xe9\";lr;received=".to_vec();
+            want.extend_from_slice(received);
+            want.extend_from_slice(b";rport=40000");
+            assert_eq!(client.params, &want[..], "{src}");
+        }
     }
 
     #[test]

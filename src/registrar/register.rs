@@ -58,6 +58,9 @@ pub struct RegistrarConfig {
     pub max_contacts: usize,
     /// What exceeding `max_contacts` does.
     pub over_limit: OverLimit,
+    /// AORs each shard's location table has room for before it first
+    /// grows (`--expected-aors`).
+    pub expected_aors: usize,
 }
 
 impl Default for RegistrarConfig {
@@ -68,6 +71,7 @@ impl Default for RegistrarConfig {
             max_expires: 86_400,
             max_contacts: 10,
             over_limit: OverLimit::DropOldest,
+            expected_aors: 0,
         }
     }
 }
@@ -108,8 +112,8 @@ impl RegisterError {
 /// `sip:user@host` with the user unescaped, the host in lower case, no
 /// port and no parameters; `sips:` stays `sips:`.
 pub fn aor_of(msg: &Message<'_>) -> Result<Box<[u8]>, RegisterError> {
-    let to = msg.to().map_err(|_| RegisterError::BadRequest("Bad To"))?;
-    let Ok(Uri::Sip(u)) = to.parsed_uri() else {
+    msg.to().map_err(|_| RegisterError::BadRequest("Bad To"))?;
+    let Ok(Uri::Sip(u)) = msg.to_uri() else {
         return Err(RegisterError::BadRequest("To Is Not A SIP URI"));
     };
     let mut buf = [0u8; 512];

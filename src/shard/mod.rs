@@ -399,8 +399,8 @@ impl<'a> Shard<'a> {
         send: &mut S,
     ) {
         // §10.3 step 3: the To must be an AOR of a domain we serve.
-        let to = match msg.to().map(|t| t.parsed_uri()) {
-            Ok(Ok(Uri::Sip(u))) => Some(u),
+        let to = match msg.to_uri() {
+            Ok(Uri::Sip(u)) => Some(u),
             _ => None, // aor_of answers 400 below
         };
         if to.is_some_and(|u| !self.shared.proxy.is_local_domain(&u)) {
@@ -533,8 +533,8 @@ impl<'a> Shard<'a> {
         src: SocketAddr,
     ) -> Option<AuthRefusal<'a>> {
         self.shared.auth.as_ref()?;
-        let to = match msg.to().map(|t| t.parsed_uri()) {
-            Ok(Ok(Uri::Sip(u))) => u,
+        let to = match msg.to_uri() {
+            Ok(Uri::Sip(u)) => u,
             // aor_of refuses these before a hand-off; never let one by.
             _ => {
                 return Some(AuthRefusal {

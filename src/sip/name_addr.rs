@@ -190,15 +190,52 @@ impl<'a> Message<'a> {
         self.single_name_addr(HeaderName::To)
     }
 
+    /// The URI of the To header: the error of [`Message::to`], or that of
+    /// parsing its URI. Parsed once per message (the registrar reads it
+    /// three times), then read from the message's memo.
+    pub fn to_uri(&self) -> Result<Uri<'a>, ParseError> {
+        if let Some(r) = self.to_uri.get() {
+            return r;
+        }
+        let r = self.to().and_then(|t| t.parsed_uri());
+        self.to_uri.set(Some(r));
+        r
+    }
+
+    /// Parsed once per message, then read from the message's memo.
     fn single_name_addr(&self, name: HeaderName) -> Result<NameAddr<'a>, ParseError> {
-        let v = self.header(name).ok_or(ParseError::Missing(name))?;
-        NameAddr::parse(v).map_err(|_| ParseError::Invalid(name))
+        let memo = &self.from_to[usize::from(name == HeaderName::To)];
+        if let Some(r) = memo.get() {
+            return r;
+        }
+        let r = self
+            .header(name)
+            .ok_or(ParseError::Missing(name))
+            .and_then(|v| NameAddr::parse(v).map_err(|_| ParseError::Invalid(name)));
+        memo.set(Some(r));
+        r
     }
 
     /// Every Contact value across all Contact lines, in order.
+    /// The first is parsed once per message (validation and the registrar
+    /// both read a REGISTER's Contacts, nearly always one), then read from
+    /// the message's memo.
     pub fn contacts(&self) -> impl Iterator<Item = Result<Contact<'a>, ParseError>> + '_ {
+        let parse =
+            |v: &'a [u8]| Contact::parse(v).map_err(|_| ParseError::Invalid(HeaderName::Contact));
         self.values(HeaderName::Contact)
-            .map(|v| Contact::parse(v.text).map_err(|_| ParseError::Invalid(HeaderName::Contact)))
+            .enumerate()
+            .map(move |(i, v)| {
+                if i > 0 {
+                    return parse(v.text);
+                }
+                if let Some(r) = self.first_contact.get() {
+                    return r;
+                }
+                let r = parse(v.text);
+                self.first_contact.set(Some(r));
+                r
+            })
     }
 
     /// Every Route value, in order (§20.34).

@@ -121,7 +121,29 @@ pub struct Message<'a> {
     /// Index of the first line of each known header, `NONE` when absent.
     first: [u8; HEADER_NAME_COUNT],
     entries: [Entry; MAX_HEADERS],
+    /// The top Via once [`Message::via`] has parsed it: routing, the
+    /// branch hash, the NAT parameters and a local answer all read it, and
+    /// parsing it is the dearest field read on the packet path (callgrind,
+    /// perf/RESULTS.md issue #6). Unset until first asked for.
+    pub(crate) top_via: std::cell::Cell<Option<Result<crate::sip::Via<'a>, ParseError>>>,
+    /// From and To once [`Message::from`] and [`Message::to`] have parsed
+    /// them: validation, both branch hashes, the registrar and a local
+    /// answer read them (callgrind, perf/RESULTS.md issue #6).
+    pub(crate) from_to: [NameAddrMemo<'a>; 2],
+    /// The Request-URI and the To URI once parsed: validation, routing
+    /// and the registrar each read them.
+    pub(crate) ruri: UriMemo<'a>,
+    pub(crate) to_uri: UriMemo<'a>,
+    /// The first Contact value once [`Message::contacts`] has parsed it.
+    pub(crate) first_contact: std::cell::Cell<Option<Result<crate::sip::Contact<'a>, ParseError>>>,
 }
+
+/// A memo of a parsed URI (unset until first asked for).
+pub(crate) type UriMemo<'a> = std::cell::Cell<Option<Result<crate::sip::Uri<'a>, ParseError>>>;
+
+/// A memo of a parsed From or To (unset until first asked for).
+pub(crate) type NameAddrMemo<'a> =
+    std::cell::Cell<Option<Result<crate::sip::NameAddr<'a>, ParseError>>>;
 
 impl<'a> Message<'a> {
     /// Tokenizes one datagram (RFC 3261 §7). Leading CRLFs are skipped
@@ -155,6 +177,11 @@ impl<'a> Message<'a> {
             count: 0,
             first: [NONE; HEADER_NAME_COUNT],
             entries: [Entry::default(); MAX_HEADERS],
+            top_via: std::cell::Cell::new(None),
+            from_to: Default::default(),
+            ruri: Default::default(),
+            to_uri: Default::default(),
+            first_contact: Default::default(),
         };
         msg.parse_headers(lf + 1)?;
         Ok(msg)

@@ -88,7 +88,16 @@ impl<'b> ResponseWriter<'b> {
                 if name == HeaderName::To && code > 100 {
                     if let Some(tag) = to_tag {
                         let value = &buf[e.value_start() as usize..e.value_end as usize];
-                        let has_tag = NameAddr::parse(value).map_or(true, |a| a.tag().is_some());
+                        // The first To is the one `Message::to` parsed
+                        // already (a REGISTER's 200 reads it a fourth
+                        // time otherwise).
+                        let first = req.header(HeaderName::To).map(<[u8]>::as_ptr);
+                        let parsed = if first == Some(value.as_ptr()) {
+                            req.to()
+                        } else {
+                            NameAddr::parse(value)
+                        };
+                        let has_tag = parsed.map_or(true, |a| a.tag().is_some());
                         if !has_tag {
                             w.put(b";tag=")?;
                             w.put(tag)?;

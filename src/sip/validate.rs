@@ -54,8 +54,12 @@ pub fn validate(msg: &Message<'_>) -> Result<(), ParseError> {
         }
     }
     for name in [HeaderName::From, HeaderName::To] {
-        let v = msg.header(name).ok_or(ParseError::Missing(name))?;
-        let na = NameAddr::parse(v).map_err(|_| ParseError::Invalid(name))?;
+        // The same errors as parsing the header here, from the memo.
+        let na = if name == HeaderName::From {
+            msg.from()?
+        } else {
+            msg.to()?
+        };
         if !display_name_ok(&na) {
             return Err(ParseError::Invalid(name));
         }
@@ -79,17 +83,24 @@ pub fn validate(msg: &Message<'_>) -> Result<(), ParseError> {
         if cseq.method != method {
             return Err(ParseError::CSeqMethodMismatch);
         }
-        let uri = msg.request_uri_bytes().ok_or(ParseError::BadRequestUri)?;
-        Uri::parse(uri).map_err(|_| ParseError::BadRequestUri)?;
+        msg.request_uri()?;
     }
     Ok(())
 }
 
 impl<'a> Message<'a> {
     /// The Request-URI, typed; for a response, [`ParseError::BadRequestUri`].
+    /// Parsed once per message, then read from the message's memo.
     pub fn request_uri(&self) -> Result<Uri<'a>, ParseError> {
-        let uri = self.request_uri_bytes().ok_or(ParseError::BadRequestUri)?;
-        Uri::parse(uri).map_err(|_| ParseError::BadRequestUri)
+        if let Some(r) = self.ruri.get() {
+            return r;
+        }
+        let r = self
+            .request_uri_bytes()
+            .ok_or(ParseError::BadRequestUri)
+            .and_then(|uri| Uri::parse(uri).map_err(|_| ParseError::BadRequestUri));
+        self.ruri.set(Some(r));
+        r
     }
 
     /// Runs [`validate`] on this message.

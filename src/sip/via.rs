@@ -165,13 +165,19 @@ fn split_slash(s: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 impl<'a> Message<'a> {
-    /// The top Via value (the first value of the first Via line).
+    /// The top Via value (the first value of the first Via line), parsed
+    /// once per message and then read from the message's memo.
     pub fn via(&self) -> Result<Via<'a>, ParseError> {
+        if let Some(v) = self.top_via.get() {
+            return v;
+        }
         let v = self
             .values(HeaderName::Via)
             .next()
-            .ok_or(ParseError::Missing(HeaderName::Via))?;
-        Via::parse(v.text)
+            .ok_or(ParseError::Missing(HeaderName::Via))
+            .and_then(|v| Via::parse(v.text));
+        self.top_via.set(Some(v));
+        v
     }
 
     /// The top Via value with its place in the datagram.
@@ -181,7 +187,14 @@ impl<'a> Message<'a> {
 
     /// Every Via value, top first.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
-        self.values(HeaderName::Via).map(|v| Via::parse(v.text))
+        // The top one from the memo that `via` keeps.
+        self.values(HeaderName::Via).enumerate().map(|(i, v)| {
+            if i == 0 {
+                self.via()
+            } else {
+                Via::parse(v.text)
+            }
+        })
     }
 }
 
