@@ -663,7 +663,7 @@ def main():
     defaults = dict(rounds=1 if quick else 3,
                     fwd_rates="5000,10000" if quick else "10000,25000,50000,75000,100000",
                     fwd_secs=2.0 if quick else 3.0,
-                    cps="100,200" if quick else "500,1000,2000,3000,4000,6000",
+                    cps="100,200" if quick else "1000,2000,4000,6000,8000,10000",
                     pairs=2 if quick else 4,
                     call_secs=3 if quick else 4,
                     users=10000 if quick else 1000000,

@@ -1048,18 +1048,17 @@ fn register_users(cfg: &RegConfig) -> std::io::Result<RegReport> {
     rep.other = st.other.load(Ordering::Relaxed);
     // Retries: users whose latest REGISTER got no 200.
     let mut cseq = last_main_cseq;
+    let mut missing = still_missing(&st.ok_cseq, 0..cfg.users, cseq);
     for _ in 0..cfg.retries {
-        let want = cseq;
-        let missing: Vec<u32> = (0..cfg.users)
-            .filter(|&u| st.ok_cseq[u as usize].load(Ordering::Relaxed) < want)
-            .collect();
         if missing.is_empty() {
             break;
         }
         cseq += 1;
-        let r = one_round(cseq, &mut missing.into_iter());
+        let r = one_round(cseq, &mut missing.iter().copied());
         rep.retry_sent += r.sent;
         rep.retry_rounds += 1;
+        // Only the users just retried were sent this CSeq.
+        missing = still_missing(&st.ok_cseq, missing.into_iter(), cseq);
     }
     st.stop.store(true, Ordering::Relaxed);
     rep.lat = receiver
@@ -1073,6 +1072,14 @@ fn register_users(cfg: &RegConfig) -> std::io::Result<RegReport> {
         .filter(|c| c.load(Ordering::Relaxed) != 0)
         .count() as u64;
     Ok(rep)
+}
+
+/// Of `users`, those whose 200s (`ok_cseq`, the highest CSeq answered 200
+/// per user) do not yet include CSeq `sent`, the one they were last sent.
+fn still_missing(ok_cseq: &[AtomicU32], users: impl Iterator<Item = u32>, sent: u32) -> Vec<u32> {
+    users
+        .filter(|&u| ok_cseq[u as usize].load(Ordering::Relaxed) < sent)
+        .collect()
 }
 
 fn register_cmd(mut cfg: RegConfig, sink: SocketAddr, kv: bool) -> std::io::Result<()> {
@@ -1107,6 +1114,19 @@ fn relay(listen: SocketAddr, to: SocketAddr, duration: f64) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_round_resends_only_to_the_users_it_retried() {
+        // Users 0..4 were sent CSeq 10; 1 and 3 got no 200, so the first
+        // retry sends them CSeq 11, and only 3 misses that one too.
+        let ok: Vec<AtomicU32> = [10, 0, 10, 0].into_iter().map(AtomicU32::new).collect();
+        let first = still_missing(&ok, 0..4, 10);
+        assert_eq!(first, vec![1, 3]);
+        ok[1].store(11, Ordering::Relaxed);
+        // The users answered for CSeq 10 are not missing CSeq 11: they were
+        // never sent it (the old loop re-sent to every user here).
+        assert_eq!(still_missing(&ok, first.into_iter(), 11), vec![3]);
+    }
 
     #[test]
     fn template_writes_a_valid_register_and_its_branch_reads_back() {
