@@ -96,9 +96,19 @@ def stop(p, grace=10.0):
 
 
 def family(pid):
-    """PID and its child processes (Kamailio forks its workers and timers)."""
-    kids = sh(f"pgrep -P {pid}").split()
-    return [pid] + [int(k) for k in kids]
+    """PID and its child processes (Kamailio forks its workers and timers),
+    from the parent field of /proc/*/stat (no procps needed)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                # Fields after the command, which may hold spaces: state, ppid.
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                kids.append(int(entry))
+    return [pid] + kids
 
 
 def cpu_ticks(pid):
