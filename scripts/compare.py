@@ -470,6 +470,19 @@ def by(rows, key, x):
     return out
 
 
+def stat_rows(g, xs, columns):
+    """Markdown table rows, one per (x, target): x, the target, and
+    min / median / max over the rounds of each (column, format)."""
+    out = []
+    for x in xs:
+        for t in g:
+            rows = g[t].get(x)
+            if rows:
+                cells = [fmt3([num(r[c]) for r in rows], f) for c, f in columns]
+                out.append(f"| {x:.0f} | {t} | " + " | ".join(cells) + " |")
+    return out
+
+
 def paired_ratio(rows_a, rows_b, col):
     """Per-round ratios b/a of column COL (rounds matched by number)."""
     a = {r["round"]: num(r[col]) for r in rows_a}
@@ -503,15 +516,8 @@ def report(run, args, command, plots):
         L.append(f"#### Forwarding: `sipshard-load run --flows 8` for {args.fwd_secs} s per step, OPTIONS and their 200\n")
         L.append("| offered req/s | target | achieved req/s | loss % | p50 µs | p90 µs | p99 µs | CPU µs per forwarded message |")
         L.append("|---|---|---|---|---|---|---|---|")
-        for rate in rates:
-            for t in g:
-                rows = g[t].get(rate)
-                if not rows:
-                    continue
-                col = lambda c: [num(r[c]) for r in rows]
-                L.append(f"| {rate:.0f} | {t} | {fmt3(col('achieved_rps'), '{:.0f}')} | {fmt3(col('loss_pct'), '{:.3f}')} "
-                         f"| {fmt3(col('p50_us'), '{:.0f}')} | {fmt3(col('p90_us'), '{:.0f}')} | {fmt3(col('p99_us'), '{:.0f}')} "
-                         f"| {fmt3(col('cpu_us_per_msg'))} |")
+        L.extend(stat_rows(g, rates, [("achieved_rps", "{:.0f}"), ("loss_pct", "{:.3f}"), ("p50_us", "{:.0f}"),
+                                      ("p90_us", "{:.0f}"), ("p99_us", "{:.0f}"), ("cpu_us_per_msg", "{:.2f}")]))
         L.append("")
         best = {}
         for t in g:
@@ -575,14 +581,8 @@ def report(run, args, command, plots):
                  "mostly reflects SIPp's own scheduling on the shared generator CPU.\n")
         L.append("| offered calls/s | target | achieved calls/s | failed or unfinished | p50 ms | p99 ms | CPU µs per call |")
         L.append("|---|---|---|---|---|---|---|")
-        for step in steps:
-            for t in g:
-                rows = g[t].get(step)
-                if not rows:
-                    continue
-                col = lambda c: [num(r[c]) for r in rows]
-                L.append(f"| {step:.0f} | {t} | {fmt3(col('achieved_cps'), '{:.0f}')} | {fmt3(col('failed'), '{:.0f}')} "
-                         f"| {fmt3(col('p50_ms'), '{:.0f}')} | {fmt3(col('p99_ms'), '{:.0f}')} | {fmt3(col('cpu_us_per_call'), '{:.1f}')} |")
+        L.extend(stat_rows(g, steps, [("achieved_cps", "{:.0f}"), ("failed", "{:.0f}"), ("p50_ms", "{:.0f}"),
+                                      ("p99_ms", "{:.0f}"), ("cpu_us_per_call", "{:.1f}")]))
         L.append("")
         held = {}
         for t in g:
@@ -617,14 +617,9 @@ def report(run, args, command, plots):
                  f"(`db_mode 0`, 2^16-slot hash), `-m {args.kamailio_shm} -M 16`.\n")
         L.append("| users | target | achieved 200s/s | p50 µs | p99 µs | CPU µs per REGISTER | bytes per binding |")
         L.append("|---|---|---|---|---|---|---|")
-        for users in sorted({float(r["users"]) for r in reg}):
-            for t in g:
-                rows = g[t].get(users)
-                if not rows:
-                    continue
-                col = lambda c: [num(r[c]) for r in rows]
-                L.append(f"| {users:.0f} | {t} | {fmt3(col('achieved_rps'), '{:.0f}')} | {fmt3(col('p50_us'), '{:.0f}')} "
-                         f"| {fmt3(col('p99_us'), '{:.0f}')} | {fmt3(col('cpu_us_per_reg'))} | {fmt3(col('bytes_per_binding'), '{:.0f}')} |")
+        L.extend(stat_rows(g, sorted({float(r["users"]) for r in reg}),
+                           [("achieved_rps", "{:.0f}"), ("p50_us", "{:.0f}"), ("p99_us", "{:.0f}"),
+                            ("cpu_us_per_reg", "{:.2f}"), ("bytes_per_binding", "{:.0f}")]))
         L.append("")
         if "sipshard" in g and "kamailio" in g:
             s_rows = [r for v in g["sipshard"].values() for r in v]

@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::legend::legend;
-use super::{footnote, render, rounds_note, whiskers, BarChart, FONT};
+use super::{footnote, frame, render, rounds_note, whiskers, BarChart, FONT};
 use crate::error::Error;
 use crate::stats::Stat;
 use crate::style;
@@ -54,13 +54,7 @@ pub(crate) fn bar_chart(path: &Path, chart: &BarChart<'_>) -> Result<(), Error> 
             range: (0.0..groups.len().max(1) as f64).into(),
             at: ticks.iter().map(|t| t.0).collect(),
         };
-        let mut cc = ChartBuilder::on(root)
-            .caption(chart.title, (FONT, 26))
-            .margin(12)
-            .margin_right(28)
-            .x_label_area_size(50)
-            .y_label_area_size(70)
-            .build_cartesian_2d(x, 0.0..y_hi)?;
+        let mut cc = frame(root, chart.title).build_cartesian_2d(x, 0.0..y_hi)?;
         let label_of = |v: &f64| {
             let nearest = ticks
                 .iter()

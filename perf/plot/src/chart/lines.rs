@@ -8,7 +8,7 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use super::legend::legend;
-use super::{footnote, render, rounds_note, whiskers, Area, DrawResult, LineChart, FONT};
+use super::{footnote, frame, render, rounds_note, whiskers, Area, DrawResult, LineChart, FONT};
 use crate::error::Error;
 use crate::style;
 
@@ -59,13 +59,7 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let x_hi = x.end;
-    let mut cc = ChartBuilder::on(root)
-        .caption(chart.title, (FONT, 26))
-        .margin(12)
-        .margin_right(28)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x, y)?;
+    let mut cc = frame(root, chart.title).build_cartesian_2d(x, y)?;
     let y_hi = cc.y_range().end;
     cc.configure_mesh()
         .x_desc(chart.x_desc)

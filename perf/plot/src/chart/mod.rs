@@ -39,6 +39,22 @@ pub(super) const FONT: &str = "sans-serif";
 pub(super) type DrawResult = Result<(), DrawingAreaErrorKind<io::Error>>;
 pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
+/// The frame every chart shares (title, margins, room for the axis
+/// labels), so that lines and bars line up when set side by side.
+pub(super) fn frame<'a, 'b>(
+    root: &'a Area<'b>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, (FONT, 26))
+        .margin(12)
+        .margin_right(28)
+        .x_label_area_size(50)
+        .y_label_area_size(70);
+    builder
+}
+
 /// One line of a [`LineChart`].
 pub(crate) struct Line<'a> {
     pub(crate) label: String,
