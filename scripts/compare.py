@@ -22,7 +22,7 @@ Targets run pinned to CPU 0 (every process of Kamailio too); generators to
 CPU 1 (or the last CPU). CPU time is utime+stime from /proc of the target's
 processes. Output goes to --out: forwarding.csv, calls.csv,
 registration.csv, raw.log (every generator's own line), RESULTS.md (the
-section below) and the SVG plots (`sipshard-plot`). Unless --no-record,
+report: tables, ratios, verdicts) and the SVG plots (`sipshard-plot`). Unless --no-record,
 the section also replaces the one between the compare markers in
 perf/RESULTS.md. Every process started here is stopped by PID; all traffic
 goes to 127.0.0.1.
@@ -666,20 +666,21 @@ def record(section):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="about a minute: small steps, one round, no record")
-    ap.add_argument("--rounds", type=int)
-    ap.add_argument("--parts", default="forwarding,calls,registration")
+    ap.add_argument("--rounds", type=int, help="rounds of every step (default 3; 1 with --quick)")
+    ap.add_argument("--parts", default="forwarding,calls,registration",
+                    help="which parts to run, comma separated (default all three)")
     ap.add_argument("--out", help="folder for CSVs, plots and the section (default perf/compare)")
     ap.add_argument("--no-record", action="store_true", help="leave perf/RESULTS.md alone")
     ap.add_argument("--fwd-rates", help="offered requests/s, comma separated")
-    ap.add_argument("--fwd-secs", type=float)
+    ap.add_argument("--fwd-secs", type=float, help="seconds of each forwarding step")
     ap.add_argument("--cps", help="offered calls/s, comma separated")
-    ap.add_argument("--pairs", type=int)
-    ap.add_argument("--call-secs", type=int)
-    ap.add_argument("--users", type=int)
-    ap.add_argument("--reg-rate", type=int)
-    ap.add_argument("--modules", required=True, help="Kamailio's module folder")
-    ap.add_argument("--work", required=True, help="scratch folder (logs, SIPp files)")
-    ap.add_argument("--command", default="scripts/compare.sh")
+    ap.add_argument("--pairs", type=int, help="SIPp UAC/UAS pairs, each on its own ports")
+    ap.add_argument("--call-secs", type=int, help="seconds of calls per SIPp step")
+    ap.add_argument("--users", type=int, help="distinct users in the REGISTER storm")
+    ap.add_argument("--reg-rate", type=int, help="REGISTERs per second offered in the storm")
+    ap.add_argument("--modules", required=True, help="Kamailio's module folder (set by compare.sh)")
+    ap.add_argument("--work", required=True, help="scratch folder for logs and SIPp files (set by compare.sh)")
+    ap.add_argument("--command", default="scripts/compare.sh", help="the command line the report quotes (set by compare.sh)")
     args = ap.parse_args()
     quick = args.quick
     defaults = dict(rounds=1 if quick else 3,
