@@ -180,6 +180,17 @@ class Target:
             raise SystemExit(f"compare: {name} did not start; see {log}")
         self.pid = self.proc.pid
 
+    def drive(self, gen_cpu, argv, timeout):
+        """Runs `sipshard-load ARGV` at this target on the generator CPU:
+        its key=value line, the target's CPU ticks over the run, and the
+        datagrams lost to full socket buffers meanwhile."""
+        before, dropped = cpu_ticks(self.pid), rcvbuf_errors()
+        out = subprocess.run(
+            ["taskset", "-c", str(gen_cpu), f"{BIN}/sipshard-load"] + argv +
+            ["--target", f"127.0.0.1:{self.port}", "--kv"],
+            capture_output=True, text=True, timeout=timeout).stdout.strip()
+        return out, cpu_ticks(self.pid) - before, rcvbuf_errors() - dropped
+
     def close(self):
         stop(self.proc)
         self.log.close()
@@ -268,15 +279,9 @@ class Run:
                 for t in [x for x in targets if x in live]:
                     tg = Target(t, "proxy", a, self.target_log(t))
                     try:
-                        before = cpu_ticks(tg.pid)
-                        dropped = rcvbuf_errors()
-                        res = subprocess.run(
-                            ["taskset", "-c", str(a.gen_cpu), f"{BIN}/sipshard-load", "run",
-                             "--target", f"127.0.0.1:{tg.port}", "--sink", f"127.0.0.1:{tg.sink}",
-                             "--rate", str(rate), "--duration", str(a.fwd_secs), "--flows", "8", "--kv"],
-                            capture_output=True, text=True, timeout=a.fwd_secs + 60).stdout.strip()
-                        ticks = cpu_ticks(tg.pid) - before
-                        dropped = rcvbuf_errors() - dropped
+                        res, ticks, dropped = tg.drive(
+                            a.gen_cpu, ["run", "--sink", f"127.0.0.1:{tg.sink}", "--rate", str(rate),
+                                        "--duration", str(a.fwd_secs), "--flows", "8"], a.fwd_secs + 60)
                     finally:
                         tg.close()
                     self.raw.write(f"forwarding {t} rate={rate} round={r}: {res} cpu_ticks={ticks} "
@@ -412,18 +417,15 @@ class Run:
                 tg = Target(t, "registrar", a, self.target_log(t))
                 try:
                     mem_before = pss_kb(tg.pid)
-                    before = cpu_ticks(tg.pid)
-                    res = subprocess.run(
-                        ["taskset", "-c", str(a.gen_cpu), f"{BIN}/sipshard-load", "register",
-                         "--target", f"127.0.0.1:{tg.port}", "--users", str(a.users), "--rate", str(a.reg_rate),
-                         "--flows", "8", "--domain", "example.com", "--retry-missing", "3", "--kv"],
-                        capture_output=True, text=True, timeout=a.users / a.reg_rate * 3 + 120).stdout.strip()
-                    ticks = cpu_ticks(tg.pid) - before
+                    res, ticks, dropped = tg.drive(
+                        a.gen_cpu, ["register", "--users", str(a.users), "--rate", str(a.reg_rate), "--flows", "8",
+                                    "--domain", "example.com", "--retry-missing", "3"],
+                        a.users / a.reg_rate * 3 + 120)
                     mem_after = pss_kb(tg.pid)
                 finally:
                     tg.close()
                 self.raw.write(f"registration {t} round={r}: {res} cpu_ticks={ticks} "
-                               f"pss_kb={mem_before}..{mem_after}\n")
+                               f"pss_kb={mem_before}..{mem_after} udp_rcvbuf_errors={dropped}\n")
                 d = kv(res)
                 bound = int(d.get("bound", 0))
                 if bound == 0:

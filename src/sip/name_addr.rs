@@ -9,7 +9,7 @@ use memchr::memchr;
 
 use super::error::ParseError;
 use super::header::HeaderName;
-use super::parse::{HeaderValue, Message};
+use super::parse::{memoized, HeaderValue, Message};
 use super::scan::{find_param, is_lws, is_token_byte, quoted_string_len, trim, ParamIter};
 use super::uri::Uri;
 
@@ -194,26 +194,16 @@ impl<'a> Message<'a> {
     /// parsing its URI. Parsed once per message (the registrar reads it
     /// three times), then read from the message's memo.
     pub fn to_uri(&self) -> Result<Uri<'a>, ParseError> {
-        if let Some(r) = self.to_uri.get() {
-            return r;
-        }
-        let r = self.to().and_then(|t| t.parsed_uri());
-        self.to_uri.set(Some(r));
-        r
+        memoized(&self.to_uri, || self.to().and_then(|t| t.parsed_uri()))
     }
 
     /// Parsed once per message, then read from the message's memo.
     fn single_name_addr(&self, name: HeaderName) -> Result<NameAddr<'a>, ParseError> {
-        let memo = &self.from_to[usize::from(name == HeaderName::To)];
-        if let Some(r) = memo.get() {
-            return r;
-        }
-        let r = self
-            .header(name)
-            .ok_or(ParseError::Missing(name))
-            .and_then(|v| NameAddr::parse(v).map_err(|_| ParseError::Invalid(name)));
-        memo.set(Some(r));
-        r
+        memoized(&self.from_to[usize::from(name == HeaderName::To)], || {
+            self.header(name)
+                .ok_or(ParseError::Missing(name))
+                .and_then(|v| NameAddr::parse(v).map_err(|_| ParseError::Invalid(name)))
+        })
     }
 
     /// Every Contact value across all Contact lines, in order.
@@ -227,14 +217,10 @@ impl<'a> Message<'a> {
             .enumerate()
             .map(move |(i, v)| {
                 if i > 0 {
-                    return parse(v.text);
+                    parse(v.text)
+                } else {
+                    memoized(&self.first_contact, || parse(v.text))
                 }
-                if let Some(r) = self.first_contact.get() {
-                    return r;
-                }
-                let r = parse(v.text);
-                self.first_contact.set(Some(r));
-                r
             })
     }
 

@@ -145,6 +145,17 @@ pub(crate) type UriMemo<'a> = std::cell::Cell<Option<Result<crate::sip::Uri<'a>,
 pub(crate) type NameAddrMemo<'a> =
     std::cell::Cell<Option<Result<crate::sip::NameAddr<'a>, ParseError>>>;
 
+/// What `memo` holds, or else `parse`'s result, kept there for the next
+/// reader: every per-message memo of [`Message`] is read this way.
+pub(crate) fn memoized<T: Copy>(memo: &std::cell::Cell<Option<T>>, parse: impl FnOnce() -> T) -> T {
+    if let Some(r) = memo.get() {
+        return r;
+    }
+    let r = parse();
+    memo.set(Some(r));
+    r
+}
+
 impl<'a> Message<'a> {
     /// Tokenizes one datagram (RFC 3261 §7). Leading CRLFs are skipped
     /// (§7.5); a datagram that holds only line ends is [`ParseError::Empty`].

@@ -9,7 +9,7 @@
 use super::error::ParseError;
 use super::header::{HeaderName, HEADER_NAME_COUNT};
 use super::name_addr::{Contact, NameAddr};
-use super::parse::Message;
+use super::parse::{memoized, Message};
 use super::uri::Uri;
 
 /// Headers every request and response carries (§8.1.1; Max-Forwards is
@@ -92,15 +92,11 @@ impl<'a> Message<'a> {
     /// The Request-URI, typed; for a response, [`ParseError::BadRequestUri`].
     /// Parsed once per message, then read from the message's memo.
     pub fn request_uri(&self) -> Result<Uri<'a>, ParseError> {
-        if let Some(r) = self.ruri.get() {
-            return r;
-        }
-        let r = self
-            .request_uri_bytes()
-            .ok_or(ParseError::BadRequestUri)
-            .and_then(|uri| Uri::parse(uri).map_err(|_| ParseError::BadRequestUri));
-        self.ruri.set(Some(r));
-        r
+        memoized(&self.ruri, || {
+            self.request_uri_bytes()
+                .ok_or(ParseError::BadRequestUri)
+                .and_then(|uri| Uri::parse(uri).map_err(|_| ParseError::BadRequestUri))
+        })
     }
 
     /// Runs [`validate`] on this message.

@@ -4,7 +4,7 @@
 
 use super::error::ParseError;
 use super::header::HeaderName;
-use super::parse::{HeaderValue, Message};
+use super::parse::{memoized, HeaderValue, Message};
 use super::scan::{
     find_byte, is_lws, is_token, parse_u16, parse_u32, trim, trim_start as trim_lws_start,
     ParamIter,
@@ -168,16 +168,12 @@ impl<'a> Message<'a> {
     /// The top Via value (the first value of the first Via line), parsed
     /// once per message and then read from the message's memo.
     pub fn via(&self) -> Result<Via<'a>, ParseError> {
-        if let Some(v) = self.top_via.get() {
-            return v;
-        }
-        let v = self
-            .values(HeaderName::Via)
-            .next()
-            .ok_or(ParseError::Missing(HeaderName::Via))
-            .and_then(|v| Via::parse(v.text));
-        self.top_via.set(Some(v));
-        v
+        memoized(&self.top_via, || {
+            self.values(HeaderName::Via)
+                .next()
+                .ok_or(ParseError::Missing(HeaderName::Via))
+                .and_then(|v| Via::parse(v.text))
+        })
     }
 
     /// The top Via value with its place in the datagram.

@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::legend::legend;
-use super::{footnote, frame, render, rounds_note, whiskers, BarChart, FONT};
+use super::{footnote, frame, house_style, render, rounds_note, whiskers, BarChart, FONT};
 use crate::error::Error;
 use crate::stats::Stat;
 use crate::style;
@@ -61,16 +61,13 @@ pub(crate) fn bar_chart(path: &Path, chart: &BarChart<'_>) -> Result<(), Error> 
                 .min_by(|a, b| (a.0 - v).abs().total_cmp(&(b.0 - v).abs()));
             nearest.map(|t| t.1.clone()).unwrap_or_default()
         };
-        cc.configure_mesh()
-            .disable_x_mesh()
+        let mut mesh = cc.configure_mesh();
+        house_style(&mut mesh);
+        mesh.disable_x_mesh()
             .x_desc(x_desc)
             .y_desc(chart.y_desc)
             .x_label_formatter(&label_of)
             .y_label_formatter(&|v| style::tick(*v))
-            .axis_desc_style((FONT, 18))
-            .label_style((FONT, 16))
-            .bold_line_style(RGBColor(210, 210, 210))
-            .light_line_style(RGBColor(242, 242, 242))
             .draw()?;
 
         let half = slot * 0.35;

@@ -8,7 +8,9 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use super::legend::legend;
-use super::{footnote, frame, render, rounds_note, whiskers, Area, DrawResult, LineChart, FONT};
+use super::{
+    footnote, frame, house_style, render, rounds_note, whiskers, Area, DrawResult, LineChart,
+};
 use crate::error::Error;
 use crate::style;
 
@@ -61,15 +63,12 @@ where
     let x_hi = x.end;
     let mut cc = frame(root, chart.title).build_cartesian_2d(x, y)?;
     let y_hi = cc.y_range().end;
-    cc.configure_mesh()
-        .x_desc(chart.x_desc)
+    let mut mesh = cc.configure_mesh();
+    house_style(&mut mesh);
+    mesh.x_desc(chart.x_desc)
         .y_desc(chart.y_desc)
         .x_label_formatter(&|v| style::tick(*v))
         .y_label_formatter(&|v| style::tick(*v))
-        .axis_desc_style((FONT, 18))
-        .label_style((FONT, 16))
-        .bold_line_style(RGBColor(210, 210, 210))
-        .light_line_style(RGBColor(242, 242, 242))
         .draw()?;
 
     if chart.offered_line {

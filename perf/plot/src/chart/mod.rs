@@ -19,6 +19,7 @@ mod lines;
 use std::io;
 use std::path::Path;
 
+use plotters::chart::MeshStyle;
 use plotters::coord::ranged1d::Ranged;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -38,6 +39,18 @@ pub(super) const FONT: &str = "sans-serif";
 
 pub(super) type DrawResult = Result<(), DrawingAreaErrorKind<io::Error>>;
 pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// The axis text and grid every chart shares.
+pub(super) fn house_style<X, Y>(mesh: &mut MeshStyle<'_, '_, X, Y, SVGBackend<'_>>)
+where
+    X: Ranged,
+    Y: Ranged,
+{
+    mesh.axis_desc_style((FONT, 18))
+        .label_style((FONT, 16))
+        .bold_line_style(RGBColor(210, 210, 210))
+        .light_line_style(RGBColor(242, 242, 242));
+}
 
 /// The frame every chart shares (title, margins, room for the axis
 /// labels), so that lines and bars line up when set side by side.
