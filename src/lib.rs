@@ -18,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod guard;
+pub mod hash;
 pub mod io;
 pub mod location;
 pub mod logging;

@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 
-use crate::proxy::branch::Hash64;
+use crate::hash::Hash64;
 
 /// Slots per shard: 65,536 sources at 40 bytes each, 2.5 MiB.
 pub const SLOTS: usize = 1 << 16;

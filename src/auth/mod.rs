@@ -157,7 +157,7 @@ impl AuthConfig {
         }
         // The nonce-count check tells a retransmission (same transaction)
         // from a replay.
-        let transaction = crate::proxy::branch::transaction_hash(msg);
+        let transaction = crate::sip::transaction_hash(msg);
         match self.verify(msg, &c, claim, now, transaction, counts) {
             Outcome::Accepted if user.is_some_and(|u| u != c.username) => Outcome::WrongUser,
             other => other,

@@ -33,7 +33,7 @@
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::pages::Pages;
-use crate::proxy::branch::Hash64;
+use crate::hash::Hash64;
 use crate::sip::{unescape, Host, SipUri};
 
 pub use super::record::AorRecord;

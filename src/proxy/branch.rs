@@ -15,7 +15,8 @@
 //! that comes back with our Via and the same loop part has looped; one whose
 //! Request-URI changed is spiralling and goes on.
 
-use crate::sip::{HeaderName, Message, BRANCH_COOKIE};
+use crate::hash::{write_hex, Hash64};
+use crate::sip::{transaction_hash, HeaderName, Message};
 
 /// Our branches start with this, so that a response's top Via can be
 /// recognised as ours cheaply: the RFC 3261 cookie plus "sS".
@@ -28,43 +29,6 @@ pub const BRANCH_LEN: usize = OUR_BRANCH_PREFIX.len() + 16 + LOOP_LEN;
 /// Hex digits of the loop-detection part at the end of our branch.
 pub const LOOP_LEN: usize = 8;
 
-/// A 64-bit hash over a sequence of byte strings: each string is hashed
-/// with XXH3 (xxhash-rust), seeded with the hash so far, so that a change
-/// in any string changes everything after it, and ("ab","c") differs from
-/// ("a","bc"). XXH3 is specified and stable across versions, which matters
-/// because hashes of Call-IDs are stored in `--state-dir`.
-///
-/// It is not keyed: where it files things an attacker names (AORs), the
-/// attacker would first have to be allowed to register them, and then
-/// could overwrite the binding directly. What it must do is spread and not
-/// collide by accident; the word-at-a-time multiply hash it replaces did
-/// (multiplication carries a difference only upwards: 4 pairs of
-/// `sip:100NN@example.test` AORs collided, and registering one silently
-/// replaced the other).
-#[derive(Clone, Copy, Debug)]
-pub struct Hash64(u64);
-
-impl Default for Hash64 {
-    fn default() -> Self {
-        Hash64(0x243f_6a88_85a3_08d3)
-    }
-}
-
-impl Hash64 {
-    /// Adds a byte string.
-    #[inline]
-    pub fn add(&mut self, bytes: &[u8]) -> &mut Self {
-        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
-        self
-    }
-
-    /// The hash of everything added.
-    #[inline]
-    pub fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// The To tag of every answer this proxy gives itself (404, 407, 483...):
 /// the hex of the transaction hash, so that a retransmitted request gets
 /// the very same answer without any state, and the ACK of that answer
@@ -73,34 +37,6 @@ pub fn local_to_tag(msg: &Message<'_>) -> [u8; 16] {
     let mut tag = [0u8; 16];
     write_hex(transaction_hash(msg), &mut tag);
     tag
-}
-
-/// Hashes the transaction identity of a request as §16.11 describes.
-pub fn transaction_hash(msg: &Message<'_>) -> u64 {
-    let mut h = Hash64::default();
-    let top = msg.top_via_value();
-    let via = msg.via().ok();
-    match via.and_then(|v| v.branch) {
-        Some(b) if b.len() > BRANCH_COOKIE.len() && b.starts_with(BRANCH_COOKIE) => {
-            h.add(b);
-            // The sent-by too, as §17.2.3 matches on branch and sent-by.
-            h.add(via.map_or(&b""[..], |v| v.host_raw));
-        }
-        _ => {
-            h.add(msg.to().ok().and_then(|a| a.tag()).unwrap_or_default());
-            h.add(msg.from().ok().and_then(|a| a.tag()).unwrap_or_default());
-            h.add(msg.header(HeaderName::CallId).unwrap_or_default());
-            h.add(msg.request_uri_bytes().unwrap_or_default());
-            h.add(top.map_or(&b""[..], |v| v.text));
-            h.add(
-                msg.cseq()
-                    .map(|c| c.number.to_le_bytes())
-                    .unwrap_or_default()
-                    .as_slice(),
-            );
-        }
-    }
-    h.finish()
 }
 
 /// Hashes what a loop leaves unchanged (§16.6 step 8).
@@ -144,15 +80,6 @@ pub fn is_loop(msg: &Message<'_>, branch: &[u8]) -> bool {
     let mut now = [0u8; LOOP_LEN];
     write_hex(u64::from(loop_hash(msg)), &mut now);
     branch[BRANCH_LEN - LOOP_LEN..] == now
-}
-
-/// Writes the low `out.len()` hex digits of `v`, most significant first.
-pub fn write_hex(v: u64, out: &mut [u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let n = out.len();
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = HEX[((v >> (4 * (n - 1 - i))) & 0xf) as usize];
-    }
 }
 
 #[cfg(test)]
@@ -211,28 +138,5 @@ mod tests {
         let spiral = Message::parse(spiral.as_bytes()).unwrap();
         assert!(!is_loop(&spiral, &ours), "new Request-URI: a spiral");
         assert!(!is_loop(&back, b"z9hG4bKabc"), "not our branch");
-    }
-
-    #[test]
-    fn no_collisions_among_numbered_aors() {
-        // The old multiply hash collided 2,172 times over these; any
-        // collision here would be a bug, not bad luck (about 5e-11).
-        let mut seen = std::collections::HashSet::new();
-        for n in 100..100_000 {
-            let aor = format!("sip:{n}@example.test");
-            assert!(
-                seen.insert(Hash64::default().add(aor.as_bytes()).finish()),
-                "{aor}"
-            );
-        }
-    }
-
-    #[test]
-    fn hash_separates_concatenations() {
-        let a = Hash64::default().add(b"ab").add(b"c").finish();
-        let b = Hash64::default().add(b"a").add(b"bc").finish();
-        assert_ne!(a, b);
-        let long = Hash64::default().add(b"0123456789abcdef01").finish();
-        assert_ne!(long, Hash64::default().add(b"0123456789abcdef02").finish());
     }
 }

@@ -11,7 +11,8 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use super::branch::{is_loop, local_to_tag, write_branch, Hash64, BRANCH_LEN, OUR_BRANCH_PREFIX};
+use super::branch::{is_loop, local_to_tag, write_branch, BRANCH_LEN, OUR_BRANCH_PREFIX};
+use crate::hash::Hash64;
 use crate::location::record::BindingView;
 use crate::location::{canonical_aor, AorRecord, Replica};
 use crate::registrar::register::best;

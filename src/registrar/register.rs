@@ -8,9 +8,9 @@
 
 use std::net::SocketAddr;
 
+use crate::hash::Hash64;
 use crate::location::canonical_aor;
 use crate::location::record::{AorRecord, BindingView};
-use crate::proxy::branch::Hash64;
 use crate::sip::{eq_unescaped, Contact, HeaderName, Message, Uri};
 
 /// One binding of an AOR to a contact (§10.3 step 7).

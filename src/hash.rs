@@ -1,0 +1,88 @@
+//! Hashing below every layer: the 64-bit hash that files AORs, names
+//! transactions and keys rate limits, and hex digits for the identifiers
+//! built from it. It knows nothing of SIP, so the parser, the location
+//! service and the proxy can all use it without importing each other.
+
+/// A 64-bit hash over a sequence of byte strings: each string is hashed
+/// with XXH3 (xxhash-rust), seeded with the hash so far, so that a change
+/// in any string changes everything after it, and ("ab","c") differs from
+/// ("a","bc"). XXH3 is specified and stable across versions, which matters
+/// because hashes of Call-IDs are stored in `--state-dir`.
+///
+/// It is not keyed: where it files things an attacker names (AORs), the
+/// attacker would first have to be allowed to register them, and then
+/// could overwrite the binding directly. What it must do is spread and not
+/// collide by accident; the word-at-a-time multiply hash it replaces did
+/// (multiplication carries a difference only upwards: 4 pairs of
+/// `sip:100NN@example.test` AORs collided, and registering one silently
+/// replaced the other).
+#[derive(Clone, Copy, Debug)]
+pub struct Hash64(u64);
+
+impl Default for Hash64 {
+    fn default() -> Self {
+        Hash64(0x243f_6a88_85a3_08d3)
+    }
+}
+
+impl Hash64 {
+    /// Adds a byte string.
+    #[inline]
+    pub fn add(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+        self
+    }
+
+    /// The hash of everything added.
+    #[inline]
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Writes the low `out.len()` hex digits of `v`, most significant first.
+pub fn write_hex(v: u64, out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = out.len();
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = HEX[((v >> (4 * (n - 1 - i))) & 0xf) as usize];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_collisions_among_numbered_aors() {
+        // The old multiply hash collided 2,172 times over these; any
+        // collision here would be a bug, not bad luck (about 5e-11).
+        let mut seen = std::collections::HashSet::new();
+        for n in 100..100_000 {
+            let aor = format!("sip:{n}@example.test");
+            assert!(
+                seen.insert(Hash64::default().add(aor.as_bytes()).finish()),
+                "{aor}"
+            );
+        }
+    }
+
+    #[test]
+    fn hash_separates_concatenations() {
+        let a = Hash64::default().add(b"ab").add(b"c").finish();
+        let b = Hash64::default().add(b"a").add(b"bc").finish();
+        assert_ne!(a, b);
+        let long = Hash64::default().add(b"0123456789abcdef01").finish();
+        assert_ne!(long, Hash64::default().add(b"0123456789abcdef02").finish());
+    }
+
+    #[test]
+    fn hex_is_most_significant_first() {
+        let mut out = [0u8; 6];
+        write_hex(0xab_cdef, &mut out);
+        assert_eq!(&out, b"abcdef");
+        let mut short = [0u8; 2];
+        write_hex(0x1234, &mut short);
+        assert_eq!(&short, b"34", "the low digits only");
+    }
+}
