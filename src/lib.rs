@@ -30,6 +30,7 @@ pub mod server;
 pub mod shard;
 pub mod sip;
 pub mod stats;
+pub mod transport;
 
 /// The code examples in README.md run as doc tests, so the README cannot
 /// drift from the API.
