@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use sipshard::auth::{AuthConfig, CredentialStore, Ha1, NonceKey, DEFAULT_ALGORITHMS};
 use sipshard::io::SendQueue;
 use sipshard::proxy::ProxyConfig;
-use sipshard::registrar::register::RegistrarConfig;
+use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 
 struct OneSlot(Vec<u8>, usize);

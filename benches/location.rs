@@ -16,9 +16,13 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use sipshard::location::{canonical_aor, AorRecord, LocationOp, Replica};
+use sipshard::location::Binding;
+use sipshard::location::{AorRecord, LocationOp, Replica};
 use sipshard::proxy::{route, Action, Lookup, ProxyConfig, Scratch};
-use sipshard::registrar::register::{apply, best, Binding, RegistrarConfig};
+use sipshard::registrar::canonical_aor;
+use sipshard::registrar::lookup::best;
+use sipshard::registrar::save::apply;
+use sipshard::registrar::RegistrarConfig;
 use sipshard::sip::{Edits, Message, Uri};
 
 const AORS: usize = 1_000_000;

@@ -36,10 +36,9 @@ use std::time::Instant;
 
 use mimalloc::MiMalloc;
 use sipshard::io::{SendQueue, SEND_SLOT};
-use sipshard::location::shard::LocationShard;
 use sipshard::location::store;
 use sipshard::proxy::ProxyConfig;
-use sipshard::registrar::register::RegistrarConfig;
+use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::Message;
 
@@ -208,7 +207,7 @@ fn main() {
             let _ = std::fs::remove_dir_all(dir);
             let mut stores = store::adopt(dir, store::Fsync::Never, &[Vec::new()]).expect("state");
             let now = sipshard::shard::unix_now();
-            let loc = LocationShard::new(0, 1, now, &shared.registrar, stores.pop());
+            let loc = shared.registrar.owner(0, 1, now, stores.pop());
             Shard::new(0, &shared, &counters, loc)
         }
         None => Shard::alone(&shared, &counters),

@@ -8,7 +8,7 @@ use crate::cli::{Args, FsyncPolicy, IoChoice, Mode, OverContacts, Steer};
 use crate::guard::Guard;
 use crate::io::socket::SocketOptions;
 use crate::proxy::ProxyConfig;
-use crate::registrar::register::{OverLimit, RegistrarConfig};
+use crate::registrar::{OverLimit, RegistrarConfig};
 use crate::sip::Host;
 
 /// Everything the server needs, checked.

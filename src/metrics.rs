@@ -368,10 +368,10 @@ impl MetricsServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::location::inbox::Mail;
     use crate::proxy::ProxyConfig;
-    use crate::registrar::register::RegistrarConfig;
+    use crate::registrar::RegistrarConfig;
     use crate::shard::counters::add;
+    use crate::shard::mail::Mail;
 
     fn shared(shards: usize) -> Arc<Shared> {
         let proxy = ProxyConfig::at("192.0.2.1:5060".parse().unwrap());

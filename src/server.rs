@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::io::mmsg::Mmsg;
 use crate::io::socket::bind_shard_socket;
 use crate::io::uring::{self, Uring};
-use crate::location::shard::LocationShard;
+use crate::location::owner::Owner;
 use crate::location::store::{self, Fsync, Store};
 use crate::location::{owner_of, AorRecord, LocationOp};
 use crate::shard::{self, counters::ShardCounters, unix_now, Shard, Shared};
@@ -278,7 +278,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
 /// What [`locations`] returns.
 struct Locations {
     /// Every shard's location state.
-    shards: Vec<LocationShard>,
+    shards: Vec<Owner>,
     /// The banner's note about the registrar.
     note: Option<String>,
     /// What `--state-dir` gave back.
@@ -301,7 +301,7 @@ fn locations(cfg: &Config, shards: usize, now: u64) -> Result<Locations, Startup
                 .to_string()
         });
         let locs = (0..shards)
-            .map(|i| LocationShard::new(i, shards, now, &cfg.registrar, None))
+            .map(|i| cfg.registrar.owner(i, shards, now, None))
             .collect();
         return Ok(Locations {
             shards: locs,
@@ -332,10 +332,10 @@ fn locations(cfg: &Config, shards: usize, now: u64) -> Result<Locations, Startup
         by_owner[owner].push(AorRecord::new(rec.aor(), &live));
     }
     let stores: Vec<Store> = store::adopt(dir, fsync, &by_owner).map_err(state_err)?;
-    let mut locs: Vec<LocationShard> = stores
+    let mut locs: Vec<Owner> = stores
         .into_iter()
         .enumerate()
-        .map(|(i, st)| LocationShard::new(i, shards, now, &cfg.registrar, Some(st)))
+        .map(|(i, st)| cfg.registrar.owner(i, shards, now, Some(st)))
         .collect();
     let aors: usize = by_owner.iter().map(Vec::len).sum();
     for (owner, recs) in by_owner.into_iter().enumerate() {

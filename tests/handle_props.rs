@@ -10,7 +10,7 @@ mod common;
 use proptest::prelude::*;
 use sipshard::io::SendQueue;
 use sipshard::proxy::ProxyConfig;
-use sipshard::registrar::register::RegistrarConfig;
+use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Message, ParseError, MAX_HEADERS};
 

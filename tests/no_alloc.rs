@@ -14,9 +14,10 @@ use std::sync::atomic::Ordering;
 
 use sipshard::cli::{LogFormat, LogLevel};
 use sipshard::io::SendQueue;
-use sipshard::location::{canonical_aor, AorRecord, LocationOp, Replica};
+use sipshard::location::{AorRecord, LocationOp, Replica};
 use sipshard::proxy::{route, Action, Lookup, ProxyConfig, Scratch};
-use sipshard::registrar::register::RegistrarConfig;
+use sipshard::registrar::canonical_aor;
+use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Edits, Message, ResponseWriter, Uri};
 

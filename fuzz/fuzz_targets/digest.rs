@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use sipshard::auth::{AuthConfig, CredentialStore, Credentials, Ha1, NonceKey, DEFAULT_ALGORITHMS};
 use sipshard::proxy::ProxyConfig;
-use sipshard::registrar::register::RegistrarConfig;
+use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{HeaderName, Message, ParseError};
 

@@ -18,10 +18,9 @@ mod capture;
 use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
-use sipshard::location::shard::LocationShard;
 use sipshard::proxy::ProxyConfig;
-use sipshard::registrar::register::aor_of;
-use sipshard::registrar::register::RegistrarConfig;
+use sipshard::registrar::aor_of;
+use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Message, ParseError};
 
@@ -40,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let shared = Shared::with_inbox_capacity(cfg, registrar, vec![0], 16).unwrap();
     let counters = ShardCounters::default();
     let start = 1_700_000_000;
-    let location = LocationShard::new(0, 1, start, &shared.registrar, None);
+    let location = shared.registrar.owner(0, 1, start, None);
     let mut shard = Shard::new(0, &shared, &counters, location);
     shard.now = start;
     let mut q = capture::Capture::new(8192);

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use sipshard::io::SendQueue;
 use sipshard::proxy::ProxyConfig;
-use sipshard::registrar::register::RegistrarConfig;
+use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Message, ParseError, MAX_HEADERS};
 

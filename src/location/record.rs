@@ -28,7 +28,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use triomphe::ThinArc;
 
 use super::aor_hash;
-use crate::registrar::register::Binding;
+use super::binding::Binding;
 
 /// An AOR and its bindings, immutable once built; cloning shares it (a
 /// reference count), so every replica points at the same block.

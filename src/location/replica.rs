@@ -34,7 +34,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use super::pages::Pages;
 use crate::hash::Hash64;
-use crate::sip::{unescape, Host, SipUri};
 
 pub use super::record::AorRecord;
 
@@ -122,29 +121,6 @@ pub fn aor_hash(aor: &[u8]) -> u64 {
 /// The owner shard of an AOR among `shards`.
 pub fn owner_of(aor: &[u8], shards: usize) -> usize {
     (aor_hash(aor) % shards.max(1) as u64) as usize
-}
-
-/// Writes the canonical AOR of a SIP URI into `out` (§10.3 step 5):
-/// `sip:user@host`, user unescaped, host in lower case, no port or
-/// parameters. None when it does not fit.
-pub fn canonical_aor<'o>(uri: &SipUri<'_>, out: &'o mut [u8]) -> Option<&'o [u8]> {
-    let scheme: &[u8] = if uri.secure { b"sips:" } else { b"sip:" };
-    let mut n = scheme.len();
-    out.get_mut(..n)?.copy_from_slice(scheme);
-    if let Some(user) = uri.user {
-        let written = unescape(user, out.get_mut(n..)?)?.len();
-        n += written;
-        *out.get_mut(n)? = b'@';
-        n += 1;
-    }
-    let host = uri.host_raw;
-    let dst = out.get_mut(n..n + host.len())?;
-    dst.copy_from_slice(host);
-    if let Host::Name(_) = uri.host {
-        dst.make_ascii_lowercase();
-    }
-    n += host.len();
-    Some(&out[..n])
 }
 
 impl Replica {
@@ -321,7 +297,7 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registrar::register::Binding;
+    use crate::location::binding::Binding;
     use proptest::prelude::*;
 
     fn record(aor: &str, contacts: &[&str]) -> AorRecord {
@@ -395,23 +371,6 @@ mod tests {
             1,
             "dropping the tables gives every reference back"
         );
-    }
-
-    #[test]
-    fn canonical_forms() {
-        let mut buf = [0u8; 64];
-        let u = SipUri::parse(b"sip:%62ob@EXAMPLE.com:5070;transport=tcp").unwrap();
-        assert_eq!(
-            canonical_aor(&u, &mut buf),
-            Some(&b"sip:bob@example.com"[..])
-        );
-        let u = SipUri::parse(b"sips:Bob@[2001:db8::1]").unwrap();
-        assert_eq!(
-            canonical_aor(&u, &mut buf),
-            Some(&b"sips:Bob@[2001:db8::1]"[..])
-        );
-        let mut small = [0u8; 8];
-        assert_eq!(canonical_aor(&u, &mut small), None);
     }
 
     #[test]

@@ -586,7 +586,7 @@ fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registrar::register::Binding;
+    use crate::location::binding::Binding;
     use proptest::prelude::*;
     use std::net::SocketAddr;
     use std::sync::atomic::AtomicUsize;

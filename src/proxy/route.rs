@@ -14,8 +14,9 @@ use std::net::{IpAddr, SocketAddr};
 use super::branch::{is_loop, local_to_tag, write_branch, BRANCH_LEN, OUR_BRANCH_PREFIX};
 use crate::hash::Hash64;
 use crate::location::record::BindingView;
-use crate::location::{canonical_aor, AorRecord, Replica};
-use crate::registrar::register::best;
+use crate::location::{AorRecord, Replica};
+use crate::registrar::canonical_aor;
+use crate::registrar::lookup::best;
 use crate::sip::scan::ListIter;
 use crate::sip::{
     write_u32, Edits, HeaderName, Host, Message, Method, NameAddr, ParseError, Piece, Rport,

@@ -148,7 +148,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registrar::register::{apply, RegistrarConfig};
+    use crate::registrar::save::apply;
+    use crate::registrar::RegistrarConfig;
 
     /// The byte-by-byte writer against the `write!` it replaced.
     #[test]

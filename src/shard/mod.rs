@@ -7,6 +7,7 @@
 
 pub mod counters;
 pub mod drop_log;
+pub mod mail;
 
 use std::collections::VecDeque;
 use std::io;
@@ -18,22 +19,23 @@ use crate::auth::failures::FailureLimiter;
 use crate::auth::{write_challenge, AuthConfig, Claim, NonceCounts, Outcome};
 use crate::guard::Guard;
 use crate::io::{Backend, SendQueue, SEND_SLOT};
-use crate::location::inbox::{Inbox, Mail, INBOX_CAPACITY};
-use crate::location::shard::LocationShard;
+use crate::location::owner::Owner;
 use crate::location::{owner_of, AorRecord, LocationOp};
 use crate::proxy::branch::local_to_tag;
 use crate::proxy::{
     nat_params, reply_address, route, Action, DropReason, Lookup, ProxyConfig, Scratch,
 };
 use crate::ratelimit::{RateLimiter, Verdict};
-use crate::registrar::register::{aor_of, RegisterError, RegistrarConfig};
 use crate::registrar::reply::{contacts, ok_headers};
+use crate::registrar::save::save;
+use crate::registrar::{aor_of, RegisterError, RegistrarConfig};
 use crate::sip::{
     Edits, HeaderName, Message, Method, ParseError, ResponseWriter, SipUri, Uri, ViaEdit,
     WriteError,
 };
 use counters::{add, ShardCounters, HANDLE_SAMPLE_EVERY};
 use drop_log::DropLog;
+use mail::{Inbox, Mail, Outbox, INBOX_CAPACITY};
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
 const ALLOW: &[u8] =
@@ -114,7 +116,9 @@ pub struct Shard<'a> {
     counters: &'a ShardCounters,
     scratch: Scratch,
     /// Its replica and owner duties.
-    pub location: LocationShard,
+    pub location: Owner,
+    /// Its changes as owner that wait for room in another shard's inbox.
+    outbox: Outbox,
     /// Unix seconds, read once per loop iteration.
     pub now: u64,
     /// Mail taken out of the inbox by [`Shard::apply_updates`] that is not a
@@ -162,7 +166,7 @@ impl<'a> Shard<'a> {
         index: usize,
         shared: &'a Shared,
         counters: &'a ShardCounters,
-        location: LocationShard,
+        location: Owner,
     ) -> Shard<'a> {
         Shard {
             index,
@@ -170,6 +174,7 @@ impl<'a> Shard<'a> {
             counters,
             scratch: Scratch::default(),
             location,
+            outbox: Outbox::new(shared.shards()),
             now: unix_now(),
             set_aside: VecDeque::new(),
             limiter: shared.guard.rate.map(RateLimiter::new),
@@ -190,7 +195,7 @@ impl<'a> Shard<'a> {
     /// fuzzing and benchmarks of the per-datagram path.
     pub fn alone(shared: &'a Shared, counters: &'a ShardCounters) -> Shard<'a> {
         let now = unix_now();
-        let location = LocationShard::new(0, shared.shards(), now, &shared.registrar, None);
+        let location = shared.registrar.owner(0, shared.shards(), now, None);
         Shard::new(0, shared, counters, location)
     }
 
@@ -462,12 +467,14 @@ impl<'a> Shard<'a> {
                 write_auth_refusal(msg, src, refusal, &nonce, out)
             });
         }
-        let result = self.location.register(
+        let (outbox, inboxes, index) = (&mut self.outbox, &self.shared.inboxes, self.index);
+        let result = save(
+            &mut self.location,
             msg,
             src,
             self.now,
             &self.shared.registrar,
-            &self.shared.inboxes,
+            &mut |op| outbox.broadcast(inboxes, index, op),
         );
         let code = match &result {
             Ok(_) => 200,
@@ -781,7 +788,11 @@ impl<'a> Shard<'a> {
     /// The per-loop chores after a batch: expiry, retries of replica
     /// updates, the log commit (before the 200s are flushed), gauges.
     pub fn after_batch(&mut self) {
-        let expired = self.location.tick(self.now, &self.shared.inboxes);
+        let (outbox, inboxes, index) = (&mut self.outbox, &self.shared.inboxes, self.index);
+        outbox.retry(inboxes);
+        let expired = self
+            .location
+            .tick(self.now, &mut |op| outbox.broadcast(inboxes, index, op));
         if expired > 0 {
             add(&self.counters.bindings_expired, expired);
         }
@@ -791,7 +802,7 @@ impl<'a> Shard<'a> {
             .store(self.location.replica.len() as u64, Ordering::Relaxed);
         self.counters
             .updates_waiting
-            .store(self.location.waiting() as u64, Ordering::Relaxed);
+            .store(self.outbox.waiting() as u64, Ordering::Relaxed);
     }
 }
 
@@ -1000,12 +1011,7 @@ CSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.5>\r\n\r\n"
 
     /// Shard `i` of 2, its registrations in memory.
     fn shard<'a>(i: usize, shared: &'a Shared, counters: &'a ShardCounters) -> Shard<'a> {
-        Shard::new(
-            i,
-            shared,
-            counters,
-            LocationShard::new(i, 2, 0, &shared.registrar, None),
-        )
+        Shard::new(i, shared, counters, shared.registrar.owner(i, 2, 0, None))
     }
 
     #[test]
@@ -1072,7 +1078,7 @@ CSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.5>\r\n\r\n"
         }
         let shared = shared(vec![0], 16);
         let counters = ShardCounters::default();
-        let loc = LocationShard::new(0, 1, 0, &shared.registrar, stores.pop());
+        let loc = shared.registrar.owner(0, 1, 0, stores.pop());
         let mut shard = Shard::new(0, &shared, &counters, loc);
         let src: SocketAddr = "192.0.2.5:5060".parse().unwrap();
         let mut out = Sent::default();

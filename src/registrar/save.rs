@@ -1,125 +1,75 @@
-//! RFC 3261 §10.3 as a pure function: the bindings of one address-of-record
-//! before a REGISTER, the REGISTER, the time and the limits in; the
-//! bindings after it, or the error to answer with, out. No clock, no I/O,
-//! no shared state: the owner shard calls it and publishes the result.
+//! Save (RFC 3261 §10.3 steps 6-8): one REGISTER applied to an AOR's
+//! bindings by the AOR's owner shard. [`apply`] is the rule as a pure
+//! function (bindings before, the REGISTER, the time and the limits in;
+//! bindings after, or the error to answer with, out); [`save`] runs it
+//! over the owner's current record and publishes the result.
 //!
 //! Registration writes may allocate (they build the new immutable record
-//! that replicas share); the forwarding path's lookups will not.
+//! that replicas share); the forwarding path's lookups do not.
 
 use std::net::SocketAddr;
 
+use super::aor::aor_of;
+use super::{OverLimit, RegisterError, RegistrarConfig};
 use crate::hash::Hash64;
-use crate::location::canonical_aor;
-use crate::location::record::{AorRecord, BindingView};
+use crate::location::binding::Binding;
+use crate::location::owner::Owner;
+use crate::location::{AorRecord, LocationOp};
 use crate::sip::{eq_unescaped, Contact, HeaderName, Message, Uri};
 
-/// One binding of an AOR to a contact (§10.3 step 7).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Binding {
-    /// The contact URI as registered (without the name-addr's brackets).
-    pub contact: Box<[u8]>,
-    /// The `q` value in thousandths; None when the REGISTER gave none.
-    pub q: Option<u16>,
-    /// When the binding lapses, in the caller's clock (seconds).
-    pub expires_at: u64,
-    /// Hash of the Call-ID of the REGISTER that last wrote it (only ever
-    /// compared, so the record keeps 8 bytes instead of the string).
-    pub call_id: u64,
-    /// CSeq number of that REGISTER.
-    pub cseq: u32,
-    /// The REGISTER's Path values joined by ", " (RFC 3327), or empty.
-    pub path: Box<[u8]>,
-    /// Where the REGISTER came from (for `--nat` routing).
-    pub source: SocketAddr,
-    /// When the binding was first created: "newest" breaks q ties.
-    pub created_at: u64,
+/// What one REGISTER did to an AOR's bindings (for the counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    /// Bindings that did not exist before.
+    pub created: u32,
+    /// Bindings that existed and were written again.
+    pub refreshed: u32,
+    /// Bindings that existed and are gone.
+    pub removed: u32,
 }
 
-/// What to do when a REGISTER would leave more than `max_contacts`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OverLimit {
-    /// Refuse the REGISTER with 403.
-    Reject,
-    /// Keep the newest bindings, dropping the oldest.
-    DropOldest,
-}
-
-/// The registrar's limits (`--default-expires`, `--min-expires`,
-/// `--max-expires`, `--max-contacts`).
-#[derive(Clone, Copy, Debug)]
-pub struct RegistrarConfig {
-    /// Expiry when neither the Contact nor the Expires header gives one.
-    pub default_expires: u32,
-    /// Shorter non-zero expiries get 423 Interval Too Brief.
-    pub min_expires: u32,
-    /// Longer expiries are lowered to this.
-    pub max_expires: u32,
-    /// Bindings per AOR.
-    pub max_contacts: usize,
-    /// What exceeding `max_contacts` does.
-    pub over_limit: OverLimit,
-    /// AORs each shard's location table has room for before it first
-    /// grows (`--expected-aors`).
-    pub expected_aors: usize,
-}
-
-impl Default for RegistrarConfig {
-    fn default() -> Self {
-        RegistrarConfig {
-            default_expires: 3600,
-            min_expires: 60,
-            max_expires: 86_400,
-            max_contacts: 10,
-            over_limit: OverLimit::DropOldest,
-            expected_aors: 0,
+impl Change {
+    fn between(before: &[Binding], after: &[Binding]) -> Change {
+        let had = |c: &[u8], set: &[Binding]| set.iter().any(|b| *b.contact == *c);
+        let created = after.iter().filter(|b| !had(&b.contact, before)).count();
+        let removed = before.iter().filter(|b| !had(&b.contact, after)).count();
+        Change {
+            created: created as u32,
+            refreshed: (after.len() - created) as u32,
+            removed: removed as u32,
         }
     }
 }
 
-/// Why a REGISTER changes nothing, as the response it gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RegisterError {
-    /// 400 with this reason.
-    BadRequest(&'static str),
-    /// 423 Interval Too Brief, with Min-Expires.
-    IntervalTooBrief {
-        /// The Min-Expires to answer with.
-        min: u32,
-    },
-    /// 500: same Call-ID with a CSeq not above the stored one (§10.3 step 7).
-    OutOfOrder,
-    /// 403: more bindings than `max_contacts` and the policy is Reject.
-    TooManyContacts,
-    /// 404: the To names a domain this registrar does not serve (§10.3
-    /// step 3).
-    NotOurDomain,
-}
-
-impl RegisterError {
-    /// Status code and reason phrase.
-    pub fn status(&self) -> (u16, &'static str) {
-        match self {
-            RegisterError::BadRequest(r) => (400, r),
-            RegisterError::IntervalTooBrief { .. } => (423, "Interval Too Brief"),
-            RegisterError::OutOfOrder => (500, "Out Of Order CSeq"),
-            RegisterError::TooManyContacts => (403, "Too Many Contacts"),
-            RegisterError::NotOurDomain => (404, "Not Found (Not Our Domain)"),
-        }
+/// Applies one REGISTER for an AOR `owner` owns. On success the record to
+/// answer with is returned, with whether it changed: a change is
+/// published (`fanout` gets it for the other shards' replicas); a query or
+/// a retransmission changes nothing.
+pub fn save(
+    owner: &mut Owner,
+    msg: &Message<'_>,
+    src: SocketAddr,
+    now: u64,
+    cfg: &RegistrarConfig,
+    fanout: &mut dyn FnMut(&LocationOp),
+) -> Result<(AorRecord, Option<Change>), RegisterError> {
+    let aor = aor_of(msg)?;
+    let current = owner.current(&aor);
+    let before: Vec<_> = current.as_ref().map_or_else(Vec::new, |r| {
+        r.bindings()
+            .filter(|b| b.expires_at > now)
+            .map(|b| b.to_binding())
+            .collect()
+    });
+    let bindings = apply(&before, msg, src, now, cfg)?;
+    if bindings == before {
+        let rec = current.unwrap_or_else(|| AorRecord::new(&aor, &[]));
+        return Ok((rec, None));
     }
-}
-
-/// The canonical address-of-record of the To header (§10.3 step 5):
-/// `sip:user@host` with the user unescaped, the host in lower case, no
-/// port and no parameters; `sips:` stays `sips:`.
-pub fn aor_of(msg: &Message<'_>) -> Result<Box<[u8]>, RegisterError> {
-    msg.to().map_err(|_| RegisterError::BadRequest("Bad To"))?;
-    let Ok(Uri::Sip(u)) = msg.to_uri() else {
-        return Err(RegisterError::BadRequest("To Is Not A SIP URI"));
-    };
-    let mut buf = [0u8; 512];
-    canonical_aor(&u, &mut buf)
-        .map(Box::from)
-        .ok_or(RegisterError::BadRequest("Bad To"))
+    let change = Change::between(&before, &bindings);
+    let rec = AorRecord::new(&aor, &bindings);
+    owner.publish(LocationOp::Set(rec.clone()), now, fanout);
+    Ok((rec, Some(change)))
 }
 
 /// Two contact URIs name the same binding. A simplification of §19.1.4:
@@ -266,19 +216,11 @@ pub fn apply(
     Ok(next)
 }
 
-/// The binding a proxy should try first: highest q (absent counts as 1.0),
-/// then the newest (§16.6 step 1 leaves the choice to the location
-/// service; one target because a stateless proxy cannot fork).
-pub fn best(record: &AorRecord, now: u64) -> Option<BindingView<'_>> {
-    record
-        .bindings()
-        .filter(|b| b.expires_at > now)
-        .max_by_key(|b| (b.q.unwrap_or(1000), b.created_at))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::location::record::AorRecord;
+    use crate::registrar::lookup::best;
 
     const SRC: &str = "192.0.2.7:5060";
 
@@ -307,13 +249,6 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
             now,
             &RegistrarConfig::default(),
         )
-    }
-
-    #[test]
-    fn canonical_aor() {
-        let data = register("c1", 1, "", None);
-        let msg = Message::parse(&data).unwrap();
-        assert_eq!(&*aor_of(&msg).unwrap(), b"sip:Bob@example.com");
     }
 
     #[test]
@@ -489,5 +424,92 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
         let rec = AorRecord::new(b"sip:a@example.com", &b);
         assert_eq!(best(&rec, 3).unwrap().contact, b"sip:a@h3");
         assert!(best(&rec, 1_000_000).is_none(), "all expired");
+    }
+
+    fn owned_register(cseq: u32, contacts: &str) -> Vec<u8> {
+        format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.5;branch=z9hG4bK{cseq}\r\n\
+To: <sip:ann@example.com>\r\nFrom: <sip:ann@example.com>;tag=1\r\nCall-ID: c\r\n\
+CSeq: {cseq} REGISTER\r\n{contacts}\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn changes_are_counted_and_expiry_reports_what_lapsed() {
+        let cfg = RegistrarConfig::default();
+        let mut loc = Owner::new(0, 1, 0, cfg.expected_aors, cfg.max_expires, None);
+        let src = "192.0.2.5:5060".parse().unwrap();
+        let mut reg = |cseq, contacts: &str, now| {
+            let data = owned_register(cseq, contacts);
+            let msg = Message::parse(&data).unwrap();
+            save(&mut loc, &msg, src, now, &cfg, &mut |_| {}).unwrap().1
+        };
+        let two = "Contact: <sip:ann@192.0.2.5>;expires=60, <sip:ann@192.0.2.6>;expires=120\r\n";
+        assert_eq!(
+            reg(1, two, 0),
+            Some(Change {
+                created: 2,
+                refreshed: 0,
+                removed: 0
+            })
+        );
+        let refresh = "Contact: <sip:ann@192.0.2.5>;expires=60, <sip:ann@192.0.2.6>;expires=0\r\n";
+        assert_eq!(
+            reg(2, refresh, 10),
+            Some(Change {
+                created: 0,
+                refreshed: 1,
+                removed: 1
+            })
+        );
+        assert_eq!(
+            reg(2, refresh, 10),
+            None,
+            "a retransmission changes nothing"
+        );
+        assert_eq!(loc.tick(69, &mut |_| {}), 0);
+        assert_eq!(
+            loc.tick(71, &mut |_| {}),
+            1,
+            "the refreshed binding lapsed at 70"
+        );
+        assert!(loc
+            .replica
+            .lookup(b"sip:ann@example.com")
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn bindings_that_lapse_in_one_tick_leave_the_aor_remembered() {
+        // The registrar fuzz target's finding: two bindings due in the same
+        // tick made the AOR vanish (404) instead of answering 480 for
+        // --max-expires.
+        let cfg = RegistrarConfig {
+            max_expires: 120,
+            ..RegistrarConfig::default()
+        };
+        let mut loc = Owner::new(0, 1, 0, cfg.expected_aors, cfg.max_expires, None);
+        let src = "192.0.2.5:5060".parse().unwrap();
+        // Two REGISTERs, so two entries on the wheel (one per change).
+        for (cseq, contact) in [
+            (1, "Contact: <sip:ann@192.0.2.5>;expires=60\r\n"),
+            (2, "Contact: <sip:ann@192.0.2.6>;expires=90\r\n"),
+        ] {
+            let data = owned_register(cseq, contact);
+            let msg = Message::parse(&data).unwrap();
+            save(&mut loc, &msg, src, 0, &cfg, &mut |_| {}).unwrap();
+        }
+        assert_eq!(loc.tick(100, &mut |_| {}), 2, "both lapsed in this tick");
+        let rec = loc.replica.lookup(b"sip:ann@example.com");
+        assert!(rec.is_some_and(|r| r.is_empty()), "remembered, empty (480)");
+        assert_eq!(loc.tick(200, &mut |_| {}), 0);
+        assert!(loc.replica.lookup(b"sip:ann@example.com").is_some());
+        loc.tick(221, &mut |_| {});
+        assert!(
+            loc.replica.lookup(b"sip:ann@example.com").is_none(),
+            "forgotten after 120 s"
+        );
     }
 }

@@ -24,8 +24,8 @@ use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::LocationOp;
 use crate::io::eventfd::EventFd;
+use crate::location::LocationOp;
 
 /// Mails an inbox holds. A REGISTER storm beyond this answers 503; replica
 /// updates beyond it wait in the sender's [`Outbox`] instead.
@@ -156,9 +156,14 @@ impl Outbox {
         }
     }
 
-    /// Number of receivers (every shard, the sender included).
-    pub fn receivers(&self) -> usize {
-        self.waiting.len()
+    /// Sends an owner's change `op` to every shard but `from` (the owner,
+    /// whose own replica has it already), stamped now to measure how long
+    /// it takes to arrive.
+    pub fn broadcast(&mut self, inboxes: &[Inbox], from: usize, op: &LocationOp) {
+        let at = Instant::now();
+        for to in (0..inboxes.len()).filter(|&i| i != from) {
+            self.send(inboxes, to, op.clone(), at);
+        }
     }
 
     /// Updates waiting for room, over all receivers.
