@@ -37,3 +37,8 @@ pub mod transport;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The code examples in docs/parser.md run as doc tests too.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/parser.md")]
+struct ParserDocDoctests;
