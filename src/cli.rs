@@ -241,16 +241,16 @@ pub struct Args {
     /// Default: every source. Checked before parsing; the rest is dropped
     /// and counted (`denied`).
     #[arg(long, value_name = "CIDR")]
-    pub allow: Vec<crate::guard::Cidr>,
+    pub allow: Vec<crate::admit::guard::Cidr>,
 
     /// Datagrams from these sources are dropped unread and counted
     /// (`denied`); wins over --allow. Repeat for several.
     #[arg(long, value_name = "CIDR")]
-    pub deny: Vec<crate::guard::Cidr>,
+    pub deny: Vec<crate::admit::guard::Cidr>,
 
     /// Larger datagrams are refused: a request gets 513 Message Too Large,
     /// anything else is dropped (`oversize`). 512 to 16384.
-    #[arg(long, value_name = "BYTES", default_value_t = crate::guard::DEFAULT_MAX_MESSAGE_SIZE)]
+    #[arg(long, value_name = "BYTES", default_value_t = crate::admit::guard::DEFAULT_MAX_MESSAGE_SIZE)]
     pub max_message_size: usize,
 
     /// Drop, unanswered, requests whose User-Agent is a known SIP scanner's

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use crate::admit::guard::Guard;
 use crate::cli::{Args, FsyncPolicy, IoChoice, Mode, OverContacts, Steer};
-use crate::guard::Guard;
 use crate::io::socket::SocketOptions;
 use crate::proxy::ProxyConfig;
 use crate::registrar::{OverLimit, RegistrarConfig};
@@ -212,7 +212,7 @@ impl Config {
                 deny: args.deny.clone(),
                 max_message_size: args.max_message_size,
                 drop_scanners: args.drop_scanners,
-                rate: (args.rate_limit > 0).then(|| crate::ratelimit::Limits {
+                rate: (args.rate_limit > 0).then(|| crate::admit::ratelimit::Limits {
                     per_second: args.rate_limit,
                     burst: args
                         .rate_burst

@@ -14,17 +14,16 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(rust_2018_idioms)]
 
+pub mod admit;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod guard;
 pub mod hash;
 pub mod io;
 pub mod location;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
-pub mod ratelimit;
 pub mod registrar;
 pub mod server;
 pub mod shard;

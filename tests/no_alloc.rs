@@ -188,7 +188,7 @@ To: <sip:bob@b>;tag=2\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r
     shared.guard.allow = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
     shared.guard.deny = vec!["198.51.100.0/24".parse().unwrap()];
     shared.guard.drop_scanners = true;
-    shared.guard.rate = Some(sipshard::ratelimit::Limits {
+    shared.guard.rate = Some(sipshard::admit::ratelimit::Limits {
         per_second: 1_000_000,
         burst: 1_000_000,
         ban_ms: 1000,

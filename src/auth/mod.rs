@@ -8,7 +8,6 @@
 
 pub mod credentials;
 pub mod digest;
-pub mod failures;
 pub mod nonce;
 pub mod replay;
 

@@ -3,7 +3,7 @@
 //! relaxed load+store, never a locked read-modify-write; the stats reader
 //! sums all blocks.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_utils::CachePadded;
 
@@ -73,11 +73,6 @@ pub struct ShardCounters {
     pub replica_delay_max_us: AtomicU64,
     /// Time spent handling sampled datagrams.
     pub handle_time: HandleTime,
-    /// The reason of the latest drop, as `reason as u8 + 1`; 0: none since
-    /// [`ShardCounters::take_last_drop`]. Not a metric: it tells the
-    /// shard's drop log whether and why the datagram just handled was
-    /// dropped, without a hook at every drop site.
-    pub last_drop: AtomicU8,
 }
 
 impl ShardCounters {
@@ -85,19 +80,14 @@ impl ShardCounters {
     #[inline]
     pub fn dropped(&self, r: DropReason) {
         add(&self.drops[r as usize], 1);
-        self.last_drop.store(r as u8 + 1, Relaxed);
     }
+}
 
-    /// The reason of the latest drop since the last call, if any; clears it.
-    #[inline]
-    pub fn take_last_drop(&self) -> Option<DropReason> {
-        let r = self.last_drop.load(Relaxed);
-        if r == 0 {
-            return None;
-        }
-        self.last_drop.store(0, Relaxed);
-        DropReason::ALL.get(usize::from(r) - 1).copied()
-    }
+/// The index of a status code's class in `replies` and `responses`: 1 for
+/// 1xx ... 6 for 6xx (a code above 699 counts as 6xx).
+#[inline]
+pub fn status_class(code: u16) -> usize {
+    usize::from(code / 100).min(6)
 }
 
 /// One datagram in this many is timed for [`HandleTime`]: two clock reads

@@ -16,7 +16,7 @@
 
 use std::net::IpAddr;
 
-use crate::ratelimit::{Limits, RateLimiter, Verdict};
+use crate::admit::ratelimit::{Limits, RateLimiter, Verdict};
 
 /// Milliseconds of real time per tick of the table's clock.
 const SLOWER: u64 = 60;

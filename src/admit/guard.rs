@@ -124,7 +124,7 @@ pub struct Guard {
     /// Drop requests from [`SCANNER_AGENTS`] (`--drop-scanners`).
     pub drop_scanners: bool,
     /// Per-source rate limits (`--rate-limit`), if on.
-    pub rate: Option<crate::ratelimit::Limits>,
+    pub rate: Option<crate::admit::ratelimit::Limits>,
 }
 
 impl Default for Guard {

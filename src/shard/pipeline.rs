@@ -1,0 +1,184 @@
+//! The per-message pipeline: admit, parse, authenticate, route, emit. One
+//! datagram in, one [`Outcome`] out; the loop in `mod.rs` calls it for each
+//! datagram of a batch, and so do the fuzzer, the property tests and the
+//! callgrind harness.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::answer::{commit_reply, write_local_answer, write_redirect};
+use super::auth_gate::AuthRefusal;
+use super::counters::{add, status_class, ShardCounters, HANDLE_SAMPLE_EVERY};
+use super::outcome::Outcome;
+use super::Shard;
+use crate::admit::{Admission, Refusal};
+use crate::io::SendQueue;
+use crate::proxy::{route, Action, DropReason, Lookup};
+use crate::sip::{Edits, Message, ParseError};
+
+impl<'a> Shard<'a> {
+    /// Handles one datagram: never panics; allocates nothing unless it is
+    /// a REGISTER (whose new record is built here or in the owner). A drop
+    /// may write a log line (at most one per reason a second); one datagram
+    /// in [`HANDLE_SAMPLE_EVERY`] is timed for the handling-time histogram.
+    pub fn handle<S: SendQueue>(&mut self, bytes: &[u8], src: SocketAddr, send: &mut S) -> Outcome {
+        self.handled = self.handled.wrapping_add(1);
+        let timed = self
+            .handled
+            .is_multiple_of(HANDLE_SAMPLE_EVERY)
+            .then(Instant::now);
+        let outcome = self.handle_datagram(bytes, src, send);
+        if let Some(t) = timed {
+            self.counters.handle_time.record(t.elapsed());
+        }
+        if let Outcome::Dropped(r) = outcome {
+            self.log_drop(r, Some(src), bytes);
+        }
+        outcome
+    }
+
+    /// Writes a line about a dropped datagram if its reason had no line in
+    /// the last second.
+    #[inline]
+    pub fn log_drop(&mut self, r: DropReason, src: Option<SocketAddr>, bytes: &[u8]) {
+        self.drop_log
+            .dropped(r, self.counters, self.now_ms, src, bytes);
+    }
+
+    /// Counts a drop and says so.
+    #[inline]
+    pub(super) fn drop(&self, r: DropReason) -> Outcome {
+        self.counters.dropped(r);
+        Outcome::Dropped(r)
+    }
+
+    fn handle_datagram<S: SendQueue>(
+        &mut self,
+        bytes: &[u8],
+        src: SocketAddr,
+        send: &mut S,
+    ) -> Outcome {
+        let policy = &self.shared.guard;
+        let source = match self.admission.source(policy, src.ip(), self.now_ms) {
+            Ok(s) => s,
+            Err(r) => return self.refuse(None, src, r, send),
+        };
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(ParseError::Empty) => return self.drop(DropReason::KeepAlive),
+            Err(_) => {
+                add(&self.counters.parse_errors, 1);
+                return self.drop(DropReason::Malformed);
+            }
+        };
+        self.count_received(&msg);
+        if let Err(r) = Admission::message(policy, source, &msg, bytes.len()) {
+            return self.refuse(Some(&msg), src, r, send);
+        }
+        match self.authenticate_invite(&msg, src) {
+            None => {}
+            Some(AuthRefusal::Banned) => return self.drop(DropReason::AuthBanned),
+            Some(refusal) => return self.refuse_auth(&msg, src, refusal, send),
+        }
+        let mut edits = Edits::new();
+        let loc = Lookup {
+            replica: &self.location.replica,
+            now: self.now,
+        };
+        let action = route(
+            &msg,
+            src,
+            &self.shared.proxy,
+            loc,
+            &mut self.scratch,
+            &mut edits,
+        );
+        if action == Action::Register {
+            return self.register(&msg, bytes, src, send);
+        }
+        emit(self.counters, self.now, &msg, src, action, &edits, send)
+    }
+
+    /// Counts a parsed message by method or status class.
+    fn count_received(&self, msg: &Message<'_>) {
+        let c = self.counters;
+        match (msg.method(), msg.status()) {
+            (Some(m), _) => add(&c.requests[m.index()], 1),
+            (None, Some(code)) => add(&c.responses[status_class(code)], 1),
+            (None, None) => {}
+        }
+    }
+
+    /// What admission turned away: a 503 for the request that tipped its
+    /// source over the rate limit, 513 for a request over the size limit
+    /// (each only when it can be answered), a counted drop otherwise.
+    fn refuse<S: SendQueue>(
+        &mut self,
+        msg: Option<&Message<'_>>,
+        src: SocketAddr,
+        refusal: Refusal,
+        send: &mut S,
+    ) -> Outcome {
+        match (refusal, msg) {
+            (Refusal::Denied, _) => self.drop(DropReason::Denied),
+            (Refusal::RateLimited, _) => self.drop(DropReason::RateLimited),
+            (Refusal::Scanner, _) => self.drop(DropReason::Scanner),
+            (Refusal::JustBanned, Some(msg)) => {
+                let c = self.counters;
+                add(&c.sources_banned, 1);
+                let ban_ms = self.shared.guard.rate.map_or(0, |r| r.ban_ms);
+                self.drop_log.banned(c, self.now_ms, src, ban_ms / 1000);
+                self.refuse_flood(msg, src, send)
+            }
+            (Refusal::TooLarge, Some(msg)) => self.too_large(msg, src, send),
+            // Both come from the message check: never without a message.
+            (Refusal::JustBanned, None) => self.drop(DropReason::RateLimited),
+            (Refusal::TooLarge, None) => self.drop(DropReason::Oversize),
+        }
+    }
+}
+
+/// Sends what routing decided: the edited message, or a local answer.
+fn emit<S: SendQueue>(
+    counters: &ShardCounters,
+    now: u64,
+    msg: &Message<'_>,
+    src: SocketAddr,
+    action: Action<'_>,
+    edits: &Edits<'_>,
+    send: &mut S,
+) -> Outcome {
+    let drop = |r: DropReason| {
+        counters.dropped(r);
+        Outcome::Dropped(r)
+    };
+    let Some(slot) = send.slot() else {
+        return drop(DropReason::WriteFailed);
+    };
+    match action {
+        Action::Forward(to) => match edits.write(msg, slot) {
+            Ok(n) => {
+                send.commit(n, to);
+                let c = if msg.is_request() {
+                    &counters.forwarded_requests
+                } else {
+                    &counters.forwarded_responses
+                };
+                add(c, 1);
+                Outcome::Forwarded
+            }
+            Err(_) => drop(DropReason::WriteFailed),
+        },
+        Action::Reply { code, reason, to } => {
+            let written = write_local_answer(msg, src, code, reason, slot);
+            commit_reply(send, written, code, to, counters)
+        }
+        Action::Redirect { record, to } => {
+            let written = write_redirect(msg, src, record, now, slot);
+            commit_reply(send, written, 302, to, counters)
+        }
+        Action::Drop(r) => drop(r),
+        // Taken by handle_datagram before a send slot is claimed.
+        Action::Register => drop(DropReason::WriteFailed),
+    }
+}
