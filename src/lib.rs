@@ -1,14 +1,35 @@
-//! sipshard: a carrier-grade SIP edge server built as a per-core packet
+//! sipshard: a carrier-grade SIP edge server (RFC 3261 proxy, registrar,
+//! location service and redirect server) built as a per-core packet
 //! processor.
 //!
-//! Every shard thread owns a UDP socket bound with `SO_REUSEPORT`, receives
-//! datagrams in batches, and handles each one in place: [`sip::Message`]
-//! parses the datagram without copying it, the routing step decides what to
-//! do with it, and [`sip::Edits`] writes the outgoing datagram by splicing
-//! the original bytes into a send buffer. Nothing on that path allocates or
-//! takes a lock. See `ARCHITECTURE.md` in the shared design folder for the
-//! whole picture; this crate currently holds the parser and writer
-//! (issue #2), with the shards, proxy and registrar to come.
+//! Every shard thread owns its sockets (`SO_REUSEPORT`), receives messages
+//! in batches and handles each one in place: it is admitted ([`admit`]),
+//! parsed without copying ([`sip::Message`]), authenticated when asked
+//! ([`auth`]), routed by a pure function ([`proxy`], with [`registrar`]
+//! over [`location`] for REGISTER and lookups), and written out by splicing
+//! edits into a send buffer ([`sip::Edits`]). Nothing on the forwarding
+//! path allocates or takes a lock. State has one owner shard (an AOR's
+//! bindings: `hash(AOR) % shards`); the others read immutable replicas and
+//! reach the owner through bounded mailboxes ([`shard::mail`]).
+//! `docs/architecture.md` walks through it with the RFC section of each
+//! part.
+//!
+//! # Layers
+//! Imports run one way, from the bottom up; a module never imports one
+//! above it:
+//!
+//! ```text
+//! hash  <-  sip  <-  transport  <-  location  <-  registrar  <-  proxy
+//!            ^          ^
+//!            |          +-- io (sockets, batches; knows transport ids, not SIP)
+//!            +------------- auth, admit (sip and hash only; admit also transport)
+//! cli (flag types from auth, admit, io)
+//! shard  <-  telemetry  <-  config  <-  server  <-  main
+//! ```
+//! `shard` sees everything below it; `telemetry` reads the shards'
+//! counters; `config` builds each layer's settings from `cli`; `server`
+//! starts it all. `tests/layers.rs` holds the same table and fails on any
+//! import against it, so the rule cannot drift silently.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -21,14 +42,12 @@ pub mod config;
 pub mod hash;
 pub mod io;
 pub mod location;
-pub mod logging;
-pub mod metrics;
 pub mod proxy;
 pub mod registrar;
 pub mod server;
 pub mod shard;
 pub mod sip;
-pub mod stats;
+pub mod telemetry;
 pub mod transport;
 
 /// The code examples in README.md run as doc tests, so the README cannot

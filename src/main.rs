@@ -1,6 +1,6 @@
 //! The `sipshard` binary: flags -> Config -> logging -> sockets -> shards ->
 //! wait for SIGINT/SIGTERM -> drain -> exit. Only reporting lives here: the
-//! start-up and exit lines are `tracing` events (see `sipshard::logging`).
+//! start-up and exit lines are `tracing` events (see `sipshard::telemetry::logging`).
 
 use std::io::Read;
 use std::path::Path;
@@ -13,11 +13,11 @@ use tracing::{error, info, warn};
 
 use sipshard::cli::{Args, Command};
 use sipshard::config::Config;
-use sipshard::logging::LIFECYCLE;
 use sipshard::server::Server;
 use sipshard::shard::counters::{total, ShardCounters};
 use sipshard::sip::{Message, StartLine};
-use sipshard::stats::Totals;
+use sipshard::telemetry::logging::LIFECYCLE;
+use sipshard::telemetry::stats::Totals;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         }
     };
     // Held to the end of `main`: dropping it writes out the queued lines.
-    let _log = match sipshard::logging::init(args.log_level, args.log_format) {
+    let _log = match sipshard::telemetry::logging::init(args.log_level, args.log_format) {
         Ok(guard) => guard,
         Err(e) => {
             say!("sipshard: cannot set up logging: {e}");
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
     }
     let counters = server.counters.clone();
     let metrics = match args.metrics_listen.map(|addr| {
-        sipshard::metrics::MetricsServer::start(
+        sipshard::telemetry::metrics::MetricsServer::start(
             addr,
             counters.clone(),
             server.shared.clone(),
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
         }
     };
     let stats = (args.stats_interval > 0).then(|| {
-        sipshard::stats::spawn(
+        sipshard::telemetry::stats::spawn(
             counters.clone(),
             std::time::Duration::from_secs(args.stats_interval),
             stop.clone(),
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
         sources_banned = sum(|c| &c.sources_banned),
         registered = sum(|c| &c.registered),
         "sipshard: {}",
-        sipshard::stats::exit_line(&counters)
+        sipshard::telemetry::stats::exit_line(&counters)
     );
     match result {
         Ok(()) => ExitCode::SUCCESS,

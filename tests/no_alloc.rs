@@ -214,7 +214,7 @@ Content-Length: 0\r\n\r\n";
     // Logging on, as in the server: the first drop of each reason writes
     // its line (which may allocate) now; the drops below, in the same
     // second of the shard's clock, only count.
-    let _log = sipshard::logging::init(LogLevel::Info, LogFormat::Text).unwrap();
+    let _log = sipshard::telemetry::logging::init(LogLevel::Info, LogFormat::Text).unwrap();
     shard.handle(b"\x00garbage", client, &mut queue);
     shard.handle(b"\r\n\r\n", client, &mut queue);
 

@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_line_names_the_reason_source_count_and_at_most_128_escaped_bytes() {
-        use crate::logging::testing::capture;
+        use crate::telemetry::logging::testing::capture;
         use tracing_subscriber::filter::LevelFilter;
         let c = ShardCounters::default();
         let mut log = DropLog::new(1);

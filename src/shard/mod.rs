@@ -6,12 +6,12 @@
 //! it writes, and the lock-free inboxes.
 //!
 //! This file is the shard's state and its loop; each step has a file:
-//! - [`pipeline`]: one datagram through admit, parse, authenticate, route
+//! - `pipeline`: one datagram through admit, parse, authenticate, route
 //!   and emit, returning its [`Outcome`];
-//! - [`answer`]: the responses the shard writes itself;
-//! - [`registration`]: REGISTER hand-off to the AOR's owner and its answer;
-//! - [`auth_gate`]: which requests need credentials, and the challenges;
-//! - [`drain`] and [`mail`]: shard-to-shard mail and its wake-up;
+//! - `answer`: the responses the shard writes itself;
+//! - `registration`: REGISTER hand-off to the AOR's owner and its answer;
+//! - `auth_gate`: which requests need credentials, and the challenges;
+//! - `drain` and [`mail`]: shard-to-shard mail and its wake-up;
 //! - [`counters`] and [`drop_log`]: what the shard counts and logs.
 
 mod answer;
