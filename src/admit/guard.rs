@@ -1,4 +1,4 @@
-//! What is turned away before routing (issue #5, access control): sources
+//! The access policy, applied before routing: sources
 //! outside `--allow` or inside `--deny` (checked before parsing), messages
 //! over `--max-message-size`, and, with `--drop-scanners`, requests from
 //! the User-Agents of known SIP scanners. All checks are allocation-free

@@ -1,4 +1,4 @@
-//! Per-source rate limits (issue #5, anti-flood): a token bucket per source
+//! Per-source rate limits against floods: a token bucket per source
 //! IP address in each shard, and a ban for a source that empties its
 //! bucket: it gets one 503 (when what tipped it over is a request that can
 //! be answered) and then is dropped unread for `--ban-time`.

@@ -27,7 +27,8 @@
 //! - Growing re-reads every record's hash (one pointer per AOR): tens of
 //!   milliseconds per shard at a million AORs, once per 12.5% growth; the
 //!   shard's socket buffer holds the datagrams meanwhile, and their answers
-//!   wait (the REGISTER p99 at 100,000 users, perf/RESULTS.md issue #6).
+//!   wait (the REGISTER p99 at 100,000 users, perf/RESULTS.md, "The p99 at
+//!   100,000 users").
 //!   `--expected-aors` sizes the table up front so that it does not grow.
 
 use std::hash::{BuildHasherDefault, Hasher};

@@ -124,11 +124,11 @@ pub struct Message<'a> {
     /// The top Via once [`Message::via`] has parsed it: routing, the
     /// branch hash, the NAT parameters and a local answer all read it, and
     /// parsing it is the dearest field read on the packet path (callgrind,
-    /// perf/RESULTS.md issue #6). Unset until first asked for.
+    /// perf/RESULTS.md, "Profiling the hot path"). Unset until first asked for.
     pub(crate) top_via: std::cell::Cell<Option<Result<crate::sip::Via<'a>, ParseError>>>,
     /// From and To once [`Message::from`] and [`Message::to`] have parsed
     /// them: validation, both branch hashes, the registrar and a local
-    /// answer read them (callgrind, perf/RESULTS.md issue #6).
+    /// answer read them (callgrind, perf/RESULTS.md, "Profiling the hot path").
     pub(crate) from_to: [NameAddrMemo<'a>; 2],
     /// The Request-URI and the To URI once parsed: validation, routing
     /// and the registrar each read them.

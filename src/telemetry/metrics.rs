@@ -1,6 +1,5 @@
 //! `--metrics-listen ADDR`: Prometheus text exposition of every shard's
-//! counters at `GET /metrics`, from one thread off the hot path (issue #5,
-//! observability). The shards keep writing their relaxed counters; a scrape
+//! counters at `GET /metrics`, from one thread off the hot path. The shards keep writing their relaxed counters; a scrape
 //! only reads them, so it never slows a shard.
 //!
 //! The exposition format comes from `prometheus-client` (the Prometheus
