@@ -23,6 +23,7 @@ pub mod mail;
 pub mod outcome;
 mod pipeline;
 mod registration;
+mod shared;
 
 use std::collections::VecDeque;
 use std::io;
@@ -30,72 +31,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::admit::failures::FailureLimiter;
-use crate::admit::{Admission, Guard};
-use crate::auth::{AuthConfig, NonceCounts};
+use crate::admit::Admission;
+use crate::auth::NonceCounts;
 use crate::io::Backend;
 use crate::location::owner::Owner;
-use crate::proxy::{DropReason, ProxyConfig, Scratch};
-use crate::registrar::RegistrarConfig;
+use crate::proxy::{DropReason, Scratch};
 use counters::{add, ShardCounters};
 use drop_log::DropLog;
-use mail::{Inbox, Mail, Outbox, INBOX_CAPACITY};
+use mail::{Mail, Outbox};
 pub use outcome::Outcome;
-
-/// What every shard reads and nobody writes after start-up, plus the
-/// inboxes (which are lock-free).
-pub struct Shared {
-    /// Routing configuration.
-    pub proxy: ProxyConfig,
-    /// Registrar limits.
-    pub registrar: RegistrarConfig,
-    /// One inbox per shard, indexed like the shards.
-    pub inboxes: Box<[Inbox]>,
-    /// Per shard, the index of the listen address its socket is bound to:
-    /// an answer must leave from the address the request came to.
-    pub listen_of: Box<[usize]>,
-    /// Access control and size limits (`--allow`, `--deny`,
-    /// `--max-message-size`, `--drop-scanners`).
-    pub guard: Guard,
-    /// Digest authentication (`--auth-file`), when on.
-    pub auth: Option<AuthConfig>,
-}
-
-impl Shared {
-    /// State for `shards` shards, `listen_of[i]` giving shard i's listen
-    /// address index.
-    pub fn new(
-        proxy: ProxyConfig,
-        registrar: RegistrarConfig,
-        listen_of: Vec<usize>,
-    ) -> io::Result<Shared> {
-        Shared::with_inbox_capacity(proxy, registrar, listen_of, INBOX_CAPACITY)
-    }
-
-    /// As [`Shared::new`], with inboxes of `capacity` mails.
-    pub fn with_inbox_capacity(
-        proxy: ProxyConfig,
-        registrar: RegistrarConfig,
-        listen_of: Vec<usize>,
-        capacity: usize,
-    ) -> io::Result<Shared> {
-        let inboxes = (0..listen_of.len())
-            .map(|_| Inbox::new(capacity))
-            .collect::<io::Result<_>>()?;
-        Ok(Shared {
-            proxy,
-            registrar,
-            inboxes,
-            listen_of: listen_of.into_boxed_slice(),
-            guard: Guard::default(),
-            auth: None,
-        })
-    }
-
-    /// Number of shards.
-    pub fn shards(&self) -> usize {
-        self.listen_of.len()
-    }
-}
+pub use shared::Shared;
 
 /// Unix time in seconds (the clock bindings expire by).
 pub fn unix_now() -> u64 {
