@@ -271,6 +271,44 @@ From: <sip:y@127.0.0.1>;tag=1\r\nCall-ID: opt-1\r\nCSeq: 1 OPTIONS\r\n\r\n",
     assert!(m.header(HeaderName::Supported).is_some());
 }
 
+/// §16.3 step 5: a Proxy-Require we do not support gets 420 with the tags
+/// in Unsupported and is not forwarded; Require, for the UAS, passes.
+fn proxy_require_we_lack_is_420_with_unsupported(io: &str) {
+    let Some(proxy) = Proxy::start(io, &[]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let invite = request(
+        "INVITE",
+        &uac,
+        &uas,
+        "z9hG4bKpr1",
+        "call-pr",
+        "Proxy-Require: foo, bar\r\n",
+    );
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    let r = recv(&uac);
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(420), "{}", String::from_utf8_lossy(&r));
+    let tags: Vec<&[u8]> = m.values(HeaderName::Unsupported).map(|v| v.text).collect();
+    assert_eq!(tags, [&b"foo"[..], b"bar"]);
+    assert!(nothing_arrives(&uas), "not forwarded");
+    let invite = request(
+        "INVITE",
+        &uac,
+        &uas,
+        "z9hG4bKpr2",
+        "call-pr2",
+        "Require: foo\r\n",
+    );
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    assert_eq!(
+        Message::parse(&got).unwrap().header(HeaderName::Require),
+        Some(&b"foo"[..])
+    );
+}
+
 /// Responses sent back to back leave in the order they came: a 200 that
 /// overtakes its 180 fails the call at a strict UAC such as SIPp. (The
 /// first io_uring version queued sends last-in-first-out and did this.)
@@ -316,6 +354,7 @@ on_both_backends!(
     rport_and_received_let_responses_reach_a_client_behind_nat,
     record_route_then_an_in_dialog_request_is_loose_routed,
     malformed_request_gets_400_and_garbage_is_dropped,
+    proxy_require_we_lack_is_420_with_unsupported,
 );
 
 /// `--steer shared` spreads one source over every shard (the exit line

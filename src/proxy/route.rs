@@ -16,6 +16,7 @@ use crate::hash::Hash64;
 use crate::location::record::BindingView;
 use crate::location::{canonical_aor, AorRecord, Replica};
 use crate::registrar::register::best;
+use crate::registrar::reply::SUPPORTED as REGISTRAR_SUPPORTED;
 use crate::sip::scan::ListIter;
 use crate::sip::{
     write_u32, Edits, HeaderName, Host, Message, Method, NameAddr, ParseError, Piece, Rport,
@@ -183,6 +184,48 @@ impl DropReason {
     }
 }
 
+/// The option-tags (§19.2) this proxy supports, as the `Supported` value
+/// of its answer to OPTIONS: none. A stateless proxy implements no
+/// extension that needs its help (§16.3 step 5).
+pub const PROXY_SUPPORTED: &[u8] = b"";
+
+/// True when `tag` is one of the comma-separated option-tags of
+/// `supported` (a `Supported` header value).
+fn supports(supported: &[u8], tag: &[u8]) -> bool {
+    supported
+        .split(|&b| b == b',')
+        .any(|s| s.trim_ascii().eq_ignore_ascii_case(tag))
+}
+
+/// The option-tags of `msg`'s `header` (Require or Proxy-Require) that are
+/// not in `supported`: what the `Unsupported` header of a 420 lists
+/// (§8.2.2.3, §20.40).
+pub fn unsupported<'m, 's>(
+    msg: &'s Message<'m>,
+    header: HeaderName,
+    supported: &'static [u8],
+) -> impl Iterator<Item = &'m [u8]> + 's {
+    msg.values(header)
+        .map(|v| v.text)
+        .filter(move |t| !t.is_empty() && !supports(supported, t))
+}
+
+/// 420 when `msg`'s `header` names an option-tag missing from `supported`.
+fn bad_extension(
+    msg: &Message<'_>,
+    header: HeaderName,
+    supported: &'static [u8],
+    to: SocketAddr,
+) -> Option<Action<'static>> {
+    unsupported(msg, header, supported)
+        .next()
+        .map(|_| Action::BadExtension {
+            header,
+            supported,
+            to,
+        })
+}
+
 /// What to do with one datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action<'r> {
@@ -195,6 +238,17 @@ pub enum Action<'r> {
         /// Reason phrase in two pieces (see [`ParseError::reason`]).
         reason: (&'static str, &'static str),
         /// Where the response goes (§18.2.2, RFC 3581).
+        to: SocketAddr,
+    },
+    /// Answer 420 Bad Extension, sent to `to`, with an `Unsupported`
+    /// header listing the option-tags of `header` that are not in
+    /// `supported` (see [`unsupported`]; §8.2.2.3, §16.3 step 5).
+    BadExtension {
+        /// Require or Proxy-Require.
+        header: HeaderName,
+        /// What we support there, as a `Supported` value.
+        supported: &'static [u8],
+        /// Where the response goes.
         to: SocketAddr,
     },
     /// Drop it and count why.
@@ -326,7 +380,9 @@ pub fn route<'e, 'r: 'e>(
         }
         match route_request(msg, src, cfg, loc, scratch, edits) {
             // §17: an ACK gets no response, whatever is wrong with it.
-            Action::Reply { .. } | Action::Redirect { .. } if msg.method() == Some(Method::Ack) => {
+            Action::Reply { .. } | Action::Redirect { .. } | Action::BadExtension { .. }
+                if msg.method() == Some(Method::Ack) =>
+            {
                 Action::Drop(DropReason::AckNotAnswered)
             }
             action => action,
@@ -384,8 +440,16 @@ fn route_request<'e, 'r: 'e>(
         if u.user.is_none() && (cfg.is_us(&u.host, u.port) || cfg.is_local_domain(u)));
     let method = msg.method();
     // OPTIONS to the proxy itself (§11.2): answered here, even at
-    // Max-Forwards 0 (§16.3 step 3 allows it).
+    // Max-Forwards 0 (§16.3 step 3 allows it). We answer it as its UAS, so
+    // its Require must name only what we support (§8.2.2.3); so must its
+    // Proxy-Require, which asks the same of us as the proxy it reached
+    // (§16.3 step 5). Both are checked against the Supported we answer.
     if method == Some(Method::Options) && to_us_without_user {
+        for header in [HeaderName::ProxyRequire, HeaderName::Require] {
+            if let Some(a) = bad_extension(msg, header, PROXY_SUPPORTED, to) {
+                return a;
+            }
+        }
         return reply(200, ("OK", ""), to);
     }
     // §16.3 step 3: Max-Forwards.
@@ -401,6 +465,15 @@ fn route_request<'e, 'r: 'e>(
         .any(|v| cfg.is_us(&v.host, v.port) && v.branch.is_some_and(|b| is_loop(msg, b)));
     if looped {
         return reply(482, ("Loop Detected", ""), to);
+    }
+    // §16.3 step 5: Proxy-Require names what every proxy on the way must
+    // support (Require is for the UAS: a proxy ignores it). §8.2.2.3: a
+    // CANCEL, or an ACK, must not carry it and it is ignored there (an ACK
+    // is never answered anyway, §17).
+    if !matches!(method, Some(Method::Ack | Method::Cancel)) {
+        if let Some(a) = bad_extension(msg, HeaderName::ProxyRequire, PROXY_SUPPORTED, to) {
+            return a;
+        }
     }
 
     // §16.4 Route processing. A Request-URI that is ours comes from a
@@ -448,6 +521,12 @@ fn route_request<'e, 'r: 'e>(
     if let (None, None, Uri::Sip(u)) = (&next, new_ruri, &ruri) {
         if cfg.is_local_domain(u) {
             if method == Some(Method::Register) {
+                // §10.3 step 2: the registrar is the UAS and processes
+                // Require as §8.2.2.3 says, before authenticating (step 3).
+                let supported = REGISTRAR_SUPPORTED;
+                if let Some(a) = bad_extension(msg, HeaderName::Require, supported, to) {
+                    return a;
+                }
                 return Action::Register;
             }
             let mut aor = [0u8; 512];
@@ -1239,6 +1318,111 @@ Content-Length: 0\r\n\r\n"
             .replace("Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\n", "");
         let (action, _) = run(&cfg(), no_via.as_bytes(), "192.0.2.1:5060");
         assert_eq!(action, Action::Drop(DropReason::Malformed));
+    }
+
+    /// The option-tags a 420 would list for this action.
+    fn listed(data: &[u8], action: Action<'_>) -> Vec<Vec<u8>> {
+        let Action::BadExtension {
+            header, supported, ..
+        } = action
+        else {
+            panic!("not a 420: {action:?}");
+        };
+        let msg = Message::parse(data).unwrap();
+        let tags = unsupported(&msg, header, supported)
+            .map(<[u8]>::to_vec)
+            .collect();
+        tags
+    }
+
+    #[test]
+    fn proxy_require_we_lack_is_420_and_require_is_not_ours() {
+        // §16.3 step 5: every tag of Proxy-Require, over two lines.
+        let data = invite("Proxy-Require: foo, bar\r\nProxy-Require: baz\r\nRequire: qux\r\n");
+        let (action, _) = run(&cfg(), &data, "192.0.2.1:7000");
+        assert_eq!(
+            action,
+            Action::BadExtension {
+                header: HeaderName::ProxyRequire,
+                supported: PROXY_SUPPORTED,
+                to: addr("192.0.2.1:5060"),
+            }
+        );
+        assert_eq!(listed(&data, action), [&b"foo"[..], b"bar", b"baz"]);
+        // Require is for the UAS: a proxy forwards it untouched.
+        let (action, out) = run(&cfg(), &invite("Require: 100rel\r\n"), "192.0.2.1:5060");
+        assert_eq!(action, Action::Forward(addr("192.0.2.4:5062")));
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.header(HeaderName::Require), Some(&b"100rel"[..]));
+    }
+
+    #[test]
+    fn cancel_and_ack_ignore_proxy_require() {
+        // §8.2.2.3: Proxy-Require is ignored in a CANCEL and an ACK.
+        for method in ["CANCEL", "ACK"] {
+            let data = String::from_utf8(invite("Proxy-Require: foo\r\n"))
+                .unwrap()
+                .replace("INVITE sip", &format!("{method} sip"))
+                .replace("1 INVITE", &format!("1 {method}"));
+            let (action, _) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
+            assert_eq!(action, Action::Forward(addr("192.0.2.4:5062")), "{method}");
+        }
+    }
+
+    #[test]
+    fn options_to_us_checks_require_and_proxy_require() {
+        let options = |extra: &str| {
+            String::from_utf8(invite(extra))
+                .unwrap()
+                .replace("INVITE sip:bob@192.0.2.4:5062", "OPTIONS sip:192.0.2.10")
+                .replace("1 INVITE", "1 OPTIONS")
+                .into_bytes()
+        };
+        for (header, extra) in [
+            (HeaderName::Require, "Require: foo\r\n"),
+            (HeaderName::ProxyRequire, "Proxy-Require: foo\r\n"),
+        ] {
+            let data = options(extra);
+            let (action, _) = run(&cfg(), &data, "192.0.2.1:5060");
+            assert!(
+                matches!(action, Action::BadExtension { header: h, .. } if h == header),
+                "{action:?}"
+            );
+            assert_eq!(listed(&data, action), [&b"foo"[..]]);
+        }
+    }
+
+    #[test]
+    fn the_registrar_supports_path_and_nothing_else() {
+        let mut c = cfg();
+        c.domains = vec![b"example.com".to_vec().into_boxed_slice()];
+        let register = |extra: &str| {
+            String::from_utf8(invite(extra))
+                .unwrap()
+                .replace("INVITE sip:bob@192.0.2.4:5062", "REGISTER sip:example.com")
+                .replace("1 INVITE", "1 REGISTER")
+                .into_bytes()
+        };
+        // §10.3 step 2: the registrar checks Require like any UAS.
+        let (action, _) = run(&c, &register("Require: path\r\n"), "192.0.2.1:5060");
+        assert_eq!(action, Action::Register);
+        let data = register("Require: path, gruu\r\n");
+        let (action, _) = run(&c, &data, "192.0.2.1:5060");
+        assert!(
+            matches!(
+                action,
+                Action::BadExtension {
+                    header: HeaderName::Require,
+                    ..
+                }
+            ),
+            "{action:?}"
+        );
+        assert_eq!(listed(&data, action), [&b"gruu"[..]]);
+        // The proxy in front of it supports nothing (§16.3 step 5).
+        let data = register("Proxy-Require: path\r\n");
+        let (action, _) = run(&c, &data, "192.0.2.1:5060");
+        assert_eq!(listed(&data, action), [&b"path"[..]]);
     }
 
     fn response(top: &str, next: &str) -> Vec<u8> {

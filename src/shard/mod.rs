@@ -23,7 +23,8 @@ use crate::location::shard::LocationShard;
 use crate::location::{owner_of, AorRecord, LocationOp};
 use crate::proxy::branch::local_to_tag;
 use crate::proxy::{
-    nat_params, reply_address, route, Action, DropReason, Lookup, ProxyConfig, Scratch,
+    nat_params, reply_address, route, unsupported, Action, DropReason, Lookup, ProxyConfig,
+    Scratch, PROXY_SUPPORTED,
 };
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::registrar::register::{aor_of, RegisterError, RegistrarConfig};
@@ -315,11 +316,25 @@ impl<'a> Shard<'a> {
                     if code == 200 && msg.method() == Some(Method::Options) {
                         w.header("Allow", ALLOW).ok()?;
                         w.header("Accept", b"application/sdp").ok()?;
-                        w.header("Supported", b"").ok()?;
+                        w.header("Supported", PROXY_SUPPORTED).ok()?;
                     }
                     finish(w)
                 });
                 commit_reply(send, written, code, to, counters);
+            }
+            Action::BadExtension {
+                header,
+                supported,
+                to,
+            } => {
+                let written =
+                    start_reply(&msg, src, 420, ("Bad Extension", ""), slot).and_then(|mut w| {
+                        for tag in unsupported(&msg, header, supported) {
+                            w.header("Unsupported", tag).ok()?;
+                        }
+                        finish(w)
+                    });
+                commit_reply(send, written, 420, to, counters);
             }
             Action::Redirect { record, to } => {
                 let written = write_redirect(&msg, src, record, self.now, slot);
