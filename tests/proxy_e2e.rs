@@ -309,6 +309,45 @@ fn proxy_require_we_lack_is_420_with_unsupported(io: &str) {
     );
 }
 
+/// §20.42: a Via that is not SIP/2.0/<transport>, on top or below, gets
+/// 400 and is not forwarded; a response whose next Via is so is dropped.
+fn a_via_that_is_not_sip_2_0_is_400_and_never_forwarded(io: &str) {
+    let Some(proxy) = Proxy::start(io, &[]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let good = request("INVITE", &uac, &uas, "z9hG4bKv1", "call-via", "");
+    let top = format!("Via: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKv1", port(&uac));
+    for bad in ["SIP/3.0/UDP", "FOO/2.0/UDP"] {
+        let bad_top = good.replace("SIP/2.0/UDP", bad);
+        let bad_below = good.replace(
+            &top,
+            &format!("{top}\r\nVia: {bad} 192.0.2.9;branch=z9hG4bKx"),
+        );
+        for data in [bad_top, bad_below] {
+            uac.send_to(data.as_bytes(), proxy.addr).unwrap();
+            let r = recv(&uac);
+            assert!(
+                r.starts_with(b"SIP/2.0 400 Via Not SIP/2.0\r\n"),
+                "{}",
+                String::from_utf8_lossy(&r)
+            );
+            assert!(nothing_arrives(&uas), "not forwarded: {data}");
+        }
+    }
+    // A response with a next Via of another protocol is dropped.
+    uac.send_to(good.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    let resp = String::from_utf8(response_to(&got, 180, "Ringing")).unwrap();
+    let at = resp.rfind("SIP/2.0/UDP").unwrap();
+    let mut bad = resp.clone();
+    bad.replace_range(at..at + 11, "SIP/3.0/UDP");
+    uas.send_to(bad.as_bytes(), proxy.addr).unwrap();
+    assert!(nothing_arrives(&uac), "a response along a bad Via");
+    uas.send_to(resp.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(Message::parse(&recv(&uac)).unwrap().status(), Some(180));
+}
+
 /// Responses sent back to back leave in the order they came: a 200 that
 /// overtakes its 180 fails the call at a strict UAC such as SIPp. (The
 /// first io_uring version queued sends last-in-first-out and did this.)
@@ -355,6 +394,7 @@ on_both_backends!(
     record_route_then_an_in_dialog_request_is_loose_routed,
     malformed_request_gets_400_and_garbage_is_dropped,
     proxy_require_we_lack_is_420_with_unsupported,
+    a_via_that_is_not_sip_2_0_is_400_and_never_forwarded,
 );
 
 /// `--steer shared` spreads one source over every shard (the exit line

@@ -817,14 +817,19 @@ fn route_response(msg: &Message<'_>, cfg: &ProxyConfig, edits: &mut Edits<'_>) -
     let Some(Ok(top)) = vias.next() else {
         return Action::Drop(DropReason::Malformed);
     };
+    // §20.42: a Via of another protocol than SIP/2.0 is malformed; the
+    // next one is where the response would go.
+    if !top.is_sip_2_0() {
+        return Action::Drop(DropReason::Malformed);
+    }
     let ours = cfg.is_us(&top.host, top.port)
         && top.branch.is_some_and(|b| b.starts_with(OUR_BRANCH_PREFIX));
     if !ours {
         return Action::Drop(DropReason::NotOurVia);
     }
     let next = match vias.next() {
-        Some(Ok(v)) => v,
-        Some(Err(_)) => return Action::Drop(DropReason::Malformed),
+        Some(Ok(v)) if v.is_sip_2_0() => v,
+        Some(_) => return Action::Drop(DropReason::Malformed),
         None => return Action::Drop(DropReason::NoNextVia),
     };
     let ip = match next.received.map(Host::parse) {
@@ -1425,6 +1430,31 @@ Content-Length: 0\r\n\r\n"
         assert_eq!(listed(&data, action), [&b"path"[..]]);
     }
 
+    #[test]
+    fn a_via_that_is_not_sip_2_0_is_400_never_forwarded() {
+        let top = "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc";
+        for bad in ["SIP/3.0/UDP", "FOO/2.0/UDP"] {
+            let data = String::from_utf8(invite("")).unwrap();
+            let bad_top = data.replace("SIP/2.0/UDP", bad);
+            let bad_below = data.replace(
+                top,
+                &format!("{top}\r\nVia: {bad} 192.0.2.99;branch=z9hG4bKx"),
+            );
+            for data in [bad_top, bad_below] {
+                let (action, _) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
+                assert_eq!(
+                    action,
+                    Action::Reply {
+                        code: 400,
+                        reason: ("Via Not SIP/2.0", ""),
+                        to: addr("192.0.2.1:5060")
+                    },
+                    "{data}"
+                );
+            }
+        }
+    }
+
     fn response(top: &str, next: &str) -> Vec<u8> {
         format!(
             "SIP/2.0 180 Ringing\r\n{top}{next}To: <sip:bob@example.com>;tag=b\r\n\
@@ -1460,6 +1490,15 @@ From: <sip:alice@example.com>;tag=1\r\nCall-ID: call-1@192.0.2.1\r\nCSeq: 1 INVI
         let next = "Via: SIP/2.0/UDP client.example.com;branch=z9hG4bKabc\r\n";
         let (action, _) = run(&cfg(), &response(&top_line, next), "192.0.2.4:5062");
         assert_eq!(action, Action::Drop(DropReason::Unresolved));
+
+        // A Via that is not SIP/2.0, ours or the next one: malformed.
+        let next = "Via: SIP/3.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\n";
+        let (action, _) = run(&cfg(), &response(&top_line, next), "192.0.2.4:5062");
+        assert_eq!(action, Action::Drop(DropReason::Malformed));
+        let next = "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\n";
+        let forged_top = top_line.replace("SIP/2.0/UDP", "FOO/2.0/UDP");
+        let (action, _) = run(&cfg(), &response(&forged_top, next), "192.0.2.4:5062");
+        assert_eq!(action, Action::Drop(DropReason::Malformed));
     }
 
     #[test]
