@@ -348,6 +348,31 @@ fn a_via_that_is_not_sip_2_0_is_400_and_never_forwarded(io: &str) {
     assert_eq!(Message::parse(&recv(&uac)).unwrap().status(), Some(180));
 }
 
+/// §16.4 with RFC 5658 double Record-Route: every Route naming us at the
+/// top goes, and the request leaves once, straight for the next hop.
+fn double_record_route_both_our_routes_are_removed(io: &str) {
+    let Some(proxy) = Proxy::start(io, &[]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let ours = format!("<sip:{0};lr>, <sip:{0};transport=tcp;lr>", proxy.addr);
+    let bye = request(
+        "BYE",
+        &uac,
+        &uas,
+        "z9hG4bKdr1",
+        "call-drr",
+        &format!("Max-Forwards: 70\r\nRoute: {ours}\r\n"),
+    );
+    uac.send_to(bye.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    let m = Message::parse(&got).unwrap();
+    assert_eq!(m.method(), Some(sipshard::sip::Method::Bye));
+    assert_eq!(m.routes().count(), 0, "{}", String::from_utf8_lossy(&got));
+    assert_eq!(m.vias().count(), 2, "through us once");
+    assert_eq!(m.max_forwards(), Ok(Some(69)));
+}
+
 /// Responses sent back to back leave in the order they came: a 200 that
 /// overtakes its 180 fails the call at a strict UAC such as SIPp. (The
 /// first io_uring version queued sends last-in-first-out and did this.)
@@ -395,6 +420,7 @@ on_both_backends!(
     malformed_request_gets_400_and_garbage_is_dropped,
     proxy_require_we_lack_is_420_with_unsupported,
     a_via_that_is_not_sip_2_0_is_400_and_never_forwarded,
+    double_record_route_both_our_routes_are_removed,
 );
 
 /// `--steer shared` spreads one source over every shard (the exit line

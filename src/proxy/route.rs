@@ -480,19 +480,26 @@ fn route_request<'e, 'r: 'e>(
     // strict router: the real target is the last Route value.
     let mut new_ruri: Option<&[u8]> = None;
     let mut remove_last_route = false;
+    // How many Route values are left to read once the last one, if it
+    // moves into the Request-URI, is gone.
+    let mut routes_left = usize::MAX;
     if ruri_is_us {
         if let Some(last) = msg.routes().flatten().last() {
             new_ruri = Some(last.uri);
             remove_last_route = true;
+            routes_left = msg.values(HeaderName::Route).count() - 1;
         }
     }
-    let mut remove_top_route = false;
+    // §16.4: the first Route value naming us is removed, and so is every
+    // one right after it that names us too: RFC 5658 double Record-Route
+    // leaves two (one per interface or transport) in the route set.
+    let mut ours = 0;
     // §16.6 step 6: a next hop without `lr` is a strict router: it gets
     // the request with its own URI as Request-URI, and the Request-URI
     // goes to the end of the route set. (Index of that Route value.)
     let mut strict_next: Option<usize> = None;
     let mut next: Option<Target> = None;
-    for (i, r) in msg.routes().enumerate() {
+    for (i, r) in msg.routes().enumerate().take(routes_left) {
         let Ok(r) = r else {
             return reply(400, ParseError::Invalid(HeaderName::Route).reason(), to);
         };
@@ -500,19 +507,15 @@ fn route_request<'e, 'r: 'e>(
             next = Some(Target::Unresolved);
             break;
         };
-        if i == 0 && cfg.is_us(&u.host, u.port) {
-            remove_top_route = true;
+        if i == ours && cfg.is_us(&u.host, u.port) {
+            ours += 1;
             continue;
         }
         next = Some(target_of(&u.host, u.port, u.maddr()));
-        if !u.is_loose_router() && !remove_last_route && i <= 1 {
+        if !u.is_loose_router() && !remove_last_route {
             strict_next = Some(i);
         }
         break;
-    }
-    if remove_last_route && remove_top_route && msg.routes().count() == 1 {
-        // The only Route was ours and moved into the Request-URI.
-        remove_top_route = false;
     }
     // §16.5: no Route left and a Request-URI in a domain we are
     // responsible for: the registrar takes REGISTER (§10.3 step 1), the
@@ -631,20 +634,14 @@ fn route_request<'e, 'r: 'e>(
         if cfg.record_route && scratch.rr_len > 0 {
             edits.add_record_route(msg, &scratch.rr[..scratch.rr_len])?;
         }
-        // Our Route and the one after it (a strict router's, or the last
-        // one moving into the Request-URI) may share a line: one edit.
-        let two = msg.values(HeaderName::Route).count() == 2;
-        match (remove_top_route, strict_next, remove_last_route) {
-            (true, Some(1), _) | (true, None, true) if two || strict_next == Some(1) => {
-                edits.remove_first_two_values(msg, HeaderName::Route)?
-            }
-            (true, _, true) => {
-                edits.remove_first_route(msg)?;
-                edits.remove_last_route(msg)?;
-            }
-            (true, _, false) | (false, Some(_), _) => edits.remove_first_route(msg)?,
-            (false, None, true) => edits.remove_last_route(msg)?,
-            (false, None, false) => {}
+        // Our Routes and the one right after them (a strict router's, or
+        // the last one moving into the Request-URI) may share lines: they
+        // go as one prefix of the route set.
+        let last_follows = remove_last_route && ours == routes_left;
+        let with_next = usize::from(strict_next.is_some() || last_follows);
+        edits.remove_first_values(msg, HeaderName::Route, ours + with_next)?;
+        if remove_last_route && !last_follows {
+            edits.remove_last_route(msg)?;
         }
         if strict_next.is_some() {
             edits.set_request_uri(msg, &scratch.ruri[..scratch.ruri_len])?;
@@ -1215,6 +1212,84 @@ Content-Length: 0\r\n\r\n"
             .map(|r| r.unwrap().uri.to_vec())
             .collect();
         assert_eq!(routes, vec![b"sip:192.0.2.20;lr".to_vec()]);
+    }
+
+    #[test]
+    fn every_route_naming_us_at_the_top_is_removed() {
+        // RFC 5658 double Record-Route: a proxy on two addresses (or two
+        // transports) left one entry per side; both name us.
+        let mut c = cfg();
+        c.local.push(addr("198.51.100.10:5060"));
+        let routes_of = |out: &[u8]| -> Vec<Vec<u8>> {
+            let m = Message::parse(out).unwrap();
+            m.validate().unwrap();
+            m.routes().map(|r| r.unwrap().uri.to_vec()).collect()
+        };
+        for (extra, dest, left) in [
+            (
+                "Route: <sip:192.0.2.10;lr>, <sip:198.51.100.10;lr;transport=tcp>, <sip:192.0.2.20;lr>\r\n",
+                "192.0.2.20:5060",
+                vec![b"sip:192.0.2.20;lr".to_vec()],
+            ),
+            (
+                "Route: <sip:192.0.2.10;lr>\r\nRoute: <sip:198.51.100.10;lr>\r\nRoute: <sip:192.0.2.20;lr>\r\n",
+                "192.0.2.20:5060",
+                vec![b"sip:192.0.2.20;lr".to_vec()],
+            ),
+            (
+                "Route: <sip:192.0.2.10;lr>\r\nRoute: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.20;lr>\r\n",
+                "192.0.2.20:5060",
+                vec![b"sip:192.0.2.20;lr".to_vec()],
+            ),
+            // Only ours: the Request-URI is next.
+            (
+                "Route: <sip:192.0.2.10;lr>, <sip:198.51.100.10;lr>\r\n",
+                "192.0.2.4:5062",
+                vec![],
+            ),
+            // Ours below another's is not ours to remove.
+            (
+                "Route: <sip:192.0.2.20;lr>, <sip:192.0.2.10;lr>\r\n",
+                "192.0.2.20:5060",
+                vec![b"sip:192.0.2.20;lr".to_vec(), b"sip:192.0.2.10;lr".to_vec()],
+            ),
+        ] {
+            let (action, out) = run(&c, &invite(extra), "192.0.2.1:5060");
+            assert_eq!(action, Action::Forward(addr(dest)), "{extra}");
+            assert_eq!(routes_of(&out), left, "{extra}");
+        }
+        // Two of ours, then a strict router (§16.6 step 6).
+        let (action, out) = run(
+            &c,
+            &invite("Route: <sip:192.0.2.10;lr>, <sip:198.51.100.10;lr>, <sip:192.0.2.40:5070>, <sip:192.0.2.41;lr>\r\n"),
+            "192.0.2.1:5060",
+        );
+        assert_eq!(action, Action::Forward(addr("192.0.2.40:5070")));
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.40:5070"[..]));
+        assert_eq!(
+            routes_of(&out),
+            [
+                b"sip:192.0.2.41;lr".to_vec(),
+                b"sip:bob@192.0.2.4:5062".to_vec()
+            ]
+        );
+        // A strict previous hop (§16.4): the last Route becomes the
+        // Request-URI, and both of ours go.
+        for extra in [
+            "Route: <sip:192.0.2.10;lr>, <sip:198.51.100.10;lr>, <sip:192.0.2.30:5080>\r\n",
+            "Route: <sip:192.0.2.10;lr>\r\nRoute: <sip:198.51.100.10;lr>\r\nRoute: <sip:192.0.2.30:5080>\r\n",
+        ] {
+            let data = String::from_utf8(invite(extra)).unwrap().replace(
+                "INVITE sip:bob@192.0.2.4:5062",
+                "INVITE sip:192.0.2.10:5060",
+            );
+            let (action, out) = run(&c, data.as_bytes(), "192.0.2.1:5060");
+            assert_eq!(action, Action::Forward(addr("192.0.2.30:5080")), "{extra}");
+            let m = Message::parse(&out).unwrap();
+            assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.30:5080"[..]));
+            assert_eq!(routes_of(&out), Vec::<Vec<u8>>::new(), "{extra}");
+        }
     }
 
     #[test]
