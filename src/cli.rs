@@ -135,8 +135,9 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub upstream: Vec<SocketAddr>,
 
-    /// Add `Record-Route: <sip:ADVERTISE;lr>` to forwarded requests, so that
-    /// in-dialog requests come back through this proxy.
+    /// Add `Record-Route: <sip:ADVERTISE;lr>` to forwarded requests that
+    /// can create a dialog (no To tag; not REGISTER, OPTIONS, CANCEL or
+    /// ACK), so that in-dialog requests come back through this proxy.
     #[arg(long)]
     pub record_route: bool,
 

@@ -233,6 +233,33 @@ fn record_route_then_an_in_dialog_request_is_loose_routed(io: &str) {
     assert_eq!(m.routes().count(), 0);
 }
 
+/// §16.6 step 4, §12.2, §10.2: with --record-route, only a request that
+/// can create a dialog (no To tag; not REGISTER, OPTIONS, CANCEL, ACK)
+/// gets our Record-Route; the ACK and BYE of the dialog do not.
+fn record_route_only_on_requests_that_can_create_a_dialog(io: &str) {
+    let Some(proxy) = Proxy::start(io, &["--record-route"]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let rr_count = |method: &str, branch: &str, to_tag: bool| {
+        let mut req = request(method, &uac, &uas, branch, "call-rr", "");
+        if to_tag {
+            req = req.replace("To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=b1");
+        }
+        uac.send_to(req.as_bytes(), proxy.addr).unwrap();
+        let got = recv(&uas);
+        let m = Message::parse(&got).unwrap();
+        assert_eq!(m.method().map(|m| m.to_string()).as_deref(), Some(method));
+        m.record_routes().count()
+    };
+    assert_eq!(rr_count("INVITE", "z9hG4bKrd1", false), 1, "initial INVITE");
+    assert_eq!(rr_count("ACK", "z9hG4bKrd2", true), 0, "ACK in the dialog");
+    assert_eq!(rr_count("INVITE", "z9hG4bKrd3", true), 0, "re-INVITE");
+    assert_eq!(rr_count("BYE", "z9hG4bKrd4", true), 0, "BYE in the dialog");
+    assert_eq!(rr_count("REGISTER", "z9hG4bKrd5", false), 0, "REGISTER");
+    assert_eq!(rr_count("OPTIONS", "z9hG4bKrd6", false), 0, "OPTIONS");
+}
+
 fn malformed_request_gets_400_and_garbage_is_dropped(io: &str) {
     let Some(proxy) = Proxy::start(io, &[]) else {
         return;
@@ -421,6 +448,7 @@ on_both_backends!(
     proxy_require_we_lack_is_420_with_unsupported,
     a_via_that_is_not_sip_2_0_is_400_and_never_forwarded,
     double_record_route_both_our_routes_are_removed,
+    record_route_only_on_requests_that_can_create_a_dialog,
 );
 
 /// `--steer shared` spreads one source over every shard (the exit line

@@ -34,7 +34,8 @@ pub struct ProxyConfig {
     pub local: Vec<SocketAddr>,
     /// Where requests go when nothing else names a next hop (`--upstream`).
     pub upstreams: Vec<SocketAddr>,
-    /// Add `Record-Route: <sip:advertise;lr>` to requests (`--record-route`).
+    /// Add `Record-Route: <sip:advertise;lr>` to requests that can create
+    /// a dialog (`--record-route`).
     pub record_route: bool,
     /// Domains we are registrar for (`--domain`), lower case. Empty: no
     /// registrar, and REGISTER is forwarded like anything else.
@@ -631,7 +632,7 @@ fn route_request<'e, 'r: 'e>(
         }
         let mf = max_forwards.map_or(70, |n| u32::from(n) - 1);
         edits.set_max_forwards(msg, mf)?;
-        if cfg.record_route && scratch.rr_len > 0 {
+        if cfg.record_route && scratch.rr_len > 0 && may_create_dialog(msg) {
             edits.add_record_route(msg, &scratch.rr[..scratch.rr_len])?;
         }
         // Our Routes and the one right after them (a strict router's, or
@@ -674,6 +675,27 @@ fn route_request<'e, 'r: 'e>(
         return Action::Drop(DropReason::WriteFailed);
     }
     Action::Forward(dest)
+}
+
+/// True for a request that can create a dialog, the only kind that gets
+/// our Record-Route (§16.6 step 4; §12.1.1: the route set is taken from
+/// the response that creates the dialog):
+/// - one with a To tag is already in a dialog, whose route set it cannot
+///   change (§12.2); an ACK or BYE gets nothing from a Record-Route. §16.6
+///   step 4 would have one in there too, but only for a UA that rebuilds a
+///   failed dialog, and says the proxy stays on the path without it;
+/// - REGISTER (§10.2: Record-Route "has no meaning in REGISTER requests
+///   or responses"), OPTIONS (answered without a dialog, §11), CANCEL and
+///   ACK (§9, §17) never create one;
+/// - an unknown method may have dialog semantics, so it keeps it (§16.6
+///   step 4).
+fn may_create_dialog(msg: &Message<'_>) -> bool {
+    let in_dialog = msg.to().ok().and_then(|t| t.tag()).is_some();
+    let never = matches!(
+        msg.method(),
+        Some(Method::Register | Method::Options | Method::Cancel | Method::Ack)
+    );
+    !in_dialog && !never
 }
 
 /// Where a request for a binding goes: the first Path hop (RFC 3327
@@ -1129,6 +1151,36 @@ Content-Length: 0\r\n\r\n"
             rr,
             vec![&b"sip:192.0.2.10:5060;lr"[..], b"sip:192.0.2.99;lr"]
         );
+    }
+
+    #[test]
+    fn record_route_only_where_a_dialog_can_start() {
+        let mut c = cfg();
+        c.record_route = true;
+        let with = |method: &str, to_tag: bool| {
+            let mut d = String::from_utf8(invite(""))
+                .unwrap()
+                .replace("INVITE sip", &format!("{method} sip"))
+                .replace("1 INVITE", &format!("1 {method}"));
+            if to_tag {
+                d = d.replace(
+                    "To: <sip:bob@example.com>",
+                    "To: <sip:bob@example.com>;tag=b1",
+                );
+            }
+            let (action, out) = run(&c, d.as_bytes(), "192.0.2.1:5060");
+            assert!(matches!(action, Action::Forward(_)), "{method}: {action:?}");
+            Message::parse(&out).unwrap().record_routes().count()
+        };
+        for method in ["INVITE", "SUBSCRIBE", "REFER", "MESSAGE", "NEWMETHOD"] {
+            assert_eq!(with(method, false), 1, "{method} without a To tag");
+        }
+        for method in ["INVITE", "ACK", "BYE", "UPDATE", "NOTIFY", "NEWMETHOD"] {
+            assert_eq!(with(method, true), 0, "{method} in a dialog");
+        }
+        for method in ["REGISTER", "OPTIONS", "CANCEL", "ACK"] {
+            assert_eq!(with(method, false), 0, "{method} creates no dialog");
+        }
     }
 
     #[test]
