@@ -135,8 +135,9 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub upstream: Vec<SocketAddr>,
 
-    /// Add `Record-Route: <sip:ADVERTISE;lr>` to forwarded requests, so that
-    /// in-dialog requests come back through this proxy.
+    /// Add `Record-Route: <sip:ADVERTISE;lr>` to forwarded requests that
+    /// can create a dialog (no To tag; not REGISTER, OPTIONS, CANCEL or
+    /// ACK), so that in-dialog requests come back through this proxy.
     #[arg(long)]
     pub record_route: bool,
 
@@ -288,10 +289,12 @@ pub struct Args {
     #[arg(long)]
     pub auth_invite: bool,
 
-    /// Digest algorithms offered, in the order of the challenges, comma
-    /// separated: `sha-256`, `md5`. Answers with another are refused. UAs
-    /// that read only the first challenge and know only MD5 (SIPp 3.6,
-    /// older phones) need `md5,sha-256` or `md5`.
+    /// Digest algorithms offered, one challenge each in this order, comma
+    /// separated: `sha-256`, `md5`. Answers with another are refused. The
+    /// default, `md5` alone, lets any stock UA register: some read only
+    /// the first challenge and know only MD5 (SIPp 3.6), some refuse a 401
+    /// naming an algorithm they lack. `sha-256,md5` offers SHA-256 (RFC
+    /// 8760) first to UAs that pick the first challenge they support.
     #[arg(long, value_enum, value_name = "LIST", value_delimiter = ',',
           default_values_t = crate::auth::DEFAULT_ALGORITHMS)]
     pub auth_algorithm: Vec<crate::auth::Algorithm>,
@@ -373,6 +376,17 @@ mod tests {
         assert_eq!(a.upstream.len(), 2);
         assert!(a.record_route);
         assert_eq!(a.shards, Some(3));
+    }
+
+    #[test]
+    fn auth_algorithm_is_md5_alone_by_default() {
+        let a = Args::parse_from(["sipshard"]);
+        assert_eq!(a.auth_algorithm, [crate::auth::Algorithm::Md5]);
+        let a = Args::parse_from(["sipshard", "--auth-algorithm", "sha-256,md5"]);
+        assert_eq!(
+            a.auth_algorithm,
+            [crate::auth::Algorithm::Sha256, crate::auth::Algorithm::Md5]
+        );
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn first_nonce(proxy: &Proxy, ua: &UdpSocket, user: &str) -> String {
 
 fn registration(io: &str) {
     let file = users_file(&format!("reg-{io}"));
-    let Some(proxy) = start(io, &file, &[]) else {
+    let Some(proxy) = start(io, &file, &["--auth-algorithm", "sha-256,md5"]) else {
         return;
     };
     assert!(proxy.banner.contains("listening on"), "{}", proxy.banner);
@@ -284,7 +284,13 @@ fn registration(io: &str) {
 
 fn invites_from_local_users(io: &str) {
     let file = users_file(&format!("inv-{io}"));
-    let extra = ["--auth-invite", "--metrics-listen", "127.0.0.1:0"];
+    let extra = [
+        "--auth-invite",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--auth-algorithm",
+        "sha-256,md5",
+    ];
     let Some(mut proxy) = start(io, &file, &extra) else {
         return;
     };
@@ -390,7 +396,8 @@ fn invites_from_local_users(io: &str) {
 
 fn stale_nonce(io: &str) {
     let file = users_file(&format!("stale-{io}"));
-    let Some(proxy) = start(io, &file, &["--nonce-ttl", "1"]) else {
+    let extra = ["--nonce-ttl", "1", "--auth-algorithm", "sha-256,md5"];
+    let Some(proxy) = start(io, &file, &extra) else {
         return;
     };
     let alice = socket();
@@ -417,6 +424,33 @@ fn stale_nonce(io: &str) {
         0,
         "a stale nonce is not a failure: {exit}"
     );
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
+/// The default, with no --auth-algorithm: exactly one challenge, MD5, so
+/// that a UA reading only the first challenge and knowing only MD5, or one
+/// refusing a 401 that names an algorithm it lacks, can register.
+fn the_default_challenge_is_one_md5(io: &str) {
+    let file = users_file(&format!("def-{io}"));
+    let Some(proxy) = start(io, &file, &[]) else {
+        return;
+    };
+    let alice = socket();
+    let r = ask(&proxy, &alice, &register("alice", &alice, 1, None));
+    assert_eq!(status(&r), 401, "{}", String::from_utf8_lossy(&r));
+    let m = Message::parse(&r).unwrap();
+    let headers = m
+        .headers()
+        .filter(|h| h.name == HeaderName::WwwAuthenticate)
+        .count();
+    assert_eq!(headers, 1, "{}", String::from_utf8_lossy(&r));
+    let ch = challenges(&r, HeaderName::WwwAuthenticate);
+    let algs: Vec<&str> = ch.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(algs, ["MD5"]);
+    let md5 = reg_credentials("alice", "secret-alice", &ch[0].1.nonce, 1, "MD5");
+    let r = ask(&proxy, &alice, &register("alice", &alice, 2, Some(&md5)));
+    assert_eq!(status(&r), 200, "{}", String::from_utf8_lossy(&r));
+    drop(proxy);
     let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
 
@@ -529,7 +563,8 @@ on_both_backends!(
     invites_from_local_users,
     stale_nonce,
     algorithm_choice,
-    nonces_survive_a_restart
+    nonces_survive_a_restart,
+    the_default_challenge_is_one_md5
 );
 
 #[test]

@@ -233,6 +233,33 @@ fn record_route_then_an_in_dialog_request_is_loose_routed(io: &str) {
     assert_eq!(m.routes().count(), 0);
 }
 
+/// §16.6 step 4, §12.2, §10.2: with --record-route, only a request that
+/// can create a dialog (no To tag; not REGISTER, OPTIONS, CANCEL, ACK)
+/// gets our Record-Route; the ACK and BYE of the dialog do not.
+fn record_route_only_on_requests_that_can_create_a_dialog(io: &str) {
+    let Some(proxy) = Proxy::start(io, &["--record-route"]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let rr_count = |method: &str, branch: &str, to_tag: bool| {
+        let mut req = request(method, &uac, &uas, branch, "call-rr", "");
+        if to_tag {
+            req = req.replace("To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=b1");
+        }
+        uac.send_to(req.as_bytes(), proxy.addr).unwrap();
+        let got = recv(&uas);
+        let m = Message::parse(&got).unwrap();
+        assert_eq!(m.method().map(|m| m.to_string()).as_deref(), Some(method));
+        m.record_routes().count()
+    };
+    assert_eq!(rr_count("INVITE", "z9hG4bKrd1", false), 1, "initial INVITE");
+    assert_eq!(rr_count("ACK", "z9hG4bKrd2", true), 0, "ACK in the dialog");
+    assert_eq!(rr_count("INVITE", "z9hG4bKrd3", true), 0, "re-INVITE");
+    assert_eq!(rr_count("BYE", "z9hG4bKrd4", true), 0, "BYE in the dialog");
+    assert_eq!(rr_count("REGISTER", "z9hG4bKrd5", false), 0, "REGISTER");
+    assert_eq!(rr_count("OPTIONS", "z9hG4bKrd6", false), 0, "OPTIONS");
+}
+
 fn malformed_request_gets_400_and_garbage_is_dropped(io: &str) {
     let Some(proxy) = Proxy::start(io, &[]) else {
         return;
@@ -269,6 +296,108 @@ From: <sip:y@127.0.0.1>;tag=1\r\nCall-ID: opt-1\r\nCSeq: 1 OPTIONS\r\n\r\n",
     assert!(m.header(HeaderName::Allow).is_some());
     assert!(m.header(HeaderName::Accept).is_some());
     assert!(m.header(HeaderName::Supported).is_some());
+}
+
+/// §16.3 step 5: a Proxy-Require we do not support gets 420 with the tags
+/// in Unsupported and is not forwarded; Require, for the UAS, passes.
+fn proxy_require_we_lack_is_420_with_unsupported(io: &str) {
+    let Some(proxy) = Proxy::start(io, &[]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let invite = request(
+        "INVITE",
+        &uac,
+        &uas,
+        "z9hG4bKpr1",
+        "call-pr",
+        "Proxy-Require: foo, bar\r\n",
+    );
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    let r = recv(&uac);
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.status(), Some(420), "{}", String::from_utf8_lossy(&r));
+    let tags: Vec<&[u8]> = m.values(HeaderName::Unsupported).map(|v| v.text).collect();
+    assert_eq!(tags, [&b"foo"[..], b"bar"]);
+    assert!(nothing_arrives(&uas), "not forwarded");
+    let invite = request(
+        "INVITE",
+        &uac,
+        &uas,
+        "z9hG4bKpr2",
+        "call-pr2",
+        "Require: foo\r\n",
+    );
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    assert_eq!(
+        Message::parse(&got).unwrap().header(HeaderName::Require),
+        Some(&b"foo"[..])
+    );
+}
+
+/// §20.42: a Via that is not SIP/2.0/<transport>, on top or below, gets
+/// 400 and is not forwarded; a response whose next Via is so is dropped.
+fn a_via_that_is_not_sip_2_0_is_400_and_never_forwarded(io: &str) {
+    let Some(proxy) = Proxy::start(io, &[]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let good = request("INVITE", &uac, &uas, "z9hG4bKv1", "call-via", "");
+    let top = format!("Via: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKv1", port(&uac));
+    for bad in ["SIP/3.0/UDP", "FOO/2.0/UDP"] {
+        let bad_top = good.replace("SIP/2.0/UDP", bad);
+        let bad_below = good.replace(
+            &top,
+            &format!("{top}\r\nVia: {bad} 192.0.2.9;branch=z9hG4bKx"),
+        );
+        for data in [bad_top, bad_below] {
+            uac.send_to(data.as_bytes(), proxy.addr).unwrap();
+            let r = recv(&uac);
+            assert!(
+                r.starts_with(b"SIP/2.0 400 Via Not SIP/2.0\r\n"),
+                "{}",
+                String::from_utf8_lossy(&r)
+            );
+            assert!(nothing_arrives(&uas), "not forwarded: {data}");
+        }
+    }
+    // A response with a next Via of another protocol is dropped.
+    uac.send_to(good.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    let resp = String::from_utf8(response_to(&got, 180, "Ringing")).unwrap();
+    let at = resp.rfind("SIP/2.0/UDP").unwrap();
+    let mut bad = resp.clone();
+    bad.replace_range(at..at + 11, "SIP/3.0/UDP");
+    uas.send_to(bad.as_bytes(), proxy.addr).unwrap();
+    assert!(nothing_arrives(&uac), "a response along a bad Via");
+    uas.send_to(resp.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(Message::parse(&recv(&uac)).unwrap().status(), Some(180));
+}
+
+/// §16.4 with RFC 5658 double Record-Route: every Route naming us at the
+/// top goes, and the request leaves once, straight for the next hop.
+fn double_record_route_both_our_routes_are_removed(io: &str) {
+    let Some(proxy) = Proxy::start(io, &[]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let ours = format!("<sip:{0};lr>, <sip:{0};transport=tcp;lr>", proxy.addr);
+    let bye = request(
+        "BYE",
+        &uac,
+        &uas,
+        "z9hG4bKdr1",
+        "call-drr",
+        &format!("Max-Forwards: 70\r\nRoute: {ours}\r\n"),
+    );
+    uac.send_to(bye.as_bytes(), proxy.addr).unwrap();
+    let got = recv(&uas);
+    let m = Message::parse(&got).unwrap();
+    assert_eq!(m.method(), Some(sipshard::sip::Method::Bye));
+    assert_eq!(m.routes().count(), 0, "{}", String::from_utf8_lossy(&got));
+    assert_eq!(m.vias().count(), 2, "through us once");
+    assert_eq!(m.max_forwards(), Ok(Some(69)));
 }
 
 /// Responses sent back to back leave in the order they came: a 200 that
@@ -316,6 +445,10 @@ on_both_backends!(
     rport_and_received_let_responses_reach_a_client_behind_nat,
     record_route_then_an_in_dialog_request_is_loose_routed,
     malformed_request_gets_400_and_garbage_is_dropped,
+    proxy_require_we_lack_is_420_with_unsupported,
+    a_via_that_is_not_sip_2_0_is_400_and_never_forwarded,
+    double_record_route_both_our_routes_are_removed,
+    record_route_only_on_requests_that_can_create_a_dialog,
 );
 
 /// `--steer shared` spreads one source over every shard (the exit line

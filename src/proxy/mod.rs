@@ -8,5 +8,6 @@ pub mod branch;
 mod route;
 
 pub use route::{
-    nat_params, reply_address, route, Action, DropReason, Lookup, NatEdit, ProxyConfig, Scratch,
+    nat_params, reply_address, route, unsupported, Action, DropReason, Lookup, NatEdit,
+    ProxyConfig, Scratch, PROXY_SUPPORTED,
 };

@@ -17,6 +17,7 @@ use crate::location::record::BindingView;
 use crate::location::{AorRecord, Replica};
 use crate::registrar::canonical_aor;
 use crate::registrar::lookup::best;
+use crate::registrar::reply::SUPPORTED as REGISTRAR_SUPPORTED;
 use crate::sip::scan::ListIter;
 use crate::sip::{
     write_u32, Edits, HeaderName, Host, Message, Method, NameAddr, ParseError, Piece, Rport,
@@ -34,7 +35,8 @@ pub struct ProxyConfig {
     pub local: Vec<SocketAddr>,
     /// Where requests go when nothing else names a next hop (`--upstream`).
     pub upstreams: Vec<SocketAddr>,
-    /// Add `Record-Route: <sip:advertise;lr>` to requests (`--record-route`).
+    /// Add `Record-Route: <sip:advertise;lr>` to requests that can create
+    /// a dialog (`--record-route`).
     pub record_route: bool,
     /// Domains we are registrar for (`--domain`), lower case. Empty: no
     /// registrar, and REGISTER is forwarded like anything else.
@@ -184,6 +186,48 @@ impl DropReason {
     }
 }
 
+/// The option-tags (§19.2) this proxy supports, as the `Supported` value
+/// of its answer to OPTIONS: none. A stateless proxy implements no
+/// extension that needs its help (§16.3 step 5).
+pub const PROXY_SUPPORTED: &[u8] = b"";
+
+/// True when `tag` is one of the comma-separated option-tags of
+/// `supported` (a `Supported` header value).
+fn supports(supported: &[u8], tag: &[u8]) -> bool {
+    supported
+        .split(|&b| b == b',')
+        .any(|s| s.trim_ascii().eq_ignore_ascii_case(tag))
+}
+
+/// The option-tags of `msg`'s `header` (Require or Proxy-Require) that are
+/// not in `supported`: what the `Unsupported` header of a 420 lists
+/// (§8.2.2.3, §20.40).
+pub fn unsupported<'m, 's>(
+    msg: &'s Message<'m>,
+    header: HeaderName,
+    supported: &'static [u8],
+) -> impl Iterator<Item = &'m [u8]> + 's {
+    msg.values(header)
+        .map(|v| v.text)
+        .filter(move |t| !t.is_empty() && !supports(supported, t))
+}
+
+/// 420 when `msg`'s `header` names an option-tag missing from `supported`.
+fn bad_extension(
+    msg: &Message<'_>,
+    header: HeaderName,
+    supported: &'static [u8],
+    to: SocketAddr,
+) -> Option<Action<'static>> {
+    unsupported(msg, header, supported)
+        .next()
+        .map(|_| Action::BadExtension {
+            header,
+            supported,
+            to,
+        })
+}
+
 /// What to do with one datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action<'r> {
@@ -196,6 +240,17 @@ pub enum Action<'r> {
         /// Reason phrase in two pieces (see [`ParseError::reason`]).
         reason: (&'static str, &'static str),
         /// Where the response goes (§18.2.2, RFC 3581).
+        to: SocketAddr,
+    },
+    /// Answer 420 Bad Extension, sent to `to`, with an `Unsupported`
+    /// header listing the option-tags of `header` that are not in
+    /// `supported` (see [`unsupported`]; §8.2.2.3, §16.3 step 5).
+    BadExtension {
+        /// Require or Proxy-Require.
+        header: HeaderName,
+        /// What we support there, as a `Supported` value.
+        supported: &'static [u8],
+        /// Where the response goes.
         to: SocketAddr,
     },
     /// Drop it and count why.
@@ -327,7 +382,9 @@ pub fn route<'e, 'r: 'e>(
         }
         match route_request(msg, src, cfg, loc, scratch, edits) {
             // §17: an ACK gets no response, whatever is wrong with it.
-            Action::Reply { .. } | Action::Redirect { .. } if msg.method() == Some(Method::Ack) => {
+            Action::Reply { .. } | Action::Redirect { .. } | Action::BadExtension { .. }
+                if msg.method() == Some(Method::Ack) =>
+            {
                 Action::Drop(DropReason::AckNotAnswered)
             }
             action => action,
@@ -385,8 +442,16 @@ fn route_request<'e, 'r: 'e>(
         if u.user.is_none() && (cfg.is_us(&u.host, u.port) || cfg.is_local_domain(u)));
     let method = msg.method();
     // OPTIONS to the proxy itself (§11.2): answered here, even at
-    // Max-Forwards 0 (§16.3 step 3 allows it).
+    // Max-Forwards 0 (§16.3 step 3 allows it). We answer it as its UAS, so
+    // its Require must name only what we support (§8.2.2.3); so must its
+    // Proxy-Require, which asks the same of us as the proxy it reached
+    // (§16.3 step 5). Both are checked against the Supported we answer.
     if method == Some(Method::Options) && to_us_without_user {
+        for header in [HeaderName::ProxyRequire, HeaderName::Require] {
+            if let Some(a) = bad_extension(msg, header, PROXY_SUPPORTED, to) {
+                return a;
+            }
+        }
         return reply(200, ("OK", ""), to);
     }
     // §16.3 step 3: Max-Forwards.
@@ -403,24 +468,40 @@ fn route_request<'e, 'r: 'e>(
     if looped {
         return reply(482, ("Loop Detected", ""), to);
     }
+    // §16.3 step 5: Proxy-Require names what every proxy on the way must
+    // support (Require is for the UAS: a proxy ignores it). §8.2.2.3: a
+    // CANCEL, or an ACK, must not carry it and it is ignored there (an ACK
+    // is never answered anyway, §17).
+    if !matches!(method, Some(Method::Ack | Method::Cancel)) {
+        if let Some(a) = bad_extension(msg, HeaderName::ProxyRequire, PROXY_SUPPORTED, to) {
+            return a;
+        }
+    }
 
     // §16.4 Route processing. A Request-URI that is ours comes from a
     // strict router: the real target is the last Route value.
     let mut new_ruri: Option<&[u8]> = None;
     let mut remove_last_route = false;
+    // How many Route values are left to read once the last one, if it
+    // moves into the Request-URI, is gone.
+    let mut routes_left = usize::MAX;
     if ruri_is_us {
         if let Some(last) = msg.routes().flatten().last() {
             new_ruri = Some(last.uri);
             remove_last_route = true;
+            routes_left = msg.values(HeaderName::Route).count() - 1;
         }
     }
-    let mut remove_top_route = false;
+    // §16.4: the first Route value naming us is removed, and so is every
+    // one right after it that names us too: RFC 5658 double Record-Route
+    // leaves two (one per interface or transport) in the route set.
+    let mut ours = 0;
     // §16.6 step 6: a next hop without `lr` is a strict router: it gets
     // the request with its own URI as Request-URI, and the Request-URI
     // goes to the end of the route set. (Index of that Route value.)
     let mut strict_next: Option<usize> = None;
     let mut next: Option<Target> = None;
-    for (i, r) in msg.routes().enumerate() {
+    for (i, r) in msg.routes().enumerate().take(routes_left) {
         let Ok(r) = r else {
             return reply(400, ParseError::Invalid(HeaderName::Route).reason(), to);
         };
@@ -428,19 +509,15 @@ fn route_request<'e, 'r: 'e>(
             next = Some(Target::Unresolved);
             break;
         };
-        if i == 0 && cfg.is_us(&u.host, u.port) {
-            remove_top_route = true;
+        if i == ours && cfg.is_us(&u.host, u.port) {
+            ours += 1;
             continue;
         }
         next = Some(target_of(&u.host, u.port, u.maddr()));
-        if !u.is_loose_router() && !remove_last_route && i <= 1 {
+        if !u.is_loose_router() && !remove_last_route {
             strict_next = Some(i);
         }
         break;
-    }
-    if remove_last_route && remove_top_route && msg.routes().count() == 1 {
-        // The only Route was ours and moved into the Request-URI.
-        remove_top_route = false;
     }
     // §16.5: no Route left and a Request-URI in a domain we are
     // responsible for: the registrar takes REGISTER (§10.3 step 1), the
@@ -449,6 +526,12 @@ fn route_request<'e, 'r: 'e>(
     if let (None, None, Uri::Sip(u)) = (&next, new_ruri, &ruri) {
         if cfg.is_local_domain(u) {
             if method == Some(Method::Register) {
+                // §10.3 step 2: the registrar is the UAS and processes
+                // Require as §8.2.2.3 says, before authenticating (step 3).
+                let supported = REGISTRAR_SUPPORTED;
+                if let Some(a) = bad_extension(msg, HeaderName::Require, supported, to) {
+                    return a;
+                }
                 return Action::Register;
             }
             let mut aor = [0u8; 512];
@@ -550,23 +633,17 @@ fn route_request<'e, 'r: 'e>(
         }
         let mf = max_forwards.map_or(70, |n| u32::from(n) - 1);
         edits.set_max_forwards(msg, mf)?;
-        if cfg.record_route && scratch.rr_len > 0 {
+        if cfg.record_route && scratch.rr_len > 0 && may_create_dialog(msg) {
             edits.add_record_route(msg, &scratch.rr[..scratch.rr_len])?;
         }
-        // Our Route and the one after it (a strict router's, or the last
-        // one moving into the Request-URI) may share a line: one edit.
-        let two = msg.values(HeaderName::Route).count() == 2;
-        match (remove_top_route, strict_next, remove_last_route) {
-            (true, Some(1), _) | (true, None, true) if two || strict_next == Some(1) => {
-                edits.remove_first_two_values(msg, HeaderName::Route)?
-            }
-            (true, _, true) => {
-                edits.remove_first_route(msg)?;
-                edits.remove_last_route(msg)?;
-            }
-            (true, _, false) | (false, Some(_), _) => edits.remove_first_route(msg)?,
-            (false, None, true) => edits.remove_last_route(msg)?,
-            (false, None, false) => {}
+        // Our Routes and the one right after them (a strict router's, or
+        // the last one moving into the Request-URI) may share lines: they
+        // go as one prefix of the route set.
+        let last_follows = remove_last_route && ours == routes_left;
+        let with_next = usize::from(strict_next.is_some() || last_follows);
+        edits.remove_first_values(msg, HeaderName::Route, ours + with_next)?;
+        if remove_last_route && !last_follows {
+            edits.remove_last_route(msg)?;
         }
         if strict_next.is_some() {
             edits.set_request_uri(msg, &scratch.ruri[..scratch.ruri_len])?;
@@ -599,6 +676,27 @@ fn route_request<'e, 'r: 'e>(
         return Action::Drop(DropReason::WriteFailed);
     }
     Action::Forward(dest)
+}
+
+/// True for a request that can create a dialog, the only kind that gets
+/// our Record-Route (§16.6 step 4; §12.1.1: the route set is taken from
+/// the response that creates the dialog):
+/// - one with a To tag is already in a dialog, whose route set it cannot
+///   change (§12.2); an ACK or BYE gets nothing from a Record-Route. §16.6
+///   step 4 would have one in there too, but only for a UA that rebuilds a
+///   failed dialog, and says the proxy stays on the path without it;
+/// - REGISTER (§10.2: Record-Route "has no meaning in REGISTER requests
+///   or responses"), OPTIONS (answered without a dialog, §11), CANCEL and
+///   ACK (§9, §17) never create one;
+/// - an unknown method may have dialog semantics, so it keeps it (§16.6
+///   step 4).
+fn may_create_dialog(msg: &Message<'_>) -> bool {
+    let in_dialog = msg.to().ok().and_then(|t| t.tag()).is_some();
+    let never = matches!(
+        msg.method(),
+        Some(Method::Register | Method::Options | Method::Cancel | Method::Ack)
+    );
+    !in_dialog && !never
 }
 
 /// Where a request for a binding goes: the first Path hop (RFC 3327
@@ -739,14 +837,19 @@ fn route_response(msg: &Message<'_>, cfg: &ProxyConfig, edits: &mut Edits<'_>) -
     let Some(Ok(top)) = vias.next() else {
         return Action::Drop(DropReason::Malformed);
     };
+    // §20.42: a Via of another protocol than SIP/2.0 is malformed; the
+    // next one is where the response would go.
+    if !top.is_sip_2_0() {
+        return Action::Drop(DropReason::Malformed);
+    }
     let ours = cfg.is_us(&top.host, top.port)
         && top.branch.is_some_and(|b| b.starts_with(OUR_BRANCH_PREFIX));
     if !ours {
         return Action::Drop(DropReason::NotOurVia);
     }
     let next = match vias.next() {
-        Some(Ok(v)) => v,
-        Some(Err(_)) => return Action::Drop(DropReason::Malformed),
+        Some(Ok(v)) if v.is_sip_2_0() => v,
+        Some(_) => return Action::Drop(DropReason::Malformed),
         None => return Action::Drop(DropReason::NoNextVia),
     };
     let ip = match next.received.map(Host::parse) {
@@ -1052,6 +1155,36 @@ Content-Length: 0\r\n\r\n"
     }
 
     #[test]
+    fn record_route_only_where_a_dialog_can_start() {
+        let mut c = cfg();
+        c.record_route = true;
+        let with = |method: &str, to_tag: bool| {
+            let mut d = String::from_utf8(invite(""))
+                .unwrap()
+                .replace("INVITE sip", &format!("{method} sip"))
+                .replace("1 INVITE", &format!("1 {method}"));
+            if to_tag {
+                d = d.replace(
+                    "To: <sip:bob@example.com>",
+                    "To: <sip:bob@example.com>;tag=b1",
+                );
+            }
+            let (action, out) = run(&c, d.as_bytes(), "192.0.2.1:5060");
+            assert!(matches!(action, Action::Forward(_)), "{method}: {action:?}");
+            Message::parse(&out).unwrap().record_routes().count()
+        };
+        for method in ["INVITE", "SUBSCRIBE", "REFER", "MESSAGE", "NEWMETHOD"] {
+            assert_eq!(with(method, false), 1, "{method} without a To tag");
+        }
+        for method in ["INVITE", "ACK", "BYE", "UPDATE", "NOTIFY", "NEWMETHOD"] {
+            assert_eq!(with(method, true), 0, "{method} in a dialog");
+        }
+        for method in ["REGISTER", "OPTIONS", "CANCEL", "ACK"] {
+            assert_eq!(with(method, false), 0, "{method} creates no dialog");
+        }
+    }
+
+    #[test]
     fn our_loose_route_is_removed_and_the_next_one_followed() {
         let (action, out) = run(
             &cfg(),
@@ -1132,6 +1265,84 @@ Content-Length: 0\r\n\r\n"
             .map(|r| r.unwrap().uri.to_vec())
             .collect();
         assert_eq!(routes, vec![b"sip:192.0.2.20;lr".to_vec()]);
+    }
+
+    #[test]
+    fn every_route_naming_us_at_the_top_is_removed() {
+        // RFC 5658 double Record-Route: a proxy on two addresses (or two
+        // transports) left one entry per side; both name us.
+        let mut c = cfg();
+        c.local.push(addr("198.51.100.10:5060"));
+        let routes_of = |out: &[u8]| -> Vec<Vec<u8>> {
+            let m = Message::parse(out).unwrap();
+            m.validate().unwrap();
+            m.routes().map(|r| r.unwrap().uri.to_vec()).collect()
+        };
+        for (extra, dest, left) in [
+            (
+                "Route: <sip:192.0.2.10;lr>, <sip:198.51.100.10;lr;transport=tcp>, <sip:192.0.2.20;lr>\r\n",
+                "192.0.2.20:5060",
+                vec![b"sip:192.0.2.20;lr".to_vec()],
+            ),
+            (
+                "Route: <sip:192.0.2.10;lr>\r\nRoute: <sip:198.51.100.10;lr>\r\nRoute: <sip:192.0.2.20;lr>\r\n",
+                "192.0.2.20:5060",
+                vec![b"sip:192.0.2.20;lr".to_vec()],
+            ),
+            (
+                "Route: <sip:192.0.2.10;lr>\r\nRoute: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.20;lr>\r\n",
+                "192.0.2.20:5060",
+                vec![b"sip:192.0.2.20;lr".to_vec()],
+            ),
+            // Only ours: the Request-URI is next.
+            (
+                "Route: <sip:192.0.2.10;lr>, <sip:198.51.100.10;lr>\r\n",
+                "192.0.2.4:5062",
+                vec![],
+            ),
+            // Ours below another's is not ours to remove.
+            (
+                "Route: <sip:192.0.2.20;lr>, <sip:192.0.2.10;lr>\r\n",
+                "192.0.2.20:5060",
+                vec![b"sip:192.0.2.20;lr".to_vec(), b"sip:192.0.2.10;lr".to_vec()],
+            ),
+        ] {
+            let (action, out) = run(&c, &invite(extra), "192.0.2.1:5060");
+            assert_eq!(action, Action::Forward(addr(dest)), "{extra}");
+            assert_eq!(routes_of(&out), left, "{extra}");
+        }
+        // Two of ours, then a strict router (§16.6 step 6).
+        let (action, out) = run(
+            &c,
+            &invite("Route: <sip:192.0.2.10;lr>, <sip:198.51.100.10;lr>, <sip:192.0.2.40:5070>, <sip:192.0.2.41;lr>\r\n"),
+            "192.0.2.1:5060",
+        );
+        assert_eq!(action, Action::Forward(addr("192.0.2.40:5070")));
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.40:5070"[..]));
+        assert_eq!(
+            routes_of(&out),
+            [
+                b"sip:192.0.2.41;lr".to_vec(),
+                b"sip:bob@192.0.2.4:5062".to_vec()
+            ]
+        );
+        // A strict previous hop (§16.4): the last Route becomes the
+        // Request-URI, and both of ours go.
+        for extra in [
+            "Route: <sip:192.0.2.10;lr>, <sip:198.51.100.10;lr>, <sip:192.0.2.30:5080>\r\n",
+            "Route: <sip:192.0.2.10;lr>\r\nRoute: <sip:198.51.100.10;lr>\r\nRoute: <sip:192.0.2.30:5080>\r\n",
+        ] {
+            let data = String::from_utf8(invite(extra)).unwrap().replace(
+                "INVITE sip:bob@192.0.2.4:5062",
+                "INVITE sip:192.0.2.10:5060",
+            );
+            let (action, out) = run(&c, data.as_bytes(), "192.0.2.1:5060");
+            assert_eq!(action, Action::Forward(addr("192.0.2.30:5080")), "{extra}");
+            let m = Message::parse(&out).unwrap();
+            assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.30:5080"[..]));
+            assert_eq!(routes_of(&out), Vec::<Vec<u8>>::new(), "{extra}");
+        }
     }
 
     #[test]
@@ -1242,6 +1453,136 @@ Content-Length: 0\r\n\r\n"
         assert_eq!(action, Action::Drop(DropReason::Malformed));
     }
 
+    /// The option-tags a 420 would list for this action.
+    fn listed(data: &[u8], action: Action<'_>) -> Vec<Vec<u8>> {
+        let Action::BadExtension {
+            header, supported, ..
+        } = action
+        else {
+            panic!("not a 420: {action:?}");
+        };
+        let msg = Message::parse(data).unwrap();
+        let tags = unsupported(&msg, header, supported)
+            .map(<[u8]>::to_vec)
+            .collect();
+        tags
+    }
+
+    #[test]
+    fn proxy_require_we_lack_is_420_and_require_is_not_ours() {
+        // §16.3 step 5: every tag of Proxy-Require, over two lines.
+        let data = invite("Proxy-Require: foo, bar\r\nProxy-Require: baz\r\nRequire: qux\r\n");
+        let (action, _) = run(&cfg(), &data, "192.0.2.1:7000");
+        assert_eq!(
+            action,
+            Action::BadExtension {
+                header: HeaderName::ProxyRequire,
+                supported: PROXY_SUPPORTED,
+                to: addr("192.0.2.1:5060"),
+            }
+        );
+        assert_eq!(listed(&data, action), [&b"foo"[..], b"bar", b"baz"]);
+        // Require is for the UAS: a proxy forwards it untouched.
+        let (action, out) = run(&cfg(), &invite("Require: 100rel\r\n"), "192.0.2.1:5060");
+        assert_eq!(action, Action::Forward(addr("192.0.2.4:5062")));
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.header(HeaderName::Require), Some(&b"100rel"[..]));
+    }
+
+    #[test]
+    fn cancel_and_ack_ignore_proxy_require() {
+        // §8.2.2.3: Proxy-Require is ignored in a CANCEL and an ACK.
+        for method in ["CANCEL", "ACK"] {
+            let data = String::from_utf8(invite("Proxy-Require: foo\r\n"))
+                .unwrap()
+                .replace("INVITE sip", &format!("{method} sip"))
+                .replace("1 INVITE", &format!("1 {method}"));
+            let (action, _) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
+            assert_eq!(action, Action::Forward(addr("192.0.2.4:5062")), "{method}");
+        }
+    }
+
+    #[test]
+    fn options_to_us_checks_require_and_proxy_require() {
+        let options = |extra: &str| {
+            String::from_utf8(invite(extra))
+                .unwrap()
+                .replace("INVITE sip:bob@192.0.2.4:5062", "OPTIONS sip:192.0.2.10")
+                .replace("1 INVITE", "1 OPTIONS")
+                .into_bytes()
+        };
+        for (header, extra) in [
+            (HeaderName::Require, "Require: foo\r\n"),
+            (HeaderName::ProxyRequire, "Proxy-Require: foo\r\n"),
+        ] {
+            let data = options(extra);
+            let (action, _) = run(&cfg(), &data, "192.0.2.1:5060");
+            assert!(
+                matches!(action, Action::BadExtension { header: h, .. } if h == header),
+                "{action:?}"
+            );
+            assert_eq!(listed(&data, action), [&b"foo"[..]]);
+        }
+    }
+
+    #[test]
+    fn the_registrar_supports_path_and_nothing_else() {
+        let mut c = cfg();
+        c.domains = vec![b"example.com".to_vec().into_boxed_slice()];
+        let register = |extra: &str| {
+            String::from_utf8(invite(extra))
+                .unwrap()
+                .replace("INVITE sip:bob@192.0.2.4:5062", "REGISTER sip:example.com")
+                .replace("1 INVITE", "1 REGISTER")
+                .into_bytes()
+        };
+        // §10.3 step 2: the registrar checks Require like any UAS.
+        let (action, _) = run(&c, &register("Require: path\r\n"), "192.0.2.1:5060");
+        assert_eq!(action, Action::Register);
+        let data = register("Require: path, gruu\r\n");
+        let (action, _) = run(&c, &data, "192.0.2.1:5060");
+        assert!(
+            matches!(
+                action,
+                Action::BadExtension {
+                    header: HeaderName::Require,
+                    ..
+                }
+            ),
+            "{action:?}"
+        );
+        assert_eq!(listed(&data, action), [&b"gruu"[..]]);
+        // The proxy in front of it supports nothing (§16.3 step 5).
+        let data = register("Proxy-Require: path\r\n");
+        let (action, _) = run(&c, &data, "192.0.2.1:5060");
+        assert_eq!(listed(&data, action), [&b"path"[..]]);
+    }
+
+    #[test]
+    fn a_via_that_is_not_sip_2_0_is_400_never_forwarded() {
+        let top = "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc";
+        for bad in ["SIP/3.0/UDP", "FOO/2.0/UDP"] {
+            let data = String::from_utf8(invite("")).unwrap();
+            let bad_top = data.replace("SIP/2.0/UDP", bad);
+            let bad_below = data.replace(
+                top,
+                &format!("{top}\r\nVia: {bad} 192.0.2.99;branch=z9hG4bKx"),
+            );
+            for data in [bad_top, bad_below] {
+                let (action, _) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
+                assert_eq!(
+                    action,
+                    Action::Reply {
+                        code: 400,
+                        reason: ("Via Not SIP/2.0", ""),
+                        to: addr("192.0.2.1:5060")
+                    },
+                    "{data}"
+                );
+            }
+        }
+    }
+
     fn response(top: &str, next: &str) -> Vec<u8> {
         format!(
             "SIP/2.0 180 Ringing\r\n{top}{next}To: <sip:bob@example.com>;tag=b\r\n\
@@ -1277,6 +1618,15 @@ From: <sip:alice@example.com>;tag=1\r\nCall-ID: call-1@192.0.2.1\r\nCSeq: 1 INVI
         let next = "Via: SIP/2.0/UDP client.example.com;branch=z9hG4bKabc\r\n";
         let (action, _) = run(&cfg(), &response(&top_line, next), "192.0.2.4:5062");
         assert_eq!(action, Action::Drop(DropReason::Unresolved));
+
+        // A Via that is not SIP/2.0, ours or the next one: malformed.
+        let next = "Via: SIP/3.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\n";
+        let (action, _) = run(&cfg(), &response(&top_line, next), "192.0.2.4:5062");
+        assert_eq!(action, Action::Drop(DropReason::Malformed));
+        let next = "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\n";
+        let forged_top = top_line.replace("SIP/2.0/UDP", "FOO/2.0/UDP");
+        let (action, _) = run(&cfg(), &response(&forged_top, next), "192.0.2.4:5062");
+        assert_eq!(action, Action::Drop(DropReason::Malformed));
     }
 
     #[test]

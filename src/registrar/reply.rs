@@ -8,6 +8,11 @@
 use crate::location::AorRecord;
 use crate::sip::{HeaderName, Message, Piece, ResponseWriter, WriteError};
 
+/// The option-tags the registrar supports, as its 200's `Supported`
+/// value: `path` (RFC 3327 §5.3). A REGISTER whose Require names another
+/// gets 420 (§10.3 step 2).
+pub const SUPPORTED: &[u8] = b"path";
+
 /// Adds the headers of a REGISTER's `200 OK`: `bindings` still alive at
 /// `now` (Unix seconds), the REGISTER's Path, `Supported: path` and Date.
 pub fn ok_headers(
@@ -20,7 +25,7 @@ pub fn ok_headers(
     for v in req.values(HeaderName::Path) {
         w.header("Path", v.text)?;
     }
-    w.header("Supported", b"path")?;
+    w.header("Supported", SUPPORTED)?;
     let mut date = [0u8; 40];
     let len = http_date(now, &mut date);
     w.header("Date", &date[..len])?;

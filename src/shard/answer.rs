@@ -14,10 +14,10 @@ use crate::auth::write_challenge;
 use crate::io::SendQueue;
 use crate::location::AorRecord;
 use crate::proxy::branch::local_to_tag;
-use crate::proxy::{nat_params, reply_address, DropReason};
+use crate::proxy::{nat_params, reply_address, unsupported, DropReason, PROXY_SUPPORTED};
 use crate::registrar::reply::{contacts, ok_headers};
 use crate::registrar::RegisterError;
-use crate::sip::{Message, Method, ResponseWriter, ViaEdit, WriteError};
+use crate::sip::{HeaderName, Message, Method, ResponseWriter, ViaEdit, WriteError};
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
 const ALLOW: &[u8] =
@@ -166,6 +166,23 @@ pub(super) fn commit_reply<S: SendQueue>(
     }
 }
 
+/// 420 Bad Extension (§16.3 step 5, §8.2.2.3): one `Unsupported` line per
+/// option-tag of `header` that is not in `supported`, each a slice of the
+/// request.
+pub(super) fn write_bad_extension(
+    msg: &Message<'_>,
+    src: SocketAddr,
+    header: HeaderName,
+    supported: &'static [u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    let mut w = start_reply(msg, src, 420, ("Bad Extension", ""), out)?;
+    for tag in unsupported(msg, header, supported) {
+        w.header("Unsupported", tag).ok()?;
+    }
+    finish(w)
+}
+
 /// The answer routing chose (§16.3: 400, 404, 482, 483...; 200 to OPTIONS
 /// for us, with what we allow, accept and support, §11.2).
 pub(super) fn write_local_answer(
@@ -179,7 +196,7 @@ pub(super) fn write_local_answer(
     if code == 200 && msg.method() == Some(Method::Options) {
         w.header("Allow", ALLOW).ok()?;
         w.header("Accept", b"application/sdp").ok()?;
-        w.header("Supported", b"").ok()?;
+        w.header("Supported", PROXY_SUPPORTED).ok()?;
     }
     finish(w)
 }

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::answer::{commit_reply, write_local_answer, write_redirect};
+use super::answer::{commit_reply, write_bad_extension, write_local_answer, write_redirect};
 use super::auth_gate::AuthRefusal;
 use super::counters::{add, status_class, ShardCounters, HANDLE_SAMPLE_EVERY};
 use super::outcome::Outcome;
@@ -172,6 +172,14 @@ fn emit<S: SendQueue>(
         Action::Reply { code, reason, to } => {
             let written = write_local_answer(msg, src, code, reason, slot);
             commit_reply(send, written, code, to, counters)
+        }
+        Action::BadExtension {
+            header,
+            supported,
+            to,
+        } => {
+            let written = write_bad_extension(msg, src, header, supported, slot);
+            commit_reply(send, written, 420, to, counters)
         }
         Action::Redirect { record, to } => {
             let written = write_redirect(msg, src, record, now, slot);

@@ -65,4 +65,3 @@ impl Shared {
         self.listen_of.len()
     }
 }
-

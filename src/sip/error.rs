@@ -32,6 +32,8 @@ pub enum ParseError {
     TooManyHeaders,
     /// More Via values than [`MAX_VIAS`](super::validate::MAX_VIAS).
     TooManyVias,
+    /// A Via whose sent-protocol is not `SIP/2.0/<transport>` (§20.42).
+    BadViaProtocol,
     /// The datagram ends before the empty line that closes the headers.
     MissingEmptyLine,
     /// The headers hold a NUL or a CR not followed by LF (§7.3.1, §25.1).
@@ -72,6 +74,7 @@ impl ParseError {
             ParseError::BadFolding => ("Bad Header Folding", ""),
             ParseError::TooManyHeaders => ("Too Many Headers", ""),
             ParseError::TooManyVias => ("Too Many Via Values", ""),
+            ParseError::BadViaProtocol => ("Via Not SIP/2.0", ""),
             ParseError::MissingEmptyLine => ("Missing Empty Line After Headers", ""),
             ParseError::BadHeaderValue => ("Bad Header Value", ""),
             ParseError::BadContentLength => ("Bad Content-Length", ""),

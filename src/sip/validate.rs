@@ -71,8 +71,17 @@ pub fn validate(msg: &Message<'_>) -> Result<(), ParseError> {
             }
         }
     }
-    if msg.vias().nth(MAX_VIAS).is_some() {
-        return Err(ParseError::TooManyVias);
+    // Every Via, not only the top one: a response goes back along all of
+    // them (§18.2.2), and one that does not parse, or is not
+    // SIP/2.0/<transport> (§20.42), would be forwarded to where it cannot
+    // be answered. (The bound is counted in the same pass.)
+    for (i, via) in msg.vias().enumerate() {
+        if i == MAX_VIAS {
+            return Err(ParseError::TooManyVias);
+        }
+        if !via?.is_sip_2_0() {
+            return Err(ParseError::BadViaProtocol);
+        }
     }
     msg.call_id()?;
     let cseq = msg.cseq()?;
@@ -160,6 +169,26 @@ mod tests {
         };
         assert_eq!(check(&vias(MAX_VIAS)), Ok(()));
         assert_eq!(check(&vias(MAX_VIAS + 1)), Err(ParseError::TooManyVias));
+    }
+
+    #[test]
+    fn every_via_must_be_sip_2_0_over_a_transport() {
+        let top = "Via: SIP/2.0/UDP h;branch=z9hG4bK1";
+        for (bad, err) in [
+            ("SIP/3.0/UDP h", ParseError::BadViaProtocol),
+            ("FOO/2.0/UDP h", ParseError::BadViaProtocol),
+            ("SIP/2.0 h", ParseError::Invalid(HeaderName::Via)),
+        ] {
+            let as_top = GOOD.replace(top, &format!("Via: {bad};branch=z9hG4bK1"));
+            assert_eq!(check(&as_top), Err(err), "top {bad}");
+            let below = GOOD.replace(top, &format!("{top}, {bad};branch=z9hG4bK0"));
+            assert_eq!(check(&below), Err(err), "below {bad}");
+            let own_line = format!("{GOOD}Via: {bad};branch=z9hG4bK0\r\n");
+            assert_eq!(check(&own_line), Err(err), "own line {bad}");
+        }
+        let lower_case = GOOD.replace("SIP/2.0/UDP", "sip/2.0/udp");
+        assert_eq!(check(&lower_case), Ok(()));
+        assert_eq!(ParseError::BadViaProtocol.status(), 400);
     }
 
     #[test]

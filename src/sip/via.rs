@@ -127,6 +127,14 @@ impl<'a> Via<'a> {
         Ok(via)
     }
 
+    /// True when sent-protocol is `SIP/2.0/<transport>` (§20.42, §25.1:
+    /// protocol-name `SIP`, case-insensitive, and version `2.0`). The
+    /// grammar lets any token stand there, but a Via of another protocol
+    /// or version is not one a SIP/2.0 element can answer along.
+    pub fn is_sip_2_0(&self) -> bool {
+        self.protocol.0.eq_ignore_ascii_case(b"SIP") && self.protocol.1 == b"2.0"
+    }
+
     /// True when the branch starts with the RFC 3261 magic cookie, so it is
     /// unique per transaction and a proxy may hash it alone (§16.11).
     pub fn has_rfc3261_branch(&self) -> bool {
@@ -254,6 +262,21 @@ mod tests {
         let v = via("SIP/2.0/TCP host.example.com");
         assert_eq!(v.branch, None);
         assert!(!v.has_rfc3261_branch());
+    }
+
+    #[test]
+    fn sent_protocol_other_than_sip_2_0() {
+        assert!(via("SIP/2.0/UDP h").is_sip_2_0());
+        assert!(via("sip/2.0/tcp h").is_sip_2_0());
+        assert!(via("SIP / 2.0 / WS h").is_sip_2_0());
+        for other in [
+            "SIP/3.0/UDP h",
+            "FOO/2.0/UDP h",
+            "SIP/2.00/UDP h",
+            "SIPS/2.0/TLS h",
+        ] {
+            assert!(!via(other).is_sip_2_0(), "{other}");
+        }
     }
 
     #[test]

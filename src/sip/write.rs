@@ -234,6 +234,72 @@ impl<'e> Edits<'e> {
         }
     }
 
+    /// Removes the first `n` values of a list header (§16.4: every Route
+    /// value naming us at the top, RFC 5658 double Record-Route, and maybe
+    /// a strict router's after them), however they share lines: a line
+    /// whose values all go is cut whole, adjacent such lines in one edit,
+    /// and a line that keeps some loses the ones before them, so that no
+    /// two edits overlap.
+    pub fn remove_first_values(
+        &mut self,
+        msg: &Message<'_>,
+        name: HeaderName,
+        n: usize,
+    ) -> Result<(), WriteError> {
+        let mut vals = msg.values(name);
+        // The first value removed from the line being removed.
+        let mut first: Option<HeaderValue<'_>> = None;
+        // Whole lines to cut, not yet recorded: start..end.
+        let mut cut: Option<(usize, usize)> = None;
+        for _ in 0..n {
+            let v = vals.next().ok_or(WriteError::NoSuchHeader(name))?;
+            match first {
+                Some(f) if f.line == v.line => {}
+                Some(f) => {
+                    cut = self.cut_line(msg, f.line, cut)?;
+                    first = Some(v);
+                }
+                None => first = Some(v),
+            }
+        }
+        let Some(f) = first else {
+            return Ok(());
+        };
+        match vals.next() {
+            Some(next) if next.line == f.line => {
+                if let Some((s, e)) = cut {
+                    self.remove(s, e)?;
+                }
+                self.remove(f.offset, next.offset)
+            }
+            _ => match self.cut_line(msg, f.line, cut)? {
+                Some((s, e)) => self.remove(s, e),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Adds header line `line` to the whole lines being cut, `cut`:
+    /// joined to it when adjacent, else `cut` is recorded and the line
+    /// starts a new range.
+    fn cut_line(
+        &mut self,
+        msg: &Message<'_>,
+        line: usize,
+        cut: Option<(usize, usize)>,
+    ) -> Result<Option<(usize, usize)>, WriteError> {
+        let e = *msg.entries().get(line).ok_or(WriteError::OutOfRange)?;
+        let (s, t) = (e.line_start as usize, e.line_end as usize);
+        match cut {
+            Some((a, b)) if b == s => Ok(Some((a, t))),
+            Some((a, b)) => {
+                self.remove(a, b)?;
+                Ok(Some((s, t)))
+            }
+            None => Ok(Some((s, t))),
+        }
+    }
+
     /// Removes one value of a list header (Via, Route, ...) as found by
     /// [`Message::values`]: the whole line when it is alone there, else the
     /// value and the comma that joins it to its neighbour.
@@ -590,6 +656,32 @@ v=0\r\n";
         assert_eq!(
             apply(&msg, &e),
             b"ACK sip:x SIP/2.0\r\nRoute: <sip:p2;lr>\r\nCall-ID: a\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn remove_first_values_over_lines() {
+        let data = b"ACK sip:x SIP/2.0\r\nRoute: <sip:p1;lr>\r\nRoute: <sip:p2;lr>, <sip:p3;lr>,<sip:p4;lr>\r\nCall-ID: a\r\nRoute: <sip:p5;lr>\r\n\r\n";
+        let msg = Message::parse(data).unwrap();
+        let cases: [(usize, &[u8], usize); 6] = [
+            (0, &data[..], 0),
+            (1, b"ACK sip:x SIP/2.0\r\nRoute: <sip:p2;lr>, <sip:p3;lr>,<sip:p4;lr>\r\nCall-ID: a\r\nRoute: <sip:p5;lr>\r\n\r\n", 1),
+            (2, b"ACK sip:x SIP/2.0\r\nRoute: <sip:p3;lr>,<sip:p4;lr>\r\nCall-ID: a\r\nRoute: <sip:p5;lr>\r\n\r\n", 2),
+            (3, b"ACK sip:x SIP/2.0\r\nRoute: <sip:p4;lr>\r\nCall-ID: a\r\nRoute: <sip:p5;lr>\r\n\r\n", 2),
+            // Two adjacent whole lines: one edit.
+            (4, b"ACK sip:x SIP/2.0\r\nCall-ID: a\r\nRoute: <sip:p5;lr>\r\n\r\n", 1),
+            (5, b"ACK sip:x SIP/2.0\r\nCall-ID: a\r\n\r\n", 2),
+        ];
+        for (n, want, count) in cases {
+            let mut e = Edits::new();
+            e.remove_first_values(&msg, HeaderName::Route, n).unwrap();
+            assert_eq!(apply(&msg, &e), want, "{n}");
+            assert_eq!(e.len(), count, "{n}");
+        }
+        let mut e = Edits::new();
+        assert_eq!(
+            e.remove_first_values(&msg, HeaderName::Route, 6),
+            Err(WriteError::NoSuchHeader(HeaderName::Route))
         );
     }
 
