@@ -13,7 +13,8 @@
 //! before the clear is seen by that drain; one pushed after it finds the
 //! flag clear and writes the eventfd. So no mail waits for the 100 ms
 //! receive timeout, and a busy receiver costs its senders one atomic swap
-//! per mail, not a system call.
+//! per mail, not a system call. `mail/model.rs` checks this with every
+//! interleaving of senders, the shard loop and both backends' waits.
 
 use std::collections::VecDeque;
 use std::io;
@@ -201,6 +202,9 @@ impl Outbox {
         left
     }
 }
+
+#[cfg(test)]
+mod model;
 
 #[cfg(test)]
 mod tests {
