@@ -13,7 +13,8 @@
 //! before the clear is seen by that drain; one pushed after it finds the
 //! flag clear and writes the eventfd. So no mail waits for the 100 ms
 //! receive timeout, and a busy receiver costs its senders one atomic swap
-//! per mail, not a system call.
+//! per mail, not a system call. `mail/model.rs` checks this with every
+//! interleaving of senders, the shard loop and both backends' waits.
 
 use std::collections::VecDeque;
 use std::io;
@@ -82,8 +83,18 @@ impl Inbox {
 
     /// Wakes the receiver unless a wake-up is already pending since it
     /// last armed (also used by a receiver that left mail behind).
+    ///
+    /// The swap is `SeqCst`, not `AcqRel`: a sender writes the queue (a
+    /// `SeqCst` CAS on `tail` in crossbeam's push) then reads the flag;
+    /// the receiver writes the flag ([`Inbox::arm`], `SeqCst`) then reads
+    /// the queue (a `SeqCst` fence, then `tail`, in an empty pop). Under
+    /// the C++20 model Rust follows, this store-buffering pair needs every
+    /// access `SeqCst`: with an `AcqRel` swap, the swap may read the flag
+    /// from before `arm` while the pop misses the push, and the mail waits
+    /// for the receive timeout. It costs nothing: x86-64 compiles both
+    /// orderings to one `xchg`, AArch64 to `swpal` (or one LL/SC loop).
     pub fn wake(&self) {
-        if !self.notified.swap(true, Ordering::AcqRel) {
+        if !self.notified.swap(true, Ordering::SeqCst) {
             self.bell.ring();
         }
     }
@@ -191,6 +202,9 @@ impl Outbox {
         left
     }
 }
+
+#[cfg(test)]
+mod model;
 
 #[cfg(test)]
 mod tests {
