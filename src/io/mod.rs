@@ -1,6 +1,7 @@
-//! Datagram I/O for the shards: sockets (`socket.rs`) and the batched
-//! `recvmmsg`/`sendmmsg` backend (`mmsg.rs`). All `unsafe` of the crate's
-//! I/O lives under this module, each block with its `// SAFETY:` note.
+//! Datagram I/O for the shards: sockets (`socket.rs`), the control
+//! messages that carry a datagram's local address (`cmsg.rs`) and the
+//! two backends. All `unsafe` of the crate's I/O lives under this module,
+//! each block with its `// SAFETY:` note.
 //!
 //! Two backends behind one trait: `uring` (io_uring: multishot recvmsg over
 //! a provided-buffer ring, sends queued as SQEs, one `io_uring_enter` per
@@ -8,6 +9,7 @@
 //! containers whose seccomp profile refuses io_uring. Which one runs is
 //! chosen in exactly one place, [`crate::server`].
 
+pub mod cmsg;
 pub mod eventfd;
 pub mod mmsg;
 pub mod socket;
