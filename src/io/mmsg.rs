@@ -3,8 +3,13 @@
 //! and forwards. Portable to every Linux a container allows, and the
 //! reference for the io_uring backend.
 //!
+//! Each datagram in carries the local address it was sent to, from an
+//! `IP_PKTINFO` or `IPV6_PKTINFO` control message (`cmsg.rs`) in a control
+//! buffer of its own slot.
+//!
 //! # Invariants
-//! - Buffers are allocated once per shard; a batch never allocates.
+//! - Buffers, control buffers included, are allocated once per shard; a
+//!   batch never allocates.
 //! - The C structures (`mmsghdr`, `iovec`, `sockaddr_storage`) are built on
 //!   the stack for each call and point only into `self`'s buffers, which
 //!   outlive the call.
@@ -15,6 +20,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSo
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
 
+use super::cmsg::{self, Space, RECV_SPACE};
 use super::eventfd::drain as drain_eventfd;
 use super::socket::WAKE_INTERVAL;
 use super::{Backend, Datagram, SendQueue, BATCH, RECV_SLOT, SEND_SLOT};
@@ -24,7 +30,10 @@ pub struct RecvBatch {
     data: Box<[u8]>,
     lens: [usize; BATCH],
     addrs: [Option<SocketAddr>; BATCH],
+    locals: [SocketAddr; BATCH],
     truncated: [bool; BATCH],
+    /// Where the kernel writes each datagram's control messages.
+    ctrl: Box<[Space<RECV_SPACE>; BATCH]>,
     count: usize,
 }
 
@@ -34,7 +43,9 @@ impl RecvBatch {
             data: vec![0u8; BATCH * RECV_SLOT].into_boxed_slice(),
             lens: [0; BATCH],
             addrs: [None; BATCH],
+            locals: [UNSPECIFIED; BATCH],
             truncated: [false; BATCH],
+            ctrl: Box::new([Space::new(); BATCH]),
             count: 0,
         }
     }
@@ -49,17 +60,25 @@ impl RecvBatch {
         self.count == 0
     }
 
-    /// Datagram `i`: its bytes, its source, and whether the kernel cut it
-    /// short (larger than [`RECV_SLOT`]; such a datagram must be dropped).
-    pub fn get(&self, i: usize) -> Option<(&[u8], Option<SocketAddr>, bool)> {
+    /// Datagram `i`: its bytes, its source, our address it came to, and
+    /// whether the kernel cut it short (larger than [`RECV_SLOT`]; such a
+    /// datagram must be dropped).
+    pub fn get(&self, i: usize) -> Option<Datagram<'_>> {
         if i >= self.count {
             return None;
         }
         let start = i * RECV_SLOT;
         let bytes = self.data.get(start..start + self.lens[i].min(RECV_SLOT))?;
-        Some((bytes, self.addrs[i], self.truncated[i]))
+        Some(Datagram {
+            bytes,
+            source: self.addrs[i],
+            local: self.locals[i],
+            truncated: self.truncated[i],
+        })
     }
 }
+
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
 
 /// Datagrams waiting for the next [`Mmsg::flush`].
 pub struct SendBatch {
@@ -74,7 +93,7 @@ impl SendBatch {
         SendBatch {
             data: vec![0u8; BATCH * SEND_SLOT].into_boxed_slice(),
             lens: [0; BATCH],
-            addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
+            addrs: [UNSPECIFIED; BATCH],
             count: 0,
         }
     }
@@ -130,15 +149,8 @@ impl Backend for Mmsg {
         for i in 0..n {
             // A batch in is no larger than a batch out and each datagram
             // gives at most one reply or forward, so sends never overflow.
-            if let Some((bytes, source, truncated)) = self.recv.get(i) {
-                handle(
-                    Datagram {
-                        bytes,
-                        source,
-                        truncated,
-                    },
-                    &mut self.send,
-                );
+            if let Some(d) = self.recv.get(i) {
+                handle(d, &mut self.send);
             }
         }
         Ok(())
@@ -164,6 +176,9 @@ impl Backend for Mmsg {
 /// A shard's socket with its receive and send batches.
 pub struct Mmsg {
     socket: UdpSocket,
+    /// The socket's address: the local address of a datagram that came
+    /// with no control message.
+    bound: SocketAddr,
     /// What the last `recv` brought.
     pub recv: RecvBatch,
     /// What the next `flush` sends.
@@ -182,10 +197,15 @@ pub struct Flushed {
 }
 
 impl Mmsg {
-    /// Wraps a bound socket (blocking, with a receive timeout).
+    /// Wraps a bound socket (blocking, with a receive timeout; with
+    /// [`enable_pktinfo`](super::socket::enable_pktinfo) for the local
+    /// address of each datagram, else every datagram reports the bound
+    /// address).
     pub fn new(socket: UdpSocket) -> Self {
+        let bound = socket.local_addr().unwrap_or(UNSPECIFIED);
         Mmsg {
             socket,
+            bound,
             recv: RecvBatch::new(),
             send: SendBatch::new(),
             wake: None,
@@ -267,7 +287,7 @@ impl Mmsg {
         // SAFETY: as above.
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
         let base = self.recv.data.as_mut_ptr();
-        for i in 0..BATCH {
+        for i in 0..max {
             // SAFETY: i * RECV_SLOT + RECV_SLOT <= data.len() by construction.
             iovs[i].iov_base = unsafe { base.add(i * RECV_SLOT) }.cast();
             iovs[i].iov_len = RECV_SLOT;
@@ -277,9 +297,13 @@ impl Mmsg {
                 size_of::<libc::sockaddr_storage>() as libc::socklen_t,
                 &mut iovs[i],
             );
+            let ctrl = &mut self.recv.ctrl[i].0;
+            hdrs[i].msg_hdr.msg_control = ctrl.as_mut_ptr().cast();
+            hdrs[i].msg_hdr.msg_controllen = ctrl.len() as _;
         }
-        // SAFETY: every header points into `names`, `iovs` and our buffers,
-        // all alive for the duration of the call; vlen is their length.
+        // SAFETY: every header up to `max` points into `names`, `iovs` and
+        // our buffers (data and control), all alive for the duration of the
+        // call; vlen is `max`.
         let n = unsafe {
             libc::recvmmsg(
                 self.socket.as_raw_fd(),
@@ -303,6 +327,9 @@ impl Mmsg {
             self.recv.lens[i] = hdrs[i].msg_len as usize;
             self.recv.truncated[i] = hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             self.recv.addrs[i] = from_storage(&names[i]);
+            let ctrl = &self.recv.ctrl[i].0;
+            let len = (hdrs[i].msg_hdr.msg_controllen as usize).min(ctrl.len());
+            self.recv.locals[i] = cmsg::local_addr(&ctrl[..len], self.bound);
         }
         self.recv.count = n;
         Ok(n)
@@ -445,6 +472,7 @@ pub(crate) fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 mod tests {
     use super::*;
     use crate::io::socket::{bind_shard_socket, SocketOptions};
+    use crate::io::testing;
 
     #[test]
     fn addresses_round_trip_through_c() {
@@ -478,10 +506,11 @@ mod tests {
         while got.len() < 5 {
             let n = b.recv().unwrap();
             for i in 0..n {
-                let (bytes, from, cut) = b.recv.get(i).unwrap();
-                assert!(!cut);
-                assert_eq!(from, Some(a.local_addr().unwrap()));
-                got.push(bytes.to_vec());
+                let d = b.recv.get(i).unwrap();
+                assert!(!d.truncated);
+                assert_eq!(d.source, Some(a.local_addr().unwrap()));
+                assert_eq!(d.local, to);
+                got.push(d.bytes.to_vec());
             }
         }
         assert_eq!(got[0], b"m0!");
@@ -505,6 +534,57 @@ mod tests {
         a.send.commit(1, b.local_addr().unwrap());
         assert_eq!(a.flush(), Flushed { sent: 1, failed: 1 });
         assert_eq!(b.recv().unwrap(), 1);
-        assert_eq!(b.recv.get(0).unwrap().0, b"y");
+        assert_eq!(b.recv.get(0).unwrap().bytes, b"y");
+    }
+
+    #[test]
+    fn a_wildcard_socket_tells_127_0_0_1_from_127_0_0_2() {
+        testing::locals_are_reported(
+            testing::shard_socket("0.0.0.0:0"),
+            "127.0.0.1:0",
+            &["127.0.0.1", "127.0.0.2"],
+            Mmsg::new,
+        );
+    }
+
+    #[test]
+    fn a_wildcard_ipv6_socket_reports_loopback() {
+        if !testing::have_ipv6_loopback() {
+            eprintln!("skipping: no IPv6 loopback here");
+            return;
+        }
+        testing::locals_are_reported(
+            testing::shard_socket("[::]:0"),
+            "[::1]:0",
+            &["::1"],
+            Mmsg::new,
+        );
+    }
+
+    #[test]
+    fn a_dual_stack_socket_reports_ipv4_v4_mapped() {
+        if !testing::have_ipv6_loopback() {
+            eprintln!("skipping: no IPv6 here");
+            return;
+        }
+        testing::locals_are_reported(
+            testing::dual_stack_socket(),
+            "127.0.0.1:0",
+            &["127.0.0.1", "127.0.0.2"],
+            Mmsg::new,
+        );
+    }
+
+    #[test]
+    fn a_socket_without_pktinfo_reports_its_bound_address() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = a.local_addr().unwrap();
+        let mut a = Mmsg::new(a);
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .send_to(b"z", to)
+            .unwrap();
+        assert_eq!(a.recv().unwrap(), 1);
+        assert_eq!(a.recv.get(0).unwrap().local, to);
     }
 }

@@ -32,6 +32,12 @@ pub struct Datagram<'a> {
     pub bytes: &'a [u8],
     /// The source, when the kernel gave one the backend could read.
     pub source: Option<SocketAddr>,
+    /// Our address it arrived at: the IP the kernel reported
+    /// (`IP_PKTINFO`/`IPV6_PKTINFO`) with the socket's port, or the
+    /// socket's bound address when it reported none (a socket that was not
+    /// set up by `socket.rs`). On a wildcard socket this is the address to
+    /// name in Via and Record-Route and to answer from.
+    pub local: SocketAddr,
     /// The datagram was larger than the receive buffer.
     pub truncated: bool,
 }
@@ -73,3 +79,90 @@ pub const RECV_SLOT: usize = 16_384;
 /// Bytes per send buffer: a received datagram plus the lines a proxy adds
 /// (Via, Record-Route, received/rport) with room to spare.
 pub const SEND_SLOT: usize = RECV_SLOT + 1024;
+
+/// What the backends' loopback tests share: both must behave the same.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::net::{IpAddr, SocketAddr, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    use super::socket::{bind_shard_socket, enable_pktinfo, SocketOptions, WAKE_INTERVAL};
+    use super::Backend;
+
+    /// A shard socket on `addr`, set up as the server sets one up.
+    pub fn shard_socket(addr: &str) -> UdpSocket {
+        let opts = SocketOptions {
+            recv_buffer: None,
+            send_buffer: None,
+        };
+        bind_shard_socket(addr.parse().unwrap(), &opts)
+            .unwrap()
+            .socket
+    }
+
+    /// A dual-stack socket on `[::]:0` (IPv4 traffic v4-mapped), with
+    /// pktinfo on.
+    pub fn dual_stack_socket() -> UdpSocket {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        s.set_only_v6(false).unwrap();
+        enable_pktinfo(&s).unwrap();
+        let any: SocketAddr = "[::]:0".parse().unwrap();
+        s.bind(&any.into()).unwrap();
+        s.set_read_timeout(Some(WAKE_INTERVAL)).unwrap();
+        s.into()
+    }
+
+    /// True when this machine has an IPv6 loopback.
+    pub fn have_ipv6_loopback() -> bool {
+        UdpSocket::bind("[::1]:0").is_ok()
+    }
+
+    /// `ip` as a socket of the listen family sees it (v4-mapped on IPv6).
+    fn as_seen(ip: IpAddr, v6: bool) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) if v6 => IpAddr::V6(v4.to_ipv6_mapped()),
+            ip => ip,
+        }
+    }
+
+    /// A client on `client` sends one datagram to each of `targets` at the
+    /// port of `socket` (the backend's socket, wrapped by `wrap`). Checks
+    /// the `local` and the source each datagram reports.
+    pub fn locals_are_reported<B: Backend>(
+        socket: UdpSocket,
+        client: &str,
+        targets: &[&str],
+        wrap: impl FnOnce(UdpSocket) -> B,
+    ) {
+        let listen = socket.local_addr().unwrap();
+        let port = listen.port();
+        let mut io = wrap(socket);
+        let client = UdpSocket::bind(client).unwrap();
+        let targets: Vec<IpAddr> = targets.iter().map(|t| t.parse().unwrap()).collect();
+        for (k, ip) in targets.iter().enumerate() {
+            client
+                .send_to(&[b'0' + k as u8], SocketAddr::new(*ip, port))
+                .unwrap();
+        }
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < targets.len() && Instant::now() < deadline {
+            io.poll(|d, _| got.push((d.bytes.to_vec(), d.source, d.local)))
+                .unwrap();
+        }
+        assert_eq!(got.len(), targets.len(), "every datagram came");
+        let client_addr = client.local_addr().unwrap();
+        let seen = SocketAddr::new(
+            as_seen(client_addr.ip(), listen.is_ipv6()),
+            client_addr.port(),
+        );
+        for (bytes, source, local) in &got {
+            let k = usize::from(bytes[0] - b'0');
+            let want = SocketAddr::new(as_seen(targets[k], listen.is_ipv6()), port);
+            assert_eq!(*local, want, "local address of datagram {k}");
+            assert_eq!(*source, Some(seen));
+        }
+    }
+}

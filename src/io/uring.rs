@@ -4,6 +4,11 @@
 //! `io_uring_enter` per loop iteration that both submits the sends and
 //! waits for completions (with a timeout, so shutdown is noticed).
 //!
+//! As with mmsg, a datagram in carries the local address it was sent to:
+//! the multishot receive's `msghdr` asks for [`RECV_SPACE`] bytes of
+//! control messages, which the kernel writes into each provided buffer
+//! between the source address and the payload.
+//!
 //! # Invariants
 //! - The provided-buffer ring, the receive buffers, the `msghdr` of the
 //!   multishot receive and every send slot (buffer, `iovec`, `msghdr`,
@@ -26,6 +31,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use super::cmsg::{self, RECV_SPACE};
 use super::mmsg::{from_storage, to_storage};
 use super::socket::WAKE_INTERVAL;
 use super::{Backend, Datagram, SendQueue, RECV_SLOT, SEND_SLOT};
@@ -47,8 +53,9 @@ const RECV_TAG: u64 = u64::MAX;
 /// The read of the wake eventfd (and, minus one, its cancellation).
 const WAKE_TAG: u64 = u64::MAX - 2;
 /// Room before the payload in each receive buffer for the kernel's
-/// `io_uring_recvmsg_out` header and the source address.
-const RECV_HEADROOM: usize = 16 + size_of::<libc::sockaddr_storage>();
+/// `io_uring_recvmsg_out` header, the source address and the control
+/// messages.
+const RECV_HEADROOM: usize = 16 + size_of::<libc::sockaddr_storage>() + RECV_SPACE;
 const RECV_BUF: usize = RECV_HEADROOM + RECV_SLOT;
 
 /// Page-aligned memory for the provided-buffer ring's entries.
@@ -123,6 +130,9 @@ pub struct Uring {
     // operation, before the memory they point into.
     ring: IoUring,
     socket: UdpSocket,
+    /// The socket's address: the local address of a datagram that came
+    /// with no control message.
+    bound: SocketAddr,
     ring_mem: RingMem,
     bufs: Box<[u8]>,
     recv_hdr: Box<libc::msghdr>,
@@ -178,6 +188,9 @@ impl Uring {
         // SAFETY: all-zero is a valid msghdr.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
         recv_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // Multishot: the kernel reads only the lengths and writes the
+        // control messages into each provided buffer.
+        recv_hdr.msg_controllen = RECV_SPACE as _;
         let slots: Box<[SendSlot]> = (0..SEND_SLOTS)
             .map(|_| SendSlot {
                 buf: vec![0u8; SEND_SLOT].into_boxed_slice(),
@@ -189,9 +202,11 @@ impl Uring {
                 hdr: unsafe { zeroed() },
             })
             .collect();
+        let bound = socket.local_addr()?;
         let mut u = Uring {
             ring,
             socket,
+            bound,
             ring_mem,
             bufs,
             recv_hdr,
@@ -451,10 +466,12 @@ impl Backend for Uring {
             let buf = &self.bufs[start..start + len.min(RECV_BUF)];
             if let Ok(out) = types::RecvMsgOut::parse(buf, &self.recv_hdr) {
                 let source = name_to_addr(out.name_data());
+                let local = cmsg::local_addr(out.control_data(), self.bound);
                 handle(
                     Datagram {
                         bytes: out.payload_data(),
                         source,
+                        local,
                         truncated: out.is_payload_truncated(),
                     },
                     &mut self.send,
@@ -513,4 +530,61 @@ fn name_to_addr(name: &[u8]) -> Option<SocketAddr> {
     // SAFETY: copies at most size_of::<sockaddr_storage>() bytes into it.
     unsafe { ptr::copy_nonoverlapping(name.as_ptr(), ptr::addr_of_mut!(s).cast::<u8>(), n) };
     from_storage(&s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::testing;
+
+    /// Runs `f` unless io_uring is refused here (old kernel, seccomp).
+    fn unless_refused(f: impl FnOnce()) {
+        match probe() {
+            Ok(()) => f(),
+            Err(e) => eprintln!("skipping: io_uring is refused here: {e}"),
+        }
+    }
+
+    fn wrap(s: UdpSocket) -> Uring {
+        Uring::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_wildcard_socket_tells_127_0_0_1_from_127_0_0_2() {
+        unless_refused(|| {
+            testing::locals_are_reported(
+                testing::shard_socket("0.0.0.0:0"),
+                "127.0.0.1:0",
+                &["127.0.0.1", "127.0.0.2"],
+                wrap,
+            )
+        });
+    }
+
+    #[test]
+    fn a_wildcard_ipv6_socket_reports_loopback() {
+        if !testing::have_ipv6_loopback() {
+            eprintln!("skipping: no IPv6 loopback here");
+            return;
+        }
+        unless_refused(|| {
+            testing::locals_are_reported(testing::shard_socket("[::]:0"), "[::1]:0", &["::1"], wrap)
+        });
+    }
+
+    #[test]
+    fn a_dual_stack_socket_reports_ipv4_v4_mapped() {
+        if !testing::have_ipv6_loopback() {
+            eprintln!("skipping: no IPv6 here");
+            return;
+        }
+        unless_refused(|| {
+            testing::locals_are_reported(
+                testing::dual_stack_socket(),
+                "127.0.0.1:0",
+                &["127.0.0.1", "127.0.0.2"],
+                wrap,
+            )
+        });
+    }
 }
