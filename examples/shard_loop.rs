@@ -42,6 +42,7 @@ use sipshard::proxy::ProxyConfig;
 use sipshard::registrar::register::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::Message;
+use sipshard::transport::Dest;
 
 // The server's allocator: the register path allocates, and what that costs
 // depends on the allocator.
@@ -64,7 +65,7 @@ impl SendQueue for Slots {
     fn slot(&mut self) -> Option<&mut [u8]> {
         Some(&mut self.buf[..])
     }
-    fn commit(&mut self, len: usize, _to: SocketAddr) {
+    fn commit(&mut self, len: usize, _dest: Dest) {
         self.last = len;
         self.sent += 1;
         self.bytes += len;

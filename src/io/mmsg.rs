@@ -3,9 +3,10 @@
 //! and forwards. Portable to every Linux a container allows, and the
 //! reference for the io_uring backend.
 //!
-//! Each datagram in carries the local address it was sent to, from an
-//! `IP_PKTINFO` or `IPV6_PKTINFO` control message (`cmsg.rs`) in a control
-//! buffer of its own slot.
+//! Each datagram in carries the local address it was sent to and each
+//! datagram out may name the address to leave from: one `IP_PKTINFO` or
+//! `IPV6_PKTINFO` control message (`cmsg.rs`) in a control buffer of its
+//! own slot.
 //!
 //! # Invariants
 //! - Buffers, control buffers included, are allocated once per shard; a
@@ -20,10 +21,11 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSo
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
 
-use super::cmsg::{self, Space, RECV_SPACE};
+use super::cmsg::{self, Space, RECV_SPACE, SEND_SPACE};
 use super::eventfd::drain as drain_eventfd;
 use super::socket::WAKE_INTERVAL;
 use super::{Backend, Datagram, SendQueue, BATCH, RECV_SLOT, SEND_SLOT};
+use crate::transport::Dest;
 
 /// Datagrams received by the last [`Mmsg::recv`].
 pub struct RecvBatch {
@@ -85,7 +87,12 @@ pub struct SendBatch {
     data: Box<[u8]>,
     lens: [usize; BATCH],
     addrs: [SocketAddr; BATCH],
+    /// Each datagram's control message (its source address), if any.
+    ctrl: Box<[Space<SEND_SPACE>; BATCH]>,
+    ctrl_lens: [usize; BATCH],
     count: usize,
+    /// Commits refused before the kernel (destinations not carried here).
+    refused: usize,
 }
 
 impl SendBatch {
@@ -94,7 +101,10 @@ impl SendBatch {
             data: vec![0u8; BATCH * SEND_SLOT].into_boxed_slice(),
             lens: [0; BATCH],
             addrs: [UNSPECIFIED; BATCH],
+            ctrl: Box::new([Space::new(); BATCH]),
+            ctrl_lens: [0; BATCH],
             count: 0,
+            refused: 0,
         }
     }
 
@@ -108,11 +118,21 @@ impl SendBatch {
     }
 
     /// Queues the first `len` bytes of the buffer [`slot`](Self::slot)
-    /// returned, to be sent to `to`.
-    pub fn commit(&mut self, len: usize, to: SocketAddr) {
-        if self.count < BATCH {
-            self.lens[self.count] = len.min(SEND_SLOT);
-            self.addrs[self.count] = to;
+    /// returned, for `dest` (see [`SendQueue::commit`]: a datagram, from
+    /// the address it names; a connection is refused and counted).
+    pub fn commit(&mut self, len: usize, dest: Dest) {
+        let Dest::Udp { peer, from } = dest else {
+            self.refused += 1;
+            return;
+        };
+        let i = self.count;
+        if i < BATCH {
+            self.lens[i] = len.min(SEND_SLOT);
+            self.addrs[i] = peer;
+            self.ctrl_lens[i] = match from {
+                Some(ip) => cmsg::encode_source(ip, &mut self.ctrl[i].0),
+                None => 0,
+            };
             self.count += 1;
         }
     }
@@ -133,8 +153,8 @@ impl SendQueue for SendBatch {
         SendBatch::slot(self)
     }
 
-    fn commit(&mut self, len: usize, to: SocketAddr) {
-        SendBatch::commit(self, len, to)
+    fn commit(&mut self, len: usize, dest: Dest) {
+        SendBatch::commit(self, len, dest)
     }
 }
 
@@ -157,11 +177,8 @@ impl Backend for Mmsg {
     }
 
     fn flush(&mut self) -> usize {
-        if self.send.is_empty() {
-            0
-        } else {
-            Mmsg::flush(self).failed
-        }
+        // Nothing queued makes no system call.
+        Mmsg::flush(self).failed
     }
 
     fn send_queue(&mut self) -> &mut SendBatch {
@@ -192,7 +209,8 @@ pub struct Mmsg {
 pub struct Flushed {
     /// Datagrams the kernel accepted.
     pub sent: usize,
-    /// Datagrams refused (unreachable, wrong family...), skipped.
+    /// Datagrams refused (unreachable, wrong family, a source address not
+    /// ours...), skipped, and commits to a destination not carried here.
     pub failed: usize,
 }
 
@@ -336,9 +354,13 @@ impl Mmsg {
     }
 
     /// Sends every queued datagram, retrying after partial sends and
-    /// skipping (and counting) one that the kernel refuses.
+    /// skipping (and counting) one that the kernel refuses; counts the
+    /// commits refused since the last flush as well.
     pub fn flush(&mut self) -> Flushed {
-        let mut out = Flushed::default();
+        let mut out = Flushed {
+            sent: 0,
+            failed: std::mem::take(&mut self.send.refused),
+        };
         let mut next = 0;
         let count = self.send.count;
         while next < count {
@@ -357,9 +379,16 @@ impl Mmsg {
                 iovs[j].iov_base = unsafe { base.add(i * SEND_SLOT) }.cast();
                 iovs[j].iov_len = self.send.lens[i];
                 point(&mut hdrs[j], &mut names[j], namelen, &mut iovs[j]);
+                let ctrl_len = self.send.ctrl_lens[i];
+                if ctrl_len > 0 {
+                    let ctrl = &mut self.send.ctrl[i].0;
+                    hdrs[j].msg_hdr.msg_control = ctrl.as_mut_ptr().cast();
+                    hdrs[j].msg_hdr.msg_controllen = ctrl_len as _;
+                }
             }
             // SAFETY: the headers point into live stack arrays and our send
-            // buffers; vlen is the number of filled headers.
+            // buffers (data and control, the control length never more than
+            // its buffer); vlen is the number of filled headers.
             let n = unsafe {
                 libc::sendmmsg(
                     self.socket.as_raw_fd(),
@@ -499,7 +528,7 @@ mod tests {
         for i in 0..5u8 {
             let slot = a.send.slot().unwrap();
             slot[..3].copy_from_slice(&[b'm', b'0' + i, b'!']);
-            a.send.commit(3, to);
+            a.send.commit(3, Dest::udp(to));
         }
         assert_eq!(a.flush(), Flushed { sent: 5, failed: 0 });
         let mut got = Vec::new();
@@ -529,9 +558,9 @@ mod tests {
         let mut b = Mmsg::new(b.socket);
         // An IPv6 destination from an IPv4 socket is refused by the kernel.
         a.send.slot().unwrap()[0] = b'x';
-        a.send.commit(1, "[::1]:9".parse().unwrap());
+        a.send.commit(1, Dest::udp("[::1]:9".parse().unwrap()));
         a.send.slot().unwrap()[0] = b'y';
-        a.send.commit(1, b.local_addr().unwrap());
+        a.send.commit(1, Dest::udp(b.local_addr().unwrap()));
         assert_eq!(a.flush(), Flushed { sent: 1, failed: 1 });
         assert_eq!(b.recv().unwrap(), 1);
         assert_eq!(b.recv.get(0).unwrap().bytes, b"y");
@@ -539,7 +568,7 @@ mod tests {
 
     #[test]
     fn a_wildcard_socket_tells_127_0_0_1_from_127_0_0_2() {
-        testing::locals_are_reported(
+        testing::answers_leave_from_where_requests_came(
             testing::shard_socket("0.0.0.0:0"),
             "127.0.0.1:0",
             &["127.0.0.1", "127.0.0.2"],
@@ -548,12 +577,12 @@ mod tests {
     }
 
     #[test]
-    fn a_wildcard_ipv6_socket_reports_loopback() {
+    fn a_wildcard_ipv6_socket_reports_and_answers_from_loopback() {
         if !testing::have_ipv6_loopback() {
             eprintln!("skipping: no IPv6 loopback here");
             return;
         }
-        testing::locals_are_reported(
+        testing::answers_leave_from_where_requests_came(
             testing::shard_socket("[::]:0"),
             "[::1]:0",
             &["::1"],
@@ -567,12 +596,17 @@ mod tests {
             eprintln!("skipping: no IPv6 here");
             return;
         }
-        testing::locals_are_reported(
+        testing::answers_leave_from_where_requests_came(
             testing::dual_stack_socket(),
             "127.0.0.1:0",
             &["127.0.0.1", "127.0.0.2"],
             Mmsg::new,
         );
+    }
+
+    #[test]
+    fn a_connection_and_a_foreign_source_are_refused_and_counted() {
+        testing::refusals_are_counted(Mmsg::new);
     }
 
     #[test]

@@ -18,12 +18,21 @@ pub mod uring;
 use std::io;
 use std::net::SocketAddr;
 
+use crate::transport::Dest;
+
 /// Where a shard writes outgoing datagrams.
 pub trait SendQueue {
     /// The next free send buffer, or None when every buffer is in flight.
     fn slot(&mut self) -> Option<&mut [u8]>;
-    /// Queues the first `len` bytes of the buffer `slot` returned for `to`.
-    fn commit(&mut self, len: usize, to: SocketAddr);
+    /// Queues the first `len` bytes of the buffer `slot` returned for
+    /// `dest`. A [`Dest::Udp`] goes to its peer, from its `from` address
+    /// when given (an `IP_PKTINFO`/`IPV6_PKTINFO` control message; the
+    /// kernel refuses an address that is not ours) or from what the
+    /// socket's binding picks when None. A [`Dest::Conn`] is carried by no
+    /// backend yet: it is not sent, the slot stays free, and it is counted
+    /// as refused, like a datagram the kernel refuses ([`Backend::flush`]
+    /// reports both).
+    fn commit(&mut self, len: usize, dest: Dest);
 }
 
 /// One received datagram as a backend hands it to the shard.
@@ -57,7 +66,8 @@ pub trait Backend {
     /// `poll` handles no more datagrams than the queue has free slots.
     fn send_queue(&mut self) -> &mut Self::Send;
 
-    /// Pushes queued sends to the kernel; returns how many were refused.
+    /// Pushes queued sends to the kernel; returns how many were refused,
+    /// by the kernel or at commit (a destination no backend carries).
     fn flush(&mut self) -> usize;
 
     /// The backend's name for banners and metrics.
@@ -89,7 +99,8 @@ pub(crate) mod testing {
     use socket2::{Domain, Protocol, Socket, Type};
 
     use super::socket::{bind_shard_socket, enable_pktinfo, SocketOptions, WAKE_INTERVAL};
-    use super::Backend;
+    use super::{Backend, SendQueue};
+    use crate::transport::Dest;
 
     /// A shard socket on `addr`, set up as the server sets one up.
     pub fn shard_socket(addr: &str) -> UdpSocket {
@@ -128,9 +139,10 @@ pub(crate) mod testing {
     }
 
     /// A client on `client` sends one datagram to each of `targets` at the
-    /// port of `socket` (the backend's socket, wrapped by `wrap`). Checks
-    /// the `local` and the source each datagram reports.
-    pub fn locals_are_reported<B: Backend>(
+    /// port of `socket` (the backend's socket, wrapped by `wrap`); the
+    /// backend answers each, echoing it, from the address it came to. Checks
+    /// the `local` each datagram reports and the source each answer has.
+    pub fn answers_leave_from_where_requests_came<B: Backend>(
         socket: UdpSocket,
         client: &str,
         targets: &[&str],
@@ -140,6 +152,9 @@ pub(crate) mod testing {
         let port = listen.port();
         let mut io = wrap(socket);
         let client = UdpSocket::bind(client).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let targets: Vec<IpAddr> = targets.iter().map(|t| t.parse().unwrap()).collect();
         for (k, ip) in targets.iter().enumerate() {
             client
@@ -148,9 +163,21 @@ pub(crate) mod testing {
         }
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
+        let mut refused = 0;
         while got.len() < targets.len() && Instant::now() < deadline {
-            io.poll(|d, _| got.push((d.bytes.to_vec(), d.source, d.local)))
-                .unwrap();
+            io.poll(|d, send| {
+                let source = d.source.expect("a source");
+                got.push((d.bytes.to_vec(), source, d.local));
+                let slot = send.slot().expect("a free slot");
+                slot[..d.bytes.len()].copy_from_slice(d.bytes);
+                let dest = Dest::Udp {
+                    peer: source,
+                    from: Some(d.local.ip()),
+                };
+                send.commit(d.bytes.len(), dest);
+            })
+            .unwrap();
+            refused += io.flush();
         }
         assert_eq!(got.len(), targets.len(), "every datagram came");
         let client_addr = client.local_addr().unwrap();
@@ -162,7 +189,63 @@ pub(crate) mod testing {
             let k = usize::from(bytes[0] - b'0');
             let want = SocketAddr::new(as_seen(targets[k], listen.is_ipv6()), port);
             assert_eq!(*local, want, "local address of datagram {k}");
-            assert_eq!(*source, Some(seen));
+            assert_eq!(*source, seen);
         }
+        // The answers: each from the address its request was sent to.
+        let mut buf = [0u8; 16];
+        for _ in &targets {
+            let (n, from) = client.recv_from(&mut buf).expect("an answer");
+            assert_eq!(n, 1);
+            let k = usize::from(buf[0] - b'0');
+            assert_eq!(from, SocketAddr::new(targets[k], port), "answer {k}");
+        }
+        for _ in 0..3 {
+            io.poll(|_, _| {}).unwrap();
+            refused += io.flush();
+        }
+        assert_eq!(refused, 0);
+    }
+
+    /// A wildcard IPv4 backend refuses, and counts, a send to a connection
+    /// and one from an address that is not ours; sends the rest, a
+    /// `from: None` one from the address the route picks.
+    pub fn refusals_are_counted<B: Backend>(wrap: impl FnOnce(UdpSocket) -> B) {
+        let mut io = wrap(shard_socket("0.0.0.0:0"));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let to = client.local_addr().unwrap();
+        let send = io.send_queue();
+        for (byte, dest) in [
+            (b'c', Dest::Conn(crate::transport::ConnId::new(0, 1, 1))),
+            (
+                b'x',
+                Dest::Udp {
+                    peer: to,
+                    from: Some("192.0.2.1".parse().unwrap()),
+                },
+            ),
+            (b'y', Dest::udp(to)),
+        ] {
+            send.slot().unwrap()[0] = byte;
+            send.commit(1, dest);
+        }
+        let mut refused = io.flush();
+        // io_uring learns of the kernel's refusal from a completion.
+        for _ in 0..10 {
+            if refused >= 2 {
+                break;
+            }
+            io.poll(|_, _| {}).unwrap();
+            refused += io.flush();
+        }
+        assert_eq!(refused, 2);
+        let mut buf = [0u8; 4];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"y");
+        assert_eq!(from.ip(), to.ip(), "the route picks 127.0.0.1");
+        client.set_nonblocking(true).unwrap();
+        assert!(client.recv_from(&mut buf).is_err(), "nothing else came");
     }
 }

@@ -32,6 +32,7 @@ use crate::sip::{
     Edits, HeaderName, Message, Method, ParseError, ResponseWriter, SipUri, Uri, ViaEdit,
     WriteError,
 };
+use crate::transport::Dest;
 use counters::{add, ShardCounters, HANDLE_SAMPLE_EVERY};
 use drop_log::DropLog;
 
@@ -300,7 +301,7 @@ impl<'a> Shard<'a> {
         match action {
             Action::Forward(to) => match edits.write(&msg, slot) {
                 Ok(n) => {
-                    send.commit(n, to);
+                    send.commit(n, Dest::udp(to));
                     let c = if msg.is_request() {
                         &counters.forwarded_requests
                     } else {
@@ -754,7 +755,7 @@ impl<'a> Shard<'a> {
                     if let Some(slot) = send.slot() {
                         if let Some(dst) = slot.get_mut(..data.len()) {
                             dst.copy_from_slice(&data);
-                            send.commit(data.len(), to);
+                            send.commit(data.len(), Dest::udp(to));
                         }
                     }
                 }
@@ -844,7 +845,7 @@ fn commit_reply<S: SendQueue>(
 ) {
     match written {
         Some(n) => {
-            send.commit(n, to);
+            send.commit(n, Dest::udp(to));
             add(&counters.replies[usize::from(code / 100).min(6)], 1);
         }
         None => counters.dropped(DropReason::WriteFailed),
@@ -966,7 +967,8 @@ mod tests {
             self.1.resize(SEND_SLOT, 0);
             Some(&mut self.1[..])
         }
-        fn commit(&mut self, len: usize, to: SocketAddr) {
+        fn commit(&mut self, len: usize, dest: Dest) {
+            let to = dest.peer().expect("a datagram");
             self.0.push((self.1[..len].to_vec(), to));
         }
     }
