@@ -23,6 +23,7 @@ use sipshard::io::SendQueue;
 use sipshard::proxy::ProxyConfig;
 use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
+use sipshard::transport::Dest;
 
 struct OneSlot(Vec<u8>, usize);
 
@@ -30,7 +31,7 @@ impl SendQueue for OneSlot {
     fn slot(&mut self) -> Option<&mut [u8]> {
         Some(&mut self.0[..])
     }
-    fn commit(&mut self, len: usize, _to: SocketAddr) {
+    fn commit(&mut self, len: usize, _dest: Dest) {
         self.1 += len;
     }
 }

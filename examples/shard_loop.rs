@@ -41,6 +41,7 @@ use sipshard::proxy::ProxyConfig;
 use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::Message;
+use sipshard::transport::Dest;
 
 // The server's allocator: the register path allocates, and what that costs
 // depends on the allocator.
@@ -63,7 +64,7 @@ impl SendQueue for Slots {
     fn slot(&mut self) -> Option<&mut [u8]> {
         Some(&mut self.buf[..])
     }
-    fn commit(&mut self, len: usize, _to: SocketAddr) {
+    fn commit(&mut self, len: usize, _dest: Dest) {
         self.last = len;
         self.sent += 1;
         self.bytes += len;

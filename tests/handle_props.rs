@@ -3,8 +3,6 @@
 //! target so that every CI run exercises them: nothing panics on mutated
 //! real messages or arbitrary bytes, and whatever is sent parses again.
 
-use std::net::SocketAddr;
-
 mod common;
 
 use proptest::prelude::*;
@@ -13,6 +11,7 @@ use sipshard::proxy::ProxyConfig;
 use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Message, ParseError, MAX_HEADERS};
+use sipshard::transport::Dest;
 
 struct Capture {
     buf: Vec<u8>,
@@ -23,7 +22,7 @@ impl SendQueue for Capture {
     fn slot(&mut self) -> Option<&mut [u8]> {
         Some(&mut self.buf[..])
     }
-    fn commit(&mut self, len: usize, _to: SocketAddr) {
+    fn commit(&mut self, len: usize, _dest: Dest) {
         self.sent = Some(len);
     }
 }

@@ -1,7 +1,9 @@
 //! The hot path allocates nothing: a counting global allocator watches
 //! parse -> read the proxy's fields -> validate -> write a forwarded request,
 //! the same for a response (top Via removed), a locally built response, and
-//! parse -> `proxy::route` -> write for a request and a response.
+//! parse -> `proxy::route` -> write for a request and a response; and each
+//! I/O backend receiving datagrams with their local address and answering
+//! from it (a control message each way).
 //!
 //! Only allocations made by the thread under test are counted (the test
 //! harness's own threads may allocate at any time). Logging is on: a drop
@@ -13,13 +15,17 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use sipshard::cli::{LogFormat, LogLevel};
-use sipshard::io::SendQueue;
+use sipshard::io::mmsg::Mmsg;
+use sipshard::io::socket::{bind_shard_socket, SocketOptions};
+use sipshard::io::uring::{self, Uring};
+use sipshard::io::{Backend, SendQueue};
 use sipshard::location::{AorRecord, LocationOp, Replica};
 use sipshard::proxy::{route, Action, Lookup, ProxyConfig, Scratch};
 use sipshard::registrar::canonical_aor;
 use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Edits, Message, ResponseWriter, Uri};
+use sipshard::transport::Dest;
 
 struct Counting;
 
@@ -130,7 +136,7 @@ impl SendQueue for OneSlot {
     fn slot(&mut self) -> Option<&mut [u8]> {
         Some(&mut self.buf[..])
     }
-    fn commit(&mut self, len: usize, _to: std::net::SocketAddr) {
+    fn commit(&mut self, len: usize, _dest: Dest) {
         self.sent += len;
     }
 }
@@ -368,4 +374,76 @@ Call-ID: auth-{n}\r\nCSeq: {n} INVITE\r\n{auth}Content-Length: 0\r\n\r\n"
     assert_eq!(counters.auth_failures.load(Ordering::Relaxed), 100);
     assert_eq!(counters.auth_challenges.load(Ordering::Relaxed), 201);
     assert_eq!(allocs(), 0, "allocations while checking credentials");
+}
+
+/// A wildcard shard socket: datagrams to 127.0.0.2 come with that local
+/// address, and the answers must leave from it.
+fn wildcard_socket() -> std::net::UdpSocket {
+    let opts = SocketOptions {
+        recv_buffer: None,
+        send_buffer: None,
+    };
+    bind_shard_socket("0.0.0.0:0".parse().unwrap(), &opts)
+        .unwrap()
+        .socket
+}
+
+/// Two rounds of 8 datagrams through `io`, each answered from the address
+/// it came to; the second round is measured (the first may warm up).
+fn answer_rounds<B: Backend>(mut io: B, port: u16) {
+    use std::time::{Duration, Instant};
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let ours: std::net::SocketAddr =
+        ("127.0.0.2".parse::<std::net::IpAddr>().unwrap(), port).into();
+    let mut buf = [0u8; 64];
+    for round in 0..2 {
+        for _ in 0..8 {
+            client.send_to(b"ping", ours).unwrap();
+        }
+        let mut got = 0;
+        let mut refused = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let before = allocs();
+        arm(round == 1);
+        while got < 8 && Instant::now() < deadline {
+            io.poll(|d, send| {
+                got += 1;
+                let Some(slot) = send.slot() else { return };
+                slot[..d.bytes.len()].copy_from_slice(d.bytes);
+                let Some(peer) = d.source else { return };
+                let dest = Dest::Udp {
+                    peer,
+                    from: Some(d.local.ip()),
+                };
+                send.commit(d.bytes.len(), dest);
+            })
+            .unwrap();
+            refused += io.flush();
+        }
+        arm(false);
+        assert_eq!(allocs() - before, 0, "allocations in {}", io.name());
+        assert_eq!((got, refused), (8, 0));
+        for _ in 0..8 {
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&b"ping"[..], ours));
+        }
+    }
+}
+
+#[test]
+fn the_backends_carry_local_addresses_without_allocating() {
+    let s = wildcard_socket();
+    let port = s.local_addr().unwrap().port();
+    answer_rounds(Mmsg::new(s), port);
+    match uring::probe() {
+        Ok(()) => {
+            let s = wildcard_socket();
+            let port = s.local_addr().unwrap().port();
+            answer_rounds(Uring::new(s).unwrap(), port);
+        }
+        Err(e) => eprintln!("skipping the io_uring run: io_uring is refused here: {e}"),
+    }
 }

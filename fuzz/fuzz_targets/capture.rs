@@ -1,9 +1,8 @@
 //! A send queue that keeps every datagram a shard sends, for the fuzz
 //! targets that look at all of them.
 
-use std::net::SocketAddr;
-
 use sipshard::io::SendQueue;
+use sipshard::transport::Dest;
 
 /// One send slot of `buf`; each committed datagram is copied into `sent`.
 pub struct Capture {
@@ -25,7 +24,7 @@ impl SendQueue for Capture {
     fn slot(&mut self) -> Option<&mut [u8]> {
         Some(&mut self.buf[..])
     }
-    fn commit(&mut self, len: usize, _to: SocketAddr) {
+    fn commit(&mut self, len: usize, _dest: Dest) {
         self.sent.push(self.buf[..len].to_vec());
     }
 }

@@ -12,18 +12,19 @@ use sipshard::proxy::ProxyConfig;
 use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Message, ParseError, MAX_HEADERS};
+use sipshard::transport::Dest;
 
 struct Capture {
     buf: Vec<u8>,
-    out: Option<(usize, SocketAddr)>,
+    out: Option<(usize, Dest)>,
 }
 
 impl SendQueue for Capture {
     fn slot(&mut self) -> Option<&mut [u8]> {
         Some(&mut self.buf[..])
     }
-    fn commit(&mut self, len: usize, to: SocketAddr) {
-        self.out = Some((len, to));
+    fn commit(&mut self, len: usize, dest: Dest) {
+        self.out = Some((len, dest));
     }
 }
 

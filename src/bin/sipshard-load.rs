@@ -36,6 +36,7 @@ use clap::{Parser, Subcommand};
 use sipshard::io::mmsg::Mmsg;
 use sipshard::io::{Backend, BATCH};
 use sipshard::sip::{Message, ResponseWriter};
+use sipshard::transport::Dest;
 
 #[derive(Parser)]
 #[command(
@@ -241,7 +242,7 @@ fn sink_loop(socket: UdpSocket, stop: Arc<AtomicBool>, received: Arc<AtomicU64>)
                 let len = ResponseWriter::new(&msg, 200, &[b"OK"], Some(b"sink"), slot)
                     .and_then(|w| w.finish());
                 if let Ok(len) = len {
-                    send.commit(len, to);
+                    send.commit(len, Dest::udp(to));
                 }
             }
         });
@@ -452,7 +453,7 @@ fn run(cfg: RunConfig) -> std::io::Result<()> {
             request(&mut msg, sent, ts, port, sink_addr, users);
             if let Some(slot) = io.send.slot() {
                 slot[..msg.len()].copy_from_slice(&msg);
-                io.send.commit(msg.len(), target);
+                io.send.commit(msg.len(), Dest::udp(target));
             }
             sent += 1;
         }
@@ -923,7 +924,7 @@ fn send_round(
             };
             let Some(slot) = io.send.slot() else { break };
             let len = template.write(slot, user, cseq, ts);
-            io.send.commit(len, target);
+            io.send.commit(len, Dest::udp(target));
             sent += 1;
         }
         io.flush();
@@ -1103,7 +1104,7 @@ fn relay(listen: SocketAddr, to: SocketAddr, duration: f64) -> std::io::Result<(
         io.poll(|d, send| {
             if let Some(slot) = send.slot() {
                 slot[..d.bytes.len()].copy_from_slice(d.bytes);
-                send.commit(d.bytes.len(), to);
+                send.commit(d.bytes.len(), Dest::udp(to));
             }
         })?;
         io.flush();

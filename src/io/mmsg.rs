@@ -3,8 +3,14 @@
 //! and forwards. Portable to every Linux a container allows, and the
 //! reference for the io_uring backend.
 //!
+//! Each datagram in carries the local address it was sent to and each
+//! datagram out may name the address to leave from: one `IP_PKTINFO` or
+//! `IPV6_PKTINFO` control message (`cmsg.rs`) in a control buffer of its
+//! own slot.
+//!
 //! # Invariants
-//! - Buffers are allocated once per shard; a batch never allocates.
+//! - Buffers, control buffers included, are allocated once per shard; a
+//!   batch never allocates.
 //! - The C structures (`mmsghdr`, `iovec`, `sockaddr_storage`) are built on
 //!   the stack for each call and point only into `self`'s buffers, which
 //!   outlive the call.
@@ -15,16 +21,21 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSo
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
 
+use super::cmsg::{self, Space, RECV_SPACE, SEND_SPACE};
 use super::eventfd::drain as drain_eventfd;
 use super::socket::WAKE_INTERVAL;
 use super::{Backend, Datagram, SendQueue, BATCH, RECV_SLOT, SEND_SLOT};
+use crate::transport::Dest;
 
 /// Datagrams received by the last [`Mmsg::recv`].
 pub struct RecvBatch {
     data: Box<[u8]>,
     lens: [usize; BATCH],
     addrs: [Option<SocketAddr>; BATCH],
+    locals: [SocketAddr; BATCH],
     truncated: [bool; BATCH],
+    /// Where the kernel writes each datagram's control messages.
+    ctrl: Box<[Space<RECV_SPACE>; BATCH]>,
     count: usize,
 }
 
@@ -34,7 +45,9 @@ impl RecvBatch {
             data: vec![0u8; BATCH * RECV_SLOT].into_boxed_slice(),
             lens: [0; BATCH],
             addrs: [None; BATCH],
+            locals: [UNSPECIFIED; BATCH],
             truncated: [false; BATCH],
+            ctrl: Box::new([Space::new(); BATCH]),
             count: 0,
         }
     }
@@ -49,24 +62,37 @@ impl RecvBatch {
         self.count == 0
     }
 
-    /// Datagram `i`: its bytes, its source, and whether the kernel cut it
-    /// short (larger than [`RECV_SLOT`]; such a datagram must be dropped).
-    pub fn get(&self, i: usize) -> Option<(&[u8], Option<SocketAddr>, bool)> {
+    /// Datagram `i`: its bytes, its source, our address it came to, and
+    /// whether the kernel cut it short (larger than [`RECV_SLOT`]; such a
+    /// datagram must be dropped).
+    pub fn get(&self, i: usize) -> Option<Datagram<'_>> {
         if i >= self.count {
             return None;
         }
         let start = i * RECV_SLOT;
         let bytes = self.data.get(start..start + self.lens[i].min(RECV_SLOT))?;
-        Some((bytes, self.addrs[i], self.truncated[i]))
+        Some(Datagram {
+            bytes,
+            source: self.addrs[i],
+            local: self.locals[i],
+            truncated: self.truncated[i],
+        })
     }
 }
+
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
 
 /// Datagrams waiting for the next [`Mmsg::flush`].
 pub struct SendBatch {
     data: Box<[u8]>,
     lens: [usize; BATCH],
     addrs: [SocketAddr; BATCH],
+    /// Each datagram's control message (its source address), if any.
+    ctrl: Box<[Space<SEND_SPACE>; BATCH]>,
+    ctrl_lens: [usize; BATCH],
     count: usize,
+    /// Commits refused before the kernel (destinations not carried here).
+    refused: usize,
 }
 
 impl SendBatch {
@@ -74,8 +100,11 @@ impl SendBatch {
         SendBatch {
             data: vec![0u8; BATCH * SEND_SLOT].into_boxed_slice(),
             lens: [0; BATCH],
-            addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
+            addrs: [UNSPECIFIED; BATCH],
+            ctrl: Box::new([Space::new(); BATCH]),
+            ctrl_lens: [0; BATCH],
             count: 0,
+            refused: 0,
         }
     }
 
@@ -89,11 +118,21 @@ impl SendBatch {
     }
 
     /// Queues the first `len` bytes of the buffer [`slot`](Self::slot)
-    /// returned, to be sent to `to`.
-    pub fn commit(&mut self, len: usize, to: SocketAddr) {
-        if self.count < BATCH {
-            self.lens[self.count] = len.min(SEND_SLOT);
-            self.addrs[self.count] = to;
+    /// returned, for `dest` (see [`SendQueue::commit`]: a datagram, from
+    /// the address it names; a connection is refused and counted).
+    pub fn commit(&mut self, len: usize, dest: Dest) {
+        let Dest::Udp { peer, from } = dest else {
+            self.refused += 1;
+            return;
+        };
+        let i = self.count;
+        if i < BATCH {
+            self.lens[i] = len.min(SEND_SLOT);
+            self.addrs[i] = peer;
+            self.ctrl_lens[i] = match from {
+                Some(ip) => cmsg::encode_source(ip, &mut self.ctrl[i].0),
+                None => 0,
+            };
             self.count += 1;
         }
     }
@@ -114,8 +153,8 @@ impl SendQueue for SendBatch {
         SendBatch::slot(self)
     }
 
-    fn commit(&mut self, len: usize, to: SocketAddr) {
-        SendBatch::commit(self, len, to)
+    fn commit(&mut self, len: usize, dest: Dest) {
+        SendBatch::commit(self, len, dest)
     }
 }
 
@@ -130,26 +169,16 @@ impl Backend for Mmsg {
         for i in 0..n {
             // A batch in is no larger than a batch out and each datagram
             // gives at most one reply or forward, so sends never overflow.
-            if let Some((bytes, source, truncated)) = self.recv.get(i) {
-                handle(
-                    Datagram {
-                        bytes,
-                        source,
-                        truncated,
-                    },
-                    &mut self.send,
-                );
+            if let Some(d) = self.recv.get(i) {
+                handle(d, &mut self.send);
             }
         }
         Ok(())
     }
 
     fn flush(&mut self) -> usize {
-        if self.send.is_empty() {
-            0
-        } else {
-            Mmsg::flush(self).failed
-        }
+        // Nothing queued makes no system call.
+        Mmsg::flush(self).failed
     }
 
     fn send_queue(&mut self) -> &mut SendBatch {
@@ -164,6 +193,9 @@ impl Backend for Mmsg {
 /// A shard's socket with its receive and send batches.
 pub struct Mmsg {
     socket: UdpSocket,
+    /// The socket's address: the local address of a datagram that came
+    /// with no control message.
+    bound: SocketAddr,
     /// What the last `recv` brought.
     pub recv: RecvBatch,
     /// What the next `flush` sends.
@@ -177,15 +209,21 @@ pub struct Mmsg {
 pub struct Flushed {
     /// Datagrams the kernel accepted.
     pub sent: usize,
-    /// Datagrams refused (unreachable, wrong family...), skipped.
+    /// Datagrams refused (unreachable, wrong family, a source address not
+    /// ours...), skipped, and commits to a destination not carried here.
     pub failed: usize,
 }
 
 impl Mmsg {
-    /// Wraps a bound socket (blocking, with a receive timeout).
+    /// Wraps a bound socket (blocking, with a receive timeout; with
+    /// [`enable_pktinfo`](super::socket::enable_pktinfo) for the local
+    /// address of each datagram, else every datagram reports the bound
+    /// address).
     pub fn new(socket: UdpSocket) -> Self {
+        let bound = socket.local_addr().unwrap_or(UNSPECIFIED);
         Mmsg {
             socket,
+            bound,
             recv: RecvBatch::new(),
             send: SendBatch::new(),
             wake: None,
@@ -267,7 +305,7 @@ impl Mmsg {
         // SAFETY: as above.
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
         let base = self.recv.data.as_mut_ptr();
-        for i in 0..BATCH {
+        for i in 0..max {
             // SAFETY: i * RECV_SLOT + RECV_SLOT <= data.len() by construction.
             iovs[i].iov_base = unsafe { base.add(i * RECV_SLOT) }.cast();
             iovs[i].iov_len = RECV_SLOT;
@@ -277,9 +315,13 @@ impl Mmsg {
                 size_of::<libc::sockaddr_storage>() as libc::socklen_t,
                 &mut iovs[i],
             );
+            let ctrl = &mut self.recv.ctrl[i].0;
+            hdrs[i].msg_hdr.msg_control = ctrl.as_mut_ptr().cast();
+            hdrs[i].msg_hdr.msg_controllen = ctrl.len() as _;
         }
-        // SAFETY: every header points into `names`, `iovs` and our buffers,
-        // all alive for the duration of the call; vlen is their length.
+        // SAFETY: every header up to `max` points into `names`, `iovs` and
+        // our buffers (data and control), all alive for the duration of the
+        // call; vlen is `max`.
         let n = unsafe {
             libc::recvmmsg(
                 self.socket.as_raw_fd(),
@@ -303,15 +345,22 @@ impl Mmsg {
             self.recv.lens[i] = hdrs[i].msg_len as usize;
             self.recv.truncated[i] = hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             self.recv.addrs[i] = from_storage(&names[i]);
+            let ctrl = &self.recv.ctrl[i].0;
+            let len = (hdrs[i].msg_hdr.msg_controllen as usize).min(ctrl.len());
+            self.recv.locals[i] = cmsg::local_addr(&ctrl[..len], self.bound);
         }
         self.recv.count = n;
         Ok(n)
     }
 
     /// Sends every queued datagram, retrying after partial sends and
-    /// skipping (and counting) one that the kernel refuses.
+    /// skipping (and counting) one that the kernel refuses; counts the
+    /// commits refused since the last flush as well.
     pub fn flush(&mut self) -> Flushed {
-        let mut out = Flushed::default();
+        let mut out = Flushed {
+            sent: 0,
+            failed: std::mem::take(&mut self.send.refused),
+        };
         let mut next = 0;
         let count = self.send.count;
         while next < count {
@@ -330,9 +379,16 @@ impl Mmsg {
                 iovs[j].iov_base = unsafe { base.add(i * SEND_SLOT) }.cast();
                 iovs[j].iov_len = self.send.lens[i];
                 point(&mut hdrs[j], &mut names[j], namelen, &mut iovs[j]);
+                let ctrl_len = self.send.ctrl_lens[i];
+                if ctrl_len > 0 {
+                    let ctrl = &mut self.send.ctrl[i].0;
+                    hdrs[j].msg_hdr.msg_control = ctrl.as_mut_ptr().cast();
+                    hdrs[j].msg_hdr.msg_controllen = ctrl_len as _;
+                }
             }
             // SAFETY: the headers point into live stack arrays and our send
-            // buffers; vlen is the number of filled headers.
+            // buffers (data and control, the control length never more than
+            // its buffer); vlen is the number of filled headers.
             let n = unsafe {
                 libc::sendmmsg(
                     self.socket.as_raw_fd(),
@@ -445,6 +501,7 @@ pub(crate) fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 mod tests {
     use super::*;
     use crate::io::socket::{bind_shard_socket, SocketOptions};
+    use crate::io::testing;
 
     #[test]
     fn addresses_round_trip_through_c() {
@@ -471,17 +528,18 @@ mod tests {
         for i in 0..5u8 {
             let slot = a.send.slot().unwrap();
             slot[..3].copy_from_slice(&[b'm', b'0' + i, b'!']);
-            a.send.commit(3, to);
+            a.send.commit(3, Dest::udp(to));
         }
         assert_eq!(a.flush(), Flushed { sent: 5, failed: 0 });
         let mut got = Vec::new();
         while got.len() < 5 {
             let n = b.recv().unwrap();
             for i in 0..n {
-                let (bytes, from, cut) = b.recv.get(i).unwrap();
-                assert!(!cut);
-                assert_eq!(from, Some(a.local_addr().unwrap()));
-                got.push(bytes.to_vec());
+                let d = b.recv.get(i).unwrap();
+                assert!(!d.truncated);
+                assert_eq!(d.source, Some(a.local_addr().unwrap()));
+                assert_eq!(d.local, to);
+                got.push(d.bytes.to_vec());
             }
         }
         assert_eq!(got[0], b"m0!");
@@ -500,11 +558,67 @@ mod tests {
         let mut b = Mmsg::new(b.socket);
         // An IPv6 destination from an IPv4 socket is refused by the kernel.
         a.send.slot().unwrap()[0] = b'x';
-        a.send.commit(1, "[::1]:9".parse().unwrap());
+        a.send.commit(1, Dest::udp("[::1]:9".parse().unwrap()));
         a.send.slot().unwrap()[0] = b'y';
-        a.send.commit(1, b.local_addr().unwrap());
+        a.send.commit(1, Dest::udp(b.local_addr().unwrap()));
         assert_eq!(a.flush(), Flushed { sent: 1, failed: 1 });
         assert_eq!(b.recv().unwrap(), 1);
-        assert_eq!(b.recv.get(0).unwrap().0, b"y");
+        assert_eq!(b.recv.get(0).unwrap().bytes, b"y");
+    }
+
+    #[test]
+    fn a_wildcard_socket_tells_127_0_0_1_from_127_0_0_2() {
+        testing::answers_leave_from_where_requests_came(
+            testing::shard_socket("0.0.0.0:0"),
+            "127.0.0.1:0",
+            &["127.0.0.1", "127.0.0.2"],
+            Mmsg::new,
+        );
+    }
+
+    #[test]
+    fn a_wildcard_ipv6_socket_reports_and_answers_from_loopback() {
+        if !testing::have_ipv6_loopback() {
+            eprintln!("skipping: no IPv6 loopback here");
+            return;
+        }
+        testing::answers_leave_from_where_requests_came(
+            testing::shard_socket("[::]:0"),
+            "[::1]:0",
+            &["::1"],
+            Mmsg::new,
+        );
+    }
+
+    #[test]
+    fn a_dual_stack_socket_reports_ipv4_v4_mapped() {
+        if !testing::have_ipv6_loopback() {
+            eprintln!("skipping: no IPv6 here");
+            return;
+        }
+        testing::answers_leave_from_where_requests_came(
+            testing::dual_stack_socket(),
+            "127.0.0.1:0",
+            &["127.0.0.1", "127.0.0.2"],
+            Mmsg::new,
+        );
+    }
+
+    #[test]
+    fn a_connection_and_a_foreign_source_are_refused_and_counted() {
+        testing::refusals_are_counted(Mmsg::new);
+    }
+
+    #[test]
+    fn a_socket_without_pktinfo_reports_its_bound_address() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = a.local_addr().unwrap();
+        let mut a = Mmsg::new(a);
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .send_to(b"z", to)
+            .unwrap();
+        assert_eq!(a.recv().unwrap(), 1);
+        assert_eq!(a.recv.get(0).unwrap().local, to);
     }
 }

@@ -1,6 +1,7 @@
-//! Datagram I/O for the shards: sockets (`socket.rs`) and the batched
-//! `recvmmsg`/`sendmmsg` backend (`mmsg.rs`). All `unsafe` of the crate's
-//! I/O lives under this module, each block with its `// SAFETY:` note.
+//! Datagram I/O for the shards: sockets (`socket.rs`), the control
+//! messages that carry a datagram's local address (`cmsg.rs`) and the
+//! two backends. All `unsafe` of the crate's I/O lives under this module,
+//! each block with its `// SAFETY:` note.
 //!
 //! Two backends behind one trait: `uring` (io_uring: multishot recvmsg over
 //! a provided-buffer ring, sends queued as SQEs, one `io_uring_enter` per
@@ -8,6 +9,7 @@
 //! containers whose seccomp profile refuses io_uring. Which one runs is
 //! chosen in exactly one place, [`crate::server`].
 
+pub mod cmsg;
 pub mod eventfd;
 pub mod mmsg;
 pub mod socket;
@@ -16,12 +18,21 @@ pub mod uring;
 use std::io;
 use std::net::SocketAddr;
 
+use crate::transport::Dest;
+
 /// Where a shard writes outgoing datagrams.
 pub trait SendQueue {
     /// The next free send buffer, or None when every buffer is in flight.
     fn slot(&mut self) -> Option<&mut [u8]>;
-    /// Queues the first `len` bytes of the buffer `slot` returned for `to`.
-    fn commit(&mut self, len: usize, to: SocketAddr);
+    /// Queues the first `len` bytes of the buffer `slot` returned for
+    /// `dest`. A [`Dest::Udp`] goes to its peer, from its `from` address
+    /// when given (an `IP_PKTINFO`/`IPV6_PKTINFO` control message; the
+    /// kernel refuses an address that is not ours) or from what the
+    /// socket's binding picks when None. A [`Dest::Conn`] is carried by no
+    /// backend yet: it is not sent, the slot stays free, and it is counted
+    /// as refused, like a datagram the kernel refuses ([`Backend::flush`]
+    /// reports both).
+    fn commit(&mut self, len: usize, dest: Dest);
 }
 
 /// One received datagram as a backend hands it to the shard.
@@ -30,6 +41,12 @@ pub struct Datagram<'a> {
     pub bytes: &'a [u8],
     /// The source, when the kernel gave one the backend could read.
     pub source: Option<SocketAddr>,
+    /// Our address it arrived at: the IP the kernel reported
+    /// (`IP_PKTINFO`/`IPV6_PKTINFO`) with the socket's port, or the
+    /// socket's bound address when it reported none (a socket that was not
+    /// set up by `socket.rs`). On a wildcard socket this is the address to
+    /// name in Via and Record-Route and to answer from.
+    pub local: SocketAddr,
     /// The datagram was larger than the receive buffer.
     pub truncated: bool,
 }
@@ -49,7 +66,8 @@ pub trait Backend {
     /// `poll` handles no more datagrams than the queue has free slots.
     fn send_queue(&mut self) -> &mut Self::Send;
 
-    /// Pushes queued sends to the kernel; returns how many were refused.
+    /// Pushes queued sends to the kernel; returns how many were refused,
+    /// by the kernel or at commit (a destination no backend carries).
     fn flush(&mut self) -> usize;
 
     /// The backend's name for banners and metrics.
@@ -71,3 +89,163 @@ pub const RECV_SLOT: usize = 16_384;
 /// Bytes per send buffer: a received datagram plus the lines a proxy adds
 /// (Via, Record-Route, received/rport) with room to spare.
 pub const SEND_SLOT: usize = RECV_SLOT + 1024;
+
+/// What the backends' loopback tests share: both must behave the same.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::net::{IpAddr, SocketAddr, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    use super::socket::{bind_shard_socket, enable_pktinfo, SocketOptions, WAKE_INTERVAL};
+    use super::{Backend, SendQueue};
+    use crate::transport::Dest;
+
+    /// A shard socket on `addr`, set up as the server sets one up.
+    pub fn shard_socket(addr: &str) -> UdpSocket {
+        let opts = SocketOptions {
+            recv_buffer: None,
+            send_buffer: None,
+        };
+        bind_shard_socket(addr.parse().unwrap(), &opts)
+            .unwrap()
+            .socket
+    }
+
+    /// A dual-stack socket on `[::]:0` (IPv4 traffic v4-mapped), with
+    /// pktinfo on.
+    pub fn dual_stack_socket() -> UdpSocket {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        s.set_only_v6(false).unwrap();
+        enable_pktinfo(&s).unwrap();
+        let any: SocketAddr = "[::]:0".parse().unwrap();
+        s.bind(&any.into()).unwrap();
+        s.set_read_timeout(Some(WAKE_INTERVAL)).unwrap();
+        s.into()
+    }
+
+    /// True when this machine has an IPv6 loopback.
+    pub fn have_ipv6_loopback() -> bool {
+        UdpSocket::bind("[::1]:0").is_ok()
+    }
+
+    /// `ip` as a socket of the listen family sees it (v4-mapped on IPv6).
+    fn as_seen(ip: IpAddr, v6: bool) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) if v6 => IpAddr::V6(v4.to_ipv6_mapped()),
+            ip => ip,
+        }
+    }
+
+    /// A client on `client` sends one datagram to each of `targets` at the
+    /// port of `socket` (the backend's socket, wrapped by `wrap`); the
+    /// backend answers each, echoing it, from the address it came to. Checks
+    /// the `local` each datagram reports and the source each answer has.
+    pub fn answers_leave_from_where_requests_came<B: Backend>(
+        socket: UdpSocket,
+        client: &str,
+        targets: &[&str],
+        wrap: impl FnOnce(UdpSocket) -> B,
+    ) {
+        let listen = socket.local_addr().unwrap();
+        let port = listen.port();
+        let mut io = wrap(socket);
+        let client = UdpSocket::bind(client).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let targets: Vec<IpAddr> = targets.iter().map(|t| t.parse().unwrap()).collect();
+        for (k, ip) in targets.iter().enumerate() {
+            client
+                .send_to(&[b'0' + k as u8], SocketAddr::new(*ip, port))
+                .unwrap();
+        }
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut refused = 0;
+        while got.len() < targets.len() && Instant::now() < deadline {
+            io.poll(|d, send| {
+                let source = d.source.expect("a source");
+                got.push((d.bytes.to_vec(), source, d.local));
+                let slot = send.slot().expect("a free slot");
+                slot[..d.bytes.len()].copy_from_slice(d.bytes);
+                let dest = Dest::Udp {
+                    peer: source,
+                    from: Some(d.local.ip()),
+                };
+                send.commit(d.bytes.len(), dest);
+            })
+            .unwrap();
+            refused += io.flush();
+        }
+        assert_eq!(got.len(), targets.len(), "every datagram came");
+        let client_addr = client.local_addr().unwrap();
+        let seen = SocketAddr::new(
+            as_seen(client_addr.ip(), listen.is_ipv6()),
+            client_addr.port(),
+        );
+        for (bytes, source, local) in &got {
+            let k = usize::from(bytes[0] - b'0');
+            let want = SocketAddr::new(as_seen(targets[k], listen.is_ipv6()), port);
+            assert_eq!(*local, want, "local address of datagram {k}");
+            assert_eq!(*source, seen);
+        }
+        // The answers: each from the address its request was sent to.
+        let mut buf = [0u8; 16];
+        for _ in &targets {
+            let (n, from) = client.recv_from(&mut buf).expect("an answer");
+            assert_eq!(n, 1);
+            let k = usize::from(buf[0] - b'0');
+            assert_eq!(from, SocketAddr::new(targets[k], port), "answer {k}");
+        }
+        for _ in 0..3 {
+            io.poll(|_, _| {}).unwrap();
+            refused += io.flush();
+        }
+        assert_eq!(refused, 0);
+    }
+
+    /// A wildcard IPv4 backend refuses, and counts, a send to a connection
+    /// and one from an address that is not ours; sends the rest, a
+    /// `from: None` one from the address the route picks.
+    pub fn refusals_are_counted<B: Backend>(wrap: impl FnOnce(UdpSocket) -> B) {
+        let mut io = wrap(shard_socket("0.0.0.0:0"));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let to = client.local_addr().unwrap();
+        let send = io.send_queue();
+        for (byte, dest) in [
+            (b'c', Dest::Conn(crate::transport::ConnId::new(0, 1, 1))),
+            (
+                b'x',
+                Dest::Udp {
+                    peer: to,
+                    from: Some("192.0.2.1".parse().unwrap()),
+                },
+            ),
+            (b'y', Dest::udp(to)),
+        ] {
+            send.slot().unwrap()[0] = byte;
+            send.commit(1, dest);
+        }
+        let mut refused = io.flush();
+        // io_uring learns of the kernel's refusal from a completion.
+        for _ in 0..10 {
+            if refused >= 2 {
+                break;
+            }
+            io.poll(|_, _| {}).unwrap();
+            refused += io.flush();
+        }
+        assert_eq!(refused, 2);
+        let mut buf = [0u8; 4];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"y");
+        assert_eq!(from.ip(), to.ip(), "the route picks 127.0.0.1");
+        client.set_nonblocking(true).unwrap();
+        assert!(client.recv_from(&mut buf).is_err(), "nothing else came");
+    }
+}

@@ -4,11 +4,18 @@
 //! `io_uring_enter` per loop iteration that both submits the sends and
 //! waits for completions (with a timeout, so shutdown is noticed).
 //!
+//! As with mmsg, a datagram in carries the local address it was sent to
+//! (the multishot receive's `msghdr` asks for [`RECV_SPACE`] bytes of
+//! control messages, which the kernel writes into each provided buffer
+//! between the source address and the payload) and a datagram out may
+//! name its source address (a control message in its send slot).
+//!
 //! # Invariants
 //! - The provided-buffer ring, the receive buffers, the `msghdr` of the
 //!   multishot receive and every send slot (buffer, `iovec`, `msghdr`,
-//!   socket address) are allocated once, never move, and outlive the ring's
-//!   use of them: the ring is dropped (cancelling everything) before them.
+//!   socket address, control buffer) are allocated once, never move, and
+//!   outlive the ring's use of them: the ring is dropped (cancelling
+//!   everything) before them.
 //! - A receive buffer is given back to the ring only after its datagram has
 //!   been handled; a send slot is reused only after its completion.
 //!
@@ -26,9 +33,11 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use super::cmsg::{self, Space, RECV_SPACE, SEND_SPACE};
 use super::mmsg::{from_storage, to_storage};
 use super::socket::WAKE_INTERVAL;
 use super::{Backend, Datagram, SendQueue, RECV_SLOT, SEND_SLOT};
+use crate::transport::Dest;
 
 /// Receive buffers in the provided ring (a power of two, as the kernel
 /// requires). 256 x 16 KiB = 4 MiB per shard; fewer risks ENOBUFS (the
@@ -47,8 +56,9 @@ const RECV_TAG: u64 = u64::MAX;
 /// The read of the wake eventfd (and, minus one, its cancellation).
 const WAKE_TAG: u64 = u64::MAX - 2;
 /// Room before the payload in each receive buffer for the kernel's
-/// `io_uring_recvmsg_out` header and the source address.
-const RECV_HEADROOM: usize = 16 + size_of::<libc::sockaddr_storage>();
+/// `io_uring_recvmsg_out` header, the source address and the control
+/// messages.
+const RECV_HEADROOM: usize = 16 + size_of::<libc::sockaddr_storage>() + RECV_SPACE;
 const RECV_BUF: usize = RECV_HEADROOM + RECV_SLOT;
 
 /// Page-aligned memory for the provided-buffer ring's entries.
@@ -85,6 +95,8 @@ struct SendSlot {
     buf: Box<[u8]>,
     iov: libc::iovec,
     name: libc::sockaddr_storage,
+    /// The source address control message, when one is sent.
+    ctrl: Space<SEND_SPACE>,
     hdr: libc::msghdr,
 }
 
@@ -95,6 +107,8 @@ pub struct SendSlots {
     free: Vec<u16>,
     /// Slots committed since the last submit, to become SQEs.
     ready: Vec<u16>,
+    /// Commits refused before the kernel (destinations not carried here).
+    refused: usize,
 }
 
 impl SendQueue for SendSlots {
@@ -103,16 +117,31 @@ impl SendQueue for SendSlots {
         Some(&mut self.slots[usize::from(i)].buf[..])
     }
 
-    fn commit(&mut self, len: usize, to: SocketAddr) {
+    fn commit(&mut self, len: usize, dest: Dest) {
+        let Dest::Udp { peer, from } = dest else {
+            self.refused += 1;
+            return;
+        };
         let Some(i) = self.free.pop() else { return };
         let s = &mut self.slots[usize::from(i)];
-        let namelen = to_storage(&to, &mut s.name);
+        let namelen = to_storage(&peer, &mut s.name);
         s.iov.iov_base = s.buf.as_mut_ptr().cast();
         s.iov.iov_len = len.min(SEND_SLOT);
         s.hdr.msg_name = ptr::addr_of_mut!(s.name).cast();
         s.hdr.msg_namelen = namelen;
         s.hdr.msg_iov = ptr::addr_of_mut!(s.iov);
         s.hdr.msg_iovlen = 1;
+        let ctrl_len = match from {
+            Some(ip) => cmsg::encode_source(ip, &mut s.ctrl.0),
+            None => 0,
+        };
+        if ctrl_len > 0 {
+            s.hdr.msg_control = s.ctrl.0.as_mut_ptr().cast();
+            s.hdr.msg_controllen = ctrl_len as _;
+        } else {
+            s.hdr.msg_control = ptr::null_mut();
+            s.hdr.msg_controllen = 0;
+        }
         self.ready.push(i);
     }
 }
@@ -123,6 +152,9 @@ pub struct Uring {
     // operation, before the memory they point into.
     ring: IoUring,
     socket: UdpSocket,
+    /// The socket's address: the local address of a datagram that came
+    /// with no control message.
+    bound: SocketAddr,
     ring_mem: RingMem,
     bufs: Box<[u8]>,
     recv_hdr: Box<libc::msghdr>,
@@ -178,6 +210,9 @@ impl Uring {
         // SAFETY: all-zero is a valid msghdr.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
         recv_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // Multishot: the kernel reads only the lengths and writes the
+        // control messages into each provided buffer.
+        recv_hdr.msg_controllen = RECV_SPACE as _;
         let slots: Box<[SendSlot]> = (0..SEND_SLOTS)
             .map(|_| SendSlot {
                 buf: vec![0u8; SEND_SLOT].into_boxed_slice(),
@@ -185,13 +220,16 @@ impl Uring {
                 iov: unsafe { zeroed() },
                 // SAFETY: as above.
                 name: unsafe { zeroed() },
+                ctrl: Space::new(),
                 // SAFETY: as above.
                 hdr: unsafe { zeroed() },
             })
             .collect();
+        let bound = socket.local_addr()?;
         let mut u = Uring {
             ring,
             socket,
+            bound,
             ring_mem,
             bufs,
             recv_hdr,
@@ -199,6 +237,7 @@ impl Uring {
                 slots,
                 free: (0..SEND_SLOTS as u16).rev().collect(),
                 ready: Vec::with_capacity(SEND_SLOTS),
+                refused: 0,
             },
             recv_armed: false,
             returned: 0,
@@ -451,10 +490,12 @@ impl Backend for Uring {
             let buf = &self.bufs[start..start + len.min(RECV_BUF)];
             if let Ok(out) = types::RecvMsgOut::parse(buf, &self.recv_hdr) {
                 let source = name_to_addr(out.name_data());
+                let local = cmsg::local_addr(out.control_data(), self.bound);
                 handle(
                     Datagram {
                         bytes: out.payload_data(),
                         source,
+                        local,
                         truncated: out.is_payload_truncated(),
                     },
                     &mut self.send,
@@ -471,7 +512,7 @@ impl Backend for Uring {
         if !self.send.ready.is_empty() && self.queue_sends().is_ok() {
             let _ = self.ring.submit();
         }
-        std::mem::take(&mut self.failed_sends)
+        std::mem::take(&mut self.failed_sends) + std::mem::take(&mut self.send.refused)
     }
 
     fn send_queue(&mut self) -> &mut SendSlots {
@@ -513,4 +554,71 @@ fn name_to_addr(name: &[u8]) -> Option<SocketAddr> {
     // SAFETY: copies at most size_of::<sockaddr_storage>() bytes into it.
     unsafe { ptr::copy_nonoverlapping(name.as_ptr(), ptr::addr_of_mut!(s).cast::<u8>(), n) };
     from_storage(&s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::testing;
+
+    /// Runs `f` unless io_uring is refused here (old kernel, seccomp).
+    fn unless_refused(f: impl FnOnce()) {
+        match probe() {
+            Ok(()) => f(),
+            Err(e) => eprintln!("skipping: io_uring is refused here: {e}"),
+        }
+    }
+
+    fn wrap(s: UdpSocket) -> Uring {
+        Uring::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_wildcard_socket_tells_127_0_0_1_from_127_0_0_2() {
+        unless_refused(|| {
+            testing::answers_leave_from_where_requests_came(
+                testing::shard_socket("0.0.0.0:0"),
+                "127.0.0.1:0",
+                &["127.0.0.1", "127.0.0.2"],
+                wrap,
+            )
+        });
+    }
+
+    #[test]
+    fn a_wildcard_ipv6_socket_reports_and_answers_from_loopback() {
+        if !testing::have_ipv6_loopback() {
+            eprintln!("skipping: no IPv6 loopback here");
+            return;
+        }
+        unless_refused(|| {
+            testing::answers_leave_from_where_requests_came(
+                testing::shard_socket("[::]:0"),
+                "[::1]:0",
+                &["::1"],
+                wrap,
+            )
+        });
+    }
+
+    #[test]
+    fn a_dual_stack_socket_reports_ipv4_v4_mapped() {
+        if !testing::have_ipv6_loopback() {
+            eprintln!("skipping: no IPv6 here");
+            return;
+        }
+        unless_refused(|| {
+            testing::answers_leave_from_where_requests_came(
+                testing::dual_stack_socket(),
+                "127.0.0.1:0",
+                &["127.0.0.1", "127.0.0.2"],
+                wrap,
+            )
+        });
+    }
+
+    #[test]
+    fn a_connection_and_a_foreign_source_are_refused_and_counted() {
+        unless_refused(|| testing::refusals_are_counted(wrap));
+    }
 }

@@ -18,6 +18,7 @@ use crate::proxy::{nat_params, reply_address, unsupported, DropReason, PROXY_SUP
 use crate::registrar::reply::{contacts, ok_headers};
 use crate::registrar::RegisterError;
 use crate::sip::{HeaderName, Message, Method, ResponseWriter, ViaEdit, WriteError};
+use crate::transport::Dest;
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
 const ALLOW: &[u8] =
@@ -155,7 +156,7 @@ pub(super) fn commit_reply<S: SendQueue>(
 ) -> Outcome {
     match written {
         Some(n) => {
-            send.commit(n, to);
+            send.commit(n, Dest::udp(to));
             add(&counters.replies[status_class(code)], 1);
             Outcome::Answered(code)
         }

@@ -14,6 +14,7 @@ use crate::io::SendQueue;
 use crate::location::LocationOp;
 use crate::proxy::DropReason;
 use crate::sip::Message;
+use crate::transport::Dest;
 
 /// Inbox REGISTERs one loop iteration answers at most, so that received
 /// datagrams keep their share of the send slots.
@@ -85,7 +86,7 @@ impl<'a> Shard<'a> {
                     if let Some(slot) = send.slot() {
                         if let Some(dst) = slot.get_mut(..data.len()) {
                             dst.copy_from_slice(&data);
-                            send.commit(data.len(), to);
+                            send.commit(data.len(), Dest::udp(to));
                         }
                     }
                 }

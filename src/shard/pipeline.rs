@@ -15,6 +15,7 @@ use crate::admit::{Admission, Refusal};
 use crate::io::SendQueue;
 use crate::proxy::{route, Action, DropReason, Lookup};
 use crate::sip::{Edits, Message, ParseError};
+use crate::transport::Dest;
 
 impl<'a> Shard<'a> {
     /// Handles one datagram: never panics; allocates nothing unless it is
@@ -158,7 +159,7 @@ fn emit<S: SendQueue>(
     match action {
         Action::Forward(to) => match edits.write(msg, slot) {
             Ok(n) => {
-                send.commit(n, to);
+                send.commit(n, Dest::udp(to));
                 let c = if msg.is_request() {
                     &counters.forwarded_requests
                 } else {

@@ -170,6 +170,7 @@ mod tests {
     use crate::registrar::RegistrarConfig;
     use crate::shard::counters::ShardCounters;
     use crate::shard::Shared;
+    use crate::transport::Dest;
     use std::sync::atomic::Ordering;
 
     /// Collects what a shard sends.
@@ -181,7 +182,8 @@ mod tests {
             self.1.resize(SEND_SLOT, 0);
             Some(&mut self.1[..])
         }
-        fn commit(&mut self, len: usize, to: SocketAddr) {
+        fn commit(&mut self, len: usize, dest: Dest) {
+            let to = dest.peer().expect("a datagram");
             self.0.push((self.1[..len].to_vec(), to));
         }
     }
