@@ -1,0 +1,260 @@
+//! §16.6 the edits of a forwarded request: our Via with the stateless
+//! branch (§16.11), RFC 3581 `received`/`rport` on the client's Via,
+//! Max-Forwards, Record-Route, and the Route and Request-URI changes the
+//! route set and the location service decided. The text they insert is
+//! written into a per-shard [`Scratch`], so forwarding allocates nothing.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use super::branch::{write_branch, BRANCH_LEN};
+use super::nat::nat_edit;
+use super::route_set::RouteSet;
+use super::ProxyConfig;
+use crate::location::record::BindingView;
+use crate::sip::{write_u32, Edits, HeaderName, Message, Method, Piece, Via, WriteError};
+
+/// Per-shard room for the text the edits insert (our Via, Record-Route,
+/// received/rport), so that routing allocates nothing.
+#[derive(Clone, Debug)]
+pub struct Scratch {
+    via: [u8; 128],
+    via_len: usize,
+    rr: [u8; 80],
+    rr_len: usize,
+    nat: [u8; 512],
+    nat_len: usize,
+    ruri: [u8; 512],
+    ruri_len: usize,
+    old_ruri: [u8; 300],
+    old_ruri_len: usize,
+    branch: [u8; BRANCH_LEN],
+    /// The address `via[..via_prefix]` and `rr[..rr_len]` were written
+    /// for: they depend only on `--advertise`, so they are formatted once,
+    /// not per request (callgrind, perf/RESULTS.md, "Profiling the hot path").
+    written_for: Option<SocketAddr>,
+    via_prefix: usize,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            via: [0; 128],
+            via_len: 0,
+            rr: [0; 80],
+            rr_len: 0,
+            nat: [0; 512],
+            nat_len: 0,
+            ruri: [0; 512],
+            ruri_len: 0,
+            old_ruri: [0; 300],
+            old_ruri_len: 0,
+            branch: [0; BRANCH_LEN],
+            written_for: None,
+            via_prefix: 0,
+        }
+    }
+}
+
+/// Appends to a fixed buffer without `core::fmt`, which cost more than
+/// the rest of the NAT edit (callgrind, perf/RESULTS.md, "Profiling the
+/// hot path").
+pub(super) struct Out<'b> {
+    buf: &'b mut [u8],
+    /// Bytes written so far.
+    pub(super) len: usize,
+}
+
+impl<'b> Out<'b> {
+    pub(super) fn new(buf: &'b mut [u8]) -> Self {
+        Out { buf, len: 0 }
+    }
+
+    /// Appends `b`; None when it does not fit.
+    pub(super) fn bytes(&mut self, b: &[u8]) -> Option<()> {
+        self.buf
+            .get_mut(self.len..self.len + b.len())?
+            .copy_from_slice(b);
+        self.len += b.len();
+        Some(())
+    }
+
+    pub(super) fn u32(&mut self, n: u32) -> Option<()> {
+        self.bytes(write_u32(n, &mut [0u8; 10]))
+    }
+
+    /// An address as `Display` writes it: dotted quad, or the RFC 5952
+    /// text of an IPv6 address (through `fmt`: rare, and its rules are not
+    /// worth repeating).
+    pub(super) fn ip(&mut self, ip: IpAddr) -> Option<()> {
+        match ip {
+            IpAddr::V4(a) => {
+                for (i, o) in a.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.bytes(b".")?;
+                    }
+                    self.u32(u32::from(o))?;
+                }
+                Some(())
+            }
+            IpAddr::V6(a) => {
+                let n = fmt_into(self.buf.get_mut(self.len..)?, format_args!("{a}"))?;
+                self.len += n;
+                Some(())
+            }
+        }
+    }
+}
+
+/// Writes formatted text into a fixed buffer; None when it does not fit.
+fn fmt_into(buf: &mut [u8], args: std::fmt::Arguments<'_>) -> Option<usize> {
+    let mut cursor = std::io::Cursor::new(buf);
+    cursor.write_fmt(args).ok()?;
+    usize::try_from(cursor.position()).ok()
+}
+
+/// Shows bytes that the parser has already checked to be tokens or
+/// parameter values, without allocating.
+struct Ascii<'a>(&'a [u8]);
+
+impl std::fmt::Display for Ascii<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for &b in self.0 {
+            std::fmt::Write::write_char(f, char::from(b))?;
+        }
+        Ok(())
+    }
+}
+
+/// True for a request that can create a dialog, the only kind that gets
+/// our Record-Route (§16.6 step 4; §12.1.1: the route set is taken from
+/// the response that creates the dialog):
+/// - one with a To tag is already in a dialog, whose route set it cannot
+///   change (§12.2); an ACK or BYE gets nothing from a Record-Route. §16.6
+///   step 4 would have one in there too, but only for a UA that rebuilds a
+///   failed dialog, and says the proxy stays on the path without it;
+/// - REGISTER (§10.2: Record-Route "has no meaning in REGISTER requests
+///   or responses"), OPTIONS (answered without a dialog, §11), CANCEL and
+///   ACK (§9, §17) never create one;
+/// - an unknown method may have dialog semantics, so it keeps it (§16.6
+///   step 4).
+fn may_create_dialog(msg: &Message<'_>) -> bool {
+    let in_dialog = msg.to().ok().and_then(|t| t.tag()).is_some();
+    let never = matches!(
+        msg.method(),
+        Some(Method::Register | Method::Options | Method::Cancel | Method::Ack)
+    );
+    !in_dialog && !never
+}
+
+/// Writes the edits that forward `msg` (received from `src`, its top Via
+/// `via`) along `set`, to the binding `located` when the location service
+/// chose one. Fails when a text does not fit its room or the edits their
+/// list: the request is then dropped, never sent half-edited.
+#[allow(clippy::too_many_arguments)]
+pub fn forward<'e>(
+    msg: &Message<'_>,
+    via: &Via<'_>,
+    src: SocketAddr,
+    cfg: &ProxyConfig,
+    set: &RouteSet<'_>,
+    max_forwards: Option<u8>,
+    located: Option<BindingView<'e>>,
+    scratch: &'e mut Scratch,
+    edits: &mut Edits<'e>,
+) -> Result<(), WriteError> {
+    let strict_next = set.strict_next;
+    write_branch(msg, &mut scratch.branch);
+    if scratch.written_for != Some(cfg.advertise) {
+        let via_len = fmt_into(
+            &mut scratch.via,
+            format_args!("SIP/2.0/UDP {};branch=", cfg.advertise),
+        )
+        .ok_or(WriteError::BufferTooSmall)?;
+        scratch.via_prefix = via_len;
+        scratch.rr_len =
+            fmt_into(&mut scratch.rr, format_args!("<sip:{};lr>", cfg.advertise)).unwrap_or(0);
+        scratch.written_for = Some(cfg.advertise);
+    }
+    scratch.via_len = scratch.via_prefix;
+    let slot = scratch
+        .via
+        .get_mut(scratch.via_len..scratch.via_len + BRANCH_LEN)
+        .ok_or(WriteError::BufferTooSmall)?;
+    slot.copy_from_slice(&scratch.branch);
+    scratch.via_len += BRANCH_LEN;
+    let strict_uri = strict_next
+        .and_then(|i| msg.routes().nth(i))
+        .and_then(Result::ok)
+        .map(|r| r.uri);
+    if let Some(uri) = set.new_ruri.or(strict_uri) {
+        let slot = scratch
+            .ruri
+            .get_mut(..uri.len())
+            .ok_or(WriteError::BufferTooSmall)?;
+        slot.copy_from_slice(uri);
+        scratch.ruri_len = uri.len();
+    }
+    if strict_next.is_some() {
+        // The old Request-URI becomes the last Route value.
+        let old = msg.request_uri_bytes().unwrap_or_default();
+        scratch.old_ruri_len = fmt_into(
+            &mut scratch.old_ruri,
+            format_args!("Route: <{}>\r\n", Ascii(old)),
+        )
+        .ok_or(WriteError::BufferTooSmall)?;
+    }
+    let nat = nat_edit(msg, via, src, &mut scratch.nat);
+    scratch.nat_len = nat.map_or(0, |n| n.len);
+
+    let scratch: &'e Scratch = scratch;
+    edits.insert_top_via(msg, &scratch.via[..scratch.via_len])?;
+    if let Some(n) = nat {
+        edits.replace(
+            n.start,
+            n.end,
+            &[Piece::Bytes(&scratch.nat[..scratch.nat_len])],
+        )?;
+    }
+    let mf = max_forwards.map_or(70, |n| u32::from(n) - 1);
+    edits.set_max_forwards(msg, mf)?;
+    if cfg.record_route && scratch.rr_len > 0 && may_create_dialog(msg) {
+        edits.add_record_route(msg, &scratch.rr[..scratch.rr_len])?;
+    }
+    // Our Routes and the one right after them (a strict router's, or the
+    // last one moving into the Request-URI) may share lines: they go as
+    // one prefix of the route set.
+    let remove_last_route = set.remove_last_route();
+    let last_follows = remove_last_route && set.ours == set.routes_left;
+    let with_next = usize::from(strict_next.is_some() || last_follows);
+    edits.remove_first_values(msg, HeaderName::Route, set.ours + with_next)?;
+    if remove_last_route && !last_follows {
+        edits.remove_last_route(msg)?;
+    }
+    if strict_next.is_some() {
+        edits.set_request_uri(msg, &scratch.ruri[..scratch.ruri_len])?;
+        edits.insert(
+            msg.headers_end(),
+            &[Piece::Bytes(&scratch.old_ruri[..scratch.old_ruri_len])],
+        )?;
+    }
+    if remove_last_route {
+        edits.set_request_uri(msg, &scratch.ruri[..scratch.ruri_len])?;
+    }
+    // §16.6 step 2 and RFC 3327 §5.1: the target becomes the Request-URI
+    // and the binding's Path its route set.
+    if let Some(b) = located {
+        edits.set_request_uri(msg, b.contact)?;
+        if !b.path.is_empty() {
+            edits.insert(
+                msg.headers_end(),
+                &[
+                    Piece::Bytes(b"Route: "),
+                    Piece::Bytes(b.path),
+                    Piece::Bytes(b"\r\n"),
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}

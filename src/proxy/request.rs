@@ -1,0 +1,57 @@
+//! One request through §16 in order: §16.3 checks, §16.4 the route set,
+//! §16.5 the next hop, §16.6 the edits. Each step is a function of its own
+//! file; this one only chains them.
+
+use std::net::SocketAddr;
+
+use super::checks::check;
+use super::edits::{forward, Scratch};
+use super::nat::reply_address;
+use super::route_set::RouteSet;
+use super::target::next_hop;
+use super::{Action, DropReason, Lookup, ProxyConfig};
+use crate::sip::{Edits, Message};
+
+/// Routes a request (not an ACK of our own answer: [`super::route`] took
+/// those). `edits` is filled when the action is `Forward`.
+pub(super) fn route_request<'e, 'r: 'e>(
+    msg: &Message<'_>,
+    src: SocketAddr,
+    cfg: &ProxyConfig,
+    loc: Lookup<'r>,
+    scratch: &'e mut Scratch,
+    edits: &mut Edits<'e>,
+) -> Action<'r> {
+    // Without a Via there is nowhere to send a 400.
+    let Ok(via) = msg.via() else {
+        return Action::Drop(DropReason::Malformed);
+    };
+    let to = reply_address(&via, src);
+    let checked = match check(msg, cfg, to) {
+        Ok(c) => c,
+        Err(answer) => return answer,
+    };
+    let set = match RouteSet::read(msg, cfg, checked.ruri_is_us, to) {
+        Ok(s) => s,
+        Err(answer) => return answer,
+    };
+    let hop = match next_hop(msg, cfg, loc, &checked, &set, to) {
+        Ok(h) => h,
+        Err(action) => return action,
+    };
+    let max_forwards = checked.max_forwards;
+    match forward(
+        msg,
+        &via,
+        src,
+        cfg,
+        &set,
+        max_forwards,
+        hop.located,
+        scratch,
+        edits,
+    ) {
+        Ok(()) => Action::Forward(hop.dest),
+        Err(_) => Action::Drop(DropReason::WriteFailed),
+    }
+}

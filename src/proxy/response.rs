@@ -1,0 +1,55 @@
+//! §16.7 responses: a response must carry our Via on top; ours is
+//! removed and the response goes to the next Via's `received`/`rport`, or
+//! its sent-by (§18.2.2). Nothing else is kept: a stateless proxy forwards
+//! every response it gets.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::branch::OUR_BRANCH_PREFIX;
+use super::{Action, DropReason, ProxyConfig};
+use crate::sip::{Edits, Host, Message, Rport};
+
+/// §16.7: a response must carry our Via on top; it goes to the next Via's
+/// received/rport, or its sent-by.
+pub(super) fn route_response(
+    msg: &Message<'_>,
+    cfg: &ProxyConfig,
+    edits: &mut Edits<'_>,
+) -> Action<'static> {
+    let mut vias = msg.vias();
+    let Some(Ok(top)) = vias.next() else {
+        return Action::Drop(DropReason::Malformed);
+    };
+    // §20.42: a Via of another protocol than SIP/2.0 is malformed; the
+    // next one is where the response would go.
+    if !top.is_sip_2_0() {
+        return Action::Drop(DropReason::Malformed);
+    }
+    let ours = cfg.is_us(&top.host, top.port)
+        && top.branch.is_some_and(|b| b.starts_with(OUR_BRANCH_PREFIX));
+    if !ours {
+        return Action::Drop(DropReason::NotOurVia);
+    }
+    let next = match vias.next() {
+        Some(Ok(v)) if v.is_sip_2_0() => v,
+        Some(_) => return Action::Drop(DropReason::Malformed),
+        None => return Action::Drop(DropReason::NoNextVia),
+    };
+    let ip = match next.received.map(Host::parse) {
+        Some(Ok(Host::V4(a))) => IpAddr::V4(a),
+        Some(Ok(Host::V6(a))) => IpAddr::V6(a),
+        _ => match next.host {
+            Host::V4(a) => IpAddr::V4(a),
+            Host::V6(a) => IpAddr::V6(a),
+            Host::Name(_) => return Action::Drop(DropReason::Unresolved),
+        },
+    };
+    let port = match next.rport {
+        Rport::Value(p) => p,
+        _ => next.port.unwrap_or(5060),
+    };
+    if edits.remove_top_via(msg).is_err() {
+        return Action::Drop(DropReason::WriteFailed);
+    }
+    Action::Forward(SocketAddr::new(ip, port))
+}

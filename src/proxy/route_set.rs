@@ -1,0 +1,83 @@
+//! §16.4 Route processing: which Route values are ours and go, whether
+//! the previous hop was a strict router (our address in the Request-URI),
+//! and where the route set points next.
+
+use std::net::SocketAddr;
+
+use super::target::{target_of, Target};
+use super::{reply, Action, ProxyConfig};
+use crate::sip::{HeaderName, Message, ParseError, Uri};
+
+/// What §16.4 makes of a request's Route header, read once, used by the
+/// next-hop choice and by the edits.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RouteSet<'m> {
+    /// A strict router sent it (the Request-URI is ours): the last Route
+    /// value, the real target, becomes the Request-URI and leaves the set.
+    pub new_ruri: Option<&'m [u8]>,
+    /// Route values naming us at the top, removed: the first, and every
+    /// one right after it that names us too (RFC 5658 double Record-Route
+    /// leaves two, one per interface or transport).
+    pub ours: usize,
+    /// How many Route values are read once the last one, when it moves
+    /// into the Request-URI, is gone.
+    pub routes_left: usize,
+    /// §16.6 step 6: the next hop is a strict router (no `lr`): the index
+    /// of its Route value. It gets the request with its own URI as
+    /// Request-URI, and the Request-URI goes to the end of the route set.
+    pub strict_next: Option<usize>,
+    /// The next hop the route set names, if it names one.
+    pub next: Option<Target>,
+}
+
+impl<'m> RouteSet<'m> {
+    /// Reads the Route values of `msg`; a Route that does not parse gets
+    /// 400, sent to `to`.
+    pub fn read(
+        msg: &Message<'m>,
+        cfg: &ProxyConfig,
+        ruri_is_us: bool,
+        to: SocketAddr,
+    ) -> Result<RouteSet<'m>, Action<'static>> {
+        let mut set = RouteSet {
+            routes_left: usize::MAX,
+            ..RouteSet::default()
+        };
+        // A Request-URI that is ours comes from a strict router: the real
+        // target is the last Route value.
+        if ruri_is_us {
+            if let Some(last) = msg.routes().flatten().last() {
+                set.new_ruri = Some(last.uri);
+                set.routes_left = msg.values(HeaderName::Route).count() - 1;
+            }
+        }
+        for (i, r) in msg.routes().enumerate().take(set.routes_left) {
+            let Ok(r) = r else {
+                return Err(reply(
+                    400,
+                    ParseError::Invalid(HeaderName::Route).reason(),
+                    to,
+                ));
+            };
+            let Ok(Uri::Sip(u)) = r.parsed_uri() else {
+                set.next = Some(Target::Unresolved);
+                break;
+            };
+            if i == set.ours && cfg.is_us(&u.host, u.port) {
+                set.ours += 1;
+                continue;
+            }
+            set.next = Some(target_of(&u.host, u.port, u.maddr()));
+            if !u.is_loose_router() && set.new_ruri.is_none() {
+                set.strict_next = Some(i);
+            }
+            break;
+        }
+        Ok(set)
+    }
+
+    /// The last Route value moves into the Request-URI.
+    pub fn remove_last_route(&self) -> bool {
+        self.new_ruri.is_some()
+    }
+}

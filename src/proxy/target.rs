@@ -1,0 +1,148 @@
+//! §16.5 the next hop: the route set's, else the location service's for
+//! a Request-URI in a domain we serve (§10.3 step 1: REGISTER goes to the
+//! registrar), else the Request-URI's, else an upstream.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::checks::{bad_extension, Checked};
+use super::route_set::RouteSet;
+use super::{reply, Action, DropReason, Lookup, ProxyConfig};
+use crate::hash::Hash64;
+use crate::location::record::BindingView;
+use crate::registrar::canonical_aor;
+use crate::registrar::lookup::best;
+use crate::registrar::reply::SUPPORTED as REGISTRAR_SUPPORTED;
+use crate::sip::scan::ListIter;
+use crate::sip::{HeaderName, Host, Message, Method, NameAddr, Uri};
+
+/// Where a request goes, and the binding it was located through.
+pub struct NextHop<'r> {
+    /// The address.
+    pub dest: SocketAddr,
+    /// The binding, when the location service chose it (§16.6 step 2: its
+    /// contact becomes the Request-URI and its Path the route set).
+    pub located: Option<BindingView<'r>>,
+}
+
+/// §16.5: the next hop of a checked request, or what it gets instead
+/// (REGISTER for the registrar, 404, 480, a redirect, a drop).
+pub fn next_hop<'r>(
+    msg: &Message<'_>,
+    cfg: &ProxyConfig,
+    loc: Lookup<'r>,
+    checked: &Checked<'_>,
+    set: &RouteSet<'_>,
+    to: SocketAddr,
+) -> Result<NextHop<'r>, Action<'r>> {
+    let mut next = set.next;
+    // No Route left and a Request-URI in a domain we are responsible for:
+    // the registrar takes REGISTER (§10.3 step 1), the location service
+    // gives every other request its target.
+    let mut located: Option<BindingView<'r>> = None;
+    if let (None, None, Uri::Sip(u)) = (&next, set.new_ruri, &checked.ruri) {
+        if cfg.is_local_domain(u) {
+            if msg.method() == Some(Method::Register) {
+                // §10.3 step 2: the registrar is the UAS and processes
+                // Require as §8.2.2.3 says, before authenticating (step 3).
+                let supported = REGISTRAR_SUPPORTED;
+                if let Some(a) = bad_extension(msg, HeaderName::Require, supported, to) {
+                    return Err(a);
+                }
+                return Err(Action::Register);
+            }
+            let mut aor = [0u8; 512];
+            let Some(aor) = canonical_aor(u, &mut aor) else {
+                return Err(reply(404, ("Not Found", ""), to));
+            };
+            let Some(record) = loc.replica.lookup(aor) else {
+                return Err(reply(404, ("Not Found", ""), to));
+            };
+            let Some(binding) = best(record, loc.now) else {
+                return Err(reply(480, ("Temporarily Unavailable", ""), to));
+            };
+            if cfg.redirect {
+                return Err(Action::Redirect { record, to });
+            }
+            next = Some(binding_target(&binding, cfg.nat));
+            located = Some(binding);
+        }
+    }
+    let next = match next {
+        Some(t) => t,
+        None => match set.new_ruri.map(Uri::parse) {
+            Some(Ok(Uri::Sip(u))) => target_of(&u.host, u.port, u.maddr()),
+            Some(_) => Target::Unresolved,
+            None => match &checked.ruri {
+                Uri::Sip(u) if !checked.ruri_is_us => target_of(&u.host, u.port, u.maddr()),
+                _ => Target::Unresolved,
+            },
+        },
+    };
+    let dest = match next {
+        Target::Addr(a) => a,
+        Target::Unresolved => match pick_upstream(msg, &cfg.upstreams) {
+            Some(a) => a,
+            None if checked.ruri_is_us && set.new_ruri.is_none() => {
+                return Err(reply(404, ("Not Found", ""), to))
+            }
+            None => return Err(Action::Drop(DropReason::Unresolved)),
+        },
+    };
+    Ok(NextHop { dest, located })
+}
+
+/// Where a request for a binding goes: the first Path hop (RFC 3327
+/// §5.1), else the address its REGISTER came from under `--nat`, else the
+/// contact's host.
+pub(super) fn binding_target(b: &BindingView<'_>, nat: bool) -> Target {
+    if let Some(first) = ListIter::new(b.path).next() {
+        return match NameAddr::parse(first.text).map(|n| n.parsed_uri()) {
+            Ok(Ok(Uri::Sip(u))) => target_of(&u.host, u.port, u.maddr()),
+            _ => Target::Unresolved,
+        };
+    }
+    if nat {
+        return Target::Addr(b.source);
+    }
+    match Uri::parse(b.contact) {
+        Ok(Uri::Sip(u)) => target_of(&u.host, u.port, u.maddr()),
+        _ => Target::Unresolved,
+    }
+}
+
+/// A next hop before resolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// An address.
+    Addr(SocketAddr),
+    /// A host name (DNS never runs here), or a URI we cannot send to.
+    Unresolved,
+}
+
+/// The next hop a SIP URI names: its `maddr` or host, at its port.
+pub fn target_of(host: &Host<'_>, port: Option<u16>, maddr: Option<&[u8]>) -> Target {
+    let port = port.unwrap_or(5060);
+    if let Some(m) = maddr {
+        if let Ok(Host::V4(a)) = Host::parse(m) {
+            return Target::Addr(SocketAddr::new(IpAddr::V4(a), port));
+        }
+    }
+    match host {
+        Host::V4(a) => Target::Addr(SocketAddr::new(IpAddr::V4(*a), port)),
+        Host::V6(a) => Target::Addr(SocketAddr::new(IpAddr::V6(*a), port)),
+        Host::Name(_) => Target::Unresolved,
+    }
+}
+
+/// The upstream for this dialog: a hash of Call-ID, so that every request
+/// of a dialog reaches the same one.
+pub(super) fn pick_upstream(msg: &Message<'_>, upstreams: &[SocketAddr]) -> Option<SocketAddr> {
+    if upstreams.is_empty() {
+        return None;
+    }
+    let call_id = msg.header(HeaderName::CallId).unwrap_or_default();
+    let h = Hash64::default().add(call_id).finish();
+    upstreams
+        .get((h % upstreams.len() as u64) as usize)
+        .copied()
+}
