@@ -26,7 +26,7 @@
 #               and svcrack ignore -b and would send from 127.0.0.1)
 #   127.0.0.3   INVITE flood: SIPp, one UDP socket (source port) per call
 #   127.0.0.4   REGISTER flood: the same, REGISTERs of new users
-#   127.0.1.1-100  a "botnet": scripts/sipflood.py, 4 ports per address,
+#   127.0.1.1-100  a "botnet": `sipshard-load flood`, 4 ports per address,
 #               INVITEs and REGISTERs, each address under the rate limit
 #   127.0.0.6-8 (ATTACK_AUTH=1) svcrack, password guessing (below)
 #
@@ -166,6 +166,7 @@ command -v python3 >/dev/null || { echo "attack: python3 is needed" >&2; exit 2;
 
 cargo build --release --quiet
 bin=target/release/sipshard
+load=target/release/sipshard-load
 
 out="perf/results/attack-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
@@ -688,7 +689,7 @@ flood() {
   wait_for "$legit_pid"
   local said
   case "$name" in
-    botnet) said=$(grep "^sipflood:" "$out/$name.log" | sed 's/^sipflood: //' || true) ;;
+    botnet) said=$(grep "^flood:" "$out/$name.log" | sed 's/^flood: //' || true) ;;
     *) said="sent $(sipp_stats "$out/${name}_stat.csv" created | sed 's/.*created=//')" ;;
   esac
   attack_end "$name flood" "${said:-no report}"
@@ -707,8 +708,8 @@ flood invite sipp -sf perf/attack_invite_flood.xml -t un -max_socket 4096 \
 flood register sipp -sf perf/attack_register_flood.xml -t un -max_socket 4096 \
   -i "$register_ip" -p "$(free_port "$register_ip")" -key domain "$domain" -r "$flood_rate" -m "$count" \
   -timeout "$(( seconds + 10 ))s" -nostdin -trace_stat -stf "$out/register_stat.csv" "$server_ip:$server_port"
-flood botnet python3 scripts/sipflood.py --target "$server_ip:$server_port" --domain "$domain" \
-  --sources "$bot_first" --source-count "$bot_count" --sockets 4 --rate "$flood_rate" --seconds "$seconds"
+flood botnet "$load" flood --target "$server_ip:$server_port" --domain "$domain" \
+  --sources "$bot_first" --source-count "$bot_count" --sockets 4 --rate "$flood_rate" --duration "$seconds"
 
 # ---- 3. after the attacks ---------------------------------------------------------
 
