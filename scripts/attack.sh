@@ -188,31 +188,12 @@ if [ "$server_cpus" != "-" ]; then
   cli=(taskset -c "$client_cpus")
 fi
 
-# ---- helpers (as in scripts/interop.sh) ---------------------------------------
-
-# free_port IP: a UDP port on IP that nothing uses, chosen by the kernel.
-free_port() {
-  python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], 0))
-print(s.getsockname()[1])' "$1"
-}
-# port_free IP PORT: true when nothing is bound to it (no SO_REUSEPORT, so a
-# socket of another process that has it set still makes the bind fail).
-port_free() {
-  python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-try:
-    s.bind((sys.argv[1], int(sys.argv[2])))
-except OSError:
-    sys.exit(1)' "$1" "$2"
-}
-
-# pids, forget, wait_for, sipp_stats.
+# pids, forget, wait_for, free_port, port_free, start_sipshard,
+# stop_sipshard, sipp_stats.
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
+sipshard_bin=$bin
+sipshard_wrap=("${srv[@]}")
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -237,49 +218,6 @@ register_sf=perf/uac_register.xml
 [ "$auth" = 0 ] || register_sf=perf/uac_register_auth.xml
 scanners_dropped_anyway=""
 has_flag --drop-scanners && scanners_dropped_anyway=yes
-
-# start_sipshard LOG ARGS...: starts sipshard, waits up to 10 s for its
-# banner and metrics address; sets sipshard_pid and metrics_url. Exits 77
-# when io_uring is refused, 1 when it does not start.
-start_sipshard() {
-  local log=$1 i
-  shift
-  "${srv[@]}" "$bin" "$@" 2> "$log" &
-  sipshard_pid=$!
-  pids+=("$sipshard_pid")
-  for i in $(seq 100); do
-    metrics_url=$(sed -n 's/.*metrics at \(http:[^ ]*\).*/\1/p' "$log" | head -n 1)
-    grep -q " listening on " "$log" && [ -n "$metrics_url" ] && return 0
-    kill -0 "$sipshard_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! kill -0 "$sipshard_pid" 2>/dev/null && grep -q "io_uring is not available" "$log"; then
-    echo "attack: skipped: $(tail -n 1 "$log")"
-    exit 77
-  fi
-  echo "attack: sipshard did not start:" >&2
-  cat "$log" >&2
-  exit 1
-}
-
-# stop_sipshard LOG: SIGTERM, up to 20 s to exit; sets sipshard_rc (137 when
-# it had to be killed) and exit_line (its last "stopped;" line in LOG).
-stop_sipshard() {
-  local log=$1 i
-  kill -TERM "$sipshard_pid" 2>/dev/null || true
-  for i in $(seq 200); do
-    kill -0 "$sipshard_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$sipshard_pid" 2>/dev/null; then
-    echo "attack: sipshard did not exit within 20 s of SIGTERM; killing it" >&2
-    kill -KILL "$sipshard_pid" 2>/dev/null || true
-  fi
-  sipshard_rc=0
-  wait "$sipshard_pid" || sipshard_rc=$?
-  forget "$sipshard_pid"
-  exit_line=$(grep "stopped;" "$log" | tail -n 1 || true)
-}
 
 # sipp_uac NAME LIMIT SIPP-ARGS...: a SIPp UAC from legit_ip, at most LIMIT
 # seconds, logs in $out/NAME*; sets uac_rc. Tries another port when the one
