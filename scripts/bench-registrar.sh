@@ -80,7 +80,10 @@ out="perf/results/registrar-${stamp}-${commit}.md"
 tck=$(getconf CLK_TCK)
 t0=$(date +%s)
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# pids, forget, cpu_ticks, start_sipshard, stop_sipshard.
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+sipshard_bin=$bin/sipshard
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # kv KEY LINE: the value of KEY= in a key=value line.
 kv() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -1; }
@@ -91,26 +94,15 @@ start_server() {
   local shards=$1; shift
   local cpus=0
   [ "$shards" -gt 1 ] && cpus=0,1
-  taskset -c "$cpus" "$bin/sipshard" --listen 127.0.0.1:0 --shards "$shards" --io "$io" \
-    --stats-interval 0 "$@" 2> "$work/server.log" &
-  pid=$!
-  port=""
-  for _ in $(seq 1 50); do
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.log" | head -1)
-    [ -n "$port" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$port" ]; then
-    echo "sipshard did not start:" >&2
-    cat "$work/server.log" >&2
-    exit 1
-  fi
+  sipshard_wrap=(taskset -c "$cpus")
+  start_sipshard "$work/server.log" --listen 127.0.0.1:0 --shards "$shards" --io "$io" \
+    --stats-interval 0 "$@"
+  pid=$sipshard_pid
+  port=${sipshard_addr##*:}
   sleep 0.5
 }
 stop_server() {
-  kill -TERM "$pid"
-  wait "$pid" 2>/dev/null || true
+  stop_sipshard "$work/server.log"
   pid=""
 }
 # exit_field NAME: a count from the stopped server's exit line.

@@ -21,7 +21,8 @@
 #   registration  a REGISTER storm of distinct users (1,000,000 in the full
 #                 run): CPU per REGISTER, latency, memory per binding.
 # Targets are pinned to CPU 0, generators to the last CPU. The work is done
-# by scripts/compare.py; plots by sipshard-plot (perf/plot). Installs
+# by scripts/compare/ (python3 scripts/compare: drive.py runs the parts,
+# report.py writes the section); plots by sipshard-plot (perf/plot). Installs
 # kamailio and sip-tester from Debian when missing. Every process it starts
 # is stopped by PID; everything goes to 127.0.0.1. Exits 1 when a target
 # answered nothing at some step.
@@ -45,5 +46,5 @@ cargo build --release --quiet -p sipshard-plot
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 scripts/compare.py --modules "$modules" --work "$work" \
+python3 scripts/compare --modules "$modules" --work "$work" \
   --command "scripts/compare.sh${*:+ $*}" "$@"

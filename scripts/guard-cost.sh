@@ -20,23 +20,29 @@ secs=${3:-5}
 io=${4:-mmsg}
 cargo build --release --quiet
 work=$(mktemp -d)
-trap 'kill "${srv:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'rm -rf "$work"' EXIT
 cp target/release/sipshard target/release/sipshard-load "$work/"
 tick=$(getconf CLK_TCK)
 guarded=(--allow 0.0.0.0/0 --allow ::/0 --deny 198.51.100.0/24 --drop-scanners --rate-limit 1000000)
 
+# pids, forget, cpu_ticks, start_sipshard, stop_sipshard.
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+sipshard_bin=$work/sipshard
+sipshard_wrap=(taskset -c 0)
+
+# measure FLAGS...: CPU µs per forwarded message of a fresh sipshard with
+# FLAGS (run in $(...): its server is started and stopped inside).
 measure() {
-  taskset -c 0 "$work/sipshard" --listen 127.0.0.1:0 --shards 1 --io "$io" --stats-interval 0 "$@" 2> "$work/srv.log" &
-  srv=$!
-  for _ in $(seq 1 50); do grep -q "listening on" "$work/srv.log" && break; sleep 0.1; done
-  port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/srv.log" | head -n 1)
-  read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$srv/stat")
-  taskset -c 1 "$work/sipshard-load" run --target "127.0.0.1:$port" --rate "$rate" --duration "$secs" --flows 8 --kv > "$work/load.out"
-  read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$srv/stat")
-  kill -TERM "$srv"; wait "$srv" || true
-  fr=$(grep -o 'forwarded_requests=[0-9]*' "$work/srv.log" | cut -d= -f2)
-  fs=$(grep -o 'forwarded_responses=[0-9]*' "$work/srv.log" | cut -d= -f2)
-  python3 -c "print(round(($u1+$s1-$u0-$s0)/$tick*1e6/($fr+$fs), 3))"
+  local t0 t1 fr fs
+  start_sipshard "$work/srv.log" --listen 127.0.0.1:0 --shards 1 --io "$io" --stats-interval 0 "$@"
+  t0=$(cpu_ticks "$sipshard_pid")
+  taskset -c 1 "$work/sipshard-load" run --target "$sipshard_addr" --rate "$rate" --duration "$secs" --flows 8 --kv > "$work/load.out"
+  t1=$(cpu_ticks "$sipshard_pid")
+  stop_sipshard "$work/srv.log"
+  fr=$(grep -o 'forwarded_requests=[0-9]*' <<<"$exit_line" | cut -d= -f2)
+  fs=$(grep -o 'forwarded_responses=[0-9]*' <<<"$exit_line" | cut -d= -f2)
+  python3 -c "print(round(($t1-$t0)/$tick*1e6/($fr+$fs), 3))"
 }
 
 plain=(); guard=(); ratio=()

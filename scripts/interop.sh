@@ -44,7 +44,6 @@ domain=example.com
 
 command -v sipp >/dev/null || { echo "sipp not found: apt-get install -y sip-tester" >&2; exit 2; }
 cargo build --release --quiet
-bin=target/release/sipshard
 
 out="perf/results/interop-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
@@ -55,55 +54,12 @@ place=$(( (calls + rate - 1) / rate ))
 phase=$(( 60 + 2 * place ))
 
 
-# pids, forget, wait_for, sipp_stats.
+# pids, forget, wait_for, free_ports, start_sipshard, stop_sipshard,
+# sipp_stats.
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-
-# start_sipshard LOG ARGS...: starts sipshard (ARGS should --listen on port
-# 0: it picks a free port and prints it), waits up to 10 s for its banner,
-# and sets sipshard_pid and sipshard_addr. Exits 77 when io_uring is
-# refused, 1 when it does not start.
-start_sipshard() {
-  local log=$1
-  shift
-  "$bin" "$@" 2> "$log" &
-  sipshard_pid=$!
-  pids+=("$sipshard_pid")
-  local i
-  for i in $(seq 100); do
-    sipshard_addr=$(sed -n 's/.* listening on \([^ ]*\) .*/\1/p' "$log" | head -n 1)
-    [ -n "$sipshard_addr" ] && return 0
-    kill -0 "$sipshard_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! kill -0 "$sipshard_pid" 2>/dev/null && grep -q "io_uring is not available" "$log"; then
-    echo "interop: skipped: $(tail -n 1 "$log")"
-    exit 77
-  fi
-  echo "interop: sipshard did not start:" >&2
-  cat "$log" >&2
-  exit 1
-}
-
-# stop_sipshard: SIGTERM, then up to 20 s to exit; sets sipshard_rc (137
-# when it had to be killed).
-stop_sipshard() {
-  kill -TERM "$sipshard_pid" 2>/dev/null || true
-  local i
-  for i in $(seq 200); do
-    kill -0 "$sipshard_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$sipshard_pid" 2>/dev/null; then
-    echo "interop: sipshard did not exit within 20 s of SIGTERM; killing it" >&2
-    kill -KILL "$sipshard_pid" 2>/dev/null || true
-  fi
-  sipshard_rc=0
-  wait "$sipshard_pid" || sipshard_rc=$?
-  forget "$sipshard_pid"
-}
 
 # logs_for DIR NAME: sets `logs` to sipp's flags for its error log and
 # statistics file, DIR/NAME_errors.log and DIR/NAME_stat.csv.
@@ -163,7 +119,7 @@ run_uac "$out" uac 300 -sf perf/uac.xml -s bob -key uas "127.0.0.1:$uas_port" \
 # waits for calls that failed.
 wait_for "$uas_pid" 10
 uas_rc=$waited_rc
-stop_sipshard
+stop_sipshard "$out/sipshard.log"
 proxy_rc=$sipshard_rc
 
 result=$(sipp_stats "$out/uac_stat.csv")
@@ -208,9 +164,8 @@ else
   wait_for "$uas_pid" 0
   uas_rc=skipped
 fi
-stop_sipshard
+stop_sipshard "$reg/sipshard.log"
 proxy_rc=$sipshard_rc
-exit_line=$(grep "stopped;" "$reg/sipshard.log" | tail -n 1 || true)
 
 echo "interop: registrar: call UAC (:$uac_port) exit $call_rc, UAS exit $uas_rc, sipshard exit $proxy_rc; $call_result"
 echo "$exit_line"
@@ -238,9 +193,8 @@ run_uac "$auth" register $(( phase + 30 )) -sf perf/uac_register_auth.xml -inf "
   -m "$calls" -r "$rate" -timeout "${phase}s" -timeout_error "$sipshard_addr"
 auth_rc=$uac_rc
 auth_result=$(sipp_stats "$auth/register_stat.csv")
-stop_sipshard
+stop_sipshard "$auth/sipshard.log"
 proxy_rc=$sipshard_rc
-exit_line=$(grep "stopped;" "$auth/sipshard.log" | tail -n 1 || true)
 echo "interop: auth: REGISTER UAC (:$uac_port) exit $auth_rc, sipshard exit $proxy_rc; $auth_result"
 echo "$exit_line"
 if [ "$auth_rc" != 0 ] || [ "$proxy_rc" != 0 ] || [ "$auth_result" != "successful=$calls failed=0" ] \

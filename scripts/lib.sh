@@ -1,20 +1,91 @@
-# Shell helpers shared by the scripts: free ports, the processes a script
-# started, waiting for one with a time limit, and SIPp's statistics.
-# Source it; it defines functions and the `pids` array only.
+# Shell helpers shared by the scripts: free ports, starting and stopping
+# sipshard, the processes a script started, waiting for one with a time
+# limit, CPU ticks, and SIPp's statistics. Source it; it defines functions
+# and the `pids` array only. Messages name the script that sourced it.
 
 # Processes the script started and has not reaped yet; its EXIT trap kills
 # them.
 pids=()
 
-# free_ports N: N free UDP ports on loopback, chosen by the kernel.
+# free_ports N [IP]: N free UDP ports on IP (default 127.0.0.1), chosen by
+# the kernel, all bound at once so that they differ.
 free_ports() {
-  python3 - "$1" <<'PY'
+  python3 - "$1" "${2:-127.0.0.1}" <<'PY'
 import socket, sys
 socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(int(sys.argv[1]))]
 for s in socks:
-    s.bind(("127.0.0.1", 0))
+    s.bind((sys.argv[2], 0))
 print(*[s.getsockname()[1] for s in socks])
 PY
+}
+
+# free_port IP: one free UDP port on IP.
+free_port() { free_ports 1 "$1"; }
+
+# port_free IP PORT: true when nothing is bound to it (no SO_REUSEPORT, so a
+# socket of another process that has it set still makes the bind fail).
+port_free() {
+  python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    s.bind((sys.argv[1], int(sys.argv[2])))
+except OSError:
+    sys.exit(1)' "$1" "$2"
+}
+
+# cpu_ticks PID: utime + stime of PID so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# The sipshard binary start_sipshard runs, and what runs it (e.g. taskset).
+sipshard_bin=target/release/sipshard
+sipshard_wrap=()
+
+# start_sipshard LOG ARGS...: starts sipshard with ARGS (stderr to LOG),
+# waits up to 10 s for its banner (and, with --metrics-listen in ARGS, for
+# its metrics address); sets sipshard_pid, sipshard_addr (the address it
+# listens on: ARGS may --listen on port 0) and metrics_url. Exits 77 when
+# io_uring is refused, 1 when it does not start.
+start_sipshard() {
+  local log=$1 i metrics=""
+  shift
+  [[ " $* " == *" --metrics-listen "* ]] && metrics=yes
+  "${sipshard_wrap[@]}" "$sipshard_bin" "$@" 2> "$log" &
+  sipshard_pid=$!
+  pids+=("$sipshard_pid")
+  for i in $(seq 100); do
+    sipshard_addr=$(sed -n 's/.* listening on \([^ ]*\) .*/\1/p' "$log" | head -n 1)
+    metrics_url=$(sed -n 's/.*metrics at \(http:[^ ]*\).*/\1/p' "$log" | head -n 1)
+    [ -n "$sipshard_addr" ] && { [ -z "$metrics" ] || [ -n "$metrics_url" ]; } && return 0
+    kill -0 "$sipshard_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! kill -0 "$sipshard_pid" 2>/dev/null && grep -q "io_uring is not available" "$log"; then
+    echo "$(basename "$0" .sh): skipped: $(tail -n 1 "$log")"
+    exit 77
+  fi
+  echo "$(basename "$0" .sh): sipshard did not start:" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+# stop_sipshard LOG: SIGTERM, up to 20 s to exit; sets sipshard_rc (137
+# when it had to be killed) and exit_line (its last "stopped;" line in LOG).
+stop_sipshard() {
+  local log=$1 i
+  kill -TERM "$sipshard_pid" 2>/dev/null || true
+  for i in $(seq 200); do
+    kill -0 "$sipshard_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$sipshard_pid" 2>/dev/null; then
+    echo "$(basename "$0" .sh): sipshard did not exit within 20 s of SIGTERM; killing it" >&2
+    kill -KILL "$sipshard_pid" 2>/dev/null || true
+  fi
+  sipshard_rc=0
+  wait "$sipshard_pid" || sipshard_rc=$?
+  forget "$sipshard_pid"
+  exit_line=$(grep "stopped;" "$log" | tail -n 1 || true)
 }
 
 # forget PID: PID has been reaped.

@@ -31,11 +31,9 @@ mkdir -p perf/results
 out="perf/results/load-${stamp}-${commit}.md"
 tck=$(getconf CLK_TCK)
 
-# free_ports.
+# free_ports, cpu_ticks.
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 configs=("relay" "mmsg 1" "uring 1" "mmsg 2" "uring 2")
 for r in $(seq 1 "$rounds"); do

@@ -1,0 +1,311 @@
+"""The three parts of a comparison, driving the targets with the
+generators: every step's figures go to a CSV row and raw.log."""
+
+import csv
+import os
+import statistics
+import subprocess
+import time
+
+from procs import BIN, ROOT, TCK, cpu_ticks, free_ports, progress, pss_kb, rcvbuf_errors, spawn, stop
+from stats import call_step_held
+
+FWD_COLS = ["target", "round", "offered_rps", "achieved_rps", "loss_pct", "p50_us", "p90_us",
+            "p99_us", "p999_us", "cpu_us_per_msg"]
+CALL_COLS = ["target", "round", "pairs", "offered_cps", "achieved_cps", "successful", "failed",
+             "p50_ms", "p90_ms", "p99_ms", "cpu_us_per_call"]
+REG_COLS = ["target", "round", "users", "offered_rps", "achieved_rps", "p50_us", "p99_us",
+            "cpu_us_per_reg", "bytes_per_binding"]
+
+
+def kv(line):
+    return dict(x.split("=", 1) for x in line.split() if "=" in x)
+
+
+class Target:
+    """sipshard, Kamailio or the bare relay, alone on the target CPU."""
+
+    def __init__(self, name, job, args, log):
+        self.name, self.job, self.args = name, job, args
+        self.port, self.sink = free_ports(2)
+        self.log = open(log, "ab")
+        if name == "sipshard":
+            # As registrar, sized for the users to come, as Kamailio's usrloc
+            # hash is (without it the table pauses to grow: 50 ms at 1M AORs).
+            extra = ["--record-route"] if job == "proxy" else \
+                ["--domain", "example.com", "--expected-aors", str(args.users)]
+            argv = [f"{BIN}/sipshard", "--listen", f"127.0.0.1:{self.port}", "--shards", "1",
+                    "--io", "mmsg", "--stats-interval", "0"] + extra
+        elif name == "kamailio":
+            mem = ["-m", "64", "-M", "8"] if job == "proxy" else ["-m", str(args.kamailio_shm), "-M", "16"]
+            rundir = os.path.join(args.work, "kamailio")
+            os.makedirs(rundir, exist_ok=True)
+            argv = ["kamailio", "-f", os.path.join(ROOT, "perf", "kamailio", f"{job}.cfg"),
+                    "-L", args.modules, "-l", f"udp:127.0.0.1:{self.port}", "-n", "1"] + mem + \
+                   ["-x", "tlsf", "-X", "tlsf", "-DD", "-E", "-Y", rundir]
+        else:
+            argv = [f"{BIN}/sipshard-load", "relay", "--listen", f"127.0.0.1:{self.port}",
+                    "--to", f"127.0.0.1:{self.sink}", "--duration", "600"]
+        self.proc = spawn(argv, args.target_cpu, stdout=self.log, stderr=self.log)
+        time.sleep(1.0 if name == "kamailio" else 0.5)
+        if self.proc.poll() is not None:
+            raise SystemExit(f"compare: {name} did not start; see {log}")
+        self.pid = self.proc.pid
+
+    def drive(self, gen_cpu, argv, timeout):
+        """Runs `sipshard-load ARGV` at this target on the generator CPU:
+        its key=value line, the target's CPU ticks over the run, and the
+        datagrams lost to full socket buffers meanwhile."""
+        before, dropped = cpu_ticks(self.pid), rcvbuf_errors()
+        out = subprocess.run(
+            ["taskset", "-c", str(gen_cpu), f"{BIN}/sipshard-load"] + argv +
+            ["--target", f"127.0.0.1:{self.port}", "--kv"],
+            capture_output=True, text=True, timeout=timeout).stdout.strip()
+        return out, cpu_ticks(self.pid) - before, rcvbuf_errors() - dropped
+
+    def close(self):
+        stop(self.proc)
+        self.log.close()
+
+
+def rtt_percentiles(folder):
+    """p50, p90, p99 in ms of every INVITE->200 time SIPp traced in FOLDER,
+    and the seconds from a SIPp's start to its last 200 (the longest)."""
+    times, span = [], 0.0
+    for name in os.listdir(folder):
+        if name.endswith("_rtt.csv"):
+            for line in open(os.path.join(folder, name)):
+                parts = line.strip().split(";")
+                if len(parts) >= 2:
+                    try:
+                        times.append(float(parts[1]))
+                        span = max(span, float(parts[0]) / 1000)
+                    except ValueError:
+                        pass
+    times.sort()
+    if not times:
+        return None, None, None, None
+    pick = lambda p: times[round((len(times) - 1) * p)]
+    return pick(0.5), pick(0.9), pick(0.99), span
+
+
+def sipp_counts(stat_file):
+    """(successful, failed, created) from the last line of a SIPp -trace_stat file."""
+    try:
+        rows = list(csv.reader(open(stat_file), delimiter=";"))
+        head, last = rows[0], rows[-1]
+        get = lambda name: int(last[head.index(name)])
+        return get("SuccessfulCall(C)"), get("FailedCall(C)"), get("TotalCallCreated")
+    except (OSError, IndexError, ValueError):
+        return 0, 0, 0
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.out = args.out
+        os.makedirs(self.out, exist_ok=True)
+        self.raw = open(os.path.join(self.out, "raw.log"), "w")
+        self.files = {}
+        self.silent = []  # (part, target, step) where a target answered nothing
+
+    def row(self, name, cols, values):
+        if name not in self.files:
+            f = open(os.path.join(self.out, name), "w")
+            f.write(",".join(cols) + "\n")
+            self.files[name] = f
+        f = self.files[name]
+        f.write(",".join(v if isinstance(v, str) else f"{v:.6g}" if isinstance(v, float) else str(v)
+                         for v in values) + "\n")
+        f.flush()
+
+    def target_log(self, name):
+        return os.path.join(self.args.work, f"{name}.log")
+
+    # ---- 1. forwarding ------------------------------------------------------
+    def forwarding(self):
+        a = self.args
+        targets = ["sipshard", "kamailio", "relay"]
+        live = list(targets)
+        for i, rate in enumerate(a.fwd_rates):
+            for r in range(1, a.rounds + 1):
+                for t in [x for x in targets if x in live]:
+                    tg = Target(t, "proxy", a, self.target_log(t))
+                    try:
+                        res, ticks, dropped = tg.drive(
+                            a.gen_cpu, ["run", "--sink", f"127.0.0.1:{tg.sink}", "--rate", str(rate),
+                                        "--duration", str(a.fwd_secs), "--flows", "8"], a.fwd_secs + 60)
+                    finally:
+                        tg.close()
+                    self.raw.write(f"forwarding {t} rate={rate} round={r}: {res} cpu_ticks={ticks} "
+                                   f"udp_rcvbuf_errors={dropped}\n")
+                    d = kv(res)
+                    answered = int(d.get("answered", 0))
+                    # The proxies forward the request and its 200; the relay
+                    # only the request (the sink answers the UAC directly).
+                    msgs = answered if t == "relay" else 2 * answered
+                    if answered == 0:
+                        self.silent.append(("forwarding", t, rate))
+                    cpu = ticks / TCK * 1e6 / msgs if msgs else None
+                    self.row("forwarding.csv", FWD_COLS, [
+                        t, r, rate, float(d.get("achieved_per_s", 0)), float(d.get("loss_pct", 100)),
+                        int(d.get("p50_us", 0)), int(d.get("p90_us", 0)), int(d.get("p99_us", 0)),
+                        int(d.get("p999_us", 0)), cpu if cpu is not None else ""])
+                    progress(f"forwarding {i + 1}/{len(a.fwd_rates)} {rate}/s offered, round {r}/{a.rounds}, "
+                             f"{t}: achieved {d.get('achieved_per_s', '?')}/s, loss {d.get('loss_pct', '?')}%, "
+                             f"p99 {d.get('p99_us', '?')} µs, "
+                             + (f"{cpu:.2f} µs CPU/msg" if cpu else "no CPU figure")
+                             + (f", {dropped} datagrams lost to full socket buffers" if dropped else ""))
+            # A target that loses more than 5% at a rate is not offered more.
+            for t in list(live):
+                losses = [float(x["loss_pct"]) for x in self.read("forwarding.csv")
+                          if x["target"] == t and int(float(x["offered_rps"])) == rate]
+                if losses and statistics.median(losses) > 5:
+                    live.remove(t)
+                    progress(f"forwarding: {t} lost {statistics.median(losses):.1f}% at {rate}/s; no higher rate")
+
+    # ---- 2. SIPp calls --------------------------------------------------------
+    def calls(self):
+        a = self.args
+        targets = ["sipshard", "kamailio"]
+        live = list(targets)
+        uac = os.path.join(ROOT, "perf", "uac.xml")
+        uas = os.path.join(ROOT, "perf", "uas.xml")
+        for i, cps in enumerate(a.cps):
+            per = max(1, cps // a.pairs)
+            calls_each = per * a.call_secs
+            for r in range(1, a.rounds + 1):
+                for t in [x for x in targets if x in live]:
+                    folder = os.path.join(a.work, f"calls-{t}-{cps}-{r}")
+                    os.makedirs(folder)
+                    tg = Target(t, "proxy", a, self.target_log(t))
+                    servers, clients = [], []
+                    try:
+                        for k in range(a.pairs):
+                            (port,) = free_ports(1)
+                            servers.append((port, spawn(
+                                ["sipp", "-sf", uas, "-i", "127.0.0.1", "-p", str(port), "-m", str(calls_each),
+                                 "-nostdin", "-trace_stat", "-stf", os.path.join(folder, f"uas{k}_stat.csv"),
+                                 "-trace_err", "-error_file", os.path.join(folder, f"uas{k}_errors.log")],
+                                a.gen_cpu, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+                        time.sleep(0.5)
+                        before = cpu_ticks(tg.pid)
+                        dropped = rcvbuf_errors()
+                        began = time.monotonic()
+                        for k, (port, _) in enumerate(servers):
+                            (src,) = free_ports(1)
+                            clients.append(spawn(
+                                ["sipp", f"127.0.0.1:{tg.port}", "-sf", uac, "-s", "bob",
+                                 "-key", "uas", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(src),
+                                 "-m", str(calls_each), "-r", str(per), "-nostdin",
+                                 "-timeout", f"{2 * a.call_secs + 6}s",
+                                 "-trace_rtt", "-rtt_freq", "1",
+                                 "-trace_stat", "-stf", os.path.join(folder, f"uac{k}_stat.csv"),
+                                 "-trace_err", "-error_file", os.path.join(folder, f"uac{k}_errors.log")],
+                                a.gen_cpu, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                        for c in clients:
+                            try:
+                                c.wait(2 * a.call_secs + 10)
+                            except subprocess.TimeoutExpired:
+                                pass
+                            stop(c)
+                        wall = time.monotonic() - began
+                        ticks = cpu_ticks(tg.pid) - before
+                        dropped = rcvbuf_errors() - dropped
+                        # A UAS ends with its UAC's last call; one still
+                        # waiting 3 s later waits for calls that failed.
+                        deadline = time.monotonic() + 3
+                        for _, s in servers:
+                            try:
+                                s.wait(max(0.0, deadline - time.monotonic()))
+                            except subprocess.TimeoutExpired:
+                                pass
+                            stop(s)
+                    finally:
+                        for c in clients:
+                            stop(c)
+                        for _, s in servers:
+                            stop(s)
+                        tg.close()
+                    ok = failed = created = 0
+                    for k in range(a.pairs):
+                        s, f, c = sipp_counts(os.path.join(folder, f"uac{k}_stat.csv"))
+                        ok, failed, created = ok + s, failed + f, created + c
+                    p50, p90, p99, span = rtt_percentiles(folder)
+                    offered = per * a.pairs
+                    # Over the time the answered calls took (SIPp stamps each
+                    # INVITE->200 time from its start), not the wall time, which
+                    # includes waiting for a failed call's timers.
+                    achieved = ok / max(span, a.call_secs) if span else 0.0
+                    cpu = ticks / TCK * 1e6 / ok if ok else None
+                    if ok == 0:
+                        self.silent.append(("calls", t, cps))
+                    self.raw.write(f"calls {t} cps={offered} round={r}: pairs={a.pairs} successful={ok} "
+                                   f"failed={failed} created={created} wall_s={wall:.2f} span_s={span} "
+                                   f"cpu_ticks={ticks} udp_rcvbuf_errors={dropped}\n")
+                    self.row("calls.csv", CALL_COLS, [
+                        t, r, a.pairs, offered, achieved, ok, failed + (calls_each * a.pairs - ok - failed),
+                        p50 if p50 is not None else "", p90 if p90 is not None else "",
+                        p99 if p99 is not None else "", cpu if cpu is not None else ""])
+                    progress(f"calls {i + 1}/{len(a.cps)} {offered} calls/s offered over {a.pairs} SIPp pairs, "
+                             f"round {r}/{a.rounds}, {t}: {ok}/{calls_each * a.pairs} calls ({achieved:.0f}/s), "
+                             f"INVITE->200 p99 {p99} ms, {dropped} datagrams lost to full socket buffers, "
+                             + (f"{cpu:.1f} µs CPU/call" if cpu else "no CPU figure"))
+            # A step at which calls failed (over 0.1%: SIPp's UAS scenario
+            # cannot recover a lost 200 to BYE, so a single datagram lost in
+            # a generator's socket buffer fails a call) or the target fell
+            # behind (over 20% under the offered rate) ends its sweep.
+            for t in list(live):
+                rows = [x for x in self.read("calls.csv")
+                        if x["target"] == t and int(float(x["offered_cps"])) == per * a.pairs]
+                if rows and not call_step_held(rows, per * a.pairs, calls_each * a.pairs):
+                    live.remove(t)
+                    progress(f"calls: {t} failed or fell behind at {per * a.pairs} calls/s; no higher rate")
+
+    # ---- 3. registration -------------------------------------------------------
+    def registration(self):
+        a = self.args
+        for r in range(1, a.rounds + 1):
+            for t in ["sipshard", "kamailio"]:
+                tg = Target(t, "registrar", a, self.target_log(t))
+                try:
+                    mem_before = pss_kb(tg.pid)
+                    res, ticks, dropped = tg.drive(
+                        a.gen_cpu, ["register", "--users", str(a.users), "--rate", str(a.reg_rate), "--flows", "8",
+                                    "--domain", "example.com", "--retry-missing", "3"],
+                        a.users / a.reg_rate * 3 + 120)
+                    mem_after = pss_kb(tg.pid)
+                finally:
+                    tg.close()
+                self.raw.write(f"registration {t} round={r}: {res} cpu_ticks={ticks} "
+                               f"pss_kb={mem_before}..{mem_after} udp_rcvbuf_errors={dropped}\n")
+                d = kv(res)
+                bound = int(d.get("bound", 0))
+                if bound == 0:
+                    self.silent.append(("registration", t, a.users))
+                # Per user bound: a REGISTER lost in the socket buffer of a
+                # saturated target costs the sender's CPU, not the target's,
+                # so dividing by REGISTERs sent would flatter the slower one.
+                cpu = ticks / TCK * 1e6 / bound if bound else None
+                per_binding = (mem_after - mem_before) * 1024 / bound if bound else None
+                self.row("registration.csv", REG_COLS, [
+                    t, r, a.users, float(d.get("offered_per_s", 0)), float(d.get("achieved_per_s", 0)),
+                    int(d.get("p50_us", 0)), int(d.get("p99_us", 0)),
+                    cpu if cpu is not None else "", per_binding if per_binding is not None else ""])
+                progress(f"registration round {r}/{a.rounds}, {t}: {bound}/{a.users} users bound, "
+                         f"{d.get('achieved_per_s', '?')} 200s/s, p99 {d.get('p99_us', '?')} µs, "
+                         + (f"{cpu:.1f} µs CPU/REGISTER, " if cpu else "")
+                         + (f"{per_binding:.0f} B/binding" if per_binding else "no memory figure"))
+
+    def read(self, name):
+        path = os.path.join(self.out, name)
+        if name in self.files and not self.files[name].closed:
+            self.files[name].flush()
+        if not os.path.exists(path):
+            return []
+        return list(csv.DictReader(open(path)))
+
+    def close(self):
+        for f in self.files.values():
+            f.close()
+        self.raw.close()

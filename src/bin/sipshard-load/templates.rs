@@ -1,0 +1,210 @@
+//! The requests `run` and `register` send, and the stamps they read back
+//! from the answers: the Via branch carries what an answer is matched by.
+
+use std::net::SocketAddr;
+
+use sipshard::sip::Message;
+
+/// An OPTIONS request to the sink (or, with `users`, to user `seq % N` of
+/// the domain), stamped with its sequence number and send time
+/// (microseconds since start) in the Via branch.
+pub fn options(
+    out: &mut Vec<u8>,
+    seq: u64,
+    ts_us: u64,
+    port: u16,
+    sink: SocketAddr,
+    users: Option<(u32, &str)>,
+) {
+    use std::io::Write;
+    let user = users.map(|(n, domain)| (seq % u64::from(n), domain));
+    let _ = match user {
+        Some((u, domain)) => write!(out, "OPTIONS sip:u{u:07}@{domain} SIP/2.0\r\n"),
+        None => write!(out, "OPTIONS sip:load@{sink} SIP/2.0\r\n"),
+    };
+    let _ = write!(
+        out,
+        "Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{seq}-{ts_us};rport\r\n\
+Max-Forwards: 70\r\n"
+    );
+    let _ = match user {
+        Some((u, domain)) => write!(out, "To: <sip:u{u:07}@{domain}>\r\n"),
+        None => write!(out, "To: <sip:load@{sink}>\r\n"),
+    };
+    let _ = write!(
+        out,
+        "From: <sip:uac@127.0.0.1:{port}>;tag=l{port}\r\n\
+Call-ID: {seq}-{port}@sipshard-load\r\n\
+CSeq: 1 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+}
+
+/// The send time stamped in the top Via branch of a 200 to [`options`].
+pub fn options_stamp(bytes: &[u8]) -> Option<u64> {
+    let msg = Message::parse(bytes).ok()?;
+    if msg.status() != Some(200) {
+        return None;
+    }
+    let branch = msg.via().ok()?.branch?;
+    let ts = branch.rsplit(|&b| b == b'-').next()?;
+    std::str::from_utf8(ts).ok()?.parse().ok()
+}
+
+/// Users are numbered in 7 digits.
+pub const MAX_USERS: u32 = 10_000_000;
+const USER_DIGITS: usize = 7;
+/// CSeq of the first REGISTER of a run; every later round adds one. Seven
+/// digits with no leading zero.
+pub const CSEQ_BASE: u32 = 1_000_000;
+const CSEQ_DIGITS: usize = 7;
+/// Send time in microseconds since the start of the run.
+const TS_DIGITS: usize = 12;
+const BRANCH_MAGIC: &[u8] = b"z9hG4bK";
+/// `z9hG4bK` USER `.` CSEQ `.` TS
+const BRANCH_LEN: usize = BRANCH_MAGIC.len() + USER_DIGITS + 1 + CSEQ_DIGITS + 1 + TS_DIGITS;
+
+/// A REGISTER for one flow with its variable fields at known offsets,
+/// built once; a send copies it and overwrites the digits.
+pub struct Template {
+    bytes: Vec<u8>,
+    user_at: Vec<usize>,
+    cseq_at: Vec<usize>,
+    ts_at: usize,
+}
+
+impl Template {
+    /// REGISTERs of `uNNNNNNN@domain` sent from `via`, with their Contact
+    /// at `contact`, `Expires: expires`, and `tag` in every Call-ID.
+    pub fn new(
+        domain: &str,
+        contact: SocketAddr,
+        expires: u32,
+        via: SocketAddr,
+        tag: u32,
+    ) -> Template {
+        let mut t = Template {
+            bytes: Vec::with_capacity(512),
+            user_at: Vec::new(),
+            cseq_at: Vec::new(),
+            ts_at: 0,
+        };
+        let d = domain;
+        let user = |t: &mut Template| {
+            t.user_at.push(t.bytes.len());
+            t.bytes.extend_from_slice(&[b'0'; USER_DIGITS]);
+        };
+        let cseq = |t: &mut Template| {
+            t.cseq_at.push(t.bytes.len());
+            t.bytes.extend_from_slice(&[b'1'; CSEQ_DIGITS]);
+        };
+        let s = |t: &mut Template, text: &str| t.bytes.extend_from_slice(text.as_bytes());
+        s(
+            &mut t,
+            &format!("REGISTER sip:{d} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch="),
+        );
+        s(&mut t, "z9hG4bK");
+        user(&mut t);
+        s(&mut t, ".");
+        cseq(&mut t);
+        s(&mut t, ".");
+        t.ts_at = t.bytes.len();
+        t.bytes.extend_from_slice(&[b'0'; TS_DIGITS]);
+        s(&mut t, ";rport\r\nMax-Forwards: 70\r\nTo: <sip:u");
+        user(&mut t);
+        s(&mut t, &format!("@{d}>\r\nFrom: <sip:u"));
+        user(&mut t);
+        s(&mut t, &format!("@{d}>;tag=r"));
+        user(&mut t);
+        s(&mut t, "\r\nCall-ID: ");
+        user(&mut t);
+        s(&mut t, &format!("-{tag:08x}@sipshard-load\r\nCSeq: "));
+        cseq(&mut t);
+        s(&mut t, " REGISTER\r\nContact: <sip:u");
+        user(&mut t);
+        s(
+            &mut t,
+            &format!("@{contact}>\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n"),
+        );
+        t
+    }
+
+    /// Writes the REGISTER of `user` with `cseq`, sent at `ts_us`, into
+    /// `out`; returns its length (0 if it does not fit).
+    pub fn write(&self, out: &mut [u8], user: u32, cseq: u32, ts_us: u64) -> usize {
+        let n = self.bytes.len();
+        let Some(out) = out.get_mut(..n) else {
+            return 0;
+        };
+        out.copy_from_slice(&self.bytes);
+        for &at in &self.user_at {
+            put_digits(&mut out[at..at + USER_DIGITS], u64::from(user));
+        }
+        for &at in &self.cseq_at {
+            put_digits(&mut out[at..at + CSEQ_DIGITS], u64::from(cseq));
+        }
+        put_digits(&mut out[self.ts_at..self.ts_at + TS_DIGITS], ts_us);
+        n
+    }
+}
+
+/// Writes `v` in decimal into all of `out`, zero-padded on the left.
+fn put_digits(out: &mut [u8], mut v: u64) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Reads a run of decimal digits.
+fn digits(s: &[u8]) -> Option<u64> {
+    s.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// (user, CSeq, send time) from a branch a [`Template`] wrote.
+pub fn parse_branch(b: &[u8]) -> Option<(u32, u32, u64)> {
+    if b.len() != BRANCH_LEN || !b.starts_with(BRANCH_MAGIC) {
+        return None;
+    }
+    let b = &b[BRANCH_MAGIC.len()..];
+    let (user, rest) = b.split_at(USER_DIGITS);
+    let (cseq, rest) = rest.get(1..)?.split_at(CSEQ_DIGITS);
+    let ts = rest.get(1..)?;
+    Some((digits(user)? as u32, digits(cseq)? as u32, digits(ts)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_writes_a_valid_register_and_its_branch_reads_back() {
+        let contact = "127.0.0.1:5070".parse().unwrap();
+        let t = Template::new(
+            "example.com",
+            contact,
+            600,
+            "127.0.0.1:4000".parse().unwrap(),
+            0xabc,
+        );
+        let mut out = [0u8; 1024];
+        let n = t.write(&mut out, 1234, CSEQ_BASE + 3, 987_654);
+        let m = Message::parse(&out[..n]).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.request_uri_bytes(), Some(&b"sip:example.com"[..]));
+        assert_eq!(m.cseq().unwrap().number, CSEQ_BASE + 3);
+        assert_eq!(m.call_id().unwrap(), b"0001234-00000abc@sipshard-load");
+        let text = std::str::from_utf8(&out[..n]).unwrap();
+        assert!(
+            text.contains("To: <sip:u0001234@example.com>\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Contact: <sip:u0001234@127.0.0.1:5070>\r\n"));
+        assert!(text.contains("Expires: 600\r\n"));
+        let branch = m.via().unwrap().branch.unwrap();
+        assert_eq!(parse_branch(branch), Some((1234, CSEQ_BASE + 3, 987_654)));
+        assert_eq!(parse_branch(b"z9hG4bK1-2"), None);
+    }
+}
