@@ -13,7 +13,6 @@
 //! Run: `cargo bench --bench auth`; results go in perf/RESULTS.md.
 
 use std::hint::black_box;
-use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use md5::Md5;
@@ -24,6 +23,7 @@ use sipshard::proxy::ProxyConfig;
 use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::transport::Dest;
+use sipshard::transport::Source;
 
 struct OneSlot(Vec<u8>, usize);
 
@@ -103,7 +103,10 @@ response=\"{response}\", algorithm={alg}, cnonce=\"abcdef\", qop=auth, nc=000000
 }
 
 fn bench(c: &mut Criterion) {
-    let src: SocketAddr = "192.0.2.7:5060".parse().unwrap();
+    let src = Source::udp(
+        "192.0.2.7:5060".parse().unwrap(),
+        "127.0.0.1:5060".parse().unwrap(),
+    );
     let mut g = c.benchmark_group("auth");
     let mut run = |name: &str, auth: bool, data: &dyn Fn(&Shared, u64) -> Vec<u8>, want: &str| {
         let shared = shared(auth);
@@ -111,11 +114,11 @@ fn bench(c: &mut Criterion) {
         let mut shard = Shard::alone(&shared, &counters);
         let datagram = data(&shared, shard.now);
         let mut q = OneSlot(vec![0u8; 4096], 0);
-        shard.handle(&datagram, src, &mut q);
+        shard.handle(&datagram, &src, &mut q);
         let first = String::from_utf8_lossy(&q.0[..24]).into_owned();
         assert!(first.starts_with(want), "{name}: {first}");
         g.bench_function(name, |b| {
-            b.iter(|| shard.handle(black_box(&datagram), src, &mut q))
+            b.iter(|| shard.handle(black_box(&datagram), &src, &mut q))
         });
     };
     let nonce = |s: &Shared, now: u64| {

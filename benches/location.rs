@@ -24,6 +24,7 @@ use sipshard::registrar::lookup::best;
 use sipshard::registrar::save::apply;
 use sipshard::registrar::RegistrarConfig;
 use sipshard::sip::{Edits, Message, Uri};
+use sipshard::transport::Source;
 
 const AORS: usize = 1_000_000;
 
@@ -81,14 +82,8 @@ fn route_and_write(cfg: &ProxyConfig, replica: &Replica, data: &[u8], out: &mut 
     let mut scratch = Scratch::default();
     let mut edits = Edits::new();
     let loc = Lookup { replica, now: 1 };
-    match route(
-        &msg,
-        "198.51.100.7:5060".parse().unwrap(),
-        cfg,
-        loc,
-        &mut scratch,
-        &mut edits,
-    ) {
+    let src = Source::udp("198.51.100.7:5060".parse().unwrap(), cfg.advertise);
+    match route(&msg, &src, cfg, loc, &mut scratch, &mut edits) {
         Action::Forward(_) => edits.write(&msg, out).unwrap(),
         other => panic!("{other:?}"),
     }

@@ -42,6 +42,7 @@ use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::Message;
 use sipshard::transport::Dest;
+use sipshard::transport::Source;
 
 // The server's allocator: the register path allocates, and what that costs
 // depends on the allocator.
@@ -75,15 +76,21 @@ impl SendQueue for Slots {
 #[derive(Default)]
 struct Datagrams {
     bytes: Vec<u8>,
-    spans: Vec<(usize, usize, SocketAddr)>,
+    spans: Vec<(usize, usize, Source)>,
 }
 
 impl Datagrams {
     fn push(&mut self, d: &[u8], src: SocketAddr) {
         let at = self.bytes.len();
         self.bytes.extend_from_slice(d);
-        self.spans.push((at, d.len(), src));
+        self.spans
+            .push((at, d.len(), Source::udp(src, proxy_addr())));
     }
+}
+
+/// The proxy's address, where every datagram arrives.
+fn proxy_addr() -> SocketAddr {
+    "127.0.0.1:5060".parse().expect("literal")
 }
 
 const CLIENT: &str = "192.0.2.7:5060";
@@ -156,7 +163,7 @@ fn ok_for(forwarded: &[u8]) -> Vec<u8> {
 fn measure(shard: &mut Shard<'_>, d: &Datagrams, out: &mut Slots) {
     for batch in d.spans.chunks(BATCH) {
         for &(at, len, src) in batch {
-            shard.handle(black_box(&d.bytes[at..at + len]), src, out);
+            shard.handle(black_box(&d.bytes[at..at + len]), &src, out);
         }
         shard.after_batch();
     }
@@ -170,7 +177,7 @@ fn timed(shard: &mut Shard<'_>, d: &Datagrams, out: &mut Slots) -> Vec<u64> {
     for batch in d.spans.chunks(BATCH) {
         for (i, &(at, len, src)) in batch.iter().enumerate() {
             let t = Instant::now();
-            shard.handle(&d.bytes[at..at + len], src, out);
+            shard.handle(&d.bytes[at..at + len], &src, out);
             if i + 1 == batch.len() {
                 shard.after_batch();
             }
@@ -233,7 +240,7 @@ fn main() {
             };
             for i in 0..n / 2 {
                 let req = request(method, i);
-                shard.handle(&req, client, &mut out);
+                shard.handle(&req, &Source::udp(client, proxy_addr()), &mut out);
                 let ok = ok_for(&out.buf[..out.last]);
                 d.push(&req, client);
                 d.push(&ok, callee);
@@ -260,7 +267,7 @@ fn main() {
             };
             for batch in first.spans.chunks(BATCH) {
                 for &(at, len, src) in batch {
-                    shard.handle(&first.bytes[at..at + len], src, &mut sink);
+                    shard.handle(&first.bytes[at..at + len], &src, &mut sink);
                 }
                 shard.after_batch();
             }

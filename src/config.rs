@@ -252,14 +252,16 @@ impl Config {
             .first()
             .copied()
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
+        // With a wildcard and no --advertise, each message names the
+        // address it arrived at (IP_PKTINFO); 127.0.0.1 stands in only
+        // where no arrival address is known.
+        let advertise_arrival = self.advertise.is_none() && first.ip().is_unspecified();
         let (advertise, warning) = match self.advertise {
             Some(a) => (a, None),
-            None if first.ip().is_unspecified() => (
+            None if advertise_arrival => (
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), first.port()),
                 Some(format!(
-                    "listening on wildcard {first}: advertising {}:{}; set --advertise to the address peers reach",
-                    Ipv4Addr::LOCALHOST,
-                    first.port()
+                    "listening on wildcard {first}: our Via and Record-Route name the address each request arrived at; set --advertise if peers reach us at another (behind NAT)"
                 )),
             ),
             None => (first, None),
@@ -280,6 +282,7 @@ impl Config {
                 domains: self.domains.clone(),
                 redirect: self.mode == Mode::Redirect,
                 nat: self.nat,
+                advertise_arrival,
             },
             warning,
         )
@@ -347,5 +350,12 @@ mod tests {
         let (p, w) = c.proxy_config(&["0.0.0.0:5060".parse().unwrap()]);
         assert_eq!(p.advertise, "127.0.0.1:5060".parse().unwrap());
         assert!(w.unwrap().contains("--advertise"));
+        assert!(p.advertise_arrival, "a wildcard names the arrival address");
+        let arrived: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        assert_eq!(p.advertised(arrived), arrived);
+        let c = cfg(&["--advertise", "203.0.113.1:5060"]).unwrap();
+        let (p, _) = c.proxy_config(&["0.0.0.0:5060".parse().unwrap()]);
+        assert!(!p.advertise_arrival, "--advertise wins");
+        assert_eq!(p.advertised(arrived), "203.0.113.1:5060".parse().unwrap());
     }
 }

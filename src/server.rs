@@ -209,6 +209,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     let mut shared = Shared::new(proxy, cfg.registrar, listen_of).map_err(StartupError::Inbox)?;
     shared.guard = cfg.guard.clone();
     shared.auth = auth;
+    shared.bound = bound.clone().into_boxed_slice();
     let shared = Arc::new(shared);
     let now = unix_now();
     let Locations {

@@ -12,6 +12,7 @@ use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Message, ParseError, MAX_HEADERS};
 use sipshard::transport::Dest;
+use sipshard::transport::Source;
 
 struct Capture {
     buf: Vec<u8>,
@@ -45,7 +46,11 @@ fn run(mut cfg: ProxyConfig, data: &[u8], q: &mut Capture) {
     cfg.domains = vec![b"example.com"[..].into()];
     let shared = Shared::with_inbox_capacity(cfg, RegistrarConfig::default(), vec![0], 16).unwrap();
     let counters = ShardCounters::default();
-    Shard::alone(&shared, &counters).handle(data, "192.0.2.7:40000".parse().unwrap(), q);
+    let src = Source::udp(
+        "192.0.2.7:40000".parse().unwrap(),
+        "127.0.0.1:5060".parse().unwrap(),
+    );
+    Shard::alone(&shared, &counters).handle(data, &src, q);
 }
 
 fn check(data: &[u8]) {

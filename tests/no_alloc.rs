@@ -25,7 +25,7 @@ use sipshard::registrar::canonical_aor;
 use sipshard::registrar::RegistrarConfig;
 use sipshard::shard::{counters::ShardCounters, Shard, Shared};
 use sipshard::sip::{Edits, Message, ResponseWriter, Uri};
-use sipshard::transport::Dest;
+use sipshard::transport::{Dest, Source};
 
 struct Counting;
 
@@ -111,7 +111,7 @@ fn forward_response(data: &[u8], out: &mut [u8]) -> usize {
 
 /// parse -> route -> write through the proxy, with received/rport,
 /// Record-Route and our Via, as the shard does it.
-fn proxy(cfg: &ProxyConfig, data: &[u8], src: std::net::SocketAddr, out: &mut [u8]) -> usize {
+fn proxy(cfg: &ProxyConfig, data: &[u8], src: Source, out: &mut [u8]) -> usize {
     let msg = Message::parse(data).expect("parses");
     let mut scratch = Scratch::default();
     let mut edits = Edits::new();
@@ -120,7 +120,7 @@ fn proxy(cfg: &ProxyConfig, data: &[u8], src: std::net::SocketAddr, out: &mut [u
         replica: &replica,
         now: 0,
     };
-    match route(&msg, src, cfg, loc, &mut scratch, &mut edits) {
+    match route(&msg, &src, cfg, loc, &mut scratch, &mut edits) {
         Action::Forward(_) => edits.write(&msg, out).expect("writes"),
         other => panic!("expected a forward, got {other:?}"),
     }
@@ -159,7 +159,10 @@ fn parse_route_write_allocates_nothing() {
     let mut out = vec![0u8; 4096];
     let mut cfg = ProxyConfig::at("127.0.0.1:5060".parse().unwrap());
     cfg.record_route = true;
-    let client: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let client = Source::udp(
+        "192.0.2.7:40000".parse().unwrap(),
+        "127.0.0.1:5060".parse().unwrap(),
+    );
     let invite_v4 = String::from_utf8(invite.clone()).unwrap().replace(
         "sip:bob@biloxi.example.com SIP/2.0",
         "sip:bob@192.0.2.44 SIP/2.0",
@@ -204,7 +207,7 @@ To: <sip:bob@b>;tag=2\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: c\r\nCSeq: 1 INVITE\r
 Max-Forwards: 70\r\nTo: <sip:carol@example.com>\r\nFrom: <sip:carol@example.com>;tag=r\r\nCall-ID: reg-1\r\n\
 CSeq: 1 REGISTER\r\nContact: <sip:carol@192.0.2.50:5070>\r\nPath: <sip:192.0.2.60:5060;lr>\r\n\
 Content-Length: 0\r\n\r\n";
-    shard.handle(register, client, &mut queue);
+    shard.handle(register, &client, &mut queue);
     assert_eq!(counters.registered.load(Ordering::Relaxed), 1);
     let to_carol = invite_v4.replace(
         "sip:bob@192.0.2.44 SIP/2.0",
@@ -221,8 +224,8 @@ Content-Length: 0\r\n\r\n";
     // its line (which may allocate) now; the drops below, in the same
     // second of the shard's clock, only count.
     let _log = sipshard::telemetry::logging::init(LogLevel::Info, LogFormat::Text).unwrap();
-    shard.handle(b"\x00garbage", client, &mut queue);
-    shard.handle(b"\r\n\r\n", client, &mut queue);
+    shard.handle(b"\x00garbage", &client, &mut queue);
+    shard.handle(b"\r\n\r\n", &client, &mut queue);
 
     // A location lookup as the forwarding path will do it: canonical AOR
     // of the Request-URI into a stack buffer, then the replica.
@@ -253,7 +256,10 @@ Content-Length: 0\r\n\r\n";
         total += proxy(
             &cfg,
             ringing.as_bytes(),
-            "192.0.2.44:5060".parse().unwrap(),
+            Source::udp(
+                "192.0.2.44:5060".parse().unwrap(),
+                "127.0.0.1:5060".parse().unwrap(),
+            ),
             &mut out,
         );
         // The shard's whole per-datagram path: forwards (one routed by
@@ -269,7 +275,7 @@ Content-Length: 0\r\n\r\n";
             to_carol.as_bytes(),
             unknown.as_bytes(),
         ] {
-            shard.handle(d, client, &mut queue);
+            shard.handle(d, &client, &mut queue);
         }
     }
     arm(false);
@@ -360,13 +366,16 @@ Call-ID: auth-{n}\r\nCSeq: {n} INVITE\r\n{auth}Content-Length: 0\r\n\r\n"
         buf: vec![0u8; 4096],
         sent: 0,
     };
-    let client: std::net::SocketAddr = "192.0.2.7:5060".parse().unwrap();
-    shard.handle(&bare, client, &mut queue); // warm-up
+    let client = Source::udp(
+        "192.0.2.7:5060".parse().unwrap(),
+        "127.0.0.1:5060".parse().unwrap(),
+    );
+    shard.handle(&bare, &client, &mut queue); // warm-up
     arm(true);
     for a in &answered {
-        shard.handle(a, client, &mut queue);
-        shard.handle(&bare, client, &mut queue);
-        shard.handle(&wrong, client, &mut queue);
+        shard.handle(a, &client, &mut queue);
+        shard.handle(&bare, &client, &mut queue);
+        shard.handle(&wrong, &client, &mut queue);
     }
     arm(false);
     assert_eq!(counters.auth_accepted.load(Ordering::Relaxed), 100);

@@ -54,8 +54,11 @@ fuzz_target!(|data: &[u8]| {
     let mut shard = Shard::alone(&shared, &counters);
     shard.now = NOW;
     let mut q = capture::Capture::new(data.len() + 4096);
-    let src: SocketAddr = "192.0.2.7:40000".parse().unwrap();
-    shard.handle(data, src, &mut q);
+    let src = sipshard::transport::Source::udp(
+        "192.0.2.7:40000".parse().unwrap(),
+        "127.0.0.1:5060".parse().unwrap(),
+    );
+    shard.handle(data, &src, &mut q);
     for out in &q.sent {
         let m = match Message::parse(out) {
             Ok(m) => m,

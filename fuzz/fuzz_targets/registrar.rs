@@ -43,13 +43,16 @@ fuzz_target!(|data: &[u8]| {
     let mut shard = Shard::new(0, &shared, &counters, location);
     shard.now = start;
     let mut q = capture::Capture::new(8192);
-    let src: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let src = sipshard::transport::Source::udp(
+        "192.0.2.7:40000".parse().unwrap(),
+        "127.0.0.1:5060".parse().unwrap(),
+    );
     let mut confirmed: Vec<(Box<[u8]>, u64)> = Vec::new();
     for piece in data.split_inner(b"\n--\n").take(32) {
         let (step, datagram) = piece.split_first().unwrap_or((&0, &[]));
         shard.now += u64::from(*step);
         let before = q.sent.len();
-        shard.handle(datagram, src, &mut q);
+        shard.handle(datagram, &src, &mut q);
         if q.sent.len() > before {
             if let Some(aor) = check_binding_kept(&shard, datagram, &q.sent[before]) {
                 confirmed.push((aor, shard.now));

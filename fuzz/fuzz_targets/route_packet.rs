@@ -39,8 +39,11 @@ fuzz_target!(|data: &[u8]| {
         buf: vec![0u8; data.len() + 2048],
         out: None,
     };
-    let src: SocketAddr = "192.0.2.7:40000".parse().unwrap();
-    Shard::alone(&shared, &counters).handle(data, src, &mut q);
+    let src = sipshard::transport::Source::udp(
+        "192.0.2.7:40000".parse().unwrap(),
+        "127.0.0.1:5060".parse().unwrap(),
+    );
+    Shard::alone(&shared, &counters).handle(data, &src, &mut q);
     let Some((len, _to)) = q.out else { return };
     let Ok(input) = Message::parse(data) else {
         panic!("something was sent for input that does not parse");

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use super::branch::is_loop;
 use super::{reply, Action, ProxyConfig};
 use crate::sip::{HeaderName, Message, Method, ParseError, Uri};
+use crate::transport::Dest;
 
 /// What the checks found out on the way, for the steps after them.
 pub struct Checked<'m> {
@@ -49,7 +50,7 @@ pub(super) fn bad_extension(
     msg: &Message<'_>,
     header: HeaderName,
     supported: &'static [u8],
-    to: SocketAddr,
+    to: Dest,
 ) -> Option<Action<'static>> {
     unsupported(msg, header, supported)
         .next()
@@ -66,7 +67,8 @@ pub(super) fn bad_extension(
 pub fn check<'m>(
     msg: &Message<'m>,
     cfg: &ProxyConfig,
-    to: SocketAddr,
+    local: SocketAddr,
+    to: Dest,
 ) -> Result<Checked<'m>, Action<'static>> {
     // §16.3 step 1: reasonable syntax.
     if let Err(e) = msg.validate() {
@@ -75,9 +77,9 @@ pub fn check<'m>(
     let Ok(ruri) = msg.request_uri() else {
         return Err(reply(400, ParseError::BadRequestUri.reason(), to));
     };
-    let ruri_is_us = matches!(&ruri, Uri::Sip(u) if cfg.is_us(&u.host, u.port));
+    let ruri_is_us = matches!(&ruri, Uri::Sip(u) if cfg.is_us(&u.host, u.port, local));
     let to_us_without_user = matches!(&ruri, Uri::Sip(u)
-        if u.user.is_none() && (cfg.is_us(&u.host, u.port) || cfg.is_local_domain(u)));
+        if u.user.is_none() && (cfg.is_us(&u.host, u.port, local) || cfg.is_local_domain(u, local)));
     let method = msg.method();
     // OPTIONS to the proxy itself (§11.2): answered here, even at
     // Max-Forwards 0 (§16.3 step 3 allows it). We answer it as its UAS, so
@@ -102,7 +104,7 @@ pub fn check<'m>(
     let looped = msg
         .vias()
         .flatten()
-        .any(|v| cfg.is_us(&v.host, v.port) && v.branch.is_some_and(|b| is_loop(msg, b)));
+        .any(|v| cfg.is_us(&v.host, v.port, local) && v.branch.is_some_and(|b| is_loop(msg, b)));
     if looped {
         return Err(reply(482, ("Loop Detected", ""), to));
     }

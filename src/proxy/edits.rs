@@ -13,6 +13,7 @@ use super::route_set::RouteSet;
 use super::ProxyConfig;
 use crate::location::record::BindingView;
 use crate::sip::{write_u32, Edits, HeaderName, Message, Method, Piece, Via, WriteError};
+use crate::transport::{Source, Transport};
 
 /// Per-shard room for the text the edits insert (our Via, Record-Route,
 /// received/rport), so that routing allocates nothing.
@@ -29,10 +30,11 @@ pub struct Scratch {
     old_ruri: [u8; 300],
     old_ruri_len: usize,
     branch: [u8; BRANCH_LEN],
-    /// The address `via[..via_prefix]` and `rr[..rr_len]` were written
-    /// for: they depend only on `--advertise`, so they are formatted once,
+    /// The transport and address `via[..via_prefix]` and `rr[..rr_len]`
+    /// were written for: they change only with the arrival address (and
+    /// only under a wildcard listen address), so they are formatted once,
     /// not per request (callgrind, perf/RESULTS.md, "Profiling the hot path").
-    written_for: Option<SocketAddr>,
+    written_for: Option<(Transport, SocketAddr)>,
     via_prefix: usize,
 }
 
@@ -155,7 +157,7 @@ fn may_create_dialog(msg: &Message<'_>) -> bool {
 pub fn forward<'e>(
     msg: &Message<'_>,
     via: &Via<'_>,
-    src: SocketAddr,
+    src: &Source,
     cfg: &ProxyConfig,
     set: &RouteSet<'_>,
     max_forwards: Option<u8>,
@@ -165,16 +167,19 @@ pub fn forward<'e>(
 ) -> Result<(), WriteError> {
     let strict_next = set.strict_next;
     write_branch(msg, &mut scratch.branch);
-    if scratch.written_for != Some(cfg.advertise) {
+    // The transport our Via names is the one the request leaves on, and
+    // the address the one it arrived at (or the advertised one).
+    let ours = (Transport::Udp, cfg.advertised(src.local));
+    if scratch.written_for != Some(ours) {
+        let (transport, addr) = ours;
         let via_len = fmt_into(
             &mut scratch.via,
-            format_args!("SIP/2.0/UDP {};branch=", cfg.advertise),
+            format_args!("SIP/2.0/{transport} {addr};branch="),
         )
         .ok_or(WriteError::BufferTooSmall)?;
         scratch.via_prefix = via_len;
-        scratch.rr_len =
-            fmt_into(&mut scratch.rr, format_args!("<sip:{};lr>", cfg.advertise)).unwrap_or(0);
-        scratch.written_for = Some(cfg.advertise);
+        scratch.rr_len = fmt_into(&mut scratch.rr, format_args!("<sip:{addr};lr>")).unwrap_or(0);
+        scratch.written_for = Some(ours);
     }
     scratch.via_len = scratch.via_prefix;
     let slot = scratch
@@ -204,7 +209,7 @@ pub fn forward<'e>(
         )
         .ok_or(WriteError::BufferTooSmall)?;
     }
-    let nat = nat_edit(msg, via, src, &mut scratch.nat);
+    let nat = nat_edit(msg, via, src.peer, &mut scratch.nat);
     scratch.nat_len = nat.map_or(0, |n| n.len);
 
     let scratch: &'e Scratch = scratch;

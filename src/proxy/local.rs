@@ -26,6 +26,11 @@ pub struct ProxyConfig {
     pub redirect: bool,
     /// Send to a binding's registered source address (`--nat`).
     pub nat: bool,
+    /// No `--advertise` and a wildcard listen address: our Via and
+    /// Record-Route name the address each request arrived at (from
+    /// `IP_PKTINFO`), and that address is us, so a host with a public
+    /// address works without `--advertise`.
+    pub advertise_arrival: bool,
 }
 
 impl ProxyConfig {
@@ -39,22 +44,37 @@ impl ProxyConfig {
             domains: Vec::new(),
             redirect: false,
             nat: false,
+            advertise_arrival: false,
         }
     }
 
-    /// True when host:port (port default 5060) is one of our addresses.
-    /// A wildcard bind (0.0.0.0) is not an address peers write: with one,
-    /// the advertised address is what names us.
-    pub fn is_us(&self, host: &Host<'_>, port: Option<u16>) -> bool {
+    /// The address our Via and Record-Route name for a message that
+    /// arrived at `local`: the arrival address under a wildcard listen
+    /// address with no `--advertise`, else the advertised one.
+    pub fn advertised(&self, local: SocketAddr) -> SocketAddr {
+        if self.advertise_arrival && !local.ip().is_unspecified() {
+            SocketAddr::new(local.ip().to_canonical(), local.port())
+        } else {
+            self.advertise
+        }
+    }
+
+    /// True when host:port (port default 5060) is one of our addresses,
+    /// for a message that arrived at `local`. A wildcard bind (0.0.0.0) is
+    /// not an address peers write: with one, the advertised address and,
+    /// without `--advertise`, the address the message arrived at name us.
+    pub fn is_us(&self, host: &Host<'_>, port: Option<u16>, local: SocketAddr) -> bool {
         let ip = match host {
             Host::V4(a) => IpAddr::V4(*a),
             Host::V6(a) => IpAddr::V6(*a),
             Host::Name(_) => return false,
         };
         let port = port.unwrap_or(5060);
+        let arrival = self.advertised(local);
         self.local
             .iter()
-            .chain(std::iter::once(&self.advertise))
+            .copied()
+            .chain([self.advertise, arrival])
             .any(|a| a.port() == port && a.ip() == ip)
     }
 
@@ -71,13 +91,14 @@ impl ProxyConfig {
 
     /// True when we are registrar for this URI's host (§10.3 step 1,
     /// §16.5): one of the `--domain`s, or, when there is any, one of our
-    /// own addresses (what Kamailio calls "myself").
-    pub fn is_local_domain(&self, uri: &SipUri<'_>) -> bool {
+    /// own addresses (what Kamailio calls "myself"), for a message that
+    /// arrived at `local`.
+    pub fn is_local_domain(&self, uri: &SipUri<'_>, local: SocketAddr) -> bool {
         !self.domains.is_empty()
             && (self
                 .domains
                 .iter()
                 .any(|d| d.eq_ignore_ascii_case(uri.host_raw))
-                || self.is_us(&uri.host, uri.port))
+                || self.is_us(&uri.host, uri.port, local))
     }
 }

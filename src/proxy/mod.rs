@@ -36,10 +36,9 @@ pub mod target;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
-
 use crate::location::{AorRecord, Replica};
 use crate::sip::{Edits, HeaderName, Message, Method};
+use crate::transport::{Dest, Source};
 use branch::local_to_tag;
 
 pub use checks::{unsupported, PROXY_SUPPORTED};
@@ -135,8 +134,8 @@ impl DropReason {
 /// What to do with one datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action<'r> {
-    /// Send the edited message to this address.
-    Forward(SocketAddr),
+    /// Send the edited message there.
+    Forward(Dest),
     /// Answer the request locally with this status, sent to `to`.
     Reply {
         /// Status code.
@@ -144,7 +143,7 @@ pub enum Action<'r> {
         /// Reason phrase in two pieces (see [`ParseError::reason`]).
         reason: (&'static str, &'static str),
         /// Where the response goes (§18.2.2, RFC 3581).
-        to: SocketAddr,
+        to: Dest,
     },
     /// Answer 420 Bad Extension, sent to `to`, with an `Unsupported`
     /// header listing the option-tags of `header` that are not in
@@ -155,7 +154,7 @@ pub enum Action<'r> {
         /// What we support there, as a `Supported` value.
         supported: &'static [u8],
         /// Where the response goes.
-        to: SocketAddr,
+        to: Dest,
     },
     /// Drop it and count why.
     Drop(DropReason),
@@ -167,14 +166,14 @@ pub enum Action<'r> {
         /// The AOR's record (its live bindings become Contacts).
         record: &'r AorRecord,
         /// Where the response goes.
-        to: SocketAddr,
+        to: Dest,
     },
 }
 
 /// Routes one message. `edits` is filled when the action is `Forward`.
 pub fn route<'e, 'r: 'e>(
     msg: &Message<'_>,
-    src: SocketAddr,
+    src: &Source,
     cfg: &ProxyConfig,
     loc: Lookup<'r>,
     scratch: &'e mut Scratch,
@@ -197,7 +196,7 @@ pub fn route<'e, 'r: 'e>(
             action => action,
         }
     } else {
-        response::route_response(msg, cfg, edits)
+        response::route_response(msg, src, cfg, edits)
     }
 }
 
@@ -210,10 +209,6 @@ fn acks_local_answer(ack: &Message<'_>) -> bool {
         .is_some_and(|tag| tag == local_to_tag(ack))
 }
 
-pub(crate) fn reply(
-    code: u16,
-    reason: (&'static str, &'static str),
-    to: SocketAddr,
-) -> Action<'static> {
+pub(crate) fn reply(code: u16, reason: (&'static str, &'static str), to: Dest) -> Action<'static> {
     Action::Reply { code, reason, to }
 }

@@ -2,8 +2,6 @@
 //! §16.5 the next hop, §16.6 the edits. Each step is a function of its own
 //! file; this one only chains them.
 
-use std::net::SocketAddr;
-
 use super::checks::check;
 use super::edits::{forward, Scratch};
 use super::nat::reply_address;
@@ -11,12 +9,13 @@ use super::route_set::RouteSet;
 use super::target::next_hop;
 use super::{Action, DropReason, Lookup, ProxyConfig};
 use crate::sip::{Edits, Message};
+use crate::transport::{Dest, Source};
 
 /// Routes a request (not an ACK of our own answer: [`super::route`] took
 /// those). `edits` is filled when the action is `Forward`.
 pub(super) fn route_request<'e, 'r: 'e>(
     msg: &Message<'_>,
-    src: SocketAddr,
+    src: &Source,
     cfg: &ProxyConfig,
     loc: Lookup<'r>,
     scratch: &'e mut Scratch,
@@ -26,16 +25,20 @@ pub(super) fn route_request<'e, 'r: 'e>(
     let Ok(via) = msg.via() else {
         return Action::Drop(DropReason::Malformed);
     };
-    let to = reply_address(&via, src);
-    let checked = match check(msg, cfg, to) {
+    // §18.2.2: answers go back to the client, from the address it reached.
+    let to = Dest::Udp {
+        peer: reply_address(&via, src.peer),
+        from: Some(src.local.ip()),
+    };
+    let checked = match check(msg, cfg, src.local, to) {
         Ok(c) => c,
         Err(answer) => return answer,
     };
-    let set = match RouteSet::read(msg, cfg, checked.ruri_is_us, to) {
+    let set = match RouteSet::read(msg, cfg, src.local, checked.ruri_is_us, to) {
         Ok(s) => s,
         Err(answer) => return answer,
     };
-    let hop = match next_hop(msg, cfg, loc, &checked, &set, to) {
+    let hop = match next_hop(msg, cfg, loc, src.local, &checked, &set, to) {
         Ok(h) => h,
         Err(action) => return action,
     };
@@ -51,7 +54,11 @@ pub(super) fn route_request<'e, 'r: 'e>(
         scratch,
         edits,
     ) {
-        Ok(()) => Action::Forward(hop.dest),
+        // Sent from the address the request reached: the one our Via names.
+        Ok(()) => Action::Forward(Dest::Udp {
+            peer: hop.dest,
+            from: Some(src.local.ip()),
+        }),
         Err(_) => Action::Drop(DropReason::WriteFailed),
     }
 }

@@ -8,11 +8,13 @@ use std::net::{IpAddr, SocketAddr};
 use super::branch::OUR_BRANCH_PREFIX;
 use super::{Action, DropReason, ProxyConfig};
 use crate::sip::{Edits, Host, Message, Rport};
+use crate::transport::{Dest, Source};
 
 /// §16.7: a response must carry our Via on top; it goes to the next Via's
 /// received/rport, or its sent-by.
 pub(super) fn route_response(
     msg: &Message<'_>,
+    src: &Source,
     cfg: &ProxyConfig,
     edits: &mut Edits<'_>,
 ) -> Action<'static> {
@@ -25,7 +27,7 @@ pub(super) fn route_response(
     if !top.is_sip_2_0() {
         return Action::Drop(DropReason::Malformed);
     }
-    let ours = cfg.is_us(&top.host, top.port)
+    let ours = cfg.is_us(&top.host, top.port, src.local)
         && top.branch.is_some_and(|b| b.starts_with(OUR_BRANCH_PREFIX));
     if !ours {
         return Action::Drop(DropReason::NotOurVia);
@@ -51,5 +53,10 @@ pub(super) fn route_response(
     if edits.remove_top_via(msg).is_err() {
         return Action::Drop(DropReason::WriteFailed);
     }
-    Action::Forward(SocketAddr::new(ip, port))
+    // From the address the request came to, which is the one the client
+    // sent it to (our Via named that address to the next hop).
+    Action::Forward(Dest::Udp {
+        peer: SocketAddr::new(ip, port),
+        from: Some(src.local.ip()),
+    })
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use super::target::{target_of, Target};
 use super::{reply, Action, ProxyConfig};
 use crate::sip::{HeaderName, Message, ParseError, Uri};
+use crate::transport::Dest;
 
 /// What §16.4 makes of a request's Route header, read once, used by the
 /// next-hop choice and by the edits.
@@ -36,8 +37,9 @@ impl<'m> RouteSet<'m> {
     pub fn read(
         msg: &Message<'m>,
         cfg: &ProxyConfig,
+        local: SocketAddr,
         ruri_is_us: bool,
-        to: SocketAddr,
+        to: Dest,
     ) -> Result<RouteSet<'m>, Action<'static>> {
         let mut set = RouteSet {
             routes_left: usize::MAX,
@@ -63,7 +65,7 @@ impl<'m> RouteSet<'m> {
                 set.next = Some(Target::Unresolved);
                 break;
             };
-            if i == set.ours && cfg.is_us(&u.host, u.port) {
+            if i == set.ours && cfg.is_us(&u.host, u.port, local) {
                 set.ours += 1;
                 continue;
             }

@@ -14,6 +14,7 @@ use crate::registrar::lookup::best;
 use crate::registrar::reply::SUPPORTED as REGISTRAR_SUPPORTED;
 use crate::sip::scan::ListIter;
 use crate::sip::{HeaderName, Host, Message, Method, NameAddr, Uri};
+use crate::transport::Dest;
 
 /// Where a request goes, and the binding it was located through.
 pub struct NextHop<'r> {
@@ -30,9 +31,10 @@ pub fn next_hop<'r>(
     msg: &Message<'_>,
     cfg: &ProxyConfig,
     loc: Lookup<'r>,
+    local: SocketAddr,
     checked: &Checked<'_>,
     set: &RouteSet<'_>,
-    to: SocketAddr,
+    to: Dest,
 ) -> Result<NextHop<'r>, Action<'r>> {
     let mut next = set.next;
     // No Route left and a Request-URI in a domain we are responsible for:
@@ -40,7 +42,7 @@ pub fn next_hop<'r>(
     // gives every other request its target.
     let mut located: Option<BindingView<'r>> = None;
     if let (None, None, Uri::Sip(u)) = (&next, set.new_ruri, &checked.ruri) {
-        if cfg.is_local_domain(u) {
+        if cfg.is_local_domain(u, local) {
             if msg.method() == Some(Method::Register) {
                 // §10.3 step 2: the registrar is the UAS and processes
                 // Require as §8.2.2.3 says, before authenticating (step 3).

@@ -1,9 +1,12 @@
 //! The routing rules end to end through [`super::route`]: a message in,
 //! the action and the bytes that would be sent out.
 
+use std::net::SocketAddr;
+
 use super::branch::{BRANCH_LEN, OUR_BRANCH_PREFIX};
 use super::*;
 use crate::sip::Rport;
+use crate::transport::{Dest, Source};
 
 const US: &str = "192.0.2.10:5060";
 
@@ -13,6 +16,14 @@ fn cfg() -> ProxyConfig {
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
+}
+
+/// A datagram to `s`, from the address the message came to.
+fn to(s: &str) -> Dest {
+    Dest::Udp {
+        peer: addr(s),
+        from: Some(addr(US).ip()),
+    }
 }
 
 /// Routes `data` from `src`; returns the action and, for a forward,
@@ -34,7 +45,14 @@ fn run_at<'r>(
     let mut scratch = Scratch::default();
     let mut edits = Edits::new();
     let loc = Lookup { replica, now };
-    let action = route(&msg, addr(src), cfg, loc, &mut scratch, &mut edits);
+    let action = route(
+        &msg,
+        &Source::udp(addr(src), addr(US)),
+        cfg,
+        loc,
+        &mut scratch,
+        &mut edits,
+    );
     let mut out = vec![0u8; data.len() + 512];
     let n = match action {
         Action::Forward(_) => edits.write(&msg, &mut out).unwrap(),
@@ -60,7 +78,7 @@ Content-Length: 0\r\n\r\n"
 #[test]
 fn invite_is_forwarded_with_our_via_and_one_hop_less() {
     let (action, out) = run(&cfg(), &invite("Max-Forwards: 70\r\n"), "192.0.2.1:5060");
-    assert_eq!(action, Action::Forward(addr("192.0.2.4:5062")));
+    assert_eq!(action, Action::Forward(to("192.0.2.4:5062")));
     let m = Message::parse(&out).unwrap();
     m.validate().unwrap();
     let vias: Vec<_> = m.vias().map(Result::unwrap).collect();
@@ -86,7 +104,7 @@ fn a_wildcard_bind_does_not_make_every_host_us() {
         .unwrap()
         .replace("sip:bob@192.0.2.4:5062", "sip:bob@192.0.2.4");
     let (action, _) = run(&c, data.as_bytes(), "192.0.2.1:5060");
-    assert_eq!(action, Action::Forward(addr("192.0.2.4:5060")));
+    assert_eq!(action, Action::Forward(to("192.0.2.4:5060")));
 }
 
 #[test]
@@ -139,7 +157,7 @@ fn max_forwards_zero_is_483_to_the_via_port() {
         Action::Reply {
             code: 483,
             reason: ("Too Many Hops", ""),
-            to: addr("192.0.2.1:5060")
+            to: to("192.0.2.1:5060")
         }
     );
 }
@@ -157,7 +175,7 @@ fn a_request_that_comes_back_is_482_a_spiral_is_not() {
         "INVITE sip:bob@192.0.2.5:5062",
     );
     let (action, _) = run(&cfg(), spiral.as_bytes(), "192.0.2.4:5062");
-    assert_eq!(action, Action::Forward(addr("192.0.2.5:5062")));
+    assert_eq!(action, Action::Forward(to("192.0.2.5:5062")));
 }
 
 #[test]
@@ -169,7 +187,7 @@ fn retransmission_and_cancel_get_the_same_branch() {
         .replace("INVITE sip", "CANCEL sip")
         .replace("1 INVITE", "1 CANCEL");
     let (action, c) = run(&cfg(), cancel.as_bytes(), "192.0.2.1:5060");
-    assert_eq!(action, Action::Forward(addr("192.0.2.4:5062")));
+    assert_eq!(action, Action::Forward(to("192.0.2.4:5062")));
     let top = |d: &[u8]| {
         Message::parse(d)
             .unwrap()
@@ -204,7 +222,7 @@ fn rport_and_received_are_filled_in() {
         .unwrap()
         .replace("z9hG4bKabc", "z9hG4bKabc;rport");
     let (action, _) = run(&cfg(), data.as_bytes(), "203.0.113.5:40000");
-    assert!(matches!(action, Action::Reply { to, .. } if to == addr("203.0.113.5:40000")));
+    assert!(matches!(action, Action::Reply { to, .. } if to == self::to("203.0.113.5:40000")));
 }
 
 /// The client's other Via parameters go on byte for byte (only
@@ -321,7 +339,7 @@ fn our_loose_route_is_removed_and_the_next_one_followed() {
         &invite("Route: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.20;lr>\r\n"),
         "192.0.2.1:5060",
     );
-    assert_eq!(action, Action::Forward(addr("192.0.2.20:5060")));
+    assert_eq!(action, Action::Forward(to("192.0.2.20:5060")));
     let m = Message::parse(&out).unwrap();
     let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri).collect();
     assert_eq!(routes, vec![&b"sip:192.0.2.20;lr"[..]]);
@@ -337,7 +355,7 @@ fn strict_router_request_uri_is_restored_from_the_last_route() {
             "INVITE sip:192.0.2.10:5060",
         );
     let (action, out) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
-    assert_eq!(action, Action::Forward(addr("192.0.2.30:5080")));
+    assert_eq!(action, Action::Forward(to("192.0.2.30:5080")));
     let m = Message::parse(&out).unwrap();
     assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.30:5080"[..]));
     assert_eq!(m.routes().count(), 0);
@@ -351,7 +369,7 @@ fn a_strict_router_next_hop_gets_its_uri_as_request_uri() {
         &invite("Route: <sip:192.0.2.10:5060;lr>, <sip:192.0.2.40:5070>, <sip:192.0.2.41;lr>\r\n"),
         "192.0.2.1:5060",
     );
-    assert_eq!(action, Action::Forward(addr("192.0.2.40:5070")));
+    assert_eq!(action, Action::Forward(to("192.0.2.40:5070")));
     let m = Message::parse(&out).unwrap();
     assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.40:5070"[..]));
     let routes: Vec<_> = m.routes().map(|r| r.unwrap().uri).collect();
@@ -375,7 +393,7 @@ fn a_strict_router_next_hop_gets_its_uri_as_request_uri() {
         &invite("Route: <sip:192.0.2.40:5070>\r\n"),
         "192.0.2.1:5060",
     );
-    assert_eq!(action, Action::Forward(addr("192.0.2.40:5070")));
+    assert_eq!(action, Action::Forward(to("192.0.2.40:5070")));
     let m = Message::parse(&out).unwrap();
     m.validate().unwrap();
     assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.40:5070"[..]));
@@ -436,7 +454,7 @@ fn every_route_naming_us_at_the_top_is_removed() {
         ),
     ] {
         let (action, out) = run(&c, &invite(extra), "192.0.2.1:5060");
-        assert_eq!(action, Action::Forward(addr(dest)), "{extra}");
+        assert_eq!(action, Action::Forward(to(dest)), "{extra}");
         assert_eq!(routes_of(&out), left, "{extra}");
     }
     // Two of ours, then a strict router (§16.6 step 6).
@@ -445,7 +463,7 @@ fn every_route_naming_us_at_the_top_is_removed() {
         &invite("Route: <sip:192.0.2.10;lr>, <sip:198.51.100.10;lr>, <sip:192.0.2.40:5070>, <sip:192.0.2.41;lr>\r\n"),
         "192.0.2.1:5060",
     );
-    assert_eq!(action, Action::Forward(addr("192.0.2.40:5070")));
+    assert_eq!(action, Action::Forward(to("192.0.2.40:5070")));
     let m = Message::parse(&out).unwrap();
     assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.40:5070"[..]));
     assert_eq!(
@@ -466,7 +484,7 @@ fn every_route_naming_us_at_the_top_is_removed() {
             "INVITE sip:192.0.2.10:5060",
         );
         let (action, out) = run(&c, data.as_bytes(), "192.0.2.1:5060");
-        assert_eq!(action, Action::Forward(addr("192.0.2.30:5080")), "{extra}");
+        assert_eq!(action, Action::Forward(to("192.0.2.30:5080")), "{extra}");
         let m = Message::parse(&out).unwrap();
         assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.30:5080"[..]));
         assert_eq!(routes_of(&out), Vec::<Vec<u8>>::new(), "{extra}");
@@ -484,7 +502,7 @@ fn strict_previous_hop_with_our_route_on_the_same_line() {
         "INVITE sip:192.0.2.10:5060",
     );
     let (action, out) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
-    assert_eq!(action, Action::Forward(addr("192.0.2.30:5080")));
+    assert_eq!(action, Action::Forward(to("192.0.2.30:5080")));
     let m = Message::parse(&out).unwrap();
     assert_eq!(m.request_uri_bytes(), Some(&b"sip:192.0.2.30:5080"[..]));
     assert_eq!(m.routes().count(), 0);
@@ -502,7 +520,7 @@ fn host_names_go_upstream_by_call_id_or_are_dropped() {
     let (a1, _) = run(&c, data.as_bytes(), "192.0.2.1:5060");
     let (a2, _) = run(&c, data.as_bytes(), "192.0.2.1:5060");
     assert_eq!(a1, a2);
-    assert!(matches!(a1, Action::Forward(a) if c.upstreams.contains(&a)));
+    assert!(matches!(a1, Action::Forward(a) if a.peer().is_some_and(|p| c.upstreams.contains(&p))));
     let mut seen = std::collections::HashSet::new();
     for i in 0..32 {
         let d = data.replace("call-1@", &format!("call-{i}@"));
@@ -525,7 +543,7 @@ fn options_to_us_is_answered() {
         Action::Reply {
             code: 200,
             reason: ("OK", ""),
-            to: addr("192.0.2.1:5060")
+            to: to("192.0.2.1:5060")
         }
     );
 }
@@ -557,7 +575,7 @@ fn a_user_at_us_with_nowhere_to_go_is_404_or_goes_upstream() {
     let mut c = cfg();
     c.upstreams = vec![addr("198.51.100.1:5060")];
     let (action, _) = run(&c, data.as_bytes(), "192.0.2.1:5060");
-    assert_eq!(action, Action::Forward(addr("198.51.100.1:5060")));
+    assert_eq!(action, Action::Forward(to("198.51.100.1:5060")));
 }
 
 #[test]
@@ -571,7 +589,7 @@ fn invalid_request_gets_400_with_the_reason() {
         Action::Reply {
             code: 400,
             reason: ("Missing ", "Call-ID"),
-            to: addr("192.0.2.1:5060")
+            to: to("192.0.2.1:5060")
         }
     );
     let no_via = String::from_utf8(invite(""))
@@ -606,13 +624,13 @@ fn proxy_require_we_lack_is_420_and_require_is_not_ours() {
         Action::BadExtension {
             header: HeaderName::ProxyRequire,
             supported: PROXY_SUPPORTED,
-            to: addr("192.0.2.1:5060"),
+            to: to("192.0.2.1:5060"),
         }
     );
     assert_eq!(listed(&data, action), [&b"foo"[..], b"bar", b"baz"]);
     // Require is for the UAS: a proxy forwards it untouched.
     let (action, out) = run(&cfg(), &invite("Require: 100rel\r\n"), "192.0.2.1:5060");
-    assert_eq!(action, Action::Forward(addr("192.0.2.4:5062")));
+    assert_eq!(action, Action::Forward(to("192.0.2.4:5062")));
     let m = Message::parse(&out).unwrap();
     assert_eq!(m.header(HeaderName::Require), Some(&b"100rel"[..]));
 }
@@ -626,7 +644,7 @@ fn cancel_and_ack_ignore_proxy_require() {
             .replace("INVITE sip", &format!("{method} sip"))
             .replace("1 INVITE", &format!("1 {method}"));
         let (action, _) = run(&cfg(), data.as_bytes(), "192.0.2.1:5060");
-        assert_eq!(action, Action::Forward(addr("192.0.2.4:5062")), "{method}");
+        assert_eq!(action, Action::Forward(to("192.0.2.4:5062")), "{method}");
     }
 }
 
@@ -703,7 +721,7 @@ fn a_via_that_is_not_sip_2_0_is_400_never_forwarded() {
                 Action::Reply {
                     code: 400,
                     reason: ("Via Not SIP/2.0", ""),
-                    to: addr("192.0.2.1:5060")
+                    to: to("192.0.2.1:5060")
                 },
                 "{data}"
             );
@@ -730,7 +748,7 @@ fn responses_follow_the_via_path() {
     );
     let next = "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc;received=203.0.113.5\r\n";
     let (action, out) = run(&cfg(), &response(&top_line, next), "192.0.2.4:5062");
-    assert_eq!(action, Action::Forward(addr("203.0.113.5:5060")));
+    assert_eq!(action, Action::Forward(to("203.0.113.5:5060")));
     let m = Message::parse(&out).unwrap();
     assert_eq!(m.vias().count(), 1);
     assert_eq!(m.via().unwrap().branch, Some(&b"z9hG4bKabc"[..]));
@@ -738,7 +756,7 @@ fn responses_follow_the_via_path() {
     let next =
         "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc;rport=40000;received=203.0.113.5\r\n";
     let (action, _) = run(&cfg(), &response(&top_line, next), "192.0.2.4:5062");
-    assert_eq!(action, Action::Forward(addr("203.0.113.5:40000")));
+    assert_eq!(action, Action::Forward(to("203.0.113.5:40000")));
 
     let (action, _) = run(&cfg(), &response(&top_line, ""), "192.0.2.4:5062");
     assert_eq!(action, Action::Drop(DropReason::NoNextVia));

@@ -4,8 +4,6 @@
 //! all start the same way (the request's headers a response copies, our
 //! To tag, the RFC 3581 Via edit) and end the same way.
 
-use std::net::SocketAddr;
-
 use super::auth_gate::AuthRefusal;
 use super::counters::{add, status_class, ShardCounters};
 use super::outcome::Outcome;
@@ -18,7 +16,7 @@ use crate::proxy::{nat_params, reply_address, unsupported, DropReason, PROXY_SUP
 use crate::registrar::reply::{contacts, ok_headers};
 use crate::registrar::RegisterError;
 use crate::sip::{HeaderName, Message, Method, ResponseWriter, ViaEdit, WriteError};
-use crate::transport::Dest;
+use crate::transport::{Dest, Source};
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
 const ALLOW: &[u8] =
@@ -56,7 +54,7 @@ impl<'a> Shard<'a> {
     pub(super) fn refuse_flood<S: SendQueue>(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: &Source,
         send: &mut S,
     ) -> Outcome {
         if !answerable(msg) {
@@ -75,7 +73,7 @@ impl<'a> Shard<'a> {
     pub(super) fn too_large<S: SendQueue>(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: &Source,
         send: &mut S,
     ) -> Outcome {
         if !answerable(msg) {
@@ -90,7 +88,7 @@ impl<'a> Shard<'a> {
     pub(super) fn unavailable<S: SendQueue>(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: &Source,
         retry_after: u32,
         no_slot: DropReason,
         send: &mut S,
@@ -105,7 +103,7 @@ impl<'a> Shard<'a> {
     fn answer_plain<S: SendQueue>(
         &self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: &Source,
         refused: Refused,
         send: &mut S,
     ) -> Outcome {
@@ -126,7 +124,7 @@ impl<'a> Shard<'a> {
     pub(super) fn answer_error<S: SendQueue>(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: &Source,
         e: RegisterError,
         send: &mut S,
     ) -> Outcome {
@@ -139,10 +137,13 @@ impl<'a> Shard<'a> {
     }
 }
 
-/// Where a local answer to `msg` goes (see [`reply_address`]); the source
-/// when the request has no readable Via.
-pub(super) fn reply_to(msg: &Message<'_>, src: SocketAddr) -> SocketAddr {
-    msg.via().map_or(src, |v| reply_address(&v, src))
+/// Where a local answer to `msg` goes (see [`reply_address`]; the source
+/// when the request has no readable Via), from the address it came to.
+pub(super) fn reply_to(msg: &Message<'_>, src: &Source) -> Dest {
+    Dest::Udp {
+        peer: msg.via().map_or(src.peer, |v| reply_address(&v, src.peer)),
+        from: Some(src.local.ip()),
+    }
 }
 
 /// Queues a written answer (counted by status class), or counts the
@@ -151,12 +152,12 @@ pub(super) fn commit_reply<S: SendQueue>(
     send: &mut S,
     written: Option<usize>,
     code: u16,
-    to: SocketAddr,
+    to: Dest,
     counters: &ShardCounters,
 ) -> Outcome {
     match written {
         Some(n) => {
-            send.commit(n, Dest::udp(to));
+            send.commit(n, to);
             add(&counters.replies[status_class(code)], 1);
             Outcome::Answered(code)
         }
@@ -172,7 +173,7 @@ pub(super) fn commit_reply<S: SendQueue>(
 /// request.
 pub(super) fn write_bad_extension(
     msg: &Message<'_>,
-    src: SocketAddr,
+    src: &Source,
     header: HeaderName,
     supported: &'static [u8],
     out: &mut [u8],
@@ -188,7 +189,7 @@ pub(super) fn write_bad_extension(
 /// for us, with what we allow, accept and support, §11.2).
 pub(super) fn write_local_answer(
     msg: &Message<'_>,
-    src: SocketAddr,
+    src: &Source,
     code: u16,
     reason: (&str, &str),
     out: &mut [u8],
@@ -208,14 +209,14 @@ pub(super) fn write_local_answer(
 /// gets the very same response (we keep no state).
 fn start_reply<'o>(
     msg: &Message<'_>,
-    src: SocketAddr,
+    src: &Source,
     code: u16,
     reason: (&str, &str),
     out: &'o mut [u8],
 ) -> Option<ResponseWriter<'o>> {
     let tag = local_to_tag(msg);
     let mut nat = [0u8; 512];
-    let via_edit = nat_params(msg, src, &mut nat).map(|n| ViaEdit {
+    let via_edit = nat_params(msg, src.peer, &mut nat).map(|n| ViaEdit {
         start: n.start,
         end: n.end,
         text: &nat[..n.len],
@@ -240,7 +241,7 @@ fn finish(mut w: ResponseWriter<'_>) -> Option<usize> {
 /// with Min-Expires, or the error's status.
 pub(super) fn write_register_answer(
     msg: &Message<'_>,
-    src: SocketAddr,
+    src: &Source,
     result: &Result<AorRecord, RegisterError>,
     now: u64,
     out: &mut [u8],
@@ -265,7 +266,7 @@ pub(super) fn write_register_answer(
 /// for credentials of another user.
 pub(super) fn write_auth_refusal(
     msg: &Message<'_>,
-    src: SocketAddr,
+    src: &Source,
     refusal: AuthRefusal<'_>,
     nonce: &[u8; crate::auth::NONCE_LEN],
     out: &mut [u8],
@@ -294,7 +295,7 @@ pub(super) fn write_auth_refusal(
 /// 302 Moved Temporarily with every live binding as a Contact (§8.3).
 pub(super) fn write_redirect(
     msg: &Message<'_>,
-    src: SocketAddr,
+    src: &Source,
     record: &AorRecord,
     now: u64,
     out: &mut [u8],

@@ -4,7 +4,7 @@
 //! state that checks them (nonce-count table, failure limiter, nonce salt),
 //! and what a refused request gets.
 
-use std::net::SocketAddr;
+use crate::transport::Source;
 
 use super::answer::{commit_reply, reply_to, write_auth_refusal};
 use super::counters::add;
@@ -53,7 +53,7 @@ impl<'a> Shard<'a> {
     pub(super) fn authenticate_register(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: &Source,
     ) -> Option<AuthRefusal<'a>> {
         self.shared.auth.as_ref()?;
         let to = match msg.to_uri() {
@@ -70,7 +70,7 @@ impl<'a> Shard<'a> {
     pub(super) fn authenticate_invite(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: &Source,
     ) -> Option<AuthRefusal<'a>> {
         if !self.shared.auth.as_ref()?.invite || msg.method() != Some(Method::Invite) {
             return None;
@@ -79,7 +79,7 @@ impl<'a> Shard<'a> {
             return None; // a re-INVITE inside a dialog
         }
         let from = match msg.from().ok()?.parsed_uri() {
-            Ok(Uri::Sip(u)) if self.shared.proxy.is_local_domain(&u) => u,
+            Ok(Uri::Sip(u)) if self.shared.proxy.is_local_domain(&u, src.local) => u,
             _ => return None,
         };
         self.authenticate(msg, src, HeaderName::ProxyAuthorization, 407, &from)
@@ -88,7 +88,7 @@ impl<'a> Shard<'a> {
     fn authenticate(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: &Source,
         header: HeaderName,
         challenge: u16,
         claimed: &SipUri<'_>,
@@ -97,13 +97,14 @@ impl<'a> Shard<'a> {
         let realm = self.shared.proxy.realm_for(claimed)?;
         let now_ms = self.now_ms;
         if let Some(f) = &self.auth_failures {
-            if f.banned(src.ip(), now_ms) {
+            if f.banned(src.peer.ip(), now_ms) {
                 return Some(AuthRefusal::Banned);
             }
         }
         let counts = self.nonce_counts.as_mut()?;
         let proxy = &self.shared.proxy;
-        let uri_is_ours = |u: &[u8]| matches!(SipUri::parse(u), Ok(s) if s.user.is_none() && proxy.is_local_domain(&s));
+        let local = src.local;
+        let uri_is_ours = |u: &[u8]| matches!(SipUri::parse(u), Ok(s) if s.user.is_none() && proxy.is_local_domain(&s, local));
         let claim = Claim {
             header,
             realm,
@@ -123,7 +124,7 @@ impl<'a> Shard<'a> {
         if matches!(outcome, Checked::Failed(_) | Checked::WrongUser) {
             add(&c.auth_failures, 1);
             if let Some(f) = &mut self.auth_failures {
-                if f.failed(src.ip(), now_ms) {
+                if f.failed(src.peer.ip(), now_ms) {
                     add(&c.auth_bans, 1);
                 }
             }
@@ -172,7 +173,7 @@ impl<'a> Shard<'a> {
     pub(super) fn refuse_auth<S: SendQueue>(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: &Source,
         refusal: AuthRefusal<'_>,
         send: &mut S,
     ) -> Outcome {

@@ -14,7 +14,6 @@ use crate::io::SendQueue;
 use crate::location::LocationOp;
 use crate::proxy::DropReason;
 use crate::sip::Message;
-use crate::transport::Dest;
 
 /// Inbox REGISTERs one loop iteration answers at most, so that received
 /// datagrams keep their share of the send slots.
@@ -77,7 +76,7 @@ impl<'a> Shard<'a> {
                     match Message::parse(&data) {
                         Ok(msg) => {
                             // Its drops are counted; the log speaks of received datagrams.
-                            let _ = self.answer_register(&msg, src, arrived_on, send);
+                            let _ = self.answer_register(&msg, &src, arrived_on, send);
                         }
                         Err(_) => self.counters.dropped(DropReason::Malformed),
                     }
@@ -86,7 +85,7 @@ impl<'a> Shard<'a> {
                     if let Some(slot) = send.slot() {
                         if let Some(dst) = slot.get_mut(..data.len()) {
                             dst.copy_from_slice(&data);
-                            send.commit(data.len(), Dest::udp(to));
+                            send.commit(data.len(), to);
                         }
                     }
                 }

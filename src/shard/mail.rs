@@ -18,7 +18,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -27,6 +26,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::io::eventfd::EventFd;
 use crate::location::LocationOp;
+use crate::transport::{Dest, Source};
 
 /// Mails an inbox holds. A REGISTER storm beyond this answers 503; replica
 /// updates beyond it wait in the sender's [`Outbox`] instead.
@@ -39,8 +39,8 @@ pub enum Mail {
     Register {
         /// The datagram as received.
         data: Box<[u8]>,
-        /// Its source address.
-        src: SocketAddr,
+        /// Where it came from and what it arrived at.
+        src: Source,
         /// The shard it arrived on (the answer leaves from that socket).
         arrived_on: usize,
     },
@@ -52,7 +52,7 @@ pub enum Mail {
         /// The datagram.
         data: Box<[u8]>,
         /// Where to.
-        to: SocketAddr,
+        to: Dest,
     },
 }
 

@@ -36,6 +36,7 @@ use crate::auth::NonceCounts;
 use crate::io::Backend;
 use crate::location::owner::Owner;
 use crate::proxy::{DropReason, Scratch};
+use crate::transport::Source;
 use counters::{add, ShardCounters};
 use drop_log::DropLog;
 use mail::{Mail, Outbox};
@@ -175,7 +176,7 @@ pub fn run<B: Backend>(mut io: B, shard: &mut Shard<'_>, stop: &AtomicBool) -> i
                 counters.dropped(DropReason::Oversize);
                 return shard.log_drop(DropReason::Oversize, Some(src), d.bytes);
             }
-            shard.handle(d.bytes, src, send);
+            let _ = shard.handle(d.bytes, &Source::udp(src, d.local), send);
         })?;
         shard.after_batch();
         add(&counters.send_failed, io.flush() as u64);

@@ -4,6 +4,8 @@
 //! callgrind harness.
 
 use std::net::SocketAddr;
+
+use crate::transport::Source;
 use std::time::Instant;
 
 use super::answer::{commit_reply, write_bad_extension, write_local_answer, write_redirect};
@@ -15,14 +17,13 @@ use crate::admit::{Admission, Refusal};
 use crate::io::SendQueue;
 use crate::proxy::{route, Action, DropReason, Lookup};
 use crate::sip::{Edits, Message, ParseError};
-use crate::transport::Dest;
 
 impl<'a> Shard<'a> {
     /// Handles one datagram: never panics; allocates nothing unless it is
     /// a REGISTER (whose new record is built here or in the owner). A drop
     /// may write a log line (at most one per reason a second); one datagram
     /// in [`HANDLE_SAMPLE_EVERY`] is timed for the handling-time histogram.
-    pub fn handle<S: SendQueue>(&mut self, bytes: &[u8], src: SocketAddr, send: &mut S) -> Outcome {
+    pub fn handle<S: SendQueue>(&mut self, bytes: &[u8], src: &Source, send: &mut S) -> Outcome {
         self.handled = self.handled.wrapping_add(1);
         let timed = self
             .handled
@@ -33,7 +34,7 @@ impl<'a> Shard<'a> {
             self.counters.handle_time.record(t.elapsed());
         }
         if let Outcome::Dropped(r) = outcome {
-            self.log_drop(r, Some(src), bytes);
+            self.log_drop(r, Some(src.peer), bytes);
         }
         outcome
     }
@@ -56,11 +57,11 @@ impl<'a> Shard<'a> {
     fn handle_datagram<S: SendQueue>(
         &mut self,
         bytes: &[u8],
-        src: SocketAddr,
+        src: &Source,
         send: &mut S,
     ) -> Outcome {
         let policy = &self.shared.guard;
-        let source = match self.admission.source(policy, src.ip(), self.now_ms) {
+        let source = match self.admission.source(policy, src.peer.ip(), self.now_ms) {
             Ok(s) => s,
             Err(r) => return self.refuse(None, src, r, send),
         };
@@ -116,7 +117,7 @@ impl<'a> Shard<'a> {
     fn refuse<S: SendQueue>(
         &mut self,
         msg: Option<&Message<'_>>,
-        src: SocketAddr,
+        src: &Source,
         refusal: Refusal,
         send: &mut S,
     ) -> Outcome {
@@ -128,7 +129,8 @@ impl<'a> Shard<'a> {
                 let c = self.counters;
                 add(&c.sources_banned, 1);
                 let ban_ms = self.shared.guard.rate.map_or(0, |r| r.ban_ms);
-                self.drop_log.banned(c, self.now_ms, src, ban_ms / 1000);
+                self.drop_log
+                    .banned(c, self.now_ms, src.peer, ban_ms / 1000);
                 self.refuse_flood(msg, src, send)
             }
             (Refusal::TooLarge, Some(msg)) => self.too_large(msg, src, send),
@@ -144,7 +146,7 @@ fn emit<S: SendQueue>(
     counters: &ShardCounters,
     now: u64,
     msg: &Message<'_>,
-    src: SocketAddr,
+    src: &Source,
     action: Action<'_>,
     edits: &Edits<'_>,
     send: &mut S,
@@ -159,7 +161,7 @@ fn emit<S: SendQueue>(
     match action {
         Action::Forward(to) => match edits.write(msg, slot) {
             Ok(n) => {
-                send.commit(n, Dest::udp(to));
+                send.commit(n, to);
                 let c = if msg.is_request() {
                     &counters.forwarded_requests
                 } else {

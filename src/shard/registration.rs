@@ -5,7 +5,7 @@
 //! ([`crate::registrar::save`]), publishes the change and answers, from
 //! its own socket or through the arrival shard's inbox.
 
-use std::net::SocketAddr;
+use crate::transport::Source;
 
 use super::answer::{commit_reply, reply_to, write_auth_refusal, write_register_answer};
 use super::counters::{add, status_class};
@@ -26,7 +26,7 @@ impl<'a> Shard<'a> {
         &mut self,
         msg: &Message<'_>,
         bytes: &[u8],
-        src: SocketAddr,
+        src: &Source,
         send: &mut S,
     ) -> Outcome {
         // §10.3 step 3: the To must be an AOR of a domain we serve.
@@ -34,7 +34,7 @@ impl<'a> Shard<'a> {
             Ok(Uri::Sip(u)) => Some(u),
             _ => None, // aor_of answers 400 below
         };
-        if to.is_some_and(|u| !self.shared.proxy.is_local_domain(&u)) {
+        if to.is_some_and(|u| !self.shared.proxy.is_local_domain(&u, src.local)) {
             return self.answer_error(msg, src, RegisterError::NotOurDomain, send);
         }
         let owner = match aor_of(msg) {
@@ -57,7 +57,7 @@ impl<'a> Shard<'a> {
         }
         let mail = Mail::Register {
             data: bytes.into(),
-            src,
+            src: *src,
             arrived_on: self.index,
         };
         match self.shared.inboxes.get(owner).map(|i| i.push(mail)) {
@@ -78,7 +78,7 @@ impl<'a> Shard<'a> {
     pub(super) fn answer_register<S: SendQueue>(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: &Source,
         arrived_on: usize,
         send: &mut S,
     ) -> Outcome {
@@ -99,7 +99,7 @@ impl<'a> Shard<'a> {
         let result = save(
             &mut self.location,
             msg,
-            src,
+            src.peer,
             self.now,
             &self.shared.registrar,
             &mut |op| outbox.broadcast(inboxes, index, op),
@@ -122,22 +122,22 @@ impl<'a> Shard<'a> {
         })
     }
 
-    /// Sends an owner's answer to a REGISTER: from this shard's socket
-    /// when it is bound to the address the request arrived on, else
-    /// through the inbox of the shard it arrived on.
+    /// Sends an owner's answer to a REGISTER: from this shard's own socket
+    /// when that can send from the address the request arrived at (the same
+    /// listen address, or one of the same port and family: `IP_PKTINFO`
+    /// names the source address), else through the inbox of the shard it
+    /// arrived on.
     pub(super) fn deliver<S: SendQueue>(
         &self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: &Source,
         arrived_on: usize,
         code: u16,
         send: &mut S,
         write: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Outcome {
         let to = reply_to(msg, src);
-        let same_socket_address =
-            self.shared.listen_of.get(arrived_on) == self.shared.listen_of.get(self.index);
-        if same_socket_address {
+        if self.shared.can_send_as(self.index, arrived_on, src.local) {
             let Some(slot) = send.slot() else {
                 return self.drop(DropReason::WriteFailed);
             };
@@ -175,7 +175,7 @@ mod tests {
 
     /// Collects what a shard sends.
     #[derive(Default)]
-    struct Sent(Vec<(Vec<u8>, SocketAddr)>, Vec<u8>);
+    struct Sent(Vec<(Vec<u8>, std::net::SocketAddr)>, Vec<u8>);
 
     impl SendQueue for Sent {
         fn slot(&mut self) -> Option<&mut [u8]> {
@@ -226,16 +226,19 @@ CSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.5>\r\n\r\n"
         let (c0, c1) = (ShardCounters::default(), ShardCounters::default());
         let (mut s0, mut s1) = (shard(0, &shared, &c0), shard(1, &shared, &c1));
         let users = owned_by_1();
-        let src: SocketAddr = "192.0.2.5:5060".parse().unwrap();
+        let src = Source::udp(
+            "192.0.2.5:5060".parse().unwrap(),
+            "192.0.2.1:5060".parse().unwrap(),
+        );
         let mut out0 = Sent::default();
-        let handed = s0.handle(&register(&users[0]), src, &mut out0);
+        let handed = s0.handle(&register(&users[0]), &src, &mut out0);
         assert_eq!(handed, Outcome::HandedOff);
         assert!(out0.0.is_empty(), "handed to the owner, not answered here");
-        let refused = s0.handle(&register(&users[1]), src, &mut out0);
+        let refused = s0.handle(&register(&users[1]), &src, &mut out0);
         assert_eq!(refused, Outcome::Answered(503));
         let (busy, to) = &out0.0[0];
         assert_eq!(status(busy), 503);
-        assert_eq!(*to, src);
+        assert_eq!(*to, src.peer);
         let m = Message::parse(busy).unwrap();
         assert_eq!(
             m.header(crate::sip::HeaderName::RetryAfter),
@@ -260,15 +263,18 @@ CSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.5>\r\n\r\n"
         let (c0, c1) = (ShardCounters::default(), ShardCounters::default());
         let (mut s0, mut s1) = (shard(0, &shared, &c0), shard(1, &shared, &c1));
         let user = &owned_by_1()[0];
-        let src: SocketAddr = "192.0.2.5:5060".parse().unwrap();
+        let src = Source::udp(
+            "192.0.2.5:5060".parse().unwrap(),
+            "192.0.2.1:5060".parse().unwrap(),
+        );
         let (mut out0, mut out1) = (Sent::default(), Sent::default());
-        s0.handle(&register(user), src, &mut out0);
+        s0.handle(&register(user), &src, &mut out0);
         s1.drain_inbox(&mut out1);
         assert!(out1.0.is_empty(), "not sent from the owner's address");
         s0.drain_inbox(&mut out0);
         assert_eq!(out0.0.len(), 1);
         assert_eq!(status(&out0.0[0].0), 200);
-        assert_eq!(out0.0[0].1, src);
+        assert_eq!(out0.0[0].1, src.peer);
     }
 
     #[test]
@@ -288,12 +294,15 @@ CSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.5>\r\n\r\n"
         let counters = ShardCounters::default();
         let loc = shared.registrar.owner(0, 1, 0, stores.pop());
         let mut shard = Shard::new(0, &shared, &counters, loc);
-        let src: SocketAddr = "192.0.2.5:5060".parse().unwrap();
+        let src = Source::udp(
+            "192.0.2.5:5060".parse().unwrap(),
+            "192.0.2.1:5060".parse().unwrap(),
+        );
         let mut out = Sent::default();
-        shard.handle(&register("a"), src, &mut out);
+        shard.handle(&register("a"), &src, &mut out);
         shard.after_batch();
         assert_eq!(counters.store_errors.load(Ordering::Relaxed), 1);
-        shard.handle(&register("b"), src, &mut out);
+        shard.handle(&register("b"), &src, &mut out);
         assert_eq!(status(&out.0[1].0), 503, "refused while the log fails");
         let _ = std::fs::remove_dir_all(&dir);
     }

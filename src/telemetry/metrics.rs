@@ -420,7 +420,7 @@ mod tests {
         for _ in 0..3 {
             let mail = Mail::Send {
                 data: Box::new([]),
-                to: "192.0.2.9:5060".parse().unwrap(),
+                to: crate::transport::Dest::udp("192.0.2.9:5060".parse().unwrap()),
             };
             assert!(shared.inboxes[1].push(mail).is_ok());
         }

@@ -149,7 +149,7 @@ impl Source {
 }
 
 /// Where an outgoing message goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dest {
     /// A datagram to `peer`, sent from our address `from` (`IP_PKTINFO`), or
     /// from whatever the socket's binding picks when None.
