@@ -24,6 +24,7 @@ use sipshard::registrar::lookup::best;
 use sipshard::registrar::save::apply;
 use sipshard::registrar::RegistrarConfig;
 use sipshard::sip::{Edits, Message, Uri};
+use sipshard::transport::Source;
 
 const AORS: usize = 1_000_000;
 
@@ -43,7 +44,11 @@ fn replica() -> Replica {
             } else {
                 Box::new([])
             },
-            source: "192.0.2.1:5070".parse().unwrap(),
+            params: Box::new([]),
+            source: Source::udp(
+                "192.0.2.1:5070".parse().unwrap(),
+                "192.0.2.100:5060".parse().unwrap(),
+            ),
             created_at: 0,
         };
         let aor = format!("sip:u{i:07}@example.com");
@@ -133,7 +138,10 @@ Content-Length: 0\r\n\r\n";
             let next = apply(
                 &current,
                 &msg,
-                "192.0.2.7:5070".parse().unwrap(),
+                Source::udp(
+                    "192.0.2.7:5070".parse().unwrap(),
+                    "192.0.2.100:5060".parse().unwrap(),
+                ),
                 1,
                 &cfg_reg,
             )

@@ -9,7 +9,9 @@
 //! `shard-{i}.snap.tmp` while compacting). Other files in the directory are
 //! ignored. Both kinds start with a 12-byte header, the 8-byte magic
 //! (`SIPSHSNP` or `SIPSHLOG`) then the format version as a little-endian
-//! u32 (now 1), followed by entries; a snapshot holds only Sets.
+//! u32 (now 3), followed by entries; a snapshot holds only Sets. Version 3
+//! records carry each binding's Contact parameters, transport, local
+//! address and connection; files of another version are refused.
 //!
 //! # Entries
 //! All integers are little-endian; `bytes` is a u32 length then the bytes.
@@ -57,7 +59,7 @@ use super::replica::AorRecord;
 
 const SNAP_MAGIC: &[u8; 8] = b"SIPSHSNP";
 const LOG_MAGIC: &[u8; 8] = b"SIPSHLOG";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 const HEADER_LEN: usize = 12;
 /// The len and checksum fields in front of every entry's body.
 const ENTRY_HEAD: usize = 12;
@@ -550,7 +552,7 @@ struct ForeignHeader;
 
 impl std::fmt::Display for ForeignHeader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("not a sipshard state file of format version 2")
+        write!(f, "not a sipshard state file of format version {VERSION}")
     }
 }
 
@@ -587,6 +589,7 @@ fn replay(
 mod tests {
     use super::*;
     use crate::location::binding::Binding;
+    use crate::transport::{ConnId, Source, Transport};
     use proptest::prelude::*;
     use std::net::SocketAddr;
     use std::sync::atomic::AtomicUsize;
@@ -619,7 +622,8 @@ mod tests {
             call_id: 0xca11,
             cseq: 42,
             path: path.as_bytes().into(),
-            source: source.parse().unwrap(),
+            params: b";+sip.instance=\"<urn:uuid:1>\";reg-id=1"[..].into(),
+            source: Source::udp(source.parse().unwrap(), "192.0.2.100:5060".parse().unwrap()),
             created_at: 1_699_999_000,
         }
     }
@@ -866,6 +870,21 @@ mod tests {
         }
     }
 
+    fn arb_source() -> impl Strategy<Value = Source> {
+        (
+            (any::<std::net::IpAddr>(), any::<u16>()),
+            (any::<std::net::IpAddr>(), any::<u16>()),
+            proptest::sample::select(Transport::ALL.to_vec()),
+            proptest::option::of(1..=u64::MAX),
+        )
+            .prop_map(|(peer, local, transport, conn)| Source {
+                peer: SocketAddr::new(peer.0, peer.1),
+                local: SocketAddr::new(local.0, local.1),
+                transport,
+                conn: conn.map(ConnId),
+            })
+    }
+
     fn arb_binding() -> impl Strategy<Value = Binding> {
         (
             proptest::collection::vec(any::<u8>(), 0..24),
@@ -874,19 +893,23 @@ mod tests {
             any::<u64>(),
             any::<u32>(),
             proptest::collection::vec(any::<u8>(), 0..12),
-            (any::<std::net::IpAddr>(), any::<u16>()),
+            arb_source(),
             any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..12),
         )
             .prop_map(
-                |(contact, q, expires_at, call_id, cseq, path, source, created_at)| Binding {
-                    contact: contact.into(),
-                    q,
-                    expires_at,
-                    call_id,
-                    cseq,
-                    path: path.into(),
-                    source: SocketAddr::new(source.0, source.1),
-                    created_at,
+                |(contact, q, expires_at, call_id, cseq, path, source, created_at, params)| {
+                    Binding {
+                        contact: contact.into(),
+                        params: params.into(),
+                        q,
+                        expires_at,
+                        call_id,
+                        cseq,
+                        path: path.into(),
+                        source,
+                        created_at,
+                    }
                 },
             )
     }

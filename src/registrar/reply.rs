@@ -150,6 +150,7 @@ mod tests {
     use super::*;
     use crate::registrar::save::apply;
     use crate::registrar::RegistrarConfig;
+    use crate::transport::Source;
 
     /// The byte-by-byte writer against the `write!` it replaced.
     #[test]
@@ -217,7 +218,10 @@ Contact: <sip:bob@192.0.2.7:5062>;q=0.7, <sip:bob@192.0.2.8>;expires=120\r\nPath
         let b = apply(
             &[],
             &req,
-            "192.0.2.7:5060".parse().unwrap(),
+            Source::udp(
+                "192.0.2.7:5060".parse().unwrap(),
+                "192.0.2.100:5060".parse().unwrap(),
+            ),
             1000,
             &RegistrarConfig::default(),
         )

@@ -18,6 +18,7 @@ use crate::proxy::DropReason;
 use crate::registrar::save::save;
 use crate::registrar::{aor_of, RegisterError};
 use crate::sip::{HeaderName, Message, Uri};
+use crate::transport::Source;
 
 impl<'a> Shard<'a> {
     /// A REGISTER for a local domain: applied here when this shard owns the
@@ -96,10 +97,12 @@ impl<'a> Shard<'a> {
             });
         }
         let (outbox, inboxes, index) = (&mut self.outbox, &self.shared.inboxes, self.index);
+        // TODO(#12): PKTINFO local address; the advertised one stands in.
+        let source = Source::udp(src, self.shared.proxy.advertise);
         let result = save(
             &mut self.location,
             msg,
-            src,
+            source,
             self.now,
             &self.shared.registrar,
             &mut |op| outbox.broadcast(inboxes, index, op),
