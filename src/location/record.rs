@@ -24,7 +24,11 @@
 //!   u64 connection id (0: none; a [`ConnId`]'s generation starts at 1)
 //! ```
 //! A binding takes 59 bytes besides its three strings with IPv4 peer and
-//! local addresses, 83 with IPv6 ones.
+//! local addresses, 83 with IPv6 ones. This is the layout of state-file
+//! format version 3; [`AorRecord::from_v2_bytes`] reads the version 2
+//! layout, whose bindings had no parameters, transport, local address or
+//! connection (they ended at the peer's port: 41 or 53 bytes besides two
+//! strings).
 //!
 //! Only [`AorRecord::new`] writes this, and [`AorRecord::from_bytes`]
 //! checks bytes from elsewhere (the state files) before trusting them, so
@@ -248,6 +252,21 @@ impl AorRecord {
             .then(|| AorRecord(ThinArc::from_header_and_slice(aor_hash(aor), data)))
     }
 
+    /// Reads a record of the version 2 layout (state files of format
+    /// version 2) into today's: each binding came over UDP to an unknown
+    /// local address and has no parameters. None unless every binding
+    /// decodes and nothing trails.
+    pub fn from_v2_bytes(data: &[u8]) -> Option<AorRecord> {
+        let mut r = Reader { buf: data };
+        let aor = r.bytes()?;
+        let count = r.u16()?;
+        let mut bindings = Vec::new();
+        for _ in 0..count {
+            bindings.push(r.v2_binding()?);
+        }
+        r.buf.is_empty().then(|| AorRecord::new(aor, &bindings))
+    }
+
     /// The packed form (what the state files store).
     pub fn as_bytes(&self) -> &[u8] {
         &self.0.slice
@@ -388,7 +407,7 @@ impl<'a> Reader<'a> {
         Some(SocketAddr::new(ip, self.u16()?))
     }
 
-    /// Skips an address, checking its family; false when there is none.
+    /// Skips an address; None when its family is unknown or it is cut.
     fn skip_addr(&mut self) -> Option<()> {
         let n = match self.array::<1>()?[0] {
             4 => 4,
@@ -423,6 +442,35 @@ impl<'a> Reader<'a> {
             cseq,
             call_id,
             addrs,
+        })
+    }
+
+    /// One binding of the version 2 layout, as a binding of today's: it
+    /// came over UDP, to a local address nobody recorded (the unspecified
+    /// address of the peer's family, port 0), with no parameters.
+    fn v2_binding(&mut self) -> Option<Binding> {
+        let contact = self.bytes()?;
+        let path = self.bytes()?;
+        let q = self.u16()?;
+        let expires_at = u64::from_le_bytes(self.array()?);
+        let created_at = u64::from_le_bytes(self.array()?);
+        let cseq = u32::from_le_bytes(self.array()?);
+        let call_id = u64::from_le_bytes(self.array()?);
+        let peer = self.addr()?;
+        let unspecified: IpAddr = match peer {
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        Some(Binding {
+            contact: contact.into(),
+            params: Box::default(),
+            q: (q != NO_Q).then_some(q),
+            expires_at,
+            call_id,
+            cseq,
+            path: path.into(),
+            source: Source::udp(peer, SocketAddr::new(unspecified, 0)),
+            created_at,
         })
     }
 }
@@ -515,5 +563,53 @@ mod tests {
             bytes[at] = bad;
             assert!(AorRecord::from_bytes(&bytes).is_none(), "byte {at}");
         }
+    }
+
+    /// A record of the version 2 layout, written as the code of format
+    /// version 2 wrote it.
+    fn v2_record(aor: &[u8], bindings: &[Binding]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_bytes(&mut out, aor);
+        out.extend_from_slice(&(bindings.len() as u16).to_le_bytes());
+        for b in bindings {
+            put_bytes(&mut out, &b.contact);
+            put_bytes(&mut out, &b.path);
+            out.extend_from_slice(&b.q.unwrap_or(NO_Q).to_le_bytes());
+            out.extend_from_slice(&b.expires_at.to_le_bytes());
+            out.extend_from_slice(&b.created_at.to_le_bytes());
+            out.extend_from_slice(&b.cseq.to_le_bytes());
+            out.extend_from_slice(&b.call_id.to_le_bytes());
+            put_addr(&mut out, b.source.peer);
+        }
+        out
+    }
+
+    #[test]
+    fn version_2_records_read_as_udp_bindings_without_parameters() {
+        let mut bs = vec![
+            binding("sip:a@192.0.2.1", Some(500), "192.0.2.1:5060"),
+            binding("sip:a@[2001:db8::1]", None, "[2001:db8::1]:5062"),
+        ];
+        let v2 = v2_record(b"sip:a@example.com", &bs);
+        assert_eq!(v2.len(), 2 + 17 + 2 + (41 + 15 + 13) + (53 + 19 + 13));
+        let rec = AorRecord::from_v2_bytes(&v2).unwrap();
+        bs[0].source.local = "0.0.0.0:0".parse().unwrap();
+        bs[1].source.local = "[::]:0".parse().unwrap();
+        for b in &mut bs {
+            b.params = Box::default();
+        }
+        assert_eq!(rec.to_bindings(), bs);
+        assert_eq!(rec, AorRecord::new(b"sip:a@example.com", &bs));
+        assert_eq!(rec.hash(), aor_hash(b"sip:a@example.com"));
+        assert!(AorRecord::from_v2_bytes(&v2_record(b"sip:e@h", &[])).is_some_and(|r| r.is_empty()));
+        for cut in 0..v2.len() {
+            assert!(AorRecord::from_v2_bytes(&v2[..cut]).is_none(), "cut {cut}");
+        }
+        let mut longer = v2.clone();
+        longer.push(0);
+        assert!(AorRecord::from_v2_bytes(&longer).is_none());
+        // The two layouts do not pass for each other.
+        assert!(AorRecord::from_bytes(&v2).is_none());
+        assert!(AorRecord::from_v2_bytes(rec.as_bytes()).is_none());
     }
 }
