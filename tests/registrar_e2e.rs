@@ -500,6 +500,46 @@ fn restart_from_state_dir_after_kill_9(io: &str) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue #12: the 200 to a REGISTER lists each binding's Contact as the UA
+/// sent it, with its parameters (RFC 5626 `+sip.instance` and `reg-id`,
+/// RFC 3840 feature tags), plus the `expires` and `q` the registrar
+/// states: RFC 5626/5627 UAs find their binding there by its instance.
+fn ok_gives_back_the_contacts_parameters(io: &str) {
+    let Some(proxy) = start(io, &[]) else { return };
+    let ua = socket();
+    let instance = "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"";
+    let contact = format!(
+        "Contact: <sip:erin@127.0.0.1:{};ob>;{instance};reg-id=1;q=0.5;expires=600;+sip.ice;audio\r\n",
+        port(&ua)
+    );
+    let ok = ask(&proxy, &ua, &register("erin", &ua, "gb1", 1, &contact));
+    assert_eq!(status(&ok), 200);
+    let want = format!(
+        "Contact: <sip:erin@127.0.0.1:{};ob>;{instance};reg-id=1;+sip.ice;audio;expires=600;q=0.5\r\n",
+        port(&ua)
+    );
+    let text = String::from_utf8_lossy(&ok);
+    assert!(text.contains(&want), "{text}");
+    // A query from elsewhere sees them too; a refresh replaces them.
+    let other = socket();
+    let query = ask(&proxy, &other, &register("erin", &other, "gb2", 1, ""));
+    let text = String::from_utf8_lossy(&query);
+    assert!(
+        text.contains(&format!("{instance};reg-id=1;+sip.ice;audio;expires=")),
+        "{text}"
+    );
+    let refresh = format!(
+        "Contact: <sip:erin@127.0.0.1:{};ob>;{instance};reg-id=2\r\n",
+        port(&ua)
+    );
+    let ok = ask(&proxy, &ua, &register("erin", &ua, "gb1", 2, &refresh));
+    let text = String::from_utf8_lossy(&ok);
+    assert!(
+        text.contains(&format!(";ob>;{instance};reg-id=2;expires=3600\r\n")),
+        "{text}"
+    );
+}
+
 /// The ports `tests/data/state-v2` names: bob's first Path hop and the
 /// address every REGISTER of it came from (dave's, reached under --nat).
 /// The test binds them, so its two runs (one per backend) take turns.
@@ -669,6 +709,7 @@ on_both_backends!(
     expiry_removes_a_binding_on_every_shard,
     restart_from_state_dir_after_kill_9,
     state_dir_of_format_2_comes_back_whole,
+    ok_gives_back_the_contacts_parameters,
     answers_leave_from_the_address_the_register_came_to,
 );
 
