@@ -44,7 +44,11 @@ fn replica() -> Replica {
             } else {
                 Box::new([])
             },
-            source: "192.0.2.1:5070".parse().unwrap(),
+            params: Box::new([]),
+            source: Source::udp(
+                "192.0.2.1:5070".parse().unwrap(),
+                "192.0.2.100:5060".parse().unwrap(),
+            ),
             created_at: 0,
         };
         let aor = format!("sip:u{i:07}@example.com");
@@ -128,7 +132,10 @@ Content-Length: 0\r\n\r\n";
             let next = apply(
                 &current,
                 &msg,
-                "192.0.2.7:5070".parse().unwrap(),
+                Source::udp(
+                    "192.0.2.7:5070".parse().unwrap(),
+                    "192.0.2.100:5060".parse().unwrap(),
+                ),
                 1,
                 &cfg_reg,
             )

@@ -350,17 +350,21 @@ fn locations(cfg: &Config, shards: usize, now: u64) -> Result<Locations, Startup
             }
         }
     }
-    let note = format!(
-        "registrations kept in {} (fsync {}): loaded {aors} AOR(s), {bindings} live binding(s) from {} file(s){}",
+    let mut note = format!(
+        "registrations kept in {} (fsync {}): loaded {aors} AOR(s), {bindings} live binding(s) from {} file(s)",
         dir.display(),
         format!("{:?}", cfg.fsync).to_lowercase(),
         report.files,
-        if report.torn_tails > 0 {
-            format!(", {} torn log tail(s) skipped", report.torn_tails)
-        } else {
-            String::new()
-        }
     );
+    if report.torn_tails > 0 {
+        note += &format!(", {} torn log tail(s) skipped", report.torn_tails);
+    }
+    if report.upgraded > 0 {
+        note += &format!(
+            ", {} file(s) of an older format rewritten in today's",
+            report.upgraded
+        );
+    }
     let recovery = Recovery {
         files: report.files,
         entries: report.entries,

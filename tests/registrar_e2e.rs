@@ -500,6 +500,177 @@ fn restart_from_state_dir_after_kill_9(io: &str) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue #12: the 200 to a REGISTER lists each binding's Contact as the UA
+/// sent it, with its parameters (RFC 5626 `+sip.instance` and `reg-id`,
+/// RFC 3840 feature tags), plus the `expires` and `q` the registrar
+/// states: RFC 5626/5627 UAs find their binding there by its instance.
+fn ok_gives_back_the_contacts_parameters(io: &str) {
+    let Some(proxy) = start(io, &[]) else { return };
+    let ua = socket();
+    let instance = "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"";
+    let contact = format!(
+        "Contact: <sip:erin@127.0.0.1:{};ob>;{instance};reg-id=1;q=0.5;expires=600;+sip.ice;audio\r\n",
+        port(&ua)
+    );
+    let ok = ask(&proxy, &ua, &register("erin", &ua, "gb1", 1, &contact));
+    assert_eq!(status(&ok), 200);
+    let want = format!(
+        "Contact: <sip:erin@127.0.0.1:{};ob>;{instance};reg-id=1;+sip.ice;audio;expires=600;q=0.5\r\n",
+        port(&ua)
+    );
+    let text = String::from_utf8_lossy(&ok);
+    assert!(text.contains(&want), "{text}");
+    // A query from elsewhere sees them too; a refresh replaces them.
+    let other = socket();
+    let query = ask(&proxy, &other, &register("erin", &other, "gb2", 1, ""));
+    let text = String::from_utf8_lossy(&query);
+    assert!(
+        text.contains(&format!("{instance};reg-id=1;+sip.ice;audio;expires=")),
+        "{text}"
+    );
+    let refresh = format!(
+        "Contact: <sip:erin@127.0.0.1:{};ob>;{instance};reg-id=2\r\n",
+        port(&ua)
+    );
+    let ok = ask(&proxy, &ua, &register("erin", &ua, "gb1", 2, &refresh));
+    let text = String::from_utf8_lossy(&ok);
+    assert!(
+        text.contains(&format!(";ob>;{instance};reg-id=2;expires=3600\r\n")),
+        "{text}"
+    );
+}
+
+/// The ports `tests/data/state-v2` names: bob's first Path hop and the
+/// address every REGISTER of it came from (dave's, reached under --nat).
+/// The test binds them, so its two runs (one per backend) take turns.
+const FIXTURE_PATH_HOP: &str = "127.0.0.1:25091";
+const FIXTURE_UA: &str = "127.0.0.1:25070";
+static FIXTURE_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A copy of `tests/data/state-v2` in a fresh directory.
+fn copy_state_v2(io: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sipshard-e2e-v2-{}-{io}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/state-v2");
+    for dent in std::fs::read_dir(from).unwrap() {
+        let path = dent.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log" || e == "snap") {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
+/// Issue #12: a --state-dir written by the sipshard of format version 2
+/// (`tests/data/state-v2`, see its make.py) comes back whole after the
+/// upgrade: every AOR's bindings with their q and remaining expiry, Path
+/// routing, and the address each REGISTER came from (--nat); and the
+/// directory is rewritten in version 3.
+fn state_dir_of_format_2_comes_back_whole(io: &str) {
+    let _turn = FIXTURE_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_state_v2(io);
+    let dir_s = dir.to_str().unwrap().to_string();
+    let Some(mut proxy) = start(io, &["--state-dir", &dir_s]) else {
+        return;
+    };
+    let note = proxy.next_line();
+    assert!(
+        note.contains("loaded 4 AOR(s), 7 live binding(s) from 8 file(s), 8 file(s) of an older format rewritten in today's"),
+        "{note}"
+    );
+    // Every binding lapses at 3943782592 or a second later (year 2094).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let left = |at: u64| Some(u32::try_from(at - now).unwrap());
+    let near = |got: Vec<(String, Option<u32>, Option<u16>)>,
+                want: Vec<(&str, u64, Option<u16>)>| {
+        assert_eq!(got.len(), want.len(), "{got:?}");
+        for ((uri, expires, q), (want_uri, at, want_q)) in got.iter().zip(want) {
+            assert_eq!((uri.as_str(), *q), (want_uri, want_q));
+            let (e, w) = (expires.unwrap(), left(at).unwrap());
+            assert!(e.abs_diff(w) <= 2, "{uri}: expires {e}, want {w}");
+        }
+    };
+    let (exp, ua) = (3_943_782_592, socket());
+    let query = |user: &str| {
+        let ok = ask(
+            &proxy,
+            &ua,
+            &register(user, &ua, &format!("q-{user}"), 1, ""),
+        );
+        assert_eq!(status(&ok), 200, "{}", String::from_utf8_lossy(&ok));
+        contacts(&ok)
+    };
+    near(
+        query("alice"),
+        vec![
+            ("sip:alice@192.0.2.10:5060", exp, Some(900)),
+            ("sip:alice@192.0.2.11:5062;transport=udp", exp, Some(500)),
+            ("sip:alice@192.0.2.13:5064", exp + 1, Some(700)),
+        ],
+    );
+    near(
+        query("bob"),
+        vec![
+            ("sip:bob@192.0.2.20:5070", exp, Some(1000)),
+            ("sip:bob@192.0.2.21", exp, Some(100)),
+        ],
+    );
+    near(
+        query("carol"),
+        vec![("sip:carol@[2001:db8::30]:5060", exp, None)],
+    );
+    near(query("dave"), vec![("sip:dave@192.0.2.40", exp + 1, None)]);
+
+    // Bob's best binding (q=1), through his Path.
+    let edge = UdpSocket::bind(FIXTURE_PATH_HOP).expect("the fixture's Path hop port is free");
+    edge.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let caller = socket();
+    caller
+        .send_to(&call("INVITE", "bob", &caller, "v2-bob"), proxy.addr)
+        .unwrap();
+    let got = recv(&edge);
+    let m = Message::parse(&got).unwrap();
+    assert_eq!(m.request_uri_bytes(), Some(&b"sip:bob@192.0.2.20:5070"[..]));
+    let route: Vec<_> = m
+        .values(HeaderName::Route)
+        .map(|v| String::from_utf8_lossy(v.text).into_owned())
+        .collect();
+    assert_eq!(
+        route.join(", "),
+        "<sip:127.0.0.1:25091;lr>, <sip:p2.example.net;lr>"
+    );
+    drop(proxy);
+
+    // The start rewrote every file in version 3.
+    for dent in std::fs::read_dir(&dir).unwrap() {
+        let path = dent.unwrap().path();
+        let head = std::fs::read(&path).unwrap();
+        assert_eq!(head[8..12], 3u32.to_le_bytes(), "{}", path.display());
+    }
+    // --nat: dave is reached where his REGISTER came from.
+    let Some(proxy) = start(io, &["--state-dir", &dir_s, "--nat"]) else {
+        return;
+    };
+    let natted = UdpSocket::bind(FIXTURE_UA).expect("the fixture's UA port is free");
+    natted
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    caller
+        .send_to(&call("INVITE", "dave", &caller, "v2-dave"), proxy.addr)
+        .unwrap();
+    let m = recv(&natted);
+    assert_eq!(
+        Message::parse(&m).unwrap().request_uri_bytes(),
+        Some(&b"sip:dave@192.0.2.40"[..])
+    );
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// With two listen addresses, a REGISTER sent to the second is answered
 /// from the second, whichever shard owns its AOR (the owner's answer goes
 /// back through the inbox of the shard it arrived on).
@@ -537,6 +708,8 @@ on_both_backends!(
     redirect_mode,
     expiry_removes_a_binding_on_every_shard,
     restart_from_state_dir_after_kill_9,
+    state_dir_of_format_2_comes_back_whole,
+    ok_gives_back_the_contacts_parameters,
     answers_leave_from_the_address_the_register_came_to,
 );
 

@@ -2,13 +2,19 @@
 //! location service stores it. Storage owns the type (Kamailio's usrloc
 //! owns `ucontact_info_t`); the registrar fills it in.
 
-use std::net::SocketAddr;
+use crate::transport::Source;
 
 /// One binding of an AOR to a contact (§10.3 step 7).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {
     /// The contact URI as registered (without the name-addr's brackets).
     pub contact: Box<[u8]>,
+    /// The Contact's header parameters as the UA sent them, each with its
+    /// leading `;` (`;+sip.instance="<urn:uuid:...>";reg-id=1`), without
+    /// `expires` and `q`, which the registrar states itself; empty when
+    /// there were none. RFC 5626 and RFC 5627 UAs find their own binding
+    /// in the 200 to a REGISTER by these (`+sip.instance`, `reg-id`).
+    pub params: Box<[u8]>,
     /// The `q` value in thousandths; None when the REGISTER gave none.
     pub q: Option<u16>,
     /// When the binding lapses, in the caller's clock (seconds).
@@ -20,8 +26,10 @@ pub struct Binding {
     pub cseq: u32,
     /// The REGISTER's Path values joined by ", " (RFC 3327), or empty.
     pub path: Box<[u8]>,
-    /// Where the REGISTER came from (for `--nat` routing).
-    pub source: SocketAddr,
+    /// Where that REGISTER came from and what it arrived on: its peer
+    /// (for `--nat` routing), our address, the transport and, on a
+    /// connection, the RFC 5626 flow the UA is reached over.
+    pub source: Source,
     /// When the binding was first created: "newest" breaks q ties.
     pub created_at: u64,
 }

@@ -15,9 +15,21 @@
 //! ```text
 //! u16 aor length, aor bytes, u16 binding count, then per binding:
 //!   u16 contact length, contact bytes, u16 path length, path bytes,
+//!   u16 params length, params bytes (the Contact's header parameters),
 //!   u16 q (0xFFFF: none), u64 expires_at, u64 created_at, u32 cseq,
-//!   u64 call_id hash, u8 family (4 or 6), 4 or 16 address bytes, u16 port
+//!   u64 call_id hash,
+//!   peer:  u8 family (4 or 6), 4 or 16 address bytes, u16 port,
+//!   u8 transport ([`Transport::code`]),
+//!   local: u8 family (4 or 6), 4 or 16 address bytes, u16 port,
+//!   u64 connection id (0: none; a [`ConnId`]'s generation starts at 1)
 //! ```
+//! A binding takes 59 bytes besides its three strings with IPv4 peer and
+//! local addresses, 83 with IPv6 ones. This is the layout of state-file
+//! format version 3; [`AorRecord::from_v2_bytes`] reads the version 2
+//! layout, whose bindings had no parameters, transport, local address or
+//! connection (they ended at the peer's port: 41 or 53 bytes besides two
+//! strings).
+//!
 //! Only [`AorRecord::new`] writes this, and [`AorRecord::from_bytes`]
 //! checks bytes from elsewhere (the state files) before trusting them, so
 //! a reader never meets a malformed record; it still stops quietly rather
@@ -29,6 +41,7 @@ use triomphe::ThinArc;
 
 use super::aor_hash;
 use super::binding::Binding;
+use crate::transport::{ConnId, Source, Transport};
 
 /// An AOR and its bindings, immutable once built; cloning shares it (a
 /// reference count), so every replica points at the same block.
@@ -56,13 +69,19 @@ impl std::fmt::Debug for AorRecord {
     }
 }
 
-/// A binding read in place from a record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A binding read in place from a record. The strings and numbers are
+/// fields; where the REGISTER came from is read on demand through
+/// [`BindingView::source`] and its parts, which the forwarding path only
+/// needs under `--nat`.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct BindingView<'a> {
     /// The contact URI.
     pub contact: &'a [u8],
     /// The Path values joined by ", ", or empty.
     pub path: &'a [u8],
+    /// The Contact's header parameters as the UA sent them (without
+    /// `expires` and `q`), or empty.
+    pub params: &'a [u8],
     /// q in thousandths.
     pub q: Option<u16>,
     /// Unix second the binding lapses.
@@ -73,24 +92,107 @@ pub struct BindingView<'a> {
     pub cseq: u32,
     /// Hash of that REGISTER's Call-ID.
     pub call_id: u64,
-    /// Where that REGISTER came from.
-    pub source: SocketAddr,
+    /// The packed peer, transport, local address and connection, checked
+    /// when the record was built or read.
+    addrs: &'a [u8],
+}
+
+impl std::fmt::Debug for BindingView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BindingView")
+            .field("contact", &String::from_utf8_lossy(self.contact))
+            .field("path", &String::from_utf8_lossy(self.path))
+            .field("params", &String::from_utf8_lossy(self.params))
+            .field("q", &self.q)
+            .field("expires_at", &self.expires_at)
+            .field("created_at", &self.created_at)
+            .field("cseq", &self.cseq)
+            .field("call_id", &self.call_id)
+            .field("source", &self.source())
+            .finish()
+    }
 }
 
 impl BindingView<'_> {
+    /// Where the REGISTER that last wrote it came from.
+    pub fn source(&self) -> Source {
+        Source {
+            peer: self.peer(),
+            local: self.local(),
+            transport: self.transport(),
+            conn: self.conn(),
+        }
+    }
+
+    /// The peer that REGISTER came from (`--nat` sends there).
+    pub fn peer(&self) -> SocketAddr {
+        read_addr(self.addrs).0
+    }
+
+    /// The transport it came on.
+    pub fn transport(&self) -> Transport {
+        let at = read_addr(self.addrs).1;
+        self.addrs
+            .get(at)
+            .and_then(|&c| Transport::from_code(c))
+            .unwrap_or_default()
+    }
+
+    /// Our address it arrived at.
+    pub fn local(&self) -> SocketAddr {
+        let at = read_addr(self.addrs).1 + 1;
+        read_addr(self.addrs.get(at..).unwrap_or_default()).0
+    }
+
+    /// The connection it came on (RFC 5626: the flow the UA is reached
+    /// over); None for UDP.
+    pub fn conn(&self) -> Option<ConnId> {
+        let id = self
+            .addrs
+            .last_chunk::<8>()
+            .map_or(0, |b| u64::from_le_bytes(*b));
+        (id != 0).then_some(ConnId(id))
+    }
+
     /// An owned copy, for the owner to build the next record from.
     pub fn to_binding(&self) -> Binding {
         Binding {
             contact: self.contact.into(),
+            params: self.params.into(),
             q: self.q,
             expires_at: self.expires_at,
             call_id: self.call_id,
             cseq: self.cseq,
             path: self.path.into(),
-            source: self.source,
+            source: self.source(),
             created_at: self.created_at,
         }
     }
+}
+
+/// The address at the start of `b` (family, address, port) and the bytes
+/// it took; the unspecified IPv4 address for bytes that hold none, which a
+/// checked record never has.
+fn read_addr(b: &[u8]) -> (SocketAddr, usize) {
+    let mut r = Reader { buf: b };
+    match r.addr() {
+        Some(a) => (a, b.len() - r.buf.len()),
+        None => (SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0), b.len()),
+    }
+}
+
+fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(ip) => {
+            out.push(4);
+            out.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.push(6);
+            out.extend_from_slice(&ip.octets());
+        }
+    }
+    out.extend_from_slice(&a.port().to_le_bytes());
 }
 
 const NO_Q: u16 = u16::MAX;
@@ -105,7 +207,7 @@ impl AorRecord {
     /// Packs `aor` and `bindings` (at most 65,535 of them, each string at
     /// most 65,535 bytes: a REGISTER fits in 16 KiB, so both hold).
     pub fn new<'b>(aor: &[u8], bindings: impl IntoIterator<Item = &'b Binding>) -> AorRecord {
-        let mut out = Vec::with_capacity(aor.len() + 96);
+        let mut out = Vec::with_capacity(aor.len() + 128);
         put_bytes(&mut out, aor);
         out.extend_from_slice(&[0, 0]);
         let mut count: u16 = 0;
@@ -116,22 +218,16 @@ impl AorRecord {
             count += 1;
             put_bytes(&mut out, &b.contact);
             put_bytes(&mut out, &b.path);
+            put_bytes(&mut out, &b.params);
             out.extend_from_slice(&b.q.unwrap_or(NO_Q).to_le_bytes());
             out.extend_from_slice(&b.expires_at.to_le_bytes());
             out.extend_from_slice(&b.created_at.to_le_bytes());
             out.extend_from_slice(&b.cseq.to_le_bytes());
             out.extend_from_slice(&b.call_id.to_le_bytes());
-            match b.source.ip() {
-                IpAddr::V4(a) => {
-                    out.push(4);
-                    out.extend_from_slice(&a.octets());
-                }
-                IpAddr::V6(a) => {
-                    out.push(6);
-                    out.extend_from_slice(&a.octets());
-                }
-            }
-            out.extend_from_slice(&b.source.port().to_le_bytes());
+            put_addr(&mut out, b.source.peer);
+            out.push(b.source.transport.code());
+            put_addr(&mut out, b.source.local);
+            out.extend_from_slice(&b.source.conn.map_or(0, |c| c.0).to_le_bytes());
         }
         let at = 2 + aor.len().min(usize::from(u16::MAX));
         out[at..at + 2].copy_from_slice(&count.to_le_bytes());
@@ -154,6 +250,21 @@ impl AorRecord {
         }
         (seen == count && it.r.buf.is_empty())
             .then(|| AorRecord(ThinArc::from_header_and_slice(aor_hash(aor), data)))
+    }
+
+    /// Reads a record of the version 2 layout (state files of format
+    /// version 2) into today's: each binding came over UDP to an unknown
+    /// local address and has no parameters. None unless every binding
+    /// decodes and nothing trails.
+    pub fn from_v2_bytes(data: &[u8]) -> Option<AorRecord> {
+        let mut r = Reader { buf: data };
+        let aor = r.bytes()?;
+        let count = r.u16()?;
+        let mut bindings = Vec::new();
+        for _ in 0..count {
+            bindings.push(r.v2_binding()?);
+        }
+        r.buf.is_empty().then(|| AorRecord::new(aor, &bindings))
     }
 
     /// The packed form (what the state files store).
@@ -287,7 +398,57 @@ impl<'a> Reader<'a> {
         self.take(n.into())
     }
 
+    fn addr(&mut self) -> Option<SocketAddr> {
+        let ip = match self.array::<1>()?[0] {
+            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
+            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
+            _ => return None,
+        };
+        Some(SocketAddr::new(ip, self.u16()?))
+    }
+
+    /// Skips an address; None when its family is unknown or it is cut.
+    fn skip_addr(&mut self) -> Option<()> {
+        let n = match self.array::<1>()?[0] {
+            4 => 4,
+            6 => 16,
+            _ => return None,
+        };
+        self.take(n + 2).map(|_| ())
+    }
+
     fn binding(&mut self) -> Option<BindingView<'a>> {
+        let contact = self.bytes()?;
+        let path = self.bytes()?;
+        let params = self.bytes()?;
+        let q = self.u16()?;
+        let expires_at = u64::from_le_bytes(self.array()?);
+        let created_at = u64::from_le_bytes(self.array()?);
+        let cseq = u32::from_le_bytes(self.array()?);
+        let call_id = u64::from_le_bytes(self.array()?);
+        let start = self.buf;
+        self.skip_addr()?;
+        Transport::from_code(self.array::<1>()?[0])?;
+        self.skip_addr()?;
+        self.take(8)?;
+        let addrs = &start[..start.len() - self.buf.len()];
+        Some(BindingView {
+            contact,
+            path,
+            params,
+            q: (q != NO_Q).then_some(q),
+            expires_at,
+            created_at,
+            cseq,
+            call_id,
+            addrs,
+        })
+    }
+
+    /// One binding of the version 2 layout, as a binding of today's: it
+    /// came over UDP, to a local address nobody recorded (the unspecified
+    /// address of the peer's family, port 0), with no parameters.
+    fn v2_binding(&mut self) -> Option<Binding> {
         let contact = self.bytes()?;
         let path = self.bytes()?;
         let q = self.u16()?;
@@ -295,21 +456,21 @@ impl<'a> Reader<'a> {
         let created_at = u64::from_le_bytes(self.array()?);
         let cseq = u32::from_le_bytes(self.array()?);
         let call_id = u64::from_le_bytes(self.array()?);
-        let ip = match self.array::<1>()?[0] {
-            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
-            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
-            _ => return None,
+        let peer = self.addr()?;
+        let unspecified: IpAddr = match peer {
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
         };
-        let port = self.u16()?;
-        Some(BindingView {
-            contact,
-            path,
+        Some(Binding {
+            contact: contact.into(),
+            params: Box::default(),
             q: (q != NO_Q).then_some(q),
             expires_at,
-            created_at,
-            cseq,
             call_id,
-            source: SocketAddr::new(ip, port),
+            cseq,
+            path: path.into(),
+            source: Source::udp(peer, SocketAddr::new(unspecified, 0)),
+            created_at,
         })
     }
 }
@@ -321,31 +482,62 @@ mod tests {
     fn binding(contact: &str, q: Option<u16>, source: &str) -> Binding {
         Binding {
             contact: contact.as_bytes().into(),
+            params: b";+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\";reg-id=1"
+                [..]
+                .into(),
             q,
             expires_at: 1_000,
             call_id: 0xfeed,
             cseq: 7,
             path: b"<sip:edge;lr>"[..].into(),
-            source: source.parse().unwrap(),
+            source: Source::udp(
+                source.parse().unwrap(),
+                "198.51.100.1:5060".parse().unwrap(),
+            ),
             created_at: 10,
         }
     }
 
     #[test]
     fn round_trip() {
-        let bs = vec![
+        let mut bs = vec![
             binding("sip:a@192.0.2.1", Some(500), "192.0.2.1:5060"),
             binding("sip:a@[2001:db8::1]", None, "[2001:db8::1]:5062"),
+            binding("sip:a@h3", None, "192.0.2.3:5060"),
         ];
+        bs[1].params = Box::default();
+        bs[1].source.local = "[2001:db8::100]:5061".parse().unwrap();
+        bs[2].source.transport = Transport::Wss;
+        bs[2].source.conn = Some(ConnId::new(3, 77, 9));
         let rec = AorRecord::new(b"sip:a@example.com", &bs);
         assert_eq!(rec.aor(), b"sip:a@example.com");
         assert_eq!(rec.hash(), aor_hash(b"sip:a@example.com"));
-        assert_eq!(rec.len(), 2);
+        assert_eq!(rec.len(), 3);
         assert_eq!(rec.to_bindings(), bs);
+        let views: Vec<_> = rec.bindings().collect();
+        assert_eq!(views[0].peer(), "192.0.2.1:5060".parse().unwrap());
+        assert_eq!(views[0].transport(), Transport::Udp);
+        assert_eq!(views[0].conn(), None);
+        assert_eq!(views[1].local(), "[2001:db8::100]:5061".parse().unwrap());
+        assert_eq!(views[1].params, b"");
+        assert_eq!(views[2].source(), bs[2].source);
         let again = AorRecord::from_bytes(rec.as_bytes()).unwrap();
         assert_eq!(again, rec);
         let empty = AorRecord::new(b"sip:b@example.com", &[]);
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn bytes_per_binding() {
+        // The fixed part of a binding (see the layout): 59 bytes with IPv4
+        // addresses, 83 with IPv6 ones.
+        let mut b = binding("", None, "192.0.2.1:5060");
+        b.params = Box::default();
+        b.path = Box::default();
+        let size = |bs: &[Binding]| AorRecord::new(b"", bs).as_bytes().len();
+        assert_eq!(size(std::slice::from_ref(&b)) - size(&[]), 59);
+        b.source = Source::udp("[::1]:1".parse().unwrap(), "[::2]:2".parse().unwrap());
+        assert_eq!(size(std::slice::from_ref(&b)) - size(&[]), 83);
     }
 
     #[test]
@@ -361,9 +553,63 @@ mod tests {
         let mut longer = data.to_vec();
         longer.push(0);
         assert!(AorRecord::from_bytes(&longer).is_none());
-        let mut bad_family = data.to_vec();
-        let fam = bad_family.len() - 2 - 4 - 1;
-        bad_family[fam] = 5;
-        assert!(AorRecord::from_bytes(&bad_family).is_none());
+        // From the end: conn 8, local port 2, address 4, family 1, then
+        // the transport, then the peer's port 2, address 4, family 1.
+        let local_family = data.len() - 8 - 2 - 4 - 1;
+        let transport = local_family - 1;
+        let peer_family = transport - 2 - 4 - 1;
+        for (at, bad) in [(local_family, 5), (transport, 5), (peer_family, 0)] {
+            let mut bytes = data.to_vec();
+            bytes[at] = bad;
+            assert!(AorRecord::from_bytes(&bytes).is_none(), "byte {at}");
+        }
+    }
+
+    /// A record of the version 2 layout, written as the code of format
+    /// version 2 wrote it.
+    fn v2_record(aor: &[u8], bindings: &[Binding]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_bytes(&mut out, aor);
+        out.extend_from_slice(&(bindings.len() as u16).to_le_bytes());
+        for b in bindings {
+            put_bytes(&mut out, &b.contact);
+            put_bytes(&mut out, &b.path);
+            out.extend_from_slice(&b.q.unwrap_or(NO_Q).to_le_bytes());
+            out.extend_from_slice(&b.expires_at.to_le_bytes());
+            out.extend_from_slice(&b.created_at.to_le_bytes());
+            out.extend_from_slice(&b.cseq.to_le_bytes());
+            out.extend_from_slice(&b.call_id.to_le_bytes());
+            put_addr(&mut out, b.source.peer);
+        }
+        out
+    }
+
+    #[test]
+    fn version_2_records_read_as_udp_bindings_without_parameters() {
+        let mut bs = vec![
+            binding("sip:a@192.0.2.1", Some(500), "192.0.2.1:5060"),
+            binding("sip:a@[2001:db8::1]", None, "[2001:db8::1]:5062"),
+        ];
+        let v2 = v2_record(b"sip:a@example.com", &bs);
+        assert_eq!(v2.len(), 2 + 17 + 2 + (41 + 15 + 13) + (53 + 19 + 13));
+        let rec = AorRecord::from_v2_bytes(&v2).unwrap();
+        bs[0].source.local = "0.0.0.0:0".parse().unwrap();
+        bs[1].source.local = "[::]:0".parse().unwrap();
+        for b in &mut bs {
+            b.params = Box::default();
+        }
+        assert_eq!(rec.to_bindings(), bs);
+        assert_eq!(rec, AorRecord::new(b"sip:a@example.com", &bs));
+        assert_eq!(rec.hash(), aor_hash(b"sip:a@example.com"));
+        assert!(AorRecord::from_v2_bytes(&v2_record(b"sip:e@h", &[])).is_some_and(|r| r.is_empty()));
+        for cut in 0..v2.len() {
+            assert!(AorRecord::from_v2_bytes(&v2[..cut]).is_none(), "cut {cut}");
+        }
+        let mut longer = v2.clone();
+        longer.push(0);
+        assert!(AorRecord::from_v2_bytes(&longer).is_none());
+        // The two layouts do not pass for each other.
+        assert!(AorRecord::from_bytes(&v2).is_none());
+        assert!(AorRecord::from_v2_bytes(rec.as_bytes()).is_none());
     }
 }

@@ -311,7 +311,11 @@ mod tests {
                 call_id: 1,
                 cseq: 1,
                 path: b""[..].into(),
-                source: "192.0.2.1:5060".parse().unwrap(),
+                params: b""[..].into(),
+                source: crate::transport::Source::udp(
+                    "192.0.2.1:5060".parse().unwrap(),
+                    "192.0.2.100:5060".parse().unwrap(),
+                ),
                 created_at: 0,
             })
             .collect();

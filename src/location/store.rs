@@ -9,7 +9,19 @@
 //! `shard-{i}.snap.tmp` while compacting). Other files in the directory are
 //! ignored. Both kinds start with a 12-byte header, the 8-byte magic
 //! (`SIPSHSNP` or `SIPSHLOG`) then the format version as a little-endian
-//! u32 (now 1), followed by entries; a snapshot holds only Sets.
+//! u32 (now 3), followed by entries; a snapshot holds only Sets.
+//!
+//! # Versions
+//! Files are written in version 3 only. [`load`] also reads version 2,
+//! whose entries are the same but whose records have the version 2 layout
+//! (no Contact parameters, transport, local address or connection:
+//! [`AorRecord::from_v2_bytes`] converts them to UDP bindings without
+//! parameters, to an unknown local address). [`adopt`], which runs at every
+//! start, then rewrites every shard's snapshot and log in version 3, so a
+//! directory is upgraded the first time it is loaded. Version 1 (distinct
+//! entries with the Call-ID as text, written only by the one development
+//! commit that introduced `--state-dir`, replaced minutes later) is
+//! refused with an error naming it, as is any newer version.
 //!
 //! # Entries
 //! All integers are little-endian; `bytes` is a u32 length then the bytes.
@@ -57,7 +69,9 @@ use super::replica::AorRecord;
 
 const SNAP_MAGIC: &[u8; 8] = b"SIPSHSNP";
 const LOG_MAGIC: &[u8; 8] = b"SIPSHLOG";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// The oldest format version [`load`] reads.
+const OLDEST_READ: u32 = 2;
 const HEADER_LEN: usize = 12;
 /// The len and checksum fields in front of every entry's body.
 const ENTRY_HEAD: usize = 12;
@@ -215,15 +229,19 @@ pub struct LoadReport {
     pub aors: usize,
     /// Bindings in the rebuilt table (expired ones included).
     pub bindings: usize,
+    /// Files of an older format version, read and converted ([`adopt`]
+    /// rewrites them in today's).
+    pub upgraded: usize,
 }
 
 /// Reads every `shard-*.snap` and `shard-*.log` in `dir`, whatever shard
 /// count wrote them, and returns the resulting records sorted by AOR: the
 /// newest entry per AOR wins by its stamp, and a Remove deletes. A torn or
 /// corrupt tail (a crash mid-write) ends that file's replay and is counted,
-/// not an error; a file with a foreign magic or version is an error, so
-/// that [`adopt`] never overwrites what it cannot read. Creates `dir` if
-/// missing. Expired bindings are kept (the caller drops them).
+/// not an error; a file with a foreign magic or a version it does not read
+/// (see "Versions" above) is an error, so that [`adopt`] never overwrites
+/// what it cannot read. Creates `dir` if missing. Expired bindings are
+/// kept (the caller drops them).
 pub fn load(dir: &Path) -> io::Result<(Vec<AorRecord>, LoadReport)> {
     fs::create_dir_all(dir)?;
     let mut files = Vec::new();
@@ -248,7 +266,7 @@ pub fn load(dir: &Path) -> io::Result<(Vec<AorRecord>, LoadReport)> {
         } else {
             LOG_MAGIC
         };
-        let torn = replay(&buf, magic, |stamp, entry| {
+        let (version, torn) = replay(&buf, magic, |stamp, entry| {
             report.entries += 1;
             max_stamp = max_stamp.max(stamp);
             let (aor, rec) = match entry {
@@ -271,6 +289,7 @@ pub fn load(dir: &Path) -> io::Result<(Vec<AorRecord>, LoadReport)> {
         })?;
         report.files += 1;
         report.torn_tails += usize::from(torn);
+        report.upgraded += usize::from(version < VERSION);
     }
     raise_stamps_past(max_stamp);
 
@@ -395,9 +414,13 @@ fn parse_name(name: &str) -> Option<(usize, FileKind)> {
 }
 
 fn header(magic: &[u8; 8]) -> [u8; HEADER_LEN] {
+    header_of(magic, VERSION)
+}
+
+fn header_of(magic: &[u8; 8], version: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(magic);
-    h[8..].copy_from_slice(&VERSION.to_le_bytes());
+    h[8..].copy_from_slice(&version.to_le_bytes());
     h
 }
 
@@ -515,23 +538,29 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes an entry's body (after the checksum): its stamp and change.
-fn decode_body(body: &[u8]) -> Option<(u64, Entry)> {
+/// Decodes an entry's body (after the checksum) of a file of format
+/// `version`: its stamp and change, a Set's record in today's layout.
+fn decode_body(body: &[u8], version: u32) -> Option<(u64, Entry)> {
     let mut r = Reader { buf: body };
     let stamp = r.u64()?;
     let kind = r.u8()?;
     let bytes = r.bytes()?;
+    let record = if version == 2 {
+        AorRecord::from_v2_bytes
+    } else {
+        AorRecord::from_bytes
+    };
     let entry = match kind {
-        KIND_SET => Entry::Set(AorRecord::from_bytes(&bytes)?),
+        KIND_SET => Entry::Set(record(&bytes)?),
         KIND_REMOVE => Entry::Remove(bytes),
         _ => return None,
     };
     r.buf.is_empty().then_some((stamp, entry))
 }
 
-/// The first entry of `buf` and the bytes it took; None when it is torn
-/// or corrupt.
-fn decode_entry(buf: &[u8]) -> Option<(u64, Entry, usize)> {
+/// The first entry of `buf`, in a file of format `version`, and the bytes
+/// it took; None when it is torn or corrupt.
+fn decode_entry(buf: &[u8], version: u32) -> Option<(u64, Entry, usize)> {
     let mut r = Reader { buf };
     let len_field = r.array::<4>()?;
     let sum = r.u64()?;
@@ -540,53 +569,77 @@ fn decode_entry(buf: &[u8]) -> Option<(u64, Entry, usize)> {
     if checksum(len_field, body) != sum {
         return None;
     }
-    let (stamp, entry) = decode_body(body)?;
+    let (stamp, entry) = decode_body(body, version)?;
     Some((stamp, entry, ENTRY_HEAD + len))
 }
 
-/// A file whose header is neither ours nor a torn prefix of ours.
+/// A file whose header [`load`] does not read.
 #[derive(Debug, PartialEq, Eq)]
-struct ForeignHeader;
+enum BadHeader {
+    /// Neither ours nor a torn prefix of ours.
+    Foreign,
+    /// Ours, of a format version this build does not read.
+    Version(u32),
+}
 
-impl std::fmt::Display for ForeignHeader {
+impl std::fmt::Display for BadHeader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("not a sipshard state file of format version 2")
+        match *self {
+            BadHeader::Foreign => f.write_str("not a sipshard state file"),
+            BadHeader::Version(v) if v < OLDEST_READ => write!(
+                f,
+                "a sipshard state file of format version {v}, which this sipshard does not \
+                 read (it reads versions {OLDEST_READ} to {VERSION}; version 1 came only from a \
+                 development build): move the directory's files aside and let the UAs \
+                 register again"
+            ),
+            BadHeader::Version(v) => write!(
+                f,
+                "a sipshard state file of format version {v}, from a newer sipshard (this one \
+                 reads versions {OLDEST_READ} to {VERSION})"
+            ),
+        }
     }
 }
 
-/// Feeds every good entry of a file to `f`, in order; true when replay
-/// stopped at a torn or corrupt tail. A file shorter than its header but
-/// matching it (a crash while creating it) has no entries.
+/// Feeds every good entry of a file to `f`, in order; returns the file's
+/// format version and true when replay stopped at a torn or corrupt tail.
+/// A file shorter than its header but matching a header it could have (a
+/// crash while creating it) has no entries.
 fn replay(
     buf: &[u8],
     magic: &[u8; 8],
     mut f: impl FnMut(u64, Entry),
-) -> Result<bool, ForeignHeader> {
-    let want = header(magic);
+) -> Result<(u32, bool), BadHeader> {
     let Some(mut rest) = buf.get(HEADER_LEN..) else {
-        return if want.starts_with(buf) {
-            Ok(!buf.is_empty())
+        return if (OLDEST_READ..=VERSION).any(|v| header_of(magic, v).starts_with(buf)) {
+            Ok((VERSION, !buf.is_empty()))
         } else {
-            Err(ForeignHeader)
+            Err(BadHeader::Foreign)
         };
     };
-    if buf.get(..HEADER_LEN) != Some(&want[..]) {
-        return Err(ForeignHeader);
+    if buf.get(..8) != Some(&magic[..]) {
+        return Err(BadHeader::Foreign);
+    }
+    let version = u32::from_le_bytes(buf[8..HEADER_LEN].try_into().unwrap_or_default());
+    if !(OLDEST_READ..=VERSION).contains(&version) {
+        return Err(BadHeader::Version(version));
     }
     while !rest.is_empty() {
-        let Some((stamp, entry, used)) = decode_entry(rest) else {
-            return Ok(true);
+        let Some((stamp, entry, used)) = decode_entry(rest, version) else {
+            return Ok((version, true));
         };
         f(stamp, entry);
         rest = rest.get(used..).unwrap_or_default();
     }
-    Ok(false)
+    Ok((version, false))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::location::binding::Binding;
+    use crate::transport::{ConnId, Source, Transport};
     use proptest::prelude::*;
     use std::net::SocketAddr;
     use std::sync::atomic::AtomicUsize;
@@ -619,7 +672,8 @@ mod tests {
             call_id: 0xca11,
             cseq: 42,
             path: path.as_bytes().into(),
-            source: source.parse().unwrap(),
+            params: b";+sip.instance=\"<urn:uuid:1>\";reg-id=1"[..].into(),
+            source: Source::udp(source.parse().unwrap(), "192.0.2.100:5060".parse().unwrap()),
             created_at: 1_699_999_000,
         }
     }
@@ -666,7 +720,7 @@ mod tests {
         let rec = record("sip:x@h", vec![b]);
         let mut buf = Vec::new();
         encode_set(&mut buf, 9, &rec);
-        let (stamp, entry, used) = decode_entry(&buf).unwrap();
+        let (stamp, entry, used) = decode_entry(&buf, VERSION).unwrap();
         assert_eq!((stamp, used), (9, buf.len()));
         assert_eq!(entry, Entry::Set(rec));
     }
@@ -796,6 +850,222 @@ mod tests {
         assert_eq!(load(&dir.0).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 
+    /// The directory `tests/data/state-v2` holds, as the version 3 records
+    /// it must load as: written by sipshard at commit 48e8006 (format
+    /// version 2, 4 shards) with that directory's `make.py`. Alice's
+    /// newer record is in shard 3's log, her older one in its snapshot.
+    fn fixture_v2_records() -> Vec<AorRecord> {
+        #[allow(clippy::too_many_arguments)]
+        fn b(
+            contact: &str,
+            path: &str,
+            q: Option<u16>,
+            expires_at: u64,
+            created_at: u64,
+            cseq: u32,
+            call_id: u64,
+            peer: &str,
+        ) -> Binding {
+            let peer: SocketAddr = peer.parse().unwrap();
+            let local = if peer.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            };
+            Binding {
+                contact: contact.as_bytes().into(),
+                params: Box::default(),
+                q,
+                expires_at,
+                call_id,
+                cseq,
+                path: path.as_bytes().into(),
+                source: Source::udp(peer, local.parse().unwrap()),
+                created_at,
+            }
+        }
+        let (exp, made, v4, v6) = (
+            3_943_782_592,
+            1_796_298_945,
+            "127.0.0.1:25070",
+            "[::1]:25071",
+        );
+        let alice = 0xf3e1_fd29_dbc9_7f24;
+        let bob_path = "<sip:127.0.0.1:25091;lr>, <sip:p2.example.net;lr>";
+        let bob = 0xbb6f_3f86_f274_ae98;
+        vec![
+            record(
+                "sip:alice@example.com",
+                vec![
+                    b(
+                        "sip:alice@192.0.2.10:5060",
+                        "<sip:192.0.2.250;lr>",
+                        Some(900),
+                        exp,
+                        made,
+                        1,
+                        alice,
+                        v4,
+                    ),
+                    b(
+                        "sip:alice@192.0.2.11:5062;transport=udp",
+                        "<sip:192.0.2.250;lr>",
+                        Some(500),
+                        exp,
+                        made,
+                        1,
+                        alice,
+                        v4,
+                    ),
+                    b(
+                        "sip:alice@192.0.2.13:5064",
+                        "<sip:192.0.2.251;lr>",
+                        Some(700),
+                        exp + 1,
+                        made + 1,
+                        2,
+                        alice,
+                        v4,
+                    ),
+                ],
+            ),
+            record(
+                "sip:bob@example.com",
+                vec![
+                    b(
+                        "sip:bob@192.0.2.20:5070",
+                        bob_path,
+                        Some(1000),
+                        exp,
+                        made,
+                        7,
+                        bob,
+                        v4,
+                    ),
+                    b(
+                        "sip:bob@192.0.2.21",
+                        bob_path,
+                        Some(100),
+                        exp,
+                        made,
+                        7,
+                        bob,
+                        v4,
+                    ),
+                ],
+            ),
+            record(
+                "sip:carol@example.com",
+                vec![b(
+                    "sip:carol@[2001:db8::30]:5060",
+                    "",
+                    None,
+                    exp,
+                    made,
+                    1,
+                    0x4da3_5b25_d9c1_2bed,
+                    v6,
+                )],
+            ),
+            record(
+                "sip:dave@example.com",
+                vec![b(
+                    "sip:dave@192.0.2.40",
+                    "",
+                    None,
+                    exp + 1,
+                    made + 1,
+                    1,
+                    0x63c5_7597_19f8_8988,
+                    v4,
+                )],
+            ),
+        ]
+    }
+
+    /// A copy of `tests/data/state-v2` in a fresh directory.
+    fn copy_fixture_v2(name: &str) -> TempDir {
+        let dir = TempDir::new(name);
+        fs::create_dir_all(&dir.0).unwrap();
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/state-v2");
+        for dent in fs::read_dir(from).unwrap() {
+            let path = dent.unwrap().path();
+            fs::copy(&path, dir.0.join(path.file_name().unwrap())).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_version_2_directory_comes_back_whole_then_is_version_3() {
+        let dir = copy_fixture_v2("v2");
+        let (recs, report) = load(&dir.0).unwrap();
+        assert_eq!(recs, fixture_v2_records());
+        assert_eq!(
+            report,
+            LoadReport {
+                files: 8,
+                entries: 5,
+                torn_tails: 0,
+                aors: 4,
+                bindings: 7,
+                upgraded: 8,
+            }
+        );
+        // Start-up hands the records over (to 2 shards now): every file is
+        // rewritten in version 3 and loads the same.
+        let by_shard = [recs[..1].to_vec(), recs[1..].to_vec()];
+        let stores = adopt(&dir.0, Fsync::Never, &by_shard).unwrap();
+        drop(stores);
+        let mut names = Vec::new();
+        for dent in fs::read_dir(&dir.0).unwrap() {
+            let path = dent.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if let Some((_, kind)) = parse_name(&name) {
+                let magic = if kind == FileKind::Snap {
+                    SNAP_MAGIC
+                } else {
+                    LOG_MAGIC
+                };
+                assert_eq!(
+                    fs::read(&path).unwrap()[..HEADER_LEN],
+                    header(magic),
+                    "{name}"
+                );
+                names.push(name);
+            }
+        }
+        names.sort();
+        assert_eq!(
+            names,
+            ["shard-0.log", "shard-0.snap", "shard-1.log", "shard-1.snap"]
+        );
+        let (again, report) = load(&dir.0).unwrap();
+        assert_eq!(again, fixture_v2_records());
+        assert_eq!((report.upgraded, report.entries), (0, 4));
+    }
+
+    #[test]
+    fn versions_it_does_not_read_are_refused_by_name() {
+        let dir = copy_fixture_v2("v1");
+        // A version 1 snapshot: the header is all this check reads.
+        let mut v1 = header_of(SNAP_MAGIC, 1).to_vec();
+        v1.extend_from_slice(&[0; 40]);
+        fs::write(dir.0.join("shard-0.snap"), &v1).unwrap();
+        let err = load(&dir.0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let text = err.to_string();
+        assert!(
+            text.contains("shard-0.snap") && text.contains("format version 1"),
+            "{text}"
+        );
+        fs::write(dir.0.join("shard-0.snap"), header_of(SNAP_MAGIC, 4)).unwrap();
+        let text = load(&dir.0).unwrap_err().to_string();
+        assert!(text.contains("version 4, from a newer sipshard"), "{text}");
+        // A torn header of either version read is a crash while creating it.
+        fs::write(dir.0.join("shard-0.snap"), &header_of(SNAP_MAGIC, 2)[..10]).unwrap();
+        assert_eq!(load(&dir.0).unwrap().1.torn_tails, 1);
+    }
+
     fn clone_record(r: &AorRecord) -> AorRecord {
         AorRecord::from_bytes(r.as_bytes()).unwrap()
     }
@@ -866,6 +1136,21 @@ mod tests {
         }
     }
 
+    fn arb_source() -> impl Strategy<Value = Source> {
+        (
+            (any::<std::net::IpAddr>(), any::<u16>()),
+            (any::<std::net::IpAddr>(), any::<u16>()),
+            proptest::sample::select(Transport::ALL.to_vec()),
+            proptest::option::of(1..=u64::MAX),
+        )
+            .prop_map(|(peer, local, transport, conn)| Source {
+                peer: SocketAddr::new(peer.0, peer.1),
+                local: SocketAddr::new(local.0, local.1),
+                transport,
+                conn: conn.map(ConnId),
+            })
+    }
+
     fn arb_binding() -> impl Strategy<Value = Binding> {
         (
             proptest::collection::vec(any::<u8>(), 0..24),
@@ -874,19 +1159,23 @@ mod tests {
             any::<u64>(),
             any::<u32>(),
             proptest::collection::vec(any::<u8>(), 0..12),
-            (any::<std::net::IpAddr>(), any::<u16>()),
+            arb_source(),
             any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..12),
         )
             .prop_map(
-                |(contact, q, expires_at, call_id, cseq, path, source, created_at)| Binding {
-                    contact: contact.into(),
-                    q,
-                    expires_at,
-                    call_id,
-                    cseq,
-                    path: path.into(),
-                    source: SocketAddr::new(source.0, source.1),
-                    created_at,
+                |(contact, q, expires_at, call_id, cseq, path, source, created_at, params)| {
+                    Binding {
+                        contact: contact.into(),
+                        params: params.into(),
+                        q,
+                        expires_at,
+                        call_id,
+                        cseq,
+                        path: path.into(),
+                        source,
+                        created_at,
+                    }
                 },
             )
     }
@@ -914,9 +1203,9 @@ mod tests {
         (buf, ends)
     }
 
-    fn decode_all(buf: &[u8]) -> Result<(Vec<(u64, Entry)>, bool), ForeignHeader> {
+    fn decode_all(buf: &[u8]) -> Result<(Vec<(u64, Entry)>, bool), BadHeader> {
         let mut got = Vec::new();
-        let torn = replay(buf, LOG_MAGIC, |s, e| got.push((s, e)))?;
+        let (_, torn) = replay(buf, LOG_MAGIC, |s, e| got.push((s, e)))?;
         Ok((got, torn))
     }
 
@@ -924,11 +1213,13 @@ mod tests {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_all(&bytes);
-            let _ = decode_entry(&bytes);
-            let _ = decode_body(&bytes);
-            let mut with_header = header(LOG_MAGIC).to_vec();
-            with_header.extend_from_slice(&bytes);
-            let _ = decode_all(&with_header);
+            for version in [2, VERSION] {
+                let _ = decode_entry(&bytes, version);
+                let _ = decode_body(&bytes, version);
+                let mut with_header = header_of(LOG_MAGIC, version).to_vec();
+                with_header.extend_from_slice(&bytes);
+                let _ = decode_all(&with_header);
+            }
         }
 
         #[test]
@@ -1002,7 +1293,10 @@ mod tests {
             let i = at.index(buf.len());
             buf[i] ^= 1 << bit;
             match decode_all(&buf) {
-                Err(ForeignHeader) => prop_assert!(i < HEADER_LEN),
+                Err(_) => prop_assert!(i < HEADER_LEN),
+                // Version 3 with its low bit flipped is version 2, which is
+                // read too (its records rarely decode as version 2 ones).
+                Ok(_) if i < HEADER_LEN => prop_assert_eq!((i, bit), (8, 0)),
                 Ok((got, torn)) => {
                     let hit = ends.iter().filter(|&&e| e <= i).count();
                     prop_assert!(torn);

@@ -104,7 +104,7 @@ pub(super) fn binding_target(b: &BindingView<'_>, nat: bool) -> Target {
         };
     }
     if nat {
-        return Target::Addr(b.source);
+        return Target::Addr(b.peer());
     }
     match Uri::parse(b.contact) {
         Ok(Uri::Sip(u)) => target_of(&u.host, u.port, u.maddr()),

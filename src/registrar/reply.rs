@@ -1,7 +1,10 @@
 //! The registrar's and redirect server's header sets: the 200 OK to a
 //! REGISTER (RFC 3261 §10.3 step 8: every current binding as a Contact with
-//! its remaining `expires` and its `q`, a Date, the REGISTER's Path with
-//! `Supported: path`, RFC 3327 §5.3), and the 302's Contacts (§8.3, §21.3.3).
+//! the header parameters its UA registered, its remaining `expires` and its
+//! `q`; a Date; the REGISTER's Path with `Supported: path`, RFC 3327 §5.3),
+//! and the 302's Contacts (§8.3, §21.3.3). RFC 5626 and RFC 5627 UAs find
+//! their own binding in the 200 by its `+sip.instance` (and `reg-id`), so
+//! the parameters come back as the UA sent them.
 //! The caller starts the response (status line, Via, To tag) so that every
 //! local response is addressed the same way.
 
@@ -33,7 +36,9 @@ pub fn ok_headers(
 }
 
 /// Adds a Contact per binding alive at `now`, with its `q`; with
-/// `expires`, also its remaining lifetime.
+/// `expires` (the 200 to a REGISTER), also the header parameters its UA
+/// registered and its remaining lifetime. The 302 leaves the parameters
+/// out, as before: `+sip.instance` names a device, for its registrar.
 pub fn contacts(
     w: &mut ResponseWriter<'_>,
     record: &AorRecord,
@@ -47,19 +52,28 @@ pub fn contacts(
             None => &[][..],
         };
         let left = u32::try_from(b.expires_at - now).unwrap_or(u32::MAX);
-        let pieces = [
-            Piece::Bytes(b"<"),
-            Piece::Bytes(b.contact),
-            Piece::Bytes(b">;expires="),
-            Piece::U32(left),
-            Piece::Bytes(q),
-        ];
         if expires {
-            w.header_pieces("Contact", &pieces)?;
+            w.header_pieces(
+                "Contact",
+                &[
+                    Piece::Bytes(b"<"),
+                    Piece::Bytes(b.contact),
+                    Piece::Bytes(b">"),
+                    Piece::Bytes(b.params),
+                    Piece::Bytes(b";expires="),
+                    Piece::U32(left),
+                    Piece::Bytes(q),
+                ],
+            )?;
         } else {
             w.header_pieces(
                 "Contact",
-                &[pieces[0], pieces[1], Piece::Bytes(b">"), pieces[4]],
+                &[
+                    Piece::Bytes(b"<"),
+                    Piece::Bytes(b.contact),
+                    Piece::Bytes(b">"),
+                    Piece::Bytes(q),
+                ],
             )?;
         }
     }
@@ -155,6 +169,8 @@ mod tests {
     use super::*;
     use crate::registrar::save::apply;
     use crate::registrar::RegistrarConfig;
+    use crate::sip::Contact;
+    use crate::transport::Source;
 
     /// The byte-by-byte writer against the `write!` it replaced.
     #[test]
@@ -222,7 +238,10 @@ Contact: <sip:bob@192.0.2.7:5062>;q=0.7, <sip:bob@192.0.2.8>;expires=120\r\nPath
         let b = apply(
             &[],
             &req,
-            "192.0.2.7:5060".parse().unwrap(),
+            Source::udp(
+                "192.0.2.7:5060".parse().unwrap(),
+                "192.0.2.100:5060".parse().unwrap(),
+            ),
             1000,
             &RegistrarConfig::default(),
         )
@@ -254,5 +273,56 @@ Contact: <sip:bob@192.0.2.7:5062>;q=0.7, <sip:bob@192.0.2.8>;expires=120\r\nPath
         let c: Vec<_> = m.contacts().map(Result::unwrap).collect();
         assert_eq!(c.len(), 2);
         assert_eq!((c[0].q(), c[0].expires()), (Some(700), None));
+    }
+
+    /// The issue #12 bug: the 200 dropped every parameter but expires and
+    /// q, so an RFC 5626/5627 UA could not find its binding.
+    #[test]
+    fn ok_gives_back_the_contacts_parameters() {
+        let data = b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKr\r\n\
+To: <sip:bob@example.com>\r\nFrom: <sip:bob@example.com>;tag=f\r\nCall-ID: r1\r\nCSeq: 1 REGISTER\r\n\
+Contact: <sip:bob@192.0.2.7:5062;ob>;q=0.5;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1;expires=600;+sip.ice\r\n\
+Contact: <sip:bob@192.0.2.8>\r\n\r\n";
+        let req = Message::parse(data).unwrap();
+        let src = Source::udp(
+            "192.0.2.7:5060".parse().unwrap(),
+            "192.0.2.100:5060".parse().unwrap(),
+        );
+        let b = apply(&[], &req, src, 1000, &RegistrarConfig::default()).unwrap();
+        let b = AorRecord::new(b"sip:bob@example.com", &b);
+        let mut out = [0u8; 2048];
+        let mut w = ResponseWriter::new(&req, 200, &[b"OK"], Some(b"reg1"), &mut out).unwrap();
+        ok_headers(&mut w, &req, &b, 1100).unwrap();
+        let n = w.finish().unwrap();
+        let text = std::str::from_utf8(&out[..n]).unwrap();
+        assert!(
+            text.contains(
+                "\r\nContact: <sip:bob@192.0.2.7:5062;ob>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1;+sip.ice;expires=500;q=0.5\r\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\nContact: <sip:bob@192.0.2.8>;expires=3500\r\n"),
+            "{text}"
+        );
+        let m = Message::parse(&out[..n]).unwrap();
+        let c: Vec<_> = m.contacts().map(Result::unwrap).collect();
+        let Contact::Addr(first) = c[0] else {
+            panic!("not an address")
+        };
+        assert_eq!(first.param(b"reg-id"), Some(Some(&b"1"[..])));
+        assert_eq!(first.param(b"+sip.ice"), Some(None));
+        assert_eq!((c[0].expires(), c[0].q()), (Some(500), Some(500)));
+
+        // The 302 stays as it was: URI and q.
+        let mut w =
+            ResponseWriter::new(&req, 302, &[b"Moved Temporarily"], None, &mut out).unwrap();
+        contacts(&mut w, &b, 1100, false).unwrap();
+        let n = w.finish().unwrap();
+        let text = std::str::from_utf8(&out[..n]).unwrap();
+        assert!(
+            text.contains("\r\nContact: <sip:bob@192.0.2.7:5062;ob>;q=0.5\r\n"),
+            "{text}"
+        );
     }
 }

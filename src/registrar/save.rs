@@ -7,15 +7,15 @@
 //! Registration writes may allocate (they build the new immutable record
 //! that replicas share); the forwarding path's lookups do not.
 
-use std::net::SocketAddr;
-
 use super::aor::aor_of;
 use super::{OverLimit, RegisterError, RegistrarConfig};
 use crate::hash::Hash64;
 use crate::location::binding::Binding;
 use crate::location::owner::Owner;
 use crate::location::{AorRecord, LocationOp};
+use crate::sip::scan::ParamIter;
 use crate::sip::{eq_unescaped, Contact, HeaderName, Message, Uri};
+use crate::transport::Source;
 
 /// What one REGISTER did to an AOR's bindings (for the counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,7 +48,7 @@ impl Change {
 pub fn save(
     owner: &mut Owner,
     msg: &Message<'_>,
-    src: SocketAddr,
+    src: Source,
     now: u64,
     cfg: &RegistrarConfig,
     fanout: &mut dyn FnMut(&LocationOp),
@@ -93,6 +93,32 @@ pub fn same_contact(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// A Contact's header parameters as the UA wrote them, without `expires`
+/// and `q`, which the registrar states itself in its 200 (§10.3 step 8);
+/// the rest (`+sip.instance`, `reg-id`, feature tags) is the UA's, and
+/// RFC 5626 and RFC 5627 UAs look for it in the 200. Each kept parameter
+/// gets a leading `;` and its text as sent; only white space around the
+/// `;`s goes.
+pub fn kept_params(params: &[u8]) -> Box<[u8]> {
+    let base = params.as_ptr() as usize;
+    let mut out = Vec::new();
+    for p in ParamIter::new(params) {
+        if p.name.eq_ignore_ascii_case(b"expires") || p.name.eq_ignore_ascii_case(b"q") {
+            continue;
+        }
+        // Name and value are slices of `params`: keep the text between.
+        let start = p.name.as_ptr() as usize - base;
+        let end = p.value.map_or(start + p.name.len(), |v| {
+            v.as_ptr() as usize - base + v.len()
+        });
+        if let Some(text) = params.get(start..end) {
+            out.push(b';');
+            out.extend_from_slice(text);
+        }
+    }
+    out.into()
+}
+
 /// The hash a binding keeps of a Call-ID.
 pub fn call_id_hash(call_id: &[u8]) -> u64 {
     Hash64::default().add(call_id).finish()
@@ -104,7 +130,7 @@ pub fn call_id_hash(call_id: &[u8]) -> u64 {
 pub fn apply(
     current: &[Binding],
     msg: &Message<'_>,
-    source: SocketAddr,
+    source: Source,
     now: u64,
     cfg: &RegistrarConfig,
 ) -> Result<Vec<Binding>, RegisterError> {
@@ -158,14 +184,14 @@ pub fn apply(
                 min: cfg.min_expires,
             });
         }
-        wanted.push((addr.uri, c.q(), expires.min(cfg.max_expires)));
+        wanted.push((addr, c.q(), expires.min(cfg.max_expires)));
     }
 
     let path: Vec<&[u8]> = msg.values(HeaderName::Path).map(|v| v.text).collect();
     let path = path.join(&b", "[..]).into_boxed_slice();
     let mut next: Vec<Binding> = current.iter().filter(live).cloned().collect();
-    for (uri, q, expires) in wanted {
-        match next.iter().position(|b| same_contact(&b.contact, uri)) {
+    for (addr, q, expires) in wanted {
+        match next.iter().position(|b| same_contact(&b.contact, addr.uri)) {
             Some(i) => {
                 // The same Call-ID and CSeq again is a retransmission (a
                 // new REGISTER must raise the CSeq, §10.2.4): a stateful
@@ -181,6 +207,7 @@ pub fn apply(
                     next.remove(i);
                 } else {
                     let b = &mut next[i];
+                    b.params = kept_params(addr.params);
                     b.q = q;
                     b.expires_at = now + u64::from(expires);
                     b.call_id = call_id;
@@ -190,7 +217,8 @@ pub fn apply(
                 }
             }
             None if expires > 0 => next.push(Binding {
-                contact: uri.into(),
+                contact: addr.uri.into(),
+                params: kept_params(addr.params),
                 q,
                 expires_at: now + u64::from(expires),
                 call_id,
@@ -224,6 +252,11 @@ mod tests {
 
     const SRC: &str = "192.0.2.7:5060";
 
+    /// A datagram from `peer` to our address.
+    fn udp(peer: &str) -> Source {
+        Source::udp(peer.parse().unwrap(), "198.51.100.1:5060".parse().unwrap())
+    }
+
     fn register(call_id: &str, cseq: u32, contacts: &str, expires: Option<u32>) -> Vec<u8> {
         let mut m = format!(
             "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK{cseq}\r\n\
@@ -242,13 +275,7 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
 
     fn run(current: &[Binding], data: &[u8], now: u64) -> Result<Vec<Binding>, RegisterError> {
         let msg = Message::parse(data).unwrap();
-        apply(
-            current,
-            &msg,
-            SRC.parse().unwrap(),
-            now,
-            &RegistrarConfig::default(),
-        )
+        apply(current, &msg, udp(SRC), now, &RegistrarConfig::default())
     }
 
     #[test]
@@ -264,7 +291,8 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
         assert_eq!(b[0].q, Some(700));
         assert_eq!(b[0].expires_at, 1000 + 3600, "default expires");
         assert_eq!(&*b[0].path, b"<sip:edge.example.com;lr>");
-        assert_eq!(b[0].source, SRC.parse().unwrap());
+        assert_eq!(b[0].source, udp(SRC));
+        assert_eq!(&*b[0].params, b"", "q is the registrar's to state");
         // Refresh with a higher CSeq and an Expires header.
         let b = run(
             &b,
@@ -286,6 +314,29 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
         .unwrap();
         assert_eq!(b3.len(), 1);
         assert_eq!(&*b3[0].contact, b"sip:bob@192.0.2.8");
+    }
+
+    #[test]
+    fn the_contacts_parameters_are_kept_as_sent_but_expires_and_q() {
+        let contact = "<sip:bob@192.0.2.7:5062;ob>;Expires=600 ; +sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1;Q=0.5;+sip.ice;audio;+sip.app-subtype=\"a;b\"";
+        let b = run(&[], &register("c1", 1, contact, None), 0).unwrap();
+        assert_eq!(b[0].expires_at, 600);
+        assert_eq!(b[0].q, Some(500));
+        assert_eq!(
+            std::str::from_utf8(&b[0].params).unwrap(),
+            ";+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1;+sip.ice;audio;+sip.app-subtype=\"a;b\""
+        );
+        // A refresh writes what the UA sends now.
+        let b = run(
+            &b,
+            &register("c1", 2, "<sip:bob@192.0.2.7:5062;ob>;reg-id=2", None),
+            10,
+        )
+        .unwrap();
+        assert_eq!(&*b[0].params, b";reg-id=2");
+        assert_eq!(kept_params(b""), Box::default());
+        assert_eq!(&*kept_params(b";expires=1;q=1"), b"");
+        assert_eq!(&*kept_params(b"  ;lr ;x = 1"), b";lr;x = 1");
     }
 
     #[test]
@@ -395,7 +446,7 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
         };
         let msg_data = register("c1", 1, "<sip:a@h1>, <sip:a@h2>", None);
         let msg = Message::parse(&msg_data).unwrap();
-        let src = SRC.parse().unwrap();
+        let src = udp(SRC);
         let b = apply(&[], &msg, src, 0, &cfg).unwrap();
         let more = register("c1", 2, "<sip:a@h3>", None);
         let more = Message::parse(&more).unwrap();
@@ -439,7 +490,7 @@ CSeq: {cseq} REGISTER\r\n{contacts}\r\n"
     fn changes_are_counted_and_expiry_reports_what_lapsed() {
         let cfg = RegistrarConfig::default();
         let mut loc = Owner::new(0, 1, 0, cfg.expected_aors, cfg.max_expires, None);
-        let src = "192.0.2.5:5060".parse().unwrap();
+        let src = udp("192.0.2.5:5060");
         let mut reg = |cseq, contacts: &str, now| {
             let data = owned_register(cseq, contacts);
             let msg = Message::parse(&data).unwrap();
@@ -491,7 +542,7 @@ CSeq: {cseq} REGISTER\r\n{contacts}\r\n"
             ..RegistrarConfig::default()
         };
         let mut loc = Owner::new(0, 1, 0, cfg.expected_aors, cfg.max_expires, None);
-        let src = "192.0.2.5:5060".parse().unwrap();
+        let src = udp("192.0.2.5:5060");
         // Two REGISTERs, so two entries on the wheel (one per change).
         for (cseq, contact) in [
             (1, "Contact: <sip:ann@192.0.2.5>;expires=60\r\n"),

@@ -99,7 +99,7 @@ impl<'a> Shard<'a> {
         let result = save(
             &mut self.location,
             msg,
-            src.peer,
+            *src,
             self.now,
             &self.shared.registrar,
             &mut |op| outbox.broadcast(inboxes, index, op),
