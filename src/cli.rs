@@ -154,7 +154,7 @@ pub struct Args {
 
     /// How traffic is spread over shards: `flow` (kernel 4-tuple hash, order
     /// kept per peer) or `shared` (one socket read by all shards: spreads a
-    /// single busy peer, may reorder a dialog's messages). See README.
+    /// single busy peer, may reorder a dialog's messages). See docs/proxy.md.
     #[arg(long, value_enum, default_value_t = Steer::Flow)]
     pub steer: Steer,
 
