@@ -70,12 +70,10 @@ impl ProxyConfig {
             Host::Name(_) => return false,
         };
         let port = port.unwrap_or(5060);
-        let arrival = self.advertised(local);
-        self.local
-            .iter()
-            .copied()
-            .chain([self.advertise, arrival])
-            .any(|a| a.port() == port && a.ip() == ip)
+        let names = |a: &SocketAddr| a.port() == port && a.ip() == ip;
+        self.local.iter().any(names)
+            || names(&self.advertise)
+            || (self.advertise_arrival && names(&self.advertised(local)))
     }
 
     /// The digest realm for a request about `uri` (the To of a REGISTER,
@@ -100,5 +98,37 @@ impl ProxyConfig {
                 .iter()
                 .any(|d| d.eq_ignore_ascii_case(uri.host_raw))
                 || self.is_us(&uri.host, uri.port, local))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_a_wildcard_the_arrival_address_is_us_and_is_advertised() {
+        let mut cfg = ProxyConfig::at("127.0.0.1:5060".parse().unwrap());
+        let arrived: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        let host = Host::parse(b"198.51.100.7").unwrap();
+        assert!(
+            !cfg.is_us(&host, Some(5060), arrived),
+            "not without the flag"
+        );
+        assert_eq!(cfg.advertised(arrived), cfg.advertise);
+        cfg.advertise_arrival = true;
+        assert!(cfg.is_us(&host, Some(5060), arrived));
+        assert!(cfg.is_us(&host, None, arrived), "5060 by default");
+        assert!(
+            !cfg.is_us(&host, Some(5070), arrived),
+            "another port is not"
+        );
+        assert_eq!(cfg.advertised(arrived), arrived);
+        let unknown: SocketAddr = "0.0.0.0:5060".parse().unwrap();
+        assert_eq!(cfg.advertised(unknown), cfg.advertise, "no arrival address");
+        let mapped: SocketAddr = "[::ffff:198.51.100.7]:5060".parse().unwrap();
+        assert!(
+            cfg.is_us(&host, Some(5060), mapped),
+            "v4-mapped on a dual-stack socket"
+        );
     }
 }
