@@ -352,30 +352,12 @@ fn a_loop_bounced_from_another_address_gets_its_482(io: &str) {
     );
 }
 
-/// Known failures, kept here to be enabled once fixed (run them with
-/// `cargo test --test arrival_e2e -- --ignored`).
-mod known_bugs {
-    mod mmsg {
-        #[test]
-        #[ignore = "482 to a bounced loop dropped as not_our_via under a wildcard listen"]
-        fn a_loop_bounced_from_another_address_gets_its_482() {
-            crate::a_loop_bounced_from_another_address_gets_its_482("mmsg")
-        }
-    }
-    mod uring {
-        #[test]
-        #[ignore = "482 to a bounced loop dropped as not_our_via under a wildcard listen"]
-        fn a_loop_bounced_from_another_address_gets_its_482() {
-            crate::a_loop_bounced_from_another_address_gets_its_482("uring")
-        }
-    }
-}
-
 on_both_backends!(
     wildcard_listen_names_the_arrival_address_in_via_and_record_route,
     a_local_answer_leaves_from_the_arrival_address,
     register_answers_leave_from_the_listen_address_asked,
     ipv6_wildcard_listen_names_the_arrival_address,
+    a_loop_bounced_from_another_address_gets_its_482,
 );
 
 /// The IPv6 wildcard: a request to [::1] names [::1] in our Via and

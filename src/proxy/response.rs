@@ -27,8 +27,15 @@ pub(super) fn route_response(
     if !top.is_sip_2_0() {
         return Action::Drop(DropReason::Malformed);
     }
-    let ours = cfg.is_us(&top.host, top.port, src.local)
-        && top.branch.is_some_and(|b| b.starts_with(OUR_BRANCH_PREFIX));
+    // Under a wildcard listen address our Via names whichever of the
+    // host's addresses a request arrived at, and its response may come
+    // back to another (a UA that answers to our Via's `received`): with
+    // our branch, any address at our port is ours then.
+    let our_address = cfg.is_us(&top.host, top.port, src.local)
+        || (cfg.advertise_arrival
+            && top.port.unwrap_or(5060) == src.local.port()
+            && !matches!(top.host, Host::Name(_)));
+    let ours = our_address && top.branch.is_some_and(|b| b.starts_with(OUR_BRANCH_PREFIX));
     if !ours {
         return Action::Drop(DropReason::NotOurVia);
     }
