@@ -111,7 +111,8 @@ pub fn http_date(unix: u64, out: &mut [u8; 40]) -> usize {
     let secs = unix % 86_400;
     let (y, m, d) = civil_from_days(days as i64);
     // Byte by byte rather than through `write!`, which was 4% of a
-    // REGISTER's instructions (callgrind, perf/RESULTS.md issue #6).
+    // REGISTER's instructions (callgrind, perf/RESULTS.md, "Profiling the
+    // hot path").
     let two = |n: u64| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
     let mut n = 0;
     let mut put = |b: &[u8]| {
@@ -275,8 +276,8 @@ Contact: <sip:bob@192.0.2.7:5062>;q=0.7, <sip:bob@192.0.2.8>;expires=120\r\nPath
         assert_eq!((c[0].q(), c[0].expires()), (Some(700), None));
     }
 
-    /// The issue #12 bug: the 200 dropped every parameter but expires and
-    /// q, so an RFC 5626/5627 UA could not find its binding.
+    /// The 200 used to drop every parameter but expires and q, so an RFC
+    /// 5626/5627 UA could not find its binding.
     #[test]
     fn ok_gives_back_the_contacts_parameters() {
         let data = b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKr\r\n\
