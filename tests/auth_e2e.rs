@@ -557,7 +557,33 @@ fn guessing_gets_the_source_banned(io: &str) {
     let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
 
+/// §16.3: a request is checked (steps 1-5: Max-Forwards, loops,
+/// Proxy-Require...) before its Proxy-Authorization (step 6), so an
+/// unauthenticated INVITE that fails a check gets that check's answer, not
+/// a 407 it could never get past.
+fn proxy_checks_come_before_the_challenge(io: &str) {
+    let file = users_file(&format!("order-{io}"));
+    let Some(proxy) = start(io, &file, &["--auth-invite"]) else {
+        return;
+    };
+    let alice = socket();
+    let plain = invite("alice", DOMAIN, "bob", &alice, 1, None);
+    assert_eq!(status(&ask(&proxy, &alice, &plain)), 407, "the baseline");
+    let text = String::from_utf8(plain).unwrap();
+    let required = text.replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nProxy-Require: foo\r\n",
+    );
+    let r = ask(&proxy, &alice, required.as_bytes());
+    assert_eq!(status(&r), 420, "{}", String::from_utf8_lossy(&r));
+    let m = Message::parse(&r).unwrap();
+    assert_eq!(m.header(HeaderName::Unsupported), Some(&b"foo"[..]));
+    let exhausted = text.replace("Max-Forwards: 70", "Max-Forwards: 0");
+    assert_eq!(status(&ask(&proxy, &alice, exhausted.as_bytes())), 483);
+}
+
 on_both_backends!(
+    proxy_checks_come_before_the_challenge,
     guessing_gets_the_source_banned,
     registration,
     invites_from_local_users,

@@ -45,6 +45,7 @@ pub use checks::{unsupported, PROXY_SUPPORTED};
 pub use edits::Scratch;
 pub use local::ProxyConfig;
 pub use nat::{nat_params, reply_address, NatEdit};
+pub use request::check_request;
 
 /// A shard's view of the location service for one routing decision: its
 /// replica and the time (Unix seconds) against which bindings are live.

@@ -11,6 +11,25 @@ use super::{Action, DropReason, Lookup, ProxyConfig};
 use crate::sip::{Edits, Message};
 use crate::transport::{Dest, Source};
 
+/// §16.3 steps 1-5 alone, for a caller that must run step 6 (Proxy-
+/// Authorization, which the shard checks) in between: the answer they
+/// give (400, 482, 483, 420; 200 to OPTIONS for us), a drop (no Via), or
+/// None when the request passes them.
+pub fn check_request(
+    msg: &Message<'_>,
+    src: &Source,
+    cfg: &ProxyConfig,
+) -> Option<Action<'static>> {
+    let Ok(via) = msg.via() else {
+        return Some(Action::Drop(DropReason::Malformed));
+    };
+    let to = Dest::Udp {
+        peer: reply_address(&via, src.peer),
+        from: Some(src.local.ip()),
+    };
+    check(msg, cfg, src.local, to).err()
+}
+
 /// Routes a request (not an ACK of our own answer: [`super::route`] took
 /// those). `edits` is filled when the action is `Forward`.
 pub(super) fn route_request<'e, 'r: 'e>(

@@ -64,25 +64,35 @@ impl<'a> Shard<'a> {
         self.authenticate(msg, src, HeaderName::Authorization, 401, &to)
     }
 
-    /// With `--auth-invite`: an initial INVITE from a user of ours must
-    /// carry Proxy-Authorization of that user (§22.3); None when it may go
-    /// on.
-    pub(super) fn authenticate_invite(
-        &mut self,
-        msg: &Message<'_>,
+    /// With `--auth-invite`: the user of ours an initial INVITE claims to
+    /// come from, who must prove it (§22.3); None when no credentials are
+    /// needed.
+    pub(super) fn invite_claimant<'m>(
+        &self,
+        msg: &Message<'m>,
         src: &Source,
-    ) -> Option<AuthRefusal<'a>> {
+    ) -> Option<SipUri<'m>> {
         if !self.shared.auth.as_ref()?.invite || msg.method() != Some(Method::Invite) {
             return None;
         }
         if msg.to().ok()?.tag().is_some() {
             return None; // a re-INVITE inside a dialog
         }
-        let from = match msg.from().ok()?.parsed_uri() {
-            Ok(Uri::Sip(u)) if self.shared.proxy.is_local_domain(&u, src.local) => u,
-            _ => return None,
-        };
-        self.authenticate(msg, src, HeaderName::ProxyAuthorization, 407, &from)
+        match msg.from().ok()?.parsed_uri() {
+            Ok(Uri::Sip(u)) if self.shared.proxy.is_local_domain(&u, src.local) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// An initial INVITE from `claimant` must carry its Proxy-Authorization
+    /// (§22.3); None when it may go on.
+    pub(super) fn authenticate_invite(
+        &mut self,
+        msg: &Message<'_>,
+        src: &Source,
+        claimant: &SipUri<'_>,
+    ) -> Option<AuthRefusal<'a>> {
+        self.authenticate(msg, src, HeaderName::ProxyAuthorization, 407, claimant)
     }
 
     fn authenticate(

@@ -15,7 +15,7 @@ use super::outcome::Outcome;
 use super::Shard;
 use crate::admit::{Admission, Refusal};
 use crate::io::SendQueue;
-use crate::proxy::{route, Action, DropReason, Lookup};
+use crate::proxy::{check_request, route, Action, DropReason, Lookup};
 use crate::sip::{Edits, Message, ParseError};
 
 impl<'a> Shard<'a> {
@@ -77,10 +77,25 @@ impl<'a> Shard<'a> {
         if let Err(r) = Admission::message(policy, source, &msg, bytes.len()) {
             return self.refuse(Some(&msg), src, r, send);
         }
-        match self.authenticate_invite(&msg, src) {
-            None => {}
-            Some(AuthRefusal::Banned) => return self.drop(DropReason::AuthBanned),
-            Some(refusal) => return self.refuse_auth(&msg, src, refusal, send),
+        if let Some(claimant) = self.invite_claimant(&msg, src) {
+            // §16.3: steps 1-5 (syntax, Max-Forwards, loops, Proxy-Require)
+            // answer before step 6 asks for credentials.
+            if let Some(answer) = check_request(&msg, src, &self.shared.proxy) {
+                return emit(
+                    self.counters,
+                    self.now,
+                    &msg,
+                    src,
+                    answer,
+                    &Edits::new(),
+                    send,
+                );
+            }
+            match self.authenticate_invite(&msg, src, &claimant) {
+                None => {}
+                Some(AuthRefusal::Banned) => return self.drop(DropReason::AuthBanned),
+                Some(refusal) => return self.refuse_auth(&msg, src, refusal, send),
+            }
         }
         let mut edits = Edits::new();
         let loc = Lookup {
