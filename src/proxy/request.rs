@@ -8,7 +8,7 @@ use super::nat::reply_address;
 use super::route_set::RouteSet;
 use super::target::next_hop;
 use super::{Action, DropReason, Lookup, ProxyConfig};
-use crate::sip::{Edits, Message};
+use crate::sip::{Edits, Message, Via};
 use crate::transport::{Dest, Source};
 
 /// §16.3 steps 1-5 alone, for a caller that must run step 6 (Proxy-
@@ -20,14 +20,22 @@ pub fn check_request(
     src: &Source,
     cfg: &ProxyConfig,
 ) -> Option<Action<'static>> {
-    let Ok(via) = msg.via() else {
+    let Some((_, to)) = answers_to(msg, src) else {
         return Some(Action::Drop(DropReason::Malformed));
     };
+    check(msg, cfg, src.local, to).err()
+}
+
+/// The request's top Via and where its answers go: back to the client
+/// (§18.2.2, RFC 3581), from the address it reached. None without a Via:
+/// there is nowhere to send even a 400.
+fn answers_to<'m>(msg: &Message<'m>, src: &Source) -> Option<(Via<'m>, Dest)> {
+    let via = msg.via().ok()?;
     let to = Dest::Udp {
         peer: reply_address(&via, src.peer),
         from: Some(src.local.ip()),
     };
-    check(msg, cfg, src.local, to).err()
+    Some((via, to))
 }
 
 /// Routes a request (not an ACK of our own answer: [`super::route`] took
@@ -40,14 +48,8 @@ pub(super) fn route_request<'e, 'r: 'e>(
     scratch: &'e mut Scratch,
     edits: &mut Edits<'e>,
 ) -> Action<'r> {
-    // Without a Via there is nowhere to send a 400.
-    let Ok(via) = msg.via() else {
+    let Some((via, to)) = answers_to(msg, src) else {
         return Action::Drop(DropReason::Malformed);
-    };
-    // §18.2.2: answers go back to the client, from the address it reached.
-    let to = Dest::Udp {
-        peer: reply_address(&via, src.peer),
-        from: Some(src.local.ip()),
     };
     let checked = match check(msg, cfg, src.local, to) {
         Ok(c) => c,
