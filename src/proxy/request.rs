@@ -20,22 +20,19 @@ pub fn check_request(
     src: &Source,
     cfg: &ProxyConfig,
 ) -> Option<Action<'static>> {
-    let Some((_, to)) = answers_to(msg, src) else {
+    let Ok(via) = msg.via() else {
         return Some(Action::Drop(DropReason::Malformed));
     };
-    check(msg, cfg, src.local, to).err()
+    check(msg, cfg, src.local, answers_to(&via, src)).err()
 }
 
-/// The request's top Via and where its answers go: back to the client
-/// (§18.2.2, RFC 3581), from the address it reached. None without a Via:
-/// there is nowhere to send even a 400.
-fn answers_to<'m>(msg: &Message<'m>, src: &Source) -> Option<(Via<'m>, Dest)> {
-    let via = msg.via().ok()?;
-    let to = Dest::Udp {
-        peer: reply_address(&via, src.peer),
+/// Where the answers to a request with top Via `via` go: back to the
+/// client (§18.2.2, RFC 3581), from the address it reached.
+fn answers_to(via: &Via<'_>, src: &Source) -> Dest {
+    Dest::Udp {
+        peer: reply_address(via, src.peer),
         from: Some(src.local.ip()),
-    };
-    Some((via, to))
+    }
 }
 
 /// Routes a request (not an ACK of our own answer: [`super::route`] took
@@ -48,9 +45,11 @@ pub(super) fn route_request<'e, 'r: 'e>(
     scratch: &'e mut Scratch,
     edits: &mut Edits<'e>,
 ) -> Action<'r> {
-    let Some((via, to)) = answers_to(msg, src) else {
+    // Without a Via there is nowhere to send even a 400.
+    let Ok(via) = msg.via() else {
         return Action::Drop(DropReason::Malformed);
     };
+    let to = answers_to(&via, src);
     let checked = match check(msg, cfg, src.local, to) {
         Ok(c) => c,
         Err(answer) => return answer,
