@@ -162,6 +162,15 @@ pub fn local_addr(control: &[u8], bound: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The source address a datagram needs named in a control message: none
+/// when the socket is bound to that very address (the kernel sends from
+/// it anyway, and the message would cost the kernel a parse per datagram),
+/// so only a wildcard socket, or an answer for another listen address,
+/// pays for it.
+pub fn needed_source(from: Option<IpAddr>, bound: SocketAddr) -> Option<IpAddr> {
+    from.filter(|ip| bound.ip().is_unspecified() || *ip != bound.ip())
+}
+
 /// Writes into `out` the control message that sends a datagram from our
 /// address `from` and returns its length (the `msg_controllen`); 0, with
 /// nothing written, when `from` is unspecified (the kernel picks, as with
@@ -229,6 +238,23 @@ pub fn encode_source(from: IpAddr, out: &mut [u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bound_socket_needs_no_message_for_its_own_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let specific: SocketAddr = "127.0.0.2:5060".parse().unwrap();
+        let wildcard: SocketAddr = "0.0.0.0:5060".parse().unwrap();
+        assert_eq!(needed_source(Some(ip("127.0.0.2")), specific), None);
+        assert_eq!(
+            needed_source(Some(ip("127.0.0.3")), specific),
+            Some(ip("127.0.0.3"))
+        );
+        assert_eq!(
+            needed_source(Some(ip("127.0.0.2")), wildcard),
+            Some(ip("127.0.0.2"))
+        );
+        assert_eq!(needed_source(None, wildcard), None);
+    }
 
     #[test]
     fn sizes_are_what_linux_uses() {

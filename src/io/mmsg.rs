@@ -90,14 +90,18 @@ pub struct SendBatch {
     /// Each datagram's control message (its source address), if any.
     ctrl: Box<[Space<SEND_SPACE>; BATCH]>,
     ctrl_lens: [usize; BATCH],
+    /// The socket's address: a source address equal to it needs no
+    /// control message.
+    bound: SocketAddr,
     count: usize,
     /// Commits refused before the kernel (destinations not carried here).
     refused: usize,
 }
 
 impl SendBatch {
-    fn new() -> Self {
+    fn new(bound: SocketAddr) -> Self {
         SendBatch {
+            bound,
             data: vec![0u8; BATCH * SEND_SLOT].into_boxed_slice(),
             lens: [0; BATCH],
             addrs: [UNSPECIFIED; BATCH],
@@ -129,7 +133,7 @@ impl SendBatch {
         if i < BATCH {
             self.lens[i] = len.min(SEND_SLOT);
             self.addrs[i] = peer;
-            self.ctrl_lens[i] = match from {
+            self.ctrl_lens[i] = match cmsg::needed_source(from, self.bound) {
                 Some(ip) => cmsg::encode_source(ip, &mut self.ctrl[i].0),
                 None => 0,
             };
@@ -225,7 +229,7 @@ impl Mmsg {
             socket,
             bound,
             recv: RecvBatch::new(),
-            send: SendBatch::new(),
+            send: SendBatch::new(bound),
             wake: None,
         }
     }

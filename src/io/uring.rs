@@ -109,6 +109,9 @@ pub struct SendSlots {
     ready: Vec<u16>,
     /// Commits refused before the kernel (destinations not carried here).
     refused: usize,
+    /// The socket's address: a source address equal to it needs no
+    /// control message.
+    bound: SocketAddr,
 }
 
 impl SendQueue for SendSlots {
@@ -131,7 +134,7 @@ impl SendQueue for SendSlots {
         s.hdr.msg_namelen = namelen;
         s.hdr.msg_iov = ptr::addr_of_mut!(s.iov);
         s.hdr.msg_iovlen = 1;
-        let ctrl_len = match from {
+        let ctrl_len = match cmsg::needed_source(from, self.bound) {
             Some(ip) => cmsg::encode_source(ip, &mut s.ctrl.0),
             None => 0,
         };
@@ -238,6 +241,7 @@ impl Uring {
                 free: (0..SEND_SLOTS as u16).rev().collect(),
                 ready: Vec::with_capacity(SEND_SLOTS),
                 refused: 0,
+                bound,
             },
             recv_armed: false,
             returned: 0,
