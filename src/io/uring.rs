@@ -3,7 +3,8 @@
 //! receive armed), sends queued as `sendmsg` SQEs (hard-linked in order;
 //! only the last of a batch completes on success), and one
 //! `io_uring_enter` per loop iteration that both submits the sends and
-//! waits for completions (with a timeout, so shutdown is noticed).
+//! waits for completions (with a timeout, so shutdown is noticed); none
+//! when completions are already posted and nothing is to be submitted.
 //!
 //! As with mmsg, a datagram in carries the local address it was sent to
 //! (the multishot receive's `msghdr` asks for [`RECV_SPACE`] bytes of
@@ -464,9 +465,14 @@ impl Backend for Uring {
             self.arm_wake()?;
         }
         self.queue_sends()?;
-        // Wait for a completion when nothing is left from last time, or
-        // when every send slot is in flight (nothing could be handled).
-        if self.backlog.is_empty() || self.send.free.is_empty() {
+        // Completions already posted (those of the sends the last flush
+        // submitted) and nothing to submit: take them without entering
+        // the kernel. Otherwise wait for a completion when nothing is left
+        // from last time, or when every send slot is in flight (nothing
+        // could be handled).
+        let posted = !self.ring.completion().is_empty();
+        let to_submit = !self.ring.submission().is_empty();
+        if !posted && (self.backlog.is_empty() || self.send.free.is_empty()) {
             let ts = types::Timespec::from(WAKE_INTERVAL);
             let args = types::SubmitArgs::new().timespec(&ts);
             match self.ring.submitter().submit_with_args(1, &args) {
@@ -476,7 +482,7 @@ impl Backend for Uring {
                         || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-        } else {
+        } else if to_submit || !posted {
             self.ring.submit()?;
         }
         // Take every completion: finished sends free their slots now;
