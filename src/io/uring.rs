@@ -1,8 +1,10 @@
 //! The io_uring backend: one multishot `recvmsg` per socket over a ring of
 //! provided buffers (the kernel picks a buffer per datagram and keeps the
-//! receive armed), sends queued as `sendmsg` SQEs, and one
+//! receive armed), sends queued as `sendmsg` SQEs (hard-linked in order;
+//! only the last of a batch completes on success), and one
 //! `io_uring_enter` per loop iteration that both submits the sends and
-//! waits for completions (with a timeout, so shutdown is noticed).
+//! waits for completions (with a timeout, so shutdown is noticed); none
+//! when completions are already posted and nothing is to be submitted.
 //!
 //! As with mmsg, a datagram in carries the local address it was sent to
 //! (the multishot receive's `msghdr` asks for [`RECV_SPACE`] bytes of
@@ -17,7 +19,8 @@
 //!   outlive the ring's use of them: the ring is dropped (cancelling
 //!   everything) before them.
 //! - A receive buffer is given back to the ring only after its datagram has
-//!   been handled; a send slot is reused only after its completion.
+//!   been handled; a send slot is reused only after the completion of the
+//!   last send of its linked chain (which runs after it).
 //!
 //! Needs Linux 6.0 (multishot recvmsg) and a seccomp profile that allows
 //! io_uring; [`Uring::new`] fails otherwise and the server falls back to
@@ -52,6 +55,12 @@ pub const SEND_SLOTS: usize = 128;
 const SQ_ENTRIES: u32 = 512;
 
 const BUF_GROUP: u16 = 7;
+/// Marks the tag of a send that is not the last of its linked chain: it
+/// completes only when it fails (`CQE_SKIP_SUCCESS`); the chain's slots
+/// are freed by the completion of its last send.
+const CHAIN_MID: u64 = 1 << 32;
+/// No previous send in the chain.
+const NO_PREV: u16 = u16::MAX;
 const RECV_TAG: u64 = u64::MAX;
 /// The read of the wake eventfd (and, minus one, its cancellation).
 const WAKE_TAG: u64 = u64::MAX - 2;
@@ -104,6 +113,9 @@ struct SendSlot {
 /// to push at the next submit.
 pub struct SendSlots {
     slots: Box<[SendSlot]>,
+    /// Per slot in flight, the slot sent just before it in the same
+    /// linked chain ([`NO_PREV`] for the first).
+    prev: Box<[u16]>,
     free: Vec<u16>,
     /// Slots committed since the last submit, to become SQEs.
     ready: Vec<u16>,
@@ -112,6 +124,23 @@ pub struct SendSlots {
     /// The socket's address: a source address equal to it needs no
     /// control message.
     bound: SocketAddr,
+}
+
+impl SendSlots {
+    /// A send's completion: the end of a chain frees every slot of it; a
+    /// send in the middle (which completes only on failure) frees none.
+    fn complete(&mut self, tag: u64) {
+        if tag & CHAIN_MID != 0 {
+            return;
+        }
+        let Ok(mut i) = u16::try_from(tag) else {
+            return;
+        };
+        while usize::from(i) < self.prev.len() {
+            self.free.push(i);
+            i = std::mem::replace(&mut self.prev[usize::from(i)], NO_PREV);
+        }
+    }
 }
 
 impl SendQueue for SendSlots {
@@ -238,6 +267,7 @@ impl Uring {
             recv_hdr,
             send: SendSlots {
                 slots,
+                prev: vec![NO_PREV; SEND_SLOTS].into_boxed_slice(),
                 free: (0..SEND_SLOTS as u16).rev().collect(),
                 ready: Vec::with_capacity(SEND_SLOTS),
                 refused: 0,
@@ -340,15 +370,26 @@ impl Uring {
         for k in 0..n {
             let i = self.send.ready[k];
             let hdr = ptr::addr_of!(self.send.slots[usize::from(i)].hdr);
-            let link = if k + 1 < n {
-                squeue::Flags::IO_HARDLINK
+            self.send.prev[usize::from(i)] = if k > 0 {
+                self.send.ready[k - 1]
             } else {
-                squeue::Flags::empty()
+                NO_PREV
+            };
+            // All but the last complete only on failure: the last one's
+            // completion means the whole chain is done (hard links run
+            // in order), and frees every slot of it.
+            let (flags, tag) = if k + 1 < n {
+                (
+                    squeue::Flags::IO_HARDLINK | squeue::Flags::SKIP_SUCCESS,
+                    CHAIN_MID | u64::from(i),
+                )
+            } else {
+                (squeue::Flags::empty(), u64::from(i))
             };
             let sqe = opcode::SendMsg::new(types::Fd(self.socket.as_raw_fd()), hdr)
                 .build()
-                .flags(link)
-                .user_data(u64::from(i));
+                .flags(flags)
+                .user_data(tag);
             if let Err(e) = self.push(&sqe) {
                 self.send.ready.drain(..k);
                 return Err(e);
@@ -397,11 +438,7 @@ impl Uring {
                             self.recv_armed = false;
                         }
                     }
-                    tag => {
-                        if let Ok(i) = u16::try_from(tag) {
-                            self.send.free.push(i);
-                        }
-                    }
+                    tag => self.send.complete(tag),
                 }
             }
         }
@@ -428,9 +465,14 @@ impl Backend for Uring {
             self.arm_wake()?;
         }
         self.queue_sends()?;
-        // Wait for a completion when nothing is left from last time, or
-        // when every send slot is in flight (nothing could be handled).
-        if self.backlog.is_empty() || self.send.free.is_empty() {
+        // Completions already posted (those of the sends the last flush
+        // submitted) and nothing to submit: take them without entering
+        // the kernel. Otherwise wait for a completion when nothing is left
+        // from last time, or when every send slot is in flight (nothing
+        // could be handled).
+        let posted = !self.ring.completion().is_empty();
+        let to_submit = !self.ring.submission().is_empty();
+        if !posted && (self.backlog.is_empty() || self.send.free.is_empty()) {
             let ts = types::Timespec::from(WAKE_INTERVAL);
             let args = types::SubmitArgs::new().timespec(&ts);
             match self.ring.submitter().submit_with_args(1, &args) {
@@ -440,7 +482,7 @@ impl Backend for Uring {
                         || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-        } else {
+        } else if to_submit || !posted {
             self.ring.submit()?;
         }
         // Take every completion: finished sends free their slots now;
@@ -462,9 +504,7 @@ impl Backend for Uring {
                 if result < 0 {
                     self.failed_sends += 1;
                 }
-                if let Ok(i) = u16::try_from(tag) {
-                    self.send.free.push(i);
-                }
+                self.send.complete(tag);
                 continue;
             }
             if !cqueue::more(flags) {
