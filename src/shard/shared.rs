@@ -88,3 +88,38 @@ impl Shared {
         self.listen_of.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owner_answers_for_another_listen_address_only_at_its_port_and_family() {
+        let proxy = ProxyConfig::at("127.0.0.1:5060".parse().unwrap());
+        // Shards 0, 1 on 127.0.0.1:5060; 2 on 127.0.0.2:5060; 3 on
+        // 127.0.0.1:5070; 4 on [::1]:5060.
+        let mut shared =
+            Shared::new(proxy, RegistrarConfig::default(), vec![0, 0, 1, 2, 3]).unwrap();
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let arrived = at("127.0.0.2:5060");
+        assert!(
+            shared.can_send_as(0, 1, at("127.0.0.1:5060")),
+            "same listen address"
+        );
+        assert!(
+            !shared.can_send_as(0, 2, arrived),
+            "addresses unknown: the detour"
+        );
+        shared.bound = [
+            at("127.0.0.1:5060"),
+            at("127.0.0.2:5060"),
+            at("127.0.0.1:5070"),
+            at("[::1]:5060"),
+        ]
+        .into();
+        assert!(shared.can_send_as(0, 2, arrived), "same port and family");
+        assert!(!shared.can_send_as(3, 2, arrived), "another port");
+        assert!(!shared.can_send_as(4, 2, arrived), "another family");
+        assert!(!shared.can_send_as(9, 2, arrived), "no such shard");
+    }
+}
