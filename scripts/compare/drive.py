@@ -57,11 +57,16 @@ class Target:
         its key=value line, the target's CPU ticks over the run, and the
         datagrams lost to full socket buffers meanwhile."""
         before, dropped = cpu_ticks(self.pid), rcvbuf_errors()
-        out = subprocess.run(
+        done = subprocess.run(
             ["taskset", "-c", str(gen_cpu), f"{BIN}/sipshard-load"] + argv +
             ["--target", f"127.0.0.1:{self.port}", "--kv"],
-            capture_output=True, text=True, timeout=timeout).stdout.strip()
-        return out, cpu_ticks(self.pid) - before, rcvbuf_errors() - dropped
+            capture_output=True, text=True, timeout=timeout)
+        self.gen_err = done.stderr.strip()
+        return done.stdout.strip(), cpu_ticks(self.pid) - before, rcvbuf_errors() - dropped
+
+    def died(self):
+        """The target's exit status if it is no longer running, else None."""
+        return self.proc.poll()
 
     def close(self):
         stop(self.proc)
@@ -130,17 +135,21 @@ class Run:
         for i, rate in enumerate(a.fwd_rates):
             for r in range(1, a.rounds + 1):
                 for t in [x for x in targets if x in live]:
-                    tg = Target(t, "proxy", a, self.target_log(t))
-                    try:
-                        res, ticks, dropped = tg.drive(
-                            a.gen_cpu, ["run", "--sink", f"127.0.0.1:{tg.sink}", "--rate", str(rate),
-                                        "--duration", str(a.fwd_secs), "--flows", "8"], a.fwd_secs + 60)
-                    finally:
-                        tg.close()
-                    self.raw.write(f"forwarding {t} rate={rate} round={r}: {res} cpu_ticks={ticks} "
-                                   f"udp_rcvbuf_errors={dropped}\n")
+                    # A step where a target still running answered nothing
+                    # is run once more on fresh ports (CI once saw the relay
+                    # answer nothing at a rate it carries every other time);
+                    # a target that died is not: that is a finding.
+                    for attempt in (1, 2):
+                        res, ticks, dropped, died = self.forward_step(t, rate)
+                        self.raw.write(f"forwarding {t} rate={rate} round={r} attempt={attempt}: {res} "
+                                       f"cpu_ticks={ticks} udp_rcvbuf_errors={dropped} exited={died}\n")
+                        answered = int(kv(res).get("answered", 0))
+                        if answered or died is not None:
+                            break
+                        progress(f"forwarding {rate}/s, {t} answered nothing while running; once more")
+                    if died is not None:
+                        progress(f"forwarding {rate}/s: {t} exited with status {died}; see {self.target_log(t)}")
                     d = kv(res)
-                    answered = int(d.get("answered", 0))
                     # The proxies forward the request and its 200; the relay
                     # only the request (the sink answers the UAC directly).
                     msgs = answered if t == "relay" else 2 * answered
@@ -163,6 +172,23 @@ class Run:
                 if losses and statistics.median(losses) > 5:
                     live.remove(t)
                     progress(f"forwarding: {t} lost {statistics.median(losses):.1f}% at {rate}/s; no higher rate")
+
+    def forward_step(self, t, rate):
+        """One forwarding step against a fresh target T: the generator's
+        key=value line, CPU ticks, socket-buffer losses, and the target's
+        exit status if it died (None while it runs)."""
+        a = self.args
+        tg = Target(t, "proxy", a, self.target_log(t))
+        try:
+            res, ticks, dropped = tg.drive(
+                a.gen_cpu, ["run", "--sink", f"127.0.0.1:{tg.sink}", "--rate", str(rate),
+                            "--duration", str(a.fwd_secs), "--flows", "8"], a.fwd_secs + 60)
+            if tg.gen_err:
+                self.raw.write(f"forwarding {t} rate={rate}: generator stderr: {tg.gen_err}\n")
+            died = tg.died()
+        finally:
+            tg.close()
+        return res, ticks, dropped, died
 
     # ---- 2. SIPp calls --------------------------------------------------------
     def calls(self):
