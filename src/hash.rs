@@ -49,8 +49,45 @@ pub fn write_hex(v: u64, out: &mut [u8]) {
     }
 }
 
+/// FNV-1a's 64-bit offset basis and prime.
+pub const FNV64_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a's 64-bit prime.
+pub const FNV64_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// The shard (of `shards`) a Call-ID is steered to by `--steer call-id`.
+///
+/// The kernel computes the same thing for every datagram in the steering
+/// program (`io/steer/program.rs`), so this is the one hash that has to be
+/// simple enough to write in eBPF: FNV-1a over the Call-ID's bytes, then
+/// the high 32 bits scaled onto `0..shards` (multiply and shift, no
+/// division; FNV's high bits are its well-mixed ones). Knowing it here
+/// lets a shard tell which shard a dialog's messages reach, and the tests
+/// check the kernel's answer against it.
+pub fn call_id_shard(call_id: &[u8], shards: u32) -> u32 {
+    let mut h = FNV64_OFFSET;
+    for &b in call_id {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(FNV64_PRIME);
+    }
+    (((h >> 32) * u64::from(shards)) >> 32) as u32
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn call_id_shard_is_fnv1a_scaled() {
+        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (the published vector).
+        let h: u64 = 0xaf63_dc4c_8601_ec8c;
+        assert_eq!(call_id_shard(b"a", 1 << 16), (h >> 48) as u32);
+        assert_eq!(call_id_shard(b"anything", 1), 0);
+        // Spread: 10,000 SIPp-like Call-IDs over 4 shards, none under 20%.
+        let mut n = [0u32; 4];
+        for i in 0..10_000 {
+            n[call_id_shard(format!("{i}-4242@127.0.0.1").as_bytes(), 4) as usize] += 1;
+        }
+        assert!(n.iter().all(|&c| c > 2_000), "{n:?}");
+    }
+
     use super::*;
 
     #[test]

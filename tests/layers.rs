@@ -69,6 +69,15 @@ fn module_of(src: &Path, file: &Path) -> Option<String> {
     }
 }
 
+/// A `tests.rs` that its folder's `mod.rs` declares only under
+/// `#[cfg(test)]`: test code, which may reach any layer (as the inline
+/// test modules after `#[cfg(test)]` may).
+fn is_test_module(file: &Path) -> bool {
+    file.file_name().is_some_and(|n| n == "tests.rs")
+        && fs::read_to_string(file.with_file_name("mod.rs"))
+            .is_ok_and(|m| m.contains("#[cfg(test)]\nmod tests;"))
+}
+
 /// The `crate::X` modules named on a line.
 fn crate_paths(line: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -106,6 +115,9 @@ fn violations(src: &Path) -> Vec<String> {
             ));
             continue;
         };
+        if is_test_module(&file) {
+            continue;
+        }
         let text = fs::read_to_string(&file).unwrap();
         for (n, line) in text.lines().enumerate() {
             if line.trim_start().starts_with("#[cfg(test)]") {

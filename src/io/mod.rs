@@ -13,6 +13,7 @@ pub mod cmsg;
 pub mod eventfd;
 pub mod mmsg;
 pub mod socket;
+pub mod steer;
 pub mod uring;
 
 use std::io;
