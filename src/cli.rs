@@ -9,6 +9,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// How datagrams are spread over the shards of one listen address.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Steer {
+    /// One SO_REUSEPORT socket per shard, and a small eBPF program in the
+    /// kernel that picks the shard from a hash of the Call-ID: every
+    /// message of a dialog, from either side, reaches one shard in order,
+    /// and one peer's dialogs spread over every shard. Where the kernel
+    /// refuses eBPF (no CAP_BPF, a seccomp profile, Linux before 5.3) it
+    /// falls back to `flow` and says so at start-up.
+    CallId,
     /// One SO_REUSEPORT socket per shard: the kernel hashes the 4-tuple, so
     /// each peer (source address and port) sticks to one shard and its
     /// messages keep their order. One busy trunk peer uses one shard.
@@ -152,10 +159,13 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = IoChoice::Auto)]
     pub io: IoChoice,
 
-    /// How traffic is spread over shards: `flow` (kernel 4-tuple hash, order
-    /// kept per peer) or `shared` (one socket read by all shards: spreads a
-    /// single busy peer, may reorder a dialog's messages). See docs/proxy.md.
-    #[arg(long, value_enum, default_value_t = Steer::Flow)]
+    /// How traffic is spread over shards: `call-id` (the kernel hashes the
+    /// Call-ID with an eBPF program: a dialog stays on one shard, one peer
+    /// spreads over all; falls back to `flow` where eBPF is refused),
+    /// `flow` (kernel 4-tuple hash, order kept per peer, one peer on one
+    /// shard) or `shared` (one socket read by all shards: spreads a single
+    /// busy peer, may reorder a dialog's messages). See docs/proxy.md.
+    #[arg(long, value_enum, default_value_t = Steer::CallId)]
     pub steer: Steer,
 
     /// Pin shard i to the i-th CPU this process may use.

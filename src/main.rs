@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use mimalloc::MiMalloc;
 use tracing::{error, info, warn};
 
-use sipshard::cli::{Args, Command};
+use sipshard::cli::{Args, Command, Steer};
 use sipshard::config::Config;
 use sipshard::server::Server;
 use sipshard::shard::counters::{total, ShardCounters};
@@ -167,7 +167,10 @@ fn banner(cfg: &Config, server: &Server) {
         (false, false) => format!("stateless proxy and registrar for {}", domains.join(", ")),
         (false, true) => format!("redirect server and registrar for {}", domains.join(", ")),
     };
-    let steer = format!("{:?}", cfg.steer).to_lowercase();
+    let steer = server
+        .steer
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string());
     let record_route = if proxy.record_route { "on" } else { "off" };
     let upstreams = list(proxy.upstreams.iter());
     info!(
@@ -216,9 +219,19 @@ fn banner(cfg: &Config, server: &Server) {
         list(g.allow.iter())
     };
     let deny = list(g.deny.iter());
-    let rate = g.rate.map_or("off".to_string(), |r| {
+    // What each shard enforces (a share of the flags when steering
+    // spreads one source over the shards).
+    let rate = server.shared.guard.rate.map_or("off".to_string(), |r| {
+        let share = if server.steer == Steer::Flow || server.shards() < 2 {
+            String::new()
+        } else {
+            format!(
+                " (--rate-limit/--rate-burst over {} shards)",
+                server.shards()
+            )
+        };
         format!(
-            "{}/s per source per shard, burst {}, ban {} s",
+            "{}/s per source per shard, burst {}{share}, ban {} s",
             r.per_second,
             r.burst,
             r.ban_ms / 1000

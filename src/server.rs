@@ -15,6 +15,7 @@ use crate::cli::{FsyncPolicy, IoChoice, Steer};
 use crate::config::Config;
 use crate::io::mmsg::Mmsg;
 use crate::io::socket::bind_shard_socket;
+use crate::io::steer as steering;
 use crate::io::uring::{self, Uring};
 use crate::location::owner::Owner;
 use crate::location::store::{self, Fsync, Store};
@@ -104,6 +105,9 @@ pub struct Server {
     pub warnings: Vec<String>,
     /// The backend the shards run: "uring" or "mmsg".
     pub backend: &'static str,
+    /// The steering in force: `--steer`, or `flow` where `call-id` was
+    /// refused.
+    pub steer: Steer,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
@@ -201,6 +205,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         }
         bound.push(addr);
     }
+    let steer = steer(cfg, &sockets, &mut warnings);
     warnings.dedup();
     let (proxy, warning) = cfg.proxy_config(&bound);
     warnings.extend(warning);
@@ -208,6 +213,10 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     let registrar_on = !cfg.domains.is_empty();
     let mut shared = Shared::new(proxy, cfg.registrar, listen_of).map_err(StartupError::Inbox)?;
     shared.guard = cfg.guard.clone();
+    if steer != Steer::Flow {
+        // One source reaches every shard: each enforces its share.
+        shared.guard.rate = shared.guard.rate.map(|l| l.spread_over(cfg.shards));
+    }
     shared.auth = auth;
     shared.bound = bound.clone().into_boxed_slice();
     let shared = Arc::new(shared);
@@ -271,9 +280,34 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         counters,
         warnings,
         backend: if use_uring { "uring" } else { "mmsg" },
+        steer,
         stop,
         threads,
     })
+}
+
+/// Attaches the Call-ID steering program to every listen address's
+/// socket group when asked for and there is more than one shard to choose
+/// from; the steering in force. Refused anywhere means `flow` everywhere,
+/// with a warning that says why: one rule for every address is easier to
+/// reason about than a mix.
+fn steer(cfg: &Config, sockets: &[std::net::UdpSocket], warnings: &mut Vec<String>) -> Steer {
+    if cfg.steer != Steer::CallId || cfg.shards < 2 {
+        return cfg.steer;
+    }
+    // Shard sockets are bound address by address, in shard order, which
+    // is the order of the reuseport group the program's index counts in.
+    for group in sockets.chunks(cfg.shards) {
+        if let Err(e) = steering::attach_call_id(&group[0], cfg.shards as u32) {
+            warnings.push(format!("--steer call-id unavailable ({e}): using flow"));
+            for group in sockets.chunks(cfg.shards) {
+                // Detaching restores the kernel's 4-tuple hash.
+                steering::detach(&group[0]);
+            }
+            return Steer::Flow;
+        }
+    }
+    Steer::CallId
 }
 
 /// What [`locations`] returns.

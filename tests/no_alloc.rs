@@ -442,17 +442,30 @@ fn answer_rounds<B: Backend>(mut io: B, port: u16) {
     }
 }
 
+/// Steering happens in the kernel before a backend reads anything, so the
+/// same loop runs under every `--steer`; run it with the Call-ID program
+/// attached as well as without (`flow`, `shared`: no program).
 #[test]
 fn the_backends_carry_local_addresses_without_allocating() {
-    let s = wildcard_socket();
-    let port = s.local_addr().unwrap().port();
-    answer_rounds(Mmsg::new(s), port);
-    match uring::probe() {
-        Ok(()) => {
+    for steered in [false, true] {
+        let socket = || {
             let s = wildcard_socket();
+            if steered {
+                if let Err(e) = sipshard::io::steer::attach_call_id(&s, 1) {
+                    eprintln!("no Call-ID steering here: {e}");
+                }
+            }
             let port = s.local_addr().unwrap().port();
-            answer_rounds(Uring::new(s).unwrap(), port);
+            (s, port)
+        };
+        let (s, port) = socket();
+        answer_rounds(Mmsg::new(s), port);
+        match uring::probe() {
+            Ok(()) => {
+                let (s, port) = socket();
+                answer_rounds(Uring::new(s).unwrap(), port);
+            }
+            Err(e) => eprintln!("skipping the io_uring run: io_uring is refused here: {e}"),
         }
-        Err(e) => eprintln!("skipping the io_uring run: io_uring is refused here: {e}"),
     }
 }

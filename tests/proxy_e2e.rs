@@ -451,54 +451,6 @@ on_both_backends!(
     record_route_only_on_requests_that_can_create_a_dialog,
 );
 
-/// `--steer shared` spreads one source over every shard (the exit line
-/// counts per shard), while `--steer flow` keeps a source on one shard.
-#[test]
-fn steer_shared_spreads_a_single_source() {
-    for (steer, spread) in [("shared", true), ("flow", false)] {
-        let (mut child, banner, mut err) = spawn(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "2",
-            "--io",
-            "mmsg",
-            "--steer",
-            steer,
-        ]);
-        assert!(banner.contains(&format!("steer={steer}")), "{banner}");
-        let addr = listen_addrs(&banner)[0];
-        let uac = socket();
-        for i in 0..3000 {
-            let m = format!(
-                "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKs{i}\r\n\
-To: <sip:x@127.0.0.1>\r\nFrom: <sip:y@127.0.0.1>;tag=1\r\nCall-ID: s-{i}\r\nCSeq: 1 OPTIONS\r\n\r\n",
-                port(&uac)
-            );
-            uac.send_to(m.as_bytes(), addr).unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: kill(2) on the PID of a child we started and own.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-        assert_eq!(child.wait().unwrap().code(), Some(0));
-        let per_shard: Vec<u64> = rest
-            .split("per_shard_received=[")
-            .nth(1)
-            .and_then(|s| s.split(']').next())
-            .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
-            .unwrap_or_default();
-        assert_eq!(per_shard.len(), 2, "{rest}");
-        let busy = per_shard.iter().filter(|&&n| n > 0).count();
-        if spread {
-            assert_eq!(busy, 2, "shared: both shards took traffic: {per_shard:?}");
-        } else {
-            assert_eq!(busy, 1, "flow: one source, one shard: {per_shard:?}");
-        }
-    }
-}
-
 /// IPv6 end to end: listen on [::1], Via and Record-Route carry the
 /// bracketed address, and responses find their way back.
 #[test]

@@ -28,6 +28,22 @@ pub struct Limits {
     pub ban_ms: u64,
 }
 
+impl Limits {
+    /// Each shard's share when a source's datagrams are spread over
+    /// `shards` shards (`--steer call-id` or `shared`): the rate and burst
+    /// divided, rounded up, so that a source flooding with many Call-IDs
+    /// gets about the limit in total rather than the limit on every shard.
+    /// A flood of one Call-ID lands on one shard and gets that share only.
+    pub fn spread_over(self, shards: usize) -> Limits {
+        let n = shards.max(1) as u32;
+        Limits {
+            per_second: self.per_second.div_ceil(n),
+            burst: self.burst.div_ceil(n),
+            ban_ms: self.ban_ms,
+        }
+    }
+}
+
 /// What to do with one datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -135,6 +151,19 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn spreading_divides_rate_and_burst_rounding_up() {
+        let l = Limits {
+            per_second: 20,
+            burst: 11,
+            ban_ms: 5,
+        };
+        let s = l.spread_over(4);
+        assert_eq!((s.per_second, s.burst, s.ban_ms), (5, 3, 5));
+        assert_eq!(l.spread_over(1), l);
+        assert_eq!(l.spread_over(0), l);
+    }
+
     use super::*;
 
     fn limiter() -> RateLimiter {

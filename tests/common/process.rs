@@ -23,15 +23,69 @@ macro_rules! on_both_backends {
 /// Starts sipshard with `args`; returns the child, its banner line, and
 /// its stderr for what follows (the exit line).
 pub fn spawn(args: &[&str]) -> (Child, String, BufReader<ChildStderr>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sipshard"))
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sipshard starts");
+    spawn_refusing(args, &[])
+}
+
+/// Starts sipshard as [`spawn`] does, with the system calls `refused`
+/// failing with EPERM, as a container's seccomp profile makes them fail
+/// (e.g. `bpf` and `io_uring_setup` under Docker's default profile).
+pub fn spawn_refusing(
+    args: &[&str],
+    refused: &[libc::c_long],
+) -> (Child, String, BufReader<ChildStderr>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipshard"));
+    cmd.args(args).stderr(Stdio::piped());
+    if !refused.is_empty() {
+        let filter = seccomp_refusing(refused);
+        // SAFETY: the closure runs in the child between fork and exec and
+        // calls only prctl(2), which is async-signal-safe; `filter` is
+        // built before the fork and only read.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                let prog = libc::sock_fprog {
+                    len: filter.len() as u16,
+                    filter: filter.as_ptr() as *mut libc::sock_filter,
+                };
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER,
+                        &prog as *const libc::sock_fprog,
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().expect("sipshard starts");
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut banner = String::new();
     err.read_line(&mut banner).unwrap();
     (child, banner, err)
+}
+
+/// A classic-BPF seccomp filter: EPERM for each of `refused`, every other
+/// system call allowed.
+fn seccomp_refusing(refused: &[libc::c_long]) -> Vec<libc::sock_filter> {
+    let insn = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    // seccomp_data.nr is at offset 0.
+    let mut f = vec![insn(LD_W_ABS, 0, 0, 0)];
+    for &nr in refused {
+        f.push(insn(JEQ_K, 0, 1, nr as u32));
+        f.push(insn(
+            RET_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ));
+    }
+    f.push(insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+    f
 }
 
 /// The listen addresses the banner names.
@@ -59,9 +113,15 @@ pub struct Proxy {
 impl Proxy {
     /// Starts sipshard on `io`; None (with a note) when io_uring is refused.
     pub fn start(io: &str, extra: &[&str]) -> Option<Proxy> {
+        Proxy::start_refusing(io, extra, &[])
+    }
+
+    /// Starts sipshard on `io` with the system calls `refused` failing as
+    /// under a container's seccomp profile ([`spawn_refusing`]).
+    pub fn start_refusing(io: &str, extra: &[&str], refused: &[libc::c_long]) -> Option<Proxy> {
         let mut args = vec!["--listen", "127.0.0.1:0", "--shards", "2", "--io", io];
         args.extend_from_slice(extra);
-        let (mut child, line, err) = spawn(&args);
+        let (mut child, line, err) = spawn_refusing(&args, refused);
         if line.contains("io_uring is not available") {
             eprintln!("skipping the io_uring run: {}", line.trim());
             let _ = child.wait();
