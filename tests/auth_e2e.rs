@@ -14,6 +14,8 @@ use std::process::{Command, Stdio};
 use common::process::{nothing_arrives, port, recv, socket, Proxy};
 use md5::Md5;
 use sha2::{Digest, Sha256};
+use sipshard::hash::call_id_shard;
+use sipshard::location::owner_of;
 use sipshard::sip::{HeaderName, Message};
 
 const DOMAIN: &str = "example.test";
@@ -538,6 +540,27 @@ fn guessing_gets_the_source_banned(io: &str) {
         .send_to(&register("alice", &guesser, 6, Some(&c)), proxy.addr)
         .unwrap();
     assert!(nothing_arrives(&guesser), "a banned source is not answered");
+    // The ban holds on every shard, not only on the one that decided it
+    // (alice's owner): a REGISTER that the kernel steers to the other
+    // shard (by its Call-ID) for a user the other shard owns is dropped
+    // too.
+    let alices = owner_of(format!("sip:alice@{DOMAIN}").as_bytes(), 2) as u32;
+    let other = (0..200)
+        .map(|i| format!("user{i}"))
+        .find(|u| {
+            let call_id = format!("reg-{u}-{}", port(&guesser));
+            owner_of(format!("sip:{u}@{DOMAIN}").as_bytes(), 2) as u32 != alices
+                && call_id_shard(call_id.as_bytes(), 2) != alices
+        })
+        .expect("a user owned by, and steered to, the other shard");
+    let other = other.as_str();
+    guesser
+        .send_to(&register(other, &guesser, 7, None), proxy.addr)
+        .unwrap();
+    assert!(
+        nothing_arrives(&guesser),
+        "banned on the shard that owns {other} too"
+    );
     // Alice, from her own address, is not affected.
     let alice = socket();
     let nonce = first_nonce(&proxy, &alice, "alice");
@@ -553,7 +576,7 @@ fn guessing_gets_the_source_banned(io: &str) {
     let exit = proxy.stop_and_report();
     assert_eq!(field(&exit, "auth_failures"), 4, "{exit}");
     assert_eq!(field(&exit, "auth_bans"), 1, "{exit}");
-    assert_eq!(field(&exit, "auth_banned"), 1, "{exit}");
+    assert_eq!(field(&exit, "auth_banned"), 2, "{exit}");
     let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
 

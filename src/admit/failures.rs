@@ -12,7 +12,9 @@
 //! owner shard, so a guesser aiming at one user meets one table whatever
 //! shard its datagrams arrive on; an INVITE's by the shard it arrives on.
 //! A guesser spreading over many users meets each owner's table: at most
-//! the limit times the shards before it is banned everywhere.
+//! the limit times the shards before it is banned. A ban decided by one
+//! shard is mailed to every other shard, which applies it to its own table
+//! before it handles its next batch: banned on one, banned on all.
 
 use std::net::IpAddr;
 
@@ -44,6 +46,13 @@ impl FailureLimiter {
         self.table.is_banned(ip, now_ms / SLOWER)
     }
 
+    /// Bans `ip` for the ban time from `now_ms`: another shard saw it
+    /// fail too often (a guesser's datagrams reach every shard under
+    /// `--steer call-id`, so a ban decided on one is applied on all).
+    pub fn ban(&mut self, ip: IpAddr, now_ms: u64) {
+        self.table.ban(ip, now_ms / SLOWER);
+    }
+
     /// Counts one failure of `ip`; true when it has just been banned.
     pub fn failed(&mut self, ip: IpAddr, now_ms: u64) -> bool {
         self.table.check(ip, now_ms / SLOWER) == Verdict::JustBanned
@@ -53,6 +62,17 @@ impl FailureLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ban_from_elsewhere_holds_for_the_ban_time() {
+        let mut f = FailureLimiter::new(3, 60_000);
+        let a: IpAddr = "192.0.2.9".parse().unwrap();
+        f.ban(a, 120_000);
+        assert!(f.banned(a, 120_000));
+        assert!(f.banned(a, 179_000));
+        assert!(!f.banned(a, 181_000));
+        assert!(!f.banned("192.0.2.10".parse().unwrap(), 120_000));
+    }
 
     #[test]
     fn the_limit_is_per_minute_and_the_ban_ends() {

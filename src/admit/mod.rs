@@ -81,6 +81,14 @@ impl Admission {
         Ok(SourceAdmitted { just_banned })
     }
 
+    /// Bans `ip` from `now_ms` for `--ban-time`: another shard found it
+    /// over the rate limit. Nothing when rate limits are off.
+    pub fn ban(&mut self, ip: IpAddr, now_ms: u64) {
+        if let Some(l) = &mut self.limiter {
+            l.ban(ip, now_ms);
+        }
+    }
+
     /// After parsing: the rest of the checks, on the message `len` bytes
     /// long from a source [`Admission::source`] let through.
     #[inline]

@@ -108,6 +108,18 @@ impl RateLimiter {
         s.ip == k && now_ms < s.banned_until_ms
     }
 
+    /// Bans `ip` from `now_ms` for the ban time, as if it had gone over
+    /// here: another shard decided it.
+    pub fn ban(&mut self, ip: IpAddr, now_ms: u64) {
+        let k = key(ip);
+        self.slots[Self::slot_of(k)] = Slot {
+            ip: k,
+            milli_tokens: 0,
+            refilled_ms: now_ms,
+            banned_until_ms: now_ms + self.limits.ban_ms.max(1),
+        };
+    }
+
     /// Counts one datagram from `ip` at `now_ms` (a monotonic clock).
     pub fn check(&mut self, ip: IpAddr, now_ms: u64) -> Verdict {
         let k = key(ip);

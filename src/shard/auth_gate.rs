@@ -8,6 +8,7 @@ use crate::transport::Source;
 
 use super::answer::{commit_reply, reply_to, write_auth_refusal};
 use super::counters::add;
+use super::mail::Ban;
 use super::outcome::Outcome;
 use super::{Shard, Shared};
 use crate::auth::{Algorithm, Claim, Outcome as Checked, NONCE_LEN};
@@ -106,10 +107,8 @@ impl<'a> Shard<'a> {
         let auth = self.shared.auth.as_ref()?;
         let realm = self.shared.proxy.realm_for(claimed)?;
         let now_ms = self.now_ms;
-        if let Some(f) = &self.auth_failures {
-            if f.banned(src.peer.ip(), now_ms) {
-                return Some(AuthRefusal::Banned);
-            }
+        if self.auth_banned(src) {
+            return Some(AuthRefusal::Banned);
         }
         let counts = self.nonce_counts.as_mut()?;
         let proxy = &self.shared.proxy;
@@ -136,6 +135,7 @@ impl<'a> Shard<'a> {
             if let Some(f) = &mut self.auth_failures {
                 if f.failed(src.peer.ip(), now_ms) {
                     add(&c.auth_bans, 1);
+                    self.tell_others_of_ban(src.peer.ip(), Ban::Guessing);
                 }
             }
         }
@@ -149,6 +149,14 @@ impl<'a> Shard<'a> {
             realm,
             algorithms: &auth.algorithms,
         })
+    }
+
+    /// True while `src`'s address is banned for failing authentication
+    /// too often (`--auth-fail-limit`), here or on another shard.
+    pub(super) fn auth_banned(&self, src: &Source) -> bool {
+        self.auth_failures
+            .as_ref()
+            .is_some_and(|f| f.banned(src.peer.ip(), self.now_ms))
     }
 
     /// A challenge for a request about `claimed` (not yet counted).

@@ -1,5 +1,5 @@
 //! Between batches, a shard reads its mail (ARCHITECTURE.md, "Threads"):
-//! replica updates first, as soon as a batch arrives, so that a request
+//! replica updates and other shards' authentication bans first, as soon as a batch arrives, so that a request
 //! sent after an owner's 200 finds the change whichever shard it lands on;
 //! then REGISTERs handed to it as owner, and answers to send from its
 //! socket.
@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::mail::Mail;
+use super::mail::{Ban, Mail};
 use super::Shard;
 use crate::io::SendQueue;
 use crate::location::LocationOp;
@@ -35,6 +35,8 @@ impl<'a> Shard<'a> {
         while let Some(mail) = inbox.pop() {
             match mail {
                 Mail::Location(op, at) => self.apply_update(op, at),
+                // Before the batch too: the banned source may be in it.
+                Mail::Ban(ip, why) => self.apply_ban(ip, why),
                 other => self.set_aside.push_back(other),
             }
         }
@@ -46,6 +48,29 @@ impl<'a> Shard<'a> {
         let max = &self.counters.replica_delay_max_us;
         if us > max.load(Ordering::Relaxed) {
             max.store(us, Ordering::Relaxed);
+        }
+    }
+
+    fn apply_ban(&mut self, ip: std::net::IpAddr, why: Ban) {
+        match why {
+            Ban::Flood => self.admission.ban(ip, self.now_ms),
+            Ban::Guessing => {
+                if let Some(f) = &mut self.auth_failures {
+                    f.ban(ip, self.now_ms);
+                }
+            }
+        }
+    }
+
+    /// Mails a ban this shard just decided to every other shard: under
+    /// `--steer call-id` the source's next datagram may reach any of
+    /// them. Best effort: a full inbox skips the mail, and that shard
+    /// bans the source when it goes over there.
+    pub(super) fn tell_others_of_ban(&self, ip: std::net::IpAddr, why: Ban) {
+        for (i, inbox) in self.shared.inboxes.iter().enumerate() {
+            if i != self.index {
+                let _ = inbox.push(Mail::Ban(ip, why));
+            }
         }
     }
 
@@ -65,6 +90,7 @@ impl<'a> Shard<'a> {
             };
             match mail {
                 Mail::Location(op, at) => self.apply_update(op, at),
+                Mail::Ban(ip, why) => self.apply_ban(ip, why),
                 Mail::Register {
                     data,
                     src,

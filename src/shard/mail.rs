@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -47,6 +48,10 @@ pub enum Mail {
     /// A change from an AOR's owner for the receiving shard's replica,
     /// with when the owner published it (to measure propagation).
     Location(LocationOp, Instant),
+    /// A source another shard banned: ban it here too, so that a source
+    /// whose datagrams reach every shard (`--steer call-id`) is banned
+    /// on every shard.
+    Ban(IpAddr, Ban),
     /// A response to send from the receiving shard's socket.
     Send {
         /// The datagram.
@@ -54,6 +59,15 @@ pub enum Mail {
         /// Where to.
         to: Dest,
     },
+}
+
+/// Why another shard banned a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ban {
+    /// Over `--rate-limit`.
+    Flood,
+    /// Over `--auth-fail-limit`.
+    Guessing,
 }
 
 /// A shard's inbox.

@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::answer::{commit_reply, write_bad_extension, write_local_answer, write_redirect};
 use super::auth_gate::AuthRefusal;
 use super::counters::{add, status_class, ShardCounters, HANDLE_SAMPLE_EVERY};
+use super::mail::Ban;
 use super::outcome::Outcome;
 use super::Shard;
 use crate::admit::{Admission, Refusal};
@@ -143,6 +144,7 @@ impl<'a> Shard<'a> {
             (Refusal::JustBanned, Some(msg)) => {
                 let c = self.counters;
                 add(&c.sources_banned, 1);
+                self.tell_others_of_ban(src.peer.ip(), Ban::Flood);
                 let ban_ms = self.shared.guard.rate.map_or(0, |r| r.ban_ms);
                 self.drop_log
                     .banned(c, self.now_ms, src.peer, ban_ms / 1000);
@@ -150,7 +152,10 @@ impl<'a> Shard<'a> {
             }
             (Refusal::TooLarge, Some(msg)) => self.too_large(msg, src, send),
             // Both come from the message check: never without a message.
-            (Refusal::JustBanned, None) => self.drop(DropReason::RateLimited),
+            (Refusal::JustBanned, None) => {
+                self.tell_others_of_ban(src.peer.ip(), Ban::Flood);
+                self.drop(DropReason::RateLimited)
+            }
             (Refusal::TooLarge, None) => self.drop(DropReason::Oversize),
         }
     }

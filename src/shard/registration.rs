@@ -47,6 +47,10 @@ impl<'a> Shard<'a> {
         // REGISTER of the AOR.
         if let (Some(_), Some(to)) = (&self.shared.auth, to) {
             if msg.header(HeaderName::Authorization).is_none() {
+                // A banned source gets no challenge either.
+                if self.auth_banned(src) {
+                    return self.drop(DropReason::AuthBanned);
+                }
                 add(&self.counters.auth_challenges, 1);
                 let refusal = self.challenge(401, &to);
                 return self.refuse_auth(msg, src, refusal, send);
