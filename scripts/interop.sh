@@ -25,6 +25,8 @@
 #    line must say registered, auth_accepted and auth_challenges = CALLS
 #    and auth_failures=0.
 #
+# With INTEROP_ONLY=proxy in the environment, only part 1 runs.
+#
 # Fails unless, in each part, every registration gets its 200, every call
 # completes on both sides, sipshard exits 0 on SIGTERM, and (part 2) its
 # exit line says registered=CALLS and aors=CALLS. Exits 77 (skipped) when
@@ -111,6 +113,8 @@ failed=0
 
 start_sipshard "$out/sipshard.log" --listen 127.0.0.1:0 --record-route "${extra[@]}"
 start_uas "$out" perf/uas.xml 300
+echo "interop: $(grep -m1 ' listening on ' "$out/sipshard.log")"
+grep -m1 'unavailable' "$out/sipshard.log" || true
 
 echo "interop: $calls calls at $rate/s: SIPp UAC -> sipshard $sipshard_addr -> SIPp UAS :$uas_port"
 run_uac "$out" uac 300 -sf perf/uac.xml -s bob -key uas "127.0.0.1:$uas_port" \
@@ -130,6 +134,11 @@ if [ "$uac_rc" != 0 ] || [ "$uas_rc" != 0 ] || [ "$proxy_rc" != 0 ] || [ "$resul
   failed=1
 else
   echo "interop: proxy: OK"
+fi
+
+# INTEROP_ONLY=proxy: part 1 alone (scripts/steer.sh).
+if [ "${INTEROP_ONLY:-}" = proxy ]; then
+  exit "$failed"
 fi
 
 # ---- 2. Registrar: REGISTER CALLS users, then call each of them -----------

@@ -7,6 +7,8 @@
 //! `relay` ([`relay`]): every datagram forwarded untouched, the floor.
 //! `flood` ([`flood`]): INVITEs and REGISTERs from many source addresses
 //! and ports, each under a per-source rate limit.
+//! `steer-cost` ([`steer_cost`]): the `--steer call-id` program's cost per
+//! datagram, timed by the kernel.
 //!
 //! The other modules serve them: [`net`] binds and polls sockets, [`sink`]
 //! answers requests 200, [`templates`] writes the messages we send and
@@ -20,6 +22,7 @@ mod relay;
 mod report;
 mod run;
 mod sink;
+mod steer_cost;
 mod templates;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +48,8 @@ enum Cmd {
     Relay(relay::Args),
     /// Flood a server from many loopback addresses and ports (attack test).
     Flood(flood::Args),
+    /// Time the --steer call-id eBPF program in the kernel, per datagram.
+    SteerCost(steer_cost::Args),
 }
 
 fn main() {
@@ -53,6 +58,7 @@ fn main() {
         Cmd::Register(args) => register::main(args),
         Cmd::Relay(args) => relay::main(args),
         Cmd::Flood(args) => flood::main(args),
+        Cmd::SteerCost(args) => steer_cost::main(args),
     };
     if let Err(e) = result {
         eprintln!("sipshard-load: {e}");

@@ -21,7 +21,9 @@ use sipshard::transport::Dest;
 use crate::net::{bind_loopback, receive_until};
 use crate::report::{RegReport, Round};
 use crate::sink::Sink;
-use crate::templates::{parse_branch, Template, CSEQ_BASE, MAX_USERS};
+use crate::templates::{parse_branch, register_call_id, Template, CSEQ_BASE, MAX_USERS};
+use sipshard::hash::call_id_shard;
+use sipshard::location::owner_of;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -57,6 +59,12 @@ pub struct Args {
     /// exclude these, `bound=` counts users with a 200 in the end.
     #[arg(long, default_value_t = 0)]
     retry_missing: u32,
+    /// Give each user a Call-ID that `--steer call-id` steers to the shard
+    /// owning its AOR among this many shards, so that no REGISTER is
+    /// handed to another shard: what steering REGISTERs by AOR in the
+    /// kernel would achieve (docs/decisions.md). 0: plain Call-IDs.
+    #[arg(long, default_value_t = 0)]
+    call_id_to_owner: u32,
     /// Print one machine-readable line (key=value) instead of prose.
     #[arg(long)]
     kv: bool,
@@ -74,6 +82,7 @@ pub fn main(args: Args) -> std::io::Result<()> {
         refreshes: args.refreshes,
         expires: args.expires,
         retries: args.retry_missing,
+        call_id_to_owner: args.call_id_to_owner,
     };
     let rep = register_users(&cfg)?;
     drop(sink);
@@ -97,6 +106,28 @@ pub struct RegConfig {
     pub refreshes: u32,
     pub expires: u32,
     pub retries: u32,
+    /// Salt Call-IDs so that `--steer call-id` over this many shards puts
+    /// each REGISTER on its AOR's owner; 0: no salt.
+    pub call_id_to_owner: u32,
+}
+
+/// Per user, the Call-ID salt that steers its REGISTER to the owner of
+/// its AOR among `shards` (all zero when `shards` is 0).
+fn owner_salts(users: u32, domain: &str, tag: u32, shards: u32) -> Vec<u8> {
+    (0..users)
+        .map(|user| {
+            if shards == 0 {
+                return 0;
+            }
+            let aor = format!("sip:u{user:07}@{}", domain.to_ascii_lowercase());
+            let owner = owner_of(aor.as_bytes(), shards as usize) as u32;
+            (0..100u8)
+                .find(|&salt| {
+                    call_id_shard(register_call_id(user, salt, tag).as_bytes(), shards) == owner
+                })
+                .unwrap_or(0)
+        })
+        .collect()
 }
 
 /// Registers `cfg.users` users, then refreshes them, then retries the
@@ -169,6 +200,8 @@ struct Session<'a> {
     cfg: &'a RegConfig,
     senders: Vec<Mmsg>,
     templates: Vec<Template>,
+    /// Each user's Call-ID salt.
+    salts: Vec<u8>,
     st: Arc<RegState>,
     start: Instant,
     /// The flow the next batch leaves from.
@@ -201,6 +234,7 @@ impl<'a> Session<'a> {
                 ))
             })
             .collect::<std::io::Result<_>>()?;
+        let salts = owner_salts(cfg.users, &cfg.domain, tag, cfg.call_id_to_owner);
         let n = cfg.users as usize;
         let st = Arc::new(RegState {
             stop: AtomicBool::new(false),
@@ -228,6 +262,7 @@ impl<'a> Session<'a> {
             cfg,
             senders: socks.into_iter().map(Mmsg::new).collect(),
             templates,
+            salts,
             st,
             start,
             flow: 0,
@@ -281,7 +316,8 @@ impl<'a> Session<'a> {
                     break;
                 };
                 let Some(slot) = io.send.slot() else { break };
-                let len = template.write(slot, user, cseq, ts);
+                let salt = self.salts.get(user as usize).copied().unwrap_or(0);
+                let len = template.write(slot, user, salt, cseq, ts);
                 io.send.commit(len, Dest::udp(self.cfg.target));
                 sent += 1;
             }

@@ -119,6 +119,7 @@ fn register_first(cfg: &Args, sink: SocketAddr) -> std::io::Result<()> {
         refreshes: 0,
         expires: cfg.expires,
         retries: 5,
+        call_id_to_owner: 0,
     })?;
     eprintln!(
         "registered {} of {} users at {} (Contact {sink}): {}",

@@ -71,6 +71,15 @@ pub struct Template {
     user_at: Vec<usize>,
     cseq_at: Vec<usize>,
     ts_at: usize,
+    salt_at: usize,
+}
+
+/// Decimal digits of the salt in a REGISTER's Call-ID (after the user).
+pub const SALT_DIGITS: usize = 2;
+
+/// The Call-ID a [`Template`] with `tag` gives `user` with `salt`.
+pub fn register_call_id(user: u32, salt: u8, tag: u32) -> String {
+    format!("{user:07}{salt:02}-{tag:08x}@sipshard-load")
 }
 
 impl Template {
@@ -88,6 +97,7 @@ impl Template {
             user_at: Vec::new(),
             cseq_at: Vec::new(),
             ts_at: 0,
+            salt_at: 0,
         };
         let d = domain;
         let user = |t: &mut Template| {
@@ -118,6 +128,8 @@ impl Template {
         user(&mut t);
         s(&mut t, "\r\nCall-ID: ");
         user(&mut t);
+        t.salt_at = t.bytes.len();
+        t.bytes.extend_from_slice(&[b'0'; SALT_DIGITS]);
         s(&mut t, &format!("-{tag:08x}@sipshard-load\r\nCSeq: "));
         cseq(&mut t);
         s(&mut t, " REGISTER\r\nContact: <sip:u");
@@ -129,9 +141,9 @@ impl Template {
         t
     }
 
-    /// Writes the REGISTER of `user` with `cseq`, sent at `ts_us`, into
-    /// `out`; returns its length (0 if it does not fit).
-    pub fn write(&self, out: &mut [u8], user: u32, cseq: u32, ts_us: u64) -> usize {
+    /// Writes the REGISTER of `user` with `cseq` and Call-ID `salt`, sent
+    /// at `ts_us`, into `out`; returns its length (0 if it does not fit).
+    pub fn write(&self, out: &mut [u8], user: u32, salt: u8, cseq: u32, ts_us: u64) -> usize {
         let n = self.bytes.len();
         let Some(out) = out.get_mut(..n) else {
             return 0;
@@ -144,6 +156,10 @@ impl Template {
             put_digits(&mut out[at..at + CSEQ_DIGITS], u64::from(cseq));
         }
         put_digits(&mut out[self.ts_at..self.ts_at + TS_DIGITS], ts_us);
+        put_digits(
+            &mut out[self.salt_at..self.salt_at + SALT_DIGITS],
+            u64::from(salt),
+        );
         n
     }
 }
@@ -190,12 +206,16 @@ mod tests {
             0xabc,
         );
         let mut out = [0u8; 1024];
-        let n = t.write(&mut out, 1234, CSEQ_BASE + 3, 987_654);
+        let n = t.write(&mut out, 1234, 7, CSEQ_BASE + 3, 987_654);
         let m = Message::parse(&out[..n]).unwrap();
         m.validate().unwrap();
         assert_eq!(m.request_uri_bytes(), Some(&b"sip:example.com"[..]));
         assert_eq!(m.cseq().unwrap().number, CSEQ_BASE + 3);
-        assert_eq!(m.call_id().unwrap(), b"0001234-00000abc@sipshard-load");
+        assert_eq!(m.call_id().unwrap(), b"000123407-00000abc@sipshard-load");
+        assert_eq!(
+            register_call_id(1234, 7, 0xabc).as_bytes(),
+            m.call_id().unwrap()
+        );
         let text = std::str::from_utf8(&out[..n]).unwrap();
         assert!(
             text.contains("To: <sip:u0001234@example.com>\r\n"),
