@@ -157,6 +157,18 @@ impl Asm {
         self.push(ALU64 | X | op as u8, dst, src, 0, 0);
     }
 
+    /// `dst op= imm` on the low 32 bits, the high 32 cleared
+    /// (`BPF_ALU32_IMM`).
+    pub fn alu32_imm(&mut self, op: Alu, dst: Reg, imm: i32) {
+        self.push(ALU | K | op as u8, dst, Reg(0), 0, imm);
+    }
+
+    /// `dst op= src` on the low 32 bits, the high 32 cleared
+    /// (`BPF_ALU32_REG`).
+    pub fn alu32_reg(&mut self, op: Alu, dst: Reg, src: Reg) {
+        self.push(ALU | X | op as u8, dst, src, 0, 0);
+    }
+
     /// `dst = imm` as 32 bits, zero-extended (`BPF_MOV32_IMM`).
     pub fn mov32_imm(&mut self, dst: Reg, imm: i32) {
         self.push(ALU | K | Alu::Mov as u8, dst, Reg(0), 0, imm);
@@ -174,6 +186,12 @@ impl Asm {
     /// R1 to R5 are clobbered; a load past the end ends the program with 0.
     pub fn ld_ind_b(&mut self, src: Reg, imm: i32) {
         self.push(LD | B | IND, Reg(0), src, 0, imm);
+    }
+
+    /// `r0 = ntohl(*(u32 *)&packet[src + imm])` (`BPF_LD_IND(BPF_W)`):
+    /// four bytes, the first in the high byte. As [`Asm::ld_ind_b`].
+    pub fn ld_ind_w(&mut self, src: Reg, imm: i32) {
+        self.push(LD | W | IND, Reg(0), src, 0, imm);
     }
 
     /// `dst = *(u32 *)(src + off)` (`BPF_LDX_MEM(BPF_W)`).
@@ -258,6 +276,8 @@ mod tests {
         a.ldx_b(R2, R1, -432); // BPF_LDX_MEM(BPF_B, R2, R1, -432)
         a.st_dw(R10, -16, -2); // BPF_ST_MEM(BPF_DW, R10, -16, -2)
         a.alu64_imm(Alu::Neg, R2, 0); // BPF_ALU64_IMM(BPF_NEG, R2, 0)
+        a.ld_ind_w(R7, 0); // BPF_LD_IND(BPF_W, R7, 0)
+        a.alu32_reg(Alu::And, R1, R2); // BPF_ALU32_REG(BPF_AND, R1, R2)
         let p = a.finish();
         let bytes: Vec<[u8; 8]> = p
             .iter()
@@ -282,6 +302,8 @@ mod tests {
         assert_eq!(bytes[9], [0x71, 0x12, 0x50, 0xfe, 0, 0, 0, 0]);
         assert_eq!(bytes[10], [0x7a, 0x0a, 0xf0, 0xff, 0xfe, 0xff, 0xff, 0xff]);
         assert_eq!(bytes[11], [0x87, 0x02, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(bytes[12], [0x40, 0x70, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(bytes[13], [0x5c, 0x21, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -170,3 +170,29 @@ fn thousands_of_call_ids_agree_and_spread() {
         );
     }
 }
+
+#[test]
+fn every_alignment_of_lines_and_ends_agrees() {
+    // The program skips header lines four bytes at a time: move every line
+    // end through every position of a word, and end the datagram at every
+    // position too.
+    let Some(prog) = loaded(4) else { return };
+    for pad in 0..9 {
+        for short in ["", "X: y\r\n", "Xy: z\r\n", "Xyz: w\r\n"] {
+            let msg = with(&format!(
+                "Subject: {}\r\n{short}Call-ID: a{pad}b",
+                "s".repeat(pad)
+            ));
+            assert_eq!(run(&prog, msg.as_bytes()), expected(&msg, 4), "{msg:?}");
+            let cut = format!(
+                "OPTIONS sip:x SIP/2.0\r\nSubject: {}\r\n{short}Call-ID: v{pad}",
+                "s".repeat(pad)
+            );
+            assert_eq!(
+                run(&prog, cut.as_bytes()),
+                call_id_shard(format!("v{pad}").as_bytes(), 4),
+                "{cut:?}"
+            );
+        }
+    }
+}
