@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -156,8 +157,9 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         .as_ref()
         .map(|a| load_auth(a, cfg.state_dir.as_deref()))
         .transpose()?;
-    // The one place the backend is chosen.
     let mut warnings = Vec::new();
+    let steer_prog = load_steering(cfg, &mut warnings);
+    // The one place the backend is chosen.
     let use_uring = match cfg.io {
         IoChoice::Mmsg => false,
         IoChoice::Uring => {
@@ -205,7 +207,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         }
         bound.push(addr);
     }
-    let steer = steer(cfg, &sockets, &mut warnings);
+    let steer = attach_steering(steer_prog, cfg.shards, &sockets, &mut warnings);
     warnings.dedup();
     let (proxy, warning) = cfg.proxy_config(&bound);
     warnings.extend(warning);
@@ -286,26 +288,59 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     })
 }
 
-/// Attaches the Call-ID steering program to every listen address's
-/// socket group when asked for and there is more than one shard to choose
-/// from; the steering in force. Refused anywhere means `flow` everywhere,
-/// with a warning that says why: one rule for every address is easier to
-/// reason about than a mix.
-fn steer(cfg: &Config, sockets: &[std::net::UdpSocket], warnings: &mut Vec<String>) -> Steer {
+/// The Call-ID steering program, loaded, when `--steer call-id` can
+/// apply: more than one shard and a CPU for each. Loaded before anything
+/// else at start-up: verification takes most of a second, and the
+/// io_uring probe leaves signal work pending that interrupts it (EAGAIN,
+/// so it would be verified twice). A refusal is a warning, and `flow`.
+fn load_steering(cfg: &Config, warnings: &mut Vec<String>) -> Result<OwnedFd, Steer> {
     if cfg.steer != Steer::CallId || cfg.shards < 2 {
-        return cfg.steer;
+        return Err(cfg.steer);
     }
+    // Spreading one peer over shards that share a CPU makes the kernel
+    // switch threads for almost every datagram: 2 shards on one CPU cost
+    // 3x the CPU per message of flow and stalled up to 900 ms
+    // (perf/RESULTS.md). Only where each shard can have a CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cfg.shards > cpus {
+        warnings.push(format!(
+            "--steer call-id needs a CPU per shard ({} shards, {cpus} CPU(s) allowed): using flow",
+            cfg.shards
+        ));
+        return Err(Steer::Flow);
+    }
+    steering::load_call_id(cfg.shards as u32).map_err(|e| {
+        warnings.push(format!("--steer call-id unavailable ({e}): using flow"));
+        Steer::Flow
+    })
+}
+
+/// Attaches the loaded program to every listen address's socket group;
+/// the steering in force. Refused anywhere means `flow` everywhere, with
+/// a warning that says why: one rule for every address is easier to
+/// reason about than a mix.
+fn attach_steering(
+    prog: Result<OwnedFd, Steer>,
+    shards: usize,
+    sockets: &[std::net::UdpSocket],
+    warnings: &mut Vec<String>,
+) -> Steer {
+    let prog = match prog {
+        Ok(prog) => prog,
+        Err(steer) => return steer,
+    };
     // Shard sockets are bound address by address, in shard order, which
     // is the order of the reuseport group the program's index counts in.
-    for group in sockets.chunks(cfg.shards) {
-        if let Err(e) = steering::attach_call_id(&group[0], cfg.shards as u32) {
-            warnings.push(format!("--steer call-id unavailable ({e}): using flow"));
-            for group in sockets.chunks(cfg.shards) {
-                // Detaching restores the kernel's 4-tuple hash.
-                steering::detach(&group[0]);
-            }
-            return Steer::Flow;
+    let attached = sockets
+        .chunks(shards)
+        .try_for_each(|group| steering::attach(&group[0], &prog));
+    if let Err(e) = attached {
+        warnings.push(format!("--steer call-id unavailable ({e}): using flow"));
+        for group in sockets.chunks(shards) {
+            // Detaching restores the kernel's 4-tuple hash.
+            steering::detach(&group[0]);
         }
+        return Steer::Flow;
     }
     Steer::CallId
 }

@@ -14,7 +14,7 @@ pub mod program;
 pub mod sys;
 
 use std::fmt;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Why Call-ID steering is not in force.
 #[derive(Debug)]
@@ -34,13 +34,23 @@ impl fmt::Display for Refused {
     }
 }
 
+/// The Call-ID program for groups of `shards` sockets, loaded (and so
+/// verified: about 0.9 s of system time on the machine of perf/RESULTS.md,
+/// so it is loaded once and attached to every group).
+pub fn load_call_id(shards: u32) -> Result<OwnedFd, Refused> {
+    sys::load(&program::call_id_program(shards), "sipshard_steer").map_err(Refused::Load)
+}
+
 /// Steers the reuseport group of `socket` (bound with `SO_REUSEPORT`,
-/// with its `shards` sockets bound in shard order) by Call-ID. The group
-/// keeps the program after the descriptor here is closed.
+/// with its sockets bound in shard order) with `prog`. The group keeps
+/// the program after its descriptor is closed.
+pub fn attach<S: AsRawFd>(socket: &S, prog: &OwnedFd) -> Result<(), Refused> {
+    sys::attach_reuseport(socket, prog).map_err(Refused::Attach)
+}
+
+/// [`load_call_id`] then [`attach`], for one group.
 pub fn attach_call_id<S: AsRawFd>(socket: &S, shards: u32) -> Result<(), Refused> {
-    let prog =
-        sys::load(&program::call_id_program(shards), "sipshard_steer").map_err(Refused::Load)?;
-    sys::attach_reuseport(socket, &prog).map_err(Refused::Attach)
+    attach(socket, &load_call_id(shards)?)
 }
 
 /// Gives the choice of socket back to the kernel's 4-tuple hash for the
