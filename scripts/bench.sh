@@ -17,8 +17,8 @@
 #   scripts/bench.sh max [SECONDS] [RATES...]         highest rate with < 0.1% loss
 #                                                     (scripts/load-max.sh)
 #   scripts/bench.sh --quick                          the Kamailio comparison in about a
-#                                                     minute (scripts/compare.sh --quick;
-#                                                     what .ci/run runs)
+#                                                     minute and a half (scripts/compare.sh
+#                                                     --quick; what .ci/run runs)
 #   scripts/bench.sh registrar [ROUNDS_A] [ROUNDS_B] [RUNS_C]   registrations/s,
 #                                                     lookup-heavy forwarding, bytes per
 #                                                     binding (scripts/bench-registrar.sh)

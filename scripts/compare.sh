@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # sipshard against Kamailio, the same loads in the same run (issue #6).
 #
-#   scripts/compare.sh            the full comparison, about 13 minutes:
+#   scripts/compare.sh            the full comparison, about 17 minutes:
 #                                 3 rounds; writes perf/compare/ (CSV, SVG
 #                                 plots, the section) and replaces the
 #                                 generated section of perf/RESULTS.md
-#   scripts/compare.sh --quick    about a minute, one round of small steps,
+#   scripts/compare.sh --quick    about a minute and a half, one round of
+#                                 small steps (2 s each),
 #                                 to perf/results/compare-quick-<time>/ only
 #                                 (what `scripts/bench.sh --quick` and .ci/run
 #                                 run)
 #   scripts/compare.sh --help     every option (parts, rates, rounds, users)
 #
-# Parts, each alternating sipshard and Kamailio within every round:
-#   forwarding    `sipshard-load run` at rising offered rates (and the bare
-#                 UDP relay as the floor): achieved rate, loss, p50/p90/p99,
-#                 CPU per forwarded message;
+# Parts, each alternating its targets within every round:
+#   forwarding    `sipshard-load run` at rising offered rates through
+#                 sipshard (--io mmsg), sipshard-uring (--io uring; skipped
+#                 where io_uring is refused), Kamailio and the bare UDP relay
+#                 (the floor): achieved rate, loss, p50/p90/p99, CPU per
+#                 forwarded message, and the uring/mmsg CPU ratio;
+#   steering      one peer (`sipshard-load run --flows 1`) through sipshard
+#                 --shards 2 with --steer flow, shared and call-id: achieved
+#                 rate, loss, latency, CPU per message, datagrams per shard;
 #   calls         SIPp calls from several UAC/UAS pairs at rising calls/s
 #                 until calls fail: achieved calls/s, INVITE->200 latency,
 #                 CPU per call;

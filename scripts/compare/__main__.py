@@ -10,9 +10,17 @@ report.py writes the section. Parts (issue #6):
 
   forwarding    `sipshard-load run` (8 UAC flows and a sink answering 200)
                 through each target at rising offered rates: achieved rate,
-                loss, latency percentiles, CPU per forwarded message. The
-                bare UDP relay (`sipshard-load relay`: no SIP work) runs too,
-                as the floor no proxy can go under.
+                loss, latency percentiles, CPU per forwarded message.
+                sipshard runs twice, `--io mmsg` (target `sipshard`) and
+                `--io uring` (`sipshard-uring`, skipped where io_uring is
+                refused). The bare UDP relay (`sipshard-load relay`: no SIP
+                work) runs too, as the floor no proxy can go under.
+  steering      one peer (`sipshard-load run --flows 1`: one source port)
+                through `sipshard --shards 2` with each --steer mode (flow,
+                shared, call-id): achieved rate, loss, p99, CPU per
+                forwarded message, and the datagrams each shard received
+                (sipshard's exit line). A call-id refused here (no eBPF)
+                runs as flow, and is recorded so.
   calls         SIPp calls (perf/uac.xml, perf/uas.xml: INVITE, 100, 180,
                 200, ACK, BYE, 200, record-routed) through each target from
                 several SIPp UAC/UAS pairs on distinct ports, at rising calls
@@ -24,7 +32,7 @@ report.py writes the section. Parts (issue #6):
 
 Targets run pinned to CPU 0 (every process of Kamailio too); generators to
 CPU 1 (or the last CPU). CPU time is utime+stime from /proc of the target's
-processes. Output goes to --out: forwarding.csv, calls.csv,
+processes. Output goes to --out: forwarding.csv, steering.csv, calls.csv,
 registration.csv, raw.log (every generator's own line), RESULTS.md (the
 report: tables, ratios, verdicts) and the SVG plots (`sipshard-plot`). Unless --no-record,
 the section also replaces the one between the compare markers in
@@ -44,17 +52,23 @@ from drive import Run  # noqa: E402  (after the line above)
 from procs import BIN, ROOT, children, progress, stop  # noqa: E402
 from report import record, report  # noqa: E402
 
+# In the order they run; each is a method of drive.Run and writes <part>.csv.
+PARTS = ("forwarding", "steering", "calls", "registration")
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="about a minute: small steps, one round, no record")
+    ap.add_argument("--quick", action="store_true", help="about a minute and a half: small steps, one round, no record")
     ap.add_argument("--rounds", type=int, help="rounds of every step (default 3; 1 with --quick)")
-    ap.add_argument("--parts", default="forwarding,calls,registration",
-                    help="which parts to run, comma separated (default all three)")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help=f"which parts to run, comma separated (default all: {','.join(PARTS)})")
     ap.add_argument("--out", help="folder for CSVs, plots and the section (default perf/compare)")
     ap.add_argument("--no-record", action="store_true", help="leave perf/RESULTS.md alone")
     ap.add_argument("--fwd-rates", help="offered requests/s, comma separated")
-    ap.add_argument("--fwd-secs", type=float, help="seconds of each forwarding step")
+    ap.add_argument("--fwd-secs", type=float, help="seconds of each forwarding (and steering) step")
+    ap.add_argument("--steer-rates", help="offered requests/s of the one peer in the steering part, comma separated")
+    ap.add_argument("--steer-modes", default="flow,shared,call-id",
+                    help="sipshard --steer modes the steering part alternates (default flow,shared,call-id)")
     ap.add_argument("--cps", help="offered calls/s, comma separated")
     ap.add_argument("--pairs", type=int, help="SIPp UAC/UAS pairs, each on its own ports")
     ap.add_argument("--call-secs", type=int, help="seconds of calls per SIPp step")
@@ -68,6 +82,7 @@ def main():
     defaults = dict(rounds=1 if quick else 3,
                     fwd_rates="5000,10000" if quick else "10000,25000,50000,75000,100000",
                     fwd_secs=2.0 if quick else 3.0,
+                    steer_rates="5000,10000" if quick else "10000,25000,50000",
                     cps="100,200" if quick else "1000,2000,4000,6000,8000,10000",
                     pairs=2 if quick else 4,
                     call_secs=3 if quick else 4,
@@ -77,6 +92,8 @@ def main():
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.fwd_rates = [int(x) for x in str(args.fwd_rates).split(",")]
+    args.steer_rates = [int(x) for x in str(args.steer_rates).split(",")]
+    args.steer_modes = args.steer_modes.split(",")
     args.cps = [int(x) for x in str(args.cps).split(",")]
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     if args.out is None:
@@ -91,21 +108,21 @@ def main():
     args.kamailio_shm = max(256, args.users * 2 // 1000)
     parts = args.parts.split(",")
     for p in parts:
-        if p not in ("forwarding", "calls", "registration"):
+        if p not in PARTS:
             raise SystemExit(f"compare: unknown part {p!r}")
+    for m in args.steer_modes:
+        if m not in ("flow", "shared", "call-id"):
+            raise SystemExit(f"compare: unknown --steer mode {m!r}")
     run = Run(args)
-    for name in ("forwarding.csv", "calls.csv", "registration.csv"):
+    for name in [f"{p}.csv" for p in PARTS]:
         path = os.path.join(args.out, name)
         if os.path.exists(path):
             os.remove(path)
     progress(f"writing to {args.out}; parts {', '.join(parts)}; {args.rounds} round(s)")
     try:
-        if "forwarding" in parts:
-            run.forwarding()
-        if "calls" in parts:
-            run.calls()
-        if "registration" in parts:
-            run.registration()
+        for p in PARTS:
+            if p in parts:
+                getattr(run, p)()
     finally:
         for p in list(children):
             stop(p, 2.0)

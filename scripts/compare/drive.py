@@ -1,8 +1,9 @@
-"""The three parts of a comparison, driving the targets with the
-generators: every step's figures go to a CSV row and raw.log."""
+"""The parts of a comparison, driving the targets with the generators:
+every step's figures go to a CSV row and raw.log."""
 
 import csv
 import os
+import re
 import statistics
 import subprocess
 import time
@@ -16,26 +17,47 @@ CALL_COLS = ["target", "round", "pairs", "offered_cps", "achieved_cps", "success
              "p50_ms", "p90_ms", "p99_ms", "cpu_us_per_call"]
 REG_COLS = ["target", "round", "users", "offered_rps", "achieved_rps", "p50_us", "p99_us",
             "cpu_us_per_reg", "bytes_per_binding"]
+STEER_COLS = ["target", "round", "steer", "in_force", "offered_rps", "achieved_rps", "loss_pct", "p50_us",
+              "p99_us", "cpu_us_per_msg", "per_shard_received", "busier_share"]
+# The sipshard targets and their I/O backend: `sipshard` stays mmsg, so the
+# sipshard/Kamailio ratios of earlier runs keep their meaning.
+SIPSHARD_IO = {"sipshard": "mmsg", "sipshard-uring": "uring"}
 
 
 def kv(line):
     return dict(x.split("=", 1) for x in line.split() if "=" in x)
 
 
-class Target:
-    """sipshard, Kamailio or the bare relay, alone on the target CPU."""
+class Refused(Exception):
+    """A target the machine will not run (io_uring refused in a container):
+    the part goes on without it."""
 
-    def __init__(self, name, job, args, log):
+
+def sipshard_argv(port, job, args, io, shards, steer):
+    """sipshard as proxy (with Record-Route) or as registrar, on PORT."""
+    # As registrar, sized for the users to come, as Kamailio's usrloc
+    # hash is (without it the table pauses to grow: 50 ms at 1M AORs).
+    extra = ["--record-route"] if job == "proxy" else \
+        ["--domain", "example.com", "--expected-aors", str(args.users)]
+    if steer:
+        extra += ["--steer", steer]
+    return [f"{BIN}/sipshard", "--listen", f"127.0.0.1:{port}", "--shards", str(shards),
+            "--io", io, "--stats-interval", "0"] + extra
+
+
+class Target:
+    """sipshard (either backend), Kamailio or the bare relay, alone on the
+    target CPU. SHARDS and STEER are for sipshard only (the steering part)."""
+
+    def __init__(self, name, job, args, log, shards=1, steer=None):
         self.name, self.job, self.args = name, job, args
         self.port, self.sink = free_ports(2)
+        self.log_path = log
         self.log = open(log, "ab")
-        if name == "sipshard":
-            # As registrar, sized for the users to come, as Kamailio's usrloc
-            # hash is (without it the table pauses to grow: 50 ms at 1M AORs).
-            extra = ["--record-route"] if job == "proxy" else \
-                ["--domain", "example.com", "--expected-aors", str(args.users)]
-            argv = [f"{BIN}/sipshard", "--listen", f"127.0.0.1:{self.port}", "--shards", "1",
-                    "--io", "mmsg", "--stats-interval", "0"] + extra
+        self.log.seek(0, os.SEEK_END)
+        self.log_at = self.log.tell()  # where this run's lines begin
+        if name in SIPSHARD_IO:
+            argv = sipshard_argv(self.port, job, args, SIPSHARD_IO[name], shards, steer)
         elif name == "kamailio":
             mem = ["-m", "64", "-M", "8"] if job == "proxy" else ["-m", str(args.kamailio_shm), "-M", "16"]
             rundir = os.path.join(args.work, "kamailio")
@@ -49,6 +71,9 @@ class Target:
         self.proc = spawn(argv, args.target_cpu, stdout=self.log, stderr=self.log)
         time.sleep(1.0 if name == "kamailio" else 0.5)
         if self.proc.poll() is not None:
+            self.close()
+            if "io_uring is not available" in self.said():
+                raise Refused("io_uring is not available here")
             raise SystemExit(f"compare: {name} did not start; see {log}")
         self.pid = self.proc.pid
 
@@ -71,6 +96,26 @@ class Target:
     def close(self):
         stop(self.proc)
         self.log.close()
+
+    def said(self):
+        """What this run of the target wrote to its log (the log is shared
+        by every run of a target): sipshard's banner and, once stopped, its
+        exit line with the counters."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_at)
+            return f.read().decode(errors="replace")
+
+
+def steer_outcome(said):
+    """From what a sipshard run wrote: the steering in force (its banner),
+    the datagrams each shard received (its exit line, [] if it never got
+    there), and why call-id was refused, if it was."""
+    banner = re.search(r" steer=([a-z-]+),", said)
+    shards = re.search(r"per_shard_received=\[([0-9,]*)\]", said)
+    why = re.search(r"--steer call-id unavailable \((.*)\): using flow", said)
+    return (banner.group(1) if banner else None,
+            [int(x) for x in shards.group(1).split(",") if x] if shards else [],
+            f"call-id unavailable: {why.group(1)}" if why else None)
 
 
 def rtt_percentiles(folder):
@@ -113,6 +158,8 @@ class Run:
         self.raw = open(os.path.join(self.out, "raw.log"), "w")
         self.files = {}
         self.silent = []  # (part, target, step) where a target answered nothing
+        self.skipped = []  # (part, target, why) for a target this machine refused
+        self.fallbacks = set()  # --steer modes asked for but not in force
 
     def row(self, name, cols, values):
         if name not in self.files:
@@ -127,29 +174,27 @@ class Run:
     def target_log(self, name):
         return os.path.join(self.args.work, f"{name}.log")
 
+    def steer_log(self, mode):
+        return self.target_log(f"sipshard-steer-{mode}")
+
     # ---- 1. forwarding ------------------------------------------------------
     def forwarding(self):
         a = self.args
-        targets = ["sipshard", "kamailio", "relay"]
+        # Both sipshard backends, alternated with the others in every round,
+        # so their ratio is taken between neighbouring steps.
+        targets = ["sipshard", "sipshard-uring", "kamailio", "relay"]
         live = list(targets)
         for i, rate in enumerate(a.fwd_rates):
             for r in range(1, a.rounds + 1):
                 for t in [x for x in targets if x in live]:
-                    # A step where a target still running answered nothing
-                    # is run once more on fresh ports (CI once saw the relay
-                    # answer nothing at a rate it carries every other time);
-                    # a target that died is not: that is a finding.
-                    for attempt in (1, 2):
-                        res, ticks, dropped, died = self.forward_step(t, rate)
-                        self.raw.write(f"forwarding {t} rate={rate} round={r} attempt={attempt}: {res} "
-                                       f"cpu_ticks={ticks} udp_rcvbuf_errors={dropped} exited={died}\n")
-                        answered = int(kv(res).get("answered", 0))
-                        if answered or died is not None:
-                            break
-                        progress(f"forwarding {rate}/s, {t} answered nothing while running; once more")
-                    if died is not None:
-                        progress(f"forwarding {rate}/s: {t} exited with status {died}; see {self.target_log(t)}")
+                    try:
+                        res, ticks, dropped, died = self.retried(
+                            "forwarding", t, rate, r, lambda: self.forward_step(t, rate), self.target_log(t))
+                    except Refused as e:
+                        self.refused("forwarding", t, e, live)
+                        continue
                     d = kv(res)
+                    answered = int(d.get("answered", 0))
                     # The proxies forward the request and its 200; the relay
                     # only the request (the sink answers the UAC directly).
                     msgs = answered if t == "relay" else 2 * answered
@@ -165,13 +210,44 @@ class Run:
                              f"p99 {d.get('p99_us', '?')} µs, "
                              + (f"{cpu:.2f} µs CPU/msg" if cpu else "no CPU figure")
                              + (f", {dropped} datagrams lost to full socket buffers" if dropped else ""))
-            # A target that loses more than 5% at a rate is not offered more.
-            for t in list(live):
-                losses = [float(x["loss_pct"]) for x in self.read("forwarding.csv")
-                          if x["target"] == t and int(float(x["offered_rps"])) == rate]
-                if losses and statistics.median(losses) > 5:
-                    live.remove(t)
-                    progress(f"forwarding: {t} lost {statistics.median(losses):.1f}% at {rate}/s; no higher rate")
+            self.drop_lossy("forwarding", live, rate, "target")
+
+    def retried(self, part, t, rate, r, step, log):
+        """STEP() (a fresh target driven once: the generator's line, CPU
+        ticks, socket-buffer losses, exit status, and whatever else) and
+        its attempts in raw.log. A step where a target still running
+        answered nothing is run once more on fresh ports (CI once saw the
+        relay answer nothing at a rate it carries every other time); a
+        target that died is not: that is a finding."""
+        for attempt in (1, 2):
+            got = step()
+            res, ticks, dropped, died = got[:4]
+            self.raw.write(f"{part} {t} rate={rate} round={r} attempt={attempt}: {res} "
+                           f"cpu_ticks={ticks} udp_rcvbuf_errors={dropped} exited={died}\n")
+            if int(kv(res).get("answered", 0)) or died is not None:
+                break
+            progress(f"{part} {rate}/s, {t} answered nothing while running; once more")
+        if died is not None:
+            progress(f"{part} {rate}/s: {t} exited with status {died}; see {log}")
+        return got
+
+    def refused(self, part, t, why, live):
+        """A target this machine will not run leaves the part, said once,
+        and the report says so; the run goes on."""
+        live.remove(t)
+        self.skipped.append((part, t, str(why)))
+        self.raw.write(f"{part} {t}: skipped: {why}\n")
+        progress(f"{part}: {t} skipped: {why}")
+
+    def drop_lossy(self, part, live, rate, key):
+        """A target (or mode: KEY is its column) that loses more than 5% at
+        RATE is not offered more: its next step would only measure overload."""
+        for t in list(live):
+            losses = [float(x["loss_pct"]) for x in self.read(f"{part}.csv")
+                      if x[key] == t and int(float(x["offered_rps"])) == rate]
+            if losses and statistics.median(losses) > 5:
+                live.remove(t)
+                progress(f"{part}: {t} lost {statistics.median(losses):.1f}% at {rate}/s; no higher rate")
 
     def forward_step(self, t, rate):
         """One forwarding step against a fresh target T: the generator's
@@ -190,7 +266,68 @@ class Run:
             tg.close()
         return res, ticks, dropped, died
 
-    # ---- 2. SIPp calls --------------------------------------------------------
+    # ---- 2. steering one peer -------------------------------------------------
+    def steering(self):
+        """One peer (`sipshard-load run --flows 1`: one source address and
+        port, every request its own Call-ID) through `sipshard --shards 2`
+        with each --steer mode, alternated within every round: how much of
+        that peer's load each shard gets, and at what cost in CPU, loss and
+        latency."""
+        a = self.args
+        modes = list(a.steer_modes)
+        live = list(modes)
+        for i, rate in enumerate(a.steer_rates):
+            for r in range(1, a.rounds + 1):
+                for mode in [m for m in modes if m in live]:
+                    res, ticks, dropped, died, said = self.retried(
+                        "steering", f"--steer {mode}", rate, r, lambda: self.steer_step(mode, rate),
+                        self.steer_log(mode))
+                    in_force, shards, why = steer_outcome(said)
+                    stopped = [line for line in said.splitlines() if "stopped;" in line]
+                    self.raw.write(f"steering --steer {mode} rate={rate} round={r}: in force {in_force}"
+                                   + (f", {why}" if why else "") + f"; sipshard: {' '.join(stopped) or 'no exit line'}\n")
+                    if in_force != mode and mode not in self.fallbacks:
+                        self.fallbacks.add(mode)
+                        progress(f"steering: --steer {mode} asked, {in_force or '?'} in force"
+                                 + (f" ({why})" if why else "") + "; recorded as such")
+                    d = kv(res)
+                    answered = int(d.get("answered", 0))
+                    if answered == 0:
+                        self.silent.append(("steering", f"--steer {mode}", rate))
+                    cpu = ticks / TCK * 1e6 / (2 * answered) if answered else None
+                    busier = max(shards) / sum(shards) if shards and sum(shards) else None
+                    self.row("steering.csv", STEER_COLS, [
+                        "sipshard", r, mode, in_force or "?", rate, float(d.get("achieved_per_s", 0)),
+                        float(d.get("loss_pct", 100)), int(d.get("p50_us", 0)), int(d.get("p99_us", 0)),
+                        cpu if cpu is not None else "", ";".join(map(str, shards)),
+                        busier if busier is not None else ""])
+                    progress(f"steering {i + 1}/{len(a.steer_rates)} {rate}/s offered by one peer, round {r}/{a.rounds}, "
+                             f"--steer {mode}: achieved {d.get('achieved_per_s', '?')}/s, loss {d.get('loss_pct', '?')}%, "
+                             f"p99 {d.get('p99_us', '?')} µs, "
+                             + (f"{cpu:.2f} µs CPU/msg" if cpu else "no CPU figure")
+                             + f", datagrams per shard {shards or '?'}"
+                             + (f", {dropped} datagrams lost to full socket buffers" if dropped else ""))
+            self.drop_lossy("steering", live, rate, "steer")
+
+    def steer_step(self, mode, rate):
+        """One steering step against a fresh `sipshard --shards 2 --steer
+        MODE` (both shards on the target CPU): as forward_step, and what
+        sipshard wrote (its banner says the steering in force, its exit line
+        the datagrams each shard received)."""
+        a = self.args
+        tg = Target("sipshard", "proxy", a, self.steer_log(mode), shards=2, steer=mode)
+        try:
+            res, ticks, dropped = tg.drive(
+                a.gen_cpu, ["run", "--sink", f"127.0.0.1:{tg.sink}", "--rate", str(rate),
+                            "--duration", str(a.fwd_secs), "--flows", "1"], a.fwd_secs + 60)
+            if tg.gen_err:
+                self.raw.write(f"steering --steer {mode} rate={rate}: generator stderr: {tg.gen_err}\n")
+            died = tg.died()
+        finally:
+            tg.close()
+        return res, ticks, dropped, died, tg.said()
+
+    # ---- 3. SIPp calls --------------------------------------------------------
     def calls(self):
         a = self.args
         targets = ["sipshard", "kamailio"]
@@ -288,7 +425,7 @@ class Run:
                     live.remove(t)
                     progress(f"calls: {t} failed or fell behind at {per * a.pairs} calls/s; no higher rate")
 
-    # ---- 3. registration -------------------------------------------------------
+    # ---- 4. registration -------------------------------------------------------
     def registration(self):
         a = self.args
         for r in range(1, a.rounds + 1):

@@ -18,13 +18,14 @@ def report(run, args, command, plots):
     """The whole section, from the CSVs in run.out."""
     L = header(args, command)
     verdicts = []
-    for name, part in (("forwarding.csv", forwarding_section), ("calls.csv", calls_section),
-                       ("registration.csv", registration_section)):
+    for name, part in (("forwarding.csv", forwarding_section), ("steering.csv", steering_section),
+                       ("calls.csv", calls_section), ("registration.csv", registration_section)):
         rows = run.read(name)
         if rows:
             lines, v = part(rows, args)
             L += lines
             verdicts += v
+        L += skipped_lines(run, name[:-len(".csv")])
     if verdicts:
         L.append("#### Against the aims of issue #6\n")
         L.extend(verdicts)
@@ -53,7 +54,8 @@ def header(args, command):
     L.append(f"Pinning: each target alone on CPU {args.target_cpu} (all of Kamailio's processes); "
              f"generators (`sipshard-load`, every SIPp) on CPU {args.gen_cpu}. "
              "Targets: `sipshard --shards 1 --io mmsg` (`--record-route` as proxy, `--domain example.com "
-             f"--expected-aors {args.users}` as registrar); Kamailio `-n 1 -x tlsf -X tlsf` (one UDP worker, the TLSF allocator; Debian's "
+             f"--expected-aors {args.users}` as registrar; in forwarding also `--io uring`, as target "
+             "sipshard-uring; in steering `--shards 2`, both shards on that CPU); Kamailio `-n 1 -x tlsf -X tlsf` (one UDP worker, the TLSF allocator; Debian's "
              "default q_malloc with debugging costs 4x) with perf/kamailio/proxy.cfg or registrar.cfg; the "
              "bare UDP relay `sipshard-load relay` (no SIP work: the floor). CPU = utime+stime of every "
              "process of the target from /proc over the step. Figures are min / median / max over "
@@ -65,7 +67,7 @@ def forwarding_section(fwd, args):
     """The forwarding table, the highest loss-free rates, the
     sipshard/Kamailio ratios; its lines and its verdicts."""
     L, verdicts = [], []
-    g = by(fwd, "offered_rps", "offered_rps")
+    g = by(fwd, "offered_rps")
     rates = sorted({float(r["offered_rps"]) for r in fwd})
     L.append(f"#### Forwarding: `sipshard-load run --flows 8` for {args.fwd_secs} s per step, OPTIONS and their 200\n")
     L.append("| offered req/s | target | achieved req/s | loss % | p50 µs | p90 µs | p99 µs | CPU µs per forwarded message |")
@@ -88,6 +90,7 @@ def forwarding_section(fwd, args):
         L.append(f"At {', '.join(f'{x:.0f}' for x in relay_fails)} requests/s the bare relay loses too: "
                  "that is the generator's ceiling on its one CPU, so figures there say little about the "
                  "proxies. A target that loses over 5% at a rate is not offered the next one.\n")
+    L += backend_lines(g, rates)
     if "sipshard" in g and "kamailio" in g:
         cpu_r, p99_better, p99_worse = [], [], []
         L.append("sipshard/Kamailio at each offered rate, per round (min / median / max): messages "
@@ -127,11 +130,74 @@ def forwarding_section(fwd, args):
     return L, verdicts
 
 
+def backend_lines(g, rates):
+    """sipshard's two I/O backends, run in the same rounds: the uring/mmsg
+    ratio of CPU per forwarded message (and of p99) per offered rate, each
+    from the pair of steps of one round, so a noisy round moves both."""
+    if "sipshard" not in g or "sipshard-uring" not in g:
+        return []
+    L = ["sipshard's I/O backends at each offered rate, per round (min / median / max): CPU per "
+         "forwarded message with `--io uring` over `--io mmsg` (below 1: io_uring costs less), and "
+         "p99 likewise (below 1: io_uring answers faster).\n",
+         "| offered req/s | CPU per forwarded message, uring/mmsg | p99, uring/mmsg |",
+         "|---|---|---|"]
+    every = []
+    for rate in rates:
+        m, u = g["sipshard"].get(rate), g["sipshard-uring"].get(rate)
+        if m and u:
+            cpu = paired_ratio(m, u, "cpu_us_per_msg")
+            every += cpu
+            L.append(f"| {rate:.0f} | {fmt3(cpu)} | {fmt3(paired_ratio(m, u, 'p99_us'))} |")
+    L.append("")
+    if every:
+        L.append(f"Over all rates, uring/mmsg CPU per forwarded message: {fmt3(every)}.\n")
+    return L
+
+
+def steering_section(rows, args):
+    """The single-peer steering table: per --steer mode and offered rate,
+    what the one peer got and how the two shards shared it; no verdicts
+    (nothing was aimed at)."""
+    L = []
+    for r in rows:
+        # A mode refused here (call-id without eBPF) is shown as what ran.
+        r["mode"] = r["steer"] if r["in_force"] == r["steer"] else f"{r['steer']} (ran as {r['in_force']})"
+    g = by(rows, "offered_rps", key="mode")
+    rates = sorted({float(r["offered_rps"]) for r in rows})
+    L.append(f"#### Steering one peer: `sipshard --shards 2`, `sipshard-load run --flows 1` for {args.fwd_secs} s "
+             "per step\n")
+    L.append("One UAC socket (one source address and port: one peer) sends OPTIONS, each with its own Call-ID, "
+             f"through sipshard with two shards, both on CPU {args.target_cpu}, with each `--steer` mode in turn "
+             "(alternated within every round); the sink answers 200 from a socket of its own. The busier shard's "
+             "share is of every datagram the two shards received (requests and the sink's 200s; "
+             "`per_shard_received` in sipshard's exit line): 0.50 is an even split, 1.00 one shard doing all. "
+             "Under flow the kernel's 4-tuple hash keeps the peer's requests on one shard, and the sink's "
+             "200s on one too (the same or the other, as the ports hash); call-id spreads both by Call-ID; "
+             "shared lets whichever shard is awake take the next datagram. A mode that loses over 5% at a "
+             "rate is not offered the next one.\n")
+    L.append("| offered req/s | --steer | achieved req/s | loss % | p50 µs | p99 µs | CPU µs per forwarded message | "
+             "busier shard's share |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    L.extend(stat_rows(g, rates, [("achieved_rps", "{:.0f}"), ("loss_pct", "{:.3f}"), ("p50_us", "{:.0f}"),
+                                  ("p99_us", "{:.0f}"), ("cpu_us_per_msg", "{:.2f}"), ("busier_share", "{:.2f}")]))
+    L.append("")
+    refused = sorted({(r["steer"], r["in_force"]) for r in rows if r["in_force"] != r["steer"]})
+    for asked, ran in refused:
+        L.append(f"`--steer {asked}` ran as {ran} here (sipshard's banner; for call-id: eBPF refused, the "
+                 "reason is in raw.log).\n")
+    return L, []
+
+
+def skipped_lines(run, part):
+    """A line per target of PART this machine refused to run."""
+    return [f"{t} was not run in {part}: {why}.\n" for p, t, why in run.skipped if p == part]
+
+
 def calls_section(calls, args):
     """The SIPp calls table, the highest rate held, the CPU ratio; its
     lines and its verdicts."""
     L, verdicts = [], []
-    g = by(calls, "offered_cps", "offered_cps")
+    g = by(calls, "offered_cps")
     steps = sorted({float(r["offered_cps"]) for r in calls})
     pairs = calls[0]["pairs"]
     L.append(f"#### SIPp calls: {pairs} SIPp UAC/UAS pairs on distinct ports, {args.call_secs} s per step\n")
@@ -173,7 +239,7 @@ def registration_section(reg, args):
     """The registration table and the per-round ratios; its lines and its
     verdicts."""
     L, verdicts = [], []
-    g = by(reg, "users", "users")
+    g = by(reg, "users")
     L.append(f"#### Registration storm: {args.users} distinct users, one REGISTER each, "
              f"`sipshard-load register --rate {args.reg_rate} --flows 8 --retry-missing 3`\n")
     L.append("CPU per registration is the target's CPU time over the users bound (a REGISTER lost in a full "

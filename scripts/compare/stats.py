@@ -8,11 +8,12 @@ def num(x):
     return float(x) if x not in ("", None) else None
 
 
-def by(rows, key, x):
-    """{target: {x value: [rows]}}"""
+def by(rows, x, key="target"):
+    """{row[key]: {x value: [rows]}}: per target (or per steering mode),
+    the rounds of each step."""
     out = {}
     for row in rows:
-        out.setdefault(row["target"], {}).setdefault(float(row[x]), []).append(row)
+        out.setdefault(row[key], {}).setdefault(float(row[x]), []).append(row)
     return out
 
 

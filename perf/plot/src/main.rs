@@ -13,7 +13,8 @@
 //!   -> `memory.svg`, `registration-cpu.svg`
 //!
 //! Each point is the median over rounds of one (target, x) cell, with
-//! min–max whiskers. sipshard is always blue and Kamailio orange.
+//! min–max whiskers. sipshard is always blue and Kamailio orange; any other
+//! target (the bare relay, `sipshard-uring`) gets a colour of its own.
 //!
 //! This is a separate crate in the workspace (not a binary of `sipshard`) so
 //! that the server never builds plotters.

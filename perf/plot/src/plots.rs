@@ -477,6 +477,40 @@ mod tests {
         assert!(!tmp.0.join("calls-rate.svg").exists());
     }
 
+    /// compare.sh runs sipshard on both I/O backends; the second,
+    /// `sipshard-uring`, is one more target with a colour of its own.
+    #[test]
+    fn both_backends_drawn() {
+        let tmp = TempDir::new("backends");
+        std::fs::write(
+            tmp.0.join("forwarding.csv"),
+            format!(
+                "{}\nsipshard,1,1000,1000,0,40,50,60,70,3.5\n\
+                 sipshard-uring,1,1000,1000,0,42,52,62,72,3.7\n\
+                 kamailio,1,1000,990,1,90,100,300,400,9\nrelay,1,1000,1000,0,20,21,22,23,1\n",
+                FORWARDING.join(",")
+            ),
+        )
+        .unwrap();
+        let out = run(&tmp.0).unwrap();
+        assert_eq!(out.written.len(), 3, "{:?}", out.written);
+        for (svg, label) in [
+            ("forwarding-rate.svg", "sipshard-uring"),
+            ("forwarding-latency.svg", "sipshard-uring p99"),
+            ("forwarding-cpu.svg", "sipshard-uring"),
+        ] {
+            assert!(
+                has_text(&read(&tmp.0, svg), label),
+                "{svg}: {label} missing"
+            );
+        }
+        let c = style::colours(["sipshard", "kamailio", "relay", "sipshard-uring"]);
+        assert!(
+            c[3] != c[0] && c[3] != c[2],
+            "sipshard-uring needs a colour of its own"
+        );
+    }
+
     #[test]
     fn plot_without_values_is_skipped() {
         let tmp = TempDir::new("novalues");
