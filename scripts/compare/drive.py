@@ -49,7 +49,7 @@ class Target:
     """sipshard (either backend), Kamailio or the bare relay, alone on the
     target CPU. SHARDS and STEER are for sipshard only (the steering part)."""
 
-    def __init__(self, name, job, args, log, shards=1, steer=None):
+    def __init__(self, name, job, args, log, shards=1, steer=None, cpus=None):
         self.name, self.job, self.args = name, job, args
         self.port, self.sink = free_ports(2)
         self.log_path = log
@@ -68,8 +68,17 @@ class Target:
         else:
             argv = [f"{BIN}/sipshard-load", "relay", "--listen", f"127.0.0.1:{self.port}",
                     "--to", f"127.0.0.1:{self.sink}", "--duration", "600"]
-        self.proc = spawn(argv, args.target_cpu, stdout=self.log, stderr=self.log)
-        time.sleep(1.0 if name == "kamailio" else 0.5)
+        self.proc = spawn(argv, args.target_cpu if cpus is None else cpus, stdout=self.log, stderr=self.log)
+        if name in SIPSHARD_IO:
+            # Its banner comes once every socket is bound (and, with
+            # --steer call-id, steered: loading the program takes about a
+            # second); traffic sent before would be refused.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None \
+                    and " listening on " not in self.said():
+                time.sleep(0.05)
+        else:
+            time.sleep(1.0 if name == "kamailio" else 0.5)
         if self.proc.poll() is not None:
             self.close()
             if "io_uring is not available" in self.said():
@@ -311,11 +320,14 @@ class Run:
 
     def steer_step(self, mode, rate):
         """One steering step against a fresh `sipshard --shards 2 --steer
-        MODE` (both shards on the target CPU): as forward_step, and what
+        MODE` (on every CPU: call-id needs a CPU per shard, and runs flow
+        otherwise; one shard shares the generator's CPU): as forward_step, and what
         sipshard wrote (its banner says the steering in force, its exit line
         the datagrams each shard received)."""
         a = self.args
-        tg = Target("sipshard", "proxy", a, self.steer_log(mode), shards=2, steer=mode)
+        ncpu = os.cpu_count() or 1
+        tg = Target("sipshard", "proxy", a, self.steer_log(mode), shards=2, steer=mode,
+                    cpus=f"0-{ncpu - 1}")
         try:
             res, ticks, dropped = tg.drive(
                 a.gen_cpu, ["run", "--sink", f"127.0.0.1:{tg.sink}", "--rate", str(rate),
