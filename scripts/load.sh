@@ -15,6 +15,7 @@
 # /proc/PID/stat (utime+stime, clock ticks), divided by the messages it
 # forwarded. Output: a Markdown section on stdout and in
 # perf/results/load-<date>-<commit>.md, min/median/max over the rounds.
+# CONFIGS (e.g. "relay;mmsg 1;uring 1") chooses the configurations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -35,7 +36,8 @@ tck=$(getconf CLK_TCK)
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-configs=("relay" "mmsg 1" "uring 1" "mmsg 2" "uring 2")
+# CONFIGS="relay;mmsg 1;uring 1" in the environment runs only those.
+IFS=';' read -ra configs <<< "${CONFIGS:-relay;mmsg 1;uring 1;mmsg 2;uring 2}"
 for r in $(seq 1 "$rounds"); do
   for c in "${configs[@]}"; do
     read -r port sink < <(free_ports 2)
@@ -99,6 +101,11 @@ for cfg, d in data.items():
         ratio = "{:.2f}x".format(statistics.median(a / b for a, b in zip(d["cpu_us"], relay)))
     name = "bare UDP relay" if cfg == "relay" else "sipshard --io {} --shards {}".format(*cfg.split())
     print(f"| {name} | {fmt(d['cpu_us'])} | {ratio} | {fmt(d['loss'], '{:.3f}')} | {fmt(d['p50'], '{:.0f}')} | {fmt(d['p99'], '{:.0f}')} |")
+for shards in ("1", "2"):
+    u, m = data.get("uring " + shards), data.get("mmsg " + shards)
+    if u and m:
+        ratios = [a / b for a, b in zip(u["cpu_us"], m["cpu_us"])]
+        print(f"\nuring/mmsg CPU per message, {shards} shard(s), per round (min / median / max): {fmt(ratios)}")
 PY
 echo "written: $out" >&2
 # RECORD=1 appends the section to perf/RESULTS.md as well.

@@ -71,6 +71,14 @@ pub trait Backend {
     /// by the kernel or at commit (a destination no backend carries).
     fn flush(&mut self) -> usize;
 
+    /// As [`Backend::flush`], for a caller whose next call is `poll`: a
+    /// backend may leave the sends for that `poll` to hand to the kernel
+    /// together with its wait, in one system call (io_uring). Refusals
+    /// the kernel reports are counted by a later flush.
+    fn flush_before_poll(&mut self) -> usize {
+        self.flush()
+    }
+
     /// The backend's name for banners and metrics.
     fn name(&self) -> &'static str;
 }

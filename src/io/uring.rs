@@ -199,6 +199,10 @@ pub struct Uring {
     /// Received datagrams not yet handled: (buffer id, length).
     backlog: std::collections::VecDeque<(u16, usize)>,
     failed_sends: usize,
+    /// Send chains queued in the submission queue and not yet submitted:
+    /// each posts one completion (its last send's), which the next wait
+    /// must not mistake for traffic.
+    chains_unsubmitted: usize,
     /// An eventfd whose read completes when another shard has mail for
     /// this one, ending the wait early.
     wake: Option<RawFd>,
@@ -280,6 +284,7 @@ impl Uring {
             cqes: Vec::with_capacity(SQ_ENTRIES as usize * 2),
             backlog: std::collections::VecDeque::with_capacity(usize::from(RING_BUFFERS)),
             failed_sends: 0,
+            chains_unsubmitted: 0,
             wake,
             wake_buf: Box::new(0),
             wake_armed: false,
@@ -396,6 +401,9 @@ impl Uring {
             }
         }
         self.send.ready.clear();
+        if n > 0 {
+            self.chains_unsubmitted += 1;
+        }
         Ok(())
     }
 
@@ -473,9 +481,14 @@ impl Backend for Uring {
         let posted = !self.ring.completion().is_empty();
         let to_submit = !self.ring.submission().is_empty();
         if !posted && (self.backlog.is_empty() || self.send.free.is_empty()) {
+            // One entry submits the last batch's sends and waits for what
+            // comes next: their chains' completions, plus one more (a
+            // datagram, the doorbell, a failed send) or the timeout.
+            let want = 1 + self.chains_unsubmitted;
+            self.chains_unsubmitted = 0;
             let ts = types::Timespec::from(WAKE_INTERVAL);
             let args = types::SubmitArgs::new().timespec(&ts);
-            match self.ring.submitter().submit_with_args(1, &args) {
+            match self.ring.submitter().submit_with_args(want, &args) {
                 Ok(_) => {}
                 Err(e)
                     if e.raw_os_error() == Some(libc::ETIME)
@@ -483,6 +496,7 @@ impl Backend for Uring {
                 Err(e) => return Err(e),
             }
         } else if to_submit || !posted {
+            self.chains_unsubmitted = 0;
             self.ring.submit()?;
         }
         // Take every completion: finished sends free their slots now;
@@ -554,8 +568,15 @@ impl Backend for Uring {
     fn flush(&mut self) -> usize {
         // Nothing new: no system call (the next poll submits anything else).
         if !self.send.ready.is_empty() && self.queue_sends().is_ok() {
+            self.chains_unsubmitted = 0;
             let _ = self.ring.submit();
         }
+        std::mem::take(&mut self.failed_sends) + std::mem::take(&mut self.send.refused)
+    }
+
+    fn flush_before_poll(&mut self) -> usize {
+        // Queued, not submitted: the next poll's wait submits them.
+        let _ = self.queue_sends();
         std::mem::take(&mut self.failed_sends) + std::mem::take(&mut self.send.refused)
     }
 

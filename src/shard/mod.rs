@@ -179,7 +179,8 @@ pub fn run<B: Backend>(mut io: B, shard: &mut Shard<'_>, stop: &AtomicBool) -> i
             let _ = shard.handle(d.bytes, &Source::udp(src, d.local), send);
         })?;
         shard.after_batch();
-        add(&counters.send_failed, io.flush() as u64);
+        // The next poll follows: io_uring submits these with its wait.
+        add(&counters.send_failed, io.flush_before_poll() as u64);
     }
     shard.after_batch();
     add(&counters.send_failed, io.flush() as u64);
