@@ -193,6 +193,9 @@ fn banner(cfg: &Config, server: &Server) {
         proxy.advertise,
         if cfg.pin { ", pinned" } else { "" },
     );
+    if let Some(note) = &server.backend_note {
+        info!(target: LIFECYCLE, "sipshard: {note}");
+    }
     for w in &server.warnings {
         warn!("sipshard: warning: {w}");
     }
