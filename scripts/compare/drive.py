@@ -262,14 +262,21 @@ class Run:
         """One forwarding step against a fresh target T: the generator's
         key=value line, CPU ticks, socket-buffer losses, and the target's
         exit status if it died (None while it runs)."""
+        tg = Target(t, "proxy", self.args, self.target_log(t))
+        return self.drive_run(tg, f"forwarding {t}", rate, flows=8)
+
+    def drive_run(self, tg, label, rate, flows):
+        """`sipshard-load run` from FLOWS source ports at RATE through the
+        fresh target TG, which it then stops: the generator's key=value
+        line, CPU ticks, socket-buffer losses, the target's exit status if
+        it died (None while it ran)."""
         a = self.args
-        tg = Target(t, "proxy", a, self.target_log(t))
         try:
             res, ticks, dropped = tg.drive(
                 a.gen_cpu, ["run", "--sink", f"127.0.0.1:{tg.sink}", "--rate", str(rate),
-                            "--duration", str(a.fwd_secs), "--flows", "8"], a.fwd_secs + 60)
+                            "--duration", str(a.fwd_secs), "--flows", str(flows)], a.fwd_secs + 60)
             if tg.gen_err:
-                self.raw.write(f"forwarding {t} rate={rate}: generator stderr: {tg.gen_err}\n")
+                self.raw.write(f"{label} rate={rate}: generator stderr: {tg.gen_err}\n")
             died = tg.died()
         finally:
             tg.close()
@@ -328,15 +335,7 @@ class Run:
         ncpu = os.cpu_count() or 1
         tg = Target("sipshard", "proxy", a, self.steer_log(mode), shards=2, steer=mode,
                     cpus=f"0-{ncpu - 1}")
-        try:
-            res, ticks, dropped = tg.drive(
-                a.gen_cpu, ["run", "--sink", f"127.0.0.1:{tg.sink}", "--rate", str(rate),
-                            "--duration", str(a.fwd_secs), "--flows", "1"], a.fwd_secs + 60)
-            if tg.gen_err:
-                self.raw.write(f"steering --steer {mode} rate={rate}: generator stderr: {tg.gen_err}\n")
-            died = tg.died()
-        finally:
-            tg.close()
+        res, ticks, dropped, died = self.drive_run(tg, f"steering --steer {mode}", rate, flows=1)
         return res, ticks, dropped, died, tg.said()
 
     # ---- 3. SIPp calls --------------------------------------------------------
