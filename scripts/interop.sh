@@ -138,6 +138,7 @@ fi
 
 # INTEROP_ONLY=proxy: part 1 alone (scripts/steer.sh).
 if [ "${INTEROP_ONLY:-}" = proxy ]; then
+  echo "interop: logs in $out"
   exit "$failed"
 fi
 

@@ -175,8 +175,8 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         IoChoice::Auto => false,
     };
     let backend_note = (cfg.io == IoChoice::Auto).then(|| {
-        "io auto: mmsg, which costs less CPU per forwarded message than io_uring \
-         (1.06-1.20x less at 2,000-40,000 requests/s on Linux 6.18, perf/RESULTS.md); \
+        "io auto: mmsg (io_uring cost 1.06-1.20x its CPU per forwarded message \
+         at 2,000-40,000 requests/s on Linux 6.18, perf/RESULTS.md); \
          --io uring to run io_uring"
             .to_string()
     });
