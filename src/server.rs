@@ -165,7 +165,13 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     let use_uring = match cfg.io {
         IoChoice::Mmsg => false,
         IoChoice::Uring => {
-            uring::probe().map_err(StartupError::Uring)?;
+            let taskrun = uring::probe().map_err(StartupError::Uring)?;
+            if taskrun != uring::Taskrun::Deferred {
+                warnings.push(format!(
+                    "io_uring: this kernel refuses DEFER_TASKRUN (Linux 6.1); running {taskrun:?} \
+                     task work, which costs more CPU per message"
+                ));
+            }
             true
         }
         // Measured, not assumed: on the kernels measured so far the

@@ -461,7 +461,7 @@ fn the_backends_carry_local_addresses_without_allocating() {
         let (s, port) = socket();
         answer_rounds(Mmsg::new(s), port);
         match uring::probe() {
-            Ok(()) => {
+            Ok(_) => {
                 let (s, port) = socket();
                 answer_rounds(Uring::new(s).unwrap(), port);
             }

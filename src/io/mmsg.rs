@@ -614,6 +614,11 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_leaves_in_commit_order() {
+        testing::a_batch_leaves_in_commit_order(Mmsg::new);
+    }
+
+    #[test]
     fn a_socket_without_pktinfo_reports_its_bound_address() {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = a.local_addr().unwrap();

@@ -1,10 +1,17 @@
 //! The io_uring backend: one multishot `recvmsg` per socket over a ring of
 //! provided buffers (the kernel picks a buffer per datagram and keeps the
-//! receive armed), sends queued as `sendmsg` SQEs (hard-linked in order;
-//! only the last of a batch completes on success), and one
-//! `io_uring_enter` per loop iteration that both submits the sends and
+//! receive armed), sends queued as `send`/`sendmsg` SQEs with
+//! `MSG_DONTWAIT` (tried in order as they are submitted, never parked), and
+//! one `io_uring_enter` per loop iteration that both submits the sends and
 //! waits for completions (with a timeout, so shutdown is noticed); none
 //! when completions are already posted and nothing is to be submitted.
+//!
+//! The ring is set up with `DEFER_TASKRUN` where the kernel has it (6.1):
+//! a datagram's arrival then only notes that the receive can run, and the
+//! shard's next wait runs it for every datagram that arrived meanwhile,
+//! instead of the kernel interrupting the shard to run it (an IPI per
+//! datagram when the shard is busy on its CPU). The socket is a
+//! registered file (no file lookup per operation).
 //!
 //! As with mmsg, a datagram in carries the local address it was sent to
 //! (the multishot receive's `msghdr` asks for [`RECV_SPACE`] bytes of
@@ -19,8 +26,8 @@
 //!   outlive the ring's use of them: the ring is dropped (cancelling
 //!   everything) before them.
 //! - A receive buffer is given back to the ring only after its datagram has
-//!   been handled; a send slot is reused only after the completion of the
-//!   last send of its linked chain (which runs after it).
+//!   been handled; a send slot is reused only after its send's
+//!   completion.
 //!
 //! Needs Linux 6.0 (multishot recvmsg) and a seccomp profile that allows
 //! io_uring; [`Uring::new`] fails otherwise and the server falls back to
@@ -55,12 +62,8 @@ pub const SEND_SLOTS: usize = 128;
 const SQ_ENTRIES: u32 = 512;
 
 const BUF_GROUP: u16 = 7;
-/// Marks the tag of a send that is not the last of its linked chain: it
-/// completes only when it fails (`CQE_SKIP_SUCCESS`); the chain's slots
-/// are freed by the completion of its last send.
-const CHAIN_MID: u64 = 1 << 32;
-/// No previous send in the chain.
-const NO_PREV: u16 = u16::MAX;
+/// The socket's index among the ring's registered files.
+const SOCKET: types::Fixed = types::Fixed(0);
 const RECV_TAG: u64 = u64::MAX;
 /// The read of the wake eventfd (and, minus one, its cancellation).
 const WAKE_TAG: u64 = u64::MAX - 2;
@@ -113,9 +116,6 @@ struct SendSlot {
 /// to push at the next submit.
 pub struct SendSlots {
     slots: Box<[SendSlot]>,
-    /// Per slot in flight, the slot sent just before it in the same
-    /// linked chain ([`NO_PREV`] for the first).
-    prev: Box<[u16]>,
     free: Vec<u16>,
     /// Slots committed since the last submit, to become SQEs.
     ready: Vec<u16>,
@@ -127,18 +127,12 @@ pub struct SendSlots {
 }
 
 impl SendSlots {
-    /// A send's completion: the end of a chain frees every slot of it; a
-    /// send in the middle (which completes only on failure) frees none.
+    /// A send's completion frees its slot.
     fn complete(&mut self, tag: u64) {
-        if tag & CHAIN_MID != 0 {
-            return;
-        }
-        let Ok(mut i) = u16::try_from(tag) else {
-            return;
-        };
-        while usize::from(i) < self.prev.len() {
-            self.free.push(i);
-            i = std::mem::replace(&mut self.prev[usize::from(i)], NO_PREV);
+        if let Ok(i) = u16::try_from(tag) {
+            if usize::from(i) < self.slots.len() {
+                self.free.push(i);
+            }
         }
     }
 }
@@ -199,16 +193,18 @@ pub struct Uring {
     /// Received datagrams not yet handled: (buffer id, length).
     backlog: std::collections::VecDeque<(u16, usize)>,
     failed_sends: usize,
-    /// Send chains queued in the submission queue and not yet submitted:
-    /// each posts one completion (its last send's), which the next wait
-    /// must not mistake for traffic.
-    chains_unsubmitted: usize,
+    /// Sends queued in the submission queue and not yet submitted: each
+    /// posts its completion as it is submitted, which the next wait must
+    /// not mistake for traffic.
+    sends_unsubmitted: usize,
     /// An eventfd whose read completes when another shard has mail for
     /// this one, ending the wait early.
     wake: Option<RawFd>,
     /// Where that read puts the counter (must not move while armed).
     wake_buf: Box<u64>,
     wake_armed: bool,
+    /// How the ring runs its deferred work: said at start-up.
+    taskrun: Taskrun,
 }
 
 impl Uring {
@@ -220,7 +216,8 @@ impl Uring {
 
     /// As [`Uring::new`], also waking when the eventfd `wake` is written.
     pub fn with_wake(socket: UdpSocket, wake: Option<RawFd>) -> io::Result<Self> {
-        let ring = IoUring::builder().build(SQ_ENTRIES)?;
+        let (ring, taskrun) = build_ring()?;
+        ring.submitter().register_files(&[socket.as_raw_fd()])?;
         let mut probe = io_uring::Probe::new();
         ring.submitter().register_probe(&mut probe)?;
         if !probe.is_supported(opcode::RecvMsgMulti::CODE)
@@ -271,7 +268,6 @@ impl Uring {
             recv_hdr,
             send: SendSlots {
                 slots,
-                prev: vec![NO_PREV; SEND_SLOTS].into_boxed_slice(),
                 free: (0..SEND_SLOTS as u16).rev().collect(),
                 ready: Vec::with_capacity(SEND_SLOTS),
                 refused: 0,
@@ -284,10 +280,11 @@ impl Uring {
             cqes: Vec::with_capacity(SQ_ENTRIES as usize * 2),
             backlog: std::collections::VecDeque::with_capacity(usize::from(RING_BUFFERS)),
             failed_sends: 0,
-            chains_unsubmitted: 0,
+            sends_unsubmitted: 0,
             wake,
             wake_buf: Box::new(0),
             wake_armed: false,
+            taskrun,
         };
         for bid in 0..RING_BUFFERS {
             u.give_back(bid);
@@ -326,13 +323,9 @@ impl Uring {
     }
 
     fn arm_recv(&mut self) -> io::Result<()> {
-        let sqe = opcode::RecvMsgMulti::new(
-            types::Fd(self.socket.as_raw_fd()),
-            ptr::addr_of!(*self.recv_hdr),
-            BUF_GROUP,
-        )
-        .build()
-        .user_data(RECV_TAG);
+        let sqe = opcode::RecvMsgMulti::new(SOCKET, ptr::addr_of!(*self.recv_hdr), BUF_GROUP)
+            .build()
+            .user_data(RECV_TAG);
         self.push(&sqe)?;
         self.recv_armed = true;
         Ok(())
@@ -366,45 +359,90 @@ impl Uring {
     }
 
     /// Turns committed send slots into SQEs, in the order they were
-    /// committed, hard-linked so that the kernel runs each after the one
-    /// before even when one has to wait for socket space (unlinked, a
-    /// parked send can be overtaken and a 200 leave before its 180, which
-    /// a UAC such as SIPp fails). A hard link goes on after a failure.
+    /// committed. Each carries `MSG_DONTWAIT`, so the kernel tries it at
+    /// once, in queue order, and completes it with `EAGAIN` (counted as a
+    /// failed send, like a datagram the network drops) rather than parking
+    /// it until the socket has room: a parked send could be overtaken by
+    /// the next, and a 200 leave before its 180, which a UAC such as SIPp
+    /// fails. (Hard links kept that order too, at the price of a task-work
+    /// round per send; see docs/decisions.md.) A datagram that needs no
+    /// source-address control message goes as a `sendto`-style `SEND`,
+    /// which spares the kernel the copy of a `msghdr`.
     fn queue_sends(&mut self) -> io::Result<()> {
         let n = self.send.ready.len();
-        for k in 0..n {
-            let i = self.send.ready[k];
-            let hdr = ptr::addr_of!(self.send.slots[usize::from(i)].hdr);
-            self.send.prev[usize::from(i)] = if k > 0 {
-                self.send.ready[k - 1]
-            } else {
-                NO_PREV
-            };
-            // All but the last complete only on failure: the last one's
-            // completion means the whole chain is done (hard links run
-            // in order), and frees every slot of it.
-            let (flags, tag) = if k + 1 < n {
-                (
-                    squeue::Flags::IO_HARDLINK | squeue::Flags::SKIP_SUCCESS,
-                    CHAIN_MID | u64::from(i),
-                )
-            } else {
-                (squeue::Flags::empty(), u64::from(i))
-            };
-            let sqe = opcode::SendMsg::new(types::Fd(self.socket.as_raw_fd()), hdr)
-                .build()
-                .flags(flags)
-                .user_data(tag);
-            if let Err(e) = self.push(&sqe) {
-                self.send.ready.drain(..k);
-                return Err(e);
+        let mut k = 0;
+        while k < n {
+            // One view of the queue for the batch: its tail is published
+            // once, when the view is dropped.
+            let mut sq = self.ring.submission();
+            while k < n {
+                let i = self.send.ready[k];
+                let sqe = send_entry(&self.send.slots[usize::from(i)]).user_data(u64::from(i));
+                // SAFETY: the slot's memory stays put until the send's
+                // completion (see the module invariants).
+                if unsafe { sq.push(&sqe) }.is_err() {
+                    break;
+                }
+                k += 1;
+                self.sends_unsubmitted += 1;
+            }
+            drop(sq);
+            if k < n {
+                // The queue is full: submit what it holds and go on.
+                if let Err(e) = self.ring.submit() {
+                    self.send.ready.drain(..k);
+                    return Err(e);
+                }
             }
         }
         self.send.ready.clear();
-        if n > 0 {
-            self.chains_unsubmitted += 1;
+        Ok(())
+    }
+
+    /// Takes every completion: finished sends free their slots now;
+    /// received datagrams join the backlog, each holding its buffer until
+    /// it is handled. (The CQ holds at most `cqes`' capacity.)
+    fn reap(&mut self) -> io::Result<()> {
+        self.cqes.clear();
+        self.cqes.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        for k in 0..self.cqes.len() {
+            let (tag, result, flags) = self.cqes[k];
+            if tag == WAKE_TAG {
+                self.wake_armed = false;
+                continue;
+            }
+            if tag != RECV_TAG {
+                if result < 0 {
+                    self.failed_sends += 1;
+                }
+                self.send.complete(tag);
+                continue;
+            }
+            if !cqueue::more(flags) {
+                // The multishot receive ended (ENOBUFS when every buffer
+                // is held): re-armed on the next loop.
+                self.recv_armed = false;
+            }
+            match cqueue::buffer_select(flags) {
+                Some(bid) if result >= 0 => self.backlog.push_back((bid, result as usize)),
+                Some(bid) => self.give_back(bid),
+                // ENOBUFS: every buffer is held; re-armed next loop.
+                None if result == -libc::ENOBUFS || result >= 0 => {}
+                // Anything else (EINVAL on a kernel without multishot,
+                // EBADF...) would fail again at once: report it.
+                None => return Err(io::Error::from_raw_os_error(-result)),
+            }
         }
         Ok(())
+    }
+
+    /// How this ring runs deferred work (the kernel may refuse the best).
+    pub fn taskrun(&self) -> Taskrun {
+        self.taskrun
     }
 
     /// The socket's local address.
@@ -473,19 +511,20 @@ impl Backend for Uring {
             self.arm_wake()?;
         }
         self.queue_sends()?;
-        // Completions already posted (those of the sends the last flush
-        // submitted) and nothing to submit: take them without entering
-        // the kernel. Otherwise wait for a completion when nothing is left
-        // from last time, or when every send slot is in flight (nothing
-        // could be handled).
+        // Completions already posted and nothing to submit: take them
+        // without entering the kernel. Otherwise wait for a completion
+        // when nothing is left from last time, or when every send slot is
+        // in flight (nothing could be handled).
         let posted = !self.ring.completion().is_empty();
         let to_submit = !self.ring.submission().is_empty();
         if !posted && (self.backlog.is_empty() || self.send.free.is_empty()) {
             // One entry submits the last batch's sends and waits for what
-            // comes next: their chains' completions, plus one more (a
-            // datagram, the doorbell, a failed send) or the timeout.
-            let want = 1 + self.chains_unsubmitted;
-            self.chains_unsubmitted = 0;
+            // comes next: their completions (posted as they are
+            // submitted), plus one more (a datagram, the doorbell) or the
+            // timeout. With deferred task work, the same entry runs the
+            // receive that the datagrams' arrival queued.
+            let want = 1 + self.sends_unsubmitted;
+            self.sends_unsubmitted = 0;
             let ts = types::Timespec::from(WAKE_INTERVAL);
             let args = types::SubmitArgs::new().timespec(&ts);
             match self.ring.submitter().submit_with_args(want, &args) {
@@ -496,46 +535,10 @@ impl Backend for Uring {
                 Err(e) => return Err(e),
             }
         } else if to_submit || !posted {
-            self.chains_unsubmitted = 0;
+            self.sends_unsubmitted = 0;
             self.ring.submit()?;
         }
-        // Take every completion: finished sends free their slots now;
-        // received datagrams join the backlog, each holding its buffer
-        // until it is handled. (The CQ holds at most `cqes`' capacity.)
-        self.cqes.clear();
-        self.cqes.extend(
-            self.ring
-                .completion()
-                .map(|c| (c.user_data(), c.result(), c.flags())),
-        );
-        for k in 0..self.cqes.len() {
-            let (tag, result, flags) = self.cqes[k];
-            if tag == WAKE_TAG {
-                self.wake_armed = false;
-                continue;
-            }
-            if tag != RECV_TAG {
-                if result < 0 {
-                    self.failed_sends += 1;
-                }
-                self.send.complete(tag);
-                continue;
-            }
-            if !cqueue::more(flags) {
-                // The multishot receive ended (ENOBUFS when every buffer
-                // is held): re-armed on the next loop.
-                self.recv_armed = false;
-            }
-            match cqueue::buffer_select(flags) {
-                Some(bid) if result >= 0 => self.backlog.push_back((bid, result as usize)),
-                Some(bid) => self.give_back(bid),
-                // ENOBUFS: every buffer is held; re-armed next loop.
-                None if result == -libc::ENOBUFS || result >= 0 => {}
-                // Anything else (EINVAL on a kernel without multishot,
-                // EBADF...) would fail again at once: report it.
-                None => return Err(io::Error::from_raw_os_error(-result)),
-            }
-        }
+        self.reap()?;
         // Handle as many datagrams as there are free send slots, oldest
         // first, so that no answer or forward is dropped for want of a
         // slot; the rest wait (and, holding buffers, slow the receive).
@@ -567,8 +570,10 @@ impl Backend for Uring {
 
     fn flush(&mut self) -> usize {
         // Nothing new: no system call (the next poll submits anything else).
+        // The kernel tries each send as it is submitted (`MSG_DONTWAIT`),
+        // so they have reached it, or failed, when `submit` returns.
         if !self.send.ready.is_empty() && self.queue_sends().is_ok() {
-            self.chains_unsubmitted = 0;
+            self.sends_unsubmitted = 0;
             let _ = self.ring.submit();
         }
         std::mem::take(&mut self.failed_sends) + std::mem::take(&mut self.send.refused)
@@ -589,9 +594,64 @@ impl Backend for Uring {
     }
 }
 
+/// The SQE that sends `slot`: a `sendto`-style `SEND` when it needs no
+/// control message (no `msghdr` for the kernel to copy), else `SENDMSG`.
+/// `MSG_DONTWAIT`: see [`Uring::queue_sends`].
+fn send_entry(slot: &SendSlot) -> squeue::Entry {
+    if slot.hdr.msg_controllen == 0 {
+        opcode::Send::new(
+            SOCKET,
+            slot.iov.iov_base.cast::<u8>(),
+            slot.iov.iov_len as u32,
+        )
+        .dest_addr(ptr::addr_of!(slot.name).cast())
+        .dest_addr_len(slot.hdr.msg_namelen)
+        .flags(libc::MSG_DONTWAIT)
+        .build()
+    } else {
+        opcode::SendMsg::new(SOCKET, ptr::addr_of!(slot.hdr))
+            .flags(libc::MSG_DONTWAIT as u32)
+            .build()
+    }
+}
+
+/// How a ring runs the work the kernel defers to the shard's thread (a
+/// receive that a datagram's arrival made possible, mostly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taskrun {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN` (Linux 6.1): only when the shard
+    /// enters the ring to wait, all of it at once; an arrival never
+    /// interrupts the shard. What this backend is built for.
+    Deferred,
+    /// `COOP_TASKRUN` (Linux 5.19): at the shard's next system call,
+    /// without an interrupt.
+    Cooperative,
+    /// The default: the kernel interrupts the shard (an IPI when it runs on
+    /// another CPU) to run it.
+    Interrupting,
+}
+
+/// Builds the ring with the cheapest task-work mode the kernel accepts.
+/// `DEFER_TASKRUN` needs the ring to be created and used by one thread: the
+/// shard's (see `server.rs`).
+fn build_ring() -> io::Result<(IoUring, Taskrun)> {
+    let mut deferred = IoUring::builder();
+    deferred.setup_single_issuer().setup_defer_taskrun();
+    if let Ok(ring) = deferred.build(SQ_ENTRIES) {
+        return Ok((ring, Taskrun::Deferred));
+    }
+    let mut coop = IoUring::builder();
+    coop.setup_coop_taskrun();
+    if let Ok(ring) = coop.build(SQ_ENTRIES) {
+        return Ok((ring, Taskrun::Cooperative));
+    }
+    Ok((IoUring::builder().build(SQ_ENTRIES)?, Taskrun::Interrupting))
+}
+
 /// Checks that io_uring with everything this backend uses works here, on a
-/// throwaway loopback socket: `--io auto` decides with it, once, at start.
-pub fn probe() -> io::Result<()> {
+/// throwaway loopback socket: the server checks with it, once, at start,
+/// and says how the rings will run their deferred work.
+pub fn probe() -> io::Result<Taskrun> {
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     let to = socket.local_addr()?;
     let mut u = Uring::new(socket)?;
@@ -602,7 +662,7 @@ pub fn probe() -> io::Result<()> {
     for _ in 0..10 {
         u.poll(|d, _| got |= d.bytes == b"probe")?;
         if got {
-            return Ok(());
+            return Ok(u.taskrun);
         }
     }
     Err(io::Error::new(
@@ -629,7 +689,7 @@ mod tests {
     /// Runs `f` unless io_uring is refused here (old kernel, seccomp).
     fn unless_refused(f: impl FnOnce()) {
         match probe() {
-            Ok(()) => f(),
+            Ok(_) => f(),
             Err(e) => eprintln!("skipping: io_uring is refused here: {e}"),
         }
     }
@@ -685,5 +745,31 @@ mod tests {
     #[test]
     fn a_connection_and_a_foreign_source_are_refused_and_counted() {
         unless_refused(|| testing::refusals_are_counted(wrap));
+    }
+
+    #[test]
+    fn a_batch_of_sends_and_sendmsgs_leaves_in_commit_order() {
+        unless_refused(|| testing::a_batch_leaves_in_commit_order(wrap));
+    }
+
+    #[test]
+    fn the_ring_defers_task_work_where_the_kernel_has_it() {
+        unless_refused(|| {
+            let u = wrap(testing::shard_socket("127.0.0.1:0"));
+            // 6.1 has DEFER_TASKRUN; older kernels fall back, and say so.
+            if kernel_at_least(6, 1) {
+                assert_eq!(u.taskrun(), Taskrun::Deferred);
+            }
+        });
+    }
+
+    fn kernel_at_least(major: u32, minor: u32) -> bool {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release
+            .trim()
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        have >= (major, minor)
     }
 }
