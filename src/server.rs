@@ -175,14 +175,14 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
             true
         }
         // Measured, not assumed: on the kernels measured so far the
-        // io_uring loop costs more CPU per forwarded message than
+        // io_uring loop costs a little more CPU per forwarded message than
         // recvmmsg/sendmmsg at every rate (perf/RESULTS.md), so auto
         // means mmsg until that changes; `--io uring` chooses it.
         IoChoice::Auto => false,
     };
     let backend_note = (cfg.io == IoChoice::Auto).then(|| {
-        "io auto: mmsg (io_uring cost 1.06-1.20x its CPU per forwarded message \
-         at 2,000-40,000 requests/s on Linux 6.18, perf/RESULTS.md); \
+        "io auto: mmsg (io_uring cost 1.01-1.05x its CPU per forwarded message \
+         at 10,000-75,000 requests/s on Linux 6.18, perf/RESULTS.md); \
          --io uring to run io_uring"
             .to_string()
     });
