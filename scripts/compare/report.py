@@ -55,7 +55,7 @@ def header(args, command):
              f"generators (`sipshard-load`, every SIPp) on CPU {args.gen_cpu}. "
              "Targets: `sipshard --shards 1 --io mmsg` (`--record-route` as proxy, `--domain example.com "
              f"--expected-aors {args.users}` as registrar; in forwarding also `--io uring`, as target "
-             "sipshard-uring; in steering `--shards 2`, both shards on that CPU); Kamailio `-n 1 -x tlsf -X tlsf` (one UDP worker, the TLSF allocator; Debian's "
+             "sipshard-uring; in steering `--shards 2` on every CPU, call-id needing a CPU per shard); Kamailio `-n 1 -x tlsf -X tlsf` (one UDP worker, the TLSF allocator; Debian's "
              "default q_malloc with debugging costs 4x) with perf/kamailio/proxy.cfg or registrar.cfg; the "
              "bare UDP relay `sipshard-load relay` (no SIP work: the floor). CPU = utime+stime of every "
              "process of the target from /proc over the step. Figures are min / median / max over "
@@ -167,7 +167,8 @@ def steering_section(rows, args):
     L.append(f"#### Steering one peer: `sipshard --shards 2`, `sipshard-load run --flows 1` for {args.fwd_secs} s "
              "per step\n")
     L.append("One UAC socket (one source address and port: one peer) sends OPTIONS, each with its own Call-ID, "
-             f"through sipshard with two shards, both on CPU {args.target_cpu}, with each `--steer` mode in turn "
+             "through sipshard with two shards on every CPU (call-id needs a CPU per shard, and runs flow otherwise; "
+             "one shard shares the generator's CPU), with each `--steer` mode in turn "
              "(alternated within every round); the sink answers 200 from a socket of its own. The busier shard's "
              "share is of every datagram the two shards received (requests and the sink's 200s; "
              "`per_shard_received` in sipshard's exit line): 0.50 is an even split, 1.00 one shard doing all. "
