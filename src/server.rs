@@ -307,8 +307,13 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
 /// io_uring probe leaves signal work pending that interrupts it (EAGAIN,
 /// so it would be verified twice). A refusal is a warning, and `flow`.
 fn load_steering(cfg: &Config, warnings: &mut Vec<String>) -> Result<OwnedFd, Steer> {
-    if cfg.steer != Steer::CallId || cfg.shards < 2 {
+    if cfg.steer != Steer::CallId {
         return Err(cfg.steer);
+    }
+    // One shard: nothing to steer, no program; the banner says flow, the
+    // kernel's (trivial) choice in force, rather than call-id.
+    if cfg.shards < 2 {
+        return Err(Steer::Flow);
     }
     // Spreading one peer over shards that share a CPU makes the kernel
     // switch threads for almost every datagram: 2 shards on one CPU cost

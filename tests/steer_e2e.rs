@@ -6,13 +6,14 @@
 //!   which spreads the one peer over both shards;
 //! - with `bpf(2)` refused by a seccomp filter (a container): `flow`, said
 //!   at start-up, and the peer on one shard;
-//! - `flow` and `shared` for contrast.
+//! - `flow` and `shared` for contrast;
+//! - one shard: nothing to steer, and the banner says flow.
 
 mod common;
 
 use std::time::Duration;
 
-use common::process::{port, socket, Proxy};
+use common::process::{port, socket, spawn, Proxy};
 use sipshard::hash::call_id_shard;
 
 const REQUESTS: usize = 2_000;
@@ -117,6 +118,18 @@ fn shared_spreads_one_peer(io: &str) {
     assert!(proxy.banner.contains("steer=shared"), "{}", proxy.banner);
     let (per_shard, _) = one_peer(proxy);
     assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
+}
+
+/// One shard has nothing to steer: no program is loaded and the banner
+/// says flow, the choice in force, not the call-id asked for by default.
+#[test]
+fn one_shard_loads_no_program_and_says_flow() {
+    let (mut child, banner, _err) =
+        spawn(&["--listen", "127.0.0.1:0", "--shards", "1", "--io", "mmsg"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(banner.contains("1 shard(s)"), "{banner}");
+    assert!(banner.contains("steer=flow"), "{banner}");
 }
 
 on_both_backends!(
