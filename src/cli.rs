@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::transport::ListenSpec;
+
 /// How datagrams are spread over the shards of one listen address.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Steer {
@@ -126,11 +128,14 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// UDP address to listen on for SIP; repeat the flag for several
-    /// addresses. IPv6 addresses are written in brackets: `[::1]:5060`.
-    /// Port 0 picks a free port (printed at start-up).
+    /// Address to listen on for SIP, as `[TRANSPORT:]IP:PORT` with
+    /// TRANSPORT one of udp (the default when none is given), tcp, tls, ws,
+    /// wss; repeat the flag for several addresses. IPv6 addresses are
+    /// written in brackets: `[::1]:5060`. Port 0 picks a free port (printed
+    /// at start-up). Only udp listens today; the others are refused at
+    /// start-up until they land (issue #14).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:5060")]
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<ListenSpec>,
 
     /// Address this proxy writes in its Via and Record-Route and recognises
     /// as itself. Default: the first --listen address (127.0.0.1 with a
@@ -354,6 +359,7 @@ pub struct Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::Transport;
     use clap::CommandFactory;
 
     #[test]
@@ -371,10 +377,14 @@ mod tests {
             "[::1]:5071",
         ]);
         assert_eq!(a.listen.len(), 2);
-        assert!(a.listen[1].is_ipv6());
+        assert!(a.listen[1].addr.is_ipv6());
         let a = Args::parse_from(["sipshard"]);
         assert_eq!(a.listen, vec!["0.0.0.0:5060".parse().unwrap()]);
+        assert_eq!(a.listen[0].transport, Transport::Udp);
         assert!(Args::try_parse_from(["sipshard", "--listen", "nonsense"]).is_err());
+        assert!(Args::try_parse_from(["sipshard", "--listen", "sctp:127.0.0.1:5060"]).is_err());
+        let a = Args::parse_from(["sipshard", "--listen", "tls:[::1]:5061"]);
+        assert_eq!(a.listen[0].transport, Transport::Tls);
         let a = Args::parse_from([
             "sipshard",
             "--upstream",

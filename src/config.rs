@@ -10,6 +10,7 @@ use crate::io::socket::SocketOptions;
 use crate::proxy::ProxyConfig;
 use crate::registrar::{OverLimit, RegistrarConfig};
 use crate::sip::Host;
+use crate::transport::{ListenSpec, Transport};
 
 /// Everything the server needs, checked.
 #[derive(Clone, Debug)]
@@ -73,6 +74,8 @@ pub enum ConfigError {
     Shards(usize),
     /// No --listen address.
     NoListen,
+    /// A --listen address for a transport that does not listen yet.
+    ListenTransport(ListenSpec),
     /// An --advertise address that is a wildcard (0.0.0.0, ::) or port 0.
     Advertise(SocketAddr),
     /// A --domain that is not a host name or address.
@@ -90,6 +93,11 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Shards(n) => write!(f, "--shards {n}: give 1 to {MAX_SHARDS}"),
             ConfigError::NoListen => f.write_str("no --listen address"),
+            ConfigError::ListenTransport(spec) => write!(
+                f,
+                "--listen {spec}: only UDP listens today; TCP, TLS and WebSocket listeners \
+                 are not built yet (issue #14)"
+            ),
             ConfigError::Advertise(a) => {
                 write!(
                     f,
@@ -140,6 +148,9 @@ impl Config {
         }
         if args.listen.is_empty() {
             return Err(ConfigError::NoListen);
+        }
+        if let Some(spec) = args.listen.iter().find(|l| l.transport != Transport::Udp) {
+            return Err(ConfigError::ListenTransport(*spec));
         }
         if let Some(a) = args.advertise {
             if a.ip().is_unspecified() || a.port() == 0 {
@@ -229,7 +240,7 @@ impl Config {
                 failure_limit: (args.auth_fail_limit > 0)
                     .then(|| (args.auth_fail_limit, args.ban_time.saturating_mul(1000))),
             }),
-            listen: args.listen.clone(),
+            listen: args.listen.iter().map(|l| l.addr).collect(),
             advertise: args.advertise,
             upstreams: args.upstream.clone(),
             record_route: args.record_route,
@@ -338,6 +349,27 @@ mod tests {
             cfg(&["--domain", "a.example", "--default-expires", "10"]),
             Err(ConfigError::Expires(_))
         ));
+    }
+
+    #[test]
+    fn udp_listens_and_stream_transports_are_refused_by_name() {
+        let c = cfg(&["--listen", "udp:127.0.0.1:5070", "--listen", "[::1]:5071"]).unwrap();
+        assert_eq!(
+            c.listen,
+            vec![
+                "127.0.0.1:5070".parse::<SocketAddr>().unwrap(),
+                "[::1]:5071".parse().unwrap()
+            ]
+        );
+        let e = cfg(&[
+            "--listen",
+            "127.0.0.1:5060",
+            "--listen",
+            "tls:127.0.0.1:5061",
+        ])
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::ListenTransport(s) if s.transport == Transport::Tls));
+        assert!(e.to_string().contains("--listen tls:127.0.0.1:5061"), "{e}");
     }
 
     #[test]

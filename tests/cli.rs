@@ -29,6 +29,26 @@ fn bad_flag_is_refused() {
 }
 
 #[test]
+fn an_unknown_transport_is_a_usage_error_and_tcp_is_refused_at_start() {
+    let out = sipshard()
+        .args(["--listen", "sctp:127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown transport"));
+    let out = sipshard()
+        .args(["--listen", "tcp:127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--listen tcp:127.0.0.1:0: only UDP listens today"),
+        "{err}"
+    );
+}
+
+#[test]
 fn parse_a_valid_file() {
     let path = format!(
         "{}/tests/data/register_contacts.sip",

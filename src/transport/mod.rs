@@ -8,8 +8,12 @@
 //! whole life (ARCHITECTURE.md, "Ownership"); a [`ConnId`] names that shard,
 //! so bytes for a connection can be mailed to its owner from anywhere.
 
+pub mod listen;
+
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+
+pub use listen::ListenSpec;
 
 /// A SIP transport, as named in a Via's sent-protocol (§18, §20.42) and in
 /// a URI's `transport` parameter (RFC 7118 adds WS and WSS).
