@@ -11,6 +11,8 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+pub mod websocket;
+
 /// A SIP transport, as named in a Via's sent-protocol (§18, §20.42) and in
 /// a URI's `transport` parameter (RFC 7118 adds WS and WSS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
