@@ -9,6 +9,7 @@
 //! so bytes for a connection can be mailed to its owner from anywhere.
 
 pub mod listen;
+pub mod websocket;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
