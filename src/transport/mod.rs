@@ -7,6 +7,9 @@
 //! A connection belongs to the shard that accepted or opened it, for its
 //! whole life (ARCHITECTURE.md, "Ownership"); a [`ConnId`] names that shard,
 //! so bytes for a connection can be mailed to its owner from anywhere.
+//! [`stream`] frames the messages on a connection's bytes (§18.3).
+
+pub mod stream;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
