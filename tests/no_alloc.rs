@@ -469,3 +469,32 @@ fn the_backends_carry_local_addresses_without_allocating() {
         }
     }
 }
+
+/// Framing a connection's bytes (pings, pongs, pipelined messages, a body
+/// still on its way) allocates nothing either.
+#[test]
+fn stream_framing_allocates_nothing() {
+    use sipshard::transport::stream::{next_frame, Frame};
+    let dir = format!("{}/tests/data", env!("CARGO_MANIFEST_DIR"));
+    let options = std::fs::read(format!("{dir}/options_keepalive.sip")).unwrap();
+    let mut stream = b"\r\n\r\n\r\n".to_vec();
+    stream.extend_from_slice(&options);
+    stream.extend_from_slice(b"MESSAGE sip:b SIP/2.0\r\nl: 5\r\n\r\nhello\r\n\r\n");
+    stream.extend_from_slice(b"MESSAGE sip:b SIP/2.0\r\nContent-Length: 5\r\n\r\nhel");
+    let (mut messages, mut pings) = (0, 0);
+    arm(true);
+    let mut at = 0;
+    loop {
+        match next_frame(&stream[at..], 4096) {
+            Ok(Frame::Incomplete) | Err(_) => break,
+            Ok(f) => {
+                messages += usize::from(matches!(f, Frame::Message { .. }));
+                pings += usize::from(matches!(f, Frame::Ping { .. }));
+                at += f.consumed();
+            }
+        }
+    }
+    arm(false);
+    assert_eq!((messages, pings), (2, 2));
+    assert_eq!(allocs(), 0, "allocations while framing");
+}

@@ -7,8 +7,10 @@
 //! A connection belongs to the shard that accepted or opened it, for its
 //! whole life (ARCHITECTURE.md, "Ownership"); a [`ConnId`] names that shard,
 //! so bytes for a connection can be mailed to its owner from anywhere.
+//! [`stream`] frames the messages on a connection's bytes (§18.3).
 
 pub mod listen;
+pub mod stream;
 pub mod websocket;
 
 use std::fmt;
