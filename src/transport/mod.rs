@@ -11,12 +11,14 @@
 
 pub mod listen;
 pub mod stream;
+pub mod table;
 pub mod websocket;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 pub use listen::ListenSpec;
+pub use table::ConnTable;
 
 /// A SIP transport, as named in a Via's sent-protocol (§18, §20.42) and in
 /// a URI's `transport` parameter (RFC 7118 adds WS and WSS).
