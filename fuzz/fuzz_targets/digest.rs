@@ -8,8 +8,6 @@
 
 mod capture;
 
-use std::net::SocketAddr;
-
 use libfuzzer_sys::fuzz_target;
 use sipshard::auth::{AuthConfig, CredentialStore, Credentials, Ha1, NonceKey, DEFAULT_ALGORITHMS};
 use sipshard::proxy::ProxyConfig;

@@ -15,8 +15,6 @@
 
 mod capture;
 
-use std::net::SocketAddr;
-
 use libfuzzer_sys::fuzz_target;
 use sipshard::proxy::ProxyConfig;
 use sipshard::registrar::aor_of;

@@ -4,8 +4,6 @@
 //! request carries our Via on top.
 #![no_main]
 
-use std::net::SocketAddr;
-
 use libfuzzer_sys::fuzz_target;
 use sipshard::io::SendQueue;
 use sipshard::proxy::ProxyConfig;

@@ -39,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
         let (back, back_used) = decode(&mut again, MAX)
             .expect("written frame decodes")
             .expect("written frame is whole");
-        assert_eq!((back.opcode, back.fin, back_used), (frame.opcode, frame.fin, again.len()));
+        assert_eq!(
+            (back.opcode, back.fin, back_used),
+            (frame.opcode, frame.fin, again.len())
+        );
         assert_eq!(back.bytes(&again), &payload[..]);
 
         match msg.push(&frame) {
