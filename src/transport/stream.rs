@@ -125,6 +125,37 @@ impl std::error::Error for FrameError {}
 /// What the front of `buf` holds, for a peer whose messages may be at most
 /// `max_message` bytes (`--max-message-size`).
 pub fn next_frame(buf: &[u8], max_message: usize) -> Result<Frame, FrameError> {
+    frame_from(buf, max_message, &mut 0)
+}
+
+/// One connection's framing: [`next_frame`] that remembers how far the
+/// buffer has been searched for the end of a header block, so that a peer
+/// sending its headers a byte at a time costs work in proportion to what
+/// it sends, not to its square (16 KiB sent one byte per segment would
+/// otherwise cost about 128 MiB of scanning). Give it the connection's
+/// buffer each time, the same front with new bytes after it, and drop
+/// `consumed()` bytes after every frame it returns.
+#[derive(Clone, Debug, Default)]
+pub struct Framer {
+    /// No header block end starts before this offset of the buffer.
+    searched: usize,
+}
+
+impl Framer {
+    /// As [`next_frame`], searching only the bytes not searched before.
+    pub fn next(&mut self, buf: &[u8], max_message: usize) -> Result<Frame, FrameError> {
+        let frame = frame_from(buf, max_message, &mut self.searched);
+        if !matches!(frame, Ok(Frame::Incomplete)) {
+            // The caller takes the frame (or the connection) away: the
+            // next search starts at the new front.
+            self.searched = 0;
+        }
+        frame
+    }
+}
+
+/// [`next_frame`], with the header-end search starting at `searched`.
+fn frame_from(buf: &[u8], max_message: usize, searched: &mut usize) -> Result<Frame, FrameError> {
     match buf {
         [] => Ok(Frame::Incomplete),
         // RFC 5626 §3.5.1: a double CRLF is a ping.
@@ -138,21 +169,27 @@ pub fn next_frame(buf: &[u8], max_message: usize) -> Result<Frame, FrameError> {
         // line, so skipping it here keeps the message's first line the
         // same for both.
         [b'\r' | b'\n', ..] => Ok(Frame::Skip { len: 1 }),
-        _ => message(buf, max_message),
+        _ => message(buf, max_message, searched),
     }
 }
 
 /// Frames a message that starts at `buf[0]` (a byte other than CR or LF).
-fn message(buf: &[u8], max_message: usize) -> Result<Frame, FrameError> {
-    // Search only where a header block that fits could end.
+fn message(buf: &[u8], max_message: usize, searched: &mut usize) -> Result<Frame, FrameError> {
+    // Search only where a header block that fits could end, and only what
+    // was not searched before.
     let window = &buf[..buf.len().min(max_message)];
-    let Some(end) = memmem::find(window, b"\r\n\r\n") else {
+    let from = (*searched).min(window.len());
+    let Some(at) = memmem::find(&window[from..], b"\r\n\r\n") else {
+        // An end may still start in the last 3 bytes.
+        *searched = window.len().saturating_sub(3);
         return if buf.len() >= max_message {
             Err(FrameError::TooLarge)
         } else {
             Ok(Frame::Incomplete)
         };
     };
+    let end = from + at;
+    *searched = end;
     // The block keeps the last header's CRLF, so every line ends in LF.
     let body = content_length(&buf[..end + 2])?;
     // RFC 3261 §18.3: the body is exactly Content-Length bytes.
@@ -490,9 +527,32 @@ Content-Length: 0\r\n\
         assert_eq!(rest, b"\r\n", "a trailing CRLF may still become a ping");
     }
 
+    /// A slow peer's headers are searched once: each call looks only at
+    /// what came since the last (and 3 bytes before it).
+    #[test]
+    fn a_framer_searches_each_byte_once_however_slowly_it_comes() {
+        let mut framer = Framer::default();
+        let mut buf = b"OPTIONS sip:x SIP/2.0\r\nSubject: ".to_vec();
+        for _ in 0..4000 {
+            buf.push(b'x');
+            assert_eq!(framer.next(&buf, 16_384), Ok(Frame::Incomplete));
+            assert_eq!(framer.searched, buf.len() - 3);
+        }
+        buf.extend_from_slice(b"\r\nl: 2\r\n\r\nhi");
+        let len = buf.len();
+        assert_eq!(framer.next(&buf, 16_384), Ok(Frame::Message { len }));
+        assert_eq!(framer.searched, 0, "the next frame starts afresh");
+        // The body arriving after the headers does not rescan them.
+        let mut framer = Framer::default();
+        let head = b"MESSAGE sip:b SIP/2.0\r\nl: 3\r\n\r\n";
+        assert_eq!(framer.next(head, 16_384), Ok(Frame::Incomplete));
+        assert_eq!(framer.searched, head.len() - 4);
+    }
+
     /// Feeds `stream` into a growing buffer in pieces cut at `cuts`, taking
     /// every frame off the front as it comes, until an error or the end:
-    /// the frames (and the error), and what stays buffered.
+    /// the frames (and the error), and what stays buffered. With cuts, a
+    /// [`Framer`] frames it; without, [`next_frame`].
     fn feed(
         stream: &[u8],
         cuts: &[usize],
@@ -501,11 +561,19 @@ Content-Length: 0\r\n\
         let mut frames = Vec::new();
         let mut buf = Vec::new();
         let mut from = 0;
+        // A split stream goes through a Framer, as a connection's bytes
+        // will; the whole one through next_frame, the reference.
+        let mut framer = Framer::default();
         for to in cuts.iter().copied().chain(std::iter::once(stream.len())) {
             buf.extend_from_slice(&stream[from..to]);
             from = to;
             loop {
-                match next_frame(&buf, max) {
+                let frame = if cuts.is_empty() {
+                    next_frame(&buf, max)
+                } else {
+                    framer.next(&buf, max)
+                };
+                match frame {
                     Ok(Frame::Incomplete) => break,
                     Ok(f) => {
                         assert!(f.consumed() > 0 && f.consumed() <= buf.len());
