@@ -160,10 +160,7 @@ pub(crate) mod testing {
         let listen = socket.local_addr().unwrap();
         let port = listen.port();
         let mut io = wrap(socket);
-        let client = UdpSocket::bind(client).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        let client = client_socket(client);
         let targets: Vec<IpAddr> = targets.iter().map(|t| t.parse().unwrap()).collect();
         for (k, ip) in targets.iter().enumerate() {
             client
@@ -215,6 +212,16 @@ pub(crate) mod testing {
         assert_eq!(refused, 0);
     }
 
+    /// The peer of these tests: a socket on `addr` that waits at most 5 s
+    /// for an answer, so a missing one fails the test instead of hanging.
+    fn client_socket(addr: &str) -> UdpSocket {
+        let client = UdpSocket::bind(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client
+    }
+
     /// A run of datagrams committed at once leaves in the order committed,
     /// whether or not each carries a source-address control message (the
     /// two take different system calls or opcodes): a 200 overtaking its
@@ -222,10 +229,7 @@ pub(crate) mod testing {
     pub fn a_batch_leaves_in_commit_order<B: Backend>(wrap: impl FnOnce(UdpSocket) -> B) {
         const N: u8 = 100;
         let mut io = wrap(shard_socket("0.0.0.0:0"));
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        let client = client_socket("127.0.0.1:0");
         let to = client.local_addr().unwrap();
         let mut refused = 0;
         for k in 0..N {
@@ -251,10 +255,7 @@ pub(crate) mod testing {
     /// `from: None` one from the address the route picks.
     pub fn refusals_are_counted<B: Backend>(wrap: impl FnOnce(UdpSocket) -> B) {
         let mut io = wrap(shard_socket("0.0.0.0:0"));
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        let client = client_socket("127.0.0.1:0");
         let to = client.local_addr().unwrap();
         let send = io.send_queue();
         for (byte, dest) in [
