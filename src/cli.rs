@@ -132,10 +132,17 @@ pub struct Args {
     /// TRANSPORT one of udp (the default when none is given), tcp, tls, ws,
     /// wss; repeat the flag for several addresses. IPv6 addresses are
     /// written in brackets: `[::1]:5060`. Port 0 picks a free port (printed
-    /// at start-up). Only udp listens today; the others are refused at
-    /// start-up until they land (issue #14).
+    /// at start-up). udp and tcp listen today, and a tcp listen needs a
+    /// udp one beside it (requests leave over UDP); tls, ws and wss are
+    /// refused at start-up until they land (issue #14).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:5060")]
     pub listen: Vec<ListenSpec>,
+
+    /// Most TCP connections open at once, over all shards (each shard
+    /// takes an equal share); a connection over it is closed as it is
+    /// accepted, and counted.
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    pub max_connections: usize,
 
     /// Address this proxy writes in its Via and Record-Route and recognises
     /// as itself. Default: the first --listen address (127.0.0.1 with a

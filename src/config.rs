@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use crate::admit::guard::Guard;
 use crate::cli::{Args, FsyncPolicy, IoChoice, Mode, OverContacts, Steer};
 use crate::io::socket::SocketOptions;
+use crate::proxy::conn_param::ConnKey;
 use crate::proxy::ProxyConfig;
 use crate::registrar::{OverLimit, RegistrarConfig};
 use crate::sip::Host;
@@ -15,8 +16,13 @@ use crate::transport::{ListenSpec, Transport};
 /// Everything the server needs, checked.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Addresses to bind (port 0 resolved at bind time).
+    /// UDP addresses to bind (port 0 resolved at bind time): one shard
+    /// group each.
     pub listen: Vec<SocketAddr>,
+    /// Stream listen addresses, which every shard binds too.
+    pub stream_listen: Vec<(Transport, SocketAddr)>,
+    /// Most connections per shard.
+    pub max_connections_per_shard: usize,
     /// Explicit --advertise, if given.
     pub advertise: Option<SocketAddr>,
     /// Upstreams for requests with no IP next hop.
@@ -76,6 +82,12 @@ pub enum ConfigError {
     NoListen,
     /// A --listen address for a transport that does not listen yet.
     ListenTransport(ListenSpec),
+    /// Stream listens with no UDP one: requests leave over UDP today.
+    NoUdpListen,
+    /// `--max-connections 0`.
+    MaxConnections,
+    /// More than 256 shards in all with a stream listen.
+    StreamShards(usize),
     /// An --advertise address that is a wildcard (0.0.0.0, ::) or port 0.
     Advertise(SocketAddr),
     /// A --domain that is not a host name or address.
@@ -93,9 +105,19 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Shards(n) => write!(f, "--shards {n}: give 1 to {MAX_SHARDS}"),
             ConfigError::NoListen => f.write_str("no --listen address"),
+            ConfigError::NoUdpListen => f.write_str(
+                "--listen: a tcp listen needs a udp one beside it (requests are forwarded \
+                 over UDP until outbound connections land, issue #14)",
+            ),
+            ConfigError::MaxConnections => f.write_str("--max-connections 0: give at least 1"),
+            ConfigError::StreamShards(n) => write!(
+                f,
+                "{n} shards in all (--shards times the udp listens): a server with tcp \
+                 listens runs at most 256"
+            ),
             ConfigError::ListenTransport(spec) => write!(
                 f,
-                "--listen {spec}: only UDP listens today; TCP, TLS and WebSocket listeners \
+                "--listen {spec}: only UDP and TCP listens today; TLS and WebSocket listeners \
                  are not built yet (issue #14)"
             ),
             ConfigError::Advertise(a) => {
@@ -149,8 +171,29 @@ impl Config {
         if args.listen.is_empty() {
             return Err(ConfigError::NoListen);
         }
-        if let Some(spec) = args.listen.iter().find(|l| l.transport != Transport::Udp) {
+        let streams_built = [Transport::Udp, Transport::Tcp];
+        if let Some(spec) = args
+            .listen
+            .iter()
+            .find(|l| !streams_built.contains(&l.transport))
+        {
             return Err(ConfigError::ListenTransport(*spec));
+        }
+        if !args.listen.iter().any(|l| l.transport == Transport::Udp) {
+            return Err(ConfigError::NoUdpListen);
+        }
+        if args.max_connections == 0 {
+            return Err(ConfigError::MaxConnections);
+        }
+        // A connection id names its shard in 8 bits.
+        let udp_listens = args
+            .listen
+            .iter()
+            .filter(|l| l.transport == Transport::Udp)
+            .count();
+        let has_streams = args.listen.iter().any(|l| l.transport.is_stream());
+        if has_streams && shards * udp_listens > 256 {
+            return Err(ConfigError::StreamShards(shards * udp_listens));
         }
         if let Some(a) = args.advertise {
             if a.ip().is_unspecified() || a.port() == 0 {
@@ -240,7 +283,19 @@ impl Config {
                 failure_limit: (args.auth_fail_limit > 0)
                     .then(|| (args.auth_fail_limit, args.ban_time.saturating_mul(1000))),
             }),
-            listen: args.listen.iter().map(|l| l.addr).collect(),
+            listen: args
+                .listen
+                .iter()
+                .filter(|l| l.transport == Transport::Udp)
+                .map(|l| l.addr)
+                .collect(),
+            stream_listen: args
+                .listen
+                .iter()
+                .filter(|l| l.transport != Transport::Udp)
+                .map(|l| (l.transport, l.addr))
+                .collect(),
+            max_connections_per_shard: args.max_connections.div_ceil(shards),
             advertise: args.advertise,
             upstreams: args.upstream.clone(),
             record_route: args.record_route,
@@ -294,6 +349,7 @@ impl Config {
                 redirect: self.mode == Mode::Redirect,
                 nat: self.nat,
                 advertise_arrival,
+                conn_key: ConnKey::default(),
             },
             warning,
         )
@@ -370,6 +426,46 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, ConfigError::ListenTransport(s) if s.transport == Transport::Tls));
         assert!(e.to_string().contains("--listen tls:127.0.0.1:5061"), "{e}");
+    }
+
+    #[test]
+    fn tcp_listens_beside_udp_and_share_the_connection_limit() {
+        let c = cfg(&[
+            "--listen",
+            "127.0.0.1:5060",
+            "--listen",
+            "tcp:127.0.0.1:5060",
+            "--listen",
+            "tcp:[::1]:5062",
+            "--shards",
+            "3",
+            "--max-connections",
+            "100",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.listen,
+            vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            c.stream_listen,
+            vec![
+                (Transport::Tcp, "127.0.0.1:5060".parse().unwrap()),
+                (Transport::Tcp, "[::1]:5062".parse().unwrap())
+            ]
+        );
+        assert_eq!(
+            c.max_connections_per_shard, 34,
+            "100 over 3 shards, rounded up"
+        );
+        assert_eq!(
+            cfg(&["--listen", "tcp:127.0.0.1:5060"]).unwrap_err(),
+            ConfigError::NoUdpListen
+        );
+        assert_eq!(
+            cfg(&["--max-connections", "0"]).unwrap_err(),
+            ConfigError::MaxConnections
+        );
     }
 
     #[test]

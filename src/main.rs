@@ -156,6 +156,11 @@ fn main() -> ExitCode {
 /// state-directory note, the access settings.
 fn banner(cfg: &Config, server: &Server) {
     let listen = list(server.bound.iter());
+    let mut listening = format!("{listen} (udp)");
+    for (transport, addr) in &server.stream_bound {
+        let name = transport.via_token().to_ascii_lowercase();
+        listening.push_str(&format!(", {addr} ({name})"));
+    }
     let proxy = &server.shared.proxy;
     let domains: Vec<String> = proxy
         .domains
@@ -185,7 +190,7 @@ fn banner(cfg: &Config, server: &Server) {
         record_route = proxy.record_route,
         upstreams = %upstreams,
         pin = cfg.pin,
-        "sipshard {}: {role} listening on {listen} (udp), {} shard(s), io={}, steer={steer}, \
+        "sipshard {}: {role} listening on {listening}, {} shard(s), io={}, steer={steer}, \
          advertise {}, record-route {record_route}, upstreams [{upstreams}]{}",
         env!("CARGO_PKG_VERSION"),
         server.shards(),

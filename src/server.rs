@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,11 +17,13 @@ use crate::config::Config;
 use crate::io::mmsg::Mmsg;
 use crate::io::socket::bind_shard_socket;
 use crate::io::steer as steering;
+use crate::io::tcp::{self, Streams};
 use crate::io::uring::{self, Uring};
 use crate::location::owner::Owner;
 use crate::location::store::{self, Fsync, Store};
 use crate::location::{owner_of, AorRecord, LocationOp};
 use crate::shard::{self, counters::ShardCounters, unix_now, Shard, Shared};
+use crate::transport::Transport;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -90,8 +92,10 @@ pub struct Recovery {
 
 /// A running server.
 pub struct Server {
-    /// The listen addresses as bound (port 0 resolved).
+    /// The UDP listen addresses as bound (port 0 resolved).
     pub bound: Vec<SocketAddr>,
+    /// The stream listen addresses as bound, with their transport.
+    pub stream_bound: Vec<(Transport, SocketAddr)>,
     /// What the shards share (routing and registrar configuration,
     /// inboxes).
     pub shared: Arc<Shared>,
@@ -221,7 +225,29 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     }
     let steer = attach_steering(steer_prog, cfg.shards, &sockets, &mut warnings);
     warnings.dedup();
-    let (proxy, warning) = cfg.proxy_config(&bound);
+    // Every shard binds its own listener for each stream address, so the
+    // kernel spreads connections over them (SO_REUSEPORT); the first
+    // resolves port 0 for the others.
+    let mut stream_bound = Vec::new();
+    let mut listeners: Vec<Vec<(TcpListener, Transport)>> =
+        (0..sockets.len()).map(|_| Vec::new()).collect();
+    for &(transport, want) in &cfg.stream_listen {
+        let mut addr = want;
+        for shard_listeners in &mut listeners {
+            let l =
+                tcp::bind_listener(addr).map_err(|source| StartupError::Bind { addr, source })?;
+            if addr.port() == 0 {
+                addr = l
+                    .local_addr()
+                    .map_err(|source| StartupError::Bind { addr, source })?;
+            }
+            shard_listeners.push((l, transport));
+        }
+        stream_bound.push((transport, addr));
+    }
+    let mut ours = bound.clone();
+    ours.extend(stream_bound.iter().map(|&(_, a)| a));
+    let (proxy, warning) = cfg.proxy_config(&ours);
     warnings.extend(warning);
     let shards = sockets.len();
     let registrar_on = !cfg.domains.is_empty();
@@ -252,12 +278,16 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         Vec::new()
     };
     let mut threads = Vec::new();
-    for (i, socket) in sockets.into_iter().enumerate() {
+    let (max_conns, max_message) = (cfg.max_connections_per_shard, cfg.guard.max_message_size);
+    for ((i, socket), shard_listeners) in sockets.into_iter().enumerate().zip(listeners) {
         let (shared, counters, stop) = (shared.clone(), counters.clone(), stop.clone());
         let core = cores.get(i % cores.len().max(1)).copied();
         let location = locations.remove(0);
-        // Only a registrar gets mail, so only it waits on its doorbell.
-        let wake = registrar_on.then(|| shared.inboxes[i].wake_fd());
+        // A registrar gets mail (REGISTERs, replica updates), and so does
+        // a shard with connections (their responses, from other shards):
+        // only they wait on their doorbell.
+        let wake =
+            (registrar_on || !shard_listeners.is_empty()).then(|| shared.inboxes[i].wake_fd());
         let t = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
@@ -267,15 +297,21 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                 // Buffers are allocated on the shard's own thread (and so,
                 // with mimalloc, from its own heap).
                 let mut shard = Shard::new(i, &shared, &counters[i], location);
-                let result = if use_uring {
-                    Uring::with_wake(socket, wake).and_then(|io| shard::run(io, &mut shard, &stop))
-                } else {
-                    let mut io = Mmsg::new(socket);
-                    if let Some(fd) = wake {
-                        io = io.with_wake(fd);
+                let streams = (!shard_listeners.is_empty())
+                    .then(|| Streams::new(i as u8, shard_listeners, max_conns, max_message))
+                    .transpose();
+                let result = streams.and_then(|streams| {
+                    if use_uring {
+                        Uring::with_wake(socket, wake)
+                            .and_then(|io| shard::run(io, streams, &mut shard, &stop))
+                    } else {
+                        let mut io = Mmsg::new(socket);
+                        if let Some(fd) = wake {
+                            io = io.with_wake(fd);
+                        }
+                        shard::run(io, streams, &mut shard, &stop)
                     }
-                    shard::run(io, &mut shard, &stop)
-                };
+                });
                 if result.is_err() {
                     // One shard failing stops the server rather than
                     // leaving it half alive.
@@ -288,6 +324,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     }
     Ok(Server {
         bound,
+        stream_bound,
         shared,
         registrar_note,
         recovery,

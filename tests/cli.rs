@@ -29,22 +29,26 @@ fn bad_flag_is_refused() {
 }
 
 #[test]
-fn an_unknown_transport_is_a_usage_error_and_tcp_is_refused_at_start() {
+fn an_unknown_transport_is_a_usage_error_and_tls_and_a_lone_tcp_are_refused_at_start() {
     let out = sipshard()
         .args(["--listen", "sctp:127.0.0.1:0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown transport"));
-    let out = sipshard()
-        .args(["--listen", "tcp:127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--listen tcp:127.0.0.1:0: only UDP listens today"),
-        "{err}"
+    let refused = |args: &[&str], says: &str| {
+        let out = sipshard().args(args).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    };
+    refused(
+        &["--listen", "127.0.0.1:0", "--listen", "tls:127.0.0.1:0"],
+        "--listen tls:127.0.0.1:0: only UDP and TCP listens today",
+    );
+    refused(
+        &["--listen", "tcp:127.0.0.1:0"],
+        "a tcp listen needs a udp one beside it",
     );
 }
 

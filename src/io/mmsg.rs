@@ -189,6 +189,17 @@ impl Backend for Mmsg {
         &mut self.send
     }
 
+    fn watch_streams(&mut self, fd: RawFd) {
+        self.streams = Some(fd);
+    }
+
+    /// Always: under load this loop never sleeps in `poll` (datagrams are
+    /// waiting), so it cannot tell; the epoll set is polled once per
+    /// batch, one `epoll_wait` more per `recvmmsg`.
+    fn streams_ready(&mut self) -> bool {
+        self.streams.is_some()
+    }
+
     fn name(&self) -> &'static str {
         "mmsg"
     }
@@ -206,6 +217,8 @@ pub struct Mmsg {
     pub send: SendBatch,
     /// An eventfd that ends the wait for traffic early (inbox mail).
     wake: Option<RawFd>,
+    /// The shard's connections' epoll set, which ends the wait too.
+    streams: Option<RawFd>,
 }
 
 /// Outcome of a flush.
@@ -231,6 +244,7 @@ impl Mmsg {
             recv: RecvBatch::new(),
             send: SendBatch::new(bound),
             wake: None,
+            streams: None,
         }
     }
 
@@ -249,34 +263,34 @@ impl Mmsg {
         if room == 0 {
             return Ok(0);
         }
-        let Some(wake) = self.wake else {
+        if self.wake.is_none() && self.streams.is_none() {
             return self.recv_some(room, libc::MSG_WAITFORONE);
-        };
+        }
         let n = self.recv_some(room, libc::MSG_DONTWAIT)?;
         // Answers queued before this poll (inbox mail) must not wait for
         // the next datagram: do not sleep with them unsent.
         if n > 0 || !self.send.is_empty() {
             return Ok(n);
         }
+        let pollfd = |fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // The socket, then the doorbell and the epoll set where given (a
+        // negative fd is ignored by poll).
         let mut fds = [
-            libc::pollfd {
-                fd: self.socket.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: wake,
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            pollfd(self.socket.as_raw_fd()),
+            pollfd(self.wake.unwrap_or(-1)),
+            pollfd(self.streams.unwrap_or(-1)),
         ];
         let ms = WAKE_INTERVAL.as_millis() as libc::c_int;
-        // SAFETY: `fds` is a live array of two pollfd structs.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        // SAFETY: `fds` is a live array of three pollfd structs.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, ms) };
         if r <= 0 {
             return Ok(0); // timeout or EINTR
         }
-        if fds[1].revents != 0 {
+        if let (Some(wake), true) = (self.wake, fds[1].revents != 0) {
             drain_eventfd(wake);
         }
         if fds[0].revents != 0 {

@@ -1,6 +1,7 @@
-//! Datagram I/O for the shards: sockets (`socket.rs`), the control
-//! messages that carry a datagram's local address (`cmsg.rs`) and the
-//! two backends. All `unsafe` of the crate's I/O lives under this module,
+//! The shards' I/O: UDP sockets (`socket.rs`), the control messages
+//! that carry a datagram's local address (`cmsg.rs`), the two datagram
+//! backends, and TCP listeners and connections (`tcp.rs`), which both
+//! backends wait on. All `unsafe` of the crate's I/O lives under this module,
 //! each block with its `// SAFETY:` note.
 //!
 //! Two backends behind one trait: `uring` (io_uring: multishot recvmsg over
@@ -14,10 +15,12 @@ pub mod eventfd;
 pub mod mmsg;
 pub mod socket;
 pub mod steer;
+pub mod tcp;
 pub mod uring;
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 
 use crate::transport::Dest;
 
@@ -29,10 +32,11 @@ pub trait SendQueue {
     /// `dest`. A [`Dest::Udp`] goes to its peer, from its `from` address
     /// when given (an `IP_PKTINFO`/`IPV6_PKTINFO` control message; the
     /// kernel refuses an address that is not ours) or from what the
-    /// socket's binding picks when None. A [`Dest::Conn`] is carried by no
-    /// backend yet: it is not sent, the slot stays free, and it is counted
-    /// as refused, like a datagram the kernel refuses ([`Backend::flush`]
-    /// reports both).
+    /// socket's binding picks when None. A [`Dest::Conn`] never reaches a
+    /// backend (the shard's `Sends` hands it to the connection's owner);
+    /// one that did would not be sent: the slot stays free, and it is
+    /// counted as refused, like a datagram the kernel refuses
+    /// ([`Backend::flush`] reports both).
     fn commit(&mut self, len: usize, dest: Dest);
 }
 
@@ -78,6 +82,16 @@ pub trait Backend {
     fn flush_before_poll(&mut self) -> usize {
         self.flush()
     }
+
+    /// Also waits on `fd`, the epoll set of the shard's connections
+    /// ([`tcp::Streams`]), so that a shard asleep for want of datagrams
+    /// wakes for a connection.
+    fn watch_streams(&mut self, fd: RawFd);
+
+    /// True when the streams' epoll set may have work since the last
+    /// call: the shard polls it then (a poll that finds nothing costs one
+    /// `epoll_wait`).
+    fn streams_ready(&mut self) -> bool;
 
     /// The backend's name for banners and metrics.
     fn name(&self) -> &'static str;

@@ -67,6 +67,8 @@ const SOCKET: types::Fixed = types::Fixed(0);
 const RECV_TAG: u64 = u64::MAX;
 /// The read of the wake eventfd (and, minus one, its cancellation).
 const WAKE_TAG: u64 = u64::MAX - 2;
+/// The poll of the shard's connections' epoll set (its cancel: one less).
+const STREAMS_TAG: u64 = u64::MAX - 4;
 /// Room before the payload in each receive buffer for the kernel's
 /// `io_uring_recvmsg_out` header, the source address and the control
 /// messages.
@@ -203,6 +205,11 @@ pub struct Uring {
     /// Where that read puts the counter (must not move while armed).
     wake_buf: Box<u64>,
     wake_armed: bool,
+    /// The shard's connections' epoll set, polled once at a time.
+    streams: Option<RawFd>,
+    streams_armed: bool,
+    /// Its poll completed since the shard last asked.
+    streams_ready: bool,
     /// How the ring runs its deferred work: said at start-up.
     taskrun: Taskrun,
 }
@@ -284,6 +291,9 @@ impl Uring {
             wake,
             wake_buf: Box::new(0),
             wake_armed: false,
+            streams: None,
+            streams_armed: false,
+            streams_ready: false,
             taskrun,
         };
         for bid in 0..RING_BUFFERS {
@@ -328,6 +338,22 @@ impl Uring {
             .user_data(RECV_TAG);
         self.push(&sqe)?;
         self.recv_armed = true;
+        Ok(())
+    }
+
+    /// Polls the connections' epoll set, once: its completion ends the
+    /// next wait, and it is armed again after the shard has polled the
+    /// set (a multishot poll would not fire again for events the shard
+    /// left unread in a level-triggered set).
+    fn arm_streams(&mut self) -> io::Result<()> {
+        let Some(fd) = self.streams else {
+            return Ok(());
+        };
+        let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(STREAMS_TAG);
+        self.push(&sqe)?;
+        self.streams_armed = true;
         Ok(())
     }
 
@@ -415,6 +441,11 @@ impl Uring {
                 self.wake_armed = false;
                 continue;
             }
+            if tag == STREAMS_TAG {
+                self.streams_armed = false;
+                self.streams_ready = true;
+                continue;
+            }
             if tag != RECV_TAG {
                 if result < 0 {
                     self.failed_sends += 1;
@@ -469,9 +500,19 @@ impl Uring {
                 .user_data(WAKE_TAG - 1);
             let _ = self.push(&cancel);
         }
+        if self.streams_armed {
+            let cancel = opcode::AsyncCancel::new(STREAMS_TAG)
+                .build()
+                .user_data(STREAMS_TAG - 1);
+            let _ = self.push(&cancel);
+        }
         let ts = types::Timespec::new().nsec(10_000_000);
         for _ in 0..100 {
-            if !self.recv_armed && !self.wake_armed && self.send.free.len() == SEND_SLOTS {
+            if !self.recv_armed
+                && !self.wake_armed
+                && !self.streams_armed
+                && self.send.free.len() == SEND_SLOTS
+            {
                 return;
             }
             let args = types::SubmitArgs::new().timespec(&ts);
@@ -479,6 +520,7 @@ impl Uring {
             for c in self.ring.completion() {
                 match c.user_data() {
                     WAKE_TAG => self.wake_armed = false,
+                    STREAMS_TAG => self.streams_armed = false,
                     RECV_TAG => {
                         if !cqueue::more(c.flags()) {
                             self.recv_armed = false;
@@ -509,6 +551,10 @@ impl Backend for Uring {
         }
         if self.wake.is_some() && !self.wake_armed {
             self.arm_wake()?;
+        }
+        // Armed again only once the shard has taken the last readiness.
+        if self.streams.is_some() && !self.streams_armed && !self.streams_ready {
+            self.arm_streams()?;
         }
         self.queue_sends()?;
         // Completions already posted and nothing to submit: take them
@@ -587,6 +633,14 @@ impl Backend for Uring {
 
     fn send_queue(&mut self) -> &mut SendSlots {
         &mut self.send
+    }
+
+    fn watch_streams(&mut self, fd: RawFd) {
+        self.streams = Some(fd);
+    }
+
+    fn streams_ready(&mut self) -> bool {
+        std::mem::take(&mut self.streams_ready)
     }
 
     fn name(&self) -> &'static str {

@@ -8,6 +8,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use super::branch::{write_branch, BRANCH_LEN};
+use super::conn_param::CID_PARAM;
 use super::nat::nat_edit;
 use super::route_set::RouteSet;
 use super::ProxyConfig;
@@ -19,7 +20,7 @@ use crate::transport::{Source, Transport};
 /// received/rport), so that routing allocates nothing.
 #[derive(Clone, Debug)]
 pub struct Scratch {
-    via: [u8; 128],
+    via: [u8; 192],
     via_len: usize,
     rr: [u8; 80],
     rr_len: usize,
@@ -41,7 +42,7 @@ pub struct Scratch {
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
-            via: [0; 128],
+            via: [0; 192],
             via_len: 0,
             rr: [0; 80],
             rr_len: 0,
@@ -188,6 +189,22 @@ pub fn forward<'e>(
         .ok_or(WriteError::BufferTooSmall)?;
     slot.copy_from_slice(&scratch.branch);
     scratch.via_len += BRANCH_LEN;
+    if let Some(conn) = src.conn {
+        // Its responses go back on the connection it came on (§18.2.2).
+        let cid = cfg.conn_key.write(conn);
+        let mut w = Out::new(
+            scratch
+                .via
+                .get_mut(scratch.via_len..)
+                .ok_or(WriteError::BufferTooSmall)?,
+        );
+        w.bytes(b";")
+            .and_then(|()| w.bytes(CID_PARAM))
+            .and_then(|()| w.bytes(b"="))
+            .and_then(|()| w.bytes(&cid))
+            .ok_or(WriteError::BufferTooSmall)?;
+        scratch.via_len += w.len;
+    }
     let strict_uri = strict_next
         .and_then(|i| msg.routes().nth(i))
         .and_then(Result::ok)

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::conn_param::ConnKey;
 use crate::sip::{Host, SipUri};
 
 /// What the proxy needs to know about itself and its neighbours.
@@ -31,6 +32,9 @@ pub struct ProxyConfig {
     /// `IP_PKTINFO`), and that address is us, so a host with a public
     /// address works without `--advertise`.
     pub advertise_arrival: bool,
+    /// The key of the `cid` our Via carries for a request that came on a
+    /// connection (see `conn_param.rs`).
+    pub conn_key: ConnKey,
 }
 
 impl ProxyConfig {
@@ -45,6 +49,7 @@ impl ProxyConfig {
             redirect: false,
             nat: false,
             advertise_arrival: false,
+            conn_key: ConnKey::default(),
         }
     }
 

@@ -26,6 +26,7 @@
 
 pub mod branch;
 pub mod checks;
+pub mod conn_param;
 pub mod edits;
 pub mod local;
 pub mod nat;
@@ -44,7 +45,7 @@ use branch::local_to_tag;
 pub use checks::{unsupported, PROXY_SUPPORTED};
 pub use edits::Scratch;
 pub use local::ProxyConfig;
-pub use nat::{nat_params, reply_address, NatEdit};
+pub use nat::{nat_params, reply_address, reply_dest, NatEdit};
 pub use request::check_request;
 
 /// A shard's view of the location service for one routing decision: its

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::edits::Out;
 use crate::sip::{Host, Message, Rport, Via};
+use crate::transport::{Dest, Source};
 
 /// Where a locally generated response to this request goes: the source
 /// address, at the source port when the client asked for rport (RFC 3581
@@ -14,6 +15,19 @@ pub fn reply_address(via: &Via<'_>, src: SocketAddr) -> SocketAddr {
     match via.rport {
         Rport::Requested | Rport::Value(_) => src,
         Rport::Absent => SocketAddr::new(src.ip(), via.port.unwrap_or(5060)),
+    }
+}
+
+/// Where the answers to a request go (§18.2.2): back on the connection
+/// it came on; for a datagram, to [`reply_address`] (the source when the
+/// request has no readable Via), from the address it reached.
+pub fn reply_dest(via: Option<&Via<'_>>, src: &Source) -> Dest {
+    match src.conn {
+        Some(conn) => Dest::Conn(conn),
+        None => Dest::Udp {
+            peer: via.map_or(src.peer, |v| reply_address(v, src.peer)),
+            from: Some(src.local.ip()),
+        },
     }
 }
 

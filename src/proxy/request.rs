@@ -4,7 +4,7 @@
 
 use super::checks::check;
 use super::edits::{forward, Scratch};
-use super::nat::reply_address;
+use super::nat::reply_dest;
 use super::route_set::RouteSet;
 use super::target::next_hop;
 use super::{Action, DropReason, Lookup, ProxyConfig};
@@ -29,10 +29,7 @@ pub fn check_request(
 /// Where the answers to a request with top Via `via` go: back to the
 /// client (§18.2.2, RFC 3581), from the address it reached.
 fn answers_to(via: &Via<'_>, src: &Source) -> Dest {
-    Dest::Udp {
-        peer: reply_address(via, src.peer),
-        from: Some(src.local.ip()),
-    }
+    reply_dest(Some(via), src)
 }
 
 /// Routes a request (not an ACK of our own answer: [`super::route`] took

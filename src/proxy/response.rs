@@ -44,6 +44,19 @@ pub(super) fn route_response(
         Some(_) => return Action::Drop(DropReason::Malformed),
         None => return Action::Drop(DropReason::NoNextVia),
     };
+    // The request came on a connection: back on it (§18.2.2), through
+    // the shard that owns it.
+    match cfg.conn_key.of_via(&top) {
+        None => {}
+        Some(Ok(id)) => {
+            if edits.remove_top_via(msg).is_err() {
+                return Action::Drop(DropReason::WriteFailed);
+            }
+            return Action::Forward(Dest::Conn(id));
+        }
+        // A `cid` we did not write: a forged or mangled Via.
+        Some(Err(())) => return Action::Drop(DropReason::NotOurVia),
+    }
     let ip = match next.received.map(Host::parse) {
         Some(Ok(Host::V4(a))) => IpAddr::V4(a),
         Some(Ok(Host::V6(a))) => IpAddr::V6(a),

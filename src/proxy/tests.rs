@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use super::branch::{BRANCH_LEN, OUR_BRANCH_PREFIX};
 use super::*;
 use crate::sip::{Rport, Via};
-use crate::transport::{Dest, Source};
+use crate::transport::{ConnId, Dest, Source, Transport};
 
 const US: &str = "192.0.2.10:5060";
 /// The caller, at the address its Via names.
@@ -849,4 +849,69 @@ fn drop_reasons_are_listed_in_counter_order() {
     for (i, r) in DropReason::ALL.iter().enumerate() {
         assert_eq!(*r as usize, i, "{}", r.name());
     }
+}
+
+/// Routes `data` as received from `src` on connection `conn` (TCP).
+fn run_on_conn(
+    cfg: &ProxyConfig,
+    data: &[u8],
+    src: &str,
+    conn: ConnId,
+) -> (Action<'static>, Vec<u8>) {
+    static EMPTY: std::sync::OnceLock<Replica> = std::sync::OnceLock::new();
+    let msg = Message::parse(data).unwrap();
+    let (mut scratch, mut edits) = (Scratch::default(), Edits::new());
+    let loc = Lookup {
+        replica: EMPTY.get_or_init(Replica::default),
+        now: 0,
+    };
+    let source = Source {
+        peer: addr(src),
+        local: addr(US),
+        transport: Transport::Tcp,
+        conn: Some(conn),
+    };
+    let action = route(&msg, &source, cfg, loc, &mut scratch, &mut edits);
+    let mut out = vec![0u8; data.len() + 512];
+    let n = match action {
+        Action::Forward(_) => edits.write(&msg, &mut out).unwrap(),
+        _ => 0,
+    };
+    out.truncate(n);
+    (action, out)
+}
+
+// §18.2.2: a request that came on a connection carries the connection in
+// our Via, and its responses go back on it; a forged one goes nowhere.
+#[test]
+fn responses_to_a_request_from_a_connection_go_back_on_it() {
+    let cfg = cfg();
+    let conn = ConnId::new(1, 42, 7);
+    let req = sub(invite(""), "SIP/2.0/UDP 192.0.2.1", "SIP/2.0/TCP 192.0.2.1");
+    let (action, fwd) = run_on_conn(&cfg, &req, "192.0.2.1:40000", conn);
+    assert_eq!(action, Action::Forward(to(CALLEE)), "leaves over UDP");
+    let m = Message::parse(&fwd).unwrap();
+    let ours = m.via().unwrap();
+    assert_eq!(cfg.conn_key.of_via(&ours), Some(Ok(conn)));
+    let top = format!(
+        "Via: {}\r\n",
+        String::from_utf8_lossy(m.top_via_value().unwrap().text)
+    );
+    let next = "Via: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bKabc;received=192.0.2.1\r\n";
+    let (action, out) = run(&cfg, &response(&top, next), CALLEE);
+    assert_eq!(action, Action::Forward(Dest::Conn(conn)));
+    check_out(&out, |m| {
+        assert_eq!(m.vias().count(), 1);
+        assert!(m.via().unwrap().params().any(|p| p.name == b"received"));
+    });
+    // Another client's connection named with a tag we did not write.
+    let forged = {
+        let cid = String::from_utf8(cfg.conn_key.write(conn).to_vec()).unwrap();
+        let other = format!("{:016x}{}", ConnId::new(1, 43, 7).0, &cid[16..]);
+        top.replace(&cid, &other)
+    };
+    let (action, _) = run(&cfg, &response(&forged, next), CALLEE);
+    assert_eq!(action, Action::Drop(DropReason::NotOurVia));
+    // A datagram's request carries no cid.
+    assert!(!String::from_utf8_lossy(&forwarded(&invite(""), "192.0.2.1:5060")).contains("cid="));
 }

@@ -12,10 +12,11 @@ use crate::auth::write_challenge;
 use crate::io::SendQueue;
 use crate::location::AorRecord;
 use crate::proxy::branch::local_to_tag;
-use crate::proxy::{nat_params, reply_address, unsupported, DropReason, PROXY_SUPPORTED};
+use crate::proxy::{nat_params, reply_dest, unsupported, DropReason, PROXY_SUPPORTED};
 use crate::registrar::reply::{contacts, ok_headers};
 use crate::registrar::RegisterError;
 use crate::sip::{HeaderName, Message, Method, ResponseWriter, ViaEdit, WriteError};
+use crate::transport::stream::FrameError;
 use crate::transport::{Dest, Source};
 
 /// Methods a stateless proxy passes on, for `Allow` in answers to OPTIONS.
@@ -32,6 +33,8 @@ enum Refused {
     },
     /// 513 (§21.5.14).
     TooLarge,
+    /// 400 or 513: a connection's bytes cannot be framed (§18.3).
+    Unframeable(FrameError),
 }
 
 impl Refused {
@@ -39,6 +42,7 @@ impl Refused {
         match self {
             Refused::Unavailable { .. } => (503, "Service Unavailable"),
             Refused::TooLarge => (513, "Message Too Large"),
+            Refused::Unframeable(e) => (e.status(), e.reason()),
         }
     }
 }
@@ -80,6 +84,36 @@ impl<'a> Shard<'a> {
             return self.drop(DropReason::Oversize);
         }
         self.answer_plain(msg, src, Refused::TooLarge, send)
+    }
+
+    /// The answer to bytes a connection sent that cannot be framed
+    /// (§18.3): 400 with the reason (513 when too large) if their header
+    /// block parses as a request; the connection closes either way.
+    pub fn refuse_unframeable<S: SendQueue>(
+        &mut self,
+        bytes: &[u8],
+        src: &Source,
+        e: FrameError,
+        send: &mut S,
+    ) -> Outcome {
+        add(&self.counters.received, 1);
+        let reason = match e {
+            FrameError::TooLarge => DropReason::Oversize,
+            _ => DropReason::Malformed,
+        };
+        // The header block alone: its body, if any, is what is in doubt,
+        // and so is its Content-Length (a copy without it, on this path
+        // that ends a connection).
+        let Some(end) = memchr::memmem::find(bytes, b"\r\n\r\n") else {
+            return self.drop(reason);
+        };
+        let head = without_content_length(&bytes[..end + 4]);
+        match Message::parse(&head) {
+            Ok(msg) if answerable(&msg) => {
+                self.answer_plain(&msg, src, Refused::Unframeable(e), send)
+            }
+            _ => self.drop(reason),
+        }
     }
 
     /// 503 for a REGISTER the shard cannot take now (a full owner inbox,
@@ -137,13 +171,25 @@ impl<'a> Shard<'a> {
     }
 }
 
-/// Where a local answer to `msg` goes (see [`reply_address`]; the source
-/// when the request has no readable Via), from the address it came to.
-pub(super) fn reply_to(msg: &Message<'_>, src: &Source) -> Dest {
-    Dest::Udp {
-        peer: msg.via().map_or(src.peer, |v| reply_address(&v, src.peer)),
-        from: Some(src.local.ip()),
+/// A header block without its Content-Length lines (long or compact
+/// form, §7.3.3), so that it parses as a message with no body.
+fn without_content_length(head: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len());
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        let name = name.trim_ascii();
+        let is_length =
+            name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l");
+        if !(is_length && line.contains(&b':')) {
+            out.extend_from_slice(line);
+        }
     }
+    out
+}
+
+/// Where a local answer to `msg` goes (see [`reply_dest`]).
+pub(super) fn reply_to(msg: &Message<'_>, src: &Source) -> Dest {
+    reply_dest(msg.via().ok().as_ref(), src)
 }
 
 /// Queues a written answer (counted by status class), or counts the

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_utils::CachePadded;
 
+use crate::io::tcp::StreamCounts;
 use crate::proxy::DropReason;
 
 /// Number of [`DropReason`] values, for the drop counter array.
@@ -73,9 +74,42 @@ pub struct ShardCounters {
     pub replica_delay_max_us: AtomicU64,
     /// Time spent handling sampled datagrams.
     pub handle_time: HandleTime,
+    /// TCP connections accepted.
+    pub conns_accepted: AtomicU64,
+    /// TCP connections refused at accept (`--max-connections`).
+    pub conns_refused: AtomicU64,
+    /// TCP connections closed, for any reason.
+    pub conns_closed: AtomicU64,
+    /// TCP connections closed because their bytes could not be framed
+    /// (§18.3), after their answer.
+    pub conns_unframeable: AtomicU64,
+    /// TCP connections closed because the peer did not read its
+    /// responses.
+    pub conns_overflowed: AtomicU64,
+    /// Messages for a connection that had gone.
+    pub conn_sends_gone: AtomicU64,
+    /// TCP connections open (a gauge).
+    pub conns_open: AtomicU64,
 }
 
 impl ShardCounters {
+    /// Adds what the shard's connections did since the last call.
+    pub fn count_streams(&self, c: StreamCounts, open: usize) {
+        for (counter, n) in [
+            (&self.conns_accepted, c.accepted),
+            (&self.conns_refused, c.refused),
+            (&self.conns_closed, c.closed),
+            (&self.conns_unframeable, c.frame_errors),
+            (&self.conns_overflowed, c.overflows),
+            (&self.conn_sends_gone, c.sends_to_gone),
+        ] {
+            if n > 0 {
+                add(counter, n);
+            }
+        }
+        self.conns_open.store(open as u64, Relaxed);
+    }
+
     /// Counts one drop.
     #[inline]
     pub fn dropped(&self, r: DropReason) {

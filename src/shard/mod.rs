@@ -23,6 +23,7 @@ pub mod mail;
 pub mod outcome;
 mod pipeline;
 mod registration;
+mod sends;
 mod shared;
 
 use std::collections::VecDeque;
@@ -33,7 +34,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::admit::failures::FailureLimiter;
 use crate::admit::Admission;
 use crate::auth::NonceCounts;
-use crate::io::Backend;
+use crate::io::tcp::{Outgoing, Received, Streams};
+use crate::io::{Backend, SendQueue};
 use crate::location::owner::Owner;
 use crate::proxy::{DropReason, Scratch};
 use crate::transport::Source;
@@ -41,6 +43,7 @@ use counters::{add, ShardCounters};
 use drop_log::DropLog;
 use mail::{Mail, Outbox};
 pub use outcome::Outcome;
+use sends::Sends;
 pub use shared::Shared;
 
 /// Unix time in seconds (the clock bindings expire by).
@@ -153,13 +156,28 @@ impl<'a> Shard<'a> {
 }
 
 /// Runs the shard loop until `stop` is set, then sends what is queued.
-pub fn run<B: Backend>(mut io: B, shard: &mut Shard<'_>, stop: &AtomicBool) -> io::Result<()> {
+/// `streams` are the shard's TCP listeners and connections, if any: the
+/// backend wakes for them, and the loop polls them after each batch.
+pub fn run<B: Backend>(
+    mut io: B,
+    mut streams: Option<Streams>,
+    shard: &mut Shard<'_>,
+    stop: &AtomicBool,
+) -> io::Result<()> {
     let counters = shard.counters;
+    let (me, inboxes) = (shard.index, &shard.shared.inboxes[..]);
+    let mut out = Outgoing::default();
+    if let Some(s) = &streams {
+        io.watch_streams(s.fd());
+    }
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         shard.now = unix_now();
         shard.now_ms = started.elapsed().as_millis() as u64;
-        shard.drain_inbox(io.send_queue());
+        let mut failed = 0;
+        let mut sends = Sends::new(io.send_queue(), &mut out, me, inboxes);
+        shard.drain_inbox(&mut sends);
+        failed += sends.failed;
         // io_uring submits queued sends inside `poll`: log first.
         shard.commit_log();
         let mut first = true;
@@ -176,13 +194,66 @@ pub fn run<B: Backend>(mut io: B, shard: &mut Shard<'_>, stop: &AtomicBool) -> i
                 counters.dropped(DropReason::Oversize);
                 return shard.log_drop(DropReason::Oversize, Some(src), d.bytes);
             }
-            let _ = shard.handle(d.bytes, &Source::udp(src, d.local), send);
+            let mut sends = Sends::new(send, &mut out, me, inboxes);
+            let _ = shard.handle(d.bytes, &Source::udp(src, d.local), &mut sends);
+            failed += sends.failed;
         })?;
+        match streams.as_mut() {
+            Some(s) => {
+                if io.streams_ready() || s.has_stalled() {
+                    failed += poll_streams(s, shard, io.send_queue(), &mut out);
+                }
+                s.send_all(&mut out);
+                counters.count_streams(s.take_counts(), s.open());
+            }
+            None => failed += out.clear(),
+        }
         shard.after_batch();
         // The next poll follows: io_uring submits these with its wait.
-        add(&counters.send_failed, io.flush_before_poll() as u64);
+        add(
+            &counters.send_failed,
+            (failed + io.flush_before_poll()) as u64,
+        );
     }
     shard.after_batch();
     add(&counters.send_failed, io.flush() as u64);
+    if let Some(s) = streams.as_mut() {
+        s.send_all(&mut out);
+    }
     Ok(())
+}
+
+/// Handles what the shard's connections delivered, while there is a send
+/// slot to answer into; returns the messages for connections that could
+/// not be queued.
+fn poll_streams<Q: SendQueue>(
+    streams: &mut Streams,
+    shard: &mut Shard<'_>,
+    queue: &mut Q,
+    out: &mut Outgoing,
+) -> usize {
+    let (me, inboxes) = (shard.index, &shard.shared.inboxes[..]);
+    let mut failed = 0;
+    let mut first = true;
+    streams.poll(|received, src| {
+        let mut sends = Sends::new(&mut *queue, &mut *out, me, inboxes);
+        if sends.slot().is_none() {
+            return false;
+        }
+        if std::mem::take(&mut first) {
+            shard.apply_updates();
+        }
+        match received {
+            Received::Message(bytes) => {
+                add(&shard.counters.received, 1);
+                let _ = shard.handle(bytes, src, &mut sends);
+            }
+            Received::Unframeable(bytes, e) => {
+                let _ = shard.refuse_unframeable(bytes, src, e, &mut sends);
+            }
+        }
+        failed += sends.failed;
+        true
+    });
+    failed
 }

@@ -141,7 +141,9 @@ impl<'a> Shard<'a> {
         write: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Outcome {
         let to = reply_to(msg, src);
-        if self.shared.can_send_as(self.index, arrived_on, src.local) {
+        // An answer for a connection reaches its owner whoever writes it
+        // (see `sends.rs`).
+        if src.conn.is_some() || self.shared.can_send_as(self.index, arrived_on, src.local) {
             let Some(slot) = send.slot() else {
                 return self.drop(DropReason::WriteFailed);
             };

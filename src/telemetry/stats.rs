@@ -101,6 +101,16 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
         total(all, |c| &c.auth_failures),
         total(all, |c| &c.auth_bans),
     );
+    let _ = write!(
+        s,
+        " conns_accepted={} conns_refused={} conns_closed={} conns_unframeable={} conns_overflowed={} conn_sends_gone={}",
+        total(all, |c| &c.conns_accepted),
+        total(all, |c| &c.conns_refused),
+        total(all, |c| &c.conns_closed),
+        total(all, |c| &c.conns_unframeable),
+        total(all, |c| &c.conns_overflowed),
+        total(all, |c| &c.conn_sends_gone),
+    );
     s.push_str(" drops:");
     for r in DropReason::ALL {
         let _ = write!(s, " {}={}", r.name(), total(all, |c| &c.drops[r as usize]));

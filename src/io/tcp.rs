@@ -1,0 +1,737 @@
+//! SIP over TCP, owned per shard, on the portable path: each shard binds
+//! its own `SO_REUSEPORT` listener for every `tcp:` listen address, accepts
+//! from it, and is the only reader, writer and closer of the connections
+//! it accepted, for their whole life (ARCHITECTURE.md, "Ownership"). The
+//! kernel spreads new connections over the shards' listeners by 4-tuple.
+//!
+//! Driven through an epoll set, level-triggered, polled without waiting:
+//! the shard's backend (io_uring or recvmmsg) waits on the epoll
+//! descriptor beside its UDP socket and says when to poll it, so both
+//! backends carry TCP the same way, and a container that refuses io_uring
+//! loses nothing.
+//!
+//! # Invariants
+//! - A connection reads at most [`READ_CHUNK`] bytes per poll, so one busy
+//!   peer cannot starve the others or the UDP socket.
+//! - A connection holds bytes only while a message is partial (`rx`) or
+//!   the kernel has not taken what it was sent (`tx`): an idle connection
+//!   owns no buffer. `rx` never holds more than `max_message +
+//!   READ_CHUNK` bytes; `tx` more than [`TX_LIMIT`]: a peer that does not
+//!   read its responses is closed, not buffered for.
+//! - A framing error closes the connection (RFC 3261 §18.3: the framing
+//!   is lost), after the handler has had the chance to answer it.
+//! - Nothing here panics on anything a peer sends.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::transport::stream::{Frame, FrameError, Framer, PONG};
+use crate::transport::{ConnId, ConnTable, Source, Transport};
+
+/// Bytes read from one connection per poll.
+pub const READ_CHUNK: usize = 65_536;
+
+/// Bytes a connection may have waiting for the kernel before it is closed
+/// as a peer that does not read (about a thousand SIP messages).
+pub const TX_LIMIT: usize = 1 << 20;
+
+/// Connections accepted per listener per poll: a connection flood waits
+/// in the listen backlog rather than holding up the shard.
+const ACCEPTS_PER_POLL: usize = 64;
+
+/// Events taken per `epoll_wait`.
+const EVENTS: usize = 256;
+
+/// Listen backlog of each shard's listener.
+const BACKLOG: i32 = 1024;
+
+/// The epoll token of listener `i`: from the top of the u64 range, where
+/// no connection id falls (the table never hands out slot 0xff_ffff).
+fn listener_token(i: usize) -> u64 {
+    u64::MAX - i as u64
+}
+
+/// Binds a shard's listener to `addr` with `SO_REUSEPORT`, non-blocking.
+pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// What a connection delivered.
+#[derive(Debug)]
+pub enum Received<'a> {
+    /// One whole SIP message, framed by its Content-Length (§18.3).
+    Message(&'a [u8]),
+    /// Bytes that cannot be framed, from the front of what is buffered:
+    /// answer them if they parse as a request; the connection closes.
+    Unframeable(&'a [u8], FrameError),
+}
+
+/// What the streams did since the counts were last taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamCounts {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections closed at accept because the table was full.
+    pub refused: u64,
+    /// Connections closed (by the peer, an error, a framing error or an
+    /// overflow).
+    pub closed: u64,
+    /// Connections closed for a framing error.
+    pub frame_errors: u64,
+    /// Connections closed because the peer did not read ([`TX_LIMIT`]).
+    pub overflows: u64,
+    /// Bytes to a connection that was gone.
+    pub sends_to_gone: u64,
+}
+
+/// Messages for this shard's connections, queued while the shard handles
+/// a batch and handed to the connections after it ([`Streams::send_all`]),
+/// so that a handler can answer on the connection it is reading.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    bytes: Vec<u8>,
+    items: Vec<(ConnId, usize, usize)>,
+}
+
+impl Outgoing {
+    /// Queues `data` for connection `conn`.
+    pub fn push(&mut self, conn: ConnId, data: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        self.items.push((conn, start, data.len()));
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Drops what is queued (a shard with no connections); returns how
+    /// many messages that was.
+    pub fn clear(&mut self) -> usize {
+        let n = self.items.len();
+        self.items.clear();
+        self.bytes.clear();
+        n
+    }
+}
+
+struct Listener {
+    sock: TcpListener,
+    transport: Transport,
+    local: SocketAddr,
+}
+
+struct Conn {
+    sock: TcpStream,
+    transport: Transport,
+    peer: SocketAddr,
+    local: SocketAddr,
+    framer: Framer,
+    /// Bytes of a partial message (or of whole ones left for want of a
+    /// send slot), front first.
+    rx: Vec<u8>,
+    /// Bytes the kernel has not taken yet.
+    tx: Vec<u8>,
+    /// EPOLLOUT is armed (`tx` is not empty).
+    writing: bool,
+}
+
+/// How a connection's handling ended.
+enum Next {
+    /// Read everything; wait for more.
+    Idle,
+    /// Whole messages are left in `rx` for want of room to answer.
+    Stalled,
+    /// Close it.
+    Close,
+    /// Close it once the answers queued for it are sent.
+    CloseAfterSend,
+}
+
+/// One shard's listeners and connections.
+pub struct Streams {
+    epoll: OwnedFd,
+    listeners: Vec<Listener>,
+    conns: ConnTable<Conn>,
+    events: Vec<libc::epoll_event>,
+    scratch: Box<[u8]>,
+    max_message: usize,
+    /// Connections stalled with whole messages in `rx`: handled first at
+    /// the next poll.
+    stalled: Vec<ConnId>,
+    /// Connections to close once their answers are sent.
+    closing: Vec<ConnId>,
+    counts: StreamCounts,
+}
+
+impl Streams {
+    /// Shard `shard`'s streams over `listeners` (bound by
+    /// [`bind_listener`]), with at most `max_conns` connections and
+    /// messages of at most `max_message` bytes.
+    pub fn new(
+        shard: u8,
+        listeners: Vec<(TcpListener, Transport)>,
+        max_conns: usize,
+        max_message: usize,
+    ) -> io::Result<Streams> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is
+        // a new descriptor that we own from here on.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by epoll_create1, owned by no one else.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut s = Streams {
+            epoll,
+            listeners: Vec::new(),
+            // Slot 0xff_ffff is never handed out (see `listener_token`).
+            conns: ConnTable::new(shard, max_conns.clamp(1, (1 << 24) - 1)),
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS],
+            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            max_message,
+            stalled: Vec::new(),
+            closing: Vec::new(),
+            counts: StreamCounts::default(),
+        };
+        for (i, (sock, transport)) in listeners.into_iter().enumerate() {
+            let local = sock.local_addr()?;
+            s.ctl(
+                libc::EPOLL_CTL_ADD,
+                sock.as_raw_fd(),
+                libc::EPOLLIN as u32,
+                listener_token(i),
+            )?;
+            s.listeners.push(Listener {
+                sock,
+                transport,
+                local,
+            });
+        }
+        Ok(s)
+    }
+
+    /// The epoll descriptor: readable when a listener or a connection has
+    /// something to do. The backend waits on it.
+    pub fn fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+
+    /// True when connections hold whole messages not handled for want of
+    /// a send slot: the next loop polls again without waiting.
+    pub fn has_stalled(&self) -> bool {
+        !self.stalled.is_empty()
+    }
+
+    /// Connections open.
+    pub fn open(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The counts since the last call, cleared.
+    pub fn take_counts(&mut self) -> StreamCounts {
+        std::mem::take(&mut self.counts)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` is a live epoll_event; the kernel copies it.
+        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Accepts, reads and writes what is ready, without waiting. `handle`
+    /// gets each message with its source and returns false when it has no
+    /// room to handle it (no free send slot): the message and those after
+    /// it stay buffered for the next poll.
+    pub fn poll(&mut self, mut handle: impl FnMut(Received<'_>, &Source) -> bool) {
+        // Messages left over from last time go first, in arrival order.
+        let stalled = std::mem::take(&mut self.stalled);
+        for (k, &id) in stalled.iter().enumerate() {
+            match self.handle_buffered(id, &mut handle) {
+                Next::Stalled => {
+                    // Still no room: keep the rest for the next poll.
+                    self.stalled.extend_from_slice(&stalled[k..]);
+                    return;
+                }
+                next => self.after(id, next),
+            }
+        }
+        // SAFETY: `events` is a live array of EVENTS epoll_event structs.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                EVENTS as libc::c_int,
+                0,
+            )
+        };
+        for k in 0..usize::try_from(n).unwrap_or(0) {
+            let libc::epoll_event { events, u64: token } = self.events[k];
+            if token > listener_token(self.listeners.len()) {
+                self.accept((u64::MAX - token) as usize);
+                continue;
+            }
+            let id = ConnId(token);
+            if events & libc::EPOLLOUT as u32 != 0 && !self.write_out(id) {
+                self.close(id);
+                continue;
+            }
+            let readable = libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP;
+            if events & readable as u32 != 0 && !self.stalled.contains(&id) {
+                let next = self.read(id, &mut handle);
+                self.after(id, next);
+            }
+        }
+    }
+
+    /// Acts on how a connection's handling ended; arms EPOLLOUT when it
+    /// left bytes for the kernel (a pong).
+    fn after(&mut self, id: ConnId, next: Next) {
+        match next {
+            Next::Idle => {}
+            Next::Stalled => self.stalled.push(id),
+            Next::Close => return self.close(id),
+            Next::CloseAfterSend => {
+                // Read no more from it; `send_all` closes it.
+                self.closing.push(id);
+                if let Some(conn) = self.conns.get(id) {
+                    let _ = self.ctl(libc::EPOLL_CTL_DEL, conn.sock.as_raw_fd(), 0, 0);
+                }
+                return;
+            }
+        }
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.tx.is_empty() || conn.writing {
+            return;
+        }
+        conn.writing = true;
+        let fd = conn.sock.as_raw_fd();
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32;
+        if self.ctl(libc::EPOLL_CTL_MOD, fd, events, id.0).is_err() {
+            self.close(id);
+        }
+    }
+
+    fn accept(&mut self, i: usize) {
+        let Some(l) = self.listeners.get(i) else {
+            return;
+        };
+        let (transport, local) = (l.transport, l.local);
+        for _ in 0..ACCEPTS_PER_POLL {
+            let Some(l) = self.listeners.get(i) else {
+                return;
+            };
+            let (sock, peer) = match l.sock.accept() {
+                Ok(a) => a,
+                // WouldBlock: the backlog is empty. Anything else (EMFILE,
+                // a connection reset before it was taken) ends this round.
+                Err(_) => return,
+            };
+            if sock.set_nonblocking(true).is_err() {
+                continue;
+            }
+            // SIP messages are whole writes; waiting for an ACK to
+            // coalesce them only adds latency.
+            let _ = sock.set_nodelay(true);
+            let local = sock.local_addr().unwrap_or(local);
+            let fd = sock.as_raw_fd();
+            let conn = Conn {
+                sock,
+                transport,
+                peer,
+                local,
+                framer: Framer::default(),
+                rx: Vec::new(),
+                tx: Vec::new(),
+                writing: false,
+            };
+            let Ok(id) = self.conns.insert(conn) else {
+                // Full: the connection is dropped (closed) at once.
+                self.counts.refused += 1;
+                continue;
+            };
+            let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+            if self.ctl(libc::EPOLL_CTL_ADD, fd, events, id.0).is_err() {
+                self.conns.remove(id);
+                self.counts.refused += 1;
+                continue;
+            }
+            self.counts.accepted += 1;
+        }
+    }
+
+    /// Reads once from `id` and handles the messages now whole.
+    fn read(&mut self, id: ConnId, handle: &mut impl FnMut(Received<'_>, &Source) -> bool) -> Next {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Next::Idle;
+        };
+        let n = match conn.sock.read(&mut self.scratch) {
+            Ok(0) => return Next::Close,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Idle,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Next::Idle,
+            Err(_) => return Next::Close,
+        };
+        if !conn.rx.is_empty() {
+            conn.rx.extend_from_slice(&self.scratch[..n]);
+            return self.handle_buffered(id, handle);
+        }
+        // The common case: whole messages straight from the read buffer;
+        // only a partial tail is copied.
+        let max = self.max_message;
+        let (used, next) = frame_all(id, conn, &self.scratch[..n], max, handle);
+        conn.rx.extend_from_slice(&self.scratch[used..n]);
+        next
+    }
+
+    /// Handles the whole messages in `id`'s `rx`.
+    fn handle_buffered(
+        &mut self,
+        id: ConnId,
+        handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
+    ) -> Next {
+        let max = self.max_message;
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Next::Idle;
+        };
+        let rx = std::mem::take(&mut conn.rx);
+        let (used, next) = frame_all(id, conn, &rx, max, handle);
+        conn.rx = rx;
+        conn.rx.drain(..used);
+        if conn.rx.is_empty() && conn.rx.capacity() > READ_CHUNK {
+            // A large message is done: give its memory back.
+            conn.rx = Vec::new();
+        }
+        next
+    }
+
+    /// Hands every queued message to its connection (each of this shard).
+    pub fn send_all(&mut self, out: &mut Outgoing) {
+        for k in 0..out.items.len() {
+            let (id, start, len) = out.items[k];
+            let data = &out.bytes[start..start + len];
+            if !self.send(id, data) {
+                self.close(id);
+            }
+        }
+        out.items.clear();
+        out.bytes.clear();
+        // Connections that lost their framing: their answers are written
+        // (or were refused by the kernel); now they close.
+        for id in std::mem::take(&mut self.closing) {
+            if let Some(conn) = self.conns.get_mut(id) {
+                let _ = conn.sock.write(&conn.tx);
+            }
+            self.counts.frame_errors += 1;
+            self.close(id);
+        }
+        if out.bytes.capacity() > 4 * TX_LIMIT {
+            out.bytes = Vec::new();
+        }
+    }
+
+    /// Writes `data` to `id`, or queues what the kernel does not take.
+    /// False when the connection must close (an error, or over
+    /// [`TX_LIMIT`]); true also when it is gone (counted).
+    fn send(&mut self, id: ConnId, data: &[u8]) -> bool {
+        let Some(conn) = self.conns.get_mut(id) else {
+            self.counts.sends_to_gone += 1;
+            return true;
+        };
+        if !conn.tx.is_empty() {
+            if conn.tx.len() + data.len() > TX_LIMIT {
+                self.counts.overflows += 1;
+                return false;
+            }
+            conn.tx.extend_from_slice(data);
+            return true;
+        }
+        let mut sent = 0;
+        while sent < data.len() {
+            match conn.sock.write(&data[sent..]) {
+                Ok(0) => return false,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return false,
+            }
+        }
+        if sent == data.len() {
+            return true;
+        }
+        conn.tx.extend_from_slice(&data[sent..]);
+        let (fd, events) = (
+            conn.sock.as_raw_fd(),
+            (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32,
+        );
+        conn.writing = true;
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events, id.0).is_ok()
+    }
+
+    /// Writes what `id` has waiting; false when it must close.
+    fn write_out(&mut self, id: ConnId) -> bool {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return true;
+        };
+        let mut sent = 0;
+        while sent < conn.tx.len() {
+            match conn.sock.write(&conn.tx[sent..]) {
+                Ok(0) => return false,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return false,
+            }
+        }
+        conn.tx.drain(..sent);
+        if !conn.tx.is_empty() || !conn.writing {
+            return true;
+        }
+        conn.tx = Vec::new();
+        conn.writing = false;
+        let fd = conn.sock.as_raw_fd();
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events, id.0).is_ok()
+    }
+
+    /// Closes `id`: the socket is closed (and so leaves the epoll set).
+    fn close(&mut self, id: ConnId) {
+        if self.conns.remove(id).is_some() {
+            self.counts.closed += 1;
+        }
+    }
+}
+
+/// Frames and handles the messages at the front of `buf`, a connection's
+/// bytes; returns how many bytes were used and what next. A ping is
+/// answered here (RFC 5626 §3.5.1).
+fn frame_all(
+    id: ConnId,
+    conn: &mut Conn,
+    buf: &[u8],
+    max_message: usize,
+    handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
+) -> (usize, Next) {
+    let src = Source {
+        peer: conn.peer,
+        local: conn.local,
+        transport: conn.transport,
+        conn: Some(id),
+    };
+    let mut at = 0;
+    loop {
+        let rest = &buf[at..];
+        match conn.framer.next(rest, max_message) {
+            Ok(Frame::Incomplete) => return (at, Next::Idle),
+            Ok(Frame::Skip { len }) => at += len,
+            Ok(Frame::Ping { len }) => {
+                // A pong is two bytes: if even they do not fit, the peer
+                // reads nothing and is closed as one.
+                if conn.tx.len() + PONG.len() > TX_LIMIT {
+                    return (at, Next::Close);
+                }
+                let written = if conn.tx.is_empty() {
+                    conn.sock.write(PONG).unwrap_or(0)
+                } else {
+                    0
+                };
+                // What the kernel did not take waits in `tx`.
+                conn.tx.extend_from_slice(&PONG[written.min(PONG.len())..]);
+                at += len;
+            }
+            Ok(Frame::Message { len }) => {
+                if !handle(Received::Message(&rest[..len]), &src) {
+                    return (at, Next::Stalled);
+                }
+                at += len;
+            }
+            Err(e) => {
+                handle(Received::Unframeable(rest, e), &src);
+                return (at, Next::CloseAfterSend);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn streams(max_conns: usize) -> (Streams, SocketAddr) {
+        let l = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let s = Streams::new(0, vec![(l, Transport::Tcp)], max_conns, 4096).unwrap();
+        (s, addr)
+    }
+
+    const MSG: &[u8] = b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+
+    /// Polls until `until` holds or a second passes, collecting messages.
+    fn poll_until(
+        s: &mut Streams,
+        got: &mut Vec<(Vec<u8>, Source)>,
+        room: &mut usize,
+        until: impl Fn(&Streams, &[(Vec<u8>, Source)]) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !until(s, got) && Instant::now() < deadline {
+            s.poll(|r, src| {
+                if *room == 0 {
+                    return false;
+                }
+                *room -= 1;
+                if let Received::Message(m) = r {
+                    got.push((m.to_vec(), *src));
+                }
+                true
+            });
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn messages_arrive_with_their_connection_and_answers_go_back() {
+        let (mut s, addr) = streams(8);
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(&[MSG, MSG].concat()).unwrap();
+        let (mut got, mut room) = (Vec::new(), usize::MAX);
+        poll_until(&mut s, &mut got, &mut room, |_, g| g.len() == 2);
+        assert_eq!(got.len(), 2);
+        let src = got[0].1;
+        assert_eq!(src.transport, Transport::Tcp);
+        assert_eq!(src.peer, c.local_addr().unwrap());
+        assert_eq!(src.local, addr);
+        let conn = src.conn.unwrap();
+        assert_eq!(conn.shard(), 0);
+        let mut out = Outgoing::default();
+        out.push(conn, b"answer");
+        s.send_all(&mut out);
+        assert!(out.is_empty());
+        let mut buf = [0u8; 6];
+        c.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"answer");
+        assert_eq!(s.take_counts().accepted, 1);
+    }
+
+    #[test]
+    fn without_room_messages_wait_in_order() {
+        let (mut s, addr) = streams(8);
+        let mut c = TcpStream::connect(addr).unwrap();
+        let three: Vec<u8> = (1..=3)
+            .flat_map(|i| {
+                format!("OPTIONS sip:{i} SIP/2.0\r\nContent-Length: 0\r\n\r\n").into_bytes()
+            })
+            .collect();
+        c.write_all(&three).unwrap();
+        let (mut got, mut room) = (Vec::new(), 1);
+        poll_until(&mut s, &mut got, &mut room, |_, g| !g.is_empty());
+        assert_eq!(got.len(), 1);
+        assert!(s.has_stalled(), "two left for want of room");
+        room = 5;
+        poll_until(&mut s, &mut got, &mut room, |_, g| g.len() == 3);
+        let firsts: Vec<u8> = got.iter().map(|(m, _)| m[12]).collect();
+        assert_eq!(firsts, b"123", "in arrival order");
+        assert!(!s.has_stalled());
+    }
+
+    #[test]
+    fn a_ping_is_answered_and_a_closed_peer_is_closed() {
+        let (mut s, addr) = streams(8);
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"\r\n\r\n").unwrap();
+        let (mut got, mut room) = (Vec::new(), usize::MAX);
+        poll_until(&mut s, &mut got, &mut room, |s, _| s.open() == 1);
+        c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut pong = [0u8; 2];
+        // The ping may take another poll to be read.
+        poll_until(&mut s, &mut got, &mut room, |_, _| false);
+        c.read_exact(&mut pong).unwrap();
+        assert_eq!(&pong, b"\r\n");
+        drop(c);
+        poll_until(&mut s, &mut got, &mut room, |s, _| s.open() == 0);
+        assert_eq!(s.open(), 0);
+        assert_eq!(s.take_counts().closed, 1);
+    }
+
+    #[test]
+    fn past_the_limit_a_connection_is_refused() {
+        let (mut s, addr) = streams(1);
+        let _a = TcpStream::connect(addr).unwrap();
+        let mut b = TcpStream::connect(addr).unwrap();
+        let (mut got, mut room) = (Vec::new(), usize::MAX);
+        poll_until(&mut s, &mut got, &mut room, |s, _| s.counts.refused == 1);
+        assert_eq!(s.open(), 1);
+        b.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(
+            matches!(b.read(&mut byte), Ok(0) | Err(_)),
+            "closed at accept"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_does_not_read_is_closed_past_the_limit() {
+        let (mut s, addr) = streams(8);
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(MSG).unwrap();
+        let (mut got, mut room) = (Vec::new(), usize::MAX);
+        poll_until(&mut s, &mut got, &mut room, |_, g| !g.is_empty());
+        let conn = got[0].1.conn.unwrap();
+        // The peer reads nothing: its socket buffers fill, then `tx`.
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut out = Outgoing::default();
+        for _ in 0..(TX_LIMIT / chunk.len() + 64) {
+            out.push(conn, &chunk);
+            s.send_all(&mut out);
+            if s.open() == 0 {
+                break;
+            }
+        }
+        assert_eq!(s.open(), 0);
+        assert_eq!(s.take_counts().overflows, 1);
+        drop(c);
+    }
+
+    #[test]
+    fn unframeable_bytes_are_shown_then_the_connection_closes() {
+        let (mut s, addr) = streams(8);
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"OPTIONS sip:x SIP/2.0\r\nCSeq: 1 OPTIONS\r\n\r\n")
+            .unwrap();
+        let mut refused = None;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while refused.is_none() && Instant::now() < deadline {
+            s.poll(|r, _| {
+                if let Received::Unframeable(bytes, e) = r {
+                    refused = Some((bytes.len(), e));
+                }
+                true
+            });
+        }
+        assert_eq!(refused, Some((42, FrameError::NoContentLength)));
+        s.send_all(&mut Outgoing::default());
+        assert_eq!(s.open(), 0);
+        c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(matches!(c.read(&mut byte), Ok(0) | Err(_)));
+    }
+}

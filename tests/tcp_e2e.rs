@@ -1,0 +1,346 @@
+//! SIP over TCP end to end: the real binary on loopback with two shards,
+//! TCP clients and a UDP UAS written here (RFC 3261 §18.3 framing, §18.2.2
+//! responses on the request's connection, RFC 5626 §3.5.1 keep-alives).
+//! Every test runs on both I/O backends.
+
+#[macro_use]
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::process::{port, recv, socket, Proxy};
+
+use sipshard::sip::{HeaderName, Message};
+
+/// sipshard with a UDP and a TCP listen on loopback; None when io_uring
+/// is refused here.
+fn start(io: &str, extra: &[&str]) -> Option<(Proxy, SocketAddr)> {
+    let mut args = vec!["--listen", "tcp:127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let proxy = Proxy::start(io, &args)?;
+    let tcp = proxy
+        .banner
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" (tcp)").and_then(|a| a.parse().ok()))
+        .unwrap_or_else(|| panic!("no tcp address in banner: {}", proxy.banner));
+    Some((proxy, tcp))
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.set_nodelay(true).unwrap();
+    c
+}
+
+/// A request from a TCP client at `client` to the UAS's port.
+fn request(method: &str, client: &TcpStream, to_port: u16, call: &str, cseq: u32) -> String {
+    let me = client.local_addr().unwrap();
+    format!(
+        "{method} sip:bob@127.0.0.1:{to_port} SIP/2.0\r\n\
+Via: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bK{call}x{cseq};rport\r\n\
+To: <sip:bob@127.0.0.1>\r\n\
+From: <sip:alice@127.0.0.1>;tag=a1\r\n\
+Call-ID: {call}\r\n\
+CSeq: {cseq} {method}\r\n\
+Max-Forwards: 70\r\n\
+Content-Length: 0\r\n\r\n",
+        port = me.port(),
+    )
+}
+
+/// OPTIONS for the proxy itself (no user part), which it answers 200.
+fn options(client: &TcpStream, proxy_port: u16, call: &str, cseq: u32) -> String {
+    request("OPTIONS", client, proxy_port, call, cseq).replacen("sip:bob@", "sip:", 1)
+}
+
+/// The response a UAS builds (§8.2.6).
+fn response_to(req: &[u8], code: u16, reason: &str) -> Vec<u8> {
+    let m = Message::parse(req).unwrap();
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in m.values(HeaderName::Via) {
+        out.push_str(&format!("Via: {}\r\n", String::from_utf8_lossy(v.text)));
+    }
+    out.push_str(&format!(
+        "From: {}\r\nTo: {};tag=b1\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        String::from_utf8_lossy(m.header(HeaderName::From).unwrap()),
+        String::from_utf8_lossy(m.header(HeaderName::To).unwrap()),
+        String::from_utf8_lossy(m.header(HeaderName::CallId).unwrap()),
+        String::from_utf8_lossy(m.header(HeaderName::CSeq).unwrap()),
+    ));
+    out.into_bytes()
+}
+
+/// Reads one message from a TCP stream, framed by its Content-Length
+/// (CRLFs before it, keep-alive pongs, skipped).
+fn read_message(c: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
+    loop {
+        while buf.starts_with(b"\r\n") {
+            buf.drain(..2);
+        }
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let body: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            let len = end + 4 + body;
+            if buf.len() >= len {
+                let msg = buf[..len].to_vec();
+                buf.drain(..len);
+                return msg;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = c.read(&mut chunk).expect("a message within 3 s");
+        assert!(
+            n > 0,
+            "connection closed; have {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// True when the peer closes the connection within 3 s.
+fn closed(c: &mut TcpStream) -> bool {
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        match c.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+fn status(m: &[u8]) -> u16 {
+    Message::parse(m).unwrap().status().unwrap()
+}
+
+fn header(m: &[u8], h: HeaderName) -> String {
+    String::from_utf8_lossy(Message::parse(m).unwrap().header(h).unwrap()).into_owned()
+}
+
+/// Calls over one connection, through two shards (Call-ID steering sends
+/// the UAS's responses to either): each INVITE leaves over UDP with our
+/// Via naming the connection, and its responses come back on the
+/// connection, in order, without our Via.
+fn requests_leave_over_udp_and_responses_return_on_the_connection(io: &str) {
+    let Some((proxy, tcp)) = start(io, &[]) else {
+        return;
+    };
+    let uas = socket();
+    let mut client = connect(tcp);
+    let mut buf = Vec::new();
+    for call in 0..20 {
+        let call = format!("tcp-call-{call}");
+        let req = request("INVITE", &client, port(&uas), &call, 1);
+        client.write_all(req.as_bytes()).unwrap();
+        let fwd = recv(&uas);
+        let m = Message::parse(&fwd).unwrap();
+        let vias: Vec<String> = m
+            .values(HeaderName::Via)
+            .map(|v| String::from_utf8_lossy(v.text).into_owned())
+            .collect();
+        assert_eq!(vias.len(), 2, "{vias:?}");
+        assert!(
+            vias[0].starts_with(&format!("SIP/2.0/UDP {};branch=z9hG4bK", proxy.addr)),
+            "our Via names the leg it leaves on: {}",
+            vias[0]
+        );
+        assert!(vias[0].contains(";cid="), "{}", vias[0]);
+        let me = client.local_addr().unwrap().port();
+        assert!(
+            vias[1].starts_with("SIP/2.0/TCP 127.0.0.1:")
+                && vias[1].ends_with(&format!(";rport={me}")),
+            "the client's Via, with rport: {}",
+            vias[1]
+        );
+        for (code, reason) in [(180, "Ringing"), (200, "OK")] {
+            uas.send_to(&response_to(&fwd, code, reason), proxy.addr)
+                .unwrap();
+        }
+        for code in [180, 200] {
+            let got = read_message(&mut client, &mut buf);
+            assert_eq!(status(&got), code, "{call}");
+            assert_eq!(header(&got, HeaderName::CallId), call);
+            let via = header(&got, HeaderName::Via);
+            assert!(
+                via.starts_with("SIP/2.0/TCP 127.0.0.1:"),
+                "ours removed: {via}"
+            );
+        }
+    }
+    let report = proxy.stop_and_report();
+    assert!(report.contains("forwarded_responses=40"), "{report}");
+}
+
+/// §18.3: messages are framed by Content-Length whatever the segments:
+/// two in one write, one a byte at a time, keep-alives between them.
+fn messages_are_framed_by_content_length_whatever_the_segments(io: &str) {
+    let Some((proxy, tcp)) = start(io, &[]) else {
+        return;
+    };
+    let mut client = connect(tcp);
+    // OPTIONS for the proxy itself: it answers 200.
+    let p = proxy.addr.port();
+    let two = format!(
+        "{}\r\n\r\n{}",
+        options(&client, p, "framing", 1),
+        options(&client, p, "framing", 2)
+    );
+    client.write_all(two.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    // (The ping between them is answered too: read_message skips it.)
+    let first = read_message(&mut client, &mut buf);
+    assert_eq!(status(&first), 200);
+    assert_eq!(header(&first, HeaderName::CSeq), "1 OPTIONS");
+    let second = read_message(&mut client, &mut buf);
+    assert_eq!(status(&second), 200);
+    assert_eq!(header(&second, HeaderName::CSeq), "2 OPTIONS");
+    for b in options(&client, p, "framing", 3).into_bytes() {
+        client.write_all(&[b]).unwrap();
+    }
+    let third = read_message(&mut client, &mut buf);
+    assert_eq!(header(&third, HeaderName::CSeq), "3 OPTIONS");
+    drop(proxy);
+}
+
+/// RFC 5626 §3.5.1: a double CRLF is answered with a CRLF.
+fn a_keepalive_ping_gets_a_pong(io: &str) {
+    let Some((_proxy, tcp)) = start(io, &[]) else {
+        return;
+    };
+    let mut client = connect(tcp);
+    client.write_all(b"\r\n\r\n").unwrap();
+    let mut pong = [0u8; 8];
+    let n = client.read(&mut pong).unwrap();
+    assert_eq!(&pong[..n], b"\r\n");
+}
+
+/// A request with no Content-Length cannot be framed on a stream
+/// (§18.3): 400 with the reason, then the connection closes; another
+/// connection is untouched.
+fn a_request_without_content_length_gets_400_and_its_connection_closes(io: &str) {
+    let Some((proxy, tcp)) = start(io, &[]) else {
+        return;
+    };
+    let mut bad = connect(tcp);
+    let mut good = connect(tcp);
+    let req = options(&bad, proxy.addr.port(), "nolen", 1).replace("Content-Length: 0\r\n", "");
+    bad.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let answer = read_message(&mut bad, &mut buf);
+    assert!(
+        answer.starts_with(b"SIP/2.0 400 Missing Content-Length\r\n"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(closed(&mut bad), "the framing is lost: closed");
+    let ok = options(&good, proxy.addr.port(), "fine", 1);
+    good.write_all(ok.as_bytes()).unwrap();
+    let answer = read_message(&mut good, &mut Vec::new());
+    assert_eq!(status(&answer), 200);
+}
+
+/// Garbage and a message over `--max-message-size` close the connection
+/// without taking the server down.
+fn garbage_and_oversize_close_only_their_connection(io: &str) {
+    let Some((proxy, tcp)) = start(io, &["--max-message-size", "1024"]) else {
+        return;
+    };
+    let mut huge = connect(tcp);
+    let big = options(&huge, proxy.addr.port(), "big", 1)
+        .replace("Content-Length: 0", "Content-Length: 5000");
+    huge.write_all(big.as_bytes()).unwrap();
+    let answer = read_message(&mut huge, &mut Vec::new());
+    assert!(
+        answer.starts_with(b"SIP/2.0 513 "),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(closed(&mut huge));
+    let mut junk = connect(tcp);
+    junk.write_all(&[0xffu8; 2000]).unwrap();
+    assert!(closed(&mut junk), "unframeable garbage: closed");
+    let mut good = connect(tcp);
+    let ok = options(&good, proxy.addr.port(), "fine", 1);
+    good.write_all(ok.as_bytes()).unwrap();
+    assert_eq!(status(&read_message(&mut good, &mut Vec::new())), 200);
+    // The garbage: counted as oversize (no header end within the limit);
+    // both closed for their framing.
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" oversize=1 "), "{report}");
+    assert!(report.contains(" conns_unframeable=2 "), "{report}");
+    assert!(report.contains(" conns_accepted=3 "), "{report}");
+}
+
+/// `--max-connections`: past the limit a connection is closed as it is
+/// accepted; the ones within it work.
+fn connections_over_the_limit_are_closed_at_accept(io: &str) {
+    // Two shards, one connection each.
+    let Some((proxy, tcp)) = start(io, &["--max-connections", "2"]) else {
+        return;
+    };
+    let mut conns: Vec<TcpStream> = (0..6).map(|_| connect(tcp)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut open = Vec::new();
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut b = [0u8; 16];
+        match c.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            _ => open.push(c.try_clone().unwrap()),
+        }
+    }
+    assert!(
+        !open.is_empty() && open.len() <= 2,
+        "{} of 6 left open",
+        open.len()
+    );
+    let left_open = open.len();
+    for c in &mut open {
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let ok = options(c, proxy.addr.port(), "within", 1);
+        c.write_all(ok.as_bytes()).unwrap();
+        assert_eq!(status(&read_message(c, &mut Vec::new())), 200);
+    }
+    let report = proxy.stop_and_report();
+    let refused = format!(" conns_refused={} ", 6 - left_open);
+    assert!(report.contains(&refused), "{report}");
+}
+
+/// A UDP client is served as before beside the TCP listener.
+fn udp_beside_tcp_is_unchanged(io: &str) {
+    let Some((proxy, _tcp)) = start(io, &[]) else {
+        return;
+    };
+    let client: UdpSocket = socket();
+    let req = format!(
+        "OPTIONS sip:127.0.0.1:{p} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{c};branch=z9hG4bKu1\r\n\
+To: <sip:x@127.0.0.1>\r\nFrom: <sip:y@127.0.0.1>;tag=1\r\nCall-ID: udp\r\nCSeq: 1 OPTIONS\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        p = proxy.addr.port(),
+        c = port(&client)
+    );
+    client.send_to(req.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&recv(&client)), 200);
+}
+
+on_both_backends!(
+    requests_leave_over_udp_and_responses_return_on_the_connection,
+    messages_are_framed_by_content_length_whatever_the_segments,
+    a_keepalive_ping_gets_a_pong,
+    a_request_without_content_length_gets_400_and_its_connection_closes,
+    garbage_and_oversize_close_only_their_connection,
+    connections_over_the_limit_are_closed_at_accept,
+    udp_beside_tcp_is_unchanged,
+);
