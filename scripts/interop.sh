@@ -25,6 +25,11 @@
 #    line must say registered, auth_accepted and auth_challenges = CALLS
 #    and auth_failures=0.
 #
+# 1b. The same calls with the SIPp UAC over TCP (`-t t1`, one connection)
+#    to a `--listen tcp:` address; the UAS stays on UDP, so every response
+#    crosses from UDP back to the connection (through the shard that owns
+#    it); the exit line must say conns_accepted=1.
+#
 # With INTEROP_ONLY=proxy in the environment, only part 1 runs.
 #
 # Fails unless, in each part, every registration gets its 200, every call
@@ -140,6 +145,31 @@ fi
 if [ "${INTEROP_ONLY:-}" = proxy ]; then
   echo "interop: logs in $out"
   exit "$failed"
+fi
+
+# ---- 1b. Proxy with a caller over TCP: SIPp UAC -t t1 -> sipshard -> SIPp UAS (UDP)
+
+tcp_out="$out/tcp"
+mkdir -p "$tcp_out"
+start_sipshard "$tcp_out/sipshard.log" --listen 127.0.0.1:0 --listen tcp:127.0.0.1:0 --record-route "${extra[@]}"
+tcp_addr=$(sed -n 's/.*, \([^ ]*\) (tcp).*/\1/p' "$tcp_out/sipshard.log" | head -n 1)
+start_uas "$tcp_out" perf/uas.xml 300
+echo "interop: tcp: $calls calls at $rate/s: SIPp UAC over TCP -> sipshard $tcp_addr -> SIPp UAS :$uas_port (UDP)"
+run_uac "$tcp_out" uac 300 -t t1 -sf perf/uac.xml -s bob -key uas "127.0.0.1:$uas_port" \
+  -m "$calls" -r "$rate" -timeout 240s -timeout_error "$tcp_addr"
+wait_for "$uas_pid" 10
+uas_rc=$waited_rc
+stop_sipshard "$tcp_out/sipshard.log"
+proxy_rc=$sipshard_rc
+result=$(sipp_stats "$tcp_out/uac_stat.csv")
+echo "interop: tcp: UAC (:$uac_port) exit $uac_rc, UAS exit $uas_rc, sipshard exit $proxy_rc; $result"
+tail -n 1 "$tcp_out/sipshard.log"
+if [ "$uac_rc" != 0 ] || [ "$uas_rc" != 0 ] || [ "$proxy_rc" != 0 ] || [ "$result" != "successful=$calls failed=0" ] \
+  || ! grep -q ' conns_accepted=1 ' "$tcp_out/sipshard.log"; then
+  echo "interop: tcp: FAILED" >&2
+  failed=1
+else
+  echo "interop: tcp: OK"
 fi
 
 # ---- 2. Registrar: REGISTER CALLS users, then call each of them -----------
