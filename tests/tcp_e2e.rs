@@ -10,6 +10,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::metrics::{get, metrics_addr, sum_of};
 use common::process::{port, recv, socket, Proxy};
 
 use sipshard::sip::{HeaderName, Message};
@@ -335,7 +336,35 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
     assert_eq!(status(&recv(&client)), 200);
 }
 
+/// The connection counters reach /metrics: one connection open, then
+/// closed by its peer.
+fn connections_are_counted_in_metrics(io: &str) {
+    let Some((mut proxy, tcp)) = start(io, &["--metrics-listen", "127.0.0.1:0"]) else {
+        return;
+    };
+    let addr = metrics_addr(&mut proxy);
+    let mut c = connect(tcp);
+    let ok = options(&c, proxy.addr.port(), "metrics", 1);
+    c.write_all(ok.as_bytes()).unwrap();
+    assert_eq!(status(&read_message(&mut c, &mut Vec::new())), 200);
+    let (_, body) = get(addr, "/metrics");
+    assert_eq!(sum_of(&body, "sipshard_connections_open{"), 1, "{body}");
+    assert_eq!(sum_of(&body, "sipshard_connections_accepted_total{"), 1);
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, body) = get(addr, "/metrics");
+        if sum_of(&body, "sipshard_connections_closed_total{") == 1 {
+            assert_eq!(sum_of(&body, "sipshard_connections_open{"), 0, "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 on_both_backends!(
+    connections_are_counted_in_metrics,
     requests_leave_over_udp_and_responses_return_on_the_connection,
     messages_are_framed_by_content_length_whatever_the_segments,
     a_keepalive_ping_gets_a_pong,

@@ -136,6 +136,36 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         "Sources banned for going over --rate-limit.",
         |c| &c.sources_banned,
     ),
+    (
+        "sipshard_connections_accepted",
+        "TCP connections accepted by the shard.",
+        |c| &c.conns_accepted,
+    ),
+    (
+        "sipshard_connections_refused",
+        "TCP connections closed at accept: over the shard's share of --max-connections.",
+        |c| &c.conns_refused,
+    ),
+    (
+        "sipshard_connections_closed",
+        "TCP connections closed, for any reason.",
+        |c| &c.conns_closed,
+    ),
+    (
+        "sipshard_connections_unframeable",
+        "TCP connections closed because their bytes could not be framed (RFC 3261 18.3).",
+        |c| &c.conns_unframeable,
+    ),
+    (
+        "sipshard_connections_overflowed",
+        "TCP connections closed because the peer did not read its responses.",
+        |c| &c.conns_overflowed,
+    ),
+    (
+        "sipshard_connection_sends_gone",
+        "Messages for a TCP connection that had closed.",
+        |c| &c.conn_sends_gone,
+    ),
 ];
 
 /// Gauges: name, help, field.
@@ -149,6 +179,11 @@ const GAUGES: &[(&str, &str, Pick)] = &[
         "sipshard_replica_updates_waiting",
         "Replica updates waiting for room in other shards' inboxes.",
         |c| &c.updates_waiting,
+    ),
+    (
+        "sipshard_connections_open",
+        "TCP connections the shard owns.",
+        |c| &c.conns_open,
     ),
     (
         "sipshard_replica_delay_max_microseconds",
