@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::transport::ListenSpec;
+use crate::transport::TransportAddr;
 
 /// How datagrams are spread over the shards of one listen address.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +136,7 @@ pub struct Args {
     /// udp one beside it (requests leave over UDP); tls, ws and wss are
     /// refused at start-up until they land (issue #14).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:5060")]
-    pub listen: Vec<ListenSpec>,
+    pub listen: Vec<TransportAddr>,
 
     /// Most TCP connections open at once, over all shards (each shard
     /// takes an equal share); a connection over it is closed as it is
@@ -151,10 +151,12 @@ pub struct Args {
     pub advertise: Option<SocketAddr>,
 
     /// Next hop for requests whose Route and Request-URI name no IP
-    /// address; repeat for several. A dialog always goes to the same one
-    /// (chosen by a hash of Call-ID).
+    /// address, as `[TRANSPORT:]IP:PORT` (udp, the default, or tcp);
+    /// repeat for several. A dialog always goes to the same one (chosen
+    /// by a hash of Call-ID). Over tcp, each shard opens its own
+    /// connection to it and reuses it.
     #[arg(long, value_name = "ADDR")]
-    pub upstream: Vec<SocketAddr>,
+    pub upstream: Vec<TransportAddr>,
 
     /// Add `Record-Route: <sip:ADVERTISE;lr>` to forwarded requests that
     /// can create a dialog (no To tag; not REGISTER, OPTIONS, CANCEL or

@@ -11,7 +11,7 @@ use crate::proxy::conn_param::ConnKey;
 use crate::proxy::ProxyConfig;
 use crate::registrar::{OverLimit, RegistrarConfig};
 use crate::sip::Host;
-use crate::transport::{ListenSpec, Transport};
+use crate::transport::{Transport, TransportAddr};
 
 /// Everything the server needs, checked.
 #[derive(Clone, Debug)]
@@ -26,7 +26,7 @@ pub struct Config {
     /// Explicit --advertise, if given.
     pub advertise: Option<SocketAddr>,
     /// Upstreams for requests with no IP next hop.
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<TransportAddr>,
     /// Add Record-Route.
     pub record_route: bool,
     /// Shards per listen address.
@@ -81,11 +81,13 @@ pub enum ConfigError {
     /// No --listen address.
     NoListen,
     /// A --listen address for a transport that does not listen yet.
-    ListenTransport(ListenSpec),
+    ListenTransport(TransportAddr),
     /// Stream listens with no UDP one: requests leave over UDP today.
     NoUdpListen,
     /// `--max-connections 0`.
     MaxConnections,
+    /// An --upstream over a transport we cannot open yet.
+    UpstreamTransport(TransportAddr),
     /// More than 256 shards in all with a stream listen.
     StreamShards(usize),
     /// An --advertise address that is a wildcard (0.0.0.0, ::) or port 0.
@@ -110,6 +112,11 @@ impl fmt::Display for ConfigError {
                  over UDP until outbound connections land, issue #14)",
             ),
             ConfigError::MaxConnections => f.write_str("--max-connections 0: give at least 1"),
+            ConfigError::UpstreamTransport(u) => write!(
+                f,
+                "--upstream {u}: upstreams are udp or tcp today; TLS and WebSocket ones are \
+                 not built yet (issue #14)"
+            ),
             ConfigError::StreamShards(n) => write!(
                 f,
                 "{n} shards in all (--shards times the udp listens): a server with tcp \
@@ -181,6 +188,13 @@ impl Config {
         }
         if !args.listen.iter().any(|l| l.transport == Transport::Udp) {
             return Err(ConfigError::NoUdpListen);
+        }
+        if let Some(u) = args
+            .upstream
+            .iter()
+            .find(|u| !matches!(u.transport, Transport::Udp | Transport::Tcp))
+        {
+            return Err(ConfigError::UpstreamTransport(*u));
         }
         if args.max_connections == 0 {
             return Err(ConfigError::MaxConnections);
@@ -466,6 +480,19 @@ mod tests {
             cfg(&["--max-connections", "0"]).unwrap_err(),
             ConfigError::MaxConnections
         );
+        let c = cfg(&[
+            "--upstream",
+            "tcp:192.0.2.1:5060",
+            "--upstream",
+            "192.0.2.2:5060",
+        ])
+        .unwrap();
+        assert_eq!(c.upstreams[0].transport, Transport::Tcp);
+        assert_eq!(c.upstreams[1].transport, Transport::Udp);
+        assert!(matches!(
+            cfg(&["--upstream", "tls:192.0.2.1:5061"]),
+            Err(ConfigError::UpstreamTransport(_))
+        ));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use sipshard::shard::counters::{total, ShardCounters};
 use sipshard::sip::{Message, StartLine};
 use sipshard::telemetry::logging::LIFECYCLE;
 use sipshard::telemetry::stats::Totals;
+use sipshard::transport::Transport;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -177,7 +178,11 @@ fn banner(cfg: &Config, server: &Server) {
         .to_possible_value()
         .map_or_else(String::new, |v| v.get_name().to_string());
     let record_route = if proxy.record_route { "on" } else { "off" };
-    let upstreams = list(proxy.upstreams.iter());
+    // UDP ones bare, as they are written on the command line.
+    let upstreams = list(proxy.upstreams.iter().map(|u| match u.transport {
+        Transport::Udp => u.addr.to_string(),
+        _ => u.to_string(),
+    }));
     info!(
         target: LIFECYCLE,
         version = env!("CARGO_PKG_VERSION"),

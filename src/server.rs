@@ -297,9 +297,10 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                 // Buffers are allocated on the shard's own thread (and so,
                 // with mimalloc, from its own heap).
                 let mut shard = Shard::new(i, &shared, &counters[i], location);
-                let streams = (!shard_listeners.is_empty())
-                    .then(|| Streams::new(i as u8, shard_listeners, max_conns, max_message))
-                    .transpose();
+                // Every shard can open connections to next hops, so every
+                // shard has its streams, idle (and not polled) until used.
+                let streams =
+                    Streams::new(i as u8, shard_listeners, max_conns, max_message).map(Some);
                 let result = streams.and_then(|streams| {
                     if use_uring {
                         Uring::with_wake(socket, wake)

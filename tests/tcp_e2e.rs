@@ -363,7 +363,130 @@ fn connections_are_counted_in_metrics(io: &str) {
     }
 }
 
+/// A UAS on TCP: the connections a proxy opened to it, read without
+/// blocking.
+struct TcpUas {
+    listener: std::net::TcpListener,
+    conns: Vec<(TcpStream, Vec<u8>)>,
+}
+
+impl TcpUas {
+    fn new() -> TcpUas {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        TcpUas {
+            listener,
+            conns: Vec::new(),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.listener.local_addr().unwrap().port()
+    }
+
+    /// The next whole message on any connection, and which one.
+    fn next(&mut self) -> (Vec<u8>, usize) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            while let Ok((c, _)) = self.listener.accept() {
+                c.set_nonblocking(true).unwrap();
+                self.conns.push((c, Vec::new()));
+            }
+            for (i, (c, buf)) in self.conns.iter_mut().enumerate() {
+                let mut chunk = [0u8; 4096];
+                if let Ok(n) = c.read(&mut chunk) {
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    // The proxy's messages here have no body.
+                    let msg: Vec<u8> = buf.drain(..end + 4).collect();
+                    return (msg, i);
+                }
+            }
+            assert!(Instant::now() < deadline, "no request over TCP within 3 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// `--upstream tcp:` on a server with UDP listens only: requests leave
+/// over each shard's own connection to the upstream, reused, with our Via
+/// saying TCP; the responses come back on it and go on to the UDP client.
+fn requests_leave_over_tcp_to_an_upstream_and_responses_come_back(io: &str) {
+    let mut uas = TcpUas::new();
+    let upstream = format!("tcp:127.0.0.1:{}", uas.port());
+    // No TCP listen: the shards' streams start idle, and wake for the
+    // connections they open.
+    let Some(proxy) = Proxy::start(io, &["--upstream", &upstream]) else {
+        return;
+    };
+    let client = socket();
+    for call in 0..10 {
+        let req = format!(
+            "INVITE sip:bob@example.net SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{c};branch=z9hG4bKo{call}\r\n\
+To: <sip:bob@example.net>\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nCall-ID: out-{call}\r\n\
+CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            c = port(&client)
+        );
+        client.send_to(req.as_bytes(), proxy.addr).unwrap();
+        let (fwd, conn) = uas.next();
+        let top = header(&fwd, HeaderName::Via);
+        assert!(
+            top.starts_with(&format!("SIP/2.0/TCP {};branch=", proxy.addr)),
+            "{top}"
+        );
+        let answer = response_to(&fwd, 200, "OK");
+        uas.conns[conn].0.write_all(&answer).unwrap();
+        let got = recv(&client);
+        assert_eq!(status(&got), 200);
+        assert_eq!(header(&got, HeaderName::CallId), format!("out-{call}"));
+    }
+    assert!(
+        (1..=2).contains(&uas.conns.len()),
+        "one connection per shard at most, reused: {}",
+        uas.conns.len()
+    );
+    let report = proxy.stop_and_report();
+    let opened = format!(" conns_opened={} ", uas.conns.len());
+    assert!(report.contains(&opened), "{report}");
+}
+
+/// A next hop that refuses the connection costs that message only.
+fn a_refused_connection_to_a_next_hop_is_counted(io: &str) {
+    // A port nothing listens on: bound, then closed.
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let Some((proxy, _)) = start(io, &[]) else {
+        return;
+    };
+    let client = socket();
+    let req = format!(
+        "OPTIONS sip:bob@127.0.0.1:{closed_port};transport=tcp SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:{c};branch=z9hG4bKrefused\r\nTo: <sip:bob@127.0.0.1>\r\n\
+From: <sip:a@127.0.0.1>;tag=1\r\nCall-ID: refused\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+Content-Length: 0\r\n\r\n",
+        c = port(&client)
+    );
+    client.send_to(req.as_bytes(), proxy.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Still serving.
+    let ours = req
+        .replace(
+            &format!("sip:bob@127.0.0.1:{closed_port};transport=tcp"),
+            &format!("sip:127.0.0.1:{}", proxy.addr.port()),
+        )
+        .replace("refused", "after");
+    client.send_to(ours.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&recv(&client)), 200);
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" connect_failed=1 "), "{report}");
+}
+
 on_both_backends!(
+    requests_leave_over_tcp_to_an_upstream_and_responses_come_back,
+    a_refused_connection_to_a_next_hop_is_counted,
     connections_are_counted_in_metrics,
     requests_leave_over_udp_and_responses_return_on_the_connection,
     messages_are_framed_by_content_length_whatever_the_segments,

@@ -1,8 +1,9 @@
 //! SIP over TCP, owned per shard, on the portable path: each shard binds
 //! its own `SO_REUSEPORT` listener for every `tcp:` listen address, accepts
-//! from it, and is the only reader, writer and closer of the connections
-//! it accepted, for their whole life (ARCHITECTURE.md, "Ownership"). The
-//! kernel spreads new connections over the shards' listeners by 4-tuple.
+//! from it, opens its own connections to next hops, and is the only
+//! reader, writer and closer of its connections, for their whole life
+//! (ARCHITECTURE.md, "Ownership"). The kernel spreads new connections
+//! over the shards' listeners by 4-tuple.
 //!
 //! Driven through an epoll set, level-triggered, polled without waiting:
 //! the shard's backend (io_uring or recvmmsg) waits on the epoll
@@ -22,6 +23,7 @@
 //!   is lost), after the handler has had the chance to answer it.
 //! - Nothing here panics on anything a peer sends.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -94,6 +96,10 @@ pub struct StreamCounts {
     pub overflows: u64,
     /// Bytes to a connection that was gone.
     pub sends_to_gone: u64,
+    /// Connections opened to next hops.
+    pub opened: u64,
+    /// Messages to a next hop whose connection could not be made.
+    pub connect_failed: u64,
 }
 
 /// Messages for this shard's connections, queued while the shard handles
@@ -102,15 +108,34 @@ pub struct StreamCounts {
 #[derive(Debug, Default)]
 pub struct Outgoing {
     bytes: Vec<u8>,
-    items: Vec<(ConnId, usize, usize)>,
+    items: Vec<(To, usize, usize)>,
+}
+
+/// Where a queued message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum To {
+    /// A connection of this shard.
+    Conn(ConnId),
+    /// This shard's own connection to a next hop, opened if absent.
+    Peer(SocketAddr),
 }
 
 impl Outgoing {
     /// Queues `data` for connection `conn`.
     pub fn push(&mut self, conn: ConnId, data: &[u8]) {
+        self.queue(To::Conn(conn), data);
+    }
+
+    /// Queues `data` for this shard's TCP connection to `peer`, which is
+    /// opened if the shard has none.
+    pub fn push_to(&mut self, peer: SocketAddr, data: &[u8]) {
+        self.queue(To::Peer(peer), data);
+    }
+
+    fn queue(&mut self, to: To, data: &[u8]) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(data);
-        self.items.push((conn, start, data.len()));
+        self.items.push((to, start, data.len()));
     }
 
     /// True when nothing is queued.
@@ -145,8 +170,13 @@ struct Conn {
     rx: Vec<u8>,
     /// Bytes the kernel has not taken yet.
     tx: Vec<u8>,
-    /// EPOLLOUT is armed (`tx` is not empty).
+    /// EPOLLOUT is armed (`tx` is not empty, or a connect is under way).
     writing: bool,
+    /// A connect of ours not yet complete: `tx` waits for it.
+    connecting: bool,
+    /// The next hop this connection was opened to, as it is known in
+    /// `Streams::outbound`; None for an accepted one.
+    opened_to: Option<SocketAddr>,
 }
 
 /// How a connection's handling ended.
@@ -174,6 +204,8 @@ pub struct Streams {
     stalled: Vec<ConnId>,
     /// Connections to close once their answers are sent.
     closing: Vec<ConnId>,
+    /// This shard's connections to next hops, by address.
+    outbound: HashMap<SocketAddr, ConnId>,
     counts: StreamCounts,
 }
 
@@ -205,6 +237,7 @@ impl Streams {
             max_message,
             stalled: Vec::new(),
             closing: Vec::new(),
+            outbound: HashMap::new(),
             counts: StreamCounts::default(),
         };
         for (i, (sock, transport)) in listeners.into_iter().enumerate() {
@@ -234,6 +267,11 @@ impl Streams {
     /// a send slot: the next loop polls again without waiting.
     pub fn has_stalled(&self) -> bool {
         !self.stalled.is_empty()
+    }
+
+    /// True with no listener and no connection: nothing to poll.
+    pub fn is_idle(&self) -> bool {
+        self.listeners.is_empty() && self.conns.is_empty()
     }
 
     /// Connections open.
@@ -362,6 +400,8 @@ impl Streams {
                 rx: Vec::new(),
                 tx: Vec::new(),
                 writing: false,
+                connecting: false,
+                opened_to: None,
             };
             let Ok(id) = self.conns.insert(conn) else {
                 // Full: the connection is dropped (closed) at once.
@@ -426,8 +466,18 @@ impl Streams {
     /// Hands every queued message to its connection (each of this shard).
     pub fn send_all(&mut self, out: &mut Outgoing) {
         for k in 0..out.items.len() {
-            let (id, start, len) = out.items[k];
+            let (to, start, len) = out.items[k];
             let data = &out.bytes[start..start + len];
+            let id = match to {
+                To::Conn(id) => id,
+                To::Peer(peer) => match self.connection_to(peer) {
+                    Some(id) => id,
+                    None => {
+                        self.counts.connect_failed += 1;
+                        continue;
+                    }
+                },
+            };
             if !self.send(id, data) {
                 self.close(id);
             }
@@ -448,6 +498,50 @@ impl Streams {
         }
     }
 
+    /// This shard's connection to `peer`: the open one, or a new one whose
+    /// connect is under way (what is sent meanwhile waits for it). None
+    /// when the table is full or the socket cannot be made.
+    fn connection_to(&mut self, peer: SocketAddr) -> Option<ConnId> {
+        if let Some(&id) = self.outbound.get(&peer) {
+            if self.conns.get(id).is_some() {
+                return Some(id);
+            }
+        }
+        let socket =
+            Socket::new(Domain::for_address(peer), Type::STREAM, Some(Protocol::TCP)).ok()?;
+        socket.set_nonblocking(true).ok()?;
+        let _ = socket.set_nodelay(true);
+        match socket.connect(&peer.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(_) => return None,
+        }
+        let sock: TcpStream = socket.into();
+        let local = sock.local_addr().ok()?;
+        let fd = sock.as_raw_fd();
+        let conn = Conn {
+            sock,
+            transport: Transport::Tcp,
+            peer,
+            local,
+            framer: Framer::default(),
+            rx: Vec::new(),
+            tx: Vec::new(),
+            writing: true,
+            connecting: true,
+            opened_to: Some(peer),
+        };
+        let id = self.conns.insert(conn).ok()?;
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32;
+        if self.ctl(libc::EPOLL_CTL_ADD, fd, events, id.0).is_err() {
+            self.conns.remove(id);
+            return None;
+        }
+        self.outbound.insert(peer, id);
+        self.counts.opened += 1;
+        Some(id)
+    }
+
     /// Writes `data` to `id`, or queues what the kernel does not take.
     /// False when the connection must close (an error, or over
     /// [`TX_LIMIT`]); true also when it is gone (counted).
@@ -456,7 +550,7 @@ impl Streams {
             self.counts.sends_to_gone += 1;
             return true;
         };
-        if !conn.tx.is_empty() {
+        if !conn.tx.is_empty() || conn.connecting {
             if conn.tx.len() + data.len() > TX_LIMIT {
                 self.counts.overflows += 1;
                 return false;
@@ -486,11 +580,22 @@ impl Streams {
         self.ctl(libc::EPOLL_CTL_MOD, fd, events, id.0).is_ok()
     }
 
-    /// Writes what `id` has waiting; false when it must close.
+    /// Writes what `id` has waiting; false when it must close. The first
+    /// call on a connection of ours is the end of its connect.
     fn write_out(&mut self, id: ConnId) -> bool {
         let Some(conn) = self.conns.get_mut(id) else {
             return true;
         };
+        if conn.connecting {
+            // Refused, unreachable, timed out: what waited is lost, as a
+            // datagram to that address would be.
+            if !matches!(conn.sock.take_error(), Ok(None)) {
+                self.counts.connect_failed += 1;
+                return false;
+            }
+            conn.connecting = false;
+            conn.local = conn.sock.local_addr().unwrap_or(conn.local);
+        }
         let mut sent = 0;
         while sent < conn.tx.len() {
             match conn.sock.write(&conn.tx[sent..]) {
@@ -514,8 +619,13 @@ impl Streams {
 
     /// Closes `id`: the socket is closed (and so leaves the epoll set).
     fn close(&mut self, id: ConnId) {
-        if self.conns.remove(id).is_some() {
+        if let Some(conn) = self.conns.remove(id) {
             self.counts.closed += 1;
+            if let Some(peer) = conn.opened_to {
+                if self.outbound.get(&peer) == Some(&id) {
+                    self.outbound.remove(&peer);
+                }
+            }
         }
     }
 }

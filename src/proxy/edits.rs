@@ -152,7 +152,7 @@ fn may_create_dialog(msg: &Message<'_>) -> bool {
 
 /// Writes the edits that forward `msg` (received from `src`, its top Via
 /// `via`) along `set`, to the binding `located` when the location service
-/// chose one. Fails when a text does not fit its room or the edits their
+/// chose one, leaving over `leg` (the transport our Via names). Fails when a text does not fit its room or the edits their
 /// list: the request is then dropped, never sent half-edited.
 #[allow(clippy::too_many_arguments)]
 pub fn forward<'e>(
@@ -163,6 +163,7 @@ pub fn forward<'e>(
     set: &RouteSet<'_>,
     max_forwards: Option<u8>,
     located: Option<BindingView<'e>>,
+    leg: Transport,
     scratch: &'e mut Scratch,
     edits: &mut Edits<'e>,
 ) -> Result<(), WriteError> {
@@ -170,7 +171,7 @@ pub fn forward<'e>(
     write_branch(msg, &mut scratch.branch);
     // The transport our Via names is the one the request leaves on, and
     // the address the one it arrived at (or the advertised one).
-    let ours = (Transport::Udp, cfg.advertised(src.local));
+    let ours = (leg, cfg.advertised(src.local));
     if scratch.written_for != Some(ours) {
         let (transport, addr) = ours;
         let via_len = fmt_into(

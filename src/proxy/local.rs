@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::conn_param::ConnKey;
 use crate::sip::{Host, SipUri};
+use crate::transport::TransportAddr;
 
 /// What the proxy needs to know about itself and its neighbours.
 #[derive(Clone, Debug)]
@@ -16,7 +17,7 @@ pub struct ProxyConfig {
     /// advertised one), for loop detection and Route processing.
     pub local: Vec<SocketAddr>,
     /// Where requests go when nothing else names a next hop (`--upstream`).
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<TransportAddr>,
     /// Add `Record-Route: <sip:advertise;lr>` to requests that can create
     /// a dialog (`--record-route`).
     pub record_route: bool,

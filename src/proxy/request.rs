@@ -9,7 +9,7 @@ use super::route_set::RouteSet;
 use super::target::next_hop;
 use super::{Action, DropReason, Lookup, ProxyConfig};
 use crate::sip::{Edits, Message, Via};
-use crate::transport::{Dest, Source};
+use crate::transport::{Dest, Source, Transport};
 
 /// §16.3 steps 1-5 alone, for a caller that must run step 6 (Proxy-
 /// Authorization, which the shard checks) in between: the answer they
@@ -60,6 +60,7 @@ pub(super) fn route_request<'e, 'r: 'e>(
         Err(action) => return action,
     };
     let max_forwards = checked.max_forwards;
+    let leg = hop.dest.transport;
     match forward(
         msg,
         &via,
@@ -68,13 +69,18 @@ pub(super) fn route_request<'e, 'r: 'e>(
         &set,
         max_forwards,
         hop.located,
+        leg,
         scratch,
         edits,
     ) {
         // Sent from the address the request reached: the one our Via names.
-        Ok(()) => Action::Forward(Dest::Udp {
-            peer: hop.dest,
+        Ok(()) if leg == Transport::Udp => Action::Forward(Dest::Udp {
+            peer: hop.dest.addr,
             from: Some(src.local.ip()),
+        }),
+        Ok(()) => Action::Forward(Dest::Outbound {
+            peer: hop.dest.addr,
+            transport: leg,
         }),
         Err(_) => Action::Drop(DropReason::WriteFailed),
     }

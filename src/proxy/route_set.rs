@@ -69,7 +69,7 @@ impl<'m> RouteSet<'m> {
                 set.ours += 1;
                 continue;
             }
-            set.next = Some(target_of(&u.host, u.port, u.maddr()));
+            set.next = Some(target_of(&u));
             if !u.is_loose_router() && set.new_ruri.is_none() {
                 set.strict_next = Some(i);
             }

@@ -13,13 +13,13 @@ use crate::registrar::canonical_aor;
 use crate::registrar::lookup::best;
 use crate::registrar::reply::SUPPORTED as REGISTRAR_SUPPORTED;
 use crate::sip::scan::ListIter;
-use crate::sip::{HeaderName, Host, Message, Method, NameAddr, Uri};
-use crate::transport::Dest;
+use crate::sip::{HeaderName, Host, Message, Method, NameAddr, SipUri, Uri};
+use crate::transport::{Dest, Transport, TransportAddr};
 
 /// Where a request goes, and the binding it was located through.
 pub struct NextHop<'r> {
-    /// The address.
-    pub dest: SocketAddr,
+    /// The address, and the transport to reach it over.
+    pub dest: TransportAddr,
     /// The binding, when the location service chose it (§16.6 step 2: its
     /// contact becomes the Request-URI and its Path the route set).
     pub located: Option<BindingView<'r>>,
@@ -72,10 +72,10 @@ pub fn next_hop<'r>(
     let next = match next {
         Some(t) => t,
         None => match set.new_ruri.map(Uri::parse) {
-            Some(Ok(Uri::Sip(u))) => target_of(&u.host, u.port, u.maddr()),
+            Some(Ok(Uri::Sip(u))) => target_of(&u),
             Some(_) => Target::Unresolved,
             None => match &checked.ruri {
-                Uri::Sip(u) if !checked.ruri_is_us => target_of(&u.host, u.port, u.maddr()),
+                Uri::Sip(u) if !checked.ruri_is_us => target_of(u),
                 _ => Target::Unresolved,
             },
         },
@@ -99,15 +99,15 @@ pub fn next_hop<'r>(
 pub(super) fn binding_target(b: &BindingView<'_>, nat: bool) -> Target {
     if let Some(first) = ListIter::new(b.path).next() {
         return match NameAddr::parse(first.text).map(|n| n.parsed_uri()) {
-            Ok(Ok(Uri::Sip(u))) => target_of(&u.host, u.port, u.maddr()),
+            Ok(Ok(Uri::Sip(u))) => target_of(&u),
             _ => Target::Unresolved,
         };
     }
     if nat {
-        return Target::Addr(b.peer());
+        return Target::Addr(TransportAddr::udp(b.peer()));
     }
     match Uri::parse(b.contact) {
-        Ok(Uri::Sip(u)) => target_of(&u.host, u.port, u.maddr()),
+        Ok(Uri::Sip(u)) => target_of(&u),
         _ => Target::Unresolved,
     }
 }
@@ -115,30 +115,52 @@ pub(super) fn binding_target(b: &BindingView<'_>, nat: bool) -> Target {
 /// A next hop before resolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// An address.
-    Addr(SocketAddr),
+    /// An address and its transport.
+    Addr(TransportAddr),
     /// A host name (DNS never runs here), or a URI we cannot send to.
     Unresolved,
 }
 
-/// The next hop a SIP URI names: its `maddr` or host, at its port.
-pub fn target_of(host: &Host<'_>, port: Option<u16>, maddr: Option<&[u8]>) -> Target {
-    let port = port.unwrap_or(5060);
-    if let Some(m) = maddr {
+/// The next hop a SIP URI names: its `maddr` or host, at its port, over
+/// the transport it asks for (RFC 3263 §4.1 without DNS: its `transport`
+/// parameter, else TLS for `sips:`, else UDP; the default port 5061 for
+/// TLS, 5060 otherwise, §4.2). A transport we do not speak (SCTP) is
+/// unresolved.
+pub fn target_of(u: &SipUri<'_>) -> Target {
+    let transport = match u.param(b"transport") {
+        Some(Some(t)) => match Transport::from_token(t) {
+            Some(t) => t,
+            None => return Target::Unresolved,
+        },
+        _ if u.secure => Transport::Tls,
+        _ => Transport::Udp,
+    };
+    let secure = matches!(transport, Transport::Tls | Transport::Wss);
+    let port = u.port.unwrap_or(if secure { 5061 } else { 5060 });
+    let at = |ip| {
+        Target::Addr(TransportAddr {
+            transport,
+            addr: SocketAddr::new(ip, port),
+        })
+    };
+    if let Some(m) = u.maddr() {
         if let Ok(Host::V4(a)) = Host::parse(m) {
-            return Target::Addr(SocketAddr::new(IpAddr::V4(a), port));
+            return at(IpAddr::V4(a));
         }
     }
-    match host {
-        Host::V4(a) => Target::Addr(SocketAddr::new(IpAddr::V4(*a), port)),
-        Host::V6(a) => Target::Addr(SocketAddr::new(IpAddr::V6(*a), port)),
+    match u.host {
+        Host::V4(a) => at(IpAddr::V4(a)),
+        Host::V6(a) => at(IpAddr::V6(a)),
         Host::Name(_) => Target::Unresolved,
     }
 }
 
 /// The upstream for this dialog: a hash of Call-ID, so that every request
 /// of a dialog reaches the same one.
-pub(super) fn pick_upstream(msg: &Message<'_>, upstreams: &[SocketAddr]) -> Option<SocketAddr> {
+pub(super) fn pick_upstream(
+    msg: &Message<'_>,
+    upstreams: &[TransportAddr],
+) -> Option<TransportAddr> {
     if upstreams.is_empty() {
         return None;
     }

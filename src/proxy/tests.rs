@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use super::branch::{BRANCH_LEN, OUR_BRANCH_PREFIX};
 use super::*;
 use crate::sip::{Rport, Via};
-use crate::transport::{ConnId, Dest, Source, Transport};
+use crate::transport::{ConnId, Dest, Source, Transport, TransportAddr};
 
 const US: &str = "192.0.2.10:5060";
 /// The caller, at the address its Via names.
@@ -43,6 +43,11 @@ fn two_addresses(c: &mut ProxyConfig) {
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
+}
+
+/// An upstream over UDP.
+fn udp(s: &str) -> TransportAddr {
+    TransportAddr::udp(addr(s))
 }
 
 /// A datagram to `s`, from the address the message came to.
@@ -620,7 +625,7 @@ route_case! {
 
 route_case! {
     a_user_at_us_with_nowhere_to_go_goes_upstream,
-    cfg: |c| c.upstreams = vec![addr("198.51.100.1:5060")],
+    cfg: |c| c.upstreams = vec![udp("198.51.100.1:5060")],
     msg: request("INVITE", "sip:bob@192.0.2.10", ""), from: CALLER,
     want: Action::Forward(to("198.51.100.1:5060"))
 }
@@ -829,11 +834,13 @@ fn retransmission_and_cancel_get_the_same_branch() {
 #[test]
 fn host_names_go_upstream_by_call_id() {
     let data = request("INVITE", "sip:bob@example.com", "");
-    let c = config(|c| c.upstreams = vec![addr("198.51.100.1:5060"), addr("198.51.100.2:5060")]);
+    let c = config(|c| c.upstreams = vec![udp("198.51.100.1:5060"), udp("198.51.100.2:5060")]);
     let (a1, _) = run(&c, &data, CALLER);
     let (a2, _) = run(&c, &data, CALLER);
     assert_eq!(a1, a2);
-    assert!(matches!(a1, Action::Forward(a) if a.peer().is_some_and(|p| c.upstreams.contains(&p))));
+    assert!(
+        matches!(a1, Action::Forward(a) if a.peer().is_some_and(|p| c.upstreams.contains(&TransportAddr::udp(p))))
+    );
     let mut seen = std::collections::HashSet::new();
     for i in 0..32 {
         let d = sub(data.clone(), "call-1@", format!("call-{i}@"));
@@ -914,4 +921,64 @@ fn responses_to_a_request_from_a_connection_go_back_on_it() {
     assert_eq!(action, Action::Drop(DropReason::NotOurVia));
     // A datagram's request carries no cid.
     assert!(!String::from_utf8_lossy(&forwarded(&invite(""), "192.0.2.1:5060")).contains("cid="));
+}
+
+// RFC 3263 §4.1 without DNS: the next hop's transport comes from its
+// URI's `transport` parameter, else TLS for sips:, else UDP; our Via names
+// the leg the request leaves on.
+#[test]
+fn the_next_hops_transport_comes_from_its_uri_or_upstream() {
+    let tcp = sub(invite(""), BOB, "sip:bob@192.0.2.4:5062;transport=TCP");
+    let (action, out) = run(&cfg(), &tcp, "192.0.2.1:5060");
+    assert_eq!(
+        action,
+        Action::Forward(Dest::Outbound {
+            peer: addr(CALLEE),
+            transport: Transport::Tcp
+        })
+    );
+    check_out(&out, |m| {
+        let top = m.via().unwrap();
+        assert_eq!(top.transport, b"TCP");
+    });
+    let sips = sub(invite(""), BOB, "sips:bob@192.0.2.4");
+    let (action, _) = run(&cfg(), &sips, "192.0.2.1:5060");
+    assert_eq!(
+        action,
+        Action::Forward(Dest::Outbound {
+            peer: addr("192.0.2.4:5061"),
+            transport: Transport::Tls
+        }),
+        "sips: defaults to TLS on 5061"
+    );
+    let sctp = sub(invite(""), BOB, "sip:bob@192.0.2.4;transport=sctp");
+    let (action, _) = run(&cfg(), &sctp, "192.0.2.1:5060");
+    assert_eq!(action, Action::Drop(DropReason::Unresolved));
+    // A loose Route with transport=tcp wins over the Request-URI.
+    let routed = invite("Route: <sip:198.51.100.9;lr;transport=tcp>\r\n");
+    let (action, _) = run(&cfg(), &routed, "192.0.2.1:5060");
+    assert_eq!(
+        action,
+        Action::Forward(Dest::Outbound {
+            peer: addr("198.51.100.9:5060"),
+            transport: Transport::Tcp
+        })
+    );
+    // An upstream over TCP, for a Request-URI with a host name.
+    let named = sub(invite(""), BOB, "sip:bob@example.net");
+    let c = config(|c| {
+        c.upstreams = vec![TransportAddr {
+            transport: Transport::Tcp,
+            addr: addr("198.51.100.1:5060"),
+        }]
+    });
+    let (action, out) = run(&c, &named, "192.0.2.1:5060");
+    assert_eq!(
+        action,
+        Action::Forward(Dest::Outbound {
+            peer: addr("198.51.100.1:5060"),
+            transport: Transport::Tcp
+        })
+    );
+    check_out(&out, |m| assert_eq!(m.via().unwrap().transport, b"TCP"));
 }

@@ -88,6 +88,10 @@ pub struct ShardCounters {
     pub conns_overflowed: AtomicU64,
     /// Messages for a connection that had gone.
     pub conn_sends_gone: AtomicU64,
+    /// TCP connections opened to next hops.
+    pub conns_opened: AtomicU64,
+    /// Messages to a next hop whose TCP connection could not be made.
+    pub connect_failed: AtomicU64,
     /// TCP connections open (a gauge).
     pub conns_open: AtomicU64,
 }
@@ -102,6 +106,8 @@ impl ShardCounters {
             (&self.conns_unframeable, c.frame_errors),
             (&self.conns_overflowed, c.overflows),
             (&self.conn_sends_gone, c.sends_to_gone),
+            (&self.conns_opened, c.opened),
+            (&self.connect_failed, c.connect_failed),
         ] {
             if n > 0 {
                 add(counter, n);

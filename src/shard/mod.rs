@@ -167,9 +167,10 @@ pub fn run<B: Backend>(
     let counters = shard.counters;
     let (me, inboxes) = (shard.index, &shard.shared.inboxes[..]);
     let mut out = Outgoing::default();
-    if let Some(s) = &streams {
-        io.watch_streams(s.fd());
-    }
+    // The backend waits on the streams once there is something to wait
+    // for (a listener, or a first connection to a next hop): a shard
+    // that never uses TCP keeps its datagram loop as it was.
+    let mut watching = false;
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         shard.now = unix_now();
@@ -200,10 +201,14 @@ pub fn run<B: Backend>(
         })?;
         match streams.as_mut() {
             Some(s) => {
-                if io.streams_ready() || s.has_stalled() {
+                if !s.is_idle() && (io.streams_ready() || s.has_stalled()) {
                     failed += poll_streams(s, shard, io.send_queue(), &mut out);
                 }
                 s.send_all(&mut out);
+                if !watching && !s.is_idle() {
+                    io.watch_streams(s.fd());
+                    watching = true;
+                }
                 counters.count_streams(s.take_counts(), s.open());
             }
             None => failed += out.clear(),

@@ -1,7 +1,8 @@
 //! Where a handler's output goes: a datagram to the backend's send queue,
-//! and a message for a connection to the shard that owns the connection
+//! a message for a connection to the shard that owns the connection
 //! (ARCHITECTURE.md, "Ownership"): this shard's own connections get it
-//! after the batch ([`Outgoing`]), another shard's through its inbox.
+//! after the batch ([`Outgoing`]), another shard's through its inbox; and
+//! a message for a next hop over TCP to this shard's own connection to it.
 //! The handlers write every message into a backend send slot first, so
 //! that forwarding and answering stay one code path whatever the
 //! transport; a connection's message is copied out of that slot, which
@@ -10,7 +11,7 @@
 use super::mail::{Inbox, Mail};
 use crate::io::tcp::Outgoing;
 use crate::io::SendQueue;
-use crate::transport::Dest;
+use crate::transport::{Dest, Transport};
 
 /// A shard's send queue with its connections behind it.
 pub struct Sends<'s, Q> {
@@ -43,10 +44,20 @@ impl<Q: SendQueue> SendQueue for Sends<'_, Q> {
     }
 
     fn commit(&mut self, len: usize, dest: Dest) {
-        let Dest::Conn(conn) = dest else {
-            return self.queue.commit(len, dest);
+        let conn = match dest {
+            Dest::Udp { .. } => return self.queue.commit(len, dest),
+            Dest::Conn(conn) => conn,
+            Dest::Outbound { peer, transport } => {
+                // The slot `slot` gave is the one written: it stays
+                // uncommitted.
+                match self.queue.slot().and_then(|s| s.get(..len)) {
+                    // TLS and WebSocket next hops are not built yet.
+                    Some(data) if transport == Transport::Tcp => self.out.push_to(peer, data),
+                    _ => self.failed += 1,
+                }
+                return;
+            }
         };
-        // The slot `slot` gave is the one written: it stays uncommitted.
         let Some(data) = self.queue.slot().and_then(|s| s.get(..len)) else {
             self.failed += 1;
             return;

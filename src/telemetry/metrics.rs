@@ -142,6 +142,16 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.conns_accepted,
     ),
     (
+        "sipshard_connections_opened",
+        "TCP connections the shard opened to next hops.",
+        |c| &c.conns_opened,
+    ),
+    (
+        "sipshard_connect_failed",
+        "Messages to a next hop whose TCP connection could not be made.",
+        |c| &c.connect_failed,
+    ),
+    (
         "sipshard_connections_refused",
         "TCP connections closed at accept: over the shard's share of --max-connections.",
         |c| &c.conns_refused,

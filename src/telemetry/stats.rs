@@ -103,8 +103,10 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     );
     let _ = write!(
         s,
-        " conns_accepted={} conns_refused={} conns_closed={} conns_unframeable={} conns_overflowed={} conn_sends_gone={}",
+        " conns_accepted={} conns_opened={} connect_failed={} conns_refused={} conns_closed={} conns_unframeable={} conns_overflowed={} conn_sends_gone={}",
         total(all, |c| &c.conns_accepted),
+        total(all, |c| &c.conns_opened),
+        total(all, |c| &c.connect_failed),
         total(all, |c| &c.conns_refused),
         total(all, |c| &c.conns_closed),
         total(all, |c| &c.conns_unframeable),

@@ -9,7 +9,7 @@
 //! so bytes for a connection can be mailed to its owner from anywhere.
 //! [`stream`] frames the messages on a connection's bytes (§18.3).
 
-pub mod listen;
+pub mod addr;
 pub mod stream;
 pub mod table;
 pub mod websocket;
@@ -17,7 +17,7 @@ pub mod websocket;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-pub use listen::ListenSpec;
+pub use addr::TransportAddr;
 pub use table::ConnTable;
 
 /// A SIP transport, as named in a Via's sent-protocol (§18, §20.42) and in
@@ -170,6 +170,15 @@ pub enum Dest {
     },
     /// Bytes for a connection, sent by the shard that owns it.
     Conn(ConnId),
+    /// Bytes for the sending shard's own connection to `peer` over a
+    /// stream `transport`, opened if it has none (each shard keeps its
+    /// own, so the responses come back to the shard that sent).
+    Outbound {
+        /// The next hop.
+        peer: SocketAddr,
+        /// Its transport (not UDP).
+        transport: Transport,
+    },
 }
 
 impl Dest {
@@ -178,10 +187,10 @@ impl Dest {
         Dest::Udp { peer, from: None }
     }
 
-    /// The peer's address for a datagram, None for a connection.
+    /// The peer's address, None for a connection named by its id.
     pub fn peer(&self) -> Option<SocketAddr> {
         match *self {
-            Dest::Udp { peer, .. } => Some(peer),
+            Dest::Udp { peer, .. } | Dest::Outbound { peer, .. } => Some(peer),
             Dest::Conn(_) => None,
         }
     }

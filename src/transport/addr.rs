@@ -1,6 +1,7 @@
-//! A `--listen` address with its transport: `tcp:192.0.2.1:5060`,
-//! `wss:[2001:db8::1]:443`, or a bare address for UDP (as before transports
-//! were named, so existing command lines keep working).
+//! An address with its transport, as `--listen` and `--upstream` take
+//! it: `tcp:192.0.2.1:5060`, `wss:[2001:db8::1]:443`, or a bare address
+//! for UDP (as before transports were named, so existing command lines
+//! keep working).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -8,41 +9,41 @@ use std::str::FromStr;
 
 use super::Transport;
 
-/// Where to listen, and for what transport.
+/// An address and the transport to reach it or listen on it with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ListenSpec {
-    /// The transport the listener speaks.
+pub struct TransportAddr {
+    /// The transport.
     pub transport: Transport,
-    /// The address to bind; port 0 picks a free one.
+    /// The address (to bind: port 0 picks a free one).
     pub addr: SocketAddr,
 }
 
-impl ListenSpec {
-    /// A UDP listener on `addr`.
-    pub fn udp(addr: SocketAddr) -> ListenSpec {
-        ListenSpec {
+impl TransportAddr {
+    /// `addr` over UDP.
+    pub fn udp(addr: SocketAddr) -> TransportAddr {
+        TransportAddr {
             transport: Transport::Udp,
             addr,
         }
     }
 }
 
-/// Why a `--listen` value was refused; the message names what is allowed.
+/// Why a value was refused; the message names what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenSpecError(String);
+pub struct TransportAddrError(String);
 
-impl fmt::Display for ListenSpecError {
+impl fmt::Display for TransportAddrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for ListenSpecError {}
+impl std::error::Error for TransportAddrError {}
 
-impl FromStr for ListenSpec {
-    type Err = ListenSpecError;
+impl FromStr for TransportAddr {
+    type Err = TransportAddrError;
 
-    fn from_str(s: &str) -> Result<ListenSpec, ListenSpecError> {
+    fn from_str(s: &str) -> Result<TransportAddr, TransportAddrError> {
         // A prefix is letters before the first ':'. An IPv6 address starts
         // with '[', an IPv4 one with a digit: neither is a prefix.
         let (transport, addr) = match s.split_once(':') {
@@ -50,7 +51,7 @@ impl FromStr for ListenSpec {
                 if !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_alphabetic()) =>
             {
                 let t = Transport::from_token(prefix.as_bytes()).ok_or_else(|| {
-                    ListenSpecError(format!(
+                    TransportAddrError(format!(
                         "unknown transport {prefix:?} in {s:?}: use udp:, tcp:, tls:, ws: or wss: \
                          before the address"
                     ))
@@ -60,15 +61,15 @@ impl FromStr for ListenSpec {
             _ => (Transport::Udp, s),
         };
         let addr = addr.parse::<SocketAddr>().map_err(|_| {
-            ListenSpecError(format!(
+            TransportAddrError(format!(
                 "{s:?} is not [TRANSPORT:]IP:PORT (IPv6 in brackets: tcp:[::1]:5060)"
             ))
         })?;
-        Ok(ListenSpec { transport, addr })
+        Ok(TransportAddr { transport, addr })
     }
 }
 
-impl fmt::Display for ListenSpec {
+impl fmt::Display for TransportAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let prefix = self.transport.via_token().to_ascii_lowercase();
         write!(f, "{prefix}:{}", self.addr)
@@ -79,7 +80,7 @@ impl fmt::Display for ListenSpec {
 mod tests {
     use super::*;
 
-    fn spec(s: &str) -> ListenSpec {
+    fn spec(s: &str) -> TransportAddr {
         s.parse().unwrap()
     }
 
@@ -87,7 +88,7 @@ mod tests {
     fn a_bare_address_is_udp() {
         assert_eq!(
             spec("127.0.0.1:5060"),
-            ListenSpec::udp("127.0.0.1:5060".parse().unwrap())
+            TransportAddr::udp("127.0.0.1:5060".parse().unwrap())
         );
         assert_eq!(spec("[::1]:5060").transport, Transport::Udp);
         assert!(spec("[::1]:5060").addr.is_ipv6());
@@ -111,14 +112,14 @@ mod tests {
 
     #[test]
     fn an_unknown_prefix_or_a_bad_address_is_refused_with_the_forms_allowed() {
-        let e = "sctp:192.0.2.1:5060".parse::<ListenSpec>().unwrap_err();
+        let e = "sctp:192.0.2.1:5060".parse::<TransportAddr>().unwrap_err();
         assert!(e.to_string().contains("unknown transport \"sctp\""), "{e}");
-        let e = "tcp:nonsense".parse::<ListenSpec>().unwrap_err();
+        let e = "tcp:nonsense".parse::<TransportAddr>().unwrap_err();
         assert!(e.to_string().contains("[TRANSPORT:]IP:PORT"), "{e}");
-        assert!("nonsense".parse::<ListenSpec>().is_err());
-        assert!("tcp:".parse::<ListenSpec>().is_err());
-        assert!(":5060".parse::<ListenSpec>().is_err());
-        assert!("tcp:[::1]".parse::<ListenSpec>().is_err());
+        assert!("nonsense".parse::<TransportAddr>().is_err());
+        assert!("tcp:".parse::<TransportAddr>().is_err());
+        assert!(":5060".parse::<TransportAddr>().is_err());
+        assert!("tcp:[::1]".parse::<TransportAddr>().is_err());
     }
 
     #[test]
