@@ -484,7 +484,73 @@ Content-Length: 0\r\n\r\n",
     assert!(report.contains(" connect_failed=1 "), "{report}");
 }
 
+/// RFC 5626: a UA registered over TCP is reached over the connection it
+/// registered on (not at its Contact's address), from whichever shard
+/// the call arrives on; once that connection has gone, a call gets 430
+/// Flow Failed.
+fn a_ua_registered_over_tcp_is_called_over_its_connection(io: &str) {
+    let Some((proxy, tcp)) = start(io, &["--domain", "example.com"]) else {
+        return;
+    };
+    let mut ua = connect(tcp);
+    let me = ua.local_addr().unwrap();
+    // A Contact nothing listens at: only the flow reaches the UA.
+    let register = format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKreg1\r\n\
+To: <sip:alice@example.com>\r\nFrom: <sip:alice@example.com>;tag=r1\r\nCall-ID: reg-flow\r\n\
+CSeq: 1 REGISTER\r\nContact: <sip:alice@127.0.0.1:9;transport=tcp>\r\nExpires: 600\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    ua.write_all(register.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let ok = read_message(&mut ua, &mut buf);
+    assert_eq!(status(&ok), 200, "{}", String::from_utf8_lossy(&ok));
+    let caller = socket();
+    let invite = |call: &str| {
+        format!(
+            "INVITE sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{c};branch=z9hG4bK{call}\r\n\
+To: <sip:alice@example.com>\r\nFrom: <sip:bob@127.0.0.1>;tag=b\r\nCall-ID: {call}\r\n\
+CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            c = port(&caller)
+        )
+    };
+    // Calls whose Call-IDs land on either shard.
+    for k in 0..8 {
+        let call = format!("flow-call-{k}");
+        caller
+            .send_to(invite(&call).as_bytes(), proxy.addr)
+            .unwrap();
+        let got = read_message(&mut ua, &mut buf);
+        let m = Message::parse(&got).unwrap();
+        assert_eq!(
+            m.request_uri_bytes().unwrap(),
+            b"sip:alice@127.0.0.1:9;transport=tcp",
+            "the Request-URI is the Contact"
+        );
+        assert!(header(&got, HeaderName::Via).starts_with("SIP/2.0/TCP "));
+        ua.write_all(&response_to(&got, 200, "OK")).unwrap();
+        let answer = recv(&caller);
+        assert_eq!(status(&answer), 200);
+        assert_eq!(header(&answer, HeaderName::CallId), call);
+    }
+    drop(ua);
+    std::thread::sleep(Duration::from_millis(300));
+    caller
+        .send_to(invite("after-close").as_bytes(), proxy.addr)
+        .unwrap();
+    let answer = recv(&caller);
+    assert!(
+        answer.starts_with(b"SIP/2.0 430 Flow Failed\r\n"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(header(&answer, HeaderName::CallId), "after-close");
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" flows_failed=1 "), "{report}");
+}
+
 on_both_backends!(
+    a_ua_registered_over_tcp_is_called_over_its_connection,
     requests_leave_over_tcp_to_an_upstream_and_responses_come_back,
     a_refused_connection_to_a_next_hop_is_counted,
     connections_are_counted_in_metrics,

@@ -23,7 +23,9 @@
 //!   is lost), after the handler has had the chance to answer it.
 //! - Nothing here panics on anything a peer sends.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -43,6 +45,10 @@ pub const TX_LIMIT: usize = 1 << 20;
 /// Connections accepted per listener per poll: a connection flood waits
 /// in the listen backlog rather than holding up the shard.
 const ACCEPTS_PER_POLL: usize = 64;
+
+/// Messages for gone connections kept per batch for the shard to answer;
+/// the rest are only counted.
+const GONE_KEPT: usize = 64;
 
 /// Events taken per `epoll_wait`.
 const EVENTS: usize = 256;
@@ -206,6 +212,8 @@ pub struct Streams {
     closing: Vec<ConnId>,
     /// This shard's connections to next hops, by address.
     outbound: HashMap<SocketAddr, ConnId>,
+    /// Messages for connections that had gone, for the shard to answer.
+    gone: Vec<Vec<u8>>,
     counts: StreamCounts,
 }
 
@@ -231,13 +239,18 @@ impl Streams {
             epoll,
             listeners: Vec::new(),
             // Slot 0xff_ffff is never handed out (see `listener_token`).
-            conns: ConnTable::new(shard, max_conns.clamp(1, (1 << 24) - 1)),
+            conns: ConnTable::starting_at(
+                shard,
+                max_conns.clamp(1, (1 << 24) - 1),
+                RandomState::new().hash_one(shard) as u32,
+            ),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS],
             scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
             max_message,
             stalled: Vec::new(),
             closing: Vec::new(),
             outbound: HashMap::new(),
+            gone: Vec::new(),
             counts: StreamCounts::default(),
         };
         for (i, (sock, transport)) in listeners.into_iter().enumerate() {
@@ -267,6 +280,12 @@ impl Streams {
     /// a send slot: the next loop polls again without waiting.
     pub fn has_stalled(&self) -> bool {
         !self.stalled.is_empty()
+    }
+
+    /// The messages `send_all` found no connection for since the last
+    /// call.
+    pub fn take_gone(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.gone)
     }
 
     /// True with no listener and no connection: nothing to poll.
@@ -469,6 +488,15 @@ impl Streams {
             let (to, start, len) = out.items[k];
             let data = &out.bytes[start..start + len];
             let id = match to {
+                To::Conn(id) if self.conns.get(id).is_none() => {
+                    self.counts.sends_to_gone += 1;
+                    // Kept for the shard to answer (a 430 for a request
+                    // to a flow), a bounded number per batch.
+                    if self.gone.len() < GONE_KEPT {
+                        self.gone.push(data.to_vec());
+                    }
+                    continue;
+                }
                 To::Conn(id) => id,
                 To::Peer(peer) => match self.connection_to(peer) {
                     Some(id) => id,

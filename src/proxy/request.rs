@@ -73,14 +73,19 @@ pub(super) fn route_request<'e, 'r: 'e>(
         scratch,
         edits,
     ) {
-        // Sent from the address the request reached: the one our Via names.
-        Ok(()) if leg == Transport::Udp => Action::Forward(Dest::Udp {
-            peer: hop.dest.addr,
-            from: Some(src.local.ip()),
-        }),
-        Ok(()) => Action::Forward(Dest::Outbound {
-            peer: hop.dest.addr,
-            transport: leg,
+        Ok(()) => Action::Forward(match (hop.flow, leg) {
+            // A registered flow: on its connection, through its owner.
+            (Some(flow), _) => Dest::Conn(flow),
+            // From the address the request reached: the one our Via names.
+            (None, Transport::Udp) => Dest::Udp {
+                peer: hop.dest.addr,
+                from: Some(src.local.ip()),
+            },
+            // This shard's own connection to the next hop.
+            (None, transport) => Dest::Outbound {
+                peer: hop.dest.addr,
+                transport,
+            },
         }),
         Err(_) => Action::Drop(DropReason::WriteFailed),
     }

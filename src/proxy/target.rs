@@ -14,12 +14,15 @@ use crate::registrar::lookup::best;
 use crate::registrar::reply::SUPPORTED as REGISTRAR_SUPPORTED;
 use crate::sip::scan::ListIter;
 use crate::sip::{HeaderName, Host, Message, Method, NameAddr, SipUri, Uri};
-use crate::transport::{Dest, Transport, TransportAddr};
+use crate::transport::{ConnId, Dest, Transport, TransportAddr};
 
 /// Where a request goes, and the binding it was located through.
 pub struct NextHop<'r> {
     /// The address, and the transport to reach it over.
     pub dest: TransportAddr,
+    /// The connection to reach it on: the flow a binding registered over
+    /// (RFC 5626), owned by whichever shard accepted it.
+    pub flow: Option<ConnId>,
     /// The binding, when the location service chose it (§16.6 step 2: its
     /// contact becomes the Request-URI and its Path the route set).
     pub located: Option<BindingView<'r>>,
@@ -82,6 +85,13 @@ pub fn next_hop<'r>(
     };
     let dest = match next {
         Target::Addr(a) => a,
+        Target::Flow(flow, dest) => {
+            return Ok(NextHop {
+                dest,
+                flow: Some(flow),
+                located,
+            })
+        }
         Target::Unresolved => match pick_upstream(msg, &cfg.upstreams) {
             Some(a) => a,
             None if checked.ruri_is_us && set.new_ruri.is_none() => {
@@ -90,18 +100,31 @@ pub fn next_hop<'r>(
             None => return Err(Action::Drop(DropReason::Unresolved)),
         },
     };
-    Ok(NextHop { dest, located })
+    Ok(NextHop {
+        dest,
+        flow: None,
+        located,
+    })
 }
 
 /// Where a request for a binding goes: the first Path hop (RFC 3327
-/// §5.1), else the address its REGISTER came from under `--nat`, else the
-/// contact's host.
+/// §5.1), else the connection its REGISTER came on (RFC 5626 §5.3: a UA
+/// registered over TCP, TLS or WebSocket is reached over that flow, from
+/// whichever shard), else the address its REGISTER came from under
+/// `--nat`, else the contact's host.
 pub(super) fn binding_target(b: &BindingView<'_>, nat: bool) -> Target {
     if let Some(first) = ListIter::new(b.path).next() {
         return match NameAddr::parse(first.text).map(|n| n.parsed_uri()) {
             Ok(Ok(Uri::Sip(u))) => target_of(&u),
             _ => Target::Unresolved,
         };
+    }
+    if let Some(flow) = b.conn() {
+        let over = TransportAddr {
+            transport: b.transport(),
+            addr: b.peer(),
+        };
+        return Target::Flow(flow, over);
     }
     if nat {
         return Target::Addr(TransportAddr::udp(b.peer()));
@@ -117,6 +140,8 @@ pub(super) fn binding_target(b: &BindingView<'_>, nat: bool) -> Target {
 pub enum Target {
     /// An address and its transport.
     Addr(TransportAddr),
+    /// A connection (a registered flow), and the peer and transport it is.
+    Flow(ConnId, TransportAddr),
     /// A host name (DNS never runs here), or a URI we cannot send to.
     Unresolved,
 }

@@ -171,6 +171,18 @@ impl<'a> Shard<'a> {
     }
 }
 
+/// Writes `code reason` in answer to `msg` as a UAS at `src` would (no
+/// body), into `out`; the length, or None when it does not fit.
+pub(super) fn write_plain(
+    msg: &Message<'_>,
+    src: &Source,
+    code: u16,
+    reason: &str,
+    out: &mut [u8],
+) -> Option<usize> {
+    start_reply(msg, src, code, (reason, ""), out).and_then(finish)
+}
+
 /// A header block without its Content-Length lines (long or compact
 /// form, §7.3.3), so that it parses as a message with no body.
 fn without_content_length(head: &[u8]) -> Vec<u8> {

@@ -88,6 +88,9 @@ pub struct ShardCounters {
     pub conns_overflowed: AtomicU64,
     /// Messages for a connection that had gone.
     pub conn_sends_gone: AtomicU64,
+    /// Requests for a registered flow whose connection had gone,
+    /// answered 430 (RFC 5626 §5.3).
+    pub flows_failed: AtomicU64,
     /// TCP connections opened to next hops.
     pub conns_opened: AtomicU64,
     /// Messages to a next hop whose TCP connection could not be made.

@@ -19,6 +19,7 @@ mod auth_gate;
 pub mod counters;
 mod drain;
 pub mod drop_log;
+mod flow;
 pub mod mail;
 pub mod outcome;
 mod pipeline;
@@ -203,6 +204,13 @@ pub fn run<B: Backend>(
             Some(s) => {
                 if !s.is_idle() && (io.streams_ready() || s.has_stalled()) {
                     failed += poll_streams(s, shard, io.send_queue(), &mut out);
+                }
+                s.send_all(&mut out);
+                // Requests for flows that had gone: 430 (RFC 5626 §5.3).
+                for forwarded in s.take_gone() {
+                    let mut sends = Sends::new(io.send_queue(), &mut out, me, inboxes);
+                    shard.flow_failed(&forwarded, &mut sends);
+                    failed += sends.failed;
                 }
                 s.send_all(&mut out);
                 if !watching && !s.is_idle() {

@@ -161,6 +161,36 @@ impl<'a> Shard<'a> {
     }
 }
 
+impl Shard<'_> {
+    /// Routes a response the shard wrote itself as if it had arrived from
+    /// `src` (its top Via ours): no admission (the source is us), the
+    /// rest as for any response.
+    pub(super) fn route_own_response<S: SendQueue>(
+        &mut self,
+        bytes: &[u8],
+        src: &Source,
+        send: &mut S,
+    ) -> Outcome {
+        let Ok(msg) = Message::parse(bytes) else {
+            return self.drop(DropReason::Malformed);
+        };
+        let mut edits = Edits::new();
+        let loc = Lookup {
+            replica: &self.location.replica,
+            now: self.now,
+        };
+        let action = route(
+            &msg,
+            src,
+            &self.shared.proxy,
+            loc,
+            &mut self.scratch,
+            &mut edits,
+        );
+        emit(self.counters, self.now, &msg, src, action, &edits, send)
+    }
+}
+
 /// Sends what routing decided: the edited message, or a local answer.
 fn emit<S: SendQueue>(
     counters: &ShardCounters,

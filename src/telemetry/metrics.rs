@@ -152,6 +152,11 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.connect_failed,
     ),
     (
+        "sipshard_flows_failed",
+        "Requests for a registered flow whose connection had gone, answered 430 (RFC 5626).",
+        |c| &c.flows_failed,
+    ),
+    (
         "sipshard_connections_refused",
         "TCP connections closed at accept: over the shard's share of --max-connections.",
         |c| &c.conns_refused,

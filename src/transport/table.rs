@@ -29,6 +29,8 @@ pub struct ConnTable<T> {
     /// Empty slots, the last freed first (its memory is the warmest).
     free: Vec<u32>,
     live: usize,
+    /// The generation of a new slot.
+    first_generation: u32,
 }
 
 impl<T> ConnTable<T> {
@@ -41,6 +43,18 @@ impl<T> ConnTable<T> {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            first_generation: 1,
+        }
+    }
+
+    /// As [`ConnTable::new`], with new slots starting at `generation`
+    /// (not 0): drawn at random per process, so that an id kept across a
+    /// restart (a registration's flow in `--state-dir`) does not name a
+    /// connection of the new process.
+    pub fn starting_at(shard: u8, max: usize, generation: u32) -> ConnTable<T> {
+        ConnTable {
+            first_generation: generation.max(1),
+            ..ConnTable::new(shard, max)
         }
     }
 
@@ -51,7 +65,7 @@ impl<T> ConnTable<T> {
             Some(slot) => slot,
             None if self.slots.len() < self.max => {
                 self.slots.push(Slot {
-                    generation: 1,
+                    generation: self.first_generation,
                     value: None,
                 });
                 // len <= MAX_SLOTS = 2^24, which fits in u32.
@@ -158,6 +172,24 @@ mod tests {
         assert_eq!(t.get(old), None);
         assert_eq!(t.remove(old), None);
         assert_eq!(t.get(new), Some(&2));
+    }
+
+    #[test]
+    fn an_id_from_a_table_of_another_start_finds_nothing() {
+        // The same shard, slot and order of events, another process.
+        let mut before = ConnTable::starting_at(0, 4, 7);
+        let mut after = ConnTable::starting_at(0, 4, 9_000);
+        let old = before.insert(1).unwrap();
+        let new = after.insert(2).unwrap();
+        assert_eq!(old.slot(), new.slot());
+        assert_eq!(after.get(old), None);
+        assert_eq!(
+            ConnTable::<()>::starting_at(0, 1, 0)
+                .insert(())
+                .unwrap()
+                .generation(),
+            1
+        );
     }
 
     #[test]
