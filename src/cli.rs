@@ -144,6 +144,13 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     pub max_connections: usize,
 
+    /// Seconds a TCP connection may deliver nothing (not even a CRLF
+    /// keep-alive) before it is closed. UAs keep a registered flow alive
+    /// with a CRLF ping every 2 minutes or so (RFC 5626 §4.4.1), well
+    /// within the default.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub tcp_idle_timeout: u64,
+
     /// Address this proxy writes in its Via and Record-Route and recognises
     /// as itself. Default: the first --listen address (127.0.0.1 with a
     /// warning when that is a wildcard such as 0.0.0.0).

@@ -23,6 +23,8 @@ pub struct Config {
     pub stream_listen: Vec<(Transport, SocketAddr)>,
     /// Most connections per shard.
     pub max_connections_per_shard: usize,
+    /// How long a connection may stay silent.
+    pub tcp_idle_timeout: std::time::Duration,
     /// Explicit --advertise, if given.
     pub advertise: Option<SocketAddr>,
     /// Upstreams for requests with no IP next hop.
@@ -86,6 +88,8 @@ pub enum ConfigError {
     NoUdpListen,
     /// `--max-connections 0`.
     MaxConnections,
+    /// `--tcp-idle-timeout 0`.
+    TcpIdleTimeout,
     /// An --upstream over a transport we cannot open yet.
     UpstreamTransport(TransportAddr),
     /// More than 256 shards in all with a stream listen.
@@ -112,6 +116,9 @@ impl fmt::Display for ConfigError {
                  over UDP until outbound connections land, issue #14)",
             ),
             ConfigError::MaxConnections => f.write_str("--max-connections 0: give at least 1"),
+            ConfigError::TcpIdleTimeout => {
+                f.write_str("--tcp-idle-timeout 0: give at least 1 second")
+            }
             ConfigError::UpstreamTransport(u) => write!(
                 f,
                 "--upstream {u}: upstreams are udp or tcp today; TLS and WebSocket ones are \
@@ -198,6 +205,9 @@ impl Config {
         }
         if args.max_connections == 0 {
             return Err(ConfigError::MaxConnections);
+        }
+        if args.tcp_idle_timeout == 0 {
+            return Err(ConfigError::TcpIdleTimeout);
         }
         // A connection id names its shard in 8 bits.
         let udp_listens = args
@@ -310,6 +320,7 @@ impl Config {
                 .map(|l| (l.transport, l.addr))
                 .collect(),
             max_connections_per_shard: args.max_connections.div_ceil(shards),
+            tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
             advertise: args.advertise,
             upstreams: args.upstream.clone(),
             record_route: args.record_route,
@@ -480,6 +491,11 @@ mod tests {
             cfg(&["--max-connections", "0"]).unwrap_err(),
             ConfigError::MaxConnections
         );
+        assert_eq!(
+            cfg(&["--tcp-idle-timeout", "0"]).unwrap_err(),
+            ConfigError::TcpIdleTimeout
+        );
+        assert_eq!(c.tcp_idle_timeout, std::time::Duration::from_secs(600));
         let c = cfg(&[
             "--upstream",
             "tcp:192.0.2.1:5060",

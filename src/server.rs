@@ -278,7 +278,11 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         Vec::new()
     };
     let mut threads = Vec::new();
-    let (max_conns, max_message) = (cfg.max_connections_per_shard, cfg.guard.max_message_size);
+    let (max_conns, max_message, idle) = (
+        cfg.max_connections_per_shard,
+        cfg.guard.max_message_size,
+        cfg.tcp_idle_timeout,
+    );
     for ((i, socket), shard_listeners) in sockets.into_iter().enumerate().zip(listeners) {
         let (shared, counters, stop) = (shared.clone(), counters.clone(), stop.clone());
         let core = cores.get(i % cores.len().max(1)).copied();
@@ -300,7 +304,10 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                 // Every shard can open connections to next hops, so every
                 // shard has its streams, idle (and not polled) until used.
                 let streams =
-                    Streams::new(i as u8, shard_listeners, max_conns, max_message).map(Some);
+                    Streams::new(i as u8, shard_listeners, max_conns, max_message).map(|mut s| {
+                        s.set_idle_timeout(idle);
+                        Some(s)
+                    });
                 let result = streams.and_then(|streams| {
                     if use_uring {
                         Uring::with_wake(socket, wake)

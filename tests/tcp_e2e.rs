@@ -549,7 +549,31 @@ CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
     assert!(report.contains(" flows_failed=1 "), "{report}");
 }
 
+/// `--tcp-idle-timeout`: a silent connection is closed; one that sends
+/// CRLF keep-alives is not.
+fn a_silent_connection_is_closed_and_a_kept_alive_one_is_not(io: &str) {
+    let Some((proxy, tcp)) = start(io, &["--tcp-idle-timeout", "1"]) else {
+        return;
+    };
+    let mut silent = connect(tcp);
+    let mut alive = connect(tcp);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        alive.write_all(b"\r\n\r\n").unwrap();
+        let mut pong = [0u8; 2];
+        alive.read_exact(&mut pong).unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(closed(&mut silent), "silent past 1 s: closed");
+    let ok = options(&alive, proxy.addr.port(), "alive", 1);
+    alive.write_all(ok.as_bytes()).unwrap();
+    assert_eq!(status(&read_message(&mut alive, &mut Vec::new())), 200);
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_timed_out=1 "), "{report}");
+}
+
 on_both_backends!(
+    a_silent_connection_is_closed_and_a_kept_alive_one_is_not,
     a_ua_registered_over_tcp_is_called_over_its_connection,
     requests_leave_over_tcp_to_an_upstream_and_responses_come_back,
     a_refused_connection_to_a_next_hop_is_counted,

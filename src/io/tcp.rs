@@ -50,6 +50,18 @@ const ACCEPTS_PER_POLL: usize = 64;
 /// the rest are only counted.
 const GONE_KEPT: usize = 64;
 
+/// A connect of ours must complete within this (ms).
+pub const CONNECT_MS: u64 = 10_000;
+
+/// A message begun must be complete within this (ms): 64 x T1, the time
+/// a UDP transaction would have been given (RFC 3261 §17.1.1.2).
+pub const MESSAGE_MS: u64 = 32_000;
+
+/// How long a connection may stay silent by default (ms): ten minutes,
+/// well above the 2-minute CRLF keep-alive RFC 5626 §4.4.1 has UAs send on
+/// a registered flow.
+pub const DEFAULT_IDLE_MS: u64 = 600_000;
+
 /// Events taken per `epoll_wait`.
 const EVENTS: usize = 256;
 
@@ -106,6 +118,8 @@ pub struct StreamCounts {
     pub opened: u64,
     /// Messages to a next hop whose connection could not be made.
     pub connect_failed: u64,
+    /// Connections closed at a deadline (connect, message, idle).
+    pub timed_out: u64,
 }
 
 /// Messages for this shard's connections, queued while the shard handles
@@ -180,6 +194,12 @@ struct Conn {
     writing: bool,
     /// A connect of ours not yet complete: `tx` waits for it.
     connecting: bool,
+    /// When it was accepted or opened, in the shard's milliseconds.
+    since_ms: u64,
+    /// When it last delivered bytes.
+    last_rx_ms: u64,
+    /// When `rx` last went from empty to holding a partial message.
+    partial_since_ms: u64,
     /// The next hop this connection was opened to, as it is known in
     /// `Streams::outbound`; None for an accepted one.
     opened_to: Option<SocketAddr>,
@@ -214,6 +234,14 @@ pub struct Streams {
     outbound: HashMap<SocketAddr, ConnId>,
     /// Messages for connections that had gone, for the shard to answer.
     gone: Vec<Vec<u8>>,
+    /// The shard's clock, in milliseconds, as of the last `set_now`.
+    now_ms: u64,
+    /// When the deadlines were last checked.
+    swept_ms: u64,
+    /// How long a connection may stay silent.
+    idle_ms: u64,
+    /// Ids to close after a sweep (kept for its capacity).
+    expired: Vec<ConnId>,
     counts: StreamCounts,
 }
 
@@ -251,6 +279,10 @@ impl Streams {
             closing: Vec::new(),
             outbound: HashMap::new(),
             gone: Vec::new(),
+            now_ms: 0,
+            swept_ms: 0,
+            idle_ms: DEFAULT_IDLE_MS,
+            expired: Vec::new(),
             counts: StreamCounts::default(),
         };
         for (i, (sock, transport)) in listeners.into_iter().enumerate() {
@@ -280,6 +312,45 @@ impl Streams {
     /// a send slot: the next loop polls again without waiting.
     pub fn has_stalled(&self) -> bool {
         !self.stalled.is_empty()
+    }
+
+    /// Sets how long a connection may deliver nothing before it is closed
+    /// (`--tcp-idle-timeout`).
+    pub fn set_idle_timeout(&mut self, idle: std::time::Duration) {
+        self.idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
+    }
+
+    /// Advances the clock the deadlines run on (the shard's milliseconds)
+    /// and, once a second, closes the connections past one: a connect
+    /// not done in [`CONNECT_MS`], a partial message not completed in
+    /// [`MESSAGE_MS`] (a slow sender holding a buffer), and a connection
+    /// silent for the idle timeout.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        if now_ms < self.swept_ms + 1000 || self.conns.is_empty() {
+            return;
+        }
+        self.swept_ms = now_ms;
+        let mut expired = std::mem::take(&mut self.expired);
+        for (id, c) in self.conns.iter() {
+            let late_connect = c.connecting && now_ms >= c.since_ms + CONNECT_MS;
+            let slow_message = !c.rx.is_empty() && now_ms >= c.partial_since_ms + MESSAGE_MS;
+            let idle = now_ms >= c.last_rx_ms + self.idle_ms;
+            if late_connect || slow_message || idle {
+                expired.push(id);
+            }
+        }
+        for &id in &expired {
+            if let Some(c) = self.conns.get(id) {
+                if c.connecting {
+                    self.counts.connect_failed += 1;
+                }
+            }
+            self.counts.timed_out += 1;
+            self.close(id);
+        }
+        expired.clear();
+        self.expired = expired;
     }
 
     /// The messages `send_all` found no connection for since the last
@@ -421,6 +492,9 @@ impl Streams {
                 writing: false,
                 connecting: false,
                 opened_to: None,
+                since_ms: self.now_ms,
+                last_rx_ms: self.now_ms,
+                partial_since_ms: self.now_ms,
             };
             let Ok(id) = self.conns.insert(conn) else {
                 // Full: the connection is dropped (closed) at once.
@@ -449,6 +523,7 @@ impl Streams {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Next::Idle,
             Err(_) => return Next::Close,
         };
+        conn.last_rx_ms = self.now_ms;
         if !conn.rx.is_empty() {
             conn.rx.extend_from_slice(&self.scratch[..n]);
             return self.handle_buffered(id, handle);
@@ -457,6 +532,9 @@ impl Streams {
         // only a partial tail is copied.
         let max = self.max_message;
         let (used, next) = frame_all(id, conn, &self.scratch[..n], max, handle);
+        if used < n {
+            conn.partial_since_ms = self.now_ms;
+        }
         conn.rx.extend_from_slice(&self.scratch[used..n]);
         next
     }
@@ -475,6 +553,10 @@ impl Streams {
         let (used, next) = frame_all(id, conn, &rx, max, handle);
         conn.rx = rx;
         conn.rx.drain(..used);
+        if used > 0 && !conn.rx.is_empty() {
+            // A new partial message starts its own clock.
+            conn.partial_since_ms = self.now_ms;
+        }
         if conn.rx.is_empty() && conn.rx.capacity() > READ_CHUNK {
             // A large message is done: give its memory back.
             conn.rx = Vec::new();
@@ -558,6 +640,9 @@ impl Streams {
             writing: true,
             connecting: true,
             opened_to: Some(peer),
+            since_ms: self.now_ms,
+            last_rx_ms: self.now_ms,
+            partial_since_ms: self.now_ms,
         };
         let id = self.conns.insert(conn).ok()?;
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32;
@@ -847,6 +932,35 @@ mod tests {
         assert_eq!(s.open(), 0);
         assert_eq!(s.take_counts().overflows, 1);
         drop(c);
+    }
+
+    #[test]
+    fn silence_and_a_message_left_unfinished_close_at_their_deadlines() {
+        let (mut s, addr) = streams(8);
+        s.set_idle_timeout(Duration::from_secs(60));
+        let (mut got, mut room) = (Vec::new(), usize::MAX);
+        let mut quiet = TcpStream::connect(addr).unwrap();
+        let mut slow = TcpStream::connect(addr).unwrap();
+        slow.write_all(b"OPTIONS sip:x SIP/2.0\r\nVia: ").unwrap();
+        poll_until(&mut s, &mut got, &mut room, |s, _| {
+            s.conns.iter().any(|(_, c)| !c.rx.is_empty()) && s.open() == 2
+        });
+        // Half a minute on, the slow message is past MESSAGE_MS.
+        s.tick(MESSAGE_MS - 1000);
+        assert_eq!(s.open(), 2);
+        s.tick(MESSAGE_MS + 1000);
+        assert_eq!(s.open(), 1, "the unfinished message");
+        quiet.write_all(MSG).unwrap();
+        poll_until(&mut s, &mut got, &mut room, |_, g| !g.is_empty());
+        // It spoke at MESSAGE_MS + 1000: silent from then on.
+        s.tick(MESSAGE_MS + 60_000);
+        assert_eq!(s.open(), 1);
+        s.tick(MESSAGE_MS + 62_000);
+        assert_eq!(s.open(), 0, "silent past the idle timeout");
+        assert_eq!(s.take_counts().timed_out, 2);
+        quiet.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(matches!(quiet.read(&mut byte), Ok(0) | Err(_)));
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub struct ShardCounters {
     /// Requests for a registered flow whose connection had gone,
     /// answered 430 (RFC 5626 §5.3).
     pub flows_failed: AtomicU64,
+    /// TCP connections closed at a deadline: a connect not done in 10 s,
+    /// a message begun and not completed in 32 s, or silence past
+    /// `--tcp-idle-timeout`.
+    pub conns_timed_out: AtomicU64,
     /// TCP connections opened to next hops.
     pub conns_opened: AtomicU64,
     /// Messages to a next hop whose TCP connection could not be made.
@@ -110,6 +114,7 @@ impl ShardCounters {
             (&self.conns_overflowed, c.overflows),
             (&self.conn_sends_gone, c.sends_to_gone),
             (&self.conns_opened, c.opened),
+            (&self.conns_timed_out, c.timed_out),
             (&self.connect_failed, c.connect_failed),
         ] {
             if n > 0 {

@@ -202,6 +202,7 @@ pub fn run<B: Backend>(
         })?;
         match streams.as_mut() {
             Some(s) => {
+                s.tick(shard.now_ms);
                 if !s.is_idle() && (io.streams_ready() || s.has_stalled()) {
                     failed += poll_streams(s, shard, io.send_queue(), &mut out);
                 }

@@ -157,6 +157,11 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.flows_failed,
     ),
     (
+        "sipshard_connections_timed_out",
+        "TCP connections closed at a deadline: connect (10 s), a partial message (32 s), or --tcp-idle-timeout.",
+        |c| &c.conns_timed_out,
+    ),
+    (
         "sipshard_connections_refused",
         "TCP connections closed at accept: over the shard's share of --max-connections.",
         |c| &c.conns_refused,
