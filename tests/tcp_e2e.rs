@@ -572,7 +572,48 @@ fn a_silent_connection_is_closed_and_a_kept_alive_one_is_not(io: &str) {
     assert!(report.contains(" conns_timed_out=1 "), "{report}");
 }
 
+/// RFC 5658 / RFC 5626 §5.3: with --record-route, the callee's BYE
+/// (sent along the route set it learnt, over UDP) reaches the caller on
+/// its TCP connection, although its Contact names nothing reachable.
+fn the_callees_bye_reaches_a_tcp_caller_on_its_connection(io: &str) {
+    let Some((proxy, tcp)) = start(io, &["--record-route"]) else {
+        return;
+    };
+    let uas = socket();
+    let mut uac = connect(tcp);
+    let invite = request("INVITE", &uac, port(&uas), "rr-flow", 1).replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nContact: <sip:alice@10.255.255.1:5060;transport=tcp>\r\n",
+    );
+    uac.write_all(invite.as_bytes()).unwrap();
+    let fwd = recv(&uas);
+    let rr = header(&fwd, HeaderName::RecordRoute);
+    assert!(rr.contains(";transport=tcp;lr;cid="), "{rr}");
+    uas.send_to(&response_to(&fwd, 200, "OK"), proxy.addr).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(status(&read_message(&mut uac, &mut buf)), 200);
+    // The callee's BYE: to the caller's Contact, along the route set.
+    let bye = format!(
+        "BYE sip:alice@10.255.255.1:5060;transport=tcp SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:{u};branch=z9hG4bKbye1\r\nRoute: {rr}\r\n\
+From: <sip:bob@127.0.0.1>;tag=b1\r\nTo: <sip:alice@127.0.0.1>;tag=a1\r\nCall-ID: rr-flow\r\n\
+CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        u = port(&uas)
+    );
+    uas.send_to(bye.as_bytes(), proxy.addr).unwrap();
+    let got = read_message(&mut uac, &mut buf);
+    let m = Message::parse(&got).unwrap();
+    assert_eq!(m.method(), Some(sipshard::sip::Method::Bye));
+    assert_eq!(m.count_of(HeaderName::Route), 0, "our two Routes removed");
+    // The caller answers on its connection; the callee gets the 200.
+    uac.write_all(&response_to(&got, 200, "OK")).unwrap();
+    let ok = recv(&uas);
+    assert_eq!(status(&ok), 200);
+    assert_eq!(header(&ok, HeaderName::CSeq), "2 BYE");
+}
+
 on_both_backends!(
+    the_callees_bye_reaches_a_tcp_caller_on_its_connection,
     a_silent_connection_is_closed_and_a_kept_alive_one_is_not,
     a_ua_registered_over_tcp_is_called_over_its_connection,
     requests_leave_over_tcp_to_an_upstream_and_responses_come_back,

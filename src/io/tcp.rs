@@ -958,7 +958,9 @@ mod tests {
         s.tick(MESSAGE_MS + 62_000);
         assert_eq!(s.open(), 0, "silent past the idle timeout");
         assert_eq!(s.take_counts().timed_out, 2);
-        quiet.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        quiet
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
         let mut byte = [0u8; 1];
         assert!(matches!(quiet.read(&mut byte), Ok(0) | Err(_)));
     }

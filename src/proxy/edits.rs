@@ -22,8 +22,11 @@ use crate::transport::{Source, Transport};
 pub struct Scratch {
     via: [u8; 192],
     via_len: usize,
-    rr: [u8; 80],
+    rr: [u8; 96],
     rr_len: usize,
+    /// Both Record-Route values, when the two sides differ (RFC 5658).
+    rr_both: [u8; 256],
+    rr_both_len: usize,
     nat: [u8; 512],
     nat_len: usize,
     ruri: [u8; 512],
@@ -44,8 +47,10 @@ impl Default for Scratch {
         Scratch {
             via: [0; 192],
             via_len: 0,
-            rr: [0; 80],
+            rr: [0; 96],
             rr_len: 0,
+            rr_both: [0; 256],
+            rr_both_len: 0,
             nat: [0; 512],
             nat_len: 0,
             ruri: [0; 512],
@@ -116,6 +121,48 @@ fn fmt_into(buf: &mut [u8], args: std::fmt::Arguments<'_>) -> Option<usize> {
     usize::try_from(cursor.position()).ok()
 }
 
+/// `;transport=tcp` (or tls, ws, wss) for a URI reached over a stream;
+/// nothing for UDP, the default (§19.1.1).
+struct TransportParam(Transport);
+
+impl std::fmt::Display for TransportParam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Transport::Udp => Ok(()),
+            t => write!(f, ";transport={}", t.via_token().to_ascii_lowercase()),
+        }
+    }
+}
+
+/// `out_leg, <sip:here;transport=..;lr;cid=..>`: the Record-Route value
+/// of the next hop's side, then ours on the client's side.
+fn write_rr_both(
+    buf: &mut [u8],
+    out_leg: &[u8],
+    here: SocketAddr,
+    transport: Transport,
+    cid: Option<&[u8]>,
+) -> Option<usize> {
+    let mut n = fmt_into(
+        buf,
+        format_args!(
+            "{}, <sip:{here}{};lr",
+            Ascii(out_leg),
+            TransportParam(transport)
+        ),
+    )?;
+    let mut w = Out::new(buf.get_mut(n..)?);
+    if let Some(cid) = cid {
+        w.bytes(b";")?;
+        w.bytes(CID_PARAM)?;
+        w.bytes(b"=")?;
+        w.bytes(cid)?;
+    }
+    w.bytes(b">")?;
+    n += w.len;
+    Some(n)
+}
+
 /// Shows bytes that the parser has already checked to be tokens or
 /// parameter values, without allocating.
 struct Ascii<'a>(&'a [u8]);
@@ -180,7 +227,11 @@ pub fn forward<'e>(
         )
         .ok_or(WriteError::BufferTooSmall)?;
         scratch.via_prefix = via_len;
-        scratch.rr_len = fmt_into(&mut scratch.rr, format_args!("<sip:{addr};lr>")).unwrap_or(0);
+        scratch.rr_len = fmt_into(
+            &mut scratch.rr,
+            format_args!("<sip:{addr}{};lr>", TransportParam(transport)),
+        )
+        .unwrap_or(0);
         scratch.written_for = Some(ours);
     }
     scratch.via_len = scratch.via_prefix;
@@ -227,6 +278,25 @@ pub fn forward<'e>(
         )
         .ok_or(WriteError::BufferTooSmall)?;
     }
+    // RFC 5658: when the request came on a connection, or leaves on
+    // another transport than it came on, two Record-Route values, one per
+    // side: the top one for the next hop's side (the leg it leaves on),
+    // the other for the client's, over its transport and naming its
+    // connection (RFC 5626 §5.3 flow token), so that in-dialog requests
+    // from the far side go back on it.
+    scratch.rr_both_len = 0;
+    if cfg.record_route && (src.conn.is_some() || src.transport != leg) && may_create_dialog(msg) {
+        let here = SocketAddr::new(cfg.advertised(src.local).ip(), src.local.port());
+        let cid = src.conn.map(|c| cfg.conn_key.write(c));
+        scratch.rr_both_len = write_rr_both(
+            &mut scratch.rr_both,
+            &scratch.rr[..scratch.rr_len],
+            here,
+            src.transport,
+            cid.as_ref().map(|c| &c[..]),
+        )
+        .ok_or(WriteError::BufferTooSmall)?;
+    }
     let nat = nat_edit(msg, via, src.peer, &mut scratch.nat);
     scratch.nat_len = nat.map_or(0, |n| n.len);
 
@@ -242,7 +312,11 @@ pub fn forward<'e>(
     let mf = max_forwards.map_or(70, |n| u32::from(n) - 1);
     edits.set_max_forwards(msg, mf)?;
     if cfg.record_route && scratch.rr_len > 0 && may_create_dialog(msg) {
-        edits.add_record_route(msg, &scratch.rr[..scratch.rr_len])?;
+        if scratch.rr_both_len > 0 {
+            edits.add_record_route(msg, &scratch.rr_both[..scratch.rr_both_len])?;
+        } else {
+            edits.add_record_route(msg, &scratch.rr[..scratch.rr_len])?;
+        }
     }
     // Our Routes and the one right after them (a strict router's, or the
     // last one moving into the Request-URI) may share lines: they go as

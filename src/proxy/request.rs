@@ -51,7 +51,7 @@ pub(super) fn route_request<'e, 'r: 'e>(
         Ok(c) => c,
         Err(answer) => return answer,
     };
-    let set = match RouteSet::read(msg, cfg, src.local, checked.ruri_is_us, to) {
+    let set = match RouteSet::read(msg, cfg, src.local, src.conn, checked.ruri_is_us, to) {
         Ok(s) => s,
         Err(answer) => return answer,
     };

@@ -4,10 +4,11 @@
 
 use std::net::SocketAddr;
 
+use super::conn_param::CID_PARAM;
 use super::target::{target_of, Target};
 use super::{reply, Action, ProxyConfig};
 use crate::sip::{HeaderName, Message, ParseError, Uri};
-use crate::transport::Dest;
+use crate::transport::{ConnId, Dest, Transport};
 
 /// What §16.4 makes of a request's Route header, read once, used by the
 /// next-hop choice and by the edits.
@@ -29,6 +30,11 @@ pub struct RouteSet<'m> {
     pub strict_next: Option<usize>,
     /// The next hop the route set names, if it names one.
     pub next: Option<Target>,
+    /// A flow token in one of our Route values (our Record-Route on the
+    /// side of a client that came on a connection, RFC 5626 §5.3), for a
+    /// request that did not come on that connection: the request goes
+    /// back over it, whatever the rest says.
+    pub flow: Option<(ConnId, Transport)>,
 }
 
 impl<'m> RouteSet<'m> {
@@ -38,6 +44,7 @@ impl<'m> RouteSet<'m> {
         msg: &Message<'m>,
         cfg: &ProxyConfig,
         local: SocketAddr,
+        arrived_on: Option<ConnId>,
         ruri_is_us: bool,
         to: Dest,
     ) -> Result<RouteSet<'m>, Action<'static>> {
@@ -67,6 +74,19 @@ impl<'m> RouteSet<'m> {
             };
             if i == set.ours && cfg.is_us(&u.host, u.port, local) {
                 set.ours += 1;
+                // A flow token we wrote, for a request from the other
+                // side (one from the flow itself goes on as routed).
+                if let Some(Some(v)) = u.param(CID_PARAM) {
+                    let over = match u.param(b"transport") {
+                        Some(Some(t)) => Transport::from_token(t),
+                        _ => None,
+                    };
+                    if let (Some(id), Some(t)) = (cfg.conn_key.read(v), over) {
+                        if arrived_on != Some(id) {
+                            set.flow = Some((id, t));
+                        }
+                    }
+                }
                 continue;
             }
             set.next = Some(target_of(&u));

@@ -39,6 +39,17 @@ pub fn next_hop<'r>(
     set: &RouteSet<'_>,
     to: Dest,
 ) -> Result<NextHop<'r>, Action<'r>> {
+    // An in-dialog request for a client on a connection: back on it.
+    if let Some((flow, transport)) = set.flow {
+        return Ok(NextHop {
+            dest: TransportAddr {
+                transport,
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            },
+            flow: Some(flow),
+            located: None,
+        });
+    }
     let mut next = set.next;
     // No Route left and a Request-URI in a domain we are responsible for:
     // the registrar takes REGISTER (§10.3 step 1), the location service

@@ -982,3 +982,58 @@ fn the_next_hops_transport_comes_from_its_uri_or_upstream() {
     );
     check_out(&out, |m| assert_eq!(m.via().unwrap().transport, b"TCP"));
 }
+
+// RFC 5658 and RFC 5626 §5.3: a dialog-creating request from a
+// connection gets two Record-Route values, the client's side naming its
+// transport and connection; an in-dialog request from the far side goes
+// back on that connection, one from the connection goes on as routed.
+#[test]
+fn record_route_names_the_connection_and_in_dialog_requests_go_back_on_it() {
+    let cfg = config(record_route);
+    let conn = ConnId::new(0, 5, 3);
+    let req = sub(invite(""), "SIP/2.0/UDP 192.0.2.1", "SIP/2.0/TCP 192.0.2.1");
+    let (_, fwd) = run_on_conn(&cfg, &req, "192.0.2.1:40000", conn);
+    let rr = {
+        let m = Message::parse(&fwd).unwrap();
+        String::from_utf8_lossy(m.header(HeaderName::RecordRoute).unwrap()).into_owned()
+    };
+    let cid = String::from_utf8(cfg.conn_key.write(conn).to_vec()).unwrap();
+    assert_eq!(
+        rr,
+        format!("<sip:{US};lr>, <sip:{US};transport=tcp;lr;cid={cid}>"),
+        "the next hop's side first"
+    );
+    // The callee's BYE: its route set is the Record-Route as it came.
+    let bye = sub(
+        in_dialog("BYE"),
+        "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc",
+        format!("Via: SIP/2.0/UDP {CALLEE};branch=z9hG4bKbye\r\nRoute: {rr}"),
+    );
+    let bye = sub(
+        bye,
+        "BYE sip:bob@192.0.2.4:5062",
+        "BYE sip:alice@10.0.0.9:5060;transport=tcp",
+    );
+    let (action, out) = run(&cfg, &bye, CALLEE);
+    assert_eq!(action, Action::Forward(Dest::Conn(conn)));
+    check_out(&out, |m| {
+        assert_eq!(m.count_of(HeaderName::Route), 0, "both ours removed");
+        assert_eq!(m.via().unwrap().transport, b"TCP");
+    });
+    // The caller's own BYE, on the connection: routed by its target.
+    let reversed = format!("<sip:{US};transport=tcp;lr;cid={cid}>, <sip:{US};lr>");
+    let bye = sub(
+        in_dialog("BYE"),
+        "Via:",
+        format!("Route: {reversed}\r\nVia:"),
+    );
+    let (action, _) = run_on_conn(&cfg, &bye, "192.0.2.1:40000", conn);
+    assert_eq!(action, Action::Forward(to(CALLEE)));
+    // A datagram's dialog keeps one Record-Route value.
+    let (_, fwd) = run(&cfg, &invite(""), "192.0.2.1:5060");
+    let m = Message::parse(&fwd).unwrap();
+    assert_eq!(
+        m.header(HeaderName::RecordRoute).unwrap(),
+        format!("<sip:{US};lr>").as_bytes()
+    );
+}
