@@ -499,6 +499,85 @@ Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         assert!(e.to_string().starts_with("tls: connection failed: "), "{e}");
     }
 
+    /// A TLS 1.2 ClientHello offering only `suites` (two-byte codes),
+    /// with signature_algorithms and, when `groups`, supported_groups
+    /// (x25519, secp256r1): an RSA-key-exchange-only client sends none.
+    fn legacy_client_hello(suites: &[u16], groups: bool) -> Vec<u8> {
+        let mut ext = Vec::new();
+        // signature_algorithms: rsa_pkcs1_sha256, ecdsa_secp256r1_sha256.
+        ext.extend_from_slice(&[0x00, 0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x01, 0x04, 0x03]);
+        if groups {
+            ext.extend_from_slice(&[0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17]);
+            // ec_point_formats: uncompressed.
+            ext.extend_from_slice(&[0x00, 0x0b, 0x00, 0x02, 0x01, 0x00]);
+        }
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[7; 32]); // random
+        body.push(0); // no session id
+        body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+        for s in suites {
+            body.extend_from_slice(&s.to_be_bytes());
+        }
+        body.extend_from_slice(&[1, 0]); // null compression only
+        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        body.extend_from_slice(&ext);
+        let mut hs = vec![0x01, 0];
+        hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        hs.extend_from_slice(&body);
+        let mut record = vec![0x16, 0x03, 0x01];
+        record.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        record.extend_from_slice(&hs);
+        record
+    }
+
+    #[test]
+    fn rfc3261s_cbc_suite_alone_gets_handshake_failure() {
+        // RFC 3261 §26.2.1 names TLS_RSA_WITH_AES_128_CBC_SHA (0x002f);
+        // rustls has no CBC and no RSA key exchange. A peer offering only
+        // such suites is refused with a handshake_failure alert (RFC 5246
+        // §7.2.2: level fatal 2, description 40).
+        let pki = Pki::new("session-cbc");
+        let cfg = config(&pki, VerifyClient::None);
+        let refused = |hello: Vec<u8>| {
+            let mut s = TlsSession::new(cfg.clone()).unwrap();
+            let e = s.receive(&hello, &mut Vec::new()).unwrap_err();
+            let mut alert = Vec::new();
+            s.take_outgoing(&mut alert);
+            assert_eq!(alert, [0x15, 0x03, 0x03, 0x00, 0x02, 2, 40], "{e:?}");
+            e
+        };
+        for suites in [
+            &[0x002f][..],             // TLS_RSA_WITH_AES_128_CBC_SHA
+            &[0x002f, 0x0035, 0x000a], // + AES_256_CBC_SHA, 3DES_EDE_CBC_SHA
+            &[0xc013, 0xc014, 0x009c], // ECDHE_RSA with CBC, RSA key exchange with GCM
+        ] {
+            let e = refused(legacy_client_hello(suites, true));
+            assert!(
+                matches!(
+                    e,
+                    TlsError::Handshake(rustls::Error::PeerIncompatible(
+                        rustls::PeerIncompatible::NoCipherSuitesInCommon
+                    ))
+                ),
+                "{suites:x?}: {e:?}"
+            );
+        }
+        // Without supported_groups (no ECDHE offered) rustls stops at the
+        // key exchange, with the same alert.
+        let e = refused(legacy_client_hello(&[0x002f], false));
+        assert!(e.to_string().starts_with("tls: handshake failed: "), "{e}");
+        // The same hello with a suite rustls has goes on with the handshake.
+        let mut s = TlsSession::new(cfg).unwrap();
+        s.receive(
+            &legacy_client_hello(&[0x002f, 0xc02b], true),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let mut reply = Vec::new();
+        s.take_outgoing(&mut reply);
+        assert_eq!(reply.first(), Some(&0x16), "a ServerHello");
+    }
+
     proptest! {
         /// Whatever bytes arrive, in whatever pieces, receive returns
         /// without panicking and hands out no plaintext (nothing can be
