@@ -75,6 +75,20 @@ pub enum FsyncPolicy {
     Never,
 }
 
+/// Whether TLS clients are asked for a certificate
+/// (`--tls-verify-client`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVerifyClient {
+    /// Never ask (user agents rarely have certificates).
+    None,
+    /// Ask; a certificate sent must chain to --tls-client-ca, and a
+    /// client that sends none is let in.
+    Optional,
+    /// Refuse clients without a certificate that chains to
+    /// --tls-client-ca (mutual TLS, as trunks use).
+    Required,
+}
+
 /// Tools that run instead of the server.
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
@@ -150,6 +164,33 @@ pub struct Args {
     /// within the default.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub tcp_idle_timeout: u64,
+
+    /// Certificate chain (PEM: the server's certificate first, then its
+    /// intermediates) for tls: and wss: listens. Needs --tls-key. Those
+    /// listens are refused until issue #14 lands; the TLS flags are
+    /// checked already.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// Private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// CA certificates (PEM) that TLS client certificates must chain to;
+    /// needs --tls-verify-client optional or required.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
+    /// Ask TLS clients for a certificate: `none`, `optional` (one sent
+    /// must chain to --tls-client-ca; clients without one are let in) or
+    /// `required` (clients without one from --tls-client-ca are refused).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = TlsVerifyClient::None)]
+    pub tls_verify_client: TlsVerifyClient,
+
+    /// CA certificates (PEM) trusted for servers this proxy connects to
+    /// over TLS (outbound TLS, issue #14). Needs --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
 
     /// Address this proxy writes in its Via and Record-Route and recognises
     /// as itself. Default: the first --listen address (127.0.0.1 with a
@@ -425,6 +466,35 @@ mod tests {
             a.auth_algorithm,
             [crate::auth::Algorithm::Sha256, crate::auth::Algorithm::Md5]
         );
+    }
+
+    #[test]
+    fn tls_flags() {
+        let a = Args::parse_from(["sipshard"]);
+        assert_eq!(a.tls_cert, None);
+        assert_eq!(a.tls_verify_client, TlsVerifyClient::None);
+        let a = Args::parse_from([
+            "sipshard",
+            "--tls-cert",
+            "/etc/sip/cert.pem",
+            "--tls-key",
+            "/etc/sip/key.pem",
+            "--tls-client-ca",
+            "/etc/sip/clients.pem",
+            "--tls-verify-client",
+            "required",
+            "--tls-ca",
+            "/etc/sip/roots.pem",
+        ]);
+        assert_eq!(a.tls_cert.unwrap().to_str(), Some("/etc/sip/cert.pem"));
+        assert_eq!(a.tls_key.unwrap().to_str(), Some("/etc/sip/key.pem"));
+        assert_eq!(
+            a.tls_client_ca.unwrap().to_str(),
+            Some("/etc/sip/clients.pem")
+        );
+        assert_eq!(a.tls_verify_client, TlsVerifyClient::Required);
+        assert_eq!(a.tls_ca.unwrap().to_str(), Some("/etc/sip/roots.pem"));
+        assert!(Args::try_parse_from(["sipshard", "--tls-verify-client", "yes"]).is_err());
     }
 
     #[test]

@@ -589,7 +589,8 @@ fn the_callees_bye_reaches_a_tcp_caller_on_its_connection(io: &str) {
     let fwd = recv(&uas);
     let rr = header(&fwd, HeaderName::RecordRoute);
     assert!(rr.contains(";transport=tcp;lr;cid="), "{rr}");
-    uas.send_to(&response_to(&fwd, 200, "OK"), proxy.addr).unwrap();
+    uas.send_to(&response_to(&fwd, 200, "OK"), proxy.addr)
+        .unwrap();
     let mut buf = Vec::new();
     assert_eq!(status(&read_message(&mut uac, &mut buf)), 200);
     // The callee's BYE: to the caller's Contact, along the route set.

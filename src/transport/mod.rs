@@ -7,11 +7,13 @@
 //! A connection belongs to the shard that accepted or opened it, for its
 //! whole life (ARCHITECTURE.md, "Ownership"); a [`ConnId`] names that shard,
 //! so bytes for a connection can be mailed to its owner from anywhere.
-//! [`stream`] frames the messages on a connection's bytes (§18.3).
+//! [`stream`] frames the messages on a connection's bytes (§18.3); [`tls`]
+//! turns a TLS connection's records into those bytes and back (§26.2.1).
 
 pub mod addr;
 pub mod stream;
 pub mod table;
+pub mod tls;
 pub mod websocket;
 
 use std::fmt;
