@@ -146,9 +146,10 @@ pub struct Args {
     /// TRANSPORT one of udp (the default when none is given), tcp, tls, ws,
     /// wss; repeat the flag for several addresses. IPv6 addresses are
     /// written in brackets: `[::1]:5060`. Port 0 picks a free port (printed
-    /// at start-up). udp and tcp listen today, and a tcp listen needs a
-    /// udp one beside it (requests leave over UDP); tls, ws and wss are
-    /// refused at start-up until they land (issue #14).
+    /// at start-up). udp, tcp and tls listen today (tls needs
+    /// --tls-cert and --tls-key), and a stream listen needs a udp one
+    /// beside it; ws and wss are refused at start-up until they land
+    /// (issue #14).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:5060")]
     pub listen: Vec<TransportAddr>,
 

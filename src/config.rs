@@ -145,7 +145,7 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::ListenTransport(spec) => write!(
                 f,
-                "--listen {spec}: only UDP and TCP listens today; TLS and WebSocket listeners \
+                "--listen {spec}: UDP, TCP and TLS listen today; WebSocket listeners \
                  are not built yet (issue #14)"
             ),
             ConfigError::Advertise(a) => {
@@ -212,9 +212,8 @@ pub const MAX_SHARDS: usize = 1024;
 /// verification needs client CAs and the reverse, and a tls: or wss:
 /// listen needs a certificate. None when no --tls-cert is given. The
 /// files are not read here (the server reads them at start-up and on
-/// reload). `Config::from_args` refuses tls: and wss: listens before this
-/// runs until they are served (issue #14); the listen check here takes
-/// over when that refusal goes.
+/// reload). `Config::from_args` refuses wss: listens before this runs
+/// until they are served (issue #14).
 fn tls_settings(args: &Args) -> Result<Option<TlsSettings>, ConfigError> {
     let Some(cert) = &args.tls_cert else {
         let tls_listen = args
@@ -274,7 +273,7 @@ impl Config {
         if args.listen.is_empty() {
             return Err(ConfigError::NoListen);
         }
-        let streams_built = [Transport::Udp, Transport::Tcp];
+        let streams_built = [Transport::Udp, Transport::Tcp, Transport::Tls];
         if let Some(spec) = args
             .listen
             .iter()
@@ -537,11 +536,11 @@ mod tests {
             "--listen",
             "127.0.0.1:5060",
             "--listen",
-            "tls:127.0.0.1:5061",
+            "wss:127.0.0.1:5061",
         ])
         .unwrap_err();
-        assert!(matches!(e, ConfigError::ListenTransport(s) if s.transport == Transport::Tls));
-        assert!(e.to_string().contains("--listen tls:127.0.0.1:5061"), "{e}");
+        assert!(matches!(e, ConfigError::ListenTransport(s) if s.transport == Transport::Wss));
+        assert!(e.to_string().contains("--listen wss:127.0.0.1:5061"), "{e}");
     }
 
     #[test]
@@ -707,8 +706,8 @@ mod tests {
 
     #[test]
     fn a_tls_listen_needs_a_certificate() {
-        // from_args refuses tls: and wss: listens today (issue #14), so
-        // the check is called directly; it applies once they are served.
+        // from_args refuses wss: listens today (issue #14), so the check
+        // is called directly.
         for listen in ["tls:127.0.0.1:5061", "wss:[::1]:443"] {
             let e = tls(&["--listen", "127.0.0.1:5060", "--listen", listen]).unwrap_err();
             assert!(matches!(e, ConfigError::TlsListenNeedsCert(s) if s.to_string() == listen));
@@ -738,7 +737,7 @@ mod tests {
             ]),
             Ok(None)
         );
-        // The refusal of TLS listens stays first until they land.
+        // A tls: listen is served: without a certificate, from_args says so.
         assert!(matches!(
             cfg(&[
                 "--listen",
@@ -746,7 +745,7 @@ mod tests {
                 "--listen",
                 "tls:127.0.0.1:5061"
             ]),
-            Err(ConfigError::ListenTransport(_))
+            Err(ConfigError::TlsListenNeedsCert(_))
         ));
     }
 

@@ -74,6 +74,10 @@ fn main() -> ExitCode {
         }
     }
     banner(&cfg, &server);
+    let reloads = server
+        .tls
+        .clone()
+        .map(|tls| reload_on_sighup(tls, stop.clone()));
     for e in &signal_errors {
         error!("sipshard: {e}");
     }
@@ -121,6 +125,9 @@ fn main() -> ExitCode {
     });
     let result = server.join();
     stop.store(true, Ordering::Relaxed);
+    if let Some(Ok(t)) = reloads {
+        let _ = t.join();
+    }
     if let Some(m) = metrics {
         m.join();
     }
@@ -286,6 +293,32 @@ fn banner(cfg: &Config, server: &Server) {
 /// `a, b, c`.
 fn list<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     items.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Reloads the TLS certificate, key and CAs on SIGHUP, from a thread of
+/// its own (reading files never holds up a shard); connections accepted
+/// afterwards use the new ones, open ones keep theirs. A failed reload
+/// keeps the old configuration and says why.
+fn reload_on_sighup(
+    tls: std::sync::Arc<sipshard::transport::tls::TlsReloader>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let hup = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    std::thread::Builder::new()
+        .name("tls-reload".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if !hup.swap(false, Ordering::Relaxed) {
+                    continue;
+                }
+                match tls.reload() {
+                    Ok(()) => info!(target: LIFECYCLE, "sipshard: SIGHUP: TLS certificate and keys reloaded"),
+                    Err(e) => warn!("sipshard: SIGHUP: TLS reload failed, keeping the previous certificate: {e}"),
+                }
+            }
+        })
 }
 
 /// `sipshard passwd FILE USER REALM`: the password comes from standard

@@ -23,6 +23,7 @@ use crate::location::owner::Owner;
 use crate::location::store::{self, Fsync, Store};
 use crate::location::{owner_of, AorRecord, LocationOp};
 use crate::shard::{self, counters::ShardCounters, unix_now, Shard, Shared};
+use crate::transport::tls::TlsReloader;
 use crate::transport::Transport;
 
 /// Why the server could not start.
@@ -43,6 +44,8 @@ pub enum StartupError {
     Inbox(io::Error),
     /// `--auth-file` could not be read, or the nonce key not drawn.
     Auth(String),
+    /// The TLS certificate, key or CAs could not be read.
+    Tls(crate::transport::tls::TlsError),
     /// `--state-dir` could not be read or taken over.
     State {
         /// The directory.
@@ -63,6 +66,7 @@ impl fmt::Display for StartupError {
             ),
             StartupError::Inbox(e) => write!(f, "cannot create the shard inboxes: {e}"),
             StartupError::Auth(e) => write!(f, "--auth-file: {e}"),
+            StartupError::Tls(e) => write!(f, "{e}"),
             StartupError::State { dir, source } => {
                 write!(f, "--state-dir {}: {source}", dir.display())
             }
@@ -96,6 +100,9 @@ pub struct Server {
     pub bound: Vec<SocketAddr>,
     /// The stream listen addresses as bound, with their transport.
     pub stream_bound: Vec<(Transport, SocketAddr)>,
+    /// The TLS configuration, for a reload on SIGHUP; None without
+    /// `--tls-cert`.
+    pub tls: Option<Arc<TlsReloader>>,
     /// What the shards share (routing and registrar configuration,
     /// inboxes).
     pub shared: Arc<Shared>,
@@ -278,6 +285,13 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         Vec::new()
     };
     let mut threads = Vec::new();
+    // Read once here and on SIGHUP, never on a shard's loop.
+    let tls = cfg
+        .tls
+        .clone()
+        .map(|t| TlsReloader::new(t).map(Arc::new))
+        .transpose()
+        .map_err(StartupError::Tls)?;
     let (max_conns, max_message, idle) = (
         cfg.max_connections_per_shard,
         cfg.guard.max_message_size,
@@ -285,6 +299,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     );
     for ((i, socket), shard_listeners) in sockets.into_iter().enumerate().zip(listeners) {
         let (shared, counters, stop) = (shared.clone(), counters.clone(), stop.clone());
+        let shard_tls = tls.clone();
         let core = cores.get(i % cores.len().max(1)).copied();
         let location = locations.remove(0);
         // A registrar gets mail (REGISTERs, replica updates), and so does
@@ -306,6 +321,9 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                 let streams =
                     Streams::new(i as u8, shard_listeners, max_conns, max_message).map(|mut s| {
                         s.set_idle_timeout(idle);
+                        if let Some(t) = shard_tls {
+                            s.set_tls(t);
+                        }
                         Some(s)
                     });
                 let result = streams.and_then(|streams| {
@@ -333,6 +351,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     Ok(Server {
         bound,
         stream_bound,
+        tls,
         shared,
         registrar_note,
         recovery,

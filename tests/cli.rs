@@ -43,8 +43,12 @@ fn an_unknown_transport_is_a_usage_error_and_tls_and_a_lone_tcp_are_refused_at_s
         assert!(err.contains(says), "{err}");
     };
     refused(
+        &["--listen", "127.0.0.1:0", "--listen", "ws:127.0.0.1:0"],
+        "--listen ws:127.0.0.1:0: UDP, TCP and TLS listen today",
+    );
+    refused(
         &["--listen", "127.0.0.1:0", "--listen", "tls:127.0.0.1:0"],
-        "--listen tls:127.0.0.1:0: only UDP and TCP listens today",
+        "tls:127.0.0.1:0",
     );
     refused(
         &["--listen", "tcp:127.0.0.1:0"],

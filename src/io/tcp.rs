@@ -29,10 +29,12 @@ use std::hash::BuildHasher;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::transport::stream::{Frame, FrameError, Framer, PONG};
+use crate::transport::tls::{TlsReloader, TlsSession};
 use crate::transport::{ConnId, ConnTable, Source, Transport};
 
 /// Bytes read from one connection per poll.
@@ -120,6 +122,8 @@ pub struct StreamCounts {
     pub connect_failed: u64,
     /// Connections closed at a deadline (connect, message, idle).
     pub timed_out: u64,
+    /// TLS connections closed for a failed handshake or a TLS error.
+    pub tls_failed: u64,
 }
 
 /// Messages for this shard's connections, queued while the shard handles
@@ -200,6 +204,12 @@ struct Conn {
     last_rx_ms: u64,
     /// When `rx` last went from empty to holding a partial message.
     partial_since_ms: u64,
+    /// Its TLS state, for a connection accepted on a `tls:` listener:
+    /// what is read is ciphertext, `rx` holds plaintext, and what is sent
+    /// is encrypted before `tx`.
+    tls: Option<Box<TlsSession>>,
+    /// Keep-alive pings framed and not yet answered.
+    pongs_due: usize,
     /// The next hop this connection was opened to, as it is known in
     /// `Streams::outbound`; None for an accepted one.
     opened_to: Option<SocketAddr>,
@@ -242,6 +252,12 @@ pub struct Streams {
     idle_ms: u64,
     /// Ids to close after a sweep (kept for its capacity).
     expired: Vec<ConnId>,
+    /// The TLS configuration for `tls:` listeners, reloaded on SIGHUP.
+    tls: Option<Arc<TlsReloader>>,
+    /// Plaintext a TLS record gave (kept for its capacity).
+    plain: Vec<u8>,
+    /// Ciphertext to write (kept for its capacity).
+    cipher: Vec<u8>,
     counts: StreamCounts,
 }
 
@@ -283,6 +299,9 @@ impl Streams {
             swept_ms: 0,
             idle_ms: DEFAULT_IDLE_MS,
             expired: Vec::new(),
+            tls: None,
+            plain: Vec::new(),
+            cipher: Vec::new(),
             counts: StreamCounts::default(),
         };
         for (i, (sock, transport)) in listeners.into_iter().enumerate() {
@@ -314,6 +333,12 @@ impl Streams {
         !self.stalled.is_empty()
     }
 
+    /// Gives the TLS configuration `tls:` listeners accept with; without
+    /// it a TLS connection is refused at accept.
+    pub fn set_tls(&mut self, tls: Arc<TlsReloader>) {
+        self.tls = Some(tls);
+    }
+
     /// Sets how long a connection may deliver nothing before it is closed
     /// (`--tcp-idle-timeout`).
     pub fn set_idle_timeout(&mut self, idle: std::time::Duration) {
@@ -333,7 +358,8 @@ impl Streams {
         self.swept_ms = now_ms;
         let mut expired = std::mem::take(&mut self.expired);
         for (id, c) in self.conns.iter() {
-            let late_connect = c.connecting && now_ms >= c.since_ms + CONNECT_MS;
+            let handshaking = c.tls.as_ref().is_some_and(|t| t.is_handshaking());
+            let late_connect = (c.connecting || handshaking) && now_ms >= c.since_ms + CONNECT_MS;
             let slow_message = !c.rx.is_empty() && now_ms >= c.partial_since_ms + MESSAGE_MS;
             let idle = now_ms >= c.last_rx_ms + self.idle_ms;
             if late_connect || slow_message || idle {
@@ -431,6 +457,15 @@ impl Streams {
     /// Acts on how a connection's handling ended; arms EPOLLOUT when it
     /// left bytes for the kernel (a pong).
     fn after(&mut self, id: ConnId, next: Next) {
+        let pongs = self
+            .conns
+            .get_mut(id)
+            .map_or(0, |c| std::mem::take(&mut c.pongs_due));
+        for _ in 0..pongs {
+            if !matches!(next, Next::Close) && !self.send(id, PONG) {
+                return self.close(id);
+            }
+        }
         match next {
             Next::Idle => {}
             Next::Stalled => self.stalled.push(id),
@@ -495,7 +530,22 @@ impl Streams {
                 since_ms: self.now_ms,
                 last_rx_ms: self.now_ms,
                 partial_since_ms: self.now_ms,
+                tls: None,
+                pongs_due: 0,
             };
+            let mut conn = conn;
+            if transport == Transport::Tls {
+                // The configuration current at accept: a reload (SIGHUP)
+                // applies to the connections that follow.
+                let session = self.tls.as_ref().map(|r| TlsSession::new(r.current()));
+                match session {
+                    Some(Ok(s)) => conn.tls = Some(Box::new(s)),
+                    _ => {
+                        self.counts.refused += 1;
+                        continue;
+                    }
+                }
+            }
             let Ok(id) = self.conns.insert(conn) else {
                 // Full: the connection is dropped (closed) at once.
                 self.counts.refused += 1;
@@ -524,18 +574,73 @@ impl Streams {
             Err(_) => return Next::Close,
         };
         conn.last_rx_ms = self.now_ms;
+        let Some(tls) = conn.tls.as_mut() else {
+            return self.handle_read(id, n, handle);
+        };
+        // TLS: decrypt into `plain`; handshake records and alerts go out.
+        let mut plain = std::mem::take(&mut self.plain);
+        let mut cipher = std::mem::take(&mut self.cipher);
+        plain.clear();
+        cipher.clear();
+        let received = tls.receive(&self.scratch[..n], &mut plain);
+        tls.take_outgoing(&mut cipher);
+        let peer_closed = tls.peer_closed();
+        let sent = cipher.is_empty() || self.send_raw(id, &cipher);
+        self.cipher = cipher;
+        if received.is_err() {
+            // The alert is queued or written; the framing is lost.
+            self.plain = plain;
+            self.counts.tls_failed += 1;
+            return Next::CloseAfterSend;
+        }
+        let next = if !sent {
+            Next::Close
+        } else {
+            self.handle_plain(id, &plain, handle)
+        };
+        self.plain = plain;
+        if peer_closed && matches!(next, Next::Idle) {
+            return Next::CloseAfterSend;
+        }
+        next
+    }
+
+    /// Handles `n` bytes just read into the read buffer (plaintext).
+    fn handle_read(
+        &mut self,
+        id: ConnId,
+        n: usize,
+        handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
+    ) -> Next {
+        let scratch = std::mem::take(&mut self.scratch);
+        let next = self.handle_plain(id, &scratch[..n], handle);
+        self.scratch = scratch;
+        next
+    }
+
+    /// Frames and handles `bytes`, plaintext that `id` delivered after
+    /// what its `rx` holds.
+    fn handle_plain(
+        &mut self,
+        id: ConnId,
+        bytes: &[u8],
+        handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
+    ) -> Next {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Next::Idle;
+        };
         if !conn.rx.is_empty() {
-            conn.rx.extend_from_slice(&self.scratch[..n]);
+            conn.rx.extend_from_slice(bytes);
             return self.handle_buffered(id, handle);
         }
         // The common case: whole messages straight from the read buffer;
         // only a partial tail is copied.
         let max = self.max_message;
-        let (used, next) = frame_all(id, conn, &self.scratch[..n], max, handle);
-        if used < n {
+        let (used, next) = frame_all(id, conn, bytes, max, handle);
+        if used < bytes.len() {
             conn.partial_since_ms = self.now_ms;
         }
-        conn.rx.extend_from_slice(&self.scratch[used..n]);
+        conn.rx.extend_from_slice(&bytes[used..]);
         next
     }
 
@@ -643,6 +748,8 @@ impl Streams {
             since_ms: self.now_ms,
             last_rx_ms: self.now_ms,
             partial_since_ms: self.now_ms,
+            tls: None,
+            pongs_due: 0,
         };
         let id = self.conns.insert(conn).ok()?;
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32;
@@ -655,10 +762,25 @@ impl Streams {
         Some(id)
     }
 
-    /// Writes `data` to `id`, or queues what the kernel does not take.
-    /// False when the connection must close (an error, or over
-    /// [`TX_LIMIT`]); true also when it is gone (counted).
+    /// Sends `data` (plaintext) to `id`: encrypted first on a TLS
+    /// connection. False when the connection must close.
     fn send(&mut self, id: ConnId, data: &[u8]) -> bool {
+        let Some(tls) = self.conns.get_mut(id).and_then(|c| c.tls.as_mut()) else {
+            return self.send_raw(id, data);
+        };
+        let mut cipher = std::mem::take(&mut self.cipher);
+        cipher.clear();
+        let ok = tls.send(data).is_ok();
+        tls.take_outgoing(&mut cipher);
+        let sent = self.send_raw(id, &cipher);
+        self.cipher = cipher;
+        ok && sent
+    }
+
+    /// Writes `data` to `id` as it is, or queues what the kernel does not
+    /// take. False when the connection must close (an error, or over
+    /// [`TX_LIMIT`]); true also when it is gone (counted).
+    fn send_raw(&mut self, id: ConnId, data: &[u8]) -> bool {
         let Some(conn) = self.conns.get_mut(id) else {
             self.counts.sends_to_gone += 1;
             return true;
@@ -766,18 +888,8 @@ fn frame_all(
             Ok(Frame::Incomplete) => return (at, Next::Idle),
             Ok(Frame::Skip { len }) => at += len,
             Ok(Frame::Ping { len }) => {
-                // A pong is two bytes: if even they do not fit, the peer
-                // reads nothing and is closed as one.
-                if conn.tx.len() + PONG.len() > TX_LIMIT {
-                    return (at, Next::Close);
-                }
-                let written = if conn.tx.is_empty() {
-                    conn.sock.write(PONG).unwrap_or(0)
-                } else {
-                    0
-                };
-                // What the kernel did not take waits in `tx`.
-                conn.tx.extend_from_slice(&PONG[written.min(PONG.len())..]);
+                // Answered once the frames are handled (encrypted on TLS).
+                conn.pongs_due += 1;
                 at += len;
             }
             Ok(Frame::Message { len }) => {

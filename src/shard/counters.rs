@@ -95,6 +95,9 @@ pub struct ShardCounters {
     /// a message begun and not completed in 32 s, or silence past
     /// `--tcp-idle-timeout`.
     pub conns_timed_out: AtomicU64,
+    /// TLS connections closed for a failed handshake or a TLS error
+    /// (an alert sent).
+    pub conns_tls_failed: AtomicU64,
     /// TCP connections opened to next hops.
     pub conns_opened: AtomicU64,
     /// Messages to a next hop whose TCP connection could not be made.
@@ -115,6 +118,7 @@ impl ShardCounters {
             (&self.conn_sends_gone, c.sends_to_gone),
             (&self.conns_opened, c.opened),
             (&self.conns_timed_out, c.timed_out),
+            (&self.conns_tls_failed, c.tls_failed),
             (&self.connect_failed, c.connect_failed),
         ] {
             if n > 0 {

@@ -162,6 +162,11 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.conns_timed_out,
     ),
     (
+        "sipshard_connections_tls_failed",
+        "TLS connections closed for a failed handshake or a TLS error (an alert sent).",
+        |c| &c.conns_tls_failed,
+    ),
+    (
         "sipshard_connections_refused",
         "TCP connections closed at accept: over the shard's share of --max-connections.",
         |c| &c.conns_refused,

@@ -1,0 +1,287 @@
+//! SIP over TLS end to end: the real binary with a `tls:` listen and
+//! certificates made at test time (rcgen), rustls clients written here,
+//! a UDP UAS. Every test runs on both I/O backends.
+
+#[macro_use]
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+use common::process::{port, recv, socket, Proxy};
+
+use sipshard::sip::{HeaderName, Message};
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, as files.
+struct Pki {
+    dir: PathBuf,
+    ca: CertificateDer<'static>,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sipshard-tls-e2e-{name}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("test CA {name}"));
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.pem() + &ca_cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        Pki {
+            ca: ca_cert.der().clone(),
+            cert: cert_path,
+            key: key_path,
+            dir,
+        }
+    }
+
+    /// A client trusting this CA only.
+    fn client(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+/// sipshard with UDP and TLS listens; None when io_uring is refused.
+fn start(io: &str, pki: &Pki, extra: &[&str]) -> Option<(Proxy, SocketAddr)> {
+    let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+    let mut args = vec![
+        "--listen",
+        "tls:127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ];
+    args.extend_from_slice(extra);
+    let proxy = Proxy::start(io, &args)?;
+    let tls = proxy
+        .banner
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" (tls)").and_then(|a| a.parse().ok()))
+        .unwrap_or_else(|| panic!("no tls address in banner: {}", proxy.banner));
+    Some((proxy, tls))
+}
+
+fn connect(addr: SocketAddr, cfg: Arc<ClientConfig>) -> Tls {
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
+    StreamOwned::new(ClientConnection::new(cfg, name).unwrap(), tcp)
+}
+
+/// Reads one message, framed by its Content-Length (leading CRLFs
+/// skipped).
+fn read_message(c: &mut Tls, buf: &mut Vec<u8>) -> Vec<u8> {
+    loop {
+        while buf.starts_with(b"\r\n") {
+            buf.drain(..2);
+        }
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let body: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + body {
+                return buf.drain(..end + 4 + body).collect();
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = c.read(&mut chunk).expect("a message within 3 s");
+        assert!(n > 0, "closed; have {:?}", String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn request(method: &str, uri: &str, c: &Tls, call: &str) -> String {
+    let me = c.sock.local_addr().unwrap();
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/TLS {me};branch=z9hG4bK{call};rport\r\n\
+To: <sip:bob@127.0.0.1>\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nCall-ID: {call}\r\n\
+CSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn response_to(req: &[u8], code: u16) -> Vec<u8> {
+    let m = Message::parse(req).unwrap();
+    let mut out = format!("SIP/2.0 {code} OK\r\n");
+    for v in m.values(HeaderName::Via) {
+        out.push_str(&format!("Via: {}\r\n", String::from_utf8_lossy(v.text)));
+    }
+    for h in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ] {
+        let name = match h {
+            HeaderName::From => "From",
+            HeaderName::To => "To",
+            HeaderName::CallId => "Call-ID",
+            _ => "CSeq",
+        };
+        let v = String::from_utf8_lossy(m.header(h).unwrap());
+        out.push_str(&format!("{name}: {v}\r\n"));
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out.into_bytes()
+}
+
+fn status(m: &[u8]) -> u16 {
+    Message::parse(m).unwrap().status().unwrap()
+}
+
+/// A TLS client's requests: OPTIONS for us answered on the connection,
+/// INVITEs forwarded over UDP with their responses back on it from
+/// either shard, a keep-alive ping answered, all encrypted.
+fn requests_over_tls_are_answered_and_forwarded(io: &str) {
+    let pki = Pki::new("forward");
+    let Some((proxy, tls)) = start(io, &pki, &["--record-route"]) else {
+        return;
+    };
+    let mut c = connect(tls, pki.client());
+    let mut buf = Vec::new();
+    let options = request("OPTIONS", &format!("sip:{}", proxy.addr), &c, "tls-opt");
+    c.write_all(options.as_bytes()).unwrap();
+    assert_eq!(status(&read_message(&mut c, &mut buf)), 200);
+    assert_eq!(c.conn.handshake_kind(), Some(rustls::HandshakeKind::Full));
+    let uas = socket();
+    for k in 0..10 {
+        let call = format!("tls-call-{k}");
+        let uri = format!("sip:bob@127.0.0.1:{}", port(&uas));
+        c.write_all(request("INVITE", &uri, &c, &call).as_bytes())
+            .unwrap();
+        let fwd = recv(&uas);
+        let rr = Message::parse(&fwd)
+            .unwrap()
+            .header(HeaderName::RecordRoute)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap();
+        assert!(rr.contains(";transport=tls;lr;cid="), "{rr}");
+        uas.send_to(&response_to(&fwd, 200), proxy.addr).unwrap();
+        let got = read_message(&mut c, &mut buf);
+        assert_eq!(status(&got), 200);
+        let m = Message::parse(&got).unwrap();
+        assert_eq!(m.header(HeaderName::CallId).unwrap(), call.as_bytes());
+    }
+    c.write_all(b"\r\n\r\n").unwrap();
+    let mut pong = [0u8; 2];
+    c.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"\r\n");
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_accepted=1 "), "{report}");
+}
+
+/// Bytes that are not TLS close their connection with an alert, counted;
+/// the next client is served.
+fn a_client_that_does_not_speak_tls_is_closed(io: &str) {
+    let pki = Pki::new("garbage");
+    let Some((proxy, tls)) = start(io, &pki, &[]) else {
+        return;
+    };
+    let mut plain = TcpStream::connect(tls).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    plain
+        .write_all(b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    match plain.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("not closed: {e}"),
+    }
+    assert_eq!(got.first(), Some(&0x15), "a TLS alert record: {got:?}");
+    let mut c = connect(tls, pki.client());
+    let options = request("OPTIONS", &format!("sip:{}", proxy.addr), &c, "after");
+    c.write_all(options.as_bytes()).unwrap();
+    assert_eq!(status(&read_message(&mut c, &mut Vec::new())), 200);
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_tls_failed=1 "), "{report}");
+}
+
+/// SIGHUP reloads the certificate: a client trusting only the new CA gets
+/// in afterwards; one already connected keeps its connection.
+fn sighup_reloads_the_certificate_for_new_connections(io: &str) {
+    let old = Pki::new("reload-old");
+    let Some((proxy, tls)) = start(io, &old, &[]) else {
+        return;
+    };
+    let mut before = connect(tls, old.client());
+    let ping = |c: &mut Tls| {
+        c.write_all(b"\r\n\r\n").unwrap();
+        let mut pong = [0u8; 2];
+        c.read_exact(&mut pong).unwrap();
+    };
+    ping(&mut before);
+    let new = Pki::new("reload-new");
+    std::fs::copy(&new.cert, &old.cert).unwrap();
+    std::fs::copy(&new.key, &old.key).unwrap();
+    // SAFETY: kill(2) on the PID of a child we started and still own.
+    unsafe { libc::kill(proxy.child.id() as libc::pid_t, libc::SIGHUP) };
+    let mut served = false;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut c = connect(tls, new.client());
+        c.write_all(b"\r\n\r\n").ok();
+        let mut pong = [0u8; 2];
+        if c.read_exact(&mut pong).is_ok() {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "the new certificate is served after SIGHUP");
+    ping(&mut before);
+    drop(proxy);
+}
+
+on_both_backends!(
+    requests_over_tls_are_answered_and_forwarded,
+    a_client_that_does_not_speak_tls_is_closed,
+    sighup_reloads_the_certificate_for_new_connections,
+);
