@@ -146,10 +146,8 @@ pub struct Args {
     /// TRANSPORT one of udp (the default when none is given), tcp, tls, ws,
     /// wss; repeat the flag for several addresses. IPv6 addresses are
     /// written in brackets: `[::1]:5060`. Port 0 picks a free port (printed
-    /// at start-up). udp, tcp and tls listen today (tls needs
-    /// --tls-cert and --tls-key), and a stream listen needs a udp one
-    /// beside it; ws and wss are refused at start-up until they land
-    /// (issue #14).
+    /// at start-up). tls and wss need --tls-cert and --tls-key, and a
+    /// stream listen (tcp, tls, ws, wss) needs a udp one beside it.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:5060")]
     pub listen: Vec<TransportAddr>,
 
@@ -165,6 +163,13 @@ pub struct Args {
     /// within the default.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub tcp_idle_timeout: u64,
+
+    /// An `Origin` a WebSocket (ws:, wss:) handshake may come from, as a
+    /// browser sends it (`https://phone.example.com`); repeat for several.
+    /// With none given any origin is let in; with some, a handshake from
+    /// another (or with none) gets 403 (RFC 6455 §10.2).
+    #[arg(long, value_name = "ORIGIN")]
+    pub ws_origin: Vec<String>,
 
     /// Certificate chain (PEM: the server's certificate first, then its
     /// intermediates) for tls: and wss: listens. Needs --tls-key. Those

@@ -26,6 +26,8 @@ pub struct Config {
     pub max_connections_per_shard: usize,
     /// How long a connection may stay silent.
     pub tcp_idle_timeout: std::time::Duration,
+    /// Origins a WebSocket handshake may come from; empty: any.
+    pub ws_origins: Vec<String>,
     /// Explicit --advertise, if given.
     pub advertise: Option<SocketAddr>,
     /// Upstreams for requests with no IP next hop.
@@ -86,8 +88,6 @@ pub enum ConfigError {
     Shards(usize),
     /// No --listen address.
     NoListen,
-    /// A --listen address for a transport that does not listen yet.
-    ListenTransport(TransportAddr),
     /// Stream listens with no UDP one: requests leave over UDP today.
     NoUdpListen,
     /// `--max-connections 0`.
@@ -142,11 +142,6 @@ impl fmt::Display for ConfigError {
                 f,
                 "{n} shards in all (--shards times the udp listens): a server with tcp \
                  listens runs at most 256"
-            ),
-            ConfigError::ListenTransport(spec) => write!(
-                f,
-                "--listen {spec}: UDP, TCP and TLS listen today; WebSocket listeners \
-                 are not built yet (issue #14)"
             ),
             ConfigError::Advertise(a) => {
                 write!(
@@ -272,14 +267,6 @@ impl Config {
         }
         if args.listen.is_empty() {
             return Err(ConfigError::NoListen);
-        }
-        let streams_built = [Transport::Udp, Transport::Tcp, Transport::Tls];
-        if let Some(spec) = args
-            .listen
-            .iter()
-            .find(|l| !streams_built.contains(&l.transport))
-        {
-            return Err(ConfigError::ListenTransport(*spec));
         }
         if !args.listen.iter().any(|l| l.transport == Transport::Udp) {
             return Err(ConfigError::NoUdpListen);
@@ -411,6 +398,7 @@ impl Config {
                 .collect(),
             max_connections_per_shard: args.max_connections.div_ceil(shards),
             tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
+            ws_origins: args.ws_origin.clone(),
             advertise: args.advertise,
             upstreams: args.upstream.clone(),
             record_route: args.record_route,
@@ -523,7 +511,7 @@ mod tests {
     }
 
     #[test]
-    fn udp_listens_and_stream_transports_are_refused_by_name() {
+    fn udp_listens_are_read_and_a_wss_one_needs_a_certificate() {
         let c = cfg(&["--listen", "udp:127.0.0.1:5070", "--listen", "[::1]:5071"]).unwrap();
         assert_eq!(
             c.listen,
@@ -539,8 +527,19 @@ mod tests {
             "wss:127.0.0.1:5061",
         ])
         .unwrap_err();
-        assert!(matches!(e, ConfigError::ListenTransport(s) if s.transport == Transport::Wss));
+        assert!(matches!(e, ConfigError::TlsListenNeedsCert(s) if s.transport == Transport::Wss));
         assert!(e.to_string().contains("--listen wss:127.0.0.1:5061"), "{e}");
+        let c = cfg(&[
+            "--listen",
+            "127.0.0.1:5060",
+            "--listen",
+            "ws:127.0.0.1:8080",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.stream_listen,
+            vec![(Transport::Ws, "127.0.0.1:8080".parse().unwrap())]
+        );
     }
 
     #[test]

@@ -300,6 +300,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     for ((i, socket), shard_listeners) in sockets.into_iter().enumerate().zip(listeners) {
         let (shared, counters, stop) = (shared.clone(), counters.clone(), stop.clone());
         let shard_tls = tls.clone();
+        let origins = cfg.ws_origins.clone();
         let core = cores.get(i % cores.len().max(1)).copied();
         let location = locations.remove(0);
         // A registrar gets mail (REGISTERs, replica updates), and so does
@@ -321,6 +322,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                 let streams =
                     Streams::new(i as u8, shard_listeners, max_conns, max_message).map(|mut s| {
                         s.set_idle_timeout(idle);
+                        s.set_ws_origins(origins);
                         if let Some(t) = shard_tls {
                             s.set_tls(t);
                         }

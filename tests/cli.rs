@@ -29,7 +29,8 @@ fn bad_flag_is_refused() {
 }
 
 #[test]
-fn an_unknown_transport_is_a_usage_error_and_tls_and_a_lone_tcp_are_refused_at_start() {
+fn an_unknown_transport_is_a_usage_error_and_wss_without_a_certificate_and_a_lone_tcp_are_refused()
+{
     let out = sipshard()
         .args(["--listen", "sctp:127.0.0.1:0"])
         .output()
@@ -43,12 +44,8 @@ fn an_unknown_transport_is_a_usage_error_and_tls_and_a_lone_tcp_are_refused_at_s
         assert!(err.contains(says), "{err}");
     };
     refused(
-        &["--listen", "127.0.0.1:0", "--listen", "ws:127.0.0.1:0"],
-        "--listen ws:127.0.0.1:0: UDP, TCP and TLS listen today",
-    );
-    refused(
-        &["--listen", "127.0.0.1:0", "--listen", "tls:127.0.0.1:0"],
-        "tls:127.0.0.1:0",
+        &["--listen", "127.0.0.1:0", "--listen", "wss:127.0.0.1:0"],
+        "--listen wss:127.0.0.1:0: needs --tls-cert and --tls-key",
     );
     refused(
         &["--listen", "tcp:127.0.0.1:0"],

@@ -17,6 +17,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use common::process::{port, recv, socket, Proxy};
+use common::ws::{read_frame, read_http, send_text, upgrade_request};
 
 use sipshard::sip::{HeaderName, Message};
 
@@ -280,7 +281,40 @@ fn sighup_reloads_the_certificate_for_new_connections(io: &str) {
     drop(proxy);
 }
 
+/// wss: WebSocket over TLS: the handshake and SIP frames inside TLS.
+fn websocket_over_tls(io: &str) {
+    let pki = Pki::new("wss");
+    let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+    let args = [
+        "--listen",
+        "wss:127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ];
+    let Some(proxy) = Proxy::start(io, &args) else {
+        return;
+    };
+    let wss: SocketAddr = proxy
+        .banner
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" (wss)").and_then(|a| a.parse().ok()))
+        .unwrap_or_else(|| panic!("no wss address in banner: {}", proxy.banner));
+    let mut c = connect(wss, pki.client());
+    c.write_all(upgrade_request("Sec-WebSocket-Protocol: sip\r\n").as_bytes())
+        .unwrap();
+    assert!(read_http(&mut c).starts_with("HTTP/1.1 101 "));
+    let options = request("OPTIONS", &format!("sip:{}", proxy.addr), &c, "wss-opt")
+        .replace("SIP/2.0/TLS", "SIP/2.0/WSS");
+    send_text(&mut c, options.as_bytes());
+    let (opcode, answer) = read_frame(&mut c);
+    assert_eq!(opcode, 0x1);
+    assert_eq!(status(&answer), 200);
+}
+
 on_both_backends!(
+    websocket_over_tls,
     requests_over_tls_are_answered_and_forwarded,
     a_client_that_does_not_speak_tls_is_closed,
     sighup_reloads_the_certificate_for_new_connections,

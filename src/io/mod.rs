@@ -17,6 +17,7 @@ pub mod socket;
 pub mod steer;
 pub mod tcp;
 pub mod uring;
+mod ws;
 
 use std::io;
 use std::net::SocketAddr;

@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::ws::{self, WsConn};
 use crate::transport::stream::{Frame, FrameError, Framer, PONG};
 use crate::transport::tls::{TlsReloader, TlsSession};
 use crate::transport::{ConnId, ConnTable, Source, Transport};
@@ -210,13 +211,16 @@ struct Conn {
     tls: Option<Box<TlsSession>>,
     /// Keep-alive pings framed and not yet answered.
     pongs_due: usize,
+    /// Its WebSocket state, for a connection accepted on a `ws:` or
+    /// `wss:` listener: `rx` holds frames, not a byte stream of SIP.
+    ws: Option<Box<WsConn>>,
     /// The next hop this connection was opened to, as it is known in
     /// `Streams::outbound`; None for an accepted one.
     opened_to: Option<SocketAddr>,
 }
 
 /// How a connection's handling ended.
-enum Next {
+pub(super) enum Next {
     /// Read everything; wait for more.
     Idle,
     /// Whole messages are left in `rx` for want of room to answer.
@@ -258,6 +262,14 @@ pub struct Streams {
     plain: Vec<u8>,
     /// Ciphertext to write (kept for its capacity).
     cipher: Vec<u8>,
+    /// Allowed `Origin`s for WebSocket handshakes (`--ws-origin`; empty:
+    /// any).
+    ws_origins: Vec<String>,
+    /// What a WebSocket connection's input calls for (kept for its
+    /// capacity).
+    ws_replies: Vec<u8>,
+    /// A SIP message in its WebSocket frame (kept for its capacity).
+    ws_frame: Vec<u8>,
     counts: StreamCounts,
 }
 
@@ -302,6 +314,9 @@ impl Streams {
             tls: None,
             plain: Vec::new(),
             cipher: Vec::new(),
+            ws_origins: Vec::new(),
+            ws_replies: Vec::new(),
+            ws_frame: Vec::new(),
             counts: StreamCounts::default(),
         };
         for (i, (sock, transport)) in listeners.into_iter().enumerate() {
@@ -337,6 +352,12 @@ impl Streams {
     /// it a TLS connection is refused at accept.
     pub fn set_tls(&mut self, tls: Arc<TlsReloader>) {
         self.tls = Some(tls);
+    }
+
+    /// Sets the `Origin`s a WebSocket handshake may come from
+    /// (`--ws-origin`); empty lets any in.
+    pub fn set_ws_origins(&mut self, origins: Vec<String>) {
+        self.ws_origins = origins;
     }
 
     /// Sets how long a connection may deliver nothing before it is closed
@@ -532,9 +553,11 @@ impl Streams {
                 partial_since_ms: self.now_ms,
                 tls: None,
                 pongs_due: 0,
+                ws: matches!(transport, Transport::Ws | Transport::Wss)
+                    .then(|| Box::new(WsConn::new(self.max_message))),
             };
             let mut conn = conn;
-            if transport == Transport::Tls {
+            if matches!(transport, Transport::Tls | Transport::Wss) {
                 // The configuration current at accept: a reload (SIGHUP)
                 // applies to the connections that follow.
                 let session = self.tls.as_ref().map(|r| TlsSession::new(r.current()));
@@ -629,7 +652,7 @@ impl Streams {
         let Some(conn) = self.conns.get_mut(id) else {
             return Next::Idle;
         };
-        if !conn.rx.is_empty() {
+        if !conn.rx.is_empty() || conn.ws.is_some() {
             conn.rx.extend_from_slice(bytes);
             return self.handle_buffered(id, handle);
         }
@@ -654,6 +677,9 @@ impl Streams {
         let Some(conn) = self.conns.get_mut(id) else {
             return Next::Idle;
         };
+        if conn.ws.is_some() {
+            return self.handle_ws(id, handle);
+        }
         let rx = std::mem::take(&mut conn.rx);
         let (used, next) = frame_all(id, conn, &rx, max, handle);
         conn.rx = rx;
@@ -667,6 +693,48 @@ impl Streams {
             conn.rx = Vec::new();
         }
         next
+    }
+
+    /// Handles what a WebSocket connection has buffered (see `ws.rs`) and
+    /// writes back what that calls for.
+    fn handle_ws(
+        &mut self,
+        id: ConnId,
+        handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
+    ) -> Next {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Next::Idle;
+        };
+        let Some(mut ws) = conn.ws.take() else {
+            return Next::Idle;
+        };
+        let src = source_of(id, conn);
+        let mut rx = std::mem::take(&mut conn.rx);
+        let before = rx.len();
+        let mut replies = std::mem::take(&mut self.ws_replies);
+        replies.clear();
+        let next = ws::input(
+            &mut ws,
+            &mut rx,
+            &src,
+            &self.ws_origins,
+            &mut replies,
+            handle,
+        );
+        if let Some(conn) = self.conns.get_mut(id) {
+            if !rx.is_empty() && rx.len() != before {
+                conn.partial_since_ms = self.now_ms;
+            }
+            conn.rx = rx;
+            conn.ws = Some(ws);
+        }
+        let sent = replies.is_empty() || self.send_stream(id, &replies);
+        self.ws_replies = replies;
+        if sent {
+            next
+        } else {
+            Next::Close
+        }
     }
 
     /// Hands every queued message to its connection (each of this shard).
@@ -750,6 +818,7 @@ impl Streams {
             partial_since_ms: self.now_ms,
             tls: None,
             pongs_due: 0,
+            ws: None,
         };
         let id = self.conns.insert(conn).ok()?;
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32;
@@ -762,9 +831,28 @@ impl Streams {
         Some(id)
     }
 
+    /// Sends one SIP message to `id`: in a frame of its own on an open
+    /// WebSocket (RFC 7118 §5), then as [`Streams::send_stream`] does.
+    fn send(&mut self, id: ConnId, data: &[u8]) -> bool {
+        let framed = self
+            .conns
+            .get(id)
+            .and_then(|c| c.ws.as_ref())
+            .is_some_and(|w| w.is_open());
+        if !framed {
+            return self.send_stream(id, data);
+        }
+        let mut frame = std::mem::take(&mut self.ws_frame);
+        frame.clear();
+        ws::frame_message(data, &mut frame);
+        let sent = self.send_stream(id, &frame);
+        self.ws_frame = frame;
+        sent
+    }
+
     /// Sends `data` (plaintext) to `id`: encrypted first on a TLS
     /// connection. False when the connection must close.
-    fn send(&mut self, id: ConnId, data: &[u8]) -> bool {
+    fn send_stream(&mut self, id: ConnId, data: &[u8]) -> bool {
         let Some(tls) = self.conns.get_mut(id).and_then(|c| c.tls.as_mut()) else {
             return self.send_raw(id, data);
         };
@@ -865,6 +953,16 @@ impl Streams {
     }
 }
 
+/// Where the messages of connection `id` come from.
+fn source_of(id: ConnId, conn: &Conn) -> Source {
+    Source {
+        peer: conn.peer,
+        local: conn.local,
+        transport: conn.transport,
+        conn: Some(id),
+    }
+}
+
 /// Frames and handles the messages at the front of `buf`, a connection's
 /// bytes; returns how many bytes were used and what next. A ping is
 /// answered here (RFC 5626 §3.5.1).
@@ -875,12 +973,7 @@ fn frame_all(
     max_message: usize,
     handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
 ) -> (usize, Next) {
-    let src = Source {
-        peer: conn.peer,
-        local: conn.local,
-        transport: conn.transport,
-        conn: Some(id),
-    };
+    let src = source_of(id, conn);
     let mut at = 0;
     loop {
         let rest = &buf[at..];

@@ -838,6 +838,11 @@ impl Reassembly {
         }
     }
 
+    /// The largest message it lets through.
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
     /// The kind of the fragmented message in progress, None between
     /// messages.
     pub fn in_progress(&self) -> Option<Opcode> {
