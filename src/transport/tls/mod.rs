@@ -25,6 +25,7 @@
 //!   resuming a session it verified.
 
 mod config;
+mod driver;
 mod reload;
 mod session;
 #[cfg(test)]
