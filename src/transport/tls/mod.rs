@@ -24,6 +24,7 @@
 //!   not resume, so a client CA removed from the file cannot be bypassed by
 //!   resuming a session it verified.
 
+mod client_config;
 mod config;
 mod driver;
 mod reload;
@@ -35,6 +36,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+pub use client_config::client_config;
 pub use config::server_config;
 pub use reload::TlsReloader;
 pub use session::TlsSession;
@@ -51,8 +53,8 @@ pub struct TlsSettings {
     pub client_ca: Option<PathBuf>,
     /// Whether clients are asked for a certificate.
     pub verify_client: VerifyClient,
-    /// Roots for verifying servers we connect to (PEM); read when outbound
-    /// TLS lands (issue #14), kept here so that one flag set describes TLS.
+    /// Roots for verifying servers we connect to (PEM), read by
+    /// [`client_config`]; `None` trusts the system store.
     pub ca: Option<PathBuf>,
 }
 
@@ -132,6 +134,10 @@ pub enum TlsError {
     },
     /// Client verification asked for without a client CA file.
     NeedsClientCa(VerifyClient),
+    /// No CA file was given for outbound TLS, and the system trust store
+    /// yielded no usable root (no ca-certificates package, a container
+    /// without /etc/ssl): the reasons the store gave.
+    NoSystemRoots(String),
     /// rustls refused the configuration (or could not start a connection
     /// with it).
     Config(rustls::Error),
@@ -191,6 +197,11 @@ impl fmt::Display for TlsError {
                 f,
                 "tls: client certificate verification `{v}` needs a client CA file \
                  (--tls-client-ca)"
+            ),
+            TlsError::NoSystemRoots(detail) => write!(
+                f,
+                "tls: no usable CA certificate in the system trust store ({detail}); \
+                 give one with --tls-ca"
             ),
             TlsError::Config(e) => write!(f, "tls: cannot build the configuration: {e}"),
             TlsError::Handshake(e) => write!(f, "tls: handshake failed: {e}"),

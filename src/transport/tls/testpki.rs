@@ -27,6 +27,8 @@ pub(super) struct Pki {
     ca: Issuer<'static, KeyPair>,
     /// The server CA's certificate, which clients trust.
     pub ca_der: CertificateDer<'static>,
+    /// The server CA's certificate file (what `--tls-ca` names).
+    pub server_ca: PathBuf,
     /// Server certificate chain (leaf, then CA) and key files.
     pub cert: PathBuf,
     /// The server key file.
@@ -37,6 +39,8 @@ pub(super) struct Pki {
     pub client_ca: PathBuf,
     /// The client certificate.
     pub client_der: CertificateDer<'static>,
+    /// The client certificate file.
+    pub client_cert: PathBuf,
     /// The client key file (also a key that matches no server certificate).
     pub client_key: PathBuf,
     client_key_der: PrivateKeyDer<'static>,
@@ -101,7 +105,9 @@ impl Pki {
         Pki {
             cert: write("cert.pem", server.pem() + &ca_cert.pem()),
             key: write("key.pem", server_key.serialize_pem()),
+            server_ca: write("ca.pem", ca_cert.pem()),
             client_ca: write("client-ca.pem", client_ca_cert.pem()),
+            client_cert: write("client-cert.pem", client.pem()),
             client_key: write("client-key.pem", client_key.serialize_pem()),
             ca_der: ca_cert.der().clone(),
             cert_der: server.der().clone(),
