@@ -1,12 +1,15 @@
-//! Drives one buffered rustls connection over byte slices: the receive
-//! loop, the plaintext drain, the amplification guard, and close_notify.
-//! Generic over the side, so that [`TlsSession`](super::TlsSession) is this
-//! plus what only a server has, and a client session can be the same.
+//! Drives one buffered rustls connection, server or client, over byte
+//! slices: the receive loop, the plaintext drain, the amplification guard,
+//! the bound on what waits for the handshake, and close_notify. Both
+//! [`TlsSession`](super::TlsSession) and
+//! [`TlsClientSession`](super::TlsClientSession) are this plus what only
+//! their side has, so a fix to the loop lands on both.
 //!
 //! Invariants: plaintext handed out never exceeds ciphertext taken in, over
 //! the connection's life (TLS 1.2 and 1.3 have no compression; checked, see
-//! [`TlsError::Amplified`]); after an `Err` from `receive` the connection
-//! is finished.
+//! [`TlsError::Amplified`]); at most [`MAX_QUEUED_IN_HANDSHAKE`] plaintext
+//! bytes wait for the handshake; after an `Err` from `receive` the
+//! connection is finished.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -16,6 +19,16 @@ use rustls::{ConnectionCommon, SideData};
 
 use super::TlsError;
 
+/// Plaintext that may wait inside rustls for the handshake to end (a
+/// client's first requests to a next hop it is still connecting to). Past
+/// the handshake, what `take_outgoing` hands over is bounded by the
+/// connection's write queue, which cannot see this part. 64 KiB is
+/// rustls's own default buffer limit: four messages of the largest size
+/// `--max-message-size` allows (16 KiB), dozens of typical ones, for the
+/// one or two round trips a handshake takes. Raising it lets a next hop
+/// that never finishes its handshake hold more memory per connection.
+pub(super) const MAX_QUEUED_IN_HANDSHAKE: usize = 64 << 10;
+
 /// A rustls connection (`ServerConnection` or `ClientConnection`) and the
 /// counts that guard it.
 pub(super) struct Driver<C> {
@@ -24,6 +37,9 @@ pub(super) struct Driver<C> {
     fed: u64,
     /// Plaintext bytes handed out so far; never above `fed`.
     yielded: u64,
+    /// Plaintext bytes queued while the handshake was running; meaningful
+    /// only while it still is (rustls flushes them when it ends).
+    queued_in_handshake: usize,
     /// The peer sent close_notify.
     peer_closed: bool,
     /// We queued close_notify: nothing more may be sent (rustls would
@@ -46,6 +62,7 @@ where
             conn,
             fed: 0,
             yielded: 0,
+            queued_in_handshake: 0,
             peer_closed: false,
             closed: false,
         }
@@ -125,16 +142,28 @@ where
         }
     }
 
-    /// See `TlsSession::send`.
+    /// See `TlsSession::send`. During the handshake a send is taken whole
+    /// or not at all, so that a refusal never leaves half a message queued.
     pub(super) fn send(&mut self, plain: &[u8]) -> Result<(), TlsError> {
         if self.closed {
             return Err(TlsError::SendRefused);
+        }
+        if self.conn.is_handshaking() {
+            let queued = self.queued_in_handshake.saturating_add(plain.len());
+            if queued > MAX_QUEUED_IN_HANDSHAKE {
+                return Err(TlsError::HandshakeBacklog);
+            }
+            self.queued_in_handshake = queued;
+        } else {
+            self.queued_in_handshake = 0;
         }
         let mut rest = plain;
         while !rest.is_empty() {
             // With no buffer limit rustls takes everything, except after a
             // close_notify or when the keys are used up (then 0); a TLS 1.3
-            // key update midway takes the rest on the next call.
+            // key update midway takes the rest on the next call. Before
+            // the handshake ends it keeps the plaintext and encrypts it as
+            // soon as the traffic keys exist, in the order written.
             match self.conn.writer().write(rest) {
                 Ok(0) | Err(_) => return Err(TlsError::SendRefused),
                 Ok(n) => rest = &rest[n..],

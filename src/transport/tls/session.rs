@@ -51,9 +51,10 @@ impl TlsSession {
 
     /// Encrypts plaintext to send (queues it if the handshake is not done yet).
     ///
-    /// Nothing bounds what is queued here: a server connection's first
-    /// message comes from the peer, after the handshake, and the
-    /// connection's write queue bounds the rest as it takes it.
+    /// A server connection's first message comes from the peer, after the
+    /// handshake, and the connection's write queue bounds what
+    /// [`TlsSession::take_outgoing`] hands it; before the handshake ends at
+    /// most 64 KiB is held back ([`TlsError::HandshakeBacklog`] past that).
     pub fn send(&mut self, plain: &[u8]) -> Result<(), TlsError> {
         self.driver.send(plain)
     }
@@ -95,23 +96,13 @@ impl TlsSession {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testpki::{client, feed_client, shuttle, Pki, BOTH};
+    use super::super::testpki::{client, feed_client, shuttle, Pki, BOTH, REQUEST, RESPONSE};
     use super::super::{server_config, VerifyClient};
     use super::*;
     use proptest::prelude::*;
     use rustls::version::{TLS12, TLS13};
     use rustls::{ClientConnection, HandshakeKind, ProtocolVersion, SupportedProtocolVersion};
     use std::io::{Read, Write};
-
-    const REQUEST: &[u8] = b"OPTIONS sip:localhost SIP/2.0\r\n\
-Via: SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bK776asdhds\r\n\
-Max-Forwards: 70\r\nTo: <sip:localhost>\r\nFrom: <sip:alice@example.test>;tag=1928301774\r\n\
-Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-
-    const RESPONSE: &[u8] = b"SIP/2.0 200 OK\r\n\
-Via: SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bK776asdhds\r\n\
-To: <sip:localhost>;tag=a6c85cf\r\nFrom: <sip:alice@example.test>;tag=1928301774\r\n\
-Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n";
 
     /// A client of `pki` speaking `versions`, handshaken with a new server
     /// session on `cfg`, ciphertext fed to the server `chunk` bytes at a
