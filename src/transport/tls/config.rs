@@ -1,12 +1,13 @@
 //! [`TlsSettings`] -> a `rustls::ServerConfig`: reads the PEM files, checks
 //! that key and certificate belong together, sets up client verification
 //! and resumption. Runs at start-up and on a reload, off the shards' loops.
+//! The PEM readers serve the client side (`client_config.rs`) too.
 
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::crypto::ring;
+use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
@@ -41,34 +42,7 @@ const TLS13_TICKETS: usize = 1;
 /// shard a reconnection lands on.
 pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(ring::default_provider());
-    let chain = load_certs(&settings.cert)?;
-    let key = load_key(&settings.key)?;
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|error| TlsError::BadKey {
-            path: settings.key.clone(),
-            error,
-        })?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    match certified.keys_match() {
-        Ok(()) => {}
-        // The provider could not say (a key type without a public half it
-        // can derive): the handshake will tell.
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-        Err(rustls::Error::InconsistentKeys(_)) => {
-            return Err(TlsError::KeyMismatch {
-                cert: settings.cert.clone(),
-                key: settings.key.clone(),
-            })
-        }
-        Err(error) => {
-            return Err(TlsError::BadCertificate {
-                path: settings.cert.clone(),
-                error,
-            })
-        }
-    }
+    let certified = certified_key(&provider, &settings.cert, &settings.key)?;
 
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -101,6 +75,41 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsErr
     Ok(Arc::new(config))
 }
 
+/// The chain in `cert` and the key in `key`, loaded by `provider` and
+/// checked to belong together, so that a wrong pair stops the server at
+/// start-up rather than failing every handshake. Serves a listener's
+/// certificate and the one presented to next hops that ask (mutual TLS).
+pub(super) fn certified_key(
+    provider: &CryptoProvider,
+    cert: &Path,
+    key: &Path,
+) -> Result<CertifiedKey, TlsError> {
+    let chain = load_certs(cert)?;
+    let der = load_key(key)?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(der)
+        .map_err(|error| TlsError::BadKey {
+            path: key.to_path_buf(),
+            error,
+        })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        Ok(()) => Ok(certified),
+        // The provider could not say (a key type without a public half it
+        // can derive): the handshake will tell.
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(certified),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(TlsError::KeyMismatch {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        }),
+        Err(error) => Err(TlsError::BadCertificate {
+            path: cert.to_path_buf(),
+            error,
+        }),
+    }
+}
+
 /// Every certificate in `path`, in file order (end-entity first in a
 /// chain, as TLS sends them, RFC 8446 §4.4.2).
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -124,9 +133,10 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// The client CAs in `path` as trust anchors; every certificate in it must
-/// parse, so that a damaged bundle is noticed rather than half-trusted.
-fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+/// The CAs in `path` as trust anchors (client CAs for a listener, server
+/// CAs for outbound connections); every certificate in it must parse, so
+/// that a damaged bundle is noticed rather than half-trusted.
+pub(super) fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(path)? {
         roots.add(cert).map_err(|error| TlsError::BadCertificate {

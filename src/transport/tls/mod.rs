@@ -1,8 +1,13 @@
-//! SIP over TLS (RFC 3261 §26.2.1, §26.3.1), server side, over bytes the
-//! caller owns: the server configuration built from PEM files
+//! SIP over TLS (RFC 3261 §26.2.1, §26.3.1), over bytes the caller owns.
+//! Server side: the configuration built from PEM files
 //! ([`server_config`]), its reload on SIGHUP ([`TlsReloader`]), and one
-//! connection's TLS state ([`TlsSession`]). No socket, no clock: a shard's
-//! event loop feeds ciphertext in and takes ciphertext out.
+//! accepted connection's TLS state ([`TlsSession`]). Client side, for
+//! connections to next hops (trunks, `sips:` URIs, a `tls:` upstream): the
+//! configuration ([`client_config`]), the name a server's certificate is
+//! checked against ([`server_name_for`]), and one outbound connection's
+//! state ([`TlsClientSession`]). No socket, no clock: a shard's event loop
+//! feeds ciphertext in and takes ciphertext out; both sessions share one
+//! record loop (`driver.rs`).
 //!
 //! rustls with the *ring* provider: TLS 1.2 and 1.3, ECDHE key exchange and
 //! AEAD suites only. RFC 3261 §26.2.1's mandatory
@@ -16,15 +21,19 @@
 //! resumes its session.
 //!
 //! # Trade-offs
-//! - The buffered `ServerConnection` copies records into its own deframer
-//!   and plaintext buffers (rustls's `unbuffered` API would decrypt in
-//!   place). It is the well-trodden API, and a SIP message is a record or
-//!   two; the copy can go when a measurement says it matters.
+//! - The buffered `ServerConnection` and `ClientConnection` copy records
+//!   into their own deframer and plaintext buffers (rustls's `unbuffered`
+//!   API would decrypt in place). It is the well-trodden API, and a SIP
+//!   message is a record or two; the copy can go when a measurement says
+//!   it matters.
 //! - A reload builds a new ticketer and cache: sessions from before it do
 //!   not resume, so a client CA removed from the file cannot be bypassed by
 //!   resuming a session it verified.
 
+mod client_config;
+mod client_session;
 mod config;
+mod driver;
 mod reload;
 mod session;
 #[cfg(test)]
@@ -34,6 +43,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+pub use client_config::client_config;
+pub use client_session::{server_name_for, TlsClientSession};
 pub use config::server_config;
 pub use reload::TlsReloader;
 pub use session::TlsSession;
@@ -50,8 +61,8 @@ pub struct TlsSettings {
     pub client_ca: Option<PathBuf>,
     /// Whether clients are asked for a certificate.
     pub verify_client: VerifyClient,
-    /// Roots for verifying servers we connect to (PEM); read when outbound
-    /// TLS lands (issue #14), kept here so that one flag set describes TLS.
+    /// Roots for verifying servers we connect to (PEM), read by
+    /// [`client_config`]; `None` trusts the system store.
     pub ca: Option<PathBuf>,
 }
 
@@ -131,6 +142,10 @@ pub enum TlsError {
     },
     /// Client verification asked for without a client CA file.
     NeedsClientCa(VerifyClient),
+    /// No CA file was given for outbound TLS, and the system trust store
+    /// yielded no usable root (no ca-certificates package, a container
+    /// without /etc/ssl): the reasons the store gave.
+    NoSystemRoots(String),
     /// rustls refused the configuration (or could not start a connection
     /// with it).
     Config(rustls::Error),
@@ -149,6 +164,14 @@ pub enum TlsError {
     /// Plaintext could not be queued: close_notify was sent, or the keys
     /// reached their use limit.
     SendRefused,
+    /// More plaintext than a handshake may hold back was sent before the
+    /// handshake ended (a next hop that is slow to answer); the message
+    /// was not queued, and the connection carries on.
+    HandshakeBacklog,
+    /// A next hop's host (from a URI or an upstream address) that is not a
+    /// DNS name or an IP address, so no certificate can be checked against
+    /// it; the host, cut to the length of the longest DNS name.
+    BadServerName(String),
 }
 
 impl fmt::Display for TlsError {
@@ -191,6 +214,11 @@ impl fmt::Display for TlsError {
                 "tls: client certificate verification `{v}` needs a client CA file \
                  (--tls-client-ca)"
             ),
+            TlsError::NoSystemRoots(detail) => write!(
+                f,
+                "tls: no usable CA certificate in the system trust store ({detail}); \
+                 give one with --tls-ca"
+            ),
             TlsError::Config(e) => write!(f, "tls: cannot build the configuration: {e}"),
             TlsError::Handshake(e) => write!(f, "tls: handshake failed: {e}"),
             TlsError::Protocol(e) => write!(f, "tls: connection failed: {e}"),
@@ -199,6 +227,16 @@ impl fmt::Display for TlsError {
                 f.write_str("tls: more plaintext than ciphertext received (refused)")
             }
             TlsError::SendRefused => f.write_str("tls: cannot send: the connection is closing"),
+            TlsError::HandshakeBacklog => write!(
+                f,
+                "tls: cannot send: more than {} KiB already waits for the handshake",
+                driver::MAX_QUEUED_IN_HANDSHAKE >> 10
+            ),
+            TlsError::BadServerName(host) => write!(
+                f,
+                "tls: {host:?} is not a DNS name or an IP address to check a server \
+                 certificate against"
+            ),
         }
     }
 }

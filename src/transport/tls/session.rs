@@ -8,38 +8,24 @@
 //! sent ciphertext, over the connection's life (TLS 1.2 and 1.3 have no
 //! compression; checked, see [`TlsError::Amplified`]); after an `Err` the
 //! session is finished: write what `take_outgoing` gives (the alert), then
-//! close.
+//! close. The loop that keeps these lives in `driver.rs`, shared with the
+//! client side.
 
-use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use rustls::{ServerConfig, ServerConnection};
 
+use super::driver::Driver;
 use super::TlsError;
 
 /// A server-side TLS connection without a socket.
 pub struct TlsSession {
-    conn: ServerConnection,
-    /// Ciphertext bytes the peer has sent so far.
-    fed: u64,
-    /// Plaintext bytes handed out so far; never above `fed`.
-    yielded: u64,
-    /// The peer sent close_notify.
-    peer_closed: bool,
-    /// We queued close_notify: nothing more may be sent (rustls would
-    /// still encrypt it).
-    closed: bool,
+    driver: Driver<ServerConnection>,
 }
 
 impl std::fmt::Debug for TlsSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsSession")
-            .field("handshaking", &self.conn.is_handshaking())
-            .field("fed", &self.fed)
-            .field("yielded", &self.yielded)
-            .field("peer_closed", &self.peer_closed)
-            .field("closed", &self.closed)
-            .finish()
+        self.driver.debug(f, "TlsSession")
     }
 }
 
@@ -47,17 +33,9 @@ impl TlsSession {
     /// A session for a connection just accepted, with the configuration
     /// current at accept time (a reload later does not change it).
     pub fn new(cfg: Arc<ServerConfig>) -> Result<Self, TlsError> {
-        let mut conn = ServerConnection::new(cfg).map_err(TlsError::Config)?;
-        // rustls would cap queued ciphertext at 64 KiB and take only part
-        // of a larger send; the connection's write queue is the one bound
-        // (it sees everything `take_outgoing` hands over), so none here.
-        conn.set_buffer_limit(None);
+        let conn = ServerConnection::new(cfg).map_err(TlsError::Config)?;
         Ok(TlsSession {
-            conn,
-            fed: 0,
-            yielded: 0,
-            peer_closed: false,
-            closed: false,
+            driver: Driver::new(conn),
         })
     }
 
@@ -68,146 +46,63 @@ impl TlsSession {
     /// close_notify are ignored (RFC 8446 §6.1); [`TlsSession::peer_closed`]
     /// tells.
     pub fn receive(&mut self, cipher: &[u8], plain: &mut Vec<u8>) -> Result<(), TlsError> {
-        let mut rest = cipher;
-        // Never call read_tls with nothing: rustls takes a 0-byte read as
-        // the end of the stream.
-        while !rest.is_empty() {
-            let handshaking = self.conn.is_handshaking();
-            // read_tls takes what its buffer has room for (a few KiB at a
-            // time), so loop until everything given is in.
-            let took = self.conn.read_tls(&mut rest).map_err(TlsError::Receive)?;
-            if took == 0 {
-                // rustls reads nothing after close_notify.
-                self.peer_closed = true;
-                break;
-            }
-            self.fed += took as u64;
-            // rustls queues the fatal alert before it returns the error.
-            let state = self.conn.process_new_packets().map_err(|e| {
-                if handshaking {
-                    TlsError::Handshake(e)
-                } else {
-                    TlsError::Protocol(e)
-                }
-            })?;
-            self.drain(state.plaintext_bytes_to_read(), plain)?;
-            if state.peer_has_closed() {
-                self.peer_closed = true;
-            }
-        }
-        Ok(())
-    }
-
-    /// Moves all the decrypted plaintext into `plain`, so that rustls's
-    /// own plaintext buffer (16 KiB, which read_tls refuses to pass) is
-    /// empty before the next chunk.
-    fn drain(&mut self, available: usize, plain: &mut Vec<u8>) -> Result<(), TlsError> {
-        if available == 0 {
-            return Ok(());
-        }
-        let start = plain.len();
-        plain.reserve(available);
-        // Ok: close_notify came after the data (peer_has_closed says so);
-        // WouldBlock: everything decrypted so far is read, which is the
-        // normal end, not an error.
-        let result = self.conn.reader().read_to_end(plain);
-        self.yielded += (plain.len() - start) as u64;
-        if self.yielded > self.fed {
-            plain.truncate(start);
-            return Err(TlsError::Amplified);
-        }
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(TlsError::Receive(e)),
-        }
+        self.driver.receive(cipher, plain)
     }
 
     /// Encrypts plaintext to send (queues it if the handshake is not done yet).
     ///
-    /// Nothing bounds what is queued here: a server connection's first
-    /// message comes from the peer, after the handshake, and the
-    /// connection's write queue bounds the rest as it takes it.
+    /// A server connection's first message comes from the peer, after the
+    /// handshake, and the connection's write queue bounds what
+    /// [`TlsSession::take_outgoing`] hands it; before the handshake ends at
+    /// most 64 KiB is held back ([`TlsError::HandshakeBacklog`] past that).
     pub fn send(&mut self, plain: &[u8]) -> Result<(), TlsError> {
-        if self.closed {
-            return Err(TlsError::SendRefused);
-        }
-        let mut rest = plain;
-        while !rest.is_empty() {
-            // With no buffer limit rustls takes everything, except after a
-            // close_notify or when the keys are used up (then 0); a TLS 1.3
-            // key update midway takes the rest on the next call.
-            match self.conn.writer().write(rest) {
-                Ok(0) | Err(_) => return Err(TlsError::SendRefused),
-                Ok(n) => rest = &rest[n..],
-            }
-        }
-        Ok(())
+        self.driver.send(plain)
     }
 
     /// Appends ciphertext waiting to be written (handshake records, alerts, data) to `out`.
     pub fn take_outgoing(&mut self, out: &mut Vec<u8>) {
-        while self.conn.wants_write() {
-            // Writing into a Vec cannot fail, and each call moves at
-            // least one queued record, so the loop ends.
-            if self.conn.write_tls(out).is_err() {
-                break;
-            }
-        }
+        self.driver.take_outgoing(out)
     }
 
     /// Queues close_notify (RFC 8446 §6.1), for a connection closed on
     /// purpose (idle, shutdown): the peer can tell it from a truncation.
     /// Nothing more can be sent after it.
     pub fn close(&mut self) {
-        self.closed = true;
-        self.conn.send_close_notify();
+        self.driver.close()
     }
 
     /// True until the handshake is complete; a shard applies its handshake
     /// deadline while it is.
     pub fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
+        self.driver.is_handshaking()
     }
 
     /// The peer sent close_notify: it sends nothing more, and the
     /// connection can be closed once our queue is written.
     pub fn peer_closed(&self) -> bool {
-        self.peer_closed
+        self.driver.peer_closed()
     }
 
     /// The peer's end-entity certificate (DER) when it sent one (mutual TLS).
     pub fn peer_certificate(&self) -> Option<&[u8]> {
-        self.conn
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .map(|cert| cert.as_ref())
+        self.driver.peer_certificate()
     }
 
     /// The SNI the client asked for.
     pub fn server_name(&self) -> Option<&str> {
-        self.conn.server_name()
+        self.driver.conn().server_name()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testpki::{client, feed_client, shuttle, Pki, BOTH};
+    use super::super::testpki::{client, feed_client, shuttle, Pki, BOTH, REQUEST, RESPONSE};
     use super::super::{server_config, VerifyClient};
     use super::*;
     use proptest::prelude::*;
     use rustls::version::{TLS12, TLS13};
     use rustls::{ClientConnection, HandshakeKind, ProtocolVersion, SupportedProtocolVersion};
-
-    const REQUEST: &[u8] = b"OPTIONS sip:localhost SIP/2.0\r\n\
-Via: SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bK776asdhds\r\n\
-Max-Forwards: 70\r\nTo: <sip:localhost>\r\nFrom: <sip:alice@example.test>;tag=1928301774\r\n\
-Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-
-    const RESPONSE: &[u8] = b"SIP/2.0 200 OK\r\n\
-Via: SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bK776asdhds\r\n\
-To: <sip:localhost>;tag=a6c85cf\r\nFrom: <sip:alice@example.test>;tag=1928301774\r\n\
-Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    use std::io::{Read, Write};
 
     /// A client of `pki` speaking `versions`, handshaken with a new server
     /// session on `cfg`, ciphertext fed to the server `chunk` bytes at a
@@ -242,7 +137,7 @@ Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         let mut back = Vec::new();
         s.take_outgoing(&mut back);
         assert_eq!(feed_client(c, &back).unwrap(), RESPONSE);
-        assert!(s.yielded <= s.fed);
+        assert!(s.driver.yielded() <= s.driver.fed());
     }
 
     fn config(pki: &Pki, verify: VerifyClient) -> Arc<ServerConfig> {

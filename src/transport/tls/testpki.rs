@@ -1,6 +1,6 @@
 //! Test certificates made at test time (rcgen), written as PEM files into
-//! a fresh directory removed on drop, and an in-memory rustls client to
-//! drive a [`TlsSession`] with. Test code only.
+//! a fresh directory removed on drop, an in-memory rustls client to drive
+//! a [`TlsSession`] with, and SIP messages to carry. Test code only.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -27,6 +27,8 @@ pub(super) struct Pki {
     ca: Issuer<'static, KeyPair>,
     /// The server CA's certificate, which clients trust.
     pub ca_der: CertificateDer<'static>,
+    /// The server CA's certificate file (what `--tls-ca` names).
+    pub server_ca: PathBuf,
     /// Server certificate chain (leaf, then CA) and key files.
     pub cert: PathBuf,
     /// The server key file.
@@ -37,6 +39,8 @@ pub(super) struct Pki {
     pub client_ca: PathBuf,
     /// The client certificate.
     pub client_der: CertificateDer<'static>,
+    /// The client certificate file.
+    pub client_cert: PathBuf,
     /// The client key file (also a key that matches no server certificate).
     pub client_key: PathBuf,
     client_key_der: PrivateKeyDer<'static>,
@@ -55,14 +59,19 @@ fn new_ca(name: &str) -> (CertificateParams, KeyPair) {
     (params, KeyPair::generate().unwrap())
 }
 
-/// A leaf for `name` with the extended key usage `eku`, signed by `issuer`.
+/// A leaf for `names` (DNS names or IP addresses, as subjectAltNames; the
+/// first is also the common name) with the extended key usage `eku`,
+/// signed by `issuer`.
 fn leaf(
-    name: &str,
+    names: &[&str],
     eku: ExtendedKeyUsagePurpose,
     issuer: &Issuer<'_, KeyPair>,
 ) -> (rcgen::Certificate, KeyPair) {
-    let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
+    let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = CertificateParams::new(sans).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, names.first().copied().unwrap_or("none"));
     params.extended_key_usages = vec![eku];
     let key = KeyPair::generate().unwrap();
     (params.signed_by(&key, issuer).unwrap(), key)
@@ -79,16 +88,19 @@ impl Pki {
         ));
         std::fs::create_dir_all(&dir).unwrap();
 
-        let (ca_params, ca_key) = new_ca("sipshard test server CA");
+        // CA names differ between Pkis, as real CAs' do: a verifier looks
+        // issuers up by name, and two CAs of one name would fail on the
+        // signature instead of as an unknown issuer.
+        let (ca_params, ca_key) = new_ca(&format!("sipshard test server CA {name}"));
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let ca = Issuer::new(ca_params, ca_key);
-        let (server, server_key) = leaf(SERVER_NAME, ExtendedKeyUsagePurpose::ServerAuth, &ca);
+        let (server, server_key) = leaf(&[SERVER_NAME], ExtendedKeyUsagePurpose::ServerAuth, &ca);
 
-        let (client_ca_params, client_ca_key) = new_ca("sipshard test client CA");
+        let (client_ca_params, client_ca_key) = new_ca(&format!("sipshard test client CA {name}"));
         let client_ca_cert = client_ca_params.self_signed(&client_ca_key).unwrap();
         let client_issuer = Issuer::new(client_ca_params, client_ca_key);
         let (client, client_key) = leaf(
-            "trunk.example.test",
+            &["trunk.example.test"],
             ExtendedKeyUsagePurpose::ClientAuth,
             &client_issuer,
         );
@@ -101,7 +113,9 @@ impl Pki {
         Pki {
             cert: write("cert.pem", server.pem() + &ca_cert.pem()),
             key: write("key.pem", server_key.serialize_pem()),
+            server_ca: write("ca.pem", ca_cert.pem()),
             client_ca: write("client-ca.pem", client_ca_cert.pem()),
+            client_cert: write("client-cert.pem", client.pem()),
             client_key: write("client-key.pem", client_key.serialize_pem()),
             ca_der: ca_cert.der().clone(),
             cert_der: server.der().clone(),
@@ -123,6 +137,29 @@ impl Pki {
         }
     }
 
+    /// Settings as [`Pki::settings`], but with a certificate from the same
+    /// CA for `names` (DNS names or IP addresses) instead of
+    /// [`SERVER_NAME`], written to files of its own.
+    pub(super) fn settings_for(&self, names: &[&str]) -> TlsSettings {
+        let (cert, key) = leaf(names, ExtendedKeyUsagePurpose::ServerAuth, &self.ca);
+        let stem: String = names
+            .join("+")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        TlsSettings {
+            cert: self.write(&format!("{stem}-cert.pem"), &cert.pem()),
+            key: self.write(&format!("{stem}-key.pem"), &key.serialize_pem()),
+            ..self.settings()
+        }
+    }
+
     /// `file` in the directory.
     pub(super) fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
@@ -138,7 +175,11 @@ impl Pki {
     /// Writes a new server certificate (same CA and name) and key over the
     /// configured files; returns the new leaf.
     pub(super) fn renew_server_cert(&self) -> CertificateDer<'static> {
-        let (cert, key) = leaf(SERVER_NAME, ExtendedKeyUsagePurpose::ServerAuth, &self.ca);
+        let (cert, key) = leaf(
+            &[SERVER_NAME],
+            ExtendedKeyUsagePurpose::ServerAuth,
+            &self.ca,
+        );
         std::fs::write(&self.cert, cert.pem()).unwrap();
         std::fs::write(&self.key, key.serialize_pem()).unwrap();
         cert.der().clone()
@@ -177,6 +218,18 @@ impl Drop for Pki {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A SIP request, as a client sends it (RFC 3261 §11.1 OPTIONS).
+pub(super) const REQUEST: &[u8] = b"OPTIONS sip:localhost SIP/2.0\r\n\
+Via: SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\nTo: <sip:localhost>\r\nFrom: <sip:alice@example.test>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+/// Its response.
+pub(super) const RESPONSE: &[u8] = b"SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bK776asdhds\r\n\
+To: <sip:localhost>;tag=a6c85cf\r\nFrom: <sip:alice@example.test>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n";
 
 /// Both TLS versions.
 pub(super) const BOTH: &[&SupportedProtocolVersion] =
