@@ -28,6 +28,8 @@ pub struct Config {
     pub tcp_idle_timeout: std::time::Duration,
     /// Origins a WebSocket handshake may come from; empty: any.
     pub ws_origins: Vec<String>,
+    /// Roots for outbound TLS (`--tls-ca`); None: the system's.
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Explicit --advertise, if given.
     pub advertise: Option<SocketAddr>,
     /// Upstreams for requests with no IP next hop.
@@ -135,8 +137,8 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::UpstreamTransport(u) => write!(
                 f,
-                "--upstream {u}: upstreams are udp or tcp today; TLS and WebSocket ones are \
-                 not built yet (issue #14)"
+                "--upstream {u}: upstreams are udp, tcp or tls (a WebSocket server is \
+                 not a next hop)"
             ),
             ConfigError::StreamShards(n) => write!(
                 f,
@@ -225,7 +227,6 @@ fn tls_settings(args: &Args) -> Result<Option<TlsSettings>, ConfigError> {
                 "--tls-verify-client",
                 args.tls_verify_client != TlsVerifyClient::None,
             ),
-            ("--tls-ca", args.tls_ca.is_some()),
         ];
         return match given.iter().find(|(_, set)| *set) {
             Some((flag, _)) => Err(ConfigError::TlsNeedsCert(flag)),
@@ -271,11 +272,12 @@ impl Config {
         if !args.listen.iter().any(|l| l.transport == Transport::Udp) {
             return Err(ConfigError::NoUdpListen);
         }
-        if let Some(u) = args
-            .upstream
-            .iter()
-            .find(|u| !matches!(u.transport, Transport::Udp | Transport::Tcp))
-        {
+        if let Some(u) = args.upstream.iter().find(|u| {
+            !matches!(
+                u.transport,
+                Transport::Udp | Transport::Tcp | Transport::Tls
+            )
+        }) {
             return Err(ConfigError::UpstreamTransport(*u));
         }
         if args.max_connections == 0 {
@@ -399,6 +401,7 @@ impl Config {
             max_connections_per_shard: args.max_connections.div_ceil(shards),
             tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
             ws_origins: args.ws_origin.clone(),
+            tls_ca: args.tls_ca.clone(),
             advertise: args.advertise,
             upstreams: args.upstream.clone(),
             record_route: args.record_route,
@@ -594,8 +597,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.upstreams[0].transport, Transport::Tcp);
         assert_eq!(c.upstreams[1].transport, Transport::Udp);
+        let c = cfg(&["--upstream", "tls:192.0.2.1:5061", "--tls-ca", "roots.pem"]).unwrap();
+        assert_eq!(c.upstreams[0].transport, Transport::Tls);
+        assert_eq!(
+            c.tls_ca,
+            Some("roots.pem".into()),
+            "outbound TLS needs no certificate"
+        );
         assert!(matches!(
-            cfg(&["--upstream", "tls:192.0.2.1:5061"]),
+            cfg(&["--upstream", "ws:192.0.2.1:80"]),
             Err(ConfigError::UpstreamTransport(_))
         ));
     }
@@ -663,7 +673,6 @@ mod tests {
             ("--tls-key", "k.pem"),
             ("--tls-client-ca", "clients.pem"),
             ("--tls-verify-client", "optional"),
-            ("--tls-ca", "roots.pem"),
         ] {
             let e = cfg(&[flag, value]).unwrap_err();
             assert_eq!(e, ConfigError::TlsNeedsCert(flag));

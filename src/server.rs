@@ -23,7 +23,7 @@ use crate::location::owner::Owner;
 use crate::location::store::{self, Fsync, Store};
 use crate::location::{owner_of, AorRecord, LocationOp};
 use crate::shard::{self, counters::ShardCounters, unix_now, Shard, Shared};
-use crate::transport::tls::TlsReloader;
+use crate::transport::tls::{client_config, TlsReloader};
 use crate::transport::Transport;
 
 /// Why the server could not start.
@@ -292,6 +292,26 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         .map(|t| TlsReloader::new(t).map(Arc::new))
         .transpose()
         .map_err(StartupError::Tls)?;
+    // Outbound TLS: roots from --tls-ca or the system's, and our
+    // certificate as the client's when we have one. Without roots, TLS
+    // next hops fail (counted) and the rest runs: a warning, not a stop.
+    let identity = cfg
+        .tls
+        .as_ref()
+        .map(|t| (t.cert.as_path(), t.key.as_path()));
+    let tls_client = match client_config(cfg.tls_ca.as_deref(), identity) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            // Said only when a flag asked for outbound TLS (a `sips:` URI
+            // may still ask for it: that next hop then fails, counted).
+            let asked =
+                cfg.tls_ca.is_some() || cfg.upstreams.iter().any(|u| u.transport == Transport::Tls);
+            if asked {
+                warnings.push(format!("outbound TLS unavailable: {e}"));
+            }
+            None
+        }
+    };
     let (max_conns, max_message, idle) = (
         cfg.max_connections_per_shard,
         cfg.guard.max_message_size,
@@ -300,6 +320,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     for ((i, socket), shard_listeners) in sockets.into_iter().enumerate().zip(listeners) {
         let (shared, counters, stop) = (shared.clone(), counters.clone(), stop.clone());
         let shard_tls = tls.clone();
+        let shard_tls_client = tls_client.clone();
         let origins = cfg.ws_origins.clone();
         let core = cores.get(i % cores.len().max(1)).copied();
         let location = locations.remove(0);
@@ -325,6 +346,9 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                         s.set_ws_origins(origins);
                         if let Some(t) = shard_tls {
                             s.set_tls(t);
+                        }
+                        if let Some(c) = shard_tls_client {
+                            s.set_tls_client(c);
                         }
                         Some(s)
                     });

@@ -25,6 +25,7 @@ use sipshard::sip::{HeaderName, Message};
 struct Pki {
     dir: PathBuf,
     ca: CertificateDer<'static>,
+    ca_file: PathBuf,
     cert: PathBuf,
     key: PathBuf,
 }
@@ -55,12 +56,34 @@ impl Pki {
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
         std::fs::write(&cert_path, cert.pem() + &ca_cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
         Pki {
             ca: ca_cert.der().clone(),
+            ca_file,
             cert: cert_path,
             key: key_path,
             dir,
         }
+    }
+
+    /// A server with this certificate.
+    fn server(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&self.key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap(),
+        )
     }
 
     /// A client trusting this CA only.
@@ -313,7 +336,129 @@ fn websocket_over_tls(io: &str) {
     assert_eq!(status(&answer), 200);
 }
 
+/// A UAS on TLS, in a thread: answers 200 to each request on the first
+/// connection; its handshake's outcome and the requests' top Vias come
+/// back on the channel.
+fn tls_uas(pki: &Pki) -> (u16, std::sync::mpsc::Receiver<Result<String, String>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cfg = pki.server();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // One connection per shard at most.
+        for _ in 0..2 {
+            let Ok((tcp, _)) = listener.accept() else {
+                return;
+            };
+            let (cfg, tx) = (cfg.clone(), tx.clone());
+            std::thread::spawn(move || serve_tls(tcp, cfg, tx));
+        }
+    });
+    (port, rx)
+}
+
+fn serve_tls(
+    tcp: TcpStream,
+    cfg: Arc<rustls::ServerConfig>,
+    tx: std::sync::mpsc::Sender<Result<String, String>>,
+) {
+    {
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let conn = rustls::ServerConnection::new(cfg).unwrap();
+        let mut s = StreamOwned::new(conn, tcp);
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = match s.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let req: Vec<u8> = buf.drain(..end + 4).collect();
+                let m = Message::parse(&req).unwrap();
+                let via = String::from_utf8_lossy(m.values(HeaderName::Via).next().unwrap().text);
+                let _ = tx.send(Ok(via.into_owned()));
+                s.write_all(&response_to(&req, 200)).unwrap();
+            }
+        }
+    }
+}
+
+fn invite_for_upstream(client: &std::net::UdpSocket, call: &str) -> String {
+    format!(
+        "INVITE sip:bob@example.net SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{c};branch=z9hG4bK{call}\r\n\
+To: <sip:bob@example.net>\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nCall-ID: {call}\r\n\
+CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        c = port(client)
+    )
+}
+
+/// `--upstream tls:` with `--tls-ca`: requests leave over a TLS
+/// connection (the server's certificate checked against the CA and the
+/// upstream's IP), with our Via saying TLS; responses come back on it.
+fn requests_leave_over_tls_to_an_upstream(io: &str) {
+    let pki = Pki::new("upstream");
+    let (uas_port, seen) = tls_uas(&pki);
+    let upstream = format!("tls:127.0.0.1:{uas_port}");
+    let ca = pki.ca_file.to_str().unwrap();
+    let Some(proxy) = Proxy::start(io, &["--upstream", &upstream, "--tls-ca", ca]) else {
+        return;
+    };
+    let client = socket();
+    for k in 0..3 {
+        let call = format!("up-tls-{k}");
+        client
+            .send_to(invite_for_upstream(&client, &call).as_bytes(), proxy.addr)
+            .unwrap();
+        let via = seen.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+        assert!(
+            via.starts_with(&format!("SIP/2.0/TLS {};", proxy.addr)),
+            "{via}"
+        );
+        let got = recv(&client);
+        assert_eq!(status(&got), 200);
+    }
+    let report = proxy.stop_and_report();
+    assert!(
+        report.contains(" conns_opened=1 ") || report.contains(" conns_opened=2 "),
+        "one connection per shard at most: {report}"
+    );
+}
+
+/// A next hop whose certificate our CA did not sign: the handshake fails
+/// (counted), nothing is sent in clear, the server goes on.
+fn an_untrusted_upstream_certificate_fails_the_handshake(io: &str) {
+    let (trusted, other) = (Pki::new("trusted"), Pki::new("untrusted"));
+    let (uas_port, seen) = tls_uas(&other);
+    let upstream = format!("tls:127.0.0.1:{uas_port}");
+    let ca = trusted.ca_file.to_str().unwrap();
+    let Some(proxy) = Proxy::start(io, &["--upstream", &upstream, "--tls-ca", ca]) else {
+        return;
+    };
+    let client = socket();
+    client
+        .send_to(
+            invite_for_upstream(&client, "untrusted").as_bytes(),
+            proxy.addr,
+        )
+        .unwrap();
+    let outcome = seen.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        outcome.is_err(),
+        "the UAS saw the handshake fail: {outcome:?}"
+    );
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_tls_failed=1 "), "{report}");
+}
+
 on_both_backends!(
+    requests_leave_over_tls_to_an_upstream,
+    an_untrusted_upstream_certificate_fails_the_handshake,
     websocket_over_tls,
     requests_over_tls_are_answered_and_forwarded,
     a_client_that_does_not_speak_tls_is_closed,

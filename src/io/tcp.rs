@@ -31,11 +31,13 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+use rustls::ClientConfig;
+
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::ws::{self, WsConn};
 use crate::transport::stream::{Frame, FrameError, Framer, PONG};
-use crate::transport::tls::{TlsReloader, TlsSession};
+use crate::transport::tls::{TlsClientSession, TlsError, TlsReloader, TlsSession};
 use crate::transport::{ConnId, ConnTable, Source, Transport};
 
 /// Bytes read from one connection per poll.
@@ -141,8 +143,9 @@ pub struct Outgoing {
 enum To {
     /// A connection of this shard.
     Conn(ConnId),
-    /// This shard's own connection to a next hop, opened if absent.
-    Peer(SocketAddr),
+    /// This shard's own connection to a next hop over a transport (TCP
+    /// or TLS), opened if absent.
+    Peer(SocketAddr, Transport),
 }
 
 impl Outgoing {
@@ -151,10 +154,10 @@ impl Outgoing {
         self.queue(To::Conn(conn), data);
     }
 
-    /// Queues `data` for this shard's TCP connection to `peer`, which is
-    /// opened if the shard has none.
-    pub fn push_to(&mut self, peer: SocketAddr, data: &[u8]) {
-        self.queue(To::Peer(peer), data);
+    /// Queues `data` for this shard's connection to `peer` over
+    /// `transport` (TCP or TLS), which is opened if the shard has none.
+    pub fn push_to(&mut self, peer: SocketAddr, transport: Transport, data: &[u8]) {
+        self.queue(To::Peer(peer, transport), data);
     }
 
     fn queue(&mut self, to: To, data: &[u8]) {
@@ -208,7 +211,7 @@ struct Conn {
     /// Its TLS state, for a connection accepted on a `tls:` listener:
     /// what is read is ciphertext, `rx` holds plaintext, and what is sent
     /// is encrypted before `tx`.
-    tls: Option<Box<TlsSession>>,
+    tls: Option<Box<Tls>>,
     /// Keep-alive pings framed and not yet answered.
     pongs_due: usize,
     /// Its WebSocket state, for a connection accepted on a `ws:` or
@@ -217,6 +220,50 @@ struct Conn {
     /// The next hop this connection was opened to, as it is known in
     /// `Streams::outbound`; None for an accepted one.
     opened_to: Option<SocketAddr>,
+}
+
+/// A connection's TLS side: the server's for one we accepted, the
+/// client's for one we opened to a next hop.
+enum Tls {
+    Server(TlsSession),
+    Client(TlsClientSession),
+}
+
+impl Tls {
+    fn receive(&mut self, cipher: &[u8], plain: &mut Vec<u8>) -> Result<(), TlsError> {
+        match self {
+            Tls::Server(s) => s.receive(cipher, plain),
+            Tls::Client(c) => c.receive(cipher, plain),
+        }
+    }
+
+    fn send(&mut self, plain: &[u8]) -> Result<(), TlsError> {
+        match self {
+            Tls::Server(s) => s.send(plain),
+            Tls::Client(c) => c.send(plain),
+        }
+    }
+
+    fn take_outgoing(&mut self, out: &mut Vec<u8>) {
+        match self {
+            Tls::Server(s) => s.take_outgoing(out),
+            Tls::Client(c) => c.take_outgoing(out),
+        }
+    }
+
+    fn is_handshaking(&self) -> bool {
+        match self {
+            Tls::Server(s) => s.is_handshaking(),
+            Tls::Client(c) => c.is_handshaking(),
+        }
+    }
+
+    fn peer_closed(&self) -> bool {
+        match self {
+            Tls::Server(s) => s.peer_closed(),
+            Tls::Client(c) => c.peer_closed(),
+        }
+    }
 }
 
 /// How a connection's handling ended.
@@ -244,8 +291,11 @@ pub struct Streams {
     stalled: Vec<ConnId>,
     /// Connections to close once their answers are sent.
     closing: Vec<ConnId>,
-    /// This shard's connections to next hops, by address.
-    outbound: HashMap<SocketAddr, ConnId>,
+    /// This shard's connections to next hops, by address and transport.
+    outbound: HashMap<(SocketAddr, Transport), ConnId>,
+    /// The client side of outbound TLS; None when it could not be set up
+    /// (no roots): a TLS next hop then counts as a failed connect.
+    tls_client: Option<Arc<ClientConfig>>,
     /// Messages for connections that had gone, for the shard to answer.
     gone: Vec<Vec<u8>>,
     /// The shard's clock, in milliseconds, as of the last `set_now`.
@@ -306,6 +356,7 @@ impl Streams {
             stalled: Vec::new(),
             closing: Vec::new(),
             outbound: HashMap::new(),
+            tls_client: None,
             gone: Vec::new(),
             now_ms: 0,
             swept_ms: 0,
@@ -346,6 +397,11 @@ impl Streams {
     /// a send slot: the next loop polls again without waiting.
     pub fn has_stalled(&self) -> bool {
         !self.stalled.is_empty()
+    }
+
+    /// Gives the configuration of TLS connections to next hops.
+    pub fn set_tls_client(&mut self, cfg: Arc<ClientConfig>) {
+        self.tls_client = Some(cfg);
     }
 
     /// Gives the TLS configuration `tls:` listeners accept with; without
@@ -562,7 +618,7 @@ impl Streams {
                 // applies to the connections that follow.
                 let session = self.tls.as_ref().map(|r| TlsSession::new(r.current()));
                 match session {
-                    Some(Ok(s)) => conn.tls = Some(Box::new(s)),
+                    Some(Ok(s)) => conn.tls = Some(Box::new(Tls::Server(s))),
                     _ => {
                         self.counts.refused += 1;
                         continue;
@@ -753,7 +809,7 @@ impl Streams {
                     continue;
                 }
                 To::Conn(id) => id,
-                To::Peer(peer) => match self.connection_to(peer) {
+                To::Peer(peer, transport) => match self.connection_to(peer, transport) {
                     Some(id) => id,
                     None => {
                         self.counts.connect_failed += 1;
@@ -784,12 +840,25 @@ impl Streams {
     /// This shard's connection to `peer`: the open one, or a new one whose
     /// connect is under way (what is sent meanwhile waits for it). None
     /// when the table is full or the socket cannot be made.
-    fn connection_to(&mut self, peer: SocketAddr) -> Option<ConnId> {
-        if let Some(&id) = self.outbound.get(&peer) {
+    fn connection_to(&mut self, peer: SocketAddr, transport: Transport) -> Option<ConnId> {
+        if let Some(&id) = self.outbound.get(&(peer, transport)) {
             if self.conns.get(id).is_some() {
                 return Some(id);
             }
         }
+        // TLS toward the next hop's address (a URI host here is an IP:
+        // its certificate must name that IP).
+        let tls = match transport {
+            Transport::Tcp => None,
+            Transport::Tls => {
+                let cfg = self.tls_client.clone()?;
+                let name = rustls::pki_types::ServerName::from(peer.ip());
+                Some(Box::new(Tls::Client(
+                    TlsClientSession::new(cfg, name).ok()?,
+                )))
+            }
+            _ => return None,
+        };
         let socket =
             Socket::new(Domain::for_address(peer), Type::STREAM, Some(Protocol::TCP)).ok()?;
         socket.set_nonblocking(true).ok()?;
@@ -802,9 +871,9 @@ impl Streams {
         let sock: TcpStream = socket.into();
         let local = sock.local_addr().ok()?;
         let fd = sock.as_raw_fd();
-        let conn = Conn {
+        let mut conn = Conn {
             sock,
-            transport: Transport::Tcp,
+            transport,
             peer,
             local,
             framer: Framer::default(),
@@ -816,17 +885,21 @@ impl Streams {
             since_ms: self.now_ms,
             last_rx_ms: self.now_ms,
             partial_since_ms: self.now_ms,
-            tls: None,
+            tls,
             pongs_due: 0,
             ws: None,
         };
+        // The ClientHello waits for the connect with what follows.
+        if let Some(tls) = conn.tls.as_mut() {
+            tls.take_outgoing(&mut conn.tx);
+        }
         let id = self.conns.insert(conn).ok()?;
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32;
         if self.ctl(libc::EPOLL_CTL_ADD, fd, events, id.0).is_err() {
             self.conns.remove(id);
             return None;
         }
-        self.outbound.insert(peer, id);
+        self.outbound.insert((peer, transport), id);
         self.counts.opened += 1;
         Some(id)
     }
@@ -945,8 +1018,9 @@ impl Streams {
         if let Some(conn) = self.conns.remove(id) {
             self.counts.closed += 1;
             if let Some(peer) = conn.opened_to {
-                if self.outbound.get(&peer) == Some(&id) {
-                    self.outbound.remove(&peer);
+                let key = (peer, conn.transport);
+                if self.outbound.get(&key) == Some(&id) {
+                    self.outbound.remove(&key);
                 }
             }
         }

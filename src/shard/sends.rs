@@ -2,7 +2,8 @@
 //! a message for a connection to the shard that owns the connection
 //! (ARCHITECTURE.md, "Ownership"): this shard's own connections get it
 //! after the batch ([`Outgoing`]), another shard's through its inbox; and
-//! a message for a next hop over TCP to this shard's own connection to it.
+//! a message for a next hop over TCP or TLS to this shard's own connection
+//! to it.
 //! The handlers write every message into a backend send slot first, so
 //! that forwarding and answering stay one code path whatever the
 //! transport; a connection's message is copied out of that slot, which
@@ -51,8 +52,11 @@ impl<Q: SendQueue> SendQueue for Sends<'_, Q> {
                 // The slot `slot` gave is the one written: it stays
                 // uncommitted.
                 match self.queue.slot().and_then(|s| s.get(..len)) {
-                    // TLS and WebSocket next hops are not built yet.
-                    Some(data) if transport == Transport::Tcp => self.out.push_to(peer, data),
+                    // WebSocket next hops are not built (a proxy reaches
+                    // WebSocket clients only over their own connections).
+                    Some(data) if matches!(transport, Transport::Tcp | Transport::Tls) => {
+                        self.out.push_to(peer, transport, data)
+                    }
                     _ => self.failed += 1,
                 }
                 return;
