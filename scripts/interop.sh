@@ -25,10 +25,11 @@
 #    line must say registered, auth_accepted and auth_challenges = CALLS
 #    and auth_failures=0.
 #
-# 1b. The same calls with the SIPp UAC over TCP (`-t t1`, one connection)
-#    to a `--listen tcp:` address; the UAS stays on UDP, so every response
-#    crosses from UDP back to the connection (through the shard that owns
-#    it); the exit line must say conns_accepted=1.
+# 1b. The same calls with the SIPp UAC over TCP to a `--listen tcp:`
+#    address, first on one connection (`-t t1`), then on one connection
+#    per call (`-t tn`); the UAS stays on UDP, so every response crosses
+#    from UDP back to the connection (through the shard that owns it);
+#    the exit line must say conns_accepted=1, then CALLS.
 #
 # With INTEROP_ONLY=proxy in the environment, only part 1 runs.
 #
@@ -147,30 +148,39 @@ if [ "${INTEROP_ONLY:-}" = proxy ]; then
   exit "$failed"
 fi
 
-# ---- 1b. Proxy with a caller over TCP: SIPp UAC -t t1 -> sipshard -> SIPp UAS (UDP)
+# ---- 1b. Proxy with a caller over TCP: SIPp UAC -t t1 / -t tn -> sipshard -> SIPp UAS (UDP)
 
-tcp_out="$out/tcp"
-mkdir -p "$tcp_out"
-start_sipshard "$tcp_out/sipshard.log" --listen 127.0.0.1:0 --listen tcp:127.0.0.1:0 --record-route "${extra[@]}"
-tcp_addr=$(sed -n 's/.*, \([^ ]*\) (tcp).*/\1/p' "$tcp_out/sipshard.log" | head -n 1)
-start_uas "$tcp_out" perf/uas.xml 300
-echo "interop: tcp: $calls calls at $rate/s: SIPp UAC over TCP -> sipshard $tcp_addr -> SIPp UAS :$uas_port (UDP)"
-run_uac "$tcp_out" uac 300 -t t1 -sf perf/uac.xml -s bob -key uas "127.0.0.1:$uas_port" \
-  -m "$calls" -r "$rate" -timeout 240s -timeout_error "$tcp_addr"
-wait_for "$uas_pid" 10
-uas_rc=$waited_rc
-stop_sipshard "$tcp_out/sipshard.log"
-proxy_rc=$sipshard_rc
-result=$(sipp_stats "$tcp_out/uac_stat.csv")
-echo "interop: tcp: UAC (:$uac_port) exit $uac_rc, UAS exit $uas_rc, sipshard exit $proxy_rc; $result"
-tail -n 1 "$tcp_out/sipshard.log"
-if [ "$uac_rc" != 0 ] || [ "$uas_rc" != 0 ] || [ "$proxy_rc" != 0 ] || [ "$result" != "successful=$calls failed=0" ] \
-  || ! grep -q ' conns_accepted=1 ' "$tcp_out/sipshard.log"; then
-  echo "interop: tcp: FAILED" >&2
-  failed=1
-else
-  echo "interop: tcp: OK"
-fi
+# tcp_part MODE CONNS: the calls with the UAC on `-t MODE`; the exit line
+# must say conns_accepted=CONNS.
+tcp_part() {
+  local mode=$1 conns=$2 dir="$out/tcp-$1"
+  mkdir -p "$dir"
+  start_sipshard "$dir/sipshard.log" --listen 127.0.0.1:0 --listen tcp:127.0.0.1:0 --record-route "${extra[@]}"
+  tcp_addr=$(sed -n 's/.*, \([^ ]*\) (tcp).*/\1/p' "$dir/sipshard.log" | head -n 1)
+  start_uas "$dir" perf/uas.xml 300
+  echo "interop: tcp $mode: $calls calls at $rate/s: SIPp UAC over TCP -> sipshard $tcp_addr -> SIPp UAS :$uas_port (UDP)"
+  # SIPp's default socket limit (50,000) is over the usual open-file limit.
+  run_uac "$dir" uac 300 -t "$mode" -max_socket 1000 -sf perf/uac.xml -s bob -key uas "127.0.0.1:$uas_port" \
+    -m "$calls" -r "$rate" -timeout 240s -timeout_error "$tcp_addr"
+  wait_for "$uas_pid" 10
+  uas_rc=$waited_rc
+  stop_sipshard "$dir/sipshard.log"
+  proxy_rc=$sipshard_rc
+  result=$(sipp_stats "$dir/uac_stat.csv")
+  echo "interop: tcp $mode: UAC (:$uac_port) exit $uac_rc, UAS exit $uas_rc, sipshard exit $proxy_rc; $result"
+  tail -n 1 "$dir/sipshard.log"
+  if [ "$uac_rc" != 0 ] || [ "$uas_rc" != 0 ] || [ "$proxy_rc" != 0 ] || [ "$result" != "successful=$calls failed=0" ] \
+    || ! grep -q " conns_accepted=$conns " "$dir/sipshard.log"; then
+    echo "interop: tcp $mode: FAILED" >&2
+    failed=1
+  else
+    echo "interop: tcp $mode: OK"
+  fi
+}
+
+# One connection for every call, then one connection per call.
+tcp_part t1 1
+tcp_part tn "$calls"
 
 # ---- 2. Registrar: REGISTER CALLS users, then call each of them -----------
 
