@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::io::mmsg::Mmsg;
 use crate::io::socket::bind_shard_socket;
 use crate::io::steer as steering;
-use crate::io::tcp::{self, Streams};
+use crate::io::stream::{self, Streams};
 use crate::io::uring::{self, Uring};
 use crate::location::owner::Owner;
 use crate::location::store::{self, Fsync, Store};
@@ -241,8 +241,8 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     for &(transport, want) in &cfg.stream_listen {
         let mut addr = want;
         for shard_listeners in &mut listeners {
-            let l =
-                tcp::bind_listener(addr).map_err(|source| StartupError::Bind { addr, source })?;
+            let l = stream::bind_listener(addr)
+                .map_err(|source| StartupError::Bind { addr, source })?;
             if addr.port() == 0 {
                 addr = l
                     .local_addr()

@@ -1,6 +1,7 @@
 //! The shards' I/O: UDP sockets (`socket.rs`), the control messages
 //! that carry a datagram's local address (`cmsg.rs`), the two datagram
-//! backends, and TCP listeners and connections (`tcp.rs`), which both
+//! backends, and TCP, TLS and WebSocket listeners and connections
+//! (`stream/`), which both
 //! backends wait on. All `unsafe` of the crate's I/O lives under this module,
 //! each block with its `// SAFETY:` note.
 //!
@@ -15,9 +16,8 @@ pub mod eventfd;
 pub mod mmsg;
 pub mod socket;
 pub mod steer;
-pub mod tcp;
+pub mod stream;
 pub mod uring;
-mod ws;
 
 use std::io;
 use std::net::SocketAddr;
@@ -85,7 +85,7 @@ pub trait Backend {
     }
 
     /// Also waits on `fd`, the epoll set of the shard's connections
-    /// ([`tcp::Streams`]), so that a shard asleep for want of datagrams
+    /// ([`stream::Streams`]), so that a shard asleep for want of datagrams
     /// wakes for a connection.
     fn watch_streams(&mut self, fd: RawFd);
 

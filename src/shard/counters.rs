@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_utils::CachePadded;
 
-use crate::io::tcp::StreamCounts;
+use crate::io::stream::StreamCounts;
 use crate::proxy::DropReason;
 
 /// Number of [`DropReason`] values, for the drop counter array.

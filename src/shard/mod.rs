@@ -35,7 +35,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::admit::failures::FailureLimiter;
 use crate::admit::Admission;
 use crate::auth::NonceCounts;
-use crate::io::tcp::{Outgoing, Received, Streams};
+use crate::io::stream::{Outgoing, Received, Streams};
 use crate::io::{Backend, SendQueue};
 use crate::location::owner::Owner;
 use crate::proxy::{DropReason, Scratch};

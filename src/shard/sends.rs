@@ -10,7 +10,7 @@
 //! stays free.
 
 use super::mail::{Inbox, Mail};
-use crate::io::tcp::Outgoing;
+use crate::io::stream::Outgoing;
 use crate::io::SendQueue;
 use crate::transport::{Dest, Transport};
 

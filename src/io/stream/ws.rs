@@ -6,7 +6,8 @@
 //! refusal, pongs, the closing frame) is appended to `replies` for the
 //! caller to send, encrypted if need be.
 
-use super::tcp::{Next, Received};
+use super::conn::Next;
+use super::Received;
 use crate::transport::websocket::{
     check_text, close, close_payload, decode, encode_header, parse_upgrade, write_accept,
     write_refusal, Opcode, Part, Reassembly, ACCEPT_LEN, MAX_HEADER_LEN, REFUSAL_MAX_LEN,

@@ -1,0 +1,309 @@
+//! What the connections deliver: accepting, reading (decrypting), framing
+//! and handing each message to the shard, and what a read calls for.
+
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+
+use super::conn::{frame_all, source_of, Conn, Next, Tls};
+use super::ws::{self, WsConn};
+use super::{listener_token, Received, Streams, ACCEPTS_PER_POLL, EVENTS, READ_CHUNK};
+use crate::transport::stream::PONG;
+use crate::transport::tls::TlsSession;
+use crate::transport::{ConnId, Source, Transport};
+
+impl Streams {
+    /// Accepts, reads and writes what is ready, without waiting. `handle`
+    /// gets each message with its source and returns false when it has no
+    /// room to handle it (no free send slot): the message and those after
+    /// it stay buffered for the next poll.
+    pub fn poll(&mut self, mut handle: impl FnMut(Received<'_>, &Source) -> bool) {
+        // Messages left over from last time go first, in arrival order.
+        let stalled = std::mem::take(&mut self.stalled);
+        for (k, &id) in stalled.iter().enumerate() {
+            match self.handle_buffered(id, &mut handle) {
+                Next::Stalled => {
+                    // Still no room: keep the rest for the next poll.
+                    self.stalled.extend_from_slice(&stalled[k..]);
+                    return;
+                }
+                next => self.after(id, next),
+            }
+        }
+        // SAFETY: `events` is a live array of EVENTS epoll_event structs.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                EVENTS as libc::c_int,
+                0,
+            )
+        };
+        for k in 0..usize::try_from(n).unwrap_or(0) {
+            let libc::epoll_event { events, u64: token } = self.events[k];
+            if token > listener_token(self.listeners.len()) {
+                self.accept((u64::MAX - token) as usize);
+                continue;
+            }
+            let id = ConnId(token);
+            if events & libc::EPOLLOUT as u32 != 0 && !self.write_out(id) {
+                self.close(id);
+                continue;
+            }
+            let readable = libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP;
+            if events & readable as u32 != 0 && !self.stalled.contains(&id) {
+                let next = self.read(id, &mut handle);
+                self.after(id, next);
+            }
+        }
+    }
+
+    /// Acts on how a connection's handling ended; arms EPOLLOUT when it
+    /// left bytes for the kernel (a pong).
+    pub(super) fn after(&mut self, id: ConnId, next: Next) {
+        let pongs = self
+            .conns
+            .get_mut(id)
+            .map_or(0, |c| std::mem::take(&mut c.pongs_due));
+        for _ in 0..pongs {
+            if !matches!(next, Next::Close) && !self.send(id, PONG) {
+                return self.close(id);
+            }
+        }
+        match next {
+            Next::Idle => {}
+            Next::Stalled => self.stalled.push(id),
+            Next::Close => return self.close(id),
+            Next::CloseAfterSend => {
+                // Read no more from it; `send_all` closes it.
+                self.closing.push(id);
+                if let Some(conn) = self.conns.get(id) {
+                    let _ = self.ctl(libc::EPOLL_CTL_DEL, conn.sock.as_raw_fd(), 0, 0);
+                }
+                return;
+            }
+        }
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.tx.is_empty() || conn.writing {
+            return;
+        }
+        conn.writing = true;
+        let fd = conn.sock.as_raw_fd();
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32;
+        if self.ctl(libc::EPOLL_CTL_MOD, fd, events, id.0).is_err() {
+            self.close(id);
+        }
+    }
+
+    pub(super) fn accept(&mut self, i: usize) {
+        let Some(l) = self.listeners.get(i) else {
+            return;
+        };
+        let (transport, local) = (l.transport, l.local);
+        for _ in 0..ACCEPTS_PER_POLL {
+            let Some(l) = self.listeners.get(i) else {
+                return;
+            };
+            let (sock, peer) = match l.sock.accept() {
+                Ok(a) => a,
+                // WouldBlock: the backlog is empty. Anything else (EMFILE,
+                // a connection reset before it was taken) ends this round.
+                Err(_) => return,
+            };
+            if sock.set_nonblocking(true).is_err() {
+                continue;
+            }
+            // SIP messages are whole writes; waiting for an ACK to
+            // coalesce them only adds latency.
+            let _ = sock.set_nodelay(true);
+            let local = sock.local_addr().unwrap_or(local);
+            let fd = sock.as_raw_fd();
+            let mut conn = Conn::new(sock, transport, peer, local, self.now_ms);
+            if matches!(transport, Transport::Ws | Transport::Wss) {
+                conn.ws = Some(Box::new(WsConn::new(self.max_message)));
+            }
+            if matches!(transport, Transport::Tls | Transport::Wss) {
+                // The configuration current at accept: a reload (SIGHUP)
+                // applies to the connections that follow.
+                let session = self.tls.as_ref().map(|r| TlsSession::new(r.current()));
+                match session {
+                    Some(Ok(s)) => conn.tls = Some(Box::new(Tls::Server(s))),
+                    _ => {
+                        self.counts.refused += 1;
+                        continue;
+                    }
+                }
+            }
+            let Ok(id) = self.conns.insert(conn) else {
+                // Full: the connection is dropped (closed) at once.
+                self.counts.refused += 1;
+                continue;
+            };
+            let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+            if self.ctl(libc::EPOLL_CTL_ADD, fd, events, id.0).is_err() {
+                self.conns.remove(id);
+                self.counts.refused += 1;
+                continue;
+            }
+            self.counts.accepted += 1;
+        }
+    }
+
+    /// Reads once from `id` and handles the messages now whole.
+    pub(super) fn read(
+        &mut self,
+        id: ConnId,
+        handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
+    ) -> Next {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Next::Idle;
+        };
+        let n = match conn.sock.read(&mut self.scratch) {
+            Ok(0) => return Next::Close,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Idle,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Next::Idle,
+            Err(_) => return Next::Close,
+        };
+        conn.last_rx_ms = self.now_ms;
+        let Some(tls) = conn.tls.as_mut() else {
+            return self.handle_read(id, n, handle);
+        };
+        // TLS: decrypt into `plain`; handshake records and alerts go out.
+        let mut plain = std::mem::take(&mut self.plain);
+        let mut cipher = std::mem::take(&mut self.cipher);
+        plain.clear();
+        cipher.clear();
+        let received = tls.receive(&self.scratch[..n], &mut plain);
+        tls.take_outgoing(&mut cipher);
+        let peer_closed = tls.peer_closed();
+        let sent = cipher.is_empty() || self.send_raw(id, &cipher);
+        self.cipher = cipher;
+        if received.is_err() {
+            // The alert is queued or written; the framing is lost.
+            self.plain = plain;
+            self.counts.tls_failed += 1;
+            return Next::CloseAfterSend;
+        }
+        let next = if !sent {
+            Next::Close
+        } else {
+            self.handle_plain(id, &plain, handle)
+        };
+        self.plain = plain;
+        if peer_closed && matches!(next, Next::Idle) {
+            return Next::CloseAfterSend;
+        }
+        next
+    }
+
+    /// Handles `n` bytes just read into the read buffer (plaintext).
+    pub(super) fn handle_read(
+        &mut self,
+        id: ConnId,
+        n: usize,
+        handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
+    ) -> Next {
+        let scratch = std::mem::take(&mut self.scratch);
+        let next = self.handle_plain(id, &scratch[..n], handle);
+        self.scratch = scratch;
+        next
+    }
+
+    /// Frames and handles `bytes`, plaintext that `id` delivered after
+    /// what its `rx` holds.
+    pub(super) fn handle_plain(
+        &mut self,
+        id: ConnId,
+        bytes: &[u8],
+        handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
+    ) -> Next {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Next::Idle;
+        };
+        if !conn.rx.is_empty() || conn.ws.is_some() {
+            conn.rx.extend_from_slice(bytes);
+            return self.handle_buffered(id, handle);
+        }
+        // The common case: whole messages straight from the read buffer;
+        // only a partial tail is copied.
+        let max = self.max_message;
+        let (used, next) = frame_all(id, conn, bytes, max, handle);
+        if used < bytes.len() {
+            conn.partial_since_ms = self.now_ms;
+        }
+        conn.rx.extend_from_slice(&bytes[used..]);
+        next
+    }
+
+    /// Handles the whole messages in `id`'s `rx`.
+    pub(super) fn handle_buffered(
+        &mut self,
+        id: ConnId,
+        handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
+    ) -> Next {
+        let max = self.max_message;
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Next::Idle;
+        };
+        if conn.ws.is_some() {
+            return self.handle_ws(id, handle);
+        }
+        let rx = std::mem::take(&mut conn.rx);
+        let (used, next) = frame_all(id, conn, &rx, max, handle);
+        conn.rx = rx;
+        conn.rx.drain(..used);
+        if used > 0 && !conn.rx.is_empty() {
+            // A new partial message starts its own clock.
+            conn.partial_since_ms = self.now_ms;
+        }
+        if conn.rx.is_empty() && conn.rx.capacity() > READ_CHUNK {
+            // A large message is done: give its memory back.
+            conn.rx = Vec::new();
+        }
+        next
+    }
+
+    /// Handles what a WebSocket connection has buffered (see `ws.rs`) and
+    /// writes back what that calls for.
+    pub(super) fn handle_ws(
+        &mut self,
+        id: ConnId,
+        handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
+    ) -> Next {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Next::Idle;
+        };
+        let Some(mut ws) = conn.ws.take() else {
+            return Next::Idle;
+        };
+        let src = source_of(id, conn);
+        let mut rx = std::mem::take(&mut conn.rx);
+        let before = rx.len();
+        let mut replies = std::mem::take(&mut self.ws_replies);
+        replies.clear();
+        let next = ws::input(
+            &mut ws,
+            &mut rx,
+            &src,
+            &self.ws_origins,
+            &mut replies,
+            handle,
+        );
+        if let Some(conn) = self.conns.get_mut(id) {
+            if !rx.is_empty() && rx.len() != before {
+                conn.partial_since_ms = self.now_ms;
+            }
+            conn.rx = rx;
+            conn.ws = Some(ws);
+        }
+        let sent = replies.is_empty() || self.send_stream(id, &replies);
+        self.ws_replies = replies;
+        if sent {
+            next
+        } else {
+            Next::Close
+        }
+    }
+}
