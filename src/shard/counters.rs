@@ -88,6 +88,10 @@ pub struct ShardCounters {
     pub conns_overflowed: AtomicU64,
     /// Messages for a connection that had gone.
     pub conn_sends_gone: AtomicU64,
+    /// Messages for a connection owned by another shard, mailed to it
+    /// (a response that reached this shard, a call to a flow): the
+    /// cross-shard hop the design wants rare.
+    pub conn_msgs_crossed: AtomicU64,
     /// Requests for a registered flow whose connection had gone,
     /// answered 430 (RFC 5626 §5.3).
     pub flows_failed: AtomicU64,

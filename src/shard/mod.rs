@@ -177,7 +177,13 @@ pub fn run<B: Backend>(
         shard.now = unix_now();
         shard.now_ms = started.elapsed().as_millis() as u64;
         let mut failed = 0;
-        let mut sends = Sends::new(io.send_queue(), &mut out, me, inboxes);
+        let mut sends = Sends::new(
+            io.send_queue(),
+            &mut out,
+            me,
+            inboxes,
+            &counters.conn_msgs_crossed,
+        );
         shard.drain_inbox(&mut sends);
         failed += sends.failed;
         // io_uring submits queued sends inside `poll`: log first.
@@ -196,7 +202,7 @@ pub fn run<B: Backend>(
                 counters.dropped(DropReason::Oversize);
                 return shard.log_drop(DropReason::Oversize, Some(src), d.bytes);
             }
-            let mut sends = Sends::new(send, &mut out, me, inboxes);
+            let mut sends = Sends::new(send, &mut out, me, inboxes, &counters.conn_msgs_crossed);
             let _ = shard.handle(d.bytes, &Source::udp(src, d.local), &mut sends);
             failed += sends.failed;
         })?;
@@ -209,7 +215,13 @@ pub fn run<B: Backend>(
                 s.send_all(&mut out);
                 // Requests for flows that had gone: 430 (RFC 5626 §5.3).
                 for forwarded in s.take_gone() {
-                    let mut sends = Sends::new(io.send_queue(), &mut out, me, inboxes);
+                    let mut sends = Sends::new(
+                        io.send_queue(),
+                        &mut out,
+                        me,
+                        inboxes,
+                        &counters.conn_msgs_crossed,
+                    );
                     shard.flow_failed(&forwarded, &mut sends);
                     failed += sends.failed;
                 }
@@ -250,7 +262,13 @@ fn poll_streams<Q: SendQueue>(
     let mut failed = 0;
     let mut first = true;
     streams.poll(|received, src| {
-        let mut sends = Sends::new(&mut *queue, &mut *out, me, inboxes);
+        let mut sends = Sends::new(
+            &mut *queue,
+            &mut *out,
+            me,
+            inboxes,
+            &shard.counters.conn_msgs_crossed,
+        );
         if sends.slot().is_none() {
             return false;
         }

@@ -9,6 +9,9 @@
 //! transport; a connection's message is copied out of that slot, which
 //! stays free.
 
+use std::sync::atomic::AtomicU64;
+
+use super::counters::add;
 use super::mail::{Inbox, Mail};
 use crate::io::stream::Outgoing;
 use crate::io::SendQueue;
@@ -20,6 +23,8 @@ pub struct Sends<'s, Q> {
     out: &'s mut Outgoing,
     me: usize,
     inboxes: &'s [Inbox],
+    /// Counts the messages mailed to another shard's connection.
+    crossed: &'s AtomicU64,
     /// Messages for a connection that could not be queued: no such shard,
     /// or its inbox full.
     pub failed: usize,
@@ -27,13 +32,21 @@ pub struct Sends<'s, Q> {
 
 impl<'s, Q: SendQueue> Sends<'s, Q> {
     /// Shard `me`'s sends: datagrams to `queue`, its own connections'
-    /// messages to `out`, other shards' to their `inboxes`.
-    pub fn new(queue: &'s mut Q, out: &'s mut Outgoing, me: usize, inboxes: &'s [Inbox]) -> Self {
+    /// messages to `out`, other shards' to their `inboxes` (counted in
+    /// `crossed`).
+    pub fn new(
+        queue: &'s mut Q,
+        out: &'s mut Outgoing,
+        me: usize,
+        inboxes: &'s [Inbox],
+        crossed: &'s AtomicU64,
+    ) -> Self {
         Sends {
             queue,
             out,
             me,
             inboxes,
+            crossed,
             failed: 0,
         }
     }
@@ -76,7 +89,7 @@ impl<Q: SendQueue> SendQueue for Sends<'_, Q> {
             to: dest,
         };
         match self.inboxes.get(conn.shard()).map(|i| i.push(mail)) {
-            Some(Ok(())) => {}
+            Some(Ok(())) => add(self.crossed, 1),
             _ => self.failed += 1,
         }
     }
@@ -113,13 +126,15 @@ mod tests {
     fn each_message_goes_to_its_owner() {
         let inboxes = [Inbox::new(4).unwrap(), Inbox::new(4).unwrap()];
         let (mut q, mut out) = (One::default(), Outgoing::default());
-        let mut s = Sends::new(&mut q, &mut out, 0, &inboxes);
+        let crossed = AtomicU64::new(0);
+        let mut s = Sends::new(&mut q, &mut out, 0, &inboxes, &crossed);
         let udp = Dest::udp("127.0.0.1:5060".parse().unwrap());
         write(&mut s, b"datagram", udp);
         write(&mut s, b"mine", Dest::Conn(ConnId::new(0, 1, 1)));
         write(&mut s, b"theirs", Dest::Conn(ConnId::new(1, 2, 1)));
         write(&mut s, b"nobody's", Dest::Conn(ConnId::new(7, 2, 1)));
         assert_eq!(s.failed, 1, "no shard 7");
+        assert_eq!(crossed.into_inner(), 1, "one to shard 1");
         assert_eq!(q.commits, vec![(b"datagram".to_vec(), udp)]);
         assert!(!out.is_empty());
         match inboxes[1].pop() {

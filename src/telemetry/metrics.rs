@@ -152,6 +152,11 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.connect_failed,
     ),
     (
+        "sipshard_connection_messages_crossed",
+        "Messages for a connection another shard owns, mailed to that shard.",
+        |c| &c.conn_msgs_crossed,
+    ),
+    (
         "sipshard_flows_failed",
         "Requests for a registered flow whose connection had gone, answered 430 (RFC 5626).",
         |c| &c.flows_failed,
