@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::metrics::{get, metrics_addr, sum_of};
 use common::process::{port, recv, socket, Proxy};
+use common::sip::{read_message, response_to};
 
 use sipshard::sip::{HeaderName, Message};
 
@@ -55,54 +56,6 @@ Content-Length: 0\r\n\r\n",
 /// OPTIONS for the proxy itself (no user part), which it answers 200.
 fn options(client: &TcpStream, proxy_port: u16, call: &str, cseq: u32) -> String {
     request("OPTIONS", client, proxy_port, call, cseq).replacen("sip:bob@", "sip:", 1)
-}
-
-/// The response a UAS builds (§8.2.6).
-fn response_to(req: &[u8], code: u16, reason: &str) -> Vec<u8> {
-    let m = Message::parse(req).unwrap();
-    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
-    for v in m.values(HeaderName::Via) {
-        out.push_str(&format!("Via: {}\r\n", String::from_utf8_lossy(v.text)));
-    }
-    out.push_str(&format!(
-        "From: {}\r\nTo: {};tag=b1\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-        String::from_utf8_lossy(m.header(HeaderName::From).unwrap()),
-        String::from_utf8_lossy(m.header(HeaderName::To).unwrap()),
-        String::from_utf8_lossy(m.header(HeaderName::CallId).unwrap()),
-        String::from_utf8_lossy(m.header(HeaderName::CSeq).unwrap()),
-    ));
-    out.into_bytes()
-}
-
-/// Reads one message from a TCP stream, framed by its Content-Length
-/// (CRLFs before it, keep-alive pongs, skipped).
-fn read_message(c: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
-    loop {
-        while buf.starts_with(b"\r\n") {
-            buf.drain(..2);
-        }
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let body: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            let len = end + 4 + body;
-            if buf.len() >= len {
-                let msg = buf[..len].to_vec();
-                buf.drain(..len);
-                return msg;
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let n = c.read(&mut chunk).expect("a message within 3 s");
-        assert!(
-            n > 0,
-            "connection closed; have {:?}",
-            String::from_utf8_lossy(buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }
 
 /// True when the peer closes the connection within 3 s.

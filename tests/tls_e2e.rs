@@ -17,6 +17,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use common::process::{port, recv, socket, Proxy};
+use common::sip::{read_message, response_to};
 use common::ws::{read_frame, read_http, send_text, upgrade_request};
 
 use sipshard::sip::{HeaderName, Message};
@@ -137,30 +138,6 @@ fn connect(addr: SocketAddr, cfg: Arc<ClientConfig>) -> Tls {
     StreamOwned::new(ClientConnection::new(cfg, name).unwrap(), tcp)
 }
 
-/// Reads one message, framed by its Content-Length (leading CRLFs
-/// skipped).
-fn read_message(c: &mut Tls, buf: &mut Vec<u8>) -> Vec<u8> {
-    loop {
-        while buf.starts_with(b"\r\n") {
-            buf.drain(..2);
-        }
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let body: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if buf.len() >= end + 4 + body {
-                return buf.drain(..end + 4 + body).collect();
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let n = c.read(&mut chunk).expect("a message within 3 s");
-        assert!(n > 0, "closed; have {:?}", String::from_utf8_lossy(buf));
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 fn request(method: &str, uri: &str, c: &Tls, call: &str) -> String {
     let me = c.sock.local_addr().unwrap();
     format!(
@@ -168,31 +145,6 @@ fn request(method: &str, uri: &str, c: &Tls, call: &str) -> String {
 To: <sip:bob@127.0.0.1>\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nCall-ID: {call}\r\n\
 CSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     )
-}
-
-fn response_to(req: &[u8], code: u16) -> Vec<u8> {
-    let m = Message::parse(req).unwrap();
-    let mut out = format!("SIP/2.0 {code} OK\r\n");
-    for v in m.values(HeaderName::Via) {
-        out.push_str(&format!("Via: {}\r\n", String::from_utf8_lossy(v.text)));
-    }
-    for h in [
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-        HeaderName::CSeq,
-    ] {
-        let name = match h {
-            HeaderName::From => "From",
-            HeaderName::To => "To",
-            HeaderName::CallId => "Call-ID",
-            _ => "CSeq",
-        };
-        let v = String::from_utf8_lossy(m.header(h).unwrap());
-        out.push_str(&format!("{name}: {v}\r\n"));
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out.into_bytes()
 }
 
 fn status(m: &[u8]) -> u16 {
@@ -226,7 +178,8 @@ fn requests_over_tls_are_answered_and_forwarded(io: &str) {
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap();
         assert!(rr.contains(";transport=tls;lr;cid="), "{rr}");
-        uas.send_to(&response_to(&fwd, 200), proxy.addr).unwrap();
+        uas.send_to(&response_to(&fwd, 200, "OK"), proxy.addr)
+            .unwrap();
         let got = read_message(&mut c, &mut buf);
         assert_eq!(status(&got), 200);
         let m = Message::parse(&got).unwrap();
@@ -383,7 +336,7 @@ fn serve_tls(
                 let m = Message::parse(&req).unwrap();
                 let via = String::from_utf8_lossy(m.values(HeaderName::Via).next().unwrap().text);
                 let _ = tx.send(Ok(via.into_owned()));
-                s.write_all(&response_to(&req, 200)).unwrap();
+                s.write_all(&response_to(&req, 200, "OK")).unwrap();
             }
         }
     }

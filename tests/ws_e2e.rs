@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::process::{port, recv, socket, Proxy};
+use common::sip::response_to;
 use common::ws::{frame, read_frame, read_http, send_text, upgrade_request};
 
 use sipshard::sip::{HeaderName, Message, Method};
@@ -51,25 +52,6 @@ CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
     )
 }
 
-fn response_to(req: &[u8], code: u16) -> Vec<u8> {
-    let m = Message::parse(req).unwrap();
-    let mut out = format!("SIP/2.0 {code} OK\r\n");
-    for v in m.values(HeaderName::Via) {
-        out.push_str(&format!("Via: {}\r\n", String::from_utf8_lossy(v.text)));
-    }
-    for (name, h) in [
-        ("From", HeaderName::From),
-        ("To", HeaderName::To),
-        ("Call-ID", HeaderName::CallId),
-        ("CSeq", HeaderName::CSeq),
-    ] {
-        let v = String::from_utf8_lossy(m.header(h).unwrap());
-        out.push_str(&format!("{name}: {v}\r\n"));
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out.into_bytes()
-}
-
 /// The next SIP message in a text frame (control frames not expected).
 fn read_sip(c: &mut TcpStream) -> Vec<u8> {
     let (opcode, payload) = read_frame(c);
@@ -105,7 +87,8 @@ fn messages_in_frames_are_answered_and_forwarded(io: &str) {
         assert!(vias[1]
             .text
             .starts_with(b"SIP/2.0/WS df7jal23ls0d.invalid;"));
-        uas.send_to(&response_to(&fwd, 200), proxy.addr).unwrap();
+        uas.send_to(&response_to(&fwd, 200, "OK"), proxy.addr)
+            .unwrap();
         let got = read_sip(&mut c);
         assert_eq!(status(&got), 200);
         let m = Message::parse(&got).unwrap();
@@ -158,7 +141,7 @@ CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
             m.request_uri_bytes().unwrap(),
             b"sip:alice@df7jal23ls0d.invalid;transport=ws"
         );
-        send_text(&mut ua, &response_to(&got, 200));
+        send_text(&mut ua, &response_to(&got, 200, "OK"));
         assert_eq!(status(&recv(&caller)), 200);
     }
 }

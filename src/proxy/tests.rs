@@ -73,18 +73,23 @@ fn run_at<'r>(
     data: &[u8],
     src: &str,
 ) -> (Action<'r>, Vec<u8>) {
+    route_from(cfg, replica, now, data, &Source::udp(addr(src), addr(US)))
+}
+
+/// Routes `data` as received from `source`; the action and, for a
+/// forward, the bytes that would be sent.
+fn route_from<'r>(
+    cfg: &ProxyConfig,
+    replica: &'r Replica,
+    now: u64,
+    data: &[u8],
+    source: &Source,
+) -> (Action<'r>, Vec<u8>) {
     let msg = Message::parse(data).unwrap();
     let mut scratch = Scratch::default();
     let mut edits = Edits::new();
     let loc = Lookup { replica, now };
-    let action = route(
-        &msg,
-        &Source::udp(addr(src), addr(US)),
-        cfg,
-        loc,
-        &mut scratch,
-        &mut edits,
-    );
+    let action = route(&msg, source, cfg, loc, &mut scratch, &mut edits);
     let mut out = vec![0u8; data.len() + 512];
     let n = match action {
         Action::Forward(_) => edits.write(&msg, &mut out).unwrap(),
@@ -866,26 +871,13 @@ fn run_on_conn(
     conn: ConnId,
 ) -> (Action<'static>, Vec<u8>) {
     static EMPTY: std::sync::OnceLock<Replica> = std::sync::OnceLock::new();
-    let msg = Message::parse(data).unwrap();
-    let (mut scratch, mut edits) = (Scratch::default(), Edits::new());
-    let loc = Lookup {
-        replica: EMPTY.get_or_init(Replica::default),
-        now: 0,
-    };
     let source = Source {
         peer: addr(src),
         local: addr(US),
         transport: Transport::Tcp,
         conn: Some(conn),
     };
-    let action = route(&msg, &source, cfg, loc, &mut scratch, &mut edits);
-    let mut out = vec![0u8; data.len() + 512];
-    let n = match action {
-        Action::Forward(_) => edits.write(&msg, &mut out).unwrap(),
-        _ => 0,
-    };
-    out.truncate(n);
-    (action, out)
+    route_from(cfg, EMPTY.get_or_init(Replica::default), 0, data, &source)
 }
 
 // §18.2.2: a request that came on a connection carries the connection in

@@ -98,13 +98,26 @@ impl<'a> Shard<'a> {
                 Some(refusal) => return self.refuse_auth(&msg, src, refusal, send),
             }
         }
+        self.route_and_emit(&msg, bytes, src, send)
+    }
+
+    /// §16 routing of a message past admission, then what it decided:
+    /// the forwarded copy or a local answer, or the registrar for a
+    /// REGISTER for one of our domains.
+    fn route_and_emit<S: SendQueue>(
+        &mut self,
+        msg: &Message<'_>,
+        bytes: &[u8],
+        src: &Source,
+        send: &mut S,
+    ) -> Outcome {
         let mut edits = Edits::new();
         let loc = Lookup {
             replica: &self.location.replica,
             now: self.now,
         };
         let action = route(
-            &msg,
+            msg,
             src,
             &self.shared.proxy,
             loc,
@@ -112,9 +125,9 @@ impl<'a> Shard<'a> {
             &mut edits,
         );
         if action == Action::Register {
-            return self.register(&msg, bytes, src, send);
+            return self.register(msg, bytes, src, send);
         }
-        emit(self.counters, self.now, &msg, src, action, &edits, send)
+        emit(self.counters, self.now, msg, src, action, &edits, send)
     }
 
     /// Counts a parsed message by method or status class.
@@ -174,20 +187,7 @@ impl Shard<'_> {
         let Ok(msg) = Message::parse(bytes) else {
             return self.drop(DropReason::Malformed);
         };
-        let mut edits = Edits::new();
-        let loc = Lookup {
-            replica: &self.location.replica,
-            now: self.now,
-        };
-        let action = route(
-            &msg,
-            src,
-            &self.shared.proxy,
-            loc,
-            &mut self.scratch,
-            &mut edits,
-        );
-        emit(self.counters, self.now, &msg, src, action, &edits, send)
+        self.route_and_emit(&msg, bytes, src, send)
     }
 }
 

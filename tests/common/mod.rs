@@ -4,6 +4,7 @@
 
 pub mod metrics;
 pub mod process;
+pub mod sip;
 pub mod ws;
 
 use proptest::sample::Index;
