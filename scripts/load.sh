@@ -15,7 +15,9 @@
 # /proc/PID/stat (utime+stime, clock ticks), divided by the messages it
 # forwarded. Output: a Markdown section on stdout and in
 # perf/results/load-<date>-<commit>.md, min/median/max over the rounds.
-# CONFIGS (e.g. "relay;mmsg 1;uring 1") chooses the configurations.
+# CONFIGS (e.g. "relay;mmsg 1;uring 1") chooses the configurations; a
+# third word, NAME=VALUE, is set in sipshard's environment (for A/B runs of
+# an experiment behind an environment variable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -47,7 +49,7 @@ for r in $(seq 1 "$rounds"); do
         --duration $((secs + 30)) 2> "$work/target.log" &
     else
       cpus=0; [ "$2" = 2 ] && cpus=0,1
-      taskset -c "$cpus" "$bin/sipshard" --listen "127.0.0.1:$port" --shards "$2" --io "$1" \
+      taskset -c "$cpus" env ${3:-_=} "$bin/sipshard" --listen "127.0.0.1:$port" --shards "$2" --io "$1" \
         --stats-interval 0 2> "$work/target.log" &
     fi
     pid=$!
