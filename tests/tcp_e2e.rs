@@ -316,6 +316,65 @@ fn connections_are_counted_in_metrics(io: &str) {
     }
 }
 
+/// §18.2.2: when the connection a request came on has gone, its
+/// responses go over a new connection to the client's Via address: the
+/// sent-by port, where the client listens (not the rport of the old
+/// connection), whichever shard the responses reach.
+fn responses_go_over_a_new_connection_when_theirs_has_gone(io: &str) {
+    let Some((mut proxy, tcp)) = start(io, &["--metrics-listen", "127.0.0.1:0"]) else {
+        return;
+    };
+    let addr = metrics_addr(&mut proxy);
+    let uas = socket();
+    let mut client_listens = TcpUas::new();
+    let client = connect(tcp);
+    let me = client.local_addr().unwrap().port();
+    let req = request("INVITE", &client, port(&uas), "gone-conn", 1).replacen(
+        &format!("SIP/2.0/TCP 127.0.0.1:{me}"),
+        &format!("SIP/2.0/TCP 127.0.0.1:{}", client_listens.port()),
+        1,
+    );
+    (&client).write_all(req.as_bytes()).unwrap();
+    let fwd = recv(&uas);
+    drop(client);
+    wait_for(addr, "sipshard_connections_closed_total{", 1);
+    for (code, reason) in [(180, "Ringing"), (200, "OK")] {
+        uas.send_to(&response_to(&fwd, code, reason), proxy.addr)
+            .unwrap();
+    }
+    for code in [180, 200] {
+        let (got, on) = client_listens.next();
+        assert_eq!(status(&got), code);
+        assert_eq!(on, 0, "both on the one new connection");
+        assert_eq!(header(&got, HeaderName::CallId), "gone-conn");
+    }
+    let (_, body) = get(addr, "/metrics");
+    assert_eq!(
+        sum_of(&body, "sipshard_connections_opened_total{"),
+        1,
+        "{body}"
+    );
+    assert_eq!(
+        sum_of(&body, "sipshard_connection_responses_resent_total{"),
+        2,
+        "{body}"
+    );
+}
+
+/// Waits (3 s at most) until the series starting with `prefix` sum to
+/// `n` in /metrics.
+fn wait_for(addr: SocketAddr, prefix: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, body) = get(addr, "/metrics");
+        if sum_of(&body, prefix) == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{prefix} never {n}: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A UAS on TCP: the connections a proxy opened to it, read without
 /// blocking.
 struct TcpUas {
@@ -567,6 +626,7 @@ CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
 }
 
 on_both_backends!(
+    responses_go_over_a_new_connection_when_theirs_has_gone,
     the_callees_bye_reaches_a_tcp_caller_on_its_connection,
     a_silent_connection_is_closed_and_a_kept_alive_one_is_not,
     a_ua_registered_over_tcp_is_called_over_its_connection,

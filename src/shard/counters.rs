@@ -92,6 +92,9 @@ pub struct ShardCounters {
     /// (a response that reached this shard, a call to a flow): the
     /// cross-shard hop the design wants rare.
     pub conn_msgs_crossed: AtomicU64,
+    /// Responses whose connection had gone, sent over a new connection to
+    /// the client's Via address (§18.2.2).
+    pub conn_responses_resent: AtomicU64,
     /// Requests for a registered flow whose connection had gone,
     /// answered 430 (RFC 5626 §5.3).
     pub flows_failed: AtomicU64,

@@ -1,8 +1,13 @@
-//! RFC 5626 §5.3: a request sent to a registered flow whose connection
-//! has gone gets 430 Flow Failed, so that the caller (or an edge proxy
-//! before it) can try another binding rather than wait for a timeout.
-//! Only the connection's owner knows it has gone, and it learns it when
-//! it tries to send: it answers then, in the flow's UA's place.
+//! What becomes of a message whose connection has gone. Only the
+//! connection's owner knows it has gone, and it learns it when it tries
+//! to send:
+//! - a request sent to a registered flow gets 430 Flow Failed (RFC 5626
+//!   §5.3), answered in the flow's UA's place, so that the caller (or an
+//!   edge proxy before it) can try another binding rather than wait for a
+//!   timeout;
+//! - a response goes over a new connection to the address the client's
+//!   Via names (RFC 3261 §18.2.2), as a UAS's transport layer would send
+//!   it.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -10,19 +15,23 @@ use super::answer::write_plain;
 use super::counters::add;
 use super::Shard;
 use crate::io::{SendQueue, SEND_SLOT};
-use crate::sip::{Host, Message, Method};
-use crate::transport::Source;
+use crate::sip::{Host, Message, Method, Via};
+use crate::transport::{Dest, Source, Transport};
 
 impl Shard<'_> {
-    /// Answers `forwarded`, a message this shard could not send because
-    /// its connection had gone: 430 for a request (not an ACK), routed
-    /// back along its Vias like a response from the flow's UA; nothing
-    /// for the rest.
-    pub(super) fn flow_failed<S: SendQueue>(&mut self, forwarded: &[u8], send: &mut S) {
+    /// Deals with `forwarded`, a message this shard could not send because
+    /// its connection had gone: a response is sent again over a new
+    /// connection ([`resend_address`]); a request (not an ACK) gets 430,
+    /// routed back along its Vias like a response from the flow's UA; an
+    /// ACK is dropped.
+    pub(super) fn connection_gone<S: SendQueue>(&mut self, forwarded: &[u8], send: &mut S) {
         let Ok(msg) = Message::parse(forwarded) else {
             return;
         };
-        if !msg.is_request() || msg.method() == Some(Method::Ack) {
+        if !msg.is_request() {
+            return self.resend_response(&msg, forwarded, send);
+        }
+        if msg.method() == Some(Method::Ack) {
             return;
         }
         // Our Via is on top: the 430 comes "from" the address it names,
@@ -44,5 +53,99 @@ impl Shard<'_> {
         };
         add(&self.counters.flows_failed, 1);
         let _ = self.route_own_response(&buf[..n], &src, send);
+    }
+
+    /// §18.2.2: the connection a response was to go back on has gone;
+    /// it goes over this shard's connection to the client's Via address
+    /// (opened if absent). Counted as resent, or as dropped when the Via
+    /// names no transport a server can connect to (UDP has no
+    /// connection to lose; a WebSocket client cannot be connected to).
+    fn resend_response<S: SendQueue>(&mut self, msg: &Message<'_>, bytes: &[u8], send: &mut S) {
+        let Some((peer, transport)) = msg.via().ok().and_then(|v| resend_address(&v)) else {
+            return;
+        };
+        let Some(slot) = send.slot().and_then(|s| s.get_mut(..bytes.len())) else {
+            return;
+        };
+        slot.copy_from_slice(bytes);
+        send.commit(bytes.len(), Dest::Outbound { peer, transport });
+        add(&self.counters.conn_responses_resent, 1);
+    }
+}
+
+/// Where §18.2.2 sends a response over a new connection: the IP address
+/// in the Via's `received` (which we set when the request's source
+/// differed from sent-by, so this is where the request came from), else
+/// its sent-by IP, at the sent-by port or the transport's default (5060,
+/// 5061 for TLS). None for a transport we cannot connect to, or a sent-by
+/// name with no `received` (not resolved here).
+pub fn resend_address(via: &Via<'_>) -> Option<(SocketAddr, Transport)> {
+    let transport = Transport::from_token(via.transport)?;
+    let default_port = match transport {
+        Transport::Tcp => 5060,
+        Transport::Tls => 5061,
+        _ => return None,
+    };
+    let ip = match (via.received, &via.host) {
+        (Some(r), _) => std::str::from_utf8(r)
+            .ok()?
+            .trim_matches(['[', ']'])
+            .parse()
+            .ok()?,
+        (None, Host::V4(a)) => IpAddr::V4(*a),
+        (None, Host::V6(a)) => IpAddr::V6(*a),
+        (None, Host::Name(_)) => return None,
+    };
+    Some((
+        SocketAddr::new(ip, via.port.unwrap_or(default_port)),
+        transport,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(via: &str) -> Option<(SocketAddr, Transport)> {
+        resend_address(&Via::parse(via.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_response_is_resent_to_received_at_the_sent_by_port() {
+        assert_eq!(
+            address("SIP/2.0/TCP client.example.com:5070;branch=z9hG4bK1;received=192.0.2.7"),
+            Some(("192.0.2.7:5070".parse().unwrap(), Transport::Tcp))
+        );
+        // rport names the old connection's source port: not used.
+        assert_eq!(
+            address("SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bK1;rport=40000"),
+            Some(("192.0.2.7:5070".parse().unwrap(), Transport::Tcp))
+        );
+        assert_eq!(
+            address("SIP/2.0/TLS [2001:db8::1];branch=z9hG4bK1"),
+            Some(("[2001:db8::1]:5061".parse().unwrap(), Transport::Tls))
+        );
+        assert_eq!(
+            address("SIP/2.0/tcp h.example;branch=z9hG4bK1;received=[2001:db8::2]"),
+            Some(("[2001:db8::2]:5060".parse().unwrap(), Transport::Tcp))
+        );
+    }
+
+    #[test]
+    fn nothing_to_connect_to_means_no_resend() {
+        assert_eq!(
+            address("SIP/2.0/TCP client.example.com;branch=z9hG4bK1"),
+            None
+        );
+        assert_eq!(address("SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK1"), None);
+        assert_eq!(
+            address("SIP/2.0/WSS abc.invalid;branch=z9hG4bK1;received=192.0.2.7"),
+            None
+        );
+        assert_eq!(address("SIP/2.0/SCTP 192.0.2.7;branch=z9hG4bK1"), None);
+        assert_eq!(
+            address("SIP/2.0/TCP 192.0.2.7;branch=z9hG4bK1;received=junk"),
+            None
+        );
     }
 }

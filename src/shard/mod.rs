@@ -213,7 +213,9 @@ pub fn run<B: Backend>(
                     failed += poll_streams(s, shard, io.send_queue(), &mut out);
                 }
                 s.send_all(&mut out);
-                // Requests for flows that had gone: 430 (RFC 5626 §5.3).
+                // Messages whose connection had gone: a request to a flow
+                // gets 430 (RFC 5626 §5.3), a response goes over a new
+                // connection (§18.2.2).
                 for forwarded in s.take_gone() {
                     let mut sends = Sends::new(
                         io.send_queue(),
@@ -222,7 +224,7 @@ pub fn run<B: Backend>(
                         inboxes,
                         &counters.conn_msgs_crossed,
                     );
-                    shard.flow_failed(&forwarded, &mut sends);
+                    shard.connection_gone(&forwarded, &mut sends);
                     failed += sends.failed;
                 }
                 s.send_all(&mut out);

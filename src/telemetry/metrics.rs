@@ -196,6 +196,11 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         "Messages for a TCP connection that had closed.",
         |c| &c.conn_sends_gone,
     ),
+    (
+        "sipshard_connection_responses_resent",
+        "Responses whose connection had closed, sent over a new one to the client's Via address (RFC 3261 18.2.2).",
+        |c| &c.conn_responses_resent,
+    ),
 ];
 
 /// Gauges: name, help, field.

@@ -103,7 +103,7 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     );
     let _ = write!(
         s,
-        " conns_accepted={} conns_opened={} connect_failed={} conns_refused={} conns_closed={} conns_unframeable={} conns_overflowed={} conns_timed_out={} conns_tls_failed={} conn_msgs_crossed={} conn_sends_gone={} flows_failed={}",
+        " conns_accepted={} conns_opened={} connect_failed={} conns_refused={} conns_closed={} conns_unframeable={} conns_overflowed={} conns_timed_out={} conns_tls_failed={} conn_msgs_crossed={} conn_sends_gone={} conn_responses_resent={} flows_failed={}",
         total(all, |c| &c.conns_accepted),
         total(all, |c| &c.conns_opened),
         total(all, |c| &c.connect_failed),
@@ -115,6 +115,7 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
         total(all, |c| &c.conns_tls_failed),
         total(all, |c| &c.conn_msgs_crossed),
         total(all, |c| &c.conn_sends_gone),
+        total(all, |c| &c.conn_responses_resent),
         total(all, |c| &c.flows_failed),
     );
     s.push_str(" drops:");
