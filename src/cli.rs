@@ -157,6 +157,15 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     pub max_connections: usize,
 
+    /// Most connections accepted from one IP address, over all shards
+    /// (each shard takes an equal share, rounded up), so that one host
+    /// cannot take every connection; one over it is closed as it is
+    /// accepted, and counted. 0: no limit. The default leaves room for a
+    /// NAT with a few thousand phones behind one address; connections
+    /// this server opens to next hops are not counted.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_connections_per_ip: usize,
+
     /// Seconds a TCP connection may deliver nothing (not even a CRLF
     /// keep-alive) before it is closed. UAs keep a registered flow alive
     /// with a CRLF ping every 2 minutes or so (RFC 5626 §4.4.1), well

@@ -24,6 +24,9 @@ pub struct Config {
     pub stream_listen: Vec<(Transport, SocketAddr)>,
     /// Most connections per shard.
     pub max_connections_per_shard: usize,
+    /// Most connections accepted from one IP address per shard; 0: no
+    /// limit.
+    pub max_connections_per_ip_per_shard: usize,
     /// How long a connection may stay silent.
     pub tcp_idle_timeout: std::time::Duration,
     /// Origins a WebSocket handshake may come from; empty: any.
@@ -399,6 +402,7 @@ impl Config {
                 .map(|l| (l.transport, l.addr))
                 .collect(),
             max_connections_per_shard: args.max_connections.div_ceil(shards),
+            max_connections_per_ip_per_shard: args.max_connections_per_ip.div_ceil(shards),
             tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
             ws_origins: args.ws_origin.clone(),
             tls_ca: args.tls_ca.clone(),
@@ -575,6 +579,13 @@ mod tests {
             c.max_connections_per_shard, 34,
             "100 over 3 shards, rounded up"
         );
+        assert_eq!(c.max_connections_per_ip_per_shard, 1366, "4096 over 3");
+        let per_ip = |n: &str| {
+            cfg(&["--shards", "2", "--max-connections-per-ip", n])
+                .unwrap()
+                .max_connections_per_ip_per_shard
+        };
+        assert_eq!((per_ip("0"), per_ip("1"), per_ip("5")), (0, 1, 3));
         assert_eq!(
             cfg(&["--listen", "tcp:127.0.0.1:5060"]).unwrap_err(),
             ConfigError::NoUdpListen

@@ -312,8 +312,9 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
             None
         }
     };
-    let (max_conns, max_message, idle) = (
+    let (max_conns, max_per_ip, max_message, idle) = (
         cfg.max_connections_per_shard,
+        cfg.max_connections_per_ip_per_shard,
         cfg.guard.max_message_size,
         cfg.tcp_idle_timeout,
     );
@@ -343,6 +344,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                 let streams =
                     Streams::new(i as u8, shard_listeners, max_conns, max_message).map(|mut s| {
                         s.set_idle_timeout(idle);
+                        s.set_max_per_ip(max_per_ip);
                         s.set_ws_origins(origins);
                         if let Some(t) = shard_tls {
                             s.set_tls(t);

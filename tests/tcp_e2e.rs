@@ -238,8 +238,20 @@ fn garbage_and_oversize_close_only_their_connection(io: &str) {
 /// `--max-connections`: past the limit a connection is closed as it is
 /// accepted; the ones within it work.
 fn connections_over_the_limit_are_closed_at_accept(io: &str) {
-    // Two shards, one connection each.
-    let Some((proxy, tcp)) = start(io, &["--max-connections", "2"]) else {
+    over_a_limit(io, "--max-connections", "conns_refused");
+}
+
+/// `--max-connections-per-ip`: past one address's share a connection
+/// from it is closed as it is accepted; the ones within it, and another
+/// address's, work.
+fn connections_over_one_addresss_share_are_closed_at_accept(io: &str) {
+    over_a_limit(io, "--max-connections-per-ip", "conns_refused_per_ip");
+}
+
+/// Six connections from 127.0.0.1 against `flag` 2 (two shards, one each),
+/// then one from 127.0.0.2; the refusals counted in `counter`.
+fn over_a_limit(io: &str, flag: &str, counter: &str) {
+    let Some((proxy, tcp)) = start(io, &[flag, "2"]) else {
         return;
     };
     let mut conns: Vec<TcpStream> = (0..6).map(|_| connect(tcp)).collect();
@@ -267,9 +279,39 @@ fn connections_over_the_limit_are_closed_at_accept(io: &str) {
         c.write_all(ok.as_bytes()).unwrap();
         assert_eq!(status(&read_message(c, &mut Vec::new())), 200);
     }
+    // Another address: refused only when the whole table is full.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.connect(&tcp.into()).unwrap();
+    let mut other: TcpStream = sock.into();
+    other
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let ok = options(&other, proxy.addr.port(), "other", 1);
+    other.write_all(ok.as_bytes()).unwrap();
+    let answered = matches!(read_message_or_close(&mut other), Some(m) if status(&m) == 200);
     let report = proxy.stop_and_report();
-    let refused = format!(" conns_refused={} ", 6 - left_open);
-    assert!(report.contains(&refused), "{report}");
+    let refused = format!(" {counter}={} ", 6 - left_open + usize::from(!answered));
+    assert!(report.contains(&refused), "{refused}: {report}");
+    if flag == "--max-connections-per-ip" {
+        assert!(answered, "127.0.0.2 has its own share");
+    }
+}
+
+/// The next message, or None when the peer closes first.
+fn read_message_or_close(c: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(buf[..end + 4].to_vec());
+        }
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 /// A UDP client is served as before beside the TCP listener.
@@ -639,5 +681,6 @@ on_both_backends!(
     a_request_without_content_length_gets_400_and_its_connection_closes,
     garbage_and_oversize_close_only_their_connection,
     connections_over_the_limit_are_closed_at_accept,
+    connections_over_one_addresss_share_are_closed_at_accept,
     udp_beside_tcp_is_unchanged,
 );

@@ -78,6 +78,9 @@ pub struct ShardCounters {
     pub conns_accepted: AtomicU64,
     /// TCP connections refused at accept (`--max-connections`).
     pub conns_refused: AtomicU64,
+    /// TCP connections closed at accept because their IP address had
+    /// `--max-connections-per-ip` open already.
+    pub conns_refused_per_ip: AtomicU64,
     /// TCP connections closed, for any reason.
     pub conns_closed: AtomicU64,
     /// TCP connections closed because their bytes could not be framed
@@ -119,6 +122,7 @@ impl ShardCounters {
         for (counter, n) in [
             (&self.conns_accepted, c.accepted),
             (&self.conns_refused, c.refused),
+            (&self.conns_refused_per_ip, c.refused_per_ip),
             (&self.conns_closed, c.closed),
             (&self.conns_unframeable, c.frame_errors),
             (&self.conns_overflowed, c.overflows),

@@ -177,6 +177,11 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.conns_refused,
     ),
     (
+        "sipshard_connections_refused_per_ip",
+        "TCP connections closed at accept: their IP address had its share of --max-connections-per-ip.",
+        |c| &c.conns_refused_per_ip,
+    ),
+    (
         "sipshard_connections_closed",
         "TCP connections closed, for any reason.",
         |c| &c.conns_closed,

@@ -103,11 +103,12 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     );
     let _ = write!(
         s,
-        " conns_accepted={} conns_opened={} connect_failed={} conns_refused={} conns_closed={} conns_unframeable={} conns_overflowed={} conns_timed_out={} conns_tls_failed={} conn_msgs_crossed={} conn_sends_gone={} conn_responses_resent={} flows_failed={}",
+        " conns_accepted={} conns_opened={} connect_failed={} conns_refused={} conns_refused_per_ip={} conns_closed={} conns_unframeable={} conns_overflowed={} conns_timed_out={} conns_tls_failed={} conn_msgs_crossed={} conn_sends_gone={} conn_responses_resent={} flows_failed={}",
         total(all, |c| &c.conns_accepted),
         total(all, |c| &c.conns_opened),
         total(all, |c| &c.connect_failed),
         total(all, |c| &c.conns_refused),
+        total(all, |c| &c.conns_refused_per_ip),
         total(all, |c| &c.conns_closed),
         total(all, |c| &c.conns_unframeable),
         total(all, |c| &c.conns_overflowed),

@@ -111,6 +111,14 @@ impl Streams {
                 // a connection reset before it was taken) ends this round.
                 Err(_) => return,
             };
+            // One host may not take every connection: over its share it
+            // is closed (dropped) here, before any buffer is given.
+            let ip = peer.ip().to_canonical();
+            let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+            if self.max_per_ip > 0 && from_ip >= self.max_per_ip {
+                self.counts.refused_per_ip += 1;
+                continue;
+            }
             if sock.set_nonblocking(true).is_err() {
                 continue;
             }
@@ -146,6 +154,7 @@ impl Streams {
                 self.counts.refused += 1;
                 continue;
             }
+            self.per_ip.insert(ip, from_ip + 1);
             self.counts.accepted += 1;
         }
     }

@@ -34,7 +34,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
@@ -115,8 +115,12 @@ pub enum Received<'a> {
 pub struct StreamCounts {
     /// Connections accepted.
     pub accepted: u64,
-    /// Connections closed at accept because the table was full.
+    /// Connections closed at accept because the table was full (or TLS
+    /// had no configuration).
     pub refused: u64,
+    /// Connections closed at accept because their IP address had its
+    /// share of connections already.
+    pub refused_per_ip: u64,
     /// Connections closed (by the peer, an error, a framing error or an
     /// overflow).
     pub closed: u64,
@@ -184,6 +188,10 @@ pub struct Streams {
     ws_replies: Vec<u8>,
     /// A SIP message in its WebSocket frame (kept for its capacity).
     ws_frame: Vec<u8>,
+    /// Accepted connections open, by the peer's IP address.
+    per_ip: HashMap<IpAddr, u32>,
+    /// Most accepted connections per IP address; 0: no limit.
+    max_per_ip: u32,
     counts: StreamCounts,
 }
 
@@ -232,6 +240,8 @@ impl Streams {
             ws_origins: Vec::new(),
             ws_replies: Vec::new(),
             ws_frame: Vec::new(),
+            per_ip: HashMap::new(),
+            max_per_ip: 0,
             counts: StreamCounts::default(),
         };
         for (i, (sock, transport)) in listeners.into_iter().enumerate() {
@@ -278,6 +288,12 @@ impl Streams {
     /// (`--ws-origin`); empty lets any in.
     pub fn set_ws_origins(&mut self, origins: Vec<String>) {
         self.ws_origins = origins;
+    }
+
+    /// Sets how many connections this shard accepts from one IP address
+    /// (`--max-connections-per-ip`, this shard's share); 0: no limit.
+    pub fn set_max_per_ip(&mut self, n: usize) {
+        self.max_per_ip = u32::try_from(n).unwrap_or(u32::MAX);
     }
 
     /// Sets how long a connection may deliver nothing before it is closed
@@ -441,6 +457,43 @@ mod tests {
             matches!(b.read(&mut byte), Ok(0) | Err(_)),
             "closed at accept"
         );
+    }
+
+    /// A connection to `addr` from `ip` (any loopback address).
+    fn connect_from(ip: &str, addr: SocketAddr) -> TcpStream {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let from: SocketAddr = format!("{ip}:0").parse().unwrap();
+        sock.bind(&from.into()).unwrap();
+        sock.connect(&addr.into()).unwrap();
+        sock.into()
+    }
+
+    #[test]
+    fn one_address_gets_its_share_and_others_still_get_in() {
+        let (mut s, addr) = streams(8);
+        s.set_max_per_ip(2);
+        let (mut got, mut room) = (Vec::new(), usize::MAX);
+        let a = connect_from("127.0.0.1", addr);
+        let _b = connect_from("127.0.0.1", addr);
+        poll_until(&mut s, &mut got, &mut room, |s, _| s.open() == 2);
+        let mut c = connect_from("127.0.0.1", addr);
+        let _d = connect_from("127.0.0.2", addr);
+        poll_until(&mut s, &mut got, &mut room, |s, _| s.open() == 3);
+        let counts = s.take_counts();
+        assert_eq!((counts.accepted, counts.refused_per_ip), (3, 1));
+        assert_eq!(counts.refused, 0, "the table had room");
+        c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        assert!(
+            matches!(c.read(&mut [0u8; 1]), Ok(0) | Err(_)),
+            "closed at accept"
+        );
+        // One of 127.0.0.1's closes: it may have another.
+        drop(a);
+        poll_until(&mut s, &mut got, &mut room, |s, _| s.open() == 2);
+        let _e = connect_from("127.0.0.1", addr);
+        poll_until(&mut s, &mut got, &mut room, |s, _| s.open() == 3);
+        assert_eq!(s.open(), 3);
+        assert_eq!(s.take_counts().refused_per_ip, 0);
     }
 
     #[test]

@@ -236,6 +236,15 @@ impl Streams {
                 if self.outbound.get(&key) == Some(&id) {
                     self.outbound.remove(&key);
                 }
+            } else {
+                // An accepted connection: its address has one fewer.
+                let ip = conn.peer.ip().to_canonical();
+                if let Some(n) = self.per_ip.get_mut(&ip) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.per_ip.remove(&ip);
+                    }
+                }
             }
         }
     }
