@@ -13,9 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use rustls::client::{Resumption, Tls12Resumption};
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{
+    ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned,
+    SupportedProtocolVersion,
+};
 
+use common::metrics::{get, metrics_addr, sum_of};
 use common::process::{port, recv, socket, Proxy};
 use common::sip::{read_message, response_to};
 use common::ws::{read_frame, read_http, send_text, upgrade_request};
@@ -89,16 +94,20 @@ impl Pki {
 
     /// A client trusting this CA only.
     fn client(&self) -> Arc<ClientConfig> {
+        Arc::new(self.client_for(rustls::DEFAULT_VERSIONS))
+    }
+
+    /// A client trusting this CA only, offering `versions`; rustls's
+    /// default resumption (an in-memory session store).
+    fn client_for(&self, versions: &[&'static SupportedProtocolVersion]) -> ClientConfig {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+        ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth()
     }
 }
 
@@ -409,6 +418,107 @@ fn an_untrusted_upstream_certificate_fails_the_handshake(io: &str) {
     assert!(report.contains(" conns_tls_failed=1 "), "{report}");
 }
 
+/// Connections accepted so far by shard 0 and by shard 1 (`--shards 2`),
+/// from the metrics at `addr`.
+fn accepted_per_shard(addr: SocketAddr) -> [u64; 2] {
+    let (_, body) = get(addr, "/metrics");
+    [0, 1].map(|i| {
+        sum_of(
+            &body,
+            &format!("sipshard_connections_accepted_total{{shard=\"{i}\"}}"),
+        )
+    })
+}
+
+/// One client (one session store) reconnecting from a new source port
+/// each time, so the kernel's 4-tuple hash spreads its connections over
+/// both shards: the first handshake is full, every later one resumes,
+/// including the first on the shard that did not make the session, which
+/// could only resume with the ticket keys or session cache the shards
+/// share. At least 16 connections, more (at most 64) until both shards
+/// have had one; which shard took each comes from the per-shard accept
+/// counter, read after it.
+fn resumes_across_shards(
+    io: &str,
+    name: &str,
+    version: &'static SupportedProtocolVersion,
+    resumption: Resumption,
+) {
+    let pki = Pki::new(name);
+    let Some((mut proxy, tls)) = start(io, &pki, &["--metrics-listen", "127.0.0.1:0"]) else {
+        return;
+    };
+    let metrics = metrics_addr(&mut proxy);
+    let mut client = pki.client_for(&[version]);
+    client.resumption = resumption;
+    let client = Arc::new(client);
+    let mut seen = Vec::new();
+    let mut before = accepted_per_shard(metrics);
+    for k in 0..64 {
+        let mut c = connect(tls, client.clone());
+        let call = format!("resume-{k}");
+        let options = request("OPTIONS", &format!("sip:{}", proxy.addr), &c, &call);
+        c.write_all(options.as_bytes()).unwrap();
+        assert_eq!(status(&read_message(&mut c, &mut Vec::new())), 200);
+        assert_eq!(c.conn.protocol_version(), Some(version.version));
+        let kind = c.conn.handshake_kind().unwrap();
+        c.conn.send_close_notify();
+        c.flush().unwrap();
+        drop(c);
+        let after = accepted_per_shard(metrics);
+        let shard = match (after[0] - before[0], after[1] - before[1]) {
+            (1, 0) => 0,
+            (0, 1) => 1,
+            d => panic!("connection {k}: accepts per shard went up by {d:?}"),
+        };
+        before = after;
+        seen.push((shard, kind));
+        if seen.len() >= 16 && before.iter().all(|&n| n > 0) {
+            break;
+        }
+    }
+    assert!(
+        before.iter().all(|&n| n > 0),
+        "{} connections, all on one shard: {seen:?}",
+        seen.len()
+    );
+    assert_eq!(seen[0].1, HandshakeKind::Full, "{seen:?}");
+    for (k, &(_, kind)) in seen.iter().enumerate().skip(1) {
+        assert_eq!(kind, HandshakeKind::Resumed, "connection {k}: {seen:?}");
+    }
+    // Spelled out: the first connection on the other shard resumed a
+    // session made on the first one's.
+    let other = seen.iter().position(|&(s, _)| s != seen[0].0).unwrap();
+    assert_eq!(seen[other].1, HandshakeKind::Resumed, "{seen:?}");
+    let report = proxy.stop_and_report();
+    assert!(
+        report.contains(&format!(" conns_accepted={} ", seen.len())),
+        "{report}"
+    );
+    assert!(report.contains(" conns_tls_failed=0 "), "{report}");
+}
+
+/// TLS 1.3: resumption with the tickets the server sends after each
+/// handshake (PSK, RFC 8446 §2.2).
+fn tls13_sessions_resume_on_either_shard(io: &str) {
+    let version = &rustls::version::TLS13;
+    resumes_across_shards(io, "resume13", version, Resumption::default());
+}
+
+/// TLS 1.2 with rustls's default resumption: the client asks for a
+/// session ticket (RFC 5077), which the server's ticketer seals.
+fn tls12_tickets_resume_on_either_shard(io: &str) {
+    let version = &rustls::version::TLS12;
+    resumes_across_shards(io, "resume12", version, Resumption::default());
+}
+
+/// TLS 1.2 with session IDs only (a client without ticket support):
+/// resumption from the server's session cache.
+fn tls12_session_ids_resume_on_either_shard(io: &str) {
+    let ids_only = Resumption::default().tls12_resumption(Tls12Resumption::SessionIdOnly);
+    resumes_across_shards(io, "resume12id", &rustls::version::TLS12, ids_only);
+}
+
 on_both_backends!(
     requests_leave_over_tls_to_an_upstream,
     an_untrusted_upstream_certificate_fails_the_handshake,
@@ -416,4 +526,7 @@ on_both_backends!(
     requests_over_tls_are_answered_and_forwarded,
     a_client_that_does_not_speak_tls_is_closed,
     sighup_reloads_the_certificate_for_new_connections,
+    tls13_sessions_resume_on_either_shard,
+    tls12_tickets_resume_on_either_shard,
+    tls12_session_ids_resume_on_either_shard,
 );
