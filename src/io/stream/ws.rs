@@ -2,7 +2,7 @@
 //! shard that owns it: the opening handshake, then frames, each whole
 //! WebSocket message one SIP message. Runs over the connection's buffered
 //! plaintext (after TLS for `wss:`) with the codec of
-//! `transport/websocket.rs`; what must be written back (the 101 or the
+//! `transport/websocket/`; what must be written back (the 101 or the
 //! refusal, pongs, the closing frame) is appended to `replies` for the
 //! caller to send, encrypted if need be.
 
