@@ -117,7 +117,8 @@ pub struct Server {
     pub warnings: Vec<String>,
     /// The backend the shards run: "uring" or "mmsg".
     pub backend: &'static str,
-    /// Why `--io auto` chose it, for the start-up lines.
+    /// Why `--io auto` chose it, and what drives the connections, for the
+    /// start-up lines.
     pub backend_note: Option<String>,
     /// The steering in force: `--steer`, or `flow` where `call-id` was
     /// refused.
@@ -191,12 +192,23 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         // means mmsg until that changes; `--io uring` chooses it.
         IoChoice::Auto => false,
     };
-    let backend_note = (cfg.io == IoChoice::Auto).then(|| {
-        "io auto: mmsg (io_uring cost 1.01-1.05x its CPU per forwarded message \
-         at 10,000-75,000 requests/s on Linux 6.18, perf/RESULTS.md); \
-         --io uring to run io_uring"
-            .to_string()
-    });
+    let mut notes = Vec::new();
+    if cfg.io == IoChoice::Auto {
+        notes.push(
+            "io auto: mmsg (io_uring cost 1.01-1.05x its CPU per forwarded message \
+             at 10,000-75,000 requests/s on Linux 6.18, perf/RESULTS.md); \
+             --io uring to run io_uring",
+        );
+    }
+    if !cfg.stream_listen.is_empty() {
+        notes.push(if use_uring {
+            "connections driven by io_uring: multishot accept, multishot receive \
+             over provided buffers (1 MiB per shard, whatever the number of connections)"
+        } else {
+            "connections driven by epoll (the portable path)"
+        });
+    }
+    let backend_note = (!notes.is_empty()).then(|| notes.join("; "));
     let mut sockets = Vec::new();
     let mut bound = Vec::new();
     let mut listen_of = Vec::new();

@@ -24,6 +24,7 @@ use std::ptr;
 use super::cmsg::{self, Space, RECV_SPACE, SEND_SPACE};
 use super::eventfd::drain as drain_eventfd;
 use super::socket::WAKE_INTERVAL;
+use super::stream::Streams;
 use super::{Backend, Datagram, SendQueue, BATCH, RECV_SLOT, SEND_SLOT};
 use crate::transport::Dest;
 
@@ -189,14 +190,16 @@ impl Backend for Mmsg {
         &mut self.send
     }
 
-    fn watch_streams(&mut self, fd: RawFd) {
-        self.streams = Some(fd);
+    fn watch_streams(&mut self, streams: &mut Streams) {
+        if self.streams.is_none() {
+            self.streams = Some(streams.fd());
+        }
     }
 
     /// Always: under load this loop never sleeps in `poll` (datagrams are
     /// waiting), so it cannot tell; the epoll set is polled once per
     /// batch, one `epoll_wait` more per `recvmmsg`.
-    fn streams_ready(&mut self) -> bool {
+    fn streams_ready(&mut self, _: &mut Streams) -> bool {
         self.streams.is_some()
     }
 

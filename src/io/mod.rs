@@ -11,6 +11,7 @@
 //! containers whose seccomp profile refuses io_uring. Which one runs is
 //! chosen in exactly one place, [`crate::server`].
 
+pub mod bufring;
 pub mod cmsg;
 pub mod eventfd;
 pub mod mmsg;
@@ -21,7 +22,6 @@ pub mod uring;
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 
 use crate::transport::Dest;
 
@@ -84,15 +84,20 @@ pub trait Backend {
         self.flush()
     }
 
-    /// Also waits on `fd`, the epoll set of the shard's connections
-    /// ([`stream::Streams`]), so that a shard asleep for want of datagrams
-    /// wakes for a connection.
-    fn watch_streams(&mut self, fd: RawFd);
+    /// Also waits for the shard's connections ([`stream::Streams`]), so
+    /// that a shard asleep for want of datagrams wakes for a connection.
+    /// Called after every batch while the shard has a listener or a
+    /// connection: io_uring takes the streams into its ring where the
+    /// kernel lets it (multishot accept and receive) and submits what they
+    /// asked for since the last call; otherwise the backend waits on their
+    /// epoll set.
+    fn watch_streams(&mut self, streams: &mut stream::Streams);
 
-    /// True when the streams' epoll set may have work since the last
-    /// call: the shard polls it then (a poll that finds nothing costs one
-    /// `epoll_wait`).
-    fn streams_ready(&mut self) -> bool;
+    /// True when the streams may have work since the last call: the shard
+    /// polls them then (in epoll mode a poll that finds nothing costs one
+    /// `epoll_wait`). In ring mode their completions are handed over
+    /// here.
+    fn streams_ready(&mut self, streams: &mut stream::Streams) -> bool;
 
     /// The backend's name for banners and metrics.
     fn name(&self) -> &'static str;

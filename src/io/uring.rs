@@ -33,19 +33,19 @@
 //! io_uring; [`Uring::new`] fails otherwise and the server falls back to
 //! mmsg under `--io auto`.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
-use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use super::bufring::BufRing;
 use super::cmsg::{self, Space, RECV_SPACE, SEND_SPACE};
 use super::mmsg::{from_storage, to_storage};
 use super::socket::WAKE_INTERVAL;
+use super::stream::{is_stream_tag, RingOp, Streams, STREAM_GROUP};
 use super::{Backend, Datagram, SendQueue, RECV_SLOT, SEND_SLOT};
 use crate::transport::Dest;
 
@@ -74,35 +74,6 @@ const STREAMS_TAG: u64 = u64::MAX - 4;
 /// messages.
 const RECV_HEADROOM: usize = 16 + size_of::<libc::sockaddr_storage>() + RECV_SPACE;
 const RECV_BUF: usize = RECV_HEADROOM + RECV_SLOT;
-
-/// Page-aligned memory for the provided-buffer ring's entries.
-struct RingMem {
-    ptr: *mut types::BufRingEntry,
-    layout: Layout,
-}
-
-impl RingMem {
-    fn new(entries: u16) -> io::Result<Self> {
-        let layout = Layout::from_size_align(
-            usize::from(entries) * size_of::<types::BufRingEntry>(),
-            4096,
-        )
-        .map_err(|_| io::Error::other("bad buffer ring layout"))?;
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) }.cast::<types::BufRingEntry>();
-        if ptr.is_null() {
-            return Err(io::Error::other("cannot allocate the buffer ring"));
-        }
-        Ok(RingMem { ptr, layout })
-    }
-}
-
-impl Drop for RingMem {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { dealloc(self.ptr.cast(), self.layout) };
-    }
-}
 
 /// One outgoing datagram's memory, at a fixed address while in flight.
 struct SendSlot {
@@ -183,14 +154,11 @@ pub struct Uring {
     /// The socket's address: the local address of a datagram that came
     /// with no control message.
     bound: SocketAddr,
-    ring_mem: RingMem,
-    bufs: Box<[u8]>,
+    /// The datagrams' receive buffers.
+    recv_bufs: BufRing,
     recv_hdr: Box<libc::msghdr>,
     send: SendSlots,
     recv_armed: bool,
-    /// Buffers handled and waiting to be handed back to the kernel.
-    returned: u16,
-    tail: u16,
     cqes: Vec<(u64, i32, u32)>,
     /// Received datagrams not yet handled: (buffer id, length).
     backlog: std::collections::VecDeque<(u16, usize)>,
@@ -207,6 +175,11 @@ pub struct Uring {
     wake_armed: bool,
     /// The shard's connections' epoll set, polled once at a time.
     streams: Option<RawFd>,
+    /// The connections are in this ring (multishot accept and receive)
+    /// rather than behind their epoll set; decided at the first watch.
+    streams_in_ring: Option<bool>,
+    /// Completions of stream operations, for the streams' next poll.
+    stream_cqes: Vec<(u64, i32, u32)>,
     streams_armed: bool,
     /// Its poll completed since the shard last asked.
     streams_ready: bool,
@@ -235,18 +208,10 @@ impl Uring {
                 "io_uring lacks recvmsg/sendmsg",
             ));
         }
-        let ring_mem = RingMem::new(RING_BUFFERS)?;
-        let bufs = vec![0u8; usize::from(RING_BUFFERS) * RECV_BUF].into_boxed_slice();
-        // SAFETY: the ring memory is page aligned, RING_BUFFERS entries
-        // long, and lives as long as `self` (dropped after the ring).
-        unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                ring_mem.ptr as u64,
-                RING_BUFFERS,
-                BUF_GROUP,
-                0,
-            )?;
-        }
+        let recv_bufs = BufRing::new(RING_BUFFERS, RECV_BUF)?;
+        // SAFETY: the buffers live as long as `self`, dropped after the
+        // ring (field order).
+        unsafe { recv_bufs.register(&ring, BUF_GROUP)? };
         // SAFETY: all-zero is a valid msghdr.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
         recv_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -270,8 +235,7 @@ impl Uring {
             ring,
             socket,
             bound,
-            ring_mem,
-            bufs,
+            recv_bufs,
             recv_hdr,
             send: SendSlots {
                 slots,
@@ -281,8 +245,6 @@ impl Uring {
                 bound,
             },
             recv_armed: false,
-            returned: 0,
-            tail: 0,
             // The CQ is twice the SQ; no completion batch is larger.
             cqes: Vec::with_capacity(SQ_ENTRIES as usize * 2),
             backlog: std::collections::VecDeque::with_capacity(usize::from(RING_BUFFERS)),
@@ -292,44 +254,14 @@ impl Uring {
             wake_buf: Box::new(0),
             wake_armed: false,
             streams: None,
+            streams_in_ring: None,
+            stream_cqes: Vec::new(),
             streams_armed: false,
             streams_ready: false,
             taskrun,
         };
-        for bid in 0..RING_BUFFERS {
-            u.give_back(bid);
-        }
-        u.publish_tail();
         u.arm_recv()?;
         Ok(u)
-    }
-
-    /// Puts buffer `bid` at the ring's tail (published by `publish_tail`).
-    fn give_back(&mut self, bid: u16) {
-        let mask = RING_BUFFERS - 1;
-        let idx = usize::from(self.tail.wrapping_add(self.returned) & mask);
-        // SAFETY: idx < RING_BUFFERS, inside the ring memory.
-        let entry = unsafe { &mut *self.ring_mem.ptr.add(idx) };
-        let start = usize::from(bid) * RECV_BUF;
-        // The kernel writes here: derive the address from a unique borrow.
-        entry.set_addr(self.bufs[start..].as_mut_ptr() as u64);
-        entry.set_len(RECV_BUF as u32);
-        entry.set_bid(bid);
-        self.returned += 1;
-    }
-
-    /// Makes the buffers given back visible to the kernel.
-    fn publish_tail(&mut self) {
-        if self.returned == 0 {
-            return;
-        }
-        self.tail = self.tail.wrapping_add(self.returned);
-        self.returned = 0;
-        // SAFETY: the tail field lives in the first entry of our ring
-        // memory; the kernel reads it, so it is written atomically with
-        // release ordering after the entries.
-        let tail = unsafe { &*types::BufRingEntry::tail(self.ring_mem.ptr).cast::<AtomicU16>() };
-        tail.store(self.tail, Ordering::Release);
     }
 
     fn arm_recv(&mut self) -> io::Result<()> {
@@ -441,6 +373,10 @@ impl Uring {
                 self.wake_armed = false;
                 continue;
             }
+            if is_stream_tag(tag) {
+                self.stream_cqes.push((tag, result, flags));
+                continue;
+            }
             if tag == STREAMS_TAG {
                 self.streams_armed = false;
                 self.streams_ready = true;
@@ -460,7 +396,7 @@ impl Uring {
             }
             match cqueue::buffer_select(flags) {
                 Some(bid) if result >= 0 => self.backlog.push_back((bid, result as usize)),
-                Some(bid) => self.give_back(bid),
+                Some(bid) => self.recv_bufs.give_back(bid),
                 // ENOBUFS: every buffer is held; re-armed next loop.
                 None if result == -libc::ENOBUFS || result >= 0 => {}
                 // Anything else (EINVAL on a kernel without multishot,
@@ -593,8 +529,7 @@ impl Backend for Uring {
             let Some((bid, len)) = self.backlog.pop_front() else {
                 break;
             };
-            let start = usize::from(bid) * RECV_BUF;
-            let buf = &self.bufs[start..start + len.min(RECV_BUF)];
+            let buf = self.recv_bufs.bytes(bid, len);
             if let Ok(out) = types::RecvMsgOut::parse(buf, &self.recv_hdr) {
                 let source = name_to_addr(out.name_data());
                 let local = cmsg::local_addr(out.control_data(), self.bound);
@@ -608,9 +543,9 @@ impl Backend for Uring {
                     &mut self.send,
                 );
             }
-            self.give_back(bid);
+            self.recv_bufs.give_back(bid);
         }
-        self.publish_tail();
+        self.recv_bufs.publish();
         Ok(())
     }
 
@@ -635,12 +570,56 @@ impl Backend for Uring {
         &mut self.send
     }
 
-    fn watch_streams(&mut self, fd: RawFd) {
-        self.streams = Some(fd);
+    fn watch_streams(&mut self, streams: &mut Streams) {
+        let in_ring = *self.streams_in_ring.get_or_insert_with(|| {
+            // Multishot accept (5.19) and receive (6.0) are as old as the
+            // multishot recvmsg this backend needs; registering the
+            // buffers can still fail (memory limits): epoll then.
+            // SAFETY: the shard loop drops this backend before the streams.
+            streams
+                .use_ring()
+                .and_then(|bufs| unsafe { bufs.register(&self.ring, STREAM_GROUP) })
+                .is_ok()
+        });
+        if !in_ring {
+            self.streams = Some(streams.fd());
+            return;
+        }
+        let ops = streams.ring_ops();
+        for op in &ops {
+            let sqe = match *op {
+                RingOp::Accept { fd, tag } => opcode::AcceptMulti::new(types::Fd(fd))
+                    .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                    .build()
+                    .user_data(tag),
+                RingOp::Recv { fd, tag } => opcode::RecvMulti::new(types::Fd(fd), STREAM_GROUP)
+                    .build()
+                    .user_data(tag),
+                RingOp::Writable { fd, tag } => {
+                    opcode::PollAdd::new(types::Fd(fd), libc::POLLOUT as u32)
+                        .build()
+                        .user_data(tag)
+                }
+            };
+            // A full queue is submitted first; an error here leaves the
+            // connection unwatched until its deadline closes it.
+            let _ = self.push(&sqe);
+        }
+        streams.ring_ops_done(ops);
     }
 
-    fn streams_ready(&mut self) -> bool {
-        std::mem::take(&mut self.streams_ready)
+    fn streams_ready(&mut self, streams: &mut Streams) -> bool {
+        if self.streams_in_ring != Some(true) {
+            return std::mem::take(&mut self.streams_ready);
+        }
+        if self.stream_cqes.is_empty() {
+            return false;
+        }
+        match streams.ring_completions() {
+            Some(done) => done.append(&mut self.stream_cqes),
+            None => self.stream_cqes.clear(),
+        }
+        true
     }
 
     fn name(&self) -> &'static str {

@@ -209,7 +209,10 @@ pub fn run<B: Backend>(
         match streams.as_mut() {
             Some(s) => {
                 s.tick(shard.now_ms);
-                if !s.is_idle() && (io.streams_ready() || s.has_stalled()) {
+                // Once watched, always asked: in ring mode the completions
+                // (buffers among them) come back through here.
+                let ready = watching && io.streams_ready(s);
+                if ready || s.has_stalled() {
                     failed += poll_streams(s, shard, io.send_queue(), &mut out);
                 }
                 s.send_all(&mut out);
@@ -228,8 +231,14 @@ pub fn run<B: Backend>(
                     failed += sends.failed;
                 }
                 s.send_all(&mut out);
-                if !watching && !s.is_idle() {
-                    io.watch_streams(s.fd());
+                if watching || !s.is_idle() {
+                    io.watch_streams(s);
+                    if !watching && io.name() == "uring" && !s.in_ring() {
+                        tracing::warn!(
+                            "shard {me}: io_uring refused the connections' receive buffers; \
+                             they run on epoll (the portable path)"
+                        );
+                    }
                     watching = true;
                 }
                 counters.count_streams(s.take_counts(), s.open());
@@ -248,6 +257,9 @@ pub fn run<B: Backend>(
     if let Some(s) = streams.as_mut() {
         s.send_all(&mut out);
     }
+    // The ring first: in ring mode it reads into the streams' buffers.
+    drop(io);
+    drop(streams);
     Ok(())
 }
 

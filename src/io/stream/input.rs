@@ -2,6 +2,7 @@
 //! and handing each message to the shard, and what a read calls for.
 
 use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 
 use super::conn::{frame_all, source_of, Conn, Next, Tls};
@@ -28,6 +29,9 @@ impl Streams {
                 }
                 next => self.after(id, next),
             }
+        }
+        if self.ring.is_some() {
+            return self.poll_ring(&mut handle);
         }
         // SAFETY: `events` is a live array of EVENTS epoll_event structs.
         let n = unsafe {
@@ -76,8 +80,8 @@ impl Streams {
             Next::CloseAfterSend => {
                 // Read no more from it; `send_all` closes it.
                 self.closing.push(id);
-                if let Some(conn) = self.conns.get(id) {
-                    let _ = self.ctl(libc::EPOLL_CTL_DEL, conn.sock.as_raw_fd(), 0, 0);
+                if let Some(fd) = self.conns.get(id).map(|c| c.sock.as_raw_fd()) {
+                    self.stop_reading(fd);
                 }
                 return;
             }
@@ -90,17 +94,12 @@ impl Streams {
         }
         conn.writing = true;
         let fd = conn.sock.as_raw_fd();
-        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32;
-        if self.ctl(libc::EPOLL_CTL_MOD, fd, events, id.0).is_err() {
+        if !self.watch_writable(id, fd) {
             self.close(id);
         }
     }
 
     pub(super) fn accept(&mut self, i: usize) {
-        let Some(l) = self.listeners.get(i) else {
-            return;
-        };
-        let (transport, local) = (l.transport, l.local);
         for _ in 0..ACCEPTS_PER_POLL {
             let Some(l) = self.listeners.get(i) else {
                 return;
@@ -111,52 +110,62 @@ impl Streams {
                 // a connection reset before it was taken) ends this round.
                 Err(_) => return,
             };
-            // One host may not take every connection: over its share it
-            // is closed (dropped) here, before any buffer is given.
-            let ip = peer.ip().to_canonical();
-            let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
-            if self.max_per_ip > 0 && from_ip >= self.max_per_ip {
-                self.counts.refused_per_ip += 1;
-                continue;
-            }
-            if sock.set_nonblocking(true).is_err() {
-                continue;
-            }
-            // SIP messages are whole writes; waiting for an ACK to
-            // coalesce them only adds latency.
-            let _ = sock.set_nodelay(true);
-            let local = sock.local_addr().unwrap_or(local);
-            let fd = sock.as_raw_fd();
-            let mut conn = Conn::new(sock, transport, peer, local, self.now_ms);
-            if matches!(transport, Transport::Ws | Transport::Wss) {
-                conn.ws = Some(Box::new(WsConn::new(self.max_message)));
-            }
-            if matches!(transport, Transport::Tls | Transport::Wss) {
-                // The configuration current at accept: a reload (SIGHUP)
-                // applies to the connections that follow.
-                let session = self.tls.as_ref().map(|r| TlsSession::new(r.current()));
-                match session {
-                    Some(Ok(s)) => conn.tls = Some(Box::new(Tls::Server(s))),
-                    _ => {
-                        self.counts.refused += 1;
-                        continue;
-                    }
+            self.adopt(i, sock, peer);
+        }
+    }
+
+    /// Takes `sock`, just accepted from `peer` on listener `i`, as a
+    /// connection of this shard, or closes it (over a limit, no TLS
+    /// configuration, no room).
+    pub(super) fn adopt(&mut self, i: usize, sock: TcpStream, peer: SocketAddr) {
+        let Some(l) = self.listeners.get(i) else {
+            return;
+        };
+        let (transport, local) = (l.transport, l.local);
+        // One host may not take every connection: over its share it
+        // is closed (dropped) here, before any buffer is given.
+        let ip = peer.ip().to_canonical();
+        let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+        if self.max_per_ip > 0 && from_ip >= self.max_per_ip {
+            self.counts.refused_per_ip += 1;
+            return;
+        }
+        if sock.set_nonblocking(true).is_err() {
+            return;
+        }
+        // SIP messages are whole writes; waiting for an ACK to
+        // coalesce them only adds latency.
+        let _ = sock.set_nodelay(true);
+        let local = sock.local_addr().unwrap_or(local);
+        let fd = sock.as_raw_fd();
+        let mut conn = Conn::new(sock, transport, peer, local, self.now_ms);
+        if matches!(transport, Transport::Ws | Transport::Wss) {
+            conn.ws = Some(Box::new(WsConn::new(self.max_message)));
+        }
+        if matches!(transport, Transport::Tls | Transport::Wss) {
+            // The configuration current at accept: a reload (SIGHUP)
+            // applies to the connections that follow.
+            let session = self.tls.as_ref().map(|r| TlsSession::new(r.current()));
+            match session {
+                Some(Ok(s)) => conn.tls = Some(Box::new(Tls::Server(s))),
+                _ => {
+                    self.counts.refused += 1;
+                    return;
                 }
             }
-            let Ok(id) = self.conns.insert(conn) else {
-                // Full: the connection is dropped (closed) at once.
-                self.counts.refused += 1;
-                continue;
-            };
-            let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
-            if self.ctl(libc::EPOLL_CTL_ADD, fd, events, id.0).is_err() {
-                self.conns.remove(id);
-                self.counts.refused += 1;
-                continue;
-            }
-            self.per_ip.insert(ip, from_ip + 1);
-            self.counts.accepted += 1;
         }
+        let Ok(id) = self.conns.insert(conn) else {
+            // Full: the connection is dropped (closed) at once.
+            self.counts.refused += 1;
+            return;
+        };
+        if !self.watch_new(id, fd, true, false) {
+            self.conns.remove(id);
+            self.counts.refused += 1;
+            return;
+        }
+        self.per_ip.insert(ip, from_ip + 1);
+        self.counts.accepted += 1;
     }
 
     /// Reads once from `id` and handles the messages now whole.
@@ -176,15 +185,32 @@ impl Streams {
             Err(_) => return Next::Close,
         };
         conn.last_rx_ms = self.now_ms;
+        let scratch = std::mem::take(&mut self.scratch);
+        let next = self.input(id, &scratch[..n], handle);
+        self.scratch = scratch;
+        next
+    }
+
+    /// Handles `bytes` that `id` delivered (read here, or received by the
+    /// ring): decrypted first on TLS, then framed and handed over.
+    pub(super) fn input(
+        &mut self,
+        id: ConnId,
+        bytes: &[u8],
+        handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
+    ) -> Next {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Next::Idle;
+        };
         let Some(tls) = conn.tls.as_mut() else {
-            return self.handle_read(id, n, handle);
+            return self.handle_plain(id, bytes, handle);
         };
         // TLS: decrypt into `plain`; handshake records and alerts go out.
         let mut plain = std::mem::take(&mut self.plain);
         let mut cipher = std::mem::take(&mut self.cipher);
         plain.clear();
         cipher.clear();
-        let received = tls.receive(&self.scratch[..n], &mut plain);
+        let received = tls.receive(bytes, &mut plain);
         tls.take_outgoing(&mut cipher);
         let peer_closed = tls.peer_closed();
         let sent = cipher.is_empty() || self.send_raw(id, &cipher);
@@ -204,19 +230,6 @@ impl Streams {
         if peer_closed && matches!(next, Next::Idle) {
             return Next::CloseAfterSend;
         }
-        next
-    }
-
-    /// Handles `n` bytes just read into the read buffer (plaintext).
-    pub(super) fn handle_read(
-        &mut self,
-        id: ConnId,
-        n: usize,
-        handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
-    ) -> Next {
-        let scratch = std::mem::take(&mut self.scratch);
-        let next = self.handle_plain(id, &scratch[..n], handle);
-        self.scratch = scratch;
         next
     }
 

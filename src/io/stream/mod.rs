@@ -1,15 +1,16 @@
-//! SIP over TCP, TLS and WebSocket, owned per shard, on the portable path: each shard binds
+//! SIP over TCP, TLS and WebSocket, owned per shard: each shard binds
 //! its own `SO_REUSEPORT` listener for every `tcp:` listen address, accepts
 //! from it, opens its own connections to next hops, and is the only
 //! reader, writer and closer of its connections, for their whole life
 //! (ARCHITECTURE.md, "Ownership"). The kernel spreads new connections
 //! over the shards' listeners by 4-tuple.
 //!
-//! Driven through an epoll set, level-triggered, polled without waiting:
-//! the shard's backend (io_uring or recvmmsg) waits on the epoll
-//! descriptor beside its UDP socket and says when to poll it, so both
-//! backends carry TCP the same way, and a container that refuses io_uring
-//! loses nothing.
+//! Driven by the io_uring ring itself under `--io uring` (see `ring.rs`:
+//! multishot accept and receive over provided buffers), or, on the
+//! portable path, through an epoll set, level-triggered, polled without
+//! waiting: the recvmmsg backend waits on the epoll descriptor beside its
+//! UDP socket and says when to poll it, so a container that refuses
+//! io_uring loses nothing. Everything after the bytes is shared.
 //!
 //! # Invariants
 //! - A connection reads at most [`READ_CHUNK`] bytes per poll, so one busy
@@ -28,6 +29,7 @@ mod deadline;
 mod input;
 mod outgoing;
 mod output;
+mod ring;
 mod ws;
 
 use std::collections::hash_map::RandomState;
@@ -46,6 +48,7 @@ use crate::transport::tls::TlsReloader;
 use crate::transport::{ConnId, ConnTable, Transport};
 use conn::Conn;
 pub use outgoing::Outgoing;
+pub use ring::{is_stream_tag, RingOp, STREAM_BUF, STREAM_BUFFERS, STREAM_GROUP};
 
 /// Bytes read from one connection per poll.
 pub const READ_CHUNK: usize = 65_536;
@@ -192,6 +195,10 @@ pub struct Streams {
     per_ip: HashMap<IpAddr, u32>,
     /// Most accepted connections per IP address; 0: no limit.
     max_per_ip: u32,
+    /// The shard these streams belong to (the top byte of their ids).
+    shard: u8,
+    /// Ring mode ([`ring`]): None while the epoll set drives them.
+    ring: Option<ring::RingState>,
     counts: StreamCounts,
 }
 
@@ -242,6 +249,8 @@ impl Streams {
             ws_frame: Vec::new(),
             per_ip: HashMap::new(),
             max_per_ip: 0,
+            shard,
+            ring: None,
             counts: StreamCounts::default(),
         };
         for (i, (sock, transport)) in listeners.into_iter().enumerate() {

@@ -108,8 +108,8 @@ impl Streams {
             tls.take_outgoing(&mut conn.tx);
         }
         let id = self.conns.insert(conn).ok()?;
-        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32;
-        if self.ctl(libc::EPOLL_CTL_ADD, fd, events, id.0).is_err() {
+        // Read once connected (in ring mode; epoll waits on both anyway).
+        if !self.watch_new(id, fd, false, true) {
             self.conns.remove(id);
             return None;
         }
@@ -182,17 +182,15 @@ impl Streams {
             return true;
         }
         conn.tx.extend_from_slice(&data[sent..]);
-        let (fd, events) = (
-            conn.sock.as_raw_fd(),
-            (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32,
-        );
+        let fd = conn.sock.as_raw_fd();
         conn.writing = true;
-        self.ctl(libc::EPOLL_CTL_MOD, fd, events, id.0).is_ok()
+        self.watch_writable(id, fd)
     }
 
     /// Writes what `id` has waiting; false when it must close. The first
     /// call on a connection of ours is the end of its connect.
     pub(super) fn write_out(&mut self, id: ConnId) -> bool {
+        let in_ring = self.in_ring();
         let Some(conn) = self.conns.get_mut(id) else {
             return true;
         };
@@ -205,7 +203,12 @@ impl Streams {
             }
             conn.connecting = false;
             conn.local = conn.sock.local_addr().unwrap_or(conn.local);
+            let fd = conn.sock.as_raw_fd();
+            self.connected(id, fd);
         }
+        let Some(conn) = self.conns.get_mut(id) else {
+            return true;
+        };
         let mut sent = 0;
         while sent < conn.tx.len() {
             match conn.sock.write(&conn.tx[sent..]) {
@@ -217,19 +220,31 @@ impl Streams {
             }
         }
         conn.tx.drain(..sent);
-        if !conn.tx.is_empty() || !conn.writing {
+        let fd = conn.sock.as_raw_fd();
+        if !conn.tx.is_empty() {
+            // Ring mode: the one-shot poll that brought us here has ended.
+            if in_ring && !conn.writing {
+                conn.writing = true;
+                return self.watch_writable(id, fd);
+            }
             return true;
         }
         conn.tx = Vec::new();
+        if in_ring {
+            conn.writing = false;
+            return true;
+        }
+        if !conn.writing {
+            return true;
+        }
         conn.writing = false;
-        let fd = conn.sock.as_raw_fd();
-        let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
-        self.ctl(libc::EPOLL_CTL_MOD, fd, events, id.0).is_ok()
+        self.unwatch_writable(id, fd)
     }
 
     /// Closes `id`: the socket is closed (and so leaves the epoll set).
     pub(super) fn close(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.remove(id) {
+            self.release(&conn.sock);
             self.counts.closed += 1;
             if let Some(peer) = conn.opened_to {
                 let key = (peer, conn.transport);
