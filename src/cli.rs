@@ -181,9 +181,9 @@ pub struct Args {
     pub ws_origin: Vec<String>,
 
     /// Certificate chain (PEM: the server's certificate first, then its
-    /// intermediates) for tls: and wss: listens. Needs --tls-key. Those
-    /// listens are refused until issue #14 lands; the TLS flags are
-    /// checked already.
+    /// intermediates) for tls: and wss: listens. Needs --tls-key. Also
+    /// shown to a next hop that asks for a client certificate over
+    /// outbound TLS, unless --tls-client-cert gives one of its own.
     #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<std::path::PathBuf>,
 
@@ -203,9 +203,26 @@ pub struct Args {
     pub tls_verify_client: TlsVerifyClient,
 
     /// CA certificates (PEM) trusted for servers this proxy connects to
-    /// over TLS (outbound TLS, issue #14). Needs --tls-cert.
+    /// over TLS (--upstream tls:, sips: next hops); without it, the system
+    /// trust store. Needs no --tls-cert: a proxy that only connects out
+    /// over TLS has no certificate to serve.
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<std::path::PathBuf>,
+
+    /// Certificate chain (PEM: ours first, then its intermediates) shown
+    /// to next hops that ask for a client certificate over outbound TLS
+    /// (mutual TLS toward a trunk), in place of --tls-cert: public CAs no
+    /// longer put the client-auth usage in server certificates, and trunks
+    /// may require a certificate they issued or listed. Needs
+    /// --tls-client-key, not --tls-cert. Read at start-up only (SIGHUP
+    /// does not reload it). Not --tls-client-ca, which checks the clients
+    /// connecting to us.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_cert: Option<std::path::PathBuf>,
+
+    /// Private key of --tls-client-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_key: Option<std::path::PathBuf>,
 
     /// Address this proxy writes in its Via and Record-Route and recognises
     /// as itself. Default: the first --listen address (127.0.0.1 with a
@@ -500,6 +517,10 @@ mod tests {
             "required",
             "--tls-ca",
             "/etc/sip/roots.pem",
+            "--tls-client-cert",
+            "/etc/sip/client.pem",
+            "--tls-client-key",
+            "/etc/sip/client-key.pem",
         ]);
         assert_eq!(a.tls_cert.unwrap().to_str(), Some("/etc/sip/cert.pem"));
         assert_eq!(a.tls_key.unwrap().to_str(), Some("/etc/sip/key.pem"));
@@ -509,6 +530,14 @@ mod tests {
         );
         assert_eq!(a.tls_verify_client, TlsVerifyClient::Required);
         assert_eq!(a.tls_ca.unwrap().to_str(), Some("/etc/sip/roots.pem"));
+        assert_eq!(
+            a.tls_client_cert.unwrap().to_str(),
+            Some("/etc/sip/client.pem")
+        );
+        assert_eq!(
+            a.tls_client_key.unwrap().to_str(),
+            Some("/etc/sip/client-key.pem")
+        );
         assert!(Args::try_parse_from(["sipshard", "--tls-verify-client", "yes"]).is_err());
     }
 

@@ -33,6 +33,10 @@ pub struct Config {
     pub ws_origins: Vec<String>,
     /// Roots for outbound TLS (`--tls-ca`); None: the system's.
     pub tls_ca: Option<std::path::PathBuf>,
+    /// The certificate chain and key shown to next hops that ask for a
+    /// client certificate (`--tls-client-cert`, `--tls-client-key`); None:
+    /// the server's (`tls`), if any.
+    pub tls_client_identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Explicit --advertise, if given.
     pub advertise: Option<SocketAddr>,
     /// Upstreams for requests with no IP next hop.
@@ -123,6 +127,9 @@ pub enum ConfigError {
     TlsClientCaUnused,
     /// A tls: or wss: listen without a certificate to serve.
     TlsListenNeedsCert(TransportAddr),
+    /// One of --tls-client-cert and --tls-client-key without the other:
+    /// the flag given, and the one missing.
+    TlsClientPair(&'static str, &'static str),
 }
 
 impl fmt::Display for ConfigError {
@@ -181,6 +188,11 @@ impl fmt::Display for ConfigError {
             ConfigError::TlsListenNeedsCert(spec) => write!(
                 f,
                 "--listen {spec}: needs --tls-cert and --tls-key, the certificate to serve"
+            ),
+            ConfigError::TlsClientPair(given, missing) => write!(
+                f,
+                "{given} needs {missing}: give the client certificate and its key together, \
+                 or neither (next hops then see --tls-cert, if any)"
             ),
             ConfigError::NeedsDomain(flag) => {
                 write!(
@@ -258,6 +270,26 @@ fn tls_settings(args: &Args) -> Result<Option<TlsSettings>, ConfigError> {
         verify_client,
         ca: args.tls_ca.clone(),
     }))
+}
+
+/// The client certificate and key for outbound TLS: both flags or
+/// neither, so that a forgotten key is a message here rather than a
+/// server that quietly shows --tls-cert instead.
+fn tls_client_identity(
+    args: &Args,
+) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, ConfigError> {
+    match (&args.tls_client_cert, &args.tls_client_key) {
+        (Some(cert), Some(key)) => Ok(Some((cert.clone(), key.clone()))),
+        (Some(_), None) => Err(ConfigError::TlsClientPair(
+            "--tls-client-cert",
+            "--tls-client-key",
+        )),
+        (None, Some(_)) => Err(ConfigError::TlsClientPair(
+            "--tls-client-key",
+            "--tls-client-cert",
+        )),
+        (None, None) => Ok(None),
+    }
 }
 
 impl Config {
@@ -349,6 +381,7 @@ impl Config {
             return Err(ConfigError::Expires("--max-contacts must be at least 1"));
         }
         let tls = tls_settings(args)?;
+        let tls_client_identity = tls_client_identity(args)?;
         Ok(Config {
             tls,
             domains,
@@ -406,6 +439,7 @@ impl Config {
             tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
             ws_origins: args.ws_origin.clone(),
             tls_ca: args.tls_ca.clone(),
+            tls_client_identity,
             advertise: args.advertise,
             upstreams: args.upstream.clone(),
             record_route: args.record_route,
@@ -721,6 +755,51 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e, ConfigError::TlsClientCaUnused);
+    }
+
+    #[test]
+    fn the_client_certificate_and_key_come_together_and_need_no_server_pair() {
+        assert_eq!(cfg(&[]).unwrap().tls_client_identity, None);
+        let pair = Some(("client.pem".into(), "client-key.pem".into()));
+        let c = cfg(&[
+            "--tls-client-cert",
+            "client.pem",
+            "--tls-client-key",
+            "client-key.pem",
+        ])
+        .unwrap();
+        assert_eq!(c.tls_client_identity, pair, "no --tls-cert needed");
+        assert!(c.tls.is_none());
+        let c = cfg(&[
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-cert",
+            "client.pem",
+            "--tls-client-key",
+            "client-key.pem",
+        ])
+        .unwrap();
+        assert_eq!(c.tls_client_identity, pair, "beside the server pair");
+        assert_eq!(c.tls.unwrap().cert, std::path::PathBuf::from("c.pem"));
+        for (given, missing) in [
+            ("--tls-client-cert", "--tls-client-key"),
+            ("--tls-client-key", "--tls-client-cert"),
+        ] {
+            // Alone, and beside a server pair that must not stand in.
+            for server in [&[][..], &["--tls-cert", "c.pem", "--tls-key", "k.pem"]] {
+                let mut args = server.to_vec();
+                args.extend([given, "x.pem"]);
+                let e = cfg(&args).unwrap_err();
+                assert_eq!(e, ConfigError::TlsClientPair(given, missing));
+                assert!(
+                    e.to_string()
+                        .starts_with(&format!("{given} needs {missing}")),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -304,15 +304,21 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         .map(|t| TlsReloader::new(t).map(Arc::new))
         .transpose()
         .map_err(StartupError::Tls)?;
-    // Outbound TLS: roots from --tls-ca or the system's, and our
-    // certificate as the client's when we have one. Without roots, TLS
-    // next hops fail (counted) and the rest runs: a warning, not a stop.
-    let identity = cfg
-        .tls
-        .as_ref()
-        .map(|t| (t.cert.as_path(), t.key.as_path()));
+    // Outbound TLS: roots from --tls-ca or the system's, and as our client
+    // certificate --tls-client-cert, else the server's when we have one.
+    // Without roots, TLS next hops fail (counted) and the rest runs: a
+    // warning, not a stop; but a client pair given for nothing else than
+    // outbound TLS stops the server when that cannot be set up.
+    let identity = match &cfg.tls_client_identity {
+        Some((cert, key)) => Some((cert.as_path(), key.as_path())),
+        None => cfg
+            .tls
+            .as_ref()
+            .map(|t| (t.cert.as_path(), t.key.as_path())),
+    };
     let tls_client = match client_config(cfg.tls_ca.as_deref(), identity) {
         Ok(c) => Some(c),
+        Err(e) if cfg.tls_client_identity.is_some() => return Err(StartupError::Tls(e)),
         Err(e) => {
             // Said only when a flag asked for outbound TLS (a `sips:` URI
             // may still ask for it: that next hop then fails, counted).

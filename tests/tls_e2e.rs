@@ -7,12 +7,15 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    SanType,
+};
 use rustls::client::{Resumption, Tls12Resumption};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{
@@ -27,13 +30,24 @@ use common::ws::{read_frame, read_http, send_text, upgrade_request};
 
 use sipshard::sip::{HeaderName, Message};
 
-/// A CA and a server certificate for 127.0.0.1 and localhost, as files.
+/// A CA and a server certificate for 127.0.0.1 and localhost, as files;
+/// more leaves from the same CA on demand ([`Pki::leaf`]).
 struct Pki {
     dir: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
     ca: CertificateDer<'static>,
     ca_file: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    /// The server leaf in `cert`.
+    cert_der: CertificateDer<'static>,
+}
+
+/// A leaf certificate of a [`Pki`]: its chain and key files, and its DER.
+struct Leaf {
+    cert: PathBuf,
+    key: PathBuf,
+    der: CertificateDer<'static>,
 }
 
 impl Pki {
@@ -65,12 +79,63 @@ impl Pki {
         let ca_file = dir.join("ca.pem");
         std::fs::write(&ca_file, ca_cert.pem()).unwrap();
         Pki {
+            issuer,
             ca: ca_cert.der().clone(),
             ca_file,
             cert: cert_path,
             key: key_path,
+            cert_der: cert.der().clone(),
             dir,
         }
+    }
+
+    /// A leaf for `sans` with the extended key usages `eku` (none: any
+    /// use), written as `{stem}.pem` (leaf, then CA) and `{stem}-key.pem`.
+    fn leaf(&self, stem: &str, sans: Vec<SanType>, eku: Vec<ExtendedKeyUsagePurpose>) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, stem);
+        params.subject_alt_names = sans;
+        params.extended_key_usages = eku;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let leaf = Leaf {
+            cert: self.dir.join(format!("{stem}.pem")),
+            key: self.dir.join(format!("{stem}-key.pem")),
+            der: cert.der().clone(),
+        };
+        let ca = std::fs::read_to_string(&self.ca_file).unwrap();
+        std::fs::write(&leaf.cert, cert.pem() + &ca).unwrap();
+        std::fs::write(&leaf.key, key.serialize_pem()).unwrap();
+        leaf
+    }
+
+    /// A server with the certificate in `cert` and `key` (PEM files)
+    /// that requires a client certificate from this CA (mutual TLS, as
+    /// a trunk does).
+    fn server_requiring_client_certs(&self, cert: &Path, key: &Path) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(chain, key)
+                .unwrap(),
+        )
     }
 
     /// A server with this certificate.
@@ -298,13 +363,31 @@ fn websocket_over_tls(io: &str) {
     assert_eq!(status(&answer), 200);
 }
 
-/// A UAS on TLS, in a thread: answers 200 to each request on the first
-/// connection; its handshake's outcome and the requests' top Vias come
+/// What a TLS UAS saw of a request: its top Via, and the client
+/// certificate (end-entity, DER) of the connection it came on.
+#[derive(Debug)]
+struct Seen {
+    via: String,
+    client_cert: Option<Vec<u8>>,
+}
+
+/// The outcomes a TLS UAS reports: a request seen, or why its connection
+/// failed.
+type UasReport = std::sync::mpsc::Receiver<Result<Seen, String>>;
+
+/// A UAS on TLS on 127.0.0.1 with `pki`'s server certificate
+/// ([`tls_uas_at`]).
+fn tls_uas(pki: &Pki) -> (u16, UasReport) {
+    tls_uas_at("127.0.0.1:0".parse().unwrap(), pki.server())
+}
+
+/// A UAS on TLS at `addr` (port 0 picks one) with `cfg`, in a thread:
+/// answers 200 to each request, on at most two connections (one per
+/// shard); its handshakes' outcomes and what it saw of each request come
 /// back on the channel.
-fn tls_uas(pki: &Pki) -> (u16, std::sync::mpsc::Receiver<Result<String, String>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+fn tls_uas_at(addr: SocketAddr, cfg: Arc<rustls::ServerConfig>) -> (u16, UasReport) {
+    let listener = std::net::TcpListener::bind(addr).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let cfg = pki.server();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         // One connection per shard at most.
@@ -322,7 +405,7 @@ fn tls_uas(pki: &Pki) -> (u16, std::sync::mpsc::Receiver<Result<String, String>>
 fn serve_tls(
     tcp: TcpStream,
     cfg: Arc<rustls::ServerConfig>,
-    tx: std::sync::mpsc::Sender<Result<String, String>>,
+    tx: std::sync::mpsc::Sender<Result<Seen, String>>,
 ) {
     {
         tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -344,7 +427,11 @@ fn serve_tls(
                 let req: Vec<u8> = buf.drain(..end + 4).collect();
                 let m = Message::parse(&req).unwrap();
                 let via = String::from_utf8_lossy(m.values(HeaderName::Via).next().unwrap().text);
-                let _ = tx.send(Ok(via.into_owned()));
+                let client_cert = s.conn.peer_certificates().map(|c| c[0].to_vec());
+                let _ = tx.send(Ok(Seen {
+                    via: via.into_owned(),
+                    client_cert,
+                }));
                 s.write_all(&response_to(&req, 200, "OK")).unwrap();
             }
         }
@@ -377,7 +464,11 @@ fn requests_leave_over_tls_to_an_upstream(io: &str) {
         client
             .send_to(invite_for_upstream(&client, &call).as_bytes(), proxy.addr)
             .unwrap();
-        let via = seen.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+        let via = seen
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .unwrap()
+            .via;
         assert!(
             via.starts_with(&format!("SIP/2.0/TLS {};", proxy.addr)),
             "{via}"
@@ -416,6 +507,111 @@ fn an_untrusted_upstream_certificate_fails_the_handshake(io: &str) {
     );
     let report = proxy.stop_and_report();
     assert!(report.contains(" conns_tls_failed=1 "), "{report}");
+}
+
+/// The client certificate a next hop that requires one sees: the
+/// `--tls-client-cert` pair when given, even beside `--tls-cert` (here a
+/// server-only certificate, as public CAs issue them, which the next hop
+/// would refuse); else the `--tls-cert` pair. Requests are forwarded and
+/// answered either way.
+fn the_client_pair_is_shown_to_a_next_hop_else_the_server_pair(io: &str) {
+    let pki = Pki::new("client-pair");
+    let ip = || vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    let server_only = pki.leaf(
+        "server-only",
+        ip(),
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
+    );
+    let client = pki.leaf("client", ip(), vec![ExtendedKeyUsagePurpose::ClientAuth]);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let with_client_pair = [
+        "--tls-cert".to_string(),
+        s(&server_only.cert),
+        "--tls-key".to_string(),
+        s(&server_only.key),
+        "--tls-client-cert".to_string(),
+        s(&client.cert),
+        "--tls-client-key".to_string(),
+        s(&client.key),
+    ];
+    // pki.cert has no extended key usage: good for either end.
+    let server_pair_only = [
+        "--tls-cert".to_string(),
+        s(&pki.cert),
+        "--tls-key".to_string(),
+        s(&pki.key),
+    ];
+    for (flags, shown) in [
+        (&with_client_pair[..], &client.der),
+        (&server_pair_only[..], &pki.cert_der),
+    ] {
+        let (uas_port, seen) = tls_uas_at(
+            "127.0.0.1:0".parse().unwrap(),
+            pki.server_requiring_client_certs(&pki.cert, &pki.key),
+        );
+        let upstream = format!("tls:127.0.0.1:{uas_port}");
+        let mut args = vec![
+            "--upstream",
+            &upstream,
+            "--tls-ca",
+            pki.ca_file.to_str().unwrap(),
+        ];
+        args.extend(flags.iter().map(String::as_str));
+        let Some(proxy) = Proxy::start(io, &args) else {
+            return;
+        };
+        let client_sock = socket();
+        let call = format!("client-pair-{}", flags.len());
+        client_sock
+            .send_to(
+                invite_for_upstream(&client_sock, &call).as_bytes(),
+                proxy.addr,
+            )
+            .unwrap();
+        let got = seen.recv_timeout(Duration::from_secs(5)).unwrap();
+        let got = got.unwrap_or_else(|e| panic!("{flags:?}: the UAS failed: {e}"));
+        assert_eq!(
+            got.client_cert.as_deref(),
+            Some(shown.as_ref()),
+            "{flags:?}"
+        );
+        assert_eq!(status(&recv(&client_sock)), 200);
+        let report = proxy.stop_and_report();
+        assert!(report.contains(" conns_tls_failed=0 "), "{report}");
+    }
+    assert_ne!(client.der, server_only.der);
+}
+
+/// A client pair that cannot be used stops the server at start-up with
+/// the file named, as a bad --tls-cert does: the pair serves outbound TLS
+/// alone, and a server that quietly showed no certificate would only fail
+/// later, at each trunk's handshake.
+#[test]
+fn a_client_pair_that_does_not_match_stops_the_server() {
+    let pki = Pki::new("client-pair-bad");
+    let client = pki.leaf(
+        "client",
+        Vec::new(),
+        vec![ExtendedKeyUsagePurpose::ClientAuth],
+    );
+    let (mut child, line, _) = common::process::spawn(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-ca",
+        pki.ca_file.to_str().unwrap(),
+        "--tls-client-cert",
+        client.cert.to_str().unwrap(),
+        "--tls-client-key",
+        pki.key.to_str().unwrap(),
+    ]);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{line}");
+    let says = format!(
+        "tls: {}: the private key does not match the certificate in {}",
+        pki.key.display(),
+        client.cert.display()
+    );
+    assert!(line.contains(&says), "{line}");
 }
 
 /// Connections accepted so far by shard 0 and by shard 1 (`--shards 2`),
@@ -521,6 +717,7 @@ fn tls12_session_ids_resume_on_either_shard(io: &str) {
 
 on_both_backends!(
     requests_leave_over_tls_to_an_upstream,
+    the_client_pair_is_shown_to_a_next_hop_else_the_server_pair,
     an_untrusted_upstream_certificate_fails_the_handshake,
     websocket_over_tls,
     requests_over_tls_are_answered_and_forwarded,
