@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::transport::TransportAddr;
+use crate::transport::{TransportAddr, UpstreamAddr};
 
 /// How datagrams are spread over the shards of one listen address.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,12 +231,16 @@ pub struct Args {
     pub advertise: Option<SocketAddr>,
 
     /// Next hop for requests whose Route and Request-URI name no IP
-    /// address, as `[TRANSPORT:]IP:PORT` (udp, the default, or tcp);
-    /// repeat for several. A dialog always goes to the same one (chosen
-    /// by a hash of Call-ID). Over tcp, each shard opens its own
-    /// connection to it and reuses it.
+    /// address, as `[TRANSPORT:]HOST:PORT` with TRANSPORT udp (the
+    /// default), tcp or tls; repeat for several. A dialog always goes to
+    /// the same one (chosen by a hash of Call-ID). Over tcp and tls, each
+    /// shard opens its own connection to it and reuses it. HOST is an IP
+    /// address or a DNS name: a name is resolved once, at start-up (A and
+    /// AAAA through the system resolver, no SRV or NAPTR; the first
+    /// address is used and printed), and over tls the certificate must
+    /// name it, since an SBC's certificate names its host, rarely its IP.
     #[arg(long, value_name = "ADDR")]
-    pub upstream: Vec<TransportAddr>,
+    pub upstream: Vec<UpstreamAddr>,
 
     /// Add `Record-Route: <sip:ADVERTISE;lr>` to forwarded requests that
     /// can create a dialog (no To tag; not REGISTER, OPTIONS, CANCEL or
@@ -485,8 +489,16 @@ mod tests {
             "3",
         ]);
         assert_eq!(a.upstream.len(), 2);
+        assert_eq!(
+            a.upstream[0],
+            UpstreamAddr::Addr("192.0.2.1:5060".parse().unwrap())
+        );
         assert!(a.record_route);
         assert_eq!(a.shards, Some(3));
+        // An upstream may be a name; a listen address may not.
+        let a = Args::parse_from(["sipshard", "--upstream", "tls:sbc.example.net:5061"]);
+        assert_eq!(a.upstream[0].to_string(), "tls:sbc.example.net:5061");
+        assert!(Args::try_parse_from(["sipshard", "--listen", "tcp:localhost:5060"]).is_err());
     }
 
     #[test]

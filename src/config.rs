@@ -2,7 +2,7 @@
 //! flag could have prevented.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
 use crate::admit::guard::Guard;
 use crate::cli::{Args, FsyncPolicy, IoChoice, Mode, OverContacts, Steer, TlsVerifyClient};
@@ -12,7 +12,7 @@ use crate::proxy::ProxyConfig;
 use crate::registrar::{OverLimit, RegistrarConfig};
 use crate::sip::Host;
 use crate::transport::tls::{TlsSettings, VerifyClient};
-use crate::transport::{Transport, TransportAddr};
+use crate::transport::{Transport, TransportAddr, UpstreamAddr};
 
 /// Everything the server needs, checked.
 #[derive(Clone, Debug)]
@@ -39,8 +39,8 @@ pub struct Config {
     pub tls_client_identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Explicit --advertise, if given.
     pub advertise: Option<SocketAddr>,
-    /// Upstreams for requests with no IP next hop.
-    pub upstreams: Vec<TransportAddr>,
+    /// Upstreams for requests with no IP next hop, names resolved.
+    pub upstreams: Vec<Upstream>,
     /// Add Record-Route.
     pub record_route: bool,
     /// Shards per listen address.
@@ -74,6 +74,45 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
 }
 
+/// An `--upstream`, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// Where it is reached, and over what.
+    pub dest: TransportAddr,
+    /// The DNS name it was given as, if any: over TLS, its certificate is
+    /// checked against this name rather than the address.
+    pub name: Option<String>,
+}
+
+impl fmt::Display for Upstream {
+    /// As written on the command line (UDP bare), and where a name
+    /// resolved to.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix = match self.dest.transport {
+            Transport::Udp => String::new(),
+            t => format!("{}:", t.via_token().to_ascii_lowercase()),
+        };
+        match &self.name {
+            None => write!(f, "{prefix}{}", self.dest.addr),
+            Some(name) => write!(
+                f,
+                "{prefix}{name}:{} (resolved to {})",
+                self.dest.addr.port(),
+                self.dest.addr
+            ),
+        }
+    }
+}
+
+/// A resolver: a host's addresses for a port, in the order to try them.
+type Lookup<'a> = &'a dyn Fn(&str, u16) -> std::io::Result<Vec<SocketAddr>>;
+
+/// The system resolver (getaddrinfo: /etc/hosts, then DNS A and AAAA as
+/// nsswitch.conf says), in the order it gives (RFC 6724 sorting).
+fn system_lookup(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    Ok((host, port).to_socket_addrs()?.collect())
+}
+
 /// What `--auth-file`, `--auth-invite` and `--nonce-ttl` ask for; the file
 /// is read when the server starts.
 #[derive(Clone, Debug)]
@@ -104,7 +143,13 @@ pub enum ConfigError {
     /// `--tcp-idle-timeout 0`.
     TcpIdleTimeout,
     /// An --upstream over a transport we cannot open yet.
-    UpstreamTransport(TransportAddr),
+    UpstreamTransport(UpstreamAddr),
+    /// An --upstream whose name did not resolve: why.
+    UpstreamUnresolved(UpstreamAddr, String),
+    /// Two --upstreams at one address over TLS with different names (or
+    /// a name and none) to check the certificate against: a connection
+    /// is checked against one.
+    UpstreamNames(UpstreamAddr, UpstreamAddr, SocketAddr),
     /// More than 256 shards in all with a stream listen.
     StreamShards(usize),
     /// An --advertise address that is a wildcard (0.0.0.0, ::) or port 0.
@@ -149,6 +194,23 @@ impl fmt::Display for ConfigError {
                 f,
                 "--upstream {u}: upstreams are udp, tcp or tls (a WebSocket server is \
                  not a next hop)"
+            ),
+            ConfigError::UpstreamUnresolved(u, why) => {
+                let host = match u {
+                    UpstreamAddr::Name { host, .. } => host.as_str(),
+                    UpstreamAddr::Addr(_) => "",
+                };
+                write!(
+                    f,
+                    "--upstream {u}: cannot resolve {host:?} ({why}); give a name the \
+                     system resolver knows (A or AAAA) or an IP address"
+                )
+            }
+            ConfigError::UpstreamNames(a, b, addr) => write!(
+                f,
+                "--upstream {a} and --upstream {b} are both {addr} over tls: one \
+                 connection serves both, and its certificate can be checked against \
+                 one name; give one of them"
             ),
             ConfigError::StreamShards(n) => write!(
                 f,
@@ -292,6 +354,62 @@ fn tls_client_identity(
     }
 }
 
+/// The upstreams with their names resolved by `lookup`, once: the first
+/// address it gives is used (no SRV or NAPTR, no failover to the others),
+/// so that every shard and every dialog see one fixed next hop. A name
+/// that does not resolve is refused, with the flag; so are two names (or
+/// a name and an address) that land on one address over TLS, where one
+/// connection would have to be checked against both.
+fn resolve_upstreams(
+    list: &[UpstreamAddr],
+    lookup: Lookup<'_>,
+) -> Result<Vec<Upstream>, ConfigError> {
+    let mut out: Vec<Upstream> = Vec::with_capacity(list.len());
+    for (i, u) in list.iter().enumerate() {
+        let resolved = match u {
+            UpstreamAddr::Addr(dest) => Upstream {
+                dest: *dest,
+                name: None,
+            },
+            UpstreamAddr::Name {
+                transport,
+                host,
+                port,
+            } => {
+                let first = lookup(host, *port)
+                    .map_err(|e| ConfigError::UpstreamUnresolved(u.clone(), e.to_string()))?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| {
+                        ConfigError::UpstreamUnresolved(u.clone(), "no address".to_string())
+                    })?;
+                Upstream {
+                    dest: TransportAddr {
+                        transport: *transport,
+                        addr: first,
+                    },
+                    name: Some(host.clone()),
+                }
+            }
+        };
+        let clash = out.iter().position(|o| {
+            o.dest == resolved.dest
+                && o.dest.transport == Transport::Tls
+                && o.name.as_deref().map(str::to_ascii_lowercase)
+                    != resolved.name.as_deref().map(str::to_ascii_lowercase)
+        });
+        if let Some(j) = clash {
+            return Err(ConfigError::UpstreamNames(
+                list[j].clone(),
+                list[i].clone(),
+                resolved.dest.addr,
+            ));
+        }
+        out.push(resolved);
+    }
+    Ok(out)
+}
+
 impl Config {
     /// Checks the flags.
     pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
@@ -309,11 +427,11 @@ impl Config {
         }
         if let Some(u) = args.upstream.iter().find(|u| {
             !matches!(
-                u.transport,
+                u.transport(),
                 Transport::Udp | Transport::Tcp | Transport::Tls
             )
         }) {
-            return Err(ConfigError::UpstreamTransport(*u));
+            return Err(ConfigError::UpstreamTransport(u.clone()));
         }
         if args.max_connections == 0 {
             return Err(ConfigError::MaxConnections);
@@ -382,6 +500,8 @@ impl Config {
         }
         let tls = tls_settings(args)?;
         let tls_client_identity = tls_client_identity(args)?;
+        // Last: the only check that may wait on the network.
+        let upstreams = resolve_upstreams(&args.upstream, &system_lookup)?;
         Ok(Config {
             tls,
             domains,
@@ -441,7 +561,7 @@ impl Config {
             tls_ca: args.tls_ca.clone(),
             tls_client_identity,
             advertise: args.advertise,
-            upstreams: args.upstream.clone(),
+            upstreams,
             record_route: args.record_route,
             shards,
             pin: args.pin,
@@ -487,7 +607,7 @@ impl Config {
             ProxyConfig {
                 advertise,
                 local,
-                upstreams: self.upstreams.clone(),
+                upstreams: self.upstreams.iter().map(|u| u.dest).collect(),
                 record_route: self.record_route,
                 domains: self.domains.clone(),
                 redirect: self.mode == Mode::Redirect,
@@ -640,10 +760,10 @@ mod tests {
             "192.0.2.2:5060",
         ])
         .unwrap();
-        assert_eq!(c.upstreams[0].transport, Transport::Tcp);
-        assert_eq!(c.upstreams[1].transport, Transport::Udp);
+        assert_eq!(c.upstreams[0].dest.transport, Transport::Tcp);
+        assert_eq!(c.upstreams[1].dest.transport, Transport::Udp);
         let c = cfg(&["--upstream", "tls:192.0.2.1:5061", "--tls-ca", "roots.pem"]).unwrap();
-        assert_eq!(c.upstreams[0].transport, Transport::Tls);
+        assert_eq!(c.upstreams[0].dest.transport, Transport::Tls);
         assert_eq!(
             c.tls_ca,
             Some("roots.pem".into()),
@@ -653,6 +773,131 @@ mod tests {
             cfg(&["--upstream", "ws:192.0.2.1:80"]),
             Err(ConfigError::UpstreamTransport(_))
         ));
+    }
+
+    /// The `--upstream`s of these flags, resolved by `lookup`.
+    fn upstreams(list: &[&str], lookup: Lookup<'_>) -> Result<Vec<Upstream>, ConfigError> {
+        let parsed: Vec<UpstreamAddr> = list.iter().map(|u| u.parse().unwrap()).collect();
+        resolve_upstreams(&parsed, lookup)
+    }
+
+    #[test]
+    fn an_address_upstream_is_as_before_and_asks_no_resolver() {
+        let never = |host: &str, _| panic!("{host} looked up");
+        let got = upstreams(&["192.0.2.1:5060", "tls:[2001:db8::1]:5061"], &never).unwrap();
+        let want: Vec<TransportAddr> = ["udp:192.0.2.1:5060", "tls:[2001:db8::1]:5061"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(got.iter().map(|u| u.dest).collect::<Vec<_>>(), want);
+        assert!(got.iter().all(|u| u.name.is_none()));
+        assert_eq!(got[0].to_string(), "192.0.2.1:5060", "udp bare, as before");
+        assert_eq!(got[1].to_string(), "tls:[2001:db8::1]:5061");
+        // What the proxy routes with is the address alone.
+        let c = cfg(&["--upstream", "tcp:192.0.2.1:5060"]).unwrap();
+        let (p, _) = c.proxy_config(&["127.0.0.1:5060".parse().unwrap()]);
+        assert_eq!(p.upstreams, vec!["tcp:192.0.2.1:5060".parse().unwrap()]);
+    }
+
+    #[test]
+    fn a_name_is_resolved_once_to_its_first_address_and_kept() {
+        let calls = std::cell::Cell::new(0);
+        let two = |host: &str, port| {
+            calls.set(calls.get() + 1);
+            assert_eq!(host, "sbc.example.net");
+            Ok(vec![
+                SocketAddr::new("2001:db8::7".parse().unwrap(), port),
+                SocketAddr::new("192.0.2.7".parse().unwrap(), port),
+            ])
+        };
+        let got = upstreams(&["tls:sbc.example.net:5061"], &two).unwrap();
+        assert_eq!(calls.get(), 1);
+        assert_eq!(got[0].dest, "tls:[2001:db8::7]:5061".parse().unwrap());
+        assert_eq!(got[0].name.as_deref(), Some("sbc.example.net"));
+        assert_eq!(
+            got[0].to_string(),
+            "tls:sbc.example.net:5061 (resolved to [2001:db8::7]:5061)"
+        );
+        let got = upstreams(&["sbc.example.net:5060"], &two).unwrap();
+        assert_eq!(got[0].dest, "udp:[2001:db8::7]:5060".parse().unwrap());
+        assert_eq!(
+            got[0].to_string(),
+            "sbc.example.net:5060 (resolved to [2001:db8::7]:5060)"
+        );
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_refused_with_the_flag() {
+        let nxdomain = |_: &str, _| {
+            Err(std::io::Error::other(
+                "failed to lookup address information: Name or service not known",
+            ))
+        };
+        let e = upstreams(&["192.0.2.1:5060", "tls:sbc.invalid:5061"], &nxdomain).unwrap_err();
+        assert!(matches!(e, ConfigError::UpstreamUnresolved(..)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "--upstream tls:sbc.invalid:5061: cannot resolve \"sbc.invalid\" (failed to \
+             lookup address information: Name or service not known); give a name the \
+             system resolver knows (A or AAAA) or an IP address"
+        );
+        let nothing = |_: &str, _| Ok(Vec::new());
+        let e = upstreams(&["tcp:sbc.invalid:5060"], &nothing).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--upstream tcp:sbc.invalid:5060: cannot resolve"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("(no address)"), "{e}");
+    }
+
+    #[test]
+    fn localhost_resolves_through_the_system_resolver() {
+        // /etc/hosts: no DNS query leaves the machine.
+        let first = ("localhost", 5061)
+            .to_socket_addrs()
+            .unwrap()
+            .next()
+            .unwrap();
+        let c = cfg(&["--upstream", "tls:localhost:5061"]).unwrap();
+        assert_eq!(c.upstreams[0].dest.addr, first);
+        assert!(first.ip().is_loopback());
+        assert_eq!(c.upstreams[0].name.as_deref(), Some("localhost"));
+        // A WebSocket upstream is refused before anything is looked up.
+        assert!(matches!(
+            cfg(&["--upstream", "wss:localhost:443"]),
+            Err(ConfigError::UpstreamTransport(_))
+        ));
+    }
+
+    #[test]
+    fn one_tls_address_cannot_be_checked_against_two_names() {
+        let here = |_: &str, port| Ok(vec![SocketAddr::from(([192, 0, 2, 7], port))]);
+        for pair in [
+            ["tls:a.example.net:5061", "tls:b.example.net:5061"],
+            ["tls:192.0.2.7:5061", "tls:a.example.net:5061"],
+        ] {
+            let e = upstreams(&pair, &here).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "--upstream {} and --upstream {} are both 192.0.2.7:5061 over tls: one \
+                     connection serves both, and its certificate can be checked against one \
+                     name; give one of them",
+                    pair[0], pair[1]
+                )
+            );
+        }
+        // The same name twice (in any case), other ports, other transports:
+        // no conflict.
+        for pair in [
+            ["tls:a.example.net:5061", "tls:A.example.net:5061"],
+            ["tls:a.example.net:5061", "tls:b.example.net:5062"],
+            ["tcp:a.example.net:5061", "tcp:b.example.net:5061"],
+            ["a.example.net:5060", "192.0.2.7:5060"],
+        ] {
+            assert_eq!(upstreams(&pair, &here).unwrap().len(), 2, "{pair:?}");
+        }
     }
 
     /// [`tls_settings`] on these flags.

@@ -18,7 +18,6 @@ use sipshard::shard::counters::{total, ShardCounters};
 use sipshard::sip::{Message, StartLine};
 use sipshard::telemetry::logging::LIFECYCLE;
 use sipshard::telemetry::stats::Totals;
-use sipshard::transport::Transport;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -185,11 +184,9 @@ fn banner(cfg: &Config, server: &Server) {
         .to_possible_value()
         .map_or_else(String::new, |v| v.get_name().to_string());
     let record_route = if proxy.record_route { "on" } else { "off" };
-    // UDP ones bare, as they are written on the command line.
-    let upstreams = list(proxy.upstreams.iter().map(|u| match u.transport {
-        Transport::Udp => u.addr.to_string(),
-        _ => u.to_string(),
-    }));
+    // As written on the command line (UDP ones bare), a name with the
+    // address it resolved to.
+    let upstreams = list(cfg.upstreams.iter());
     info!(
         target: LIFECYCLE,
         version = env!("CARGO_PKG_VERSION"),

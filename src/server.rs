@@ -1,6 +1,7 @@
 //! Start-up and shutdown: bind every shard's socket, spawn the shards
 //! (pinned when asked), and stop them on request. `main.rs` only reports.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -23,7 +24,7 @@ use crate::location::owner::Owner;
 use crate::location::store::{self, Fsync, Store};
 use crate::location::{owner_of, AorRecord, LocationOp};
 use crate::shard::{self, counters::ShardCounters, unix_now, Shard, Shared};
-use crate::transport::tls::{client_config, TlsReloader};
+use crate::transport::tls::{client_config, server_name_for, TlsReloader};
 use crate::transport::Transport;
 
 /// Why the server could not start.
@@ -322,14 +323,26 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         Err(e) => {
             // Said only when a flag asked for outbound TLS (a `sips:` URI
             // may still ask for it: that next hop then fails, counted).
-            let asked =
-                cfg.tls_ca.is_some() || cfg.upstreams.iter().any(|u| u.transport == Transport::Tls);
+            let asked = cfg.tls_ca.is_some()
+                || cfg
+                    .upstreams
+                    .iter()
+                    .any(|u| u.dest.transport == Transport::Tls);
             if asked {
                 warnings.push(format!("outbound TLS unavailable: {e}"));
             }
             None
         }
     };
+    // TLS upstreams given by name are checked against the name, not the
+    // address it resolved to (config refused two names for one address).
+    let mut tls_names = HashMap::new();
+    for u in &cfg.upstreams {
+        if let (Transport::Tls, Some(name)) = (u.dest.transport, &u.name) {
+            let name = server_name_for(name).map_err(StartupError::Tls)?;
+            tls_names.insert((u.dest.addr, Transport::Tls), name);
+        }
+    }
     let (max_conns, max_per_ip, max_message, idle) = (
         cfg.max_connections_per_shard,
         cfg.max_connections_per_ip_per_shard,
@@ -340,6 +353,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         let (shared, counters, stop) = (shared.clone(), counters.clone(), stop.clone());
         let shard_tls = tls.clone();
         let shard_tls_client = tls_client.clone();
+        let shard_tls_names = tls_names.clone();
         let origins = cfg.ws_origins.clone();
         let core = cores.get(i % cores.len().max(1)).copied();
         let location = locations.remove(0);
@@ -370,6 +384,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                         if let Some(c) = shard_tls_client {
                             s.set_tls_client(c);
                         }
+                        s.set_tls_names(shard_tls_names);
                         Some(s)
                     });
                 let result = streams.and_then(|streams| {

@@ -24,7 +24,7 @@ use rustls::{
 };
 
 use common::metrics::{get, metrics_addr, sum_of};
-use common::process::{port, recv, socket, Proxy};
+use common::process::{nothing_arrives, port, recv, socket, Proxy};
 use common::sip::{read_message, response_to};
 use common::ws::{read_frame, read_http, send_text, upgrade_request};
 
@@ -582,6 +582,154 @@ fn the_client_pair_is_shown_to_a_next_hop_else_the_server_pair(io: &str) {
     assert_ne!(client.der, server_only.der);
 }
 
+/// The address sipshard uses for `--upstream tls:localhost:PORT`: the
+/// first the system resolver gives (127.0.0.1 or ::1, as /etc/hosts and
+/// gai.conf order them), looked up the same way here.
+fn localhost() -> std::net::IpAddr {
+    use std::net::ToSocketAddrs;
+    ("localhost", 0)
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .expect("localhost resolves")
+        .ip()
+}
+
+/// Flags for an upstream that requires client certificates and whose
+/// certificate names only "localhost" (a DNS subjectAltName, no IP one),
+/// as a trunk's SBC's does: our listener's certificate is for servers only
+/// (which that upstream would refuse as a client's), and the client pair
+/// is the one to show. The leaves: (upstream, ours as a server, ours as a
+/// client).
+fn named_upstream_pki(pki: &Pki) -> (Leaf, Leaf, Leaf) {
+    let upstream = pki.leaf(
+        "localhost-only",
+        vec![SanType::DnsName("localhost".try_into().unwrap())],
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
+    );
+    let ours = pki.leaf(
+        "ours",
+        vec![SanType::IpAddress("127.0.0.1".parse().unwrap())],
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
+    );
+    let client = pki.leaf(
+        "ours-client",
+        vec![SanType::DnsName("proxy.example.net".try_into().unwrap())],
+        vec![ExtendedKeyUsagePurpose::ClientAuth],
+    );
+    (upstream, ours, client)
+}
+
+/// sipshard with `--upstream UPSTREAM`, trusting `pki`'s CA, serving
+/// `ours` on a tls: listen and showing `client` to next hops.
+fn start_with_client_pair(
+    io: &str,
+    pki: &Pki,
+    upstream: &str,
+    ours: &Leaf,
+    client: &Leaf,
+) -> Option<Proxy> {
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let args = [
+        "--upstream".to_string(),
+        upstream.to_string(),
+        "--tls-ca".to_string(),
+        s(&pki.ca_file),
+        "--listen".to_string(),
+        "tls:127.0.0.1:0".to_string(),
+        "--tls-cert".to_string(),
+        s(&ours.cert),
+        "--tls-key".to_string(),
+        s(&ours.key),
+        "--tls-client-cert".to_string(),
+        s(&client.cert),
+        "--tls-client-key".to_string(),
+        s(&client.key),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proxy::start(io, &args)
+}
+
+/// `--upstream tls:localhost:PORT` toward a trunk-like upstream (client
+/// certificates required, its own certificate naming only "localhost"):
+/// the name is resolved at start-up (the banner says to what), the
+/// certificate is checked against the name, and the upstream sees our
+/// client certificate, not our server one; requests are forwarded over
+/// TLS and answered.
+fn a_tls_upstream_given_by_name_is_checked_against_the_name(io: &str) {
+    let pki = Pki::new("named-upstream");
+    let (upstream, ours, client) = named_upstream_pki(&pki);
+    // Where sipshard will connect: the upstream listens there.
+    let at = SocketAddr::new(localhost(), 0);
+    let (uas_port, seen) = tls_uas_at(
+        at,
+        pki.server_requiring_client_certs(&upstream.cert, &upstream.key),
+    );
+    let spec = format!("tls:localhost:{uas_port}");
+    let Some(proxy) = start_with_client_pair(io, &pki, &spec, &ours, &client) else {
+        return;
+    };
+    let resolved = SocketAddr::new(at.ip(), uas_port);
+    assert!(
+        proxy
+            .banner
+            .contains(&format!("upstreams [{spec} (resolved to {resolved})]")),
+        "{}",
+        proxy.banner
+    );
+    let client_sock = socket();
+    for k in 0..3 {
+        let call = format!("named-up-{k}");
+        client_sock
+            .send_to(
+                invite_for_upstream(&client_sock, &call).as_bytes(),
+                proxy.addr,
+            )
+            .unwrap();
+        let got = seen.recv_timeout(Duration::from_secs(5)).unwrap();
+        let got = got.unwrap_or_else(|e| panic!("the upstream failed: {e}"));
+        assert!(
+            got.via.starts_with(&format!("SIP/2.0/TLS {};", proxy.addr)),
+            "{}",
+            got.via
+        );
+        assert_eq!(got.client_cert.as_deref(), Some(client.der.as_ref()));
+        assert_ne!(got.client_cert.as_deref(), Some(ours.der.as_ref()));
+        assert_eq!(status(&recv(&client_sock)), 200);
+    }
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_tls_failed=0 "), "{report}");
+}
+
+/// The same upstream given by its address: its certificate names no IP,
+/// so the handshake fails (our side sends bad_certificate, counted) and
+/// nothing is forwarded.
+fn a_tls_upstream_given_by_address_fails_when_its_certificate_names_a_host(io: &str) {
+    let pki = Pki::new("address-upstream");
+    let (upstream, ours, client) = named_upstream_pki(&pki);
+    let (uas_port, seen) = tls_uas_at(
+        "127.0.0.1:0".parse().unwrap(),
+        pki.server_requiring_client_certs(&upstream.cert, &upstream.key),
+    );
+    let spec = format!("tls:127.0.0.1:{uas_port}");
+    let Some(proxy) = start_with_client_pair(io, &pki, &spec, &ours, &client) else {
+        return;
+    };
+    let client_sock = socket();
+    client_sock
+        .send_to(
+            invite_for_upstream(&client_sock, "by-address").as_bytes(),
+            proxy.addr,
+        )
+        .unwrap();
+    let outcome = seen.recv_timeout(Duration::from_secs(5)).unwrap();
+    let e = outcome.expect_err("the handshake fails");
+    assert!(e.contains("BadCertificate"), "the name check failed: {e}");
+    assert!(nothing_arrives(&client_sock), "nothing was forwarded");
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_tls_failed=1 "), "{report}");
+}
+
 /// A client pair that cannot be used stops the server at start-up with
 /// the file named, as a bad --tls-cert does: the pair serves outbound TLS
 /// alone, and a server that quietly showed no certificate would only fail
@@ -718,6 +866,8 @@ fn tls12_session_ids_resume_on_either_shard(io: &str) {
 on_both_backends!(
     requests_leave_over_tls_to_an_upstream,
     the_client_pair_is_shown_to_a_next_hop_else_the_server_pair,
+    a_tls_upstream_given_by_name_is_checked_against_the_name,
+    a_tls_upstream_given_by_address_fails_when_its_certificate_names_a_host,
     an_untrusted_upstream_certificate_fails_the_handshake,
     websocket_over_tls,
     requests_over_tls_are_answered_and_forwarded,

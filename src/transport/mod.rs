@@ -19,7 +19,7 @@ pub mod websocket;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-pub use addr::TransportAddr;
+pub use addr::{TransportAddr, UpstreamAddr};
 pub use table::ConnTable;
 
 /// A SIP transport, as named in a Via's sent-protocol (§18, §20.42) and in

@@ -40,6 +40,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -167,6 +168,9 @@ pub struct Streams {
     /// The client side of outbound TLS; None when it could not be set up
     /// (no roots): a TLS next hop then counts as a failed connect.
     tls_client: Option<Arc<ClientConfig>>,
+    /// The name a next hop's certificate must carry, where it is not its
+    /// IP address (TLS upstreams given by name).
+    tls_names: HashMap<(SocketAddr, Transport), ServerName<'static>>,
     /// Messages for connections that had gone, for the shard to answer.
     gone: Vec<Vec<u8>>,
     /// The shard's clock, in milliseconds, as of the last `set_now`.
@@ -236,6 +240,7 @@ impl Streams {
             closing: Vec::new(),
             outbound: HashMap::new(),
             tls_client: None,
+            tls_names: HashMap::new(),
             gone: Vec::new(),
             now_ms: 0,
             swept_ms: 0,
@@ -285,6 +290,13 @@ impl Streams {
     /// Gives the configuration of TLS connections to next hops.
     pub fn set_tls_client(&mut self, cfg: Arc<ClientConfig>) {
         self.tls_client = Some(cfg);
+    }
+
+    /// Sets the names the certificates of next hops at these addresses
+    /// must carry (TLS upstreams given by name); any other is checked
+    /// against its IP address.
+    pub fn set_tls_names(&mut self, names: HashMap<(SocketAddr, Transport), ServerName<'static>>) {
+        self.tls_names = names;
     }
 
     /// Gives the TLS configuration `tls:` listeners accept with; without

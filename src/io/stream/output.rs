@@ -73,13 +73,17 @@ impl Streams {
                 return Some(id);
             }
         }
-        // TLS toward the next hop's address (a URI host here is an IP:
-        // its certificate must name that IP).
+        // TLS toward the next hop's address: its certificate must name
+        // the upstream's name, if it has one, else that IP (a URI host
+        // here is an IP).
         let tls = match transport {
             Transport::Tcp => None,
             Transport::Tls => {
                 let cfg = self.tls_client.clone()?;
-                let name = rustls::pki_types::ServerName::from(peer.ip());
+                let name = match self.tls_names.get(&(peer, transport)) {
+                    Some(name) => name.clone(),
+                    None => rustls::pki_types::ServerName::from(peer.ip()),
+                };
                 Some(Box::new(Tls::Client(
                     TlsClientSession::new(cfg, name).ok()?,
                 )))
