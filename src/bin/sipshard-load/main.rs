@@ -15,6 +15,7 @@
 //! reads our stamps back from the answers, [`report`] turns what was
 //! measured into one line of prose or of key=value pairs.
 
+mod conn;
 mod flood;
 mod net;
 mod register;
@@ -23,7 +24,9 @@ mod report;
 mod run;
 mod sink;
 mod steer_cost;
+mod stream_run;
 mod templates;
+mod ws;
 
 use clap::{Parser, Subcommand};
 

@@ -22,6 +22,22 @@ pub struct RunReport<'a> {
     pub flows: usize,
     pub users: u32,
     pub domain: &'a str,
+    /// With the UAC on connections (`--transport` not udp).
+    pub stream: Option<StreamReport>,
+}
+
+/// What a `run` over connections adds.
+pub struct StreamReport {
+    /// The Via token of the caller's transport (`TCP`, `TLS`, `WS`, `WSS`).
+    pub transport: &'static str,
+    /// Requests not queued (connection gone or not taking bytes).
+    pub unsent: u64,
+    /// Messages received that were not a 200 to one of ours.
+    pub other: u64,
+    /// Connections lost during the run.
+    pub lost_conns: u64,
+    /// Their faults, `name:count,...` or `none`.
+    pub faults: String,
 }
 
 impl RunReport<'_> {
@@ -39,7 +55,7 @@ impl RunReport<'_> {
 
     pub fn kv(&self) -> String {
         let (sent, secs, pct) = (self.sent, self.secs, |p| percentile(&self.lat, p));
-        format!(
+        let mut line = format!(
             "sent={sent} forwarded={} answered={} loss_pct={:.4} offered_per_s={:.0} achieved_per_s={:.0} p50_us={} p90_us={} p99_us={} p999_us={} flows={} users={}",
             self.forwarded,
             self.answered(),
@@ -52,12 +68,23 @@ impl RunReport<'_> {
             pct(0.999),
             self.flows,
             self.users,
-        )
+        );
+        if let Some(s) = &self.stream {
+            line += &format!(
+                " transport={} unsent={} other_answers={} conns_lost={} faults={}",
+                s.transport.to_ascii_lowercase(),
+                s.unsent,
+                s.other,
+                s.lost_conns,
+                s.faults
+            );
+        }
+        line
     }
 
     pub fn prose(&self) -> String {
         let (sent, secs, pct) = (self.sent, self.secs, |p| percentile(&self.lat, p));
-        format!(
+        let mut line = format!(
             "sent {sent} requests in {secs:.2} s ({:.0}/s) over {} flows{}; sink got {}; answered {} ({:.0}/s); loss {:.3}%; latency p50 {} us, p99 {} us, p99.9 {} us",
             sent as f64 / secs,
             self.flows,
@@ -73,7 +100,14 @@ impl RunReport<'_> {
             pct(0.5),
             pct(0.99),
             pct(0.999),
-        )
+        );
+        if let Some(s) = &self.stream {
+            line += &format!(
+                "; over {}: {} not sent, {} other answers, {} connections lost ({})",
+                s.transport, s.unsent, s.other, s.lost_conns, s.faults
+            );
+        }
+        line
     }
 }
 
@@ -225,6 +259,7 @@ mod tests {
             flows: 8,
             users: 0,
             domain: "example.com",
+            stream: None,
         };
         assert_eq!(
             r.kv(),
@@ -234,5 +269,31 @@ mod tests {
             r.prose(),
             "sent 4 requests in 2.00 s (2/s) over 8 flows; sink got 4; answered 3 (2/s); loss 25.000%; latency p50 20 us, p99 30 us, p99.9 30 us"
         );
+    }
+
+    #[test]
+    fn a_run_over_connections_says_what_it_lost() {
+        let r = RunReport {
+            sent: 10,
+            forwarded: 9,
+            secs: 1.0,
+            lat: vec![5; 8],
+            flows: 2,
+            users: 0,
+            domain: "example.com",
+            stream: Some(StreamReport {
+                transport: "TLS",
+                unsent: 1,
+                other: 0,
+                lost_conns: 1,
+                faults: "reset:1".into(),
+            }),
+        };
+        assert!(r.kv().ends_with(
+            "flows=2 users=0 transport=tls unsent=1 other_answers=0 conns_lost=1 faults=reset:1"
+        ));
+        assert!(r
+            .prose()
+            .ends_with("; over TLS: 1 not sent, 0 other answers, 1 connections lost (reset:1)"));
     }
 }

@@ -9,21 +9,28 @@
 //! users the server's location service knows): the run first registers
 //! them with the sink as Contact (unless `--no-register`, when an earlier
 //! `register` with the same `--sink` did), so every request is a lookup.
+//!
+//! `--transport tcp|tls|ws|wss` puts the UAC on `--flows` connections of
+//! that transport instead ([`crate::stream_run`]); the sink stays on UDP,
+//! so the proxy carries each request from the caller's transport to UDP.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipshard::io::mmsg::Mmsg;
 use sipshard::io::BATCH;
-use sipshard::transport::Dest;
+use sipshard::transport::{Dest, Transport};
 
+use crate::conn::{parse_transport, tls_config, Dialer};
 use crate::net::{bind_loopback, receive_until};
 use crate::register::{register_users, RegConfig};
-use crate::report::RunReport;
+use crate::report::{RunReport, StreamReport};
 use crate::sink::Sink;
-use crate::templates::{options, options_stamp, MAX_USERS};
+use crate::stream_run;
+use crate::templates::{options, options_stamp, ReqTo, MAX_USERS};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,9 +43,21 @@ pub struct Args {
     /// Seconds of sending (answers are awaited one more second).
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
-    /// UAC source sockets (ports) to spread the traffic over.
+    /// UAC source sockets (ports) to spread the traffic over: UDP
+    /// sockets, or connections with --transport tcp|tls|ws|wss.
     #[arg(long, default_value_t = 8)]
     flows: usize,
+    /// The caller's transport: udp, or tcp, tls, ws, wss (connections to
+    /// --target, each message framed by Content-Length on TCP and TLS,
+    /// one per WebSocket frame on WS and WSS; the WebSocket handshake asks
+    /// for the `sip` subprotocol). The sink is always on UDP.
+    #[arg(long, default_value = "udp", value_parser = parse_transport)]
+    transport: Transport,
+    /// CA certificates (PEM) the server's certificate must chain to, for
+    /// --transport tls and wss; it must name the target's IP address.
+    /// TLS 1.3 only; sessions resume when the server offers tickets.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
     /// Address of the sink (UAS) socket.
     #[arg(long, default_value = "127.0.0.1:0")]
     sink: SocketAddr,
@@ -73,6 +92,9 @@ pub fn main(mut cfg: Args) -> std::io::Result<()> {
             "--users is at most {MAX_USERS}"
         )));
     }
+    if cfg.transport.is_stream() {
+        return main_stream(&cfg);
+    }
     let sink = Sink::start(cfg.sink)?;
     if cfg.users > 0 && !cfg.no_register {
         register_first(&cfg, sink.addr)?;
@@ -97,13 +119,69 @@ pub fn main(mut cfg: Args) -> std::io::Result<()> {
         flows: cfg.flows,
         users: cfg.users,
         domain: &cfg.domain,
+        stream: None,
     };
+    print(&cfg, &report);
+    Ok(())
+}
+
+/// `run` with the UAC on connections (`--transport` other than udp).
+fn main_stream(cfg: &Args) -> std::io::Result<()> {
+    if cfg.users > 0 {
+        return Err(std::io::Error::other(
+            "--users registers over UDP: use it with --transport udp",
+        ));
+    }
+    let tls = match (&cfg.tls_ca, cfg.transport) {
+        (Some(ca), _) => Some(tls_config(ca, true)?),
+        (None, Transport::Tls | Transport::Wss) => {
+            return Err(std::io::Error::other(
+                "--transport tls and wss need --tls-ca",
+            ))
+        }
+        (None, _) => None,
+    };
+    let dialer = Dialer::new(cfg.target, cfg.transport, tls)?;
+    let sink = Sink::start(cfg.sink)?;
+    let conns = stream_run::dial(&dialer, cfg.flows)?;
+    let start = Instant::now();
+    let mut r = stream_run::run(
+        conns,
+        cfg.transport.via_token(),
+        sink.addr,
+        cfg.rate,
+        Duration::from_secs_f64(cfg.duration),
+        start,
+    );
+    let forwarded = sink.received.load(Ordering::Relaxed);
+    drop(sink);
+    r.lat.sort_unstable();
+    let report = RunReport {
+        sent: r.sent,
+        forwarded,
+        secs: r.secs,
+        lat: r.lat,
+        flows: cfg.flows,
+        users: 0,
+        domain: &cfg.domain,
+        stream: Some(StreamReport {
+            transport: cfg.transport.via_token(),
+            unsent: r.unsent,
+            other: r.other,
+            lost_conns: r.faults.total(),
+            faults: r.faults.list(),
+        }),
+    };
+    print(cfg, &report);
+    Ok(())
+}
+
+fn print(cfg: &Args, report: &RunReport) {
     if cfg.kv {
         println!("{}", report.kv());
     } else {
         println!("{}", report.prose());
     }
-    Ok(())
 }
 
 /// Registers the `--users` with `sink` as their Contact; an error unless
@@ -204,12 +282,16 @@ fn send(
             continue;
         }
         let io = &mut senders[flow];
-        let port = io.local_addr()?.port();
+        let local = io.local_addr()?;
+        let to = match users {
+            Some((n, domain)) => ReqTo::Users(n, domain),
+            None => ReqTo::Sink(sink),
+        };
         let n = (due - sent).min(BATCH as u64);
         for _ in 0..n {
             let ts = start.elapsed().as_micros() as u64;
             msg.clear();
-            options(&mut msg, sent, ts, port, sink, users);
+            options(&mut msg, sent, ts, "UDP", local, to);
             if let Some(slot) = io.send.slot() {
                 slot[..msg.len()].copy_from_slice(&msg);
                 io.send.commit(msg.len(), Dest::udp(cfg.target));

@@ -5,35 +5,47 @@ use std::net::SocketAddr;
 
 use sipshard::sip::Message;
 
-/// An OPTIONS request to the sink (or, with `users`, to user `seq % N` of
-/// the domain), stamped with its sequence number and send time
-/// (microseconds since start) in the Via branch.
+/// Whom an OPTIONS is for: its Request-URI and To.
+#[derive(Clone, Copy, Debug)]
+pub enum ReqTo<'a> {
+    /// `sip:load@ADDR`: the sink, through the proxy.
+    Sink(SocketAddr),
+    /// `sip:uNNNNNNN@DOMAIN`: user `seq % N` of the domain, found by the
+    /// server's location service.
+    Users(u32, &'a str),
+}
+
+/// An OPTIONS request sent over `transport` (the Via token: `UDP`,
+/// `TCP`, ...) from `local`, stamped with its sequence number and send
+/// time (microseconds since start) in the Via branch.
 pub fn options(
     out: &mut Vec<u8>,
     seq: u64,
     ts_us: u64,
-    port: u16,
-    sink: SocketAddr,
-    users: Option<(u32, &str)>,
+    transport: &str,
+    local: SocketAddr,
+    to: ReqTo<'_>,
 ) {
     use std::io::Write;
-    let user = users.map(|(n, domain)| (seq % u64::from(n), domain));
-    let _ = match user {
-        Some((u, domain)) => write!(out, "OPTIONS sip:u{u:07}@{domain} SIP/2.0\r\n"),
-        None => write!(out, "OPTIONS sip:load@{sink} SIP/2.0\r\n"),
+    let port = local.port();
+    let uri = |out: &mut Vec<u8>| match to {
+        ReqTo::Sink(sink) => write!(out, "sip:load@{sink}"),
+        ReqTo::Users(n, domain) => write!(out, "sip:u{:07}@{domain}", seq % u64::from(n)),
     };
+    let _ = out.write_all(b"OPTIONS ");
+    let _ = uri(out);
     let _ = write!(
         out,
-        "Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{seq}-{ts_us};rport\r\n\
-Max-Forwards: 70\r\n"
+        " SIP/2.0\r\n\
+Via: SIP/2.0/{transport} {local};branch=z9hG4bK{seq}-{ts_us};rport\r\n\
+Max-Forwards: 70\r\n\
+To: <"
     );
-    let _ = match user {
-        Some((u, domain)) => write!(out, "To: <sip:u{u:07}@{domain}>\r\n"),
-        None => write!(out, "To: <sip:load@{sink}>\r\n"),
-    };
+    let _ = uri(out);
     let _ = write!(
         out,
-        "From: <sip:uac@127.0.0.1:{port}>;tag=l{port}\r\n\
+        ">\r\n\
+From: <sip:uac@{local}>;tag=l{port}\r\n\
 Call-ID: {seq}-{port}@sipshard-load\r\n\
 CSeq: 1 OPTIONS\r\n\
 Content-Length: 0\r\n\r\n"
@@ -194,6 +206,52 @@ pub fn parse_branch(b: &[u8]) -> Option<(u32, u32, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_name_their_transport_and_read_back_their_stamp() {
+        let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let sink: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let mut out = Vec::new();
+        options(&mut out, 7, 123_456, "UDP", local, ReqTo::Sink(sink));
+        // The UDP request as it always was.
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "OPTIONS sip:load@127.0.0.1:5070 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:4000;branch=z9hG4bK7-123456;rport\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:load@127.0.0.1:5070>\r\n\
+From: <sip:uac@127.0.0.1:4000>;tag=l4000\r\n\
+Call-ID: 7-4000@sipshard-load\r\n\
+CSeq: 1 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n"
+        );
+        for (token, to) in [
+            ("TCP", ReqTo::Users(10, "example.com")),
+            ("WS", ReqTo::Sink(sink)),
+        ] {
+            out.clear();
+            options(&mut out, 12, 99, token, local, to);
+            let m = Message::parse(&out).unwrap();
+            m.validate().unwrap();
+            let via = m.via().unwrap();
+            assert_eq!(via.transport, token.as_bytes());
+            let mut buf = [0u8; 1024];
+            let n = sipshard::sip::ResponseWriter::new(&m, 200, &[b"OK"], None, &mut buf)
+                .and_then(|w| w.finish())
+                .unwrap();
+            assert_eq!(options_stamp(&buf[..n]), Some(99));
+        }
+        out.clear();
+        options(
+            &mut out,
+            12,
+            99,
+            "TLS",
+            local,
+            ReqTo::Users(10, "example.com"),
+        );
+        assert!(out.starts_with(b"OPTIONS sip:u0000002@example.com SIP/2.0\r\n"));
+    }
 
     #[test]
     fn template_writes_a_valid_register_and_its_branch_reads_back() {
