@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustls::client::Resumption;
 use rustls::pki_types::pem::PemObject;
@@ -143,6 +144,7 @@ impl Dialer {
             framer: Framer::default(),
             mask: 0x9e37_79b9,
             frame: Vec::new(),
+            started: Instant::now(),
             eof: false,
         })
     }
@@ -226,6 +228,8 @@ pub struct Conn {
     mask: u32,
     /// A WebSocket frame being made.
     frame: Vec<u8>,
+    /// When [`Dialer::start`] made it.
+    pub started: Instant,
     /// The server closed its side (end of stream, close_notify or a
     /// WebSocket Close).
     eof: bool,
@@ -337,6 +341,20 @@ impl Conn {
             .wrapping_add(0x3c6e_f35f);
         self.frame.clear();
         push_frame(&mut self.frame, opcode, payload, self.mask.to_be_bytes());
+    }
+
+    /// Queues TLS close_notify (RFC 8446 §6.1), so that the server ends
+    /// the connection in order; without TLS, shuts our side down.
+    pub fn close(&mut self) {
+        match &mut self.tls {
+            Some(tls) => {
+                tls.close();
+                tls.take_outgoing(&mut self.out);
+            }
+            None => {
+                let _ = self.sock.shutdown(std::net::Shutdown::Write);
+            }
+        }
     }
 
     /// Writes what is queued, as much as the socket takes.
@@ -543,6 +561,12 @@ pub fn wait(fds: &mut [libc::pollfd], timeout_us: u64) -> usize {
         )
     };
     n.max(0) as usize
+}
+
+/// True for a loopback address: `handshakes` opens connections
+/// by the thousand and only ever to this host.
+pub fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().is_loopback()
 }
 
 #[cfg(test)]

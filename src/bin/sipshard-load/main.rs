@@ -9,15 +9,20 @@
 //! and ports, each under a per-source rate limit.
 //! `steer-cost` ([`steer_cost`]): the `--steer call-id` program's cost per
 //! datagram, timed by the kernel.
+//! `handshakes` ([`handshakes`]): full TLS 1.3 handshakes, measured.
 //!
-//! The other modules serve them: [`net`] binds and polls sockets, [`sink`]
+//! The other modules serve them: [`conn`] makes and drives connections
+//! (TCP, TLS, WebSocket) and [`open`] many of them, [`ws`] is the
+//! WebSocket client half, [`net`] binds and polls sockets, [`sink`]
 //! answers requests 200, [`templates`] writes the messages we send and
 //! reads our stamps back from the answers, [`report`] turns what was
 //! measured into one line of prose or of key=value pairs.
 
 mod conn;
 mod flood;
+mod handshakes;
 mod net;
+mod open;
 mod register;
 mod relay;
 mod report;
@@ -53,6 +58,8 @@ enum Cmd {
     Flood(flood::Args),
     /// Time the --steer call-id eBPF program in the kernel, per datagram.
     SteerCost(steer_cost::Args),
+    /// Full TLS 1.3 handshakes against a server (no resumption), measured.
+    Handshakes(handshakes::Args),
 }
 
 fn main() {
@@ -62,6 +69,7 @@ fn main() {
         Cmd::Relay(args) => relay::main(args),
         Cmd::Flood(args) => flood::main(args),
         Cmd::SteerCost(args) => steer_cost::main(args),
+        Cmd::Handshakes(args) => handshakes::main(args),
     };
     if let Err(e) = result {
         eprintln!("sipshard-load: {e}");
