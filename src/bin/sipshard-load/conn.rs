@@ -137,6 +137,7 @@ impl Dialer {
             local: None,
             host: self.target.to_string(),
             tls,
+            transport: self.transport,
             ws: matches!(self.transport, Transport::Ws | Transport::Wss),
             phase: Phase::Connecting,
             out: Vec::new(),
@@ -217,6 +218,7 @@ pub struct Conn {
     /// The Host of the WebSocket upgrade.
     host: String,
     tls: Option<TlsClientSession>,
+    transport: Transport,
     ws: bool,
     phase: Phase,
     /// Bytes for the socket (ciphertext with TLS) not written yet.
@@ -246,6 +248,10 @@ impl Conn {
         self.phase
     }
 
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
     /// Our address (zero until connected).
     pub fn local(&self) -> SocketAddr {
         self.local
@@ -260,6 +266,12 @@ impl Conn {
     /// True when poll should wait for the socket to take bytes.
     pub fn wants_write(&self) -> bool {
         self.phase == Phase::Connecting || !self.out.is_empty()
+    }
+
+    /// The socket alone, for a connection held open and idle: the TLS
+    /// state and buffers are dropped (nothing more is sent or read on it).
+    pub fn into_socket(self) -> TcpStream {
+        self.sock
     }
 
     /// Moves on from [`Phase::Connecting`] once the socket is writable:
@@ -563,7 +575,25 @@ pub fn wait(fds: &mut [libc::pollfd], timeout_us: u64) -> usize {
     n.max(0) as usize
 }
 
-/// True for a loopback address: `handshakes` opens connections
+/// Raises this process's open-file limit to its hard limit (a script
+/// raises the hard one with `ulimit -n`); the soft limit in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid rlimit to fill / read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+/// True for a loopback address: `handshakes` and `hold` open connections
 /// by the thousand and only ever to this host.
 pub fn is_loopback(addr: SocketAddr) -> bool {
     addr.ip().is_loopback()

@@ -63,7 +63,7 @@ pub fn main(args: Args) -> std::io::Result<()> {
         goal: Goal::Handshake,
         sources: Vec::new(),
     };
-    let mut r = open_many(&dialer, &plan);
+    let mut r = open_many(&dialer, &plan, drop);
     r.lat_us.sort_unstable();
     let pct = |p| percentile(&r.lat_us, p);
     let rate = r.ok as f64 / r.secs.max(1e-9);

@@ -10,6 +10,7 @@
 //! `steer-cost` ([`steer_cost`]): the `--steer call-id` program's cost per
 //! datagram, timed by the kernel.
 //! `handshakes` ([`handshakes`]): full TLS 1.3 handshakes, measured.
+//! `hold` ([`hold`]): connections opened, used once and held idle.
 //!
 //! The other modules serve them: [`conn`] makes and drives connections
 //! (TCP, TLS, WebSocket) and [`open`] many of them, [`ws`] is the
@@ -21,6 +22,7 @@
 mod conn;
 mod flood;
 mod handshakes;
+mod hold;
 mod net;
 mod open;
 mod register;
@@ -60,6 +62,9 @@ enum Cmd {
     SteerCost(steer_cost::Args),
     /// Full TLS 1.3 handshakes against a server (no resumption), measured.
     Handshakes(handshakes::Args),
+    /// Open connections (TCP, TLS, ...), one OPTIONS answered on each, and
+    /// hold them idle until killed.
+    Hold(hold::Args),
 }
 
 fn main() {
@@ -70,6 +75,7 @@ fn main() {
         Cmd::Flood(args) => flood::main(args),
         Cmd::SteerCost(args) => steer_cost::main(args),
         Cmd::Handshakes(args) => handshakes::main(args),
+        Cmd::Hold(args) => hold::main(args),
     };
     if let Err(e) = result {
         eprintln!("sipshard-load: {e}");

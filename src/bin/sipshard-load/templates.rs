@@ -13,6 +13,8 @@ pub enum ReqTo<'a> {
     /// `sip:uNNNNNNN@DOMAIN`: user `seq % N` of the domain, found by the
     /// server's location service.
     Users(u32, &'a str),
+    /// `sip:ADDR`: the server itself, which answers it (RFC 3261 §11.2).
+    Server(SocketAddr),
 }
 
 /// An OPTIONS request sent over `transport` (the Via token: `UDP`,
@@ -31,6 +33,7 @@ pub fn options(
     let uri = |out: &mut Vec<u8>| match to {
         ReqTo::Sink(sink) => write!(out, "sip:load@{sink}"),
         ReqTo::Users(n, domain) => write!(out, "sip:u{:07}@{domain}", seq % u64::from(n)),
+        ReqTo::Server(addr) => write!(out, "sip:{addr}"),
     };
     let _ = out.write_all(b"OPTIONS ");
     let _ = uri(out);
@@ -227,7 +230,7 @@ Content-Length: 0\r\n\r\n"
         );
         for (token, to) in [
             ("TCP", ReqTo::Users(10, "example.com")),
-            ("WS", ReqTo::Sink(sink)),
+            ("WS", ReqTo::Server(sink)),
         ] {
             out.clear();
             options(&mut out, 12, 99, token, local, to);
@@ -241,6 +244,9 @@ Content-Length: 0\r\n\r\n"
                 .unwrap();
             assert_eq!(options_stamp(&buf[..n]), Some(99));
         }
+        out.clear();
+        options(&mut out, 12, 99, "TLS", local, ReqTo::Server(sink));
+        assert!(out.starts_with(b"OPTIONS sip:127.0.0.1:5070 SIP/2.0\r\n"));
         out.clear();
         options(
             &mut out,
