@@ -95,6 +95,20 @@ def pss_kb(pid):
     return total
 
 
+def rss_kb(pid):
+    """VmRSS of PID and its children, summed (shared pages counted in
+    every process that maps them: read beside pss_kb)."""
+    total = 0
+    for p in family(pid):
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 def rcvbuf_errors():
     """UDP datagrams the kernel dropped for a full receive buffer, on any
     socket of this machine (RcvbufErrors in /proc/net/snmp): a step's delta
