@@ -2,7 +2,7 @@
 # What TCP, TLS and WebSocket cost, sipshard against Kamailio 5.6, the
 # same loads in the same run (issue #14's benchmarks).
 #
-#   scripts/transport-bench.sh            the full run, about 20 minutes:
+#   scripts/transport-bench.sh            the full run, about 15 minutes:
 #                                         3 rounds; writes perf/transports/
 #                                         (CSV, raw.log, the section) and
 #                                         replaces the generated section of
