@@ -840,6 +840,8 @@ fn resumes_across_shards(
         "{report}"
     );
     assert!(report.contains(" conns_tls_failed=0 "), "{report}");
+    // Each ended with close_notify: an orderly end, not a framing error.
+    assert!(report.contains(" conns_unframeable=0 "), "{report}");
 }
 
 /// TLS 1.3: resumption with the tickets the server sends after each

@@ -106,6 +106,9 @@ fn messages_in_frames_are_answered_and_forwarded(io: &str) {
     let mut rest = Vec::new();
     let _ = c.read_to_end(&mut rest);
     assert!(rest.is_empty());
+    // An orderly close, not a framing error.
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_unframeable=0 "), "{report}");
 }
 
 /// RFC 7118 §5: a UA registered over WebSocket (a Contact nobody can
@@ -149,7 +152,7 @@ CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
 /// A handshake without the sip subprotocol gets 400, one from an origin
 /// not allowed 403; both close; an allowed one opens.
 fn bad_handshakes_are_refused(io: &str) {
-    let Some((_proxy, ws)) = start(io, &["--ws-origin", "https://phone.example.com"]) else {
+    let Some((proxy, ws)) = start(io, &["--ws-origin", "https://phone.example.com"]) else {
         return;
     };
     let refused = |extra: &str, status: &str| {
@@ -175,6 +178,10 @@ fn bad_handshakes_are_refused(io: &str) {
         upgrade_request("Sec-WebSocket-Protocol: sip\r\nOrigin: https://phone.example.com\r\n");
     c.write_all(ok.as_bytes()).unwrap();
     assert!(read_http(&mut c).starts_with("HTTP/1.1 101 "));
+    // The two refused handshakes, counted as bytes that could not be
+    // taken as WebSocket.
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_unframeable=2 "), "{report}");
 }
 
 on_both_backends!(

@@ -84,7 +84,8 @@ pub struct ShardCounters {
     /// TCP connections closed, for any reason.
     pub conns_closed: AtomicU64,
     /// TCP connections closed because their bytes could not be framed
-    /// (§18.3), after their answer.
+    /// (§18.3), or their WebSocket handshake or frame stream was broken,
+    /// after their answer (an orderly TLS or WebSocket end is not one).
     pub conns_unframeable: AtomicU64,
     /// TCP connections closed because the peer did not read its
     /// responses.

@@ -188,7 +188,7 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
     ),
     (
         "sipshard_connections_unframeable",
-        "TCP connections closed because their bytes could not be framed (RFC 3261 18.3).",
+        "TCP connections closed because their bytes could not be framed (RFC 3261 18.3), or their WebSocket handshake or frames were broken.",
         |c| &c.conns_unframeable,
     ),
     (

@@ -129,6 +129,10 @@ pub(super) enum Next {
     Close,
     /// Close it once the answers queued for it are sent.
     CloseAfterSend,
+    /// Its bytes cannot be framed (§18.3, or a broken WebSocket
+    /// handshake or frame stream): close it once its answers are sent,
+    /// counted as unframeable.
+    Unframeable,
 }
 
 /// Where the messages of connection `id` come from.
@@ -171,7 +175,7 @@ pub(super) fn frame_all(
             }
             Err(e) => {
                 handle(Received::Unframeable(rest, e), &src);
-                return (at, Next::CloseAfterSend);
+                return (at, Next::Unframeable);
             }
         }
     }

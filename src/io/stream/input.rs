@@ -77,7 +77,10 @@ impl Streams {
             Next::Idle => {}
             Next::Stalled => self.stalled.push(id),
             Next::Close => return self.close(id),
-            Next::CloseAfterSend => {
+            Next::CloseAfterSend | Next::Unframeable => {
+                if matches!(next, Next::Unframeable) {
+                    self.counts.frame_errors += 1;
+                }
                 // Read no more from it; `send_all` closes it.
                 self.closing.push(id);
                 if let Some(fd) = self.conns.get(id).map(|c| c.sock.as_raw_fd()) {

@@ -46,13 +46,13 @@ impl Streams {
         }
         out.items.clear();
         out.bytes.clear();
-        // Connections that lost their framing: their answers are written
-        // (or were refused by the kernel); now they close.
+        // Connections that end after their answers (framing lost, a TLS
+        // close_notify or failure, a WebSocket Close): their answers are
+        // written (or were refused by the kernel); now they close.
         for id in std::mem::take(&mut self.closing) {
             if let Some(conn) = self.conns.get_mut(id) {
                 let _ = conn.sock.write(&conn.tx);
             }
-            self.counts.frame_errors += 1;
             self.close(id);
         }
         if out.bytes.capacity() > 4 * TX_LIMIT {

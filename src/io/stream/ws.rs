@@ -66,12 +66,17 @@ fn control(opcode: Opcode, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// The Close frame for `code` (§5.5.1), after which the connection ends.
+/// The Close frame for `code` (§5.5.1), after which the connection ends:
+/// an orderly end for a normal closure, else a broken frame stream.
 fn closing(code: u16, out: &mut Vec<u8>) -> Next {
     let mut payload = [0u8; 2];
     let n = close_payload(code, &mut payload);
     control(Opcode::Close, &payload[..n], out);
-    Next::CloseAfterSend
+    if code == close::NORMAL {
+        Next::CloseAfterSend
+    } else {
+        Next::Unframeable
+    }
 }
 
 /// An HTTP refusal of the handshake (§4.2.2 item 4, §10.2 for 403).
@@ -79,7 +84,7 @@ fn refuse(status: u16, out: &mut Vec<u8>) -> Next {
     let mut buf = [0u8; REFUSAL_MAX_LEN];
     let n = write_refusal(status, &mut buf);
     out.extend_from_slice(&buf[..n]);
-    Next::CloseAfterSend
+    Next::Unframeable
 }
 
 /// Takes what the connection has buffered in `rx` (plaintext, front
