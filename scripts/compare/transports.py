@@ -401,8 +401,8 @@ def report(run, args):
         L.append(f"**{a.note}**\n")
     L.append(f"Targets alone on CPU {a.target_cpu} (every Kamailio process), generators (`sipshard-load`) on CPU "
              f"{a.gen_cpu}, a fresh target per step. sipshard: `--shards 1 --io mmsg` (and `--io uring` as "
-             "sipshard-uring in forwarding; its connections go through epoll under either backend, so the "
-             "handshake and memory parts run mmsg only), listening on UDP, TCP, TLS and WS, `--record-route`. "
+             "sipshard-uring in forwarding, where io_uring drives the connections itself: multishot accept and "
+             "receive; the handshake and memory parts run mmsg only, on epoll), listening on UDP, TCP, TLS and WS, `--record-route`. "
              "Kamailio: perf/kamailio/proxy-transports.cfg, `-n 1` (one UDP worker), `tcp_children=1` (one "
              "TCP/TLS/WS reader), `-x tlsf -X tlsf`, the tls module (OpenSSL 3) and xhttp + websocket for WS. "
              "Certificates made at run time by openssl (a CA and a leaf for 127.0.0.1, ECDSA P-256 or "
