@@ -12,7 +12,9 @@
 use std::ops::Range;
 
 use memchr::memmem;
-use sipshard::transport::websocket::{accept_key, encode_header, Opcode, MAX_HEADER_LEN};
+use sipshard::transport::websocket::{
+    accept_key, encode_header, payload_len, Opcode, MAX_HEADER_LEN,
+};
 
 /// The `Sec-WebSocket-Key` every connection sends. RFC 6455 §4.1 wants a
 /// fresh random nonce per connection, which protects browsers against
@@ -144,16 +146,8 @@ pub fn next_server_frame(buf: &[u8], max_payload: usize) -> Result<Option<Server
     if b0 & 0x80 == 0 || opcode == Opcode::Continuation {
         return Err(WsError::Fragmented);
     }
-    let (len, at) = match b1 & 0x7f {
-        126 => match buf.get(2..4) {
-            Some(&[hi, lo]) => (u64::from(u16::from_be_bytes([hi, lo])), 4),
-            _ => return Ok(None),
-        },
-        127 => match buf.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
-            Some(b) => (u64::from_be_bytes(b), 10),
-            None => return Ok(None),
-        },
-        n => (u64::from(n), 2),
+    let Some((len, at)) = payload_len(buf) else {
+        return Ok(None);
     };
     let len = match usize::try_from(len) {
         Ok(len) if len <= max_payload => len,

@@ -175,6 +175,25 @@ pub mod close {
     pub const INTERNAL_ERROR: u16 = 1011;
 }
 
+/// §5.2: the payload length of the frame at the start of `buf`, a 7-bit
+/// length, or 126 and 16 bits, or 127 and 64 bits, network order; with
+/// the bytes up to the masking key (or the payload, unmasked). None while
+/// they have not all arrived. The minimal form is not enforced; nothing
+/// depends on it.
+pub fn payload_len(buf: &[u8]) -> Option<(u64, usize)> {
+    Some(match buf.get(1)? & 0x7f {
+        126 => match buf.get(2..4)? {
+            &[hi, lo] => (u64::from(u16::from_be_bytes([hi, lo])), 4),
+            _ => return None,
+        },
+        127 => (
+            u64::from_be_bytes(<[u8; 8]>::try_from(buf.get(2..10)?).ok()?),
+            10,
+        ),
+        n => (u64::from(n), 2),
+    })
+}
+
 /// Decodes the client frame at the start of `buf` (§5.2) and unmasks its
 /// payload in place (§5.3). Returns the frame and the bytes it took, or
 /// `Ok(None)`, with `buf` untouched, while the frame is incomplete. Errors
@@ -208,18 +227,8 @@ pub fn decode(buf: &mut [u8], max_payload: usize) -> Result<Option<(Frame, usize
             return Err(FrameError::ControlTooLong);
         }
     }
-    // §5.2: 7-bit length, or 126 and 16 bits, or 127 and 64 bits, network
-    // order. The minimal form is not enforced; nothing depends on it.
-    let (len, at) = match len7 {
-        126 => match buf.get(2..4) {
-            Some(&[hi, lo]) => (u64::from(u16::from_be_bytes([hi, lo])), 4),
-            _ => return Ok(None),
-        },
-        127 => match buf.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
-            Some(b) => (u64::from_be_bytes(b), 10),
-            None => return Ok(None),
-        },
-        n => (u64::from(n), 2),
+    let Some((len, at)) = payload_len(buf) else {
+        return Ok(None);
     };
     // §5.2: "the most significant bit MUST be 0".
     if len >> 63 != 0 {

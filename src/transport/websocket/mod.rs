@@ -35,8 +35,8 @@ mod frame;
 mod handshake;
 
 pub use frame::{
-    check_text, close, close_payload, decode, encode_header, parse_close, Frame, FrameError,
-    Opcode, Part, Reassembly, MAX_HEADER_LEN,
+    check_text, close, close_payload, decode, encode_header, parse_close, payload_len, Frame,
+    FrameError, Opcode, Part, Reassembly, MAX_HEADER_LEN,
 };
 pub use handshake::{
     accept_key, parse_upgrade, write_accept, write_refusal, HandshakeError, Upgrade,
