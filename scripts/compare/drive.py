@@ -10,6 +10,7 @@ import time
 
 from procs import BIN, ROOT, TCK, cpu_ticks, free_ports, progress, pss_kb, rcvbuf_errors, spawn, stop
 from stats import call_step_held
+from results import csv_row
 
 FWD_COLS = ["target", "round", "offered_rps", "achieved_rps", "loss_pct", "p50_us", "p90_us",
             "p99_us", "p999_us", "cpu_us_per_msg"]
@@ -171,14 +172,7 @@ class Run:
         self.fallbacks = set()  # --steer modes asked for but not in force
 
     def row(self, name, cols, values):
-        if name not in self.files:
-            f = open(os.path.join(self.out, name), "w")
-            f.write(",".join(cols) + "\n")
-            self.files[name] = f
-        f = self.files[name]
-        f.write(",".join(v if isinstance(v, str) else f"{v:.6g}" if isinstance(v, float) else str(v)
-                         for v in values) + "\n")
-        f.flush()
+        csv_row(self.files, self.out, name, cols, values)
 
     def target_log(self, name):
         return os.path.join(self.args.work, f"{name}.log")

@@ -9,6 +9,7 @@ import time
 
 from procs import ROOT, START, sh
 from stats import by, call_step_held, fmt3, num, paired_ratio, stat_rows
+import results
 
 BEGIN = "<!-- scripts/compare.sh: generated section, begin -->"
 END = "<!-- scripts/compare.sh: generated section, end -->"
@@ -272,14 +273,5 @@ def registration_section(reg, args):
 
 
 def record(section):
-    """Replaces the generated section of perf/RESULTS.md (or appends it)."""
-    path = os.path.join(ROOT, "perf", "RESULTS.md")
-    text = open(path).read()
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n## sipshard against Kamailio: `scripts/compare.sh` (issue #6)\n\n" + block
-    open(path, "w").write(text)
+    """Replaces compare.sh's generated section of perf/RESULTS.md (or appends it)."""
+    results.record(section, BEGIN, END, "## sipshard against Kamailio: `scripts/compare.sh` (issue #6)")

@@ -48,6 +48,8 @@ sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 
 from procs import BIN, ROOT, START, TCK, children, cpu_ticks, pss_kb, rss_kb, sh, spawn, stop  # noqa: E402
 from stats import fmt3, num, paired_ratio  # noqa: E402
+import results  # noqa: E402
+from results import csv_row  # noqa: E402
 
 BEGIN = "<!-- scripts/transport-bench.sh: generated section, begin -->"
 END = "<!-- scripts/transport-bench.sh: generated section, end -->"
@@ -202,14 +204,7 @@ class Run:
         self.capped = None  # (asked, run) when the open-file limit capped a memory level
 
     def row(self, name, cols, values):
-        if name not in self.files:
-            f = open(os.path.join(self.args.out, name), "w")
-            f.write(",".join(cols) + "\n")
-            self.files[name] = f
-        f = self.files[name]
-        f.write(",".join(v if isinstance(v, str) else f"{v:.6g}" if isinstance(v, float) else str(v)
-                         for v in values) + "\n")
-        f.flush()
+        csv_row(self.files, self.args.out, name, cols, values)
 
     def read(self, name):
         path = os.path.join(self.args.out, name)
@@ -596,17 +591,8 @@ def memory_lines(rows, run, verdicts):
 
 
 def record(section):
-    """Replaces the generated section of perf/RESULTS.md (or appends it)."""
-    path = os.path.join(ROOT, "perf", "RESULTS.md")
-    text = open(path).read()
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + f"\n\n{HEADING}\n\n" + block
-    open(path, "w").write(text)
+    """Replaces this script's generated section of perf/RESULTS.md (or appends it)."""
+    results.record(section, BEGIN, END, HEADING)
 
 
 PARTS = ("forwarding", "handshakes", "memory")
