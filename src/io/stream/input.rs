@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 
 use super::conn::{frame_all, source_of, Conn, Next, Tls};
 use super::ws::{self, WsConn};
-use super::{listener_token, Received, Streams, ACCEPTS_PER_POLL, EVENTS, READ_CHUNK};
+use super::{listener_token, Received, Streams, ACCEPTS_PER_POLL, EVENTS, READ_CHUNK, TX_LIMIT};
 use crate::transport::stream::PONG;
 use crate::transport::tls::TlsSession;
 use crate::transport::{ConnId, Source, Transport};
@@ -202,38 +202,85 @@ impl Streams {
         bytes: &[u8],
         handle: &mut impl FnMut(Received<'_>, &Source) -> bool,
     ) -> Next {
+        let Some(conn) = self.conns.get(id) else {
+            return Next::Idle;
+        };
+        if conn.tls.is_none() {
+            return self.handle_plain(id, bytes, handle);
+        }
+        let mut plain = std::mem::take(&mut self.plain);
+        let next = match self.decrypt(id, bytes, &mut plain) {
+            Ok(peer_closed) => match self.handle_plain(id, &plain, handle) {
+                Next::Idle if peer_closed => Next::CloseAfterSend,
+                next => next,
+            },
+            Err(next) => next,
+        };
+        self.plain = plain;
+        next
+    }
+
+    /// Keeps `bytes` that `id` delivered while its earlier messages wait
+    /// for room (in ring mode the kernel reads on meanwhile): decrypted
+    /// first on TLS, since `rx` holds what the TLS layer gave, and
+    /// appended behind them. `Next::Stalled` while it stays open.
+    pub(super) fn input_held(&mut self, id: ConnId, bytes: &[u8]) -> Next {
         let Some(conn) = self.conns.get_mut(id) else {
             return Next::Idle;
         };
-        let Some(tls) = conn.tls.as_mut() else {
-            return self.handle_plain(id, bytes, handle);
-        };
-        // TLS: decrypt into `plain`; handshake records and alerts go out.
+        if conn.tls.is_none() {
+            return self.hold(id, bytes);
+        }
         let mut plain = std::mem::take(&mut self.plain);
+        // A close_notify read here closes it later, at the TCP end that
+        // follows it: its messages are handled first.
+        let next = match self.decrypt(id, bytes, &mut plain) {
+            Ok(_) => self.hold(id, &plain),
+            Err(next) => next,
+        };
+        self.plain = plain;
+        next
+    }
+
+    /// Appends `bytes` to `id`'s `rx` behind stalled messages, or closes
+    /// it as a peer that sends far more than it lets us answer.
+    fn hold(&mut self, id: ConnId, bytes: &[u8]) -> Next {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Next::Idle;
+        };
+        if conn.rx.len() + bytes.len() > TX_LIMIT {
+            self.counts.overflows += 1;
+            return Next::Close;
+        }
+        conn.rx.extend_from_slice(bytes);
+        Next::Stalled
+    }
+
+    /// Decrypts `cipher` from TLS connection `id` into `plain` (cleared
+    /// first) and writes what the TLS layer sends back (handshake
+    /// records, alerts). Ok(true) when the peer sent close_notify; the
+    /// `Next` to act on when it must close.
+    fn decrypt(&mut self, id: ConnId, cipher_in: &[u8], plain: &mut Vec<u8>) -> Result<bool, Next> {
+        let Some(tls) = self.conns.get_mut(id).and_then(|c| c.tls.as_mut()) else {
+            return Err(Next::Idle);
+        };
         let mut cipher = std::mem::take(&mut self.cipher);
         plain.clear();
         cipher.clear();
-        let received = tls.receive(bytes, &mut plain);
+        let received = tls.receive(cipher_in, plain);
         tls.take_outgoing(&mut cipher);
         let peer_closed = tls.peer_closed();
         let sent = cipher.is_empty() || self.send_raw(id, &cipher);
         self.cipher = cipher;
         if received.is_err() {
             // The alert is queued or written; the framing is lost.
-            self.plain = plain;
             self.counts.tls_failed += 1;
-            return Next::CloseAfterSend;
+            return Err(Next::CloseAfterSend);
         }
-        let next = if !sent {
-            Next::Close
-        } else {
-            self.handle_plain(id, &plain, handle)
-        };
-        self.plain = plain;
-        if peer_closed && matches!(next, Next::Idle) {
-            return Next::CloseAfterSend;
+        if !sent {
+            return Err(Next::Close);
         }
-        next
+        Ok(peer_closed)
     }
 
     /// Frames and handles `bytes`, plaintext that `id` delivered after

@@ -17,7 +17,7 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
 use super::conn::Next;
-use super::{Received, Streams, TX_LIMIT};
+use super::{Received, Streams};
 use crate::io::bufring::BufRing;
 use crate::transport::{ConnId, Source};
 
@@ -272,12 +272,12 @@ impl Streams {
         };
         conn.last_rx_ms = self.now_ms;
         if stalled {
-            // Its earlier messages wait for room: these wait behind them.
-            if conn.rx.len() + bytes.len() > TX_LIMIT {
-                self.counts.overflows += 1;
-                return self.close(id);
+            // Its earlier messages wait for room: these wait behind them
+            // (it is on the stalled list already).
+            match self.input_held(id, bytes) {
+                Next::Stalled => {}
+                next => self.after(id, next),
             }
-            conn.rx.extend_from_slice(bytes);
             return;
         }
         let next = self.input(id, bytes, handle);
@@ -542,6 +542,64 @@ mod tests {
         for (i, (m, _)) in r.got.iter().enumerate() {
             assert_eq!(m, &options(i + 1));
         }
+    }
+
+    #[test]
+    fn tls_bytes_that_arrive_while_messages_wait_are_decrypted_behind_them() {
+        use crate::transport::tls::testpki::{Pki, BOTH, SERVER_NAME};
+        use crate::transport::tls::TlsReloader;
+        use crate::transport::Source;
+        use rustls::pki_types::ServerName;
+        use rustls::{ClientConnection, StreamOwned};
+        use std::sync::Arc;
+
+        let Some(mut r) = rig() else { return };
+        let pki = Pki::new("ring-stalled");
+        let l = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        r.addr = l.local_addr().unwrap();
+        r.s = Streams::new(0, vec![(l, Transport::Tls)], 256, 4096).unwrap();
+        r.s.set_tls(Arc::new(TlsReloader::new(pki.settings()).unwrap()));
+        r.io = Uring::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        r.io.watch_streams(&mut r.s);
+        assert!(r.s.in_ring());
+        let cfg = pki.client_config(BOTH, false);
+        let addr = r.addr;
+        let client = std::thread::spawn(move || {
+            let name = ServerName::try_from(SERVER_NAME).unwrap();
+            let conn = ClientConnection::new(cfg, name).unwrap();
+            let mut tls = StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
+            tls.write_all(&[options(1), options(2), options(3)].concat())
+                .unwrap();
+            tls
+        });
+        r.room = 1;
+        r.until(|r| r.got.len() == 1 && r.s.has_stalled());
+        let mut tls = client.join().unwrap();
+        // Two more records, as a second receive of the same batch would
+        // deliver them, the connection being stalled by then.
+        let mut cipher = Vec::new();
+        for i in [4, 5] {
+            tls.conn.writer().write_all(&options(i)).unwrap();
+        }
+        while tls.conn.wants_write() {
+            tls.conn.write_tls(&mut cipher).unwrap();
+        }
+        let id = r.got[0].1;
+        let mut no_room = |_: Received<'_>, _: &Source| false;
+        let len = i32::try_from(cipher.len()).unwrap();
+        r.s.received(id, len, &cipher, true, &mut no_room);
+        let rx = &r.s.conns.get(id).unwrap().rx;
+        assert_eq!(
+            rx,
+            &[options(2), options(3), options(4), options(5)].concat()
+        );
+        r.room = usize::MAX;
+        r.until(|r| r.got.len() == 5);
+        for (i, (m, _)) in r.got.iter().enumerate() {
+            assert_eq!(m, &options(i + 1));
+        }
+        assert_eq!(r.s.open(), 1, "still open");
+        assert_eq!(r.s.take_counts().frame_errors, 0);
     }
 
     #[test]

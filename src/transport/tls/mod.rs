@@ -37,7 +37,7 @@ mod driver;
 mod reload;
 mod session;
 #[cfg(test)]
-mod testpki;
+pub(crate) mod testpki;
 
 use std::fmt;
 use std::io;

@@ -18,11 +18,11 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVer
 use super::{TlsError, TlsSession, TlsSettings, VerifyClient};
 
 /// The name the server certificate is for, and clients ask for (SNI).
-pub(super) const SERVER_NAME: &str = "localhost";
+pub(crate) const SERVER_NAME: &str = "localhost";
 
 /// A CA with a server certificate, a second CA for clients with one client
 /// certificate, all as files in a directory of their own.
-pub(super) struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
     ca: Issuer<'static, KeyPair>,
     /// The server CA's certificate, which clients trust.
@@ -79,7 +79,7 @@ fn leaf(
 
 impl Pki {
     /// Fresh certificates in a fresh directory; `name` tells the test.
-    pub(super) fn new(name: &str) -> Pki {
+    pub(crate) fn new(name: &str) -> Pki {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "sipshard-tls-{name}-{}-{}",
@@ -127,7 +127,7 @@ impl Pki {
     }
 
     /// Settings for the server certificate, no client verification.
-    pub(super) fn settings(&self) -> TlsSettings {
+    pub(crate) fn settings(&self) -> TlsSettings {
         TlsSettings {
             cert: self.cert.clone(),
             key: self.key.clone(),
@@ -140,7 +140,7 @@ impl Pki {
     /// Settings as [`Pki::settings`], but with a certificate from the same
     /// CA for `names` (DNS names or IP addresses) instead of
     /// [`SERVER_NAME`], written to files of its own.
-    pub(super) fn settings_for(&self, names: &[&str]) -> TlsSettings {
+    pub(crate) fn settings_for(&self, names: &[&str]) -> TlsSettings {
         let (cert, key) = leaf(names, ExtendedKeyUsagePurpose::ServerAuth, &self.ca);
         let stem: String = names
             .join("+")
@@ -161,12 +161,12 @@ impl Pki {
     }
 
     /// `file` in the directory.
-    pub(super) fn path(&self, file: &str) -> PathBuf {
+    pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
 
     /// Writes `text` to `file` in the directory.
-    pub(super) fn write(&self, file: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&self, file: &str, text: &str) -> PathBuf {
         let p = self.path(file);
         std::fs::write(&p, text).unwrap();
         p
@@ -174,7 +174,7 @@ impl Pki {
 
     /// Writes a new server certificate (same CA and name) and key over the
     /// configured files; returns the new leaf.
-    pub(super) fn renew_server_cert(&self) -> CertificateDer<'static> {
+    pub(crate) fn renew_server_cert(&self) -> CertificateDer<'static> {
         let (cert, key) = leaf(
             &[SERVER_NAME],
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -188,7 +188,7 @@ impl Pki {
     /// A client that trusts the server CA, speaks only `versions`, and
     /// shows the client certificate when `with_cert`. Connections made from
     /// one config share its session store (resumption).
-    pub(super) fn client_config(
+    pub(crate) fn client_config(
         &self,
         versions: &[&'static SupportedProtocolVersion],
         with_cert: bool,
@@ -220,29 +220,29 @@ impl Drop for Pki {
 }
 
 /// A SIP request, as a client sends it (RFC 3261 §11.1 OPTIONS).
-pub(super) const REQUEST: &[u8] = b"OPTIONS sip:localhost SIP/2.0\r\n\
+pub(crate) const REQUEST: &[u8] = b"OPTIONS sip:localhost SIP/2.0\r\n\
 Via: SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bK776asdhds\r\n\
 Max-Forwards: 70\r\nTo: <sip:localhost>\r\nFrom: <sip:alice@example.test>;tag=1928301774\r\n\
 Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n";
 
 /// Its response.
-pub(super) const RESPONSE: &[u8] = b"SIP/2.0 200 OK\r\n\
+pub(crate) const RESPONSE: &[u8] = b"SIP/2.0 200 OK\r\n\
 Via: SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bK776asdhds\r\n\
 To: <sip:localhost>;tag=a6c85cf\r\nFrom: <sip:alice@example.test>;tag=1928301774\r\n\
 Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n";
 
 /// Both TLS versions.
-pub(super) const BOTH: &[&SupportedProtocolVersion] =
+pub(crate) const BOTH: &[&SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// A client connection to [`SERVER_NAME`].
-pub(super) fn client(config: &Arc<ClientConfig>) -> ClientConnection {
+pub(crate) fn client(config: &Arc<ClientConfig>) -> ClientConnection {
     ClientConnection::new(config.clone(), ServerName::try_from(SERVER_NAME).unwrap()).unwrap()
 }
 
 /// Hands `bytes` to the client, chunk by chunk as it takes them; returns
 /// the plaintext they carried.
-pub(super) fn feed_client(
+pub(crate) fn feed_client(
     client: &mut ClientConnection,
     bytes: &[u8],
 ) -> Result<Vec<u8>, rustls::Error> {
@@ -263,7 +263,7 @@ pub(super) fn feed_client(
 
 /// What a run of [`shuttle`] ended with.
 #[derive(Debug)]
-pub(super) struct Outcome {
+pub(crate) struct Outcome {
     /// The server's first error, if any.
     pub server: Result<(), TlsError>,
     /// The client's first error, if any.
@@ -277,7 +277,7 @@ pub(super) struct Outcome {
 /// Moves bytes both ways until neither side has any left to send or one
 /// side fails; the plaintext the server receives is appended to `plain`.
 /// The server's ciphertext is fed to it in chunks of `chunk` bytes.
-pub(super) fn shuttle(
+pub(crate) fn shuttle(
     client: &mut ClientConnection,
     server: &mut TlsSession,
     plain: &mut Vec<u8>,
