@@ -188,6 +188,21 @@ pub fn run<B: Backend>(
         failed += sends.failed;
         // io_uring submits queued sends inside `poll`: log first.
         shard.commit_log();
+        // Before the wait, from the first one on: a connection may be
+        // waiting already (its peer's connect completes in the kernel
+        // before this loop runs), and must not sleep the wake interval.
+        if let Some(s) = streams.as_mut() {
+            if watching || !s.is_idle() {
+                io.watch_streams(s);
+                if !watching && io.name() == "uring" && !s.in_ring() {
+                    tracing::warn!(
+                        "shard {me}: io_uring refused the connections' receive buffers; \
+                         they run on epoll (the portable path)"
+                    );
+                }
+                watching = true;
+            }
+        }
         let mut first = true;
         io.poll(|d, send| {
             if std::mem::take(&mut first) {
@@ -231,16 +246,6 @@ pub fn run<B: Backend>(
                     failed += sends.failed;
                 }
                 s.send_all(&mut out);
-                if watching || !s.is_idle() {
-                    io.watch_streams(s);
-                    if !watching && io.name() == "uring" && !s.in_ring() {
-                        tracing::warn!(
-                            "shard {me}: io_uring refused the connections' receive buffers; \
-                             they run on epoll (the portable path)"
-                        );
-                    }
-                    watching = true;
-                }
                 counters.count_streams(s.take_counts(), s.open());
             }
             None => failed += out.clear(),
@@ -302,4 +307,86 @@ fn poll_streams<Q: SendQueue>(
         true
     });
     failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::mmsg::{Mmsg, SendBatch};
+    use crate::io::stream::bind_listener;
+    use crate::io::Datagram;
+    use crate::proxy::ProxyConfig;
+    use crate::registrar::RegistrarConfig;
+    use crate::transport::Transport;
+    use std::net::UdpSocket;
+
+    /// The recvmmsg backend, with what the loop asked of it in order.
+    struct Recording<'a> {
+        io: Mmsg,
+        calls: &'a std::cell::RefCell<Vec<&'static str>>,
+        stop: &'a AtomicBool,
+    }
+
+    impl Backend for Recording<'_> {
+        type Send = SendBatch;
+
+        fn poll<F>(&mut self, handle: F) -> io::Result<()>
+        where
+            F: FnMut(Datagram<'_>, &mut SendBatch),
+        {
+            self.calls.borrow_mut().push("poll");
+            // One turn is enough to see the order.
+            self.stop.store(true, Ordering::Relaxed);
+            self.io.poll(handle)
+        }
+
+        fn send_queue(&mut self) -> &mut SendBatch {
+            self.io.send_queue()
+        }
+
+        fn flush(&mut self) -> usize {
+            Backend::flush(&mut self.io)
+        }
+
+        fn watch_streams(&mut self, streams: &mut Streams) {
+            self.calls.borrow_mut().push("watch");
+            self.io.watch_streams(streams);
+        }
+
+        fn streams_ready(&mut self, streams: &mut Streams) -> bool {
+            self.io.streams_ready(streams)
+        }
+
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+    }
+
+    /// Before 2026-12-04 the loop first waited the whole wake interval
+    /// (100 ms) on the datagram socket alone: a TCP peer whose connect the
+    /// kernel had completed sent into a shard that did not look.
+    #[test]
+    fn a_shard_with_listeners_watches_them_before_its_first_wait() {
+        let proxy = ProxyConfig::at("127.0.0.1:5060".parse().unwrap());
+        let shared = Shared::new(proxy, RegistrarConfig::default(), vec![0]).unwrap();
+        let counters = ShardCounters::default();
+        let mut shard = Shard::alone(&shared, &counters);
+        let l = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let streams = Streams::new(0, vec![(l, Transport::Tcp)], 8, 4096).unwrap();
+        let stop = AtomicBool::new(false);
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // As the shard's socket has it (`bind_shard_socket`).
+        udp.set_read_timeout(Some(crate::io::socket::WAKE_INTERVAL))
+            .unwrap();
+        let io = Mmsg::new(udp);
+        let calls = std::cell::RefCell::new(Vec::new());
+        let rec = Recording {
+            io,
+            calls: &calls,
+            stop: &stop,
+        };
+        run(rec, Some(streams), &mut shard, &stop).unwrap();
+        let calls = calls.into_inner();
+        assert_eq!(calls.first(), Some(&"watch"), "{calls:?}");
+    }
 }
