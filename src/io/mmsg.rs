@@ -20,6 +20,7 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
+use std::time::Duration;
 
 use super::cmsg::{self, Space, RECV_SPACE, SEND_SPACE};
 use super::eventfd::drain as drain_eventfd;
@@ -203,6 +204,10 @@ impl Backend for Mmsg {
         self.streams.is_some()
     }
 
+    fn skip_next_wait(&mut self) {
+        self.no_wait = true;
+    }
+
     fn name(&self) -> &'static str {
         "mmsg"
     }
@@ -222,6 +227,10 @@ pub struct Mmsg {
     wake: Option<RawFd>,
     /// The shard's connections' epoll set, which ends the wait too.
     streams: Option<RawFd>,
+    /// The next poll must not sleep ([`Backend::skip_next_wait`]).
+    no_wait: bool,
+    /// The longest sleep of a poll with a wake fd or streams.
+    wake_interval: Duration,
 }
 
 /// Outcome of a flush.
@@ -248,7 +257,16 @@ impl Mmsg {
             send: SendBatch::new(bound),
             wake: None,
             streams: None,
+            no_wait: false,
+            wake_interval: WAKE_INTERVAL,
         }
+    }
+
+    /// Sets the longest sleep of a poll (tests make it long, so that a
+    /// poll that sleeps when it must not is seen without a stopwatch).
+    #[cfg(test)]
+    pub(crate) fn set_wake_interval(&mut self, d: Duration) {
+        self.wake_interval = d;
     }
 
     /// Also wakes up when `fd` (an eventfd) becomes readable, so that a
@@ -271,8 +289,9 @@ impl Mmsg {
         }
         let n = self.recv_some(room, libc::MSG_DONTWAIT)?;
         // Answers queued before this poll (inbox mail) must not wait for
-        // the next datagram: do not sleep with them unsent.
-        if n > 0 || !self.send.is_empty() {
+        // the next datagram: do not sleep with them unsent; nor with
+        // work held elsewhere.
+        if n > 0 || !self.send.is_empty() || std::mem::take(&mut self.no_wait) {
             return Ok(n);
         }
         let pollfd = |fd| libc::pollfd {
@@ -287,7 +306,7 @@ impl Mmsg {
             pollfd(self.wake.unwrap_or(-1)),
             pollfd(self.streams.unwrap_or(-1)),
         ];
-        let ms = WAKE_INTERVAL.as_millis() as libc::c_int;
+        let ms = libc::c_int::try_from(self.wake_interval.as_millis()).unwrap_or(libc::c_int::MAX);
         // SAFETY: `fds` is a live array of three pollfd structs.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, ms) };
         if r <= 0 {
@@ -633,6 +652,15 @@ mod tests {
     #[test]
     fn a_batch_leaves_in_commit_order() {
         testing::a_batch_leaves_in_commit_order(Mmsg::new);
+    }
+
+    #[test]
+    fn a_poll_told_not_to_wait_does_not_sleep() {
+        // With a wake fd (as a shard has), the wait is poll(2)'s.
+        let wake = crate::io::eventfd::EventFd::new().unwrap();
+        let mut io = Mmsg::new(testing::shard_socket("127.0.0.1:0")).with_wake(wake.fd());
+        io.set_wake_interval(Duration::from_secs(60));
+        testing::a_poll_told_not_to_wait_does_not_sleep(io);
     }
 
     #[test]

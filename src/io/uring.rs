@@ -38,6 +38,7 @@ use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
+use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
@@ -185,6 +186,10 @@ pub struct Uring {
     streams_ready: bool,
     /// How the ring runs its deferred work: said at start-up.
     taskrun: Taskrun,
+    /// The next poll must not sleep ([`Backend::skip_next_wait`]).
+    no_wait: bool,
+    /// The longest sleep of a poll.
+    wake_interval: Duration,
 }
 
 impl Uring {
@@ -259,9 +264,18 @@ impl Uring {
             streams_armed: false,
             streams_ready: false,
             taskrun,
+            no_wait: false,
+            wake_interval: WAKE_INTERVAL,
         };
         u.arm_recv()?;
         Ok(u)
+    }
+
+    /// Sets the longest sleep of a poll (tests make it long, so that a
+    /// poll that sleeps when it must not is seen without a stopwatch).
+    #[cfg(test)]
+    pub(crate) fn set_wake_interval(&mut self, d: Duration) {
+        self.wake_interval = d;
     }
 
     fn arm_recv(&mut self) -> io::Result<()> {
@@ -499,7 +513,8 @@ impl Backend for Uring {
         // in flight (nothing could be handled).
         let posted = !self.ring.completion().is_empty();
         let to_submit = !self.ring.submission().is_empty();
-        if !posted && (self.backlog.is_empty() || self.send.free.is_empty()) {
+        let may_sleep = !std::mem::take(&mut self.no_wait);
+        if !posted && may_sleep && (self.backlog.is_empty() || self.send.free.is_empty()) {
             // One entry submits the last batch's sends and waits for what
             // comes next: their completions (posted as they are
             // submitted), plus one more (a datagram, the doorbell) or the
@@ -507,7 +522,7 @@ impl Backend for Uring {
             // receive that the datagrams' arrival queued.
             let want = 1 + self.sends_unsubmitted;
             self.sends_unsubmitted = 0;
-            let ts = types::Timespec::from(WAKE_INTERVAL);
+            let ts = types::Timespec::from(self.wake_interval);
             let args = types::SubmitArgs::new().timespec(&ts);
             match self.ring.submitter().submit_with_args(want, &args) {
                 Ok(_) => {}
@@ -620,6 +635,10 @@ impl Backend for Uring {
             None => self.stream_cqes.clear(),
         }
         true
+    }
+
+    fn skip_next_wait(&mut self) {
+        self.no_wait = true;
     }
 
     fn name(&self) -> &'static str {
@@ -783,6 +802,15 @@ mod tests {
     #[test]
     fn a_batch_of_sends_and_sendmsgs_leaves_in_commit_order() {
         unless_refused(|| testing::a_batch_leaves_in_commit_order(wrap));
+    }
+
+    #[test]
+    fn a_poll_told_not_to_wait_does_not_sleep() {
+        unless_refused(|| {
+            let mut io = wrap(testing::shard_socket("127.0.0.1:0"));
+            io.set_wake_interval(Duration::from_secs(60));
+            testing::a_poll_told_not_to_wait_does_not_sleep(io);
+        });
     }
 
     #[test]

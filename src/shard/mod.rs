@@ -203,6 +203,11 @@ pub fn run<B: Backend>(
                 watching = true;
             }
         }
+        // Messages held for want of a send slot are announced by no
+        // descriptor: do not sleep on them.
+        if streams.as_ref().is_some_and(Streams::has_stalled) {
+            io.skip_next_wait();
+        }
         let mut first = true;
         io.poll(|d, send| {
             if std::mem::take(&mut first) {
@@ -355,6 +360,10 @@ mod tests {
 
         fn streams_ready(&mut self, streams: &mut Streams) -> bool {
             self.io.streams_ready(streams)
+        }
+
+        fn skip_next_wait(&mut self) {
+            self.io.skip_next_wait();
         }
 
         fn name(&self) -> &'static str {
