@@ -345,6 +345,19 @@ fn connections_are_counted_in_metrics(io: &str) {
     let (_, body) = get(addr, "/metrics");
     assert_eq!(sum_of(&body, "sipshard_connections_open{"), 1, "{body}");
     assert_eq!(sum_of(&body, "sipshard_connections_accepted_total{"), 1);
+    // Each by its transport, on whichever shard took it.
+    let on = |metric: &str, t: &str| -> u64 {
+        body.lines()
+            .filter(|l| l.starts_with(metric) && l.contains(&format!("transport=\"{t}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(on("sipshard_connections_open{", "tcp"), 1, "{body}");
+    assert_eq!(on("sipshard_connections_accepted_total{", "tcp"), 1);
+    for t in ["tls", "ws", "wss"] {
+        assert_eq!(on("sipshard_connections_accepted_total{", t), 0, "{t}");
+    }
+    assert_eq!(sum_of(&body, "sipshard_tls_handshakes_total{"), 0);
     drop(c);
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {

@@ -265,13 +265,20 @@ fn requests_over_tls_are_answered_and_forwarded(io: &str) {
     assert_eq!(&pong, b"\r\n");
     let report = proxy.stop_and_report();
     assert!(report.contains(" conns_accepted=1 "), "{report}");
+    assert!(report.contains(" tls_handshakes=1 "), "{report}");
+    // Accepted/closed by transport: the one TLS connection, still open
+    // at the stop.
+    assert!(
+        report.contains(" conns_by_transport: tcp=0/0 tls=1/0 ws=0/0 wss=0/0 "),
+        "{report}"
+    );
 }
 
-/// Bytes that are not TLS close their connection with an alert, counted;
-/// the next client is served.
+/// Bytes that are not TLS close their connection with an alert, counted
+/// and logged with the reason at debug; the next client is served.
 fn a_client_that_does_not_speak_tls_is_closed(io: &str) {
     let pki = Pki::new("garbage");
-    let Some((proxy, tls)) = start(io, &pki, &[]) else {
+    let Some((proxy, tls)) = start(io, &pki, &["--log-level", "debug"]) else {
         return;
     };
     let mut plain = TcpStream::connect(tls).unwrap();
@@ -292,8 +299,12 @@ fn a_client_that_does_not_speak_tls_is_closed(io: &str) {
     let options = request("OPTIONS", &format!("sip:{}", proxy.addr), &c, "after");
     c.write_all(options.as_bytes()).unwrap();
     assert_eq!(status(&read_message(&mut c, &mut Vec::new())), 200);
-    let report = proxy.stop_and_report();
-    assert!(report.contains(" conns_tls_failed=1 "), "{report}");
+    let me = plain.local_addr().unwrap();
+    let log = proxy.stop_and_read();
+    let report = log.lines().find(|l| l.contains("stopped;")).unwrap_or("");
+    assert!(report.contains(" conns_tls_failed=1 "), "{log}");
+    let why = format!("connection with {me} (TLS) closed: tls: handshake failed:");
+    assert!(log.contains(&why), "{log}");
 }
 
 /// SIGHUP reloads the certificate: a client trusting only the new CA gets
@@ -769,7 +780,7 @@ fn accepted_per_shard(addr: SocketAddr) -> [u64; 2] {
     [0, 1].map(|i| {
         sum_of(
             &body,
-            &format!("sipshard_connections_accepted_total{{shard=\"{i}\"}}"),
+            &format!("sipshard_connections_accepted_total{{shard=\"{i}\","),
         )
     })
 }

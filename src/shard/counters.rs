@@ -115,11 +115,19 @@ pub struct ShardCounters {
     pub connect_failed: AtomicU64,
     /// TCP connections open (a gauge).
     pub conns_open: AtomicU64,
+    /// Connections accepted, by transport (`Transport as usize`).
+    pub conns_accepted_by: [AtomicU64; 5],
+    /// Connections closed, by transport.
+    pub conns_closed_by: [AtomicU64; 5],
+    /// Connections open, by transport (gauges).
+    pub conns_open_by: [AtomicU64; 5],
+    /// TLS handshakes completed (TLS and WSS, accepted and opened).
+    pub tls_handshakes: AtomicU64,
 }
 
 impl ShardCounters {
     /// Adds what the shard's connections did since the last call.
-    pub fn count_streams(&self, c: StreamCounts, open: usize) {
+    pub fn count_streams(&self, c: StreamCounts, open: usize, open_by: [usize; 5]) {
         for (counter, n) in [
             (&self.conns_accepted, c.accepted),
             (&self.conns_refused, c.refused),
@@ -132,10 +140,20 @@ impl ShardCounters {
             (&self.conns_timed_out, c.timed_out),
             (&self.conns_tls_failed, c.tls_failed),
             (&self.connect_failed, c.connect_failed),
+            (&self.tls_handshakes, c.tls_handshakes),
         ] {
             if n > 0 {
                 add(counter, n);
             }
+        }
+        for (i, &open) in open_by.iter().enumerate() {
+            if c.accepted_by[i] > 0 {
+                add(&self.conns_accepted_by[i], c.accepted_by[i]);
+            }
+            if c.closed_by[i] > 0 {
+                add(&self.conns_closed_by[i], c.closed_by[i]);
+            }
+            self.conns_open_by[i].store(open as u64, Relaxed);
         }
         self.conns_open.store(open as u64, Relaxed);
     }

@@ -28,6 +28,7 @@ use crate::proxy::DropReason;
 use crate::shard::counters::{ShardCounters, HANDLE_BUCKETS_US};
 use crate::shard::Shared;
 use crate::sip::Method;
+use crate::transport::Transport;
 
 /// The counters a scrape reads, the inboxes, and what the server is.
 struct ShardCollector {
@@ -137,13 +138,8 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.sources_banned,
     ),
     (
-        "sipshard_connections_accepted",
-        "TCP connections accepted by the shard.",
-        |c| &c.conns_accepted,
-    ),
-    (
         "sipshard_connections_opened",
-        "TCP connections the shard opened to next hops.",
+        "Connections (TCP or TLS) the shard opened to next hops.",
         |c| &c.conns_opened,
     ),
     (
@@ -163,8 +159,13 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
     ),
     (
         "sipshard_connections_timed_out",
-        "TCP connections closed at a deadline: connect (10 s), a partial message (32 s), or --tcp-idle-timeout.",
+        "Connections closed at a deadline: connect (10 s), a partial message (32 s), or --tcp-idle-timeout.",
         |c| &c.conns_timed_out,
+    ),
+    (
+        "sipshard_tls_handshakes",
+        "TLS handshakes completed (TLS and WSS connections, accepted and opened).",
+        |c| &c.tls_handshakes,
     ),
     (
         "sipshard_connections_tls_failed",
@@ -173,32 +174,27 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
     ),
     (
         "sipshard_connections_refused",
-        "TCP connections closed at accept: over the shard's share of --max-connections.",
+        "Connections closed at accept: over the shard's share of --max-connections.",
         |c| &c.conns_refused,
     ),
     (
         "sipshard_connections_refused_per_ip",
-        "TCP connections closed at accept: their IP address had its share of --max-connections-per-ip.",
+        "Connections closed at accept: their IP address had its share of --max-connections-per-ip.",
         |c| &c.conns_refused_per_ip,
     ),
     (
-        "sipshard_connections_closed",
-        "TCP connections closed, for any reason.",
-        |c| &c.conns_closed,
-    ),
-    (
         "sipshard_connections_unframeable",
-        "TCP connections closed because their bytes could not be framed (RFC 3261 18.3), or their WebSocket handshake or frames were broken.",
+        "Connections closed because their bytes could not be framed (RFC 3261 18.3), or their WebSocket handshake or frames were broken.",
         |c| &c.conns_unframeable,
     ),
     (
         "sipshard_connections_overflowed",
-        "TCP connections closed because the peer did not read its responses.",
+        "Connections closed because the peer did not read its responses.",
         |c| &c.conns_overflowed,
     ),
     (
         "sipshard_connection_sends_gone",
-        "Messages for a TCP connection that had closed.",
+        "Messages for a connection that had closed.",
         |c| &c.conn_sends_gone,
     ),
     (
@@ -219,11 +215,6 @@ const GAUGES: &[(&str, &str, Pick)] = &[
         "sipshard_replica_updates_waiting",
         "Replica updates waiting for room in other shards' inboxes.",
         |c| &c.updates_waiting,
-    ),
-    (
-        "sipshard_connections_open",
-        "TCP connections the shard owns.",
-        |c| &c.conns_open,
     ),
     (
         "sipshard_replica_delay_max_microseconds",
@@ -259,7 +250,26 @@ impl Collector for ShardCollector {
             .iter()
             .map(|r| r.name().to_string())
             .collect();
-        let families: [(&str, &str, &str, &[String], PickNth); 4] = [
+        // Connections by transport: every stream transport (not UDP).
+        let transports: Vec<String> = Transport::ALL[1..]
+            .iter()
+            .map(|t| t.via_token().to_ascii_lowercase())
+            .collect();
+        let families: [(&str, &str, &str, &[String], PickNth); 6] = [
+            (
+                "sipshard_connections_accepted",
+                "Connections accepted, by transport.",
+                "transport",
+                &transports,
+                |c, i| &c.conns_accepted_by[i + 1],
+            ),
+            (
+                "sipshard_connections_closed",
+                "Connections closed for any reason, ours to next hops included, by transport.",
+                "transport",
+                &transports,
+                |c, i| &c.conns_closed_by[i + 1],
+            ),
             (
                 "sipshard_replies",
                 "Local replies, by status class.",
@@ -297,6 +307,20 @@ impl Collector for ShardCollector {
                     let l = [labels[0].clone(), (label, v.clone())];
                     ConstCounter::new(read(pick(c, i))).encode(family.encode_family(&l)?)?;
                 }
+            }
+        }
+        let probe = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "sipshard_connections_open",
+            "Connections the shard owns, ours to next hops included, by transport.",
+            None,
+            probe.metric_type(),
+        )?;
+        for (c, labels) in self.counters.iter().zip(&shard_labels) {
+            for (i, t) in transports.iter().enumerate() {
+                let l = [labels[0].clone(), ("transport", t.clone())];
+                let v = i64::try_from(read(&c.conns_open_by[i + 1])).unwrap_or(i64::MAX);
+                ConstGauge::new(v).encode(family.encode_family(&l)?)?;
             }
         }
         // Read live, not published by the shard: a shard that stalls

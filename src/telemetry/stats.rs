@@ -12,6 +12,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::proxy::DropReason;
 use crate::shard::counters::{total, ShardCounters};
+use crate::transport::Transport;
 
 /// A snapshot of the summed counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,7 +104,7 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     );
     let _ = write!(
         s,
-        " conns_accepted={} conns_opened={} connect_failed={} conns_refused={} conns_refused_per_ip={} conns_closed={} conns_unframeable={} conns_overflowed={} conns_timed_out={} conns_tls_failed={} conn_msgs_crossed={} conn_sends_gone={} conn_responses_resent={} flows_failed={}",
+        " conns_accepted={} conns_opened={} connect_failed={} conns_refused={} conns_refused_per_ip={} conns_closed={} conns_unframeable={} conns_overflowed={} conns_timed_out={} conns_tls_failed={} tls_handshakes={} conn_msgs_crossed={} conn_sends_gone={} conn_responses_resent={} flows_failed={}",
         total(all, |c| &c.conns_accepted),
         total(all, |c| &c.conns_opened),
         total(all, |c| &c.connect_failed),
@@ -114,11 +115,24 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
         total(all, |c| &c.conns_overflowed),
         total(all, |c| &c.conns_timed_out),
         total(all, |c| &c.conns_tls_failed),
+        total(all, |c| &c.tls_handshakes),
         total(all, |c| &c.conn_msgs_crossed),
         total(all, |c| &c.conn_sends_gone),
         total(all, |c| &c.conn_responses_resent),
         total(all, |c| &c.flows_failed),
     );
+    // Accepted and closed by each stream transport, as tcp=A/C.
+    s.push_str(" conns_by_transport:");
+    for t in &Transport::ALL[1..] {
+        let i = *t as usize;
+        let _ = write!(
+            s,
+            " {}={}/{}",
+            t.via_token().to_ascii_lowercase(),
+            total(all, |c| &c.conns_accepted_by[i]),
+            total(all, |c| &c.conns_closed_by[i]),
+        );
+    }
     s.push_str(" drops:");
     for r in DropReason::ALL {
         let _ = write!(s, " {}={}", r.name(), total(all, |c| &c.drops[r as usize]));

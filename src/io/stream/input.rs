@@ -169,6 +169,8 @@ impl Streams {
         }
         self.per_ip.insert(ip, from_ip + 1);
         self.counts.accepted += 1;
+        self.counts.accepted_by[transport as usize] += 1;
+        self.open_by[transport as usize] += 1;
     }
 
     /// Reads once from `id` and handles the messages now whole.
@@ -261,19 +263,34 @@ impl Streams {
     /// records, alerts). Ok(true) when the peer sent close_notify; the
     /// `Next` to act on when it must close.
     fn decrypt(&mut self, id: ConnId, cipher_in: &[u8], plain: &mut Vec<u8>) -> Result<bool, Next> {
-        let Some(tls) = self.conns.get_mut(id).and_then(|c| c.tls.as_mut()) else {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Err(Next::Idle);
+        };
+        let (peer, transport) = (conn.peer, conn.transport);
+        let Some(tls) = conn.tls.as_mut() else {
             return Err(Next::Idle);
         };
         let mut cipher = std::mem::take(&mut self.cipher);
         plain.clear();
         cipher.clear();
+        let handshaking = tls.is_handshaking();
         let received = tls.receive(cipher_in, plain);
+        let handshaken = handshaking && received.is_ok() && !tls.is_handshaking();
         tls.take_outgoing(&mut cipher);
         let peer_closed = tls.peer_closed();
         let sent = cipher.is_empty() || self.send_raw(id, &cipher);
         self.cipher = cipher;
-        if received.is_err() {
-            // The alert is queued or written; the framing is lost.
+        if handshaken {
+            self.counts.tls_handshakes += 1;
+        }
+        if let Err(e) = received {
+            // The alert is queued or written; the framing is lost. Why,
+            // for the operator of a trunk that fails (counted always,
+            // told at debug: a scanner must not fill the log).
+            tracing::debug!(
+                "connection with {peer} ({}) closed: {e}",
+                transport.via_token()
+            );
             self.counts.tls_failed += 1;
             return Err(Next::CloseAfterSend);
         }

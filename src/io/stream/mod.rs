@@ -142,6 +142,12 @@ pub struct StreamCounts {
     pub timed_out: u64,
     /// TLS connections closed for a failed handshake or a TLS error.
     pub tls_failed: u64,
+    /// TLS handshakes completed, ours to next hops included.
+    pub tls_handshakes: u64,
+    /// Connections accepted, by transport (`Transport as usize`).
+    pub accepted_by: [u64; 5],
+    /// Connections closed, by transport.
+    pub closed_by: [u64; 5],
 }
 
 struct Listener {
@@ -203,6 +209,8 @@ pub struct Streams {
     shard: u8,
     /// Ring mode ([`ring`]): None while the epoll set drives them.
     ring: Option<ring::RingState>,
+    /// Connections open, by transport (`Transport as usize`).
+    open_by: [usize; 5],
     counts: StreamCounts,
 }
 
@@ -256,6 +264,7 @@ impl Streams {
             max_per_ip: 0,
             shard,
             ring: None,
+            open_by: [0; 5],
             counts: StreamCounts::default(),
         };
         for (i, (sock, transport)) in listeners.into_iter().enumerate() {
@@ -337,6 +346,11 @@ impl Streams {
     /// Connections open.
     pub fn open(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Connections open, by transport (`Transport as usize`).
+    pub fn open_by(&self) -> [usize; 5] {
+        self.open_by
     }
 
     /// The counts since the last call, cleared.

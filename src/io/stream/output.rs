@@ -119,6 +119,7 @@ impl Streams {
         }
         self.outbound.insert((peer, transport), id);
         self.counts.opened += 1;
+        self.open_by[transport as usize] += 1;
         Some(id)
     }
 
@@ -250,6 +251,9 @@ impl Streams {
         if let Some(conn) = self.conns.remove(id) {
             self.release(&conn.sock);
             self.counts.closed += 1;
+            self.counts.closed_by[conn.transport as usize] += 1;
+            let open = &mut self.open_by[conn.transport as usize];
+            *open = open.saturating_sub(1);
             if let Some(peer) = conn.opened_to {
                 let key = (peer, conn.transport);
                 if self.outbound.get(&key) == Some(&id) {
