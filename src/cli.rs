@@ -173,6 +173,30 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub tcp_idle_timeout: u64,
 
+    /// Seconds a connect of ours, a TLS handshake or a WebSocket upgrade
+    /// may take before the connection is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub tcp_handshake_timeout: u64,
+
+    /// Seconds an accepted connection may stay silent before its first
+    /// byte (a TLS ClientHello, a request, a CRLF keep-alive): one that
+    /// connects and says nothing is closed, not held for the idle
+    /// timeout (slowloris).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub tcp_first_byte_timeout: u64,
+
+    /// Seconds from a message's first byte to its last on a connection; a
+    /// sender slower than that is closed (slowloris). The default is 64 x
+    /// T1, what a UDP transaction is given (RFC 3261 §17.1.1.2).
+    #[arg(long, value_name = "SECS", default_value_t = 32)]
+    pub tcp_message_timeout: u64,
+
+    /// Bytes a connection may have waiting for the kernel (answers its
+    /// peer has not read) before it is closed and counted: a peer that
+    /// does not read cannot grow our memory. At least --max-message-size.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_write_queue: usize,
+
     /// An `Origin` a WebSocket (ws:, wss:) handshake may come from, as a
     /// browser sends it (`https://phone.example.com`); repeat for several.
     /// With none given any origin is let in; with some, a handshake from

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use crate::admit::guard::Guard;
 use crate::cli::{Args, FsyncPolicy, IoChoice, Mode, OverContacts, Steer, TlsVerifyClient};
 use crate::io::socket::SocketOptions;
+use crate::io::stream::Deadlines;
 use crate::proxy::conn_param::ConnKey;
 use crate::proxy::ProxyConfig;
 use crate::registrar::{OverLimit, RegistrarConfig};
@@ -27,8 +28,11 @@ pub struct Config {
     /// Most connections accepted from one IP address per shard; 0: no
     /// limit.
     pub max_connections_per_ip_per_shard: usize,
-    /// How long a connection may stay silent.
-    pub tcp_idle_timeout: std::time::Duration,
+    /// How long a connection may take at each stage (the
+    /// `--tcp-*-timeout` flags).
+    pub stream_deadlines: Deadlines,
+    /// Bytes a connection may have waiting for the kernel.
+    pub max_write_queue: usize,
     /// Origins a WebSocket handshake may come from; empty: any.
     pub ws_origins: Vec<String>,
     /// Roots for outbound TLS (`--tls-ca`); None: the system's.
@@ -140,8 +144,10 @@ pub enum ConfigError {
     NoUdpListen,
     /// `--max-connections 0`.
     MaxConnections,
-    /// `--tcp-idle-timeout 0`.
-    TcpIdleTimeout,
+    /// A `--tcp-*-timeout` of 0: the flag.
+    ZeroTimeout(&'static str),
+    /// `--max-write-queue` below `--max-message-size`: both.
+    WriteQueue(usize, usize),
     /// An --upstream over a transport we cannot open yet.
     UpstreamTransport(UpstreamAddr),
     /// An --upstream whose name did not resolve: why.
@@ -187,9 +193,12 @@ impl fmt::Display for ConfigError {
                  over UDP until outbound connections land, issue #14)",
             ),
             ConfigError::MaxConnections => f.write_str("--max-connections 0: give at least 1"),
-            ConfigError::TcpIdleTimeout => {
-                f.write_str("--tcp-idle-timeout 0: give at least 1 second")
-            }
+            ConfigError::ZeroTimeout(flag) => write!(f, "{flag} 0: give at least 1 second"),
+            ConfigError::WriteQueue(queue, message) => write!(
+                f,
+                "--max-write-queue {queue}: below --max-message-size {message}, one answer \
+                 could not be queued"
+            ),
             ConfigError::UpstreamTransport(u) => write!(
                 f,
                 "--upstream {u}: upstreams are udp, tcp or tls (a WebSocket server is \
@@ -436,8 +445,21 @@ impl Config {
         if args.max_connections == 0 {
             return Err(ConfigError::MaxConnections);
         }
-        if args.tcp_idle_timeout == 0 {
-            return Err(ConfigError::TcpIdleTimeout);
+        for (flag, secs) in [
+            ("--tcp-idle-timeout", args.tcp_idle_timeout),
+            ("--tcp-handshake-timeout", args.tcp_handshake_timeout),
+            ("--tcp-first-byte-timeout", args.tcp_first_byte_timeout),
+            ("--tcp-message-timeout", args.tcp_message_timeout),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::ZeroTimeout(flag));
+            }
+        }
+        if args.max_write_queue < args.max_message_size {
+            return Err(ConfigError::WriteQueue(
+                args.max_write_queue,
+                args.max_message_size,
+            ));
         }
         // A connection id names its shard in 8 bits.
         let udp_listens = args
@@ -556,7 +578,13 @@ impl Config {
                 .collect(),
             max_connections_per_shard: args.max_connections.div_ceil(shards),
             max_connections_per_ip_per_shard: args.max_connections_per_ip.div_ceil(shards),
-            tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
+            stream_deadlines: Deadlines {
+                handshake: std::time::Duration::from_secs(args.tcp_handshake_timeout),
+                first_byte: std::time::Duration::from_secs(args.tcp_first_byte_timeout),
+                message: std::time::Duration::from_secs(args.tcp_message_timeout),
+                idle: std::time::Duration::from_secs(args.tcp_idle_timeout),
+            },
+            max_write_queue: args.max_write_queue,
             ws_origins: args.ws_origin.clone(),
             tls_ca: args.tls_ca.clone(),
             tls_client_identity,
@@ -748,11 +776,32 @@ mod tests {
             cfg(&["--max-connections", "0"]).unwrap_err(),
             ConfigError::MaxConnections
         );
+        for flag in [
+            "--tcp-idle-timeout",
+            "--tcp-handshake-timeout",
+            "--tcp-first-byte-timeout",
+            "--tcp-message-timeout",
+        ] {
+            assert_eq!(
+                cfg(&[flag, "0"]).unwrap_err(),
+                ConfigError::ZeroTimeout(flag)
+            );
+        }
+        assert_eq!(c.stream_deadlines, Deadlines::default(), "the defaults");
+        assert_eq!(c.max_write_queue, crate::io::stream::TX_LIMIT);
+        let c = cfg(&[
+            "--tcp-first-byte-timeout",
+            "3",
+            "--max-write-queue",
+            "65536",
+        ])
+        .unwrap();
+        assert_eq!(c.stream_deadlines.first_byte.as_secs(), 3);
+        assert_eq!(c.max_write_queue, 65_536);
         assert_eq!(
-            cfg(&["--tcp-idle-timeout", "0"]).unwrap_err(),
-            ConfigError::TcpIdleTimeout
+            cfg(&["--max-write-queue", "4096"]).unwrap_err(),
+            ConfigError::WriteQueue(4096, 8192)
         );
-        assert_eq!(c.tcp_idle_timeout, std::time::Duration::from_secs(600));
         let c = cfg(&[
             "--upstream",
             "tcp:192.0.2.1:5060",

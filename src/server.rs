@@ -343,12 +343,12 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
             tls_names.insert((u.dest.addr, Transport::Tls), name);
         }
     }
-    let (max_conns, max_per_ip, max_message, idle) = (
+    let (max_conns, max_per_ip, max_message) = (
         cfg.max_connections_per_shard,
         cfg.max_connections_per_ip_per_shard,
         cfg.guard.max_message_size,
-        cfg.tcp_idle_timeout,
     );
+    let (deadlines, max_write_queue) = (cfg.stream_deadlines, cfg.max_write_queue);
     for ((i, socket), shard_listeners) in sockets.into_iter().enumerate().zip(listeners) {
         let (shared, counters, stop) = (shared.clone(), counters.clone(), stop.clone());
         let shard_tls = tls.clone();
@@ -375,7 +375,8 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                 // shard has its streams, idle (and not polled) until used.
                 let streams =
                     Streams::new(i as u8, shard_listeners, max_conns, max_message).map(|mut s| {
-                        s.set_idle_timeout(idle);
+                        s.set_deadlines(deadlines);
+                        s.set_max_write_queue(max_write_queue);
                         s.set_max_per_ip(max_per_ip);
                         s.set_ws_origins(origins);
                         if let Some(t) = shard_tls {

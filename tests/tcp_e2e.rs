@@ -639,6 +639,91 @@ fn a_silent_connection_is_closed_and_a_kept_alive_one_is_not(io: &str) {
     assert!(report.contains(" conns_timed_out=1 "), "{report}");
 }
 
+/// Slowloris: `--tcp-first-byte-timeout` closes a connection that says
+/// nothing, `--tcp-message-timeout` one that trickles a message, each
+/// counted by its deadline; a connection in use meanwhile is served.
+fn mute_and_trickling_connections_close_at_their_deadlines(io: &str) {
+    let flags = [
+        "--tcp-first-byte-timeout",
+        "1",
+        "--tcp-message-timeout",
+        "2",
+    ];
+    let Some((proxy, tcp)) = start(io, &flags) else {
+        return;
+    };
+    let mut mute = connect(tcp);
+    let mut trickle = connect(tcp);
+    let mut busy = connect(tcp);
+    let head = options(&trickle, proxy.addr.port(), "trickle", 1);
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut cseq = 0;
+    while started.elapsed() < Duration::from_millis(3500) {
+        // A byte of the message every 100 ms, never its end (while the
+        // server takes them).
+        if sent + 1 < head.len() && trickle.write_all(&head.as_bytes()[sent..=sent]).is_ok() {
+            sent += 1;
+        }
+        cseq += 1;
+        let ok = options(&busy, proxy.addr.port(), "busy", cseq);
+        busy.write_all(ok.as_bytes()).unwrap();
+        assert_eq!(status(&read_message(&mut busy, &mut Vec::new())), 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(closed(&mut mute), "silent past 1 s: closed");
+    assert!(closed(&mut trickle), "a message begun 2 s ago: closed");
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_timed_out=2 "), "{report}");
+    assert!(
+        report.contains(" conns_timed_out_by: handshake=0 first_byte=1 message=1 idle=0 "),
+        "{report}"
+    );
+}
+
+/// `--max-write-queue`: a peer that sends requests and never reads their
+/// answers is closed once that many bytes wait for it, and counted; the
+/// server's memory does not follow it. The same traffic (20,000 answers,
+/// about 7 MB: more than the kernel's 4 MiB of send buffer can hide) fits
+/// a 64 MiB queue and overflows a 64 KiB one.
+fn a_peer_that_does_not_read_is_closed_at_the_write_queue_bound(io: &str) {
+    assert_eq!(deaf_peer_closed(io, "67108864"), Some(false));
+    assert_eq!(deaf_peer_closed(io, "65536"), Some(true));
+}
+
+/// Whether a client that sends 20,000 OPTIONS and reads nothing is closed
+/// for overflow under `--max-write-queue max`; None without io_uring.
+fn deaf_peer_closed(io: &str, max: &str) -> Option<bool> {
+    let (proxy, tcp) = start(io, &["--max-write-queue", max])?;
+    // A small receive window, so that the kernel holds little of what
+    // waits for it.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&tcp.into()).unwrap();
+    let mut deaf: TcpStream = sock.into();
+    deaf.set_write_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let port = proxy.addr.port();
+    for burst in 0..200 {
+        let mut bytes = String::new();
+        for k in 1..=100 {
+            bytes.push_str(&options(&deaf, port, "deaf", burst * 100 + k));
+        }
+        if deaf.write_all(bytes.as_bytes()).is_err() {
+            break; // closed already (reset)
+        }
+    }
+    // Time for the server to take the last burst.
+    std::thread::sleep(Duration::from_millis(500));
+    let report = proxy.stop_and_report();
+    let overflowed = report.contains(" conns_overflowed=1 ");
+    assert!(
+        overflowed || report.contains(" conns_overflowed=0 "),
+        "{report}"
+    );
+    Some(overflowed)
+}
+
 /// RFC 5658 / RFC 5626 §5.3: with --record-route, the callee's BYE
 /// (sent along the route set it learnt, over UDP) reaches the caller on
 /// its TCP connection, although its Contact names nothing reachable.
@@ -681,6 +766,8 @@ CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
 }
 
 on_both_backends!(
+    mute_and_trickling_connections_close_at_their_deadlines,
+    a_peer_that_does_not_read_is_closed_at_the_write_queue_bound,
     responses_go_over_a_new_connection_when_theirs_has_gone,
     the_callees_bye_reaches_a_tcp_caller_on_its_connection,
     a_silent_connection_is_closed_and_a_kept_alive_one_is_not,

@@ -123,6 +123,9 @@ pub struct ShardCounters {
     pub conns_open_by: [AtomicU64; 5],
     /// TLS handshakes completed (TLS and WSS, accepted and opened).
     pub tls_handshakes: AtomicU64,
+    /// Connections closed at a deadline, by the one that fired
+    /// (`Deadline as usize`).
+    pub conns_timed_out_by: [AtomicU64; 4],
 }
 
 impl ShardCounters {
@@ -142,6 +145,11 @@ impl ShardCounters {
             (&self.connect_failed, c.connect_failed),
             (&self.tls_handshakes, c.tls_handshakes),
         ] {
+            if n > 0 {
+                add(counter, n);
+            }
+        }
+        for (counter, &n) in self.conns_timed_out_by.iter().zip(&c.timed_out_by) {
             if n > 0 {
                 add(counter, n);
             }

@@ -24,6 +24,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::io::stream::Deadline;
 use crate::proxy::DropReason;
 use crate::shard::counters::{ShardCounters, HANDLE_BUCKETS_US};
 use crate::shard::Shared;
@@ -158,11 +159,6 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.flows_failed,
     ),
     (
-        "sipshard_connections_timed_out",
-        "Connections closed at a deadline: connect (10 s), a partial message (32 s), or --tcp-idle-timeout.",
-        |c| &c.conns_timed_out,
-    ),
-    (
         "sipshard_tls_handshakes",
         "TLS handshakes completed (TLS and WSS connections, accepted and opened).",
         |c| &c.tls_handshakes,
@@ -255,7 +251,15 @@ impl Collector for ShardCollector {
             .iter()
             .map(|t| t.via_token().to_ascii_lowercase())
             .collect();
-        let families: [(&str, &str, &str, &[String], PickNth); 6] = [
+        let deadlines: Vec<String> = Deadline::ALL.iter().map(|d| d.name().to_string()).collect();
+        let families: [(&str, &str, &str, &[String], PickNth); 7] = [
+            (
+                "sipshard_connections_timed_out",
+                "Connections closed at a deadline, by the one that fired: handshake (connect, TLS, WebSocket upgrade), first_byte, message, idle (the --tcp-*-timeout flags).",
+                "deadline",
+                &deadlines,
+                |c, i| &c.conns_timed_out_by[i],
+            ),
             (
                 "sipshard_connections_accepted",
                 "Connections accepted, by transport.",

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
+use crate::io::stream::Deadline;
 use crate::proxy::DropReason;
 use crate::shard::counters::{total, ShardCounters};
 use crate::transport::Transport;
@@ -131,6 +132,15 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
             t.via_token().to_ascii_lowercase(),
             total(all, |c| &c.conns_accepted_by[i]),
             total(all, |c| &c.conns_closed_by[i]),
+        );
+    }
+    s.push_str(" conns_timed_out_by:");
+    for d in Deadline::ALL {
+        let _ = write!(
+            s,
+            " {}={}",
+            d.name(),
+            total(all, |c| &c.conns_timed_out_by[d as usize])
         );
     }
     s.push_str(" drops:");

@@ -28,6 +28,8 @@ pub(super) struct Conn {
     pub(super) since_ms: u64,
     /// When it last delivered bytes.
     pub(super) last_rx_ms: u64,
+    /// It has delivered bytes (the first-byte deadline is met).
+    pub(super) heard: bool,
     /// When `rx` last went from empty to holding a partial message.
     pub(super) partial_since_ms: u64,
     /// Its TLS state, for a connection accepted on a `tls:` listener:
@@ -67,6 +69,7 @@ impl Conn {
             opened_to: None,
             since_ms: now_ms,
             last_rx_ms: now_ms,
+            heard: false,
             partial_since_ms: now_ms,
             tls: None,
             pongs_due: 0,

@@ -190,6 +190,7 @@ impl Streams {
             Err(_) => return Next::Close,
         };
         conn.last_rx_ms = self.now_ms;
+        conn.heard = true;
         let scratch = std::mem::take(&mut self.scratch);
         let next = self.input(id, &scratch[..n], handle);
         self.scratch = scratch;

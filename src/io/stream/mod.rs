@@ -48,6 +48,7 @@ use crate::transport::stream::FrameError;
 use crate::transport::tls::TlsReloader;
 use crate::transport::{ConnId, ConnTable, Transport};
 use conn::Conn;
+pub use deadline::{Deadline, Deadlines};
 pub use outgoing::Outgoing;
 pub use ring::{is_stream_tag, RingOp, STREAM_BUF, STREAM_BUFFERS, STREAM_GROUP};
 
@@ -55,7 +56,9 @@ pub use ring::{is_stream_tag, RingOp, STREAM_BUF, STREAM_BUFFERS, STREAM_GROUP};
 pub const READ_CHUNK: usize = 65_536;
 
 /// Bytes a connection may have waiting for the kernel before it is closed
-/// as a peer that does not read (about a thousand SIP messages).
+/// as a peer that does not read (about a thousand SIP messages): the
+/// default of `--max-write-queue`, and the bound of what a connection
+/// may deliver while its messages wait for room.
 pub const TX_LIMIT: usize = 1 << 20;
 
 /// Connections accepted per listener per poll: a connection flood waits
@@ -65,18 +68,6 @@ const ACCEPTS_PER_POLL: usize = 64;
 /// Messages for gone connections kept per batch for the shard to answer;
 /// the rest are only counted.
 const GONE_KEPT: usize = 64;
-
-/// A connect of ours must complete within this (ms).
-pub const CONNECT_MS: u64 = 10_000;
-
-/// A message begun must be complete within this (ms): 64 x T1, the time
-/// a UDP transaction would have been given (RFC 3261 §17.1.1.2).
-pub const MESSAGE_MS: u64 = 32_000;
-
-/// How long a connection may stay silent by default (ms): ten minutes,
-/// well above the 2-minute CRLF keep-alive RFC 5626 §4.4.1 has UAs send on
-/// a registered flow.
-pub const DEFAULT_IDLE_MS: u64 = 600_000;
 
 /// Events taken per `epoll_wait`.
 const EVENTS: usize = 256;
@@ -140,6 +131,8 @@ pub struct StreamCounts {
     pub connect_failed: u64,
     /// Connections closed at a deadline (connect, message, idle).
     pub timed_out: u64,
+    /// The same, by the deadline that fired (`Deadline as usize`).
+    pub timed_out_by: [u64; 4],
     /// TLS connections closed for a failed handshake or a TLS error.
     pub tls_failed: u64,
     /// TLS handshakes completed, ours to next hops included.
@@ -183,10 +176,12 @@ pub struct Streams {
     now_ms: u64,
     /// When the deadlines were last checked.
     swept_ms: u64,
-    /// How long a connection may stay silent.
-    idle_ms: u64,
-    /// Ids to close after a sweep (kept for its capacity).
-    expired: Vec<ConnId>,
+    /// How long a connection may take at each stage.
+    deadlines: Deadlines,
+    /// Bytes a connection may have waiting for the kernel.
+    tx_limit: usize,
+    /// Ids to close after a sweep, and why (kept for its capacity).
+    expired: Vec<(ConnId, Deadline)>,
     /// The TLS configuration for `tls:` listeners, reloaded on SIGHUP.
     tls: Option<Arc<TlsReloader>>,
     /// Plaintext a TLS record gave (kept for its capacity).
@@ -252,7 +247,8 @@ impl Streams {
             gone: Vec::new(),
             now_ms: 0,
             swept_ms: 0,
-            idle_ms: DEFAULT_IDLE_MS,
+            deadlines: Deadlines::default(),
+            tx_limit: TX_LIMIT,
             expired: Vec::new(),
             tls: None,
             plain: Vec::new(),
@@ -320,16 +316,17 @@ impl Streams {
         self.ws_origins = origins;
     }
 
+    /// Sets how many bytes a connection may have waiting for the kernel
+    /// before it is closed as a peer that does not read
+    /// (`--max-write-queue`).
+    pub fn set_max_write_queue(&mut self, bytes: usize) {
+        self.tx_limit = bytes.max(1);
+    }
+
     /// Sets how many connections this shard accepts from one IP address
     /// (`--max-connections-per-ip`, this shard's share); 0: no limit.
     pub fn set_max_per_ip(&mut self, n: usize) {
         self.max_per_ip = u32::try_from(n).unwrap_or(u32::MAX);
-    }
-
-    /// Sets how long a connection may deliver nothing before it is closed
-    /// (`--tcp-idle-timeout`).
-    pub fn set_idle_timeout(&mut self, idle: std::time::Duration) {
-        self.idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
     }
 
     /// The messages `send_all` found no connection for since the last
@@ -557,7 +554,12 @@ mod tests {
     #[test]
     fn silence_and_a_message_left_unfinished_close_at_their_deadlines() {
         let (mut s, addr) = streams(8);
-        s.set_idle_timeout(Duration::from_secs(60));
+        let message = Deadlines::default().message.as_millis() as u64;
+        s.set_deadlines(Deadlines {
+            first_byte: Duration::from_secs(40),
+            idle: Duration::from_secs(60),
+            ..Deadlines::default()
+        });
         let (mut got, mut room) = (Vec::new(), usize::MAX);
         let mut quiet = TcpStream::connect(addr).unwrap();
         let mut slow = TcpStream::connect(addr).unwrap();
@@ -565,24 +567,52 @@ mod tests {
         poll_until(&mut s, &mut got, &mut room, |s, _| {
             s.conns.iter().any(|(_, c)| !c.rx.is_empty()) && s.open() == 2
         });
-        // Half a minute on, the slow message is past MESSAGE_MS.
-        s.tick(MESSAGE_MS - 1000);
+        // Half a minute on, the slow message is past its deadline.
+        s.tick(message - 1000);
         assert_eq!(s.open(), 2);
-        s.tick(MESSAGE_MS + 1000);
+        s.tick(message + 1000);
         assert_eq!(s.open(), 1, "the unfinished message");
         quiet.write_all(MSG).unwrap();
         poll_until(&mut s, &mut got, &mut room, |_, g| !g.is_empty());
-        // It spoke at MESSAGE_MS + 1000: silent from then on.
-        s.tick(MESSAGE_MS + 60_000);
+        // It spoke at message + 1000 (before its first-byte deadline):
+        // silent from then on.
+        s.tick(message + 60_000);
         assert_eq!(s.open(), 1);
-        s.tick(MESSAGE_MS + 62_000);
+        s.tick(message + 62_000);
         assert_eq!(s.open(), 0, "silent past the idle timeout");
-        assert_eq!(s.take_counts().timed_out, 2);
+        let counts = s.take_counts();
+        assert_eq!(counts.timed_out, 2);
+        let by = |d: Deadline| counts.timed_out_by[d as usize];
+        assert_eq!((by(Deadline::Message), by(Deadline::Idle)), (1, 1));
+        assert_eq!(by(Deadline::FirstByte), 0);
         quiet
             .set_read_timeout(Some(Duration::from_secs(1)))
             .unwrap();
         let mut byte = [0u8; 1];
         assert!(matches!(quiet.read(&mut byte), Ok(0) | Err(_)));
+    }
+
+    #[test]
+    fn a_connection_that_says_nothing_closes_at_the_first_byte_deadline() {
+        let (mut s, addr) = streams(8);
+        let (mut got, mut room) = (Vec::new(), usize::MAX);
+        let mut mute = TcpStream::connect(addr).unwrap();
+        let mut pinger = TcpStream::connect(addr).unwrap();
+        // A keep-alive is a first byte too.
+        pinger.write_all(b"\r\n\r\n").unwrap();
+        poll_until(&mut s, &mut got, &mut room, |s, _| {
+            s.open() == 2 && s.conns.iter().any(|(_, c)| c.heard)
+        });
+        let first_byte = Deadlines::default().first_byte.as_millis() as u64;
+        s.tick(first_byte - 1000);
+        assert_eq!(s.open(), 2);
+        s.tick(first_byte + 1000);
+        assert_eq!(s.open(), 1, "the mute one");
+        let counts = s.take_counts();
+        assert_eq!(counts.timed_out_by[Deadline::FirstByte as usize], 1);
+        mute.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        assert!(matches!(mute.read(&mut [0u8; 1]), Ok(0) | Err(_)));
+        drop(pinger);
     }
 
     #[test]

@@ -159,14 +159,15 @@ impl Streams {
 
     /// Writes `data` to `id` as it is, or queues what the kernel does not
     /// take. False when the connection must close (an error, or over
-    /// [`TX_LIMIT`]); true also when it is gone (counted).
+    /// `--max-write-queue`); true also when it is gone (counted).
     pub(super) fn send_raw(&mut self, id: ConnId, data: &[u8]) -> bool {
+        let limit = self.tx_limit;
         let Some(conn) = self.conns.get_mut(id) else {
             self.counts.sends_to_gone += 1;
             return true;
         };
         if !conn.tx.is_empty() || conn.connecting {
-            if conn.tx.len() + data.len() > TX_LIMIT {
+            if conn.tx.len() + data.len() > limit {
                 self.counts.overflows += 1;
                 return false;
             }

@@ -271,6 +271,7 @@ impl Streams {
             return;
         };
         conn.last_rx_ms = self.now_ms;
+        conn.heard = true;
         if stalled {
             // Its earlier messages wait for room: these wait behind them
             // (it is on the stalled list already).
