@@ -140,7 +140,7 @@ pub enum ConfigError {
     Shards(usize),
     /// No --listen address.
     NoListen,
-    /// Stream listens with no UDP one: requests leave over UDP today.
+    /// Stream listens with no UDP one: each shard runs on its UDP socket.
     NoUdpListen,
     /// `--max-connections 0`.
     MaxConnections,
@@ -189,8 +189,8 @@ impl fmt::Display for ConfigError {
             ConfigError::Shards(n) => write!(f, "--shards {n}: give 1 to {MAX_SHARDS}"),
             ConfigError::NoListen => f.write_str("no --listen address"),
             ConfigError::NoUdpListen => f.write_str(
-                "--listen: a tcp listen needs a udp one beside it (requests are forwarded \
-                 over UDP until outbound connections land, issue #14)",
+                "--listen: a tcp, tls, ws or wss listen needs a udp one beside it (each \
+                 shard runs on its UDP socket, which sends what leaves over UDP)",
             ),
             ConfigError::MaxConnections => f.write_str("--max-connections 0: give at least 1"),
             ConfigError::ZeroTimeout(flag) => write!(f, "{flag} 0: give at least 1 second"),

@@ -49,7 +49,7 @@ fn an_unknown_transport_is_a_usage_error_and_wss_without_a_certificate_and_a_lon
     );
     refused(
         &["--listen", "tcp:127.0.0.1:0"],
-        "a tcp listen needs a udp one beside it",
+        "a tcp, tls, ws or wss listen needs a udp one beside it",
     );
 }
 

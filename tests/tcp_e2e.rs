@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::metrics::{get, metrics_addr, sum_of};
-use common::process::{port, recv, socket, Proxy};
+use common::process::{listen_addrs, port, recv, socket, Proxy};
 use common::sip::{read_message, response_to};
 
 use sipshard::sip::{HeaderName, Message};
@@ -724,6 +724,60 @@ fn deaf_peer_closed(io: &str, max: &str) -> Option<bool> {
     Some(overflowed)
 }
 
+/// IPv6 over TCP: a client on [::1] reaches a `tcp:[::1]` listen, its
+/// request leaves from our [::1] UDP socket with our Via naming it, and
+/// the responses come back on the connection. (IPv6 only: with an IPv4
+/// UDP listen beside it, a connection the kernel gives to a shard of the
+/// IPv4 socket cannot leave for an IPv6 next hop; see docs/proxy.md.)
+fn a_tcp_listen_on_ipv6_forwards_and_answers(io: &str) {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipping: no IPv6 loopback here");
+        return;
+    }
+    let extra = ["--listen", "[::1]:0", "--listen", "tcp:[::1]:0"];
+    let Some(proxy) = Proxy::start_listening(io, &extra, &[]) else {
+        return;
+    };
+    let tcp: SocketAddr = proxy
+        .banner
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" (tcp)").and_then(|a| a.parse().ok()))
+        .unwrap_or_else(|| panic!("no tcp address in banner: {}", proxy.banner));
+    assert!(tcp.is_ipv6(), "the tcp listen in the banner: {tcp}");
+    let udp6 = listen_addrs(&proxy.banner)
+        .into_iter()
+        .find(|a| a.is_ipv6())
+        .unwrap_or_else(|| panic!("no [::1] udp listen: {}", proxy.banner));
+    let uas = UdpSocket::bind("[::1]:0").unwrap();
+    uas.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut client = connect(tcp);
+    let me = client.local_addr().unwrap();
+    let req = format!(
+        "INVITE sip:bob@[::1]:{uas} SIP/2.0\r\n\
+Via: SIP/2.0/TCP [::1]:{me};branch=z9hG4bKv6tcp;rport\r\n\
+To: <sip:bob@[::1]>\r\nFrom: <sip:alice@[::1]>;tag=a6\r\nCall-ID: v6-tcp\r\n\
+CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        uas = uas.local_addr().unwrap().port(),
+        me = me.port(),
+    );
+    client.write_all(req.as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    let Ok((n, from)) = uas.recv_from(&mut buf) else {
+        panic!("no INVITE over UDP: {}", proxy.stop_and_report());
+    };
+    let fwd = buf[..n].to_vec();
+    assert_eq!(from.ip(), udp6.ip(), "from our [::1] socket");
+    let via = header(&fwd, HeaderName::Via);
+    assert!(
+        via.starts_with(&format!("SIP/2.0/UDP {udp6};branch=")),
+        "our Via names the IPv6 leg: {via}"
+    );
+    uas.send_to(&response_to(&fwd, 200, "OK"), from).unwrap();
+    let got = read_message(&mut client, &mut Vec::new());
+    assert_eq!(status(&got), 200);
+    assert_eq!(header(&got, HeaderName::CallId), "v6-tcp");
+}
+
 /// RFC 5658 / RFC 5626 §5.3: with --record-route, the callee's BYE
 /// (sent along the route set it learnt, over UDP) reaches the caller on
 /// its TCP connection, although its Contact names nothing reachable.
@@ -766,6 +820,7 @@ CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
 }
 
 on_both_backends!(
+    a_tcp_listen_on_ipv6_forwards_and_answers,
     mute_and_trickling_connections_close_at_their_deadlines,
     a_peer_that_does_not_read_is_closed_at_the_write_queue_bound,
     responses_go_over_a_new_connection_when_theirs_has_gone,

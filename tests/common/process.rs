@@ -119,8 +119,16 @@ impl Proxy {
     /// Starts sipshard on `io` with the system calls `refused` failing as
     /// under a container's seccomp profile ([`spawn_refusing`]).
     pub fn start_refusing(io: &str, extra: &[&str], refused: &[libc::c_long]) -> Option<Proxy> {
-        let mut args = vec!["--listen", "127.0.0.1:0", "--shards", "2", "--io", io];
+        let mut args = vec!["--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
+        Proxy::start_listening(io, &args, refused)
+    }
+
+    /// Starts sipshard on `io` with 2 shards and `args`, which name its
+    /// listen addresses (none is added).
+    pub fn start_listening(io: &str, args: &[&str], refused: &[libc::c_long]) -> Option<Proxy> {
+        let mut args = args.to_vec();
+        args.extend_from_slice(&["--shards", "2", "--io", io]);
         let (mut child, line, err) = spawn_refusing(&args, refused);
         if line.contains("io_uring is not available") {
             eprintln!("skipping the io_uring run: {}", line.trim());
