@@ -238,22 +238,34 @@ fn garbage_and_oversize_close_only_their_connection(io: &str) {
 /// `--max-connections`: past the limit a connection is closed as it is
 /// accepted; the ones within it work.
 fn connections_over_the_limit_are_closed_at_accept(io: &str) {
-    over_a_limit(io, "--max-connections", "conns_refused");
+    over_a_limit(
+        io,
+        "--max-connections",
+        "conns_refused",
+        "sipshard_connections_refused",
+    );
 }
 
 /// `--max-connections-per-ip`: past one address's share a connection
 /// from it is closed as it is accepted; the ones within it, and another
 /// address's, work.
 fn connections_over_one_addresss_share_are_closed_at_accept(io: &str) {
-    over_a_limit(io, "--max-connections-per-ip", "conns_refused_per_ip");
+    over_a_limit(
+        io,
+        "--max-connections-per-ip",
+        "conns_refused_per_ip",
+        "sipshard_connections_refused_per_ip",
+    );
 }
 
 /// Six connections from 127.0.0.1 against `flag` 2 (two shards, one each),
-/// then one from 127.0.0.2; the refusals counted in `counter`.
-fn over_a_limit(io: &str, flag: &str, counter: &str) {
-    let Some((proxy, tcp)) = start(io, &[flag, "2"]) else {
+/// then one from 127.0.0.2; the refusals counted in `counter`, and in
+/// `metric` under the transport tcp.
+fn over_a_limit(io: &str, flag: &str, counter: &str, metric: &str) {
+    let Some((mut proxy, tcp)) = start(io, &[flag, "2", "--metrics-listen", "127.0.0.1:0"]) else {
         return;
     };
+    let metrics = metrics_addr(&mut proxy);
     let mut conns: Vec<TcpStream> = (0..6).map(|_| connect(tcp)).collect();
     std::thread::sleep(Duration::from_millis(300));
     let mut open = Vec::new();
@@ -291,8 +303,17 @@ fn over_a_limit(io: &str, flag: &str, counter: &str) {
     let ok = options(&other, proxy.addr.port(), "other", 1);
     other.write_all(ok.as_bytes()).unwrap();
     let answered = matches!(read_message_or_close(&mut other), Some(m) if status(&m) == 200);
+    let refused = 6 - left_open + usize::from(!answered);
+    let (_, body) = get(metrics, "/metrics");
+    let tcp_refused: u64 = body
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}_total{{")))
+        .filter(|l| l.contains("transport=\"tcp\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(tcp_refused, refused as u64, "{body}");
     let report = proxy.stop_and_report();
-    let refused = format!(" {counter}={} ", 6 - left_open + usize::from(!answered));
+    let refused = format!(" {counter}={refused} ");
     assert!(report.contains(&refused), "{refused}: {report}");
     if flag == "--max-connections-per-ip" {
         assert!(answered, "127.0.0.2 has its own share");

@@ -119,6 +119,12 @@ pub struct ShardCounters {
     pub conns_accepted_by: [AtomicU64; 5],
     /// Connections closed, by transport.
     pub conns_closed_by: [AtomicU64; 5],
+    /// Connections refused at accept (`--max-connections`), by transport.
+    pub conns_refused_by: [AtomicU64; 5],
+    /// Connections refused at accept for their address, by transport.
+    pub conns_refused_per_ip_by: [AtomicU64; 5],
+    /// TLS connections closed for a TLS error, by transport.
+    pub conns_tls_failed_by: [AtomicU64; 5],
     /// Connections open, by transport (gauges).
     pub conns_open_by: [AtomicU64; 5],
     /// TLS handshakes completed (TLS and WSS, accepted and opened).
@@ -155,11 +161,16 @@ impl ShardCounters {
             }
         }
         for (i, &open) in open_by.iter().enumerate() {
-            if c.accepted_by[i] > 0 {
-                add(&self.conns_accepted_by[i], c.accepted_by[i]);
-            }
-            if c.closed_by[i] > 0 {
-                add(&self.conns_closed_by[i], c.closed_by[i]);
+            for (counter, n) in [
+                (&self.conns_accepted_by[i], c.accepted_by[i]),
+                (&self.conns_closed_by[i], c.closed_by[i]),
+                (&self.conns_refused_by[i], c.refused_by[i]),
+                (&self.conns_refused_per_ip_by[i], c.refused_per_ip_by[i]),
+                (&self.conns_tls_failed_by[i], c.tls_failed_by[i]),
+            ] {
+                if n > 0 {
+                    add(counter, n);
+                }
             }
             self.conns_open_by[i].store(open as u64, Relaxed);
         }

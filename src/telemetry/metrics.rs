@@ -164,21 +164,6 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.tls_handshakes,
     ),
     (
-        "sipshard_connections_tls_failed",
-        "TLS connections closed for a failed handshake or a TLS error (an alert sent).",
-        |c| &c.conns_tls_failed,
-    ),
-    (
-        "sipshard_connections_refused",
-        "Connections closed at accept: over the shard's share of --max-connections.",
-        |c| &c.conns_refused,
-    ),
-    (
-        "sipshard_connections_refused_per_ip",
-        "Connections closed at accept: their IP address had its share of --max-connections-per-ip.",
-        |c| &c.conns_refused_per_ip,
-    ),
-    (
         "sipshard_connections_unframeable",
         "Connections closed because their bytes could not be framed (RFC 3261 18.3), or their WebSocket handshake or frames were broken.",
         |c| &c.conns_unframeable,
@@ -252,7 +237,28 @@ impl Collector for ShardCollector {
             .map(|t| t.via_token().to_ascii_lowercase())
             .collect();
         let deadlines: Vec<String> = Deadline::ALL.iter().map(|d| d.name().to_string()).collect();
-        let families: [(&str, &str, &str, &[String], PickNth); 7] = [
+        let families: [(&str, &str, &str, &[String], PickNth); 10] = [
+            (
+                "sipshard_connections_refused",
+                "Connections closed at accept: over the shard's share of --max-connections (or TLS without a configuration), by transport.",
+                "transport",
+                &transports,
+                |c, i| &c.conns_refused_by[i + 1],
+            ),
+            (
+                "sipshard_connections_refused_per_ip",
+                "Connections closed at accept: their IP address had its share of --max-connections-per-ip, by transport.",
+                "transport",
+                &transports,
+                |c, i| &c.conns_refused_per_ip_by[i + 1],
+            ),
+            (
+                "sipshard_connections_tls_failed",
+                "TLS connections closed for a failed handshake or a TLS error (an alert sent), by transport (tls, wss).",
+                "transport",
+                &transports,
+                |c, i| &c.conns_tls_failed_by[i + 1],
+            ),
             (
                 "sipshard_connections_timed_out",
                 "Connections closed at a deadline, by the one that fired: handshake (connect, TLS, WebSocket upgrade), first_byte, message, idle (the --tcp-*-timeout flags).",

@@ -131,6 +131,7 @@ impl Streams {
         let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
         if self.max_per_ip > 0 && from_ip >= self.max_per_ip {
             self.counts.refused_per_ip += 1;
+            self.counts.refused_per_ip_by[transport as usize] += 1;
             return;
         }
         if sock.set_nonblocking(true).is_err() {
@@ -152,19 +153,19 @@ impl Streams {
             match session {
                 Some(Ok(s)) => conn.tls = Some(Box::new(Tls::Server(s))),
                 _ => {
-                    self.counts.refused += 1;
+                    self.counts.refused(transport);
                     return;
                 }
             }
         }
         let Ok(id) = self.conns.insert(conn) else {
             // Full: the connection is dropped (closed) at once.
-            self.counts.refused += 1;
+            self.counts.refused(transport);
             return;
         };
         if !self.watch_new(id, fd, true, false) {
             self.conns.remove(id);
-            self.counts.refused += 1;
+            self.counts.refused(transport);
             return;
         }
         self.per_ip.insert(ip, from_ip + 1);
@@ -293,6 +294,7 @@ impl Streams {
                 transport.via_token()
             );
             self.counts.tls_failed += 1;
+            self.counts.tls_failed_by[transport as usize] += 1;
             return Err(Next::CloseAfterSend);
         }
         if !sent {

@@ -141,6 +141,23 @@ pub struct StreamCounts {
     pub accepted_by: [u64; 5],
     /// Connections closed, by transport.
     pub closed_by: [u64; 5],
+    /// Connections refused at accept (`refused`), by transport.
+    pub refused_by: [u64; 5],
+    /// Connections refused at accept for their address
+    /// (`refused_per_ip`), by transport.
+    pub refused_per_ip_by: [u64; 5],
+    /// TLS connections closed for a TLS error (`tls_failed`), by
+    /// transport (TLS or WSS).
+    pub tls_failed_by: [u64; 5],
+}
+
+impl StreamCounts {
+    /// Counts a connection refused at accept (the table full, no TLS
+    /// configuration).
+    fn refused(&mut self, transport: Transport) {
+        self.refused += 1;
+        self.refused_by[transport as usize] += 1;
+    }
 }
 
 struct Listener {
