@@ -157,6 +157,27 @@ impl Pki {
         )
     }
 
+    /// A client trusting this CA only, showing `leaf` (of this CA or
+    /// another) as its certificate.
+    fn client_showing(&self, leaf: &Leaf) -> Arc<ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&leaf.cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&leaf.key).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        Arc::new(cfg)
+    }
+
     /// A client trusting this CA only.
     fn client(&self) -> Arc<ClientConfig> {
         Arc::new(self.client_for(rustls::DEFAULT_VERSIONS))
@@ -305,6 +326,53 @@ fn a_client_that_does_not_speak_tls_is_closed(io: &str) {
     assert!(report.contains(" conns_tls_failed=1 "), "{log}");
     let why = format!("connection with {me} (TLS) closed: tls: handshake failed:");
     assert!(log.contains(&why), "{log}");
+}
+
+/// `--tls-verify-client required`: a client that shows no certificate
+/// fails its handshake (the server's certificate_required alert, counted)
+/// and is served nothing; one showing a certificate from the
+/// `--tls-client-ca` CA (not the server's own) is then served on the same
+/// listener.
+fn a_client_without_a_certificate_is_refused_when_one_is_required(io: &str) {
+    let pki = Pki::new("mtls");
+    let clients = Pki::new("mtls-clients");
+    let alice = clients.leaf(
+        "alice",
+        vec![SanType::DnsName("alice.example.net".try_into().unwrap())],
+        vec![ExtendedKeyUsagePurpose::ClientAuth],
+    );
+    let client_ca = clients.ca_file.to_str().unwrap();
+    let required = [
+        "--tls-client-ca",
+        client_ca,
+        "--tls-verify-client",
+        "required",
+    ];
+    let Some((proxy, tls)) = start(io, &pki, &required) else {
+        return;
+    };
+    let mut anonymous = connect(tls, pki.client());
+    let options = request(
+        "OPTIONS",
+        &format!("sip:{}", proxy.addr),
+        &anonymous,
+        "anon",
+    );
+    // Under TLS 1.3 the client's side of the handshake ends with its
+    // (empty) certificate: the refusal is the alert read after it.
+    let outcome = anonymous
+        .write_all(options.as_bytes())
+        .and_then(|()| anonymous.read(&mut [0u8; 4096]));
+    let e = outcome.expect_err("the handshake fails");
+    assert!(e.to_string().contains("CertificateRequired"), "{e}");
+    let mut alice_c = connect(tls, pki.client_showing(&alice));
+    let options = request("OPTIONS", &format!("sip:{}", proxy.addr), &alice_c, "alice");
+    alice_c.write_all(options.as_bytes()).unwrap();
+    assert_eq!(status(&read_message(&mut alice_c, &mut Vec::new())), 200);
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_accepted=2 "), "{report}");
+    assert!(report.contains(" conns_tls_failed=1 "), "{report}");
+    assert!(report.contains(" tls_handshakes=1 "), "{report}");
 }
 
 /// SIGHUP reloads the certificate: a client trusting only the new CA gets
@@ -885,6 +953,7 @@ on_both_backends!(
     websocket_over_tls,
     requests_over_tls_are_answered_and_forwarded,
     a_client_that_does_not_speak_tls_is_closed,
+    a_client_without_a_certificate_is_refused_when_one_is_required,
     sighup_reloads_the_certificate_for_new_connections,
     tls13_sessions_resume_on_either_shard,
     tls12_tickets_resume_on_either_shard,
