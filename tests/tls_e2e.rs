@@ -92,10 +92,12 @@ impl Pki {
     /// A leaf for `sans` with the extended key usages `eku` (none: any
     /// use), written as `{stem}.pem` (leaf, then CA) and `{stem}-key.pem`.
     fn leaf(&self, stem: &str, sans: Vec<SanType>, eku: Vec<ExtendedKeyUsagePurpose>) -> Leaf {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, stem);
-        params.subject_alt_names = sans;
-        params.extended_key_usages = eku;
+        self.leaf_from(stem, leaf_params(stem, sans, eku))
+    }
+
+    /// A leaf signed by this CA with `params`, written as [`Pki::leaf`]
+    /// writes its files.
+    fn leaf_from(&self, stem: &str, params: CertificateParams) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let leaf = Leaf {
@@ -195,6 +197,20 @@ impl Pki {
             .with_root_certificates(roots)
             .with_no_client_auth()
     }
+}
+
+/// The parameters of a leaf for `sans` with the extended key usages
+/// `eku` (none: any use), named `stem`.
+fn leaf_params(
+    stem: &str,
+    sans: Vec<SanType>,
+    eku: Vec<ExtendedKeyUsagePurpose>,
+) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, stem);
+    params.subject_alt_names = sans;
+    params.extended_key_usages = eku;
+    params
 }
 
 impl Drop for Pki {
@@ -809,6 +825,60 @@ fn a_tls_upstream_given_by_address_fails_when_its_certificate_names_a_host(io: &
     assert!(report.contains(" conns_tls_failed=1 "), "{report}");
 }
 
+/// The same trunk-like upstream at its address, with a certificate that
+/// names it and chains to our CA but whose validity ended yesterday: the
+/// handshake fails (our side sends certificate_expired, counted), nothing
+/// is forwarded, and the server goes on answering.
+fn an_upstream_whose_certificate_has_expired_fails_the_handshake(io: &str) {
+    let pki = Pki::new("expired-upstream");
+    let (_, ours, client) = named_upstream_pki(&pki);
+    let mut params = leaf_params(
+        "expired",
+        vec![SanType::IpAddress("127.0.0.1".parse().unwrap())],
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
+    );
+    let day = Duration::from_secs(24 * 3600);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    (params.not_before, params.not_after) = (epoch + now - 2 * day, epoch + now - day);
+    let expired = pki.leaf_from("expired", params);
+    let (uas_port, seen) = tls_uas_at(
+        "127.0.0.1:0".parse().unwrap(),
+        pki.server_requiring_client_certs(&expired.cert, &expired.key),
+    );
+    let spec = format!("tls:127.0.0.1:{uas_port}");
+    let Some(proxy) = start_with_client_pair(io, &pki, &spec, &ours, &client) else {
+        return;
+    };
+    let client_sock = socket();
+    client_sock
+        .send_to(
+            invite_for_upstream(&client_sock, "expired").as_bytes(),
+            proxy.addr,
+        )
+        .unwrap();
+    let outcome = seen.recv_timeout(Duration::from_secs(5)).unwrap();
+    let e = outcome.expect_err("the handshake fails");
+    assert!(
+        e.contains("CertificateExpired"),
+        "the validity check failed: {e}"
+    );
+    assert!(nothing_arrives(&client_sock), "nothing was forwarded");
+    // Still serving: an OPTIONS for us is answered.
+    let options = invite_for_upstream(&client_sock, "after-expired")
+        .replace(
+            "INVITE sip:bob@example.net",
+            &format!("OPTIONS sip:{}", proxy.addr),
+        )
+        .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
+    client_sock.send_to(options.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&recv(&client_sock)), 200);
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_tls_failed=1 "), "{report}");
+}
+
 /// A client pair that cannot be used stops the server at start-up with
 /// the file named, as a bad --tls-cert does: the pair serves outbound TLS
 /// alone, and a server that quietly showed no certificate would only fail
@@ -949,6 +1019,7 @@ on_both_backends!(
     the_client_pair_is_shown_to_a_next_hop_else_the_server_pair,
     a_tls_upstream_given_by_name_is_checked_against_the_name,
     a_tls_upstream_given_by_address_fails_when_its_certificate_names_a_host,
+    an_upstream_whose_certificate_has_expired_fails_the_handshake,
     an_untrusted_upstream_certificate_fails_the_handshake,
     websocket_over_tls,
     requests_over_tls_are_answered_and_forwarded,
