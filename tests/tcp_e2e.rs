@@ -11,8 +11,8 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::metrics::{get, metrics_addr, sum_of};
-use common::process::{listen_addrs, port, recv, socket, Proxy};
-use common::sip::{read_message, response_to};
+use common::process::{counter, listen_addrs, port, recv, socket, Proxy};
+use common::sip::{call_ids_on_both_shards, read_message, response_to};
 
 use sipshard::sip::{HeaderName, Message};
 
@@ -84,16 +84,22 @@ fn header(m: &[u8], h: HeaderName) -> String {
 /// Calls over one connection, through two shards (Call-ID steering sends
 /// the UAS's responses to either): each INVITE leaves over UDP with our
 /// Via naming the connection, and its responses come back on the
-/// connection, in order, without our Via.
+/// connection, in order, without our Via, those that reach the shard
+/// that does not own the connection mailed to the one that does
+/// (counted).
 fn requests_leave_over_udp_and_responses_return_on_the_connection(io: &str) {
     let Some((proxy, tcp)) = start(io, &[]) else {
         return;
     };
-    let uas = socket();
     let mut client = connect(tcp);
     let mut buf = Vec::new();
-    for call in 0..20 {
-        let call = format!("tcp-call-{call}");
+    // Responses on both shards, whichever owns the connection: Call-IDs
+    // that `--steer call-id` spreads over both, and each call's UAS a new
+    // socket, a new draw of the kernel's 4-tuple hash under `flow` (where
+    // eBPF is refused; all 32 on the connection's shard once in 2^32
+    // runs).
+    for call in call_ids_on_both_shards("tcp-call", 32) {
+        let uas = socket();
         let req = request("INVITE", &client, port(&uas), &call, 1);
         client.write_all(req.as_bytes()).unwrap();
         let fwd = recv(&uas);
@@ -132,7 +138,8 @@ fn requests_leave_over_udp_and_responses_return_on_the_connection(io: &str) {
         }
     }
     let report = proxy.stop_and_report();
-    assert!(report.contains("forwarded_responses=40"), "{report}");
+    assert!(report.contains("forwarded_responses=64"), "{report}");
+    assert!(counter(&report, "conn_msgs_crossed") > 0, "{report}");
 }
 
 /// §18.3: messages are framed by Content-Length whatever the segments:

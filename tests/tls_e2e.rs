@@ -24,8 +24,8 @@ use rustls::{
 };
 
 use common::metrics::{get, metrics_addr, sum_of};
-use common::process::{nothing_arrives, port, recv, socket, Proxy};
-use common::sip::{read_message, response_to};
+use common::process::{counter, nothing_arrives, port, recv, socket, Proxy};
+use common::sip::{call_ids_on_both_shards, read_message, response_to};
 use common::ws::{read_frame, read_http, send_text, upgrade_request};
 
 use sipshard::sip::{HeaderName, Message};
@@ -264,7 +264,9 @@ fn status(m: &[u8]) -> u16 {
 
 /// A TLS client's requests: OPTIONS for us answered on the connection,
 /// INVITEs forwarded over UDP with their responses back on it from
-/// either shard, a keep-alive ping answered, all encrypted.
+/// either shard (some reach the shard that does not own the connection
+/// and are mailed to the one that does, counted), a keep-alive ping
+/// answered, all encrypted.
 fn requests_over_tls_are_answered_and_forwarded(io: &str) {
     let pki = Pki::new("forward");
     let Some((proxy, tls)) = start(io, &pki, &["--record-route"]) else {
@@ -276,9 +278,13 @@ fn requests_over_tls_are_answered_and_forwarded(io: &str) {
     c.write_all(options.as_bytes()).unwrap();
     assert_eq!(status(&read_message(&mut c, &mut buf)), 200);
     assert_eq!(c.conn.handshake_kind(), Some(rustls::HandshakeKind::Full));
-    let uas = socket();
-    for k in 0..10 {
-        let call = format!("tls-call-{k}");
+    // Responses on both shards, whichever owns the connection: Call-IDs
+    // that `--steer call-id` spreads over both, and each call's UAS a new
+    // socket, a new draw of the kernel's 4-tuple hash under `flow` (where
+    // eBPF is refused; all 32 on the connection's shard once in 2^32
+    // runs).
+    for call in call_ids_on_both_shards("tls-call", 32) {
+        let uas = socket();
         let uri = format!("sip:bob@127.0.0.1:{}", port(&uas));
         c.write_all(request("INVITE", &uri, &c, &call).as_bytes())
             .unwrap();
@@ -303,6 +309,7 @@ fn requests_over_tls_are_answered_and_forwarded(io: &str) {
     let report = proxy.stop_and_report();
     assert!(report.contains(" conns_accepted=1 "), "{report}");
     assert!(report.contains(" tls_handshakes=1 "), "{report}");
+    assert!(counter(&report, "conn_msgs_crossed") > 0, "{report}");
     // Accepted/closed by transport: the one TLS connection, still open
     // at the stop.
     assert!(

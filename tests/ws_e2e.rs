@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::process::{port, recv, socket, Proxy};
-use common::sip::response_to;
+use common::process::{counter, port, recv, socket, Proxy};
+use common::sip::{call_ids_on_both_shards, response_to};
 use common::ws::{frame, read_frame, read_http, send_text, upgrade_request};
 
 use sipshard::sip::{HeaderName, Message, Method};
@@ -65,7 +65,9 @@ fn status(m: &[u8]) -> u16 {
 
 /// One SIP message per WebSocket message: OPTIONS answered, INVITEs
 /// forwarded over UDP with their responses back in frames from either
-/// shard, a WebSocket ping answered with a pong.
+/// shard (some reach the shard that does not own the connection and are
+/// mailed to the one that does, counted), a WebSocket ping answered with
+/// a pong.
 fn messages_in_frames_are_answered_and_forwarded(io: &str) {
     let Some((proxy, ws)) = start(io, &[]) else {
         return;
@@ -76,9 +78,13 @@ fn messages_in_frames_are_answered_and_forwarded(io: &str) {
         request("OPTIONS", &format!("sip:{}", proxy.addr), "ws-opt", "").as_bytes(),
     );
     assert_eq!(status(&read_sip(&mut c)), 200);
-    let uas = socket();
-    for k in 0..10 {
-        let call = format!("ws-call-{k}");
+    // Responses on both shards, whichever owns the connection: Call-IDs
+    // that `--steer call-id` spreads over both, and each call's UAS a new
+    // socket, a new draw of the kernel's 4-tuple hash under `flow` (where
+    // eBPF is refused; all 32 on the connection's shard once in 2^32
+    // runs).
+    for call in call_ids_on_both_shards("ws-call", 32) {
+        let uas = socket();
         let uri = format!("sip:bob@127.0.0.1:{}", port(&uas));
         send_text(&mut c, request("INVITE", &uri, &call, "").as_bytes());
         let fwd = recv(&uas);
@@ -109,6 +115,7 @@ fn messages_in_frames_are_answered_and_forwarded(io: &str) {
     // An orderly close, not a framing error.
     let report = proxy.stop_and_report();
     assert!(report.contains(" conns_unframeable=0 "), "{report}");
+    assert!(counter(&report, "conn_msgs_crossed") > 0, "{report}");
 }
 
 /// RFC 7118 §5: a UA registered over WebSocket (a Contact nobody can

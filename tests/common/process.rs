@@ -222,3 +222,12 @@ pub fn nothing_arrives(s: &UdpSocket) -> bool {
 pub fn port(s: &UdpSocket) -> u16 {
     s.local_addr().unwrap().port()
 }
+
+/// The value of `key` in an exit line (` key=N `).
+pub fn counter(report: &str, key: &str) -> u64 {
+    report
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {report}"))
+}

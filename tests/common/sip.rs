@@ -3,6 +3,7 @@
 
 use std::io::Read;
 
+use sipshard::hash::call_id_shard;
 use sipshard::sip::{HeaderName, Message};
 
 /// Reads one message from a stream, framed by its Content-Length
@@ -47,4 +48,17 @@ pub fn response_to(req: &[u8], code: u16, reason: &str) -> Vec<u8> {
         text(HeaderName::CSeq),
     ));
     out.into_bytes()
+}
+
+/// `n` Call-IDs, `{k}-{tag}`, that `--steer call-id` sends to both of two
+/// shards (asserted). The counter comes first, as SIPp writes it: Call-IDs
+/// that differ only in their last bytes mostly hash to one shard.
+pub fn call_ids_on_both_shards(tag: &str, n: usize) -> Vec<String> {
+    let calls: Vec<String> = (0..n).map(|k| format!("{k}-{tag}")).collect();
+    let on_0 = calls
+        .iter()
+        .filter(|c| call_id_shard(c.as_bytes(), 2) == 0)
+        .count();
+    assert!(0 < on_0 && on_0 < n, "{tag}: {on_0} of {n} on shard 0");
+    calls
 }
