@@ -32,6 +32,7 @@
 //!     }
 //!     if (state != VALUE) return NONE;
 //! found:
+//!     h = mix64(h);                        /* hash::mix64 */
 //!     return ((h >> 32) * SHARDS) >> 32;     /* hash::call_id_shard */
 //! }
 //! ```
@@ -53,7 +54,7 @@
 //! a message with two is refused by the parser anyway.
 
 use super::asm::{Alu, Asm, Cond, Insn, R0, R1, R10, R2, R3, R4, R6, R7, R8, R9};
-use crate::hash::{FNV64_OFFSET, FNV64_PRIME};
+use crate::hash::{FNV64_OFFSET, FNV64_PRIME, MIX64_M1, MIX64_M2};
 
 /// Bytes of a datagram read looking for the Call-ID. SIPp's INVITE has it
 /// at byte 250 and a carrier INVITE with a few Vias and Record-Routes
@@ -268,6 +269,17 @@ pub(super) fn scanning(shards: u32, limit: i32) -> Vec<Insn> {
     a.bind(end);
     a.jmp_imm(Cond::Ne, R8, i32::from(VALUE), none);
     a.bind(found);
+    // hash::mix64: every byte into the high bits.
+    for (shift, mul) in [(30, MIX64_M1), (27, MIX64_M2)] {
+        a.alu64_reg(Alu::Mov, R3, R9);
+        a.alu64_imm(Alu::Rsh, R3, shift);
+        a.alu64_reg(Alu::Xor, R9, R3);
+        a.ld_imm64(R4, mul);
+        a.alu64_reg(Alu::Mul, R9, R4);
+    }
+    a.alu64_reg(Alu::Mov, R3, R9);
+    a.alu64_imm(Alu::Rsh, R3, 31);
+    a.alu64_reg(Alu::Xor, R9, R3);
     a.alu64_reg(Alu::Mov, R0, R9);
     a.alu64_imm(Alu::Rsh, R0, 32);
     a.alu64_imm(Alu::Mul, R0, shards as i32);
