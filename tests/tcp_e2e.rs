@@ -752,6 +752,71 @@ fn deaf_peer_closed(io: &str, max: &str) -> Option<bool> {
     Some(overflowed)
 }
 
+/// Every way a connection ends gives its descriptor back: the server's
+/// count returns to what it was before any connection, on both backends
+/// (io_uring holds a socket until its receive ends).
+fn descriptors_return_to_their_baseline(io: &str) {
+    let flags = [
+        "--tcp-first-byte-timeout",
+        "1",
+        "--max-message-size",
+        "1024",
+    ];
+    let Some((proxy, tcp)) = start(io, &flags) else {
+        return;
+    };
+    // Whatever the shards open at their first turn (rings, epoll sets).
+    std::thread::sleep(Duration::from_millis(300));
+    let baseline = proxy.fds();
+    let port = proxy.addr.port();
+    // Held open by the client: the server must close them itself.
+    let mut mute = Vec::new();
+    for round in 0..3 {
+        let mut ended = Vec::new();
+        for k in 0..10 {
+            let mut c = connect(tcp);
+            let ok = options(&c, port, &format!("fd-{round}-{k}"), 1);
+            match k % 5 {
+                // Answered, then closed by the client.
+                0 => {
+                    c.write_all(ok.as_bytes()).unwrap();
+                    assert_eq!(status(&read_message(&mut c, &mut Vec::new())), 200);
+                }
+                // No Content-Length: 400, closed by the server.
+                1 => {
+                    let bare = ok.replace("Content-Length: 0\r\n", "");
+                    c.write_all(bare.as_bytes()).unwrap();
+                    assert!(closed(&mut c));
+                }
+                // Over --max-message-size: closed by the server.
+                2 => {
+                    c.write_all(&vec![b'x'; 4096]).unwrap();
+                    assert!(closed(&mut c));
+                }
+                // Half a message, then the client goes.
+                3 => c.write_all(&ok.as_bytes()[..20]).unwrap(),
+                // Nothing: closed at the first-byte deadline.
+                _ => {
+                    mute.push(c);
+                    continue;
+                }
+            }
+            ended.push(c);
+        }
+        drop(ended);
+    }
+    // The mute ones last until their deadline (1 s, swept each second).
+    let now = proxy.fds_back_to(baseline);
+    assert_eq!(now, baseline, "descriptors left open");
+    for c in &mut mute {
+        assert!(closed(c), "closed by the server");
+    }
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_accepted=30 "), "{report}");
+    assert!(report.contains(" conns_closed=30 "), "{report}");
+    assert!(report.contains(" first_byte=6 "), "the mute ones: {report}");
+}
+
 /// IPv6 over TCP: a client on [::1] reaches a `tcp:[::1]` listen, its
 /// request leaves from our [::1] UDP socket with our Via naming it, and
 /// the responses come back on the connection. (IPv6 only: with an IPv4
@@ -848,6 +913,7 @@ CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
 }
 
 on_both_backends!(
+    descriptors_return_to_their_baseline,
     a_tcp_listen_on_ipv6_forwards_and_answers,
     mute_and_trickling_connections_close_at_their_deadlines,
     a_peer_that_does_not_read_is_closed_at_the_write_queue_bound,

@@ -147,6 +147,26 @@ impl Proxy {
         })
     }
 
+    /// Descriptors the process has open now (/proc/PID/fd).
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Waits up to 5 s for the process's descriptors to come back to
+    /// `baseline`; the count it ended with.
+    pub fn fds_back_to(&self, baseline: usize) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let n = self.fds();
+            if n == baseline || std::time::Instant::now() >= deadline {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// The next line sipshard writes to stderr.
     pub fn next_line(&mut self) -> String {
         let mut line = String::new();
