@@ -433,6 +433,79 @@ fn sighup_reloads_the_certificate_for_new_connections(io: &str) {
     drop(proxy);
 }
 
+fn header(m: &[u8], h: HeaderName) -> String {
+    String::from_utf8_lossy(Message::parse(m).unwrap().header(h).unwrap()).into_owned()
+}
+
+/// RFC 5626 over TLS: a UA registered over TLS is reached over the
+/// connection it registered on (not at its Contact's address), whichever
+/// shard each call's Call-ID steers it to, and its 200 reaches the UDP
+/// caller; once that connection has gone, a call gets 430 Flow Failed
+/// (counted).
+fn a_ua_registered_over_tls_is_called_over_its_connection(io: &str) {
+    let pki = Pki::new("flow");
+    let Some((proxy, tls)) = start(io, &pki, &["--domain", "example.com"]) else {
+        return;
+    };
+    let mut ua = connect(tls, pki.client());
+    let me = ua.sock.local_addr().unwrap();
+    // A Contact nothing listens at: only the flow reaches the UA.
+    let register = format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TLS {me};branch=z9hG4bKreg1\r\n\
+To: <sip:alice@example.com>\r\nFrom: <sip:alice@example.com>;tag=r1\r\nCall-ID: tls-reg-flow\r\n\
+CSeq: 1 REGISTER\r\nContact: <sip:alice@127.0.0.1:9;transport=tls>\r\nExpires: 600\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    ua.write_all(register.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let ok = read_message(&mut ua, &mut buf);
+    assert_eq!(status(&ok), 200, "{}", String::from_utf8_lossy(&ok));
+    let caller = socket();
+    let invite = |call: &str| {
+        format!(
+            "INVITE sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{c};branch=z9hG4bK{call}\r\n\
+To: <sip:alice@example.com>\r\nFrom: <sip:bob@127.0.0.1>;tag=b\r\nCall-ID: {call}\r\n\
+CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            c = port(&caller)
+        )
+    };
+    // Calls whose Call-IDs `--steer call-id` sends to both shards: some
+    // reach the shard that does not own the connection.
+    for call in call_ids_on_both_shards("tls-flow", 8) {
+        caller
+            .send_to(invite(&call).as_bytes(), proxy.addr)
+            .unwrap();
+        let got = read_message(&mut ua, &mut buf);
+        let m = Message::parse(&got).unwrap();
+        assert_eq!(
+            m.request_uri_bytes().unwrap(),
+            b"sip:alice@127.0.0.1:9;transport=tls",
+            "the Request-URI is the Contact"
+        );
+        assert_eq!(header(&got, HeaderName::CallId), call);
+        let via = header(&got, HeaderName::Via);
+        assert!(via.starts_with("SIP/2.0/TLS "), "{via}");
+        ua.write_all(&response_to(&got, 200, "OK")).unwrap();
+        let answer = recv(&caller);
+        assert_eq!(status(&answer), 200);
+        assert_eq!(header(&answer, HeaderName::CallId), call);
+    }
+    drop(ua);
+    std::thread::sleep(Duration::from_millis(300));
+    caller
+        .send_to(invite("tls-after-close").as_bytes(), proxy.addr)
+        .unwrap();
+    let answer = recv(&caller);
+    assert!(
+        answer.starts_with(b"SIP/2.0 430 Flow Failed\r\n"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(header(&answer, HeaderName::CallId), "tls-after-close");
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" flows_failed=1 "), "{report}");
+}
+
 /// wss: WebSocket over TLS: the handshake and SIP frames inside TLS.
 fn websocket_over_tls(io: &str) {
     let pki = Pki::new("wss");
@@ -1022,6 +1095,7 @@ fn tls12_session_ids_resume_on_either_shard(io: &str) {
 }
 
 on_both_backends!(
+    a_ua_registered_over_tls_is_called_over_its_connection,
     requests_leave_over_tls_to_an_upstream,
     the_client_pair_is_shown_to_a_next_hop_else_the_server_pair,
     a_tls_upstream_given_by_name_is_checked_against_the_name,
