@@ -506,11 +506,10 @@ CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
     assert!(report.contains(" flows_failed=1 "), "{report}");
 }
 
-/// wss: WebSocket over TLS: the handshake and SIP frames inside TLS.
-fn websocket_over_tls(io: &str) {
-    let pki = Pki::new("wss");
+/// sipshard with UDP and wss listens; None when io_uring is refused.
+fn start_wss(io: &str, pki: &Pki, extra: &[&str]) -> Option<(Proxy, SocketAddr)> {
     let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
-    let args = [
+    let mut args = vec![
         "--listen",
         "wss:127.0.0.1:0",
         "--tls-cert",
@@ -518,24 +517,86 @@ fn websocket_over_tls(io: &str) {
         "--tls-key",
         key,
     ];
-    let Some(proxy) = Proxy::start(io, &args) else {
-        return;
-    };
+    args.extend_from_slice(extra);
+    let proxy = Proxy::start(io, &args)?;
     let wss: SocketAddr = proxy
         .banner
         .split(", ")
         .find_map(|part| part.strip_suffix(" (wss)").and_then(|a| a.parse().ok()))
         .unwrap_or_else(|| panic!("no wss address in banner: {}", proxy.banner));
-    let mut c = connect(wss, pki.client());
+    Some((proxy, wss))
+}
+
+/// A wss connection with its TLS and WebSocket handshakes done.
+fn open_wss(addr: SocketAddr, pki: &Pki) -> Tls {
+    let mut c = connect(addr, pki.client());
     c.write_all(upgrade_request("Sec-WebSocket-Protocol: sip\r\n").as_bytes())
         .unwrap();
-    assert!(read_http(&mut c).starts_with("HTTP/1.1 101 "));
+    let answer = read_http(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+    c
+}
+
+/// wss: WebSocket over TLS: the handshake and SIP frames inside TLS.
+fn websocket_over_tls(io: &str) {
+    let pki = Pki::new("wss");
+    let Some((proxy, wss)) = start_wss(io, &pki, &[]) else {
+        return;
+    };
+    let mut c = open_wss(wss, &pki);
     let options = request("OPTIONS", &format!("sip:{}", proxy.addr), &c, "wss-opt")
         .replace("SIP/2.0/TLS", "SIP/2.0/WSS");
     send_text(&mut c, options.as_bytes());
     let (opcode, answer) = read_frame(&mut c);
     assert_eq!(opcode, 0x1);
     assert_eq!(status(&answer), 200);
+}
+
+/// RFC 7118 over TLS: a wss client's INVITEs leave over UDP with its
+/// WSS Via under ours, and each UAS's 200 comes back to it as a text
+/// frame inside TLS, from either shard (Call-IDs steered to both; those
+/// reaching the shard that does not own the connection are mailed to the
+/// one that does, counted).
+fn invites_over_wss_are_forwarded_and_answered_in_frames(io: &str) {
+    let pki = Pki::new("wss-fwd");
+    let Some((proxy, wss)) = start_wss(io, &pki, &[]) else {
+        return;
+    };
+    let mut c = open_wss(wss, &pki);
+    for call in call_ids_on_both_shards("wss-call", 32) {
+        let uas = socket();
+        let uri = format!("sip:bob@127.0.0.1:{}", port(&uas));
+        let invite = request("INVITE", &uri, &c, &call).replace(
+            &format!("SIP/2.0/TLS {}", c.sock.local_addr().unwrap()),
+            "SIP/2.0/WSS df7jal23ls0d.invalid",
+        );
+        send_text(&mut c, invite.as_bytes());
+        let fwd = recv(&uas);
+        let m = Message::parse(&fwd).unwrap();
+        let vias: Vec<_> = m.values(HeaderName::Via).collect();
+        assert_eq!(vias.len(), 2, "{}", String::from_utf8_lossy(&fwd));
+        assert!(vias[0]
+            .text
+            .starts_with(format!("SIP/2.0/UDP {};", proxy.addr).as_bytes()));
+        assert!(vias[1]
+            .text
+            .starts_with(b"SIP/2.0/WSS df7jal23ls0d.invalid;"));
+        uas.send_to(&response_to(&fwd, 200, "OK"), proxy.addr)
+            .unwrap();
+        let (opcode, got) = read_frame(&mut c);
+        assert_eq!(opcode, 0x1, "a text frame");
+        assert_eq!(status(&got), 200);
+        let m = Message::parse(&got).unwrap();
+        assert_eq!(m.header(HeaderName::CallId).unwrap(), call.as_bytes());
+        assert_eq!(m.count_of(HeaderName::Via), 1, "our Via removed");
+    }
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" tls_handshakes=1 "), "{report}");
+    assert!(counter(&report, "conn_msgs_crossed") > 0, "{report}");
+    assert!(
+        report.contains(" conns_by_transport: tcp=0/0 tls=0/0 ws=0/0 wss=1/0 "),
+        "{report}"
+    );
 }
 
 /// What a TLS UAS saw of a request: its top Via, and the client
@@ -1103,6 +1164,7 @@ on_both_backends!(
     an_upstream_whose_certificate_has_expired_fails_the_handshake,
     an_untrusted_upstream_certificate_fails_the_handshake,
     websocket_over_tls,
+    invites_over_wss_are_forwarded_and_answered_in_frames,
     requests_over_tls_are_answered_and_forwarded,
     a_client_that_does_not_speak_tls_is_closed,
     a_client_without_a_certificate_is_refused_when_one_is_required,
