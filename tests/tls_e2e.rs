@@ -719,6 +719,74 @@ fn requests_leave_over_tls_to_an_upstream(io: &str) {
     );
 }
 
+/// The cross-transport pair TCP→TLS: a TCP client's INVITEs leave for
+/// `--upstream tls:` over a TLS connection (the upstream's certificate
+/// checked against `--tls-ca`), our Via saying TLS, and each 200 comes
+/// back on the client's TCP connection with our Via removed, the
+/// client's own on top. (All on the shard that owns the TCP connection:
+/// it opens its own connection to the upstream.)
+fn a_tcp_clients_requests_go_to_a_tls_upstream_and_come_back(io: &str) {
+    let pki = Pki::new("tcp-to-tls");
+    let (uas_port, seen) = tls_uas(&pki);
+    let upstream = format!("tls:127.0.0.1:{uas_port}");
+    let ca = pki.ca_file.to_str().unwrap();
+    let args = [
+        "--listen",
+        "tcp:127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--tls-ca",
+        ca,
+    ];
+    let Some(proxy) = Proxy::start(io, &args) else {
+        return;
+    };
+    let tcp: SocketAddr = proxy
+        .banner
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" (tcp)").and_then(|a| a.parse().ok()))
+        .unwrap_or_else(|| panic!("no tcp address in banner: {}", proxy.banner));
+    let mut client = TcpStream::connect(tcp).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = client.local_addr().unwrap();
+    let mut buf = Vec::new();
+    for k in 0..4 {
+        let call = format!("tcp-tls-{k}");
+        let invite = format!(
+            "INVITE sip:bob@example.net SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bK{call}\r\n\
+To: <sip:bob@example.net>\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nCall-ID: {call}\r\n\
+CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        client.write_all(invite.as_bytes()).unwrap();
+        let via = seen
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .unwrap()
+            .via;
+        assert!(
+            via.starts_with(&format!("SIP/2.0/TLS {};", proxy.addr)),
+            "{via}"
+        );
+        let got = read_message(&mut client, &mut buf);
+        assert_eq!(status(&got), 200);
+        let m = Message::parse(&got).unwrap();
+        assert_eq!(m.header(HeaderName::CallId).unwrap(), call.as_bytes());
+        let vias: Vec<_> = m.values(HeaderName::Via).collect();
+        assert_eq!(vias.len(), 1, "our Via removed");
+        assert!(vias[0]
+            .text
+            .starts_with(format!("SIP/2.0/TCP {me};").as_bytes()));
+    }
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" conns_accepted=1 "), "{report}");
+    assert!(
+        report.contains(" conns_opened=1 ") || report.contains(" conns_opened=2 "),
+        "one connection per shard at most: {report}"
+    );
+}
+
 /// A next hop whose certificate our CA did not sign: the handshake fails
 /// (counted), nothing is sent in clear, the server goes on.
 fn an_untrusted_upstream_certificate_fails_the_handshake(io: &str) {
@@ -1158,6 +1226,7 @@ fn tls12_session_ids_resume_on_either_shard(io: &str) {
 on_both_backends!(
     a_ua_registered_over_tls_is_called_over_its_connection,
     requests_leave_over_tls_to_an_upstream,
+    a_tcp_clients_requests_go_to_a_tls_upstream_and_come_back,
     the_client_pair_is_shown_to_a_next_hop_else_the_server_pair,
     a_tls_upstream_given_by_name_is_checked_against_the_name,
     a_tls_upstream_given_by_address_fails_when_its_certificate_names_a_host,
