@@ -40,6 +40,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --help needs nothing installed or built.
+for arg in "$@"; do
+  case "$arg" in -h|--help) exec python3 scripts/compare/transports.py --help ;; esac
+done
+
 modules_dir() {
   dirname "$(dpkg -L kamailio 2>/dev/null | grep '/modules/sl.so$' | head -n 1)"
 }
