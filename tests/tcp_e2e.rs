@@ -10,8 +10,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::metrics::{get, metrics_addr, sum_of};
-use common::process::{counter, listen_addrs, port, recv, socket, Proxy};
+use common::metrics::{get, metrics_addr, sum_of, sum_with_label};
+use common::process::{counter, listen_addrs, port, recv, socket, stream_addr, Proxy};
 use common::sip::{call_ids_on_both_shards, read_message, response_to};
 
 use sipshard::sip::{HeaderName, Message};
@@ -22,11 +22,7 @@ fn start(io: &str, extra: &[&str]) -> Option<(Proxy, SocketAddr)> {
     let mut args = vec!["--listen", "tcp:127.0.0.1:0"];
     args.extend_from_slice(extra);
     let proxy = Proxy::start(io, &args)?;
-    let tcp = proxy
-        .banner
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" (tcp)").and_then(|a| a.parse().ok()))
-        .unwrap_or_else(|| panic!("no tcp address in banner: {}", proxy.banner));
+    let tcp = stream_addr(&proxy.banner, "tcp");
     Some((proxy, tcp))
 }
 
@@ -312,12 +308,8 @@ fn over_a_limit(io: &str, flag: &str, counter: &str, metric: &str) {
     let answered = matches!(read_message_or_close(&mut other), Some(m) if status(&m) == 200);
     let refused = 6 - left_open + usize::from(!answered);
     let (_, body) = get(metrics, "/metrics");
-    let tcp_refused: u64 = body
-        .lines()
-        .filter(|l| l.starts_with(&format!("{metric}_total{{")))
-        .filter(|l| l.contains("transport=\"tcp\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let prefix = format!("{metric}_total{{");
+    let tcp_refused = sum_with_label(&body, &prefix, "transport=\"tcp\"");
     assert_eq!(tcp_refused, refused as u64, "{body}");
     let report = proxy.stop_and_report();
     let refused = format!(" {counter}={refused} ");
@@ -374,12 +366,7 @@ fn connections_are_counted_in_metrics(io: &str) {
     assert_eq!(sum_of(&body, "sipshard_connections_open{"), 1, "{body}");
     assert_eq!(sum_of(&body, "sipshard_connections_accepted_total{"), 1);
     // Each by its transport, on whichever shard took it.
-    let on = |metric: &str, t: &str| -> u64 {
-        body.lines()
-            .filter(|l| l.starts_with(metric) && l.contains(&format!("transport=\"{t}\"")))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
+    let on = |metric: &str, t: &str| sum_with_label(&body, metric, &format!("transport=\"{t}\""));
     assert_eq!(on("sipshard_connections_open{", "tcp"), 1, "{body}");
     assert_eq!(on("sipshard_connections_accepted_total{", "tcp"), 1);
     for t in ["tls", "ws", "wss"] {
@@ -831,11 +818,7 @@ fn a_tcp_listen_on_ipv6_forwards_and_answers(io: &str) {
     let Some(proxy) = Proxy::start_listening(io, &extra, &[]) else {
         return;
     };
-    let tcp: SocketAddr = proxy
-        .banner
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" (tcp)").and_then(|a| a.parse().ok()))
-        .unwrap_or_else(|| panic!("no tcp address in banner: {}", proxy.banner));
+    let tcp: SocketAddr = stream_addr(&proxy.banner, "tcp");
     assert!(tcp.is_ipv6(), "the tcp listen in the banner: {tcp}");
     let udp6 = listen_addrs(&proxy.banner)
         .into_iter()

@@ -24,7 +24,7 @@ use rustls::{
 };
 
 use common::metrics::{get, metrics_addr, sum_of};
-use common::process::{counter, nothing_arrives, port, recv, socket, Proxy};
+use common::process::{counter, nothing_arrives, port, recv, socket, stream_addr, Proxy};
 use common::sip::{call_ids_on_both_shards, read_message, response_to};
 use common::ws::{read_frame, read_http, send_text, upgrade_request};
 
@@ -234,11 +234,7 @@ fn start(io: &str, pki: &Pki, extra: &[&str]) -> Option<(Proxy, SocketAddr)> {
     ];
     args.extend_from_slice(extra);
     let proxy = Proxy::start(io, &args)?;
-    let tls = proxy
-        .banner
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" (tls)").and_then(|a| a.parse().ok()))
-        .unwrap_or_else(|| panic!("no tls address in banner: {}", proxy.banner));
+    let tls = stream_addr(&proxy.banner, "tls");
     Some((proxy, tls))
 }
 
@@ -519,11 +515,7 @@ fn start_wss(io: &str, pki: &Pki, extra: &[&str]) -> Option<(Proxy, SocketAddr)>
     ];
     args.extend_from_slice(extra);
     let proxy = Proxy::start(io, &args)?;
-    let wss: SocketAddr = proxy
-        .banner
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" (wss)").and_then(|a| a.parse().ok()))
-        .unwrap_or_else(|| panic!("no wss address in banner: {}", proxy.banner));
+    let wss: SocketAddr = stream_addr(&proxy.banner, "wss");
     Some((proxy, wss))
 }
 
@@ -741,11 +733,7 @@ fn a_tcp_clients_requests_go_to_a_tls_upstream_and_come_back(io: &str) {
     let Some(proxy) = Proxy::start(io, &args) else {
         return;
     };
-    let tcp: SocketAddr = proxy
-        .banner
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" (tcp)").and_then(|a| a.parse().ok()))
-        .unwrap_or_else(|| panic!("no tcp address in banner: {}", proxy.banner));
+    let tcp: SocketAddr = stream_addr(&proxy.banner, "tcp");
     let mut client = TcpStream::connect(tcp).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::process::{counter, port, recv, socket, Proxy};
+use common::process::{counter, port, recv, socket, stream_addr, Proxy};
 use common::sip::{call_ids_on_both_shards, response_to};
 use common::ws::{frame, read_frame, read_http, send_text, upgrade_request};
 
@@ -20,11 +20,7 @@ fn start(io: &str, extra: &[&str]) -> Option<(Proxy, SocketAddr)> {
     let mut args = vec!["--listen", "ws:127.0.0.1:0"];
     args.extend_from_slice(extra);
     let proxy = Proxy::start(io, &args)?;
-    let ws = proxy
-        .banner
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" (ws)").and_then(|a| a.parse().ok()))
-        .unwrap_or_else(|| panic!("no ws address in banner: {}", proxy.banner));
+    let ws = stream_addr(&proxy.banner, "ws");
     Some((proxy, ws))
 }
 

@@ -36,6 +36,14 @@ pub fn get(addr: SocketAddr, path: &str) -> (String, String) {
     (status, body)
 }
 
+/// As [`sum_of`], of the series that also carry `label` (`name="value"`).
+pub fn sum_with_label(body: &str, prefix: &str, label: &str) -> u64 {
+    body.lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// The sum of the integer values of the series whose line starts with
 /// `prefix`.
 pub fn sum_of(body: &str, prefix: &str) -> u64 {

@@ -88,6 +88,16 @@ fn seccomp_refusing(refused: &[libc::c_long]) -> Vec<libc::sock_filter> {
     f
 }
 
+/// The address of the banner's `transport` listen (`tcp`, `tls`, `ws`,
+/// `wss`); the first of them.
+pub fn stream_addr(banner: &str, transport: &str) -> SocketAddr {
+    let suffix = format!(" ({transport})");
+    banner
+        .split(", ")
+        .find_map(|part| part.strip_suffix(&suffix).and_then(|a| a.parse().ok()))
+        .unwrap_or_else(|| panic!("no {transport} address in banner: {banner}"))
+}
+
 /// The listen addresses the banner names.
 pub fn listen_addrs(banner: &str) -> Vec<SocketAddr> {
     banner
