@@ -113,8 +113,6 @@ pub struct ShardCounters {
     pub conns_opened: AtomicU64,
     /// Messages to a next hop whose TCP connection could not be made.
     pub connect_failed: AtomicU64,
-    /// TCP connections open (a gauge).
-    pub conns_open: AtomicU64,
     /// Connections accepted, by transport (`Transport as usize`).
     pub conns_accepted_by: [AtomicU64; 5],
     /// Connections closed, by transport.
@@ -136,7 +134,7 @@ pub struct ShardCounters {
 
 impl ShardCounters {
     /// Adds what the shard's connections did since the last call.
-    pub fn count_streams(&self, c: StreamCounts, open: usize, open_by: [usize; 5]) {
+    pub fn count_streams(&self, c: StreamCounts, open_by: [usize; 5]) {
         for (counter, n) in [
             (&self.conns_accepted, c.accepted),
             (&self.conns_refused, c.refused),
@@ -174,7 +172,6 @@ impl ShardCounters {
             }
             self.conns_open_by[i].store(open as u64, Relaxed);
         }
-        self.conns_open.store(open as u64, Relaxed);
     }
 
     /// Counts one drop.

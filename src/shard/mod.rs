@@ -251,7 +251,7 @@ pub fn run<B: Backend>(
                     failed += sends.failed;
                 }
                 s.send_all(&mut out);
-                counters.count_streams(s.take_counts(), s.open(), s.open_by());
+                counters.count_streams(s.take_counts(), s.open_by());
             }
             None => failed += out.clear(),
         }
