@@ -895,7 +895,78 @@ CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
     assert_eq!(header(&ok, HeaderName::CSeq), "2 BYE");
 }
 
+/// RFC 5626 §5.3 / RFC 5658: with --record-route, a call to a UA
+/// registered over TCP leaves a flow token on the UA's side of our
+/// Record-Route, so the caller's BYE, sent along its route set to the
+/// UA's Contact (where nothing listens, as behind a NAT), reaches the UA
+/// over the connection it registered on, from whichever shard the BYE
+/// arrives on. Without the token the BYE went to the Contact and failed
+/// (found by SIPp registering one connection per user in
+/// scripts/interop.sh).
+fn the_callers_bye_reaches_a_registered_ua_over_its_flow(io: &str) {
+    let Some((proxy, tcp)) = start(io, &["--domain", "example.com", "--record-route"]) else {
+        return;
+    };
+    let mut ua = connect(tcp);
+    let me = ua.local_addr().unwrap();
+    let register = format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKreg2\r\n\
+To: <sip:carol@example.com>\r\nFrom: <sip:carol@example.com>;tag=r2\r\nCall-ID: reg-flow-rr\r\n\
+CSeq: 1 REGISTER\r\nContact: <sip:carol@127.0.0.1:9;transport=tcp>\r\nExpires: 600\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    ua.write_all(register.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(status(&read_message(&mut ua, &mut buf)), 200);
+    let caller = socket();
+    let c = port(&caller);
+    for call in call_ids_on_both_shards("flow-rr", 8) {
+        let invite = format!(
+            "INVITE sip:carol@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{c};branch=z9hG4bKi{call}\r\n\
+To: <sip:carol@example.com>\r\nFrom: <sip:dave@127.0.0.1>;tag=d\r\nCall-ID: {call}\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:dave@127.0.0.1:{c}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        caller.send_to(invite.as_bytes(), proxy.addr).unwrap();
+        let got = read_message(&mut ua, &mut buf);
+        let rr = header(&got, HeaderName::RecordRoute);
+        let (callee_side, caller_side) = rr.split_once(", ").expect("two Record-Route values");
+        assert!(callee_side.contains(";transport=tcp;lr;cid="), "{rr}");
+        assert!(!caller_side.contains("cid="), "the caller is on UDP: {rr}");
+        // The UA's 200 carries the Record-Route back (§12.1.1).
+        let ok = String::from_utf8(response_to(&got, 200, "OK")).unwrap().replacen(
+            "Content-Length: 0\r\n",
+            &format!("Record-Route: {rr}\r\nContact: <sip:carol@127.0.0.1:9;transport=tcp>\r\nContent-Length: 0\r\n"),
+            1,
+        );
+        ua.write_all(ok.as_bytes()).unwrap();
+        let answer = recv(&caller);
+        assert_eq!(status(&answer), 200);
+        // The caller's BYE: to the UA's Contact, along the route set (the
+        // Record-Route reversed, §12.1.2).
+        let bye = format!(
+            "BYE sip:carol@127.0.0.1:9;transport=tcp SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:{c};branch=z9hG4bKb{call}\r\nRoute: {caller_side}, {callee_side}\r\n\
+From: <sip:dave@127.0.0.1>;tag=d\r\nTo: <sip:carol@example.com>;tag=b1\r\nCall-ID: {call}\r\n\
+CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        caller.send_to(bye.as_bytes(), proxy.addr).unwrap();
+        let got = read_message(&mut ua, &mut buf);
+        let m = Message::parse(&got).unwrap();
+        assert_eq!(m.method(), Some(sipshard::sip::Method::Bye), "{call}");
+        assert_eq!(m.count_of(HeaderName::Route), 0, "our two Routes removed");
+        ua.write_all(&response_to(&got, 200, "OK")).unwrap();
+        let ok = recv(&caller);
+        assert_eq!(status(&ok), 200);
+        assert_eq!(header(&ok, HeaderName::CSeq), "2 BYE");
+    }
+    let report = proxy.stop_and_report();
+    assert!(report.contains(" connect_failed=0 "), "{report}");
+    assert!(report.contains(" flows_failed=0 "), "{report}");
+    assert!(counter(&report, "conn_msgs_crossed") > 0, "{report}");
+}
+
 on_both_backends!(
+    the_callers_bye_reaches_a_registered_ua_over_its_flow,
     descriptors_return_to_their_baseline,
     a_tcp_listen_on_ipv6_forwards_and_answers,
     mute_and_trickling_connections_close_at_their_deadlines,

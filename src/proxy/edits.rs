@@ -11,8 +11,8 @@ use super::branch::{write_branch, BRANCH_LEN};
 use super::conn_param::CID_PARAM;
 use super::nat::nat_edit;
 use super::route_set::RouteSet;
+use super::target::NextHop;
 use super::ProxyConfig;
-use crate::location::record::BindingView;
 use crate::sip::{write_u32, Edits, HeaderName, Message, Method, Piece, Via, WriteError};
 use crate::transport::{Source, Transport};
 
@@ -25,7 +25,7 @@ pub struct Scratch {
     rr: [u8; 96],
     rr_len: usize,
     /// Both Record-Route values, when the two sides differ (RFC 5658).
-    rr_both: [u8; 256],
+    rr_both: [u8; 320],
     rr_both_len: usize,
     nat: [u8; 512],
     nat_len: usize,
@@ -49,7 +49,7 @@ impl Default for Scratch {
             via_len: 0,
             rr: [0; 96],
             rr_len: 0,
-            rr_both: [0; 256],
+            rr_both: [0; 320],
             rr_both_len: 0,
             nat: [0; 512],
             nat_len: 0,
@@ -89,6 +89,17 @@ impl<'b> Out<'b> {
 
     pub(super) fn u32(&mut self, n: u32) -> Option<()> {
         self.bytes(write_u32(n, &mut [0u8; 10]))
+    }
+
+    /// `;cid=VALUE` when there is a connection to name, else nothing.
+    fn flow_token(&mut self, cid: Option<&[u8]>) -> Option<()> {
+        if let Some(cid) = cid {
+            self.bytes(b";")?;
+            self.bytes(CID_PARAM)?;
+            self.bytes(b"=")?;
+            self.bytes(cid)?;
+        }
+        Some(())
     }
 
     /// An address as `Display` writes it: dotted quad, or the RFC 5952
@@ -134,30 +145,31 @@ impl std::fmt::Display for TransportParam {
     }
 }
 
-/// `out_leg, <sip:here;transport=..;lr;cid=..>`: the Record-Route value
-/// of the next hop's side, then ours on the client's side.
+/// `<sip:there;transport=..;lr;cid=..>, <sip:here;transport=..;lr;cid=..>`:
+/// the Record-Route value of the next hop's side (`out_leg`, our cached
+/// `<sip:..;lr>`, naming `out_cid`'s connection when the request leaves on
+/// a registered flow), then ours on the client's side (naming `cid`'s
+/// when it came on a connection).
 fn write_rr_both(
     buf: &mut [u8],
     out_leg: &[u8],
+    out_cid: Option<&[u8]>,
     here: SocketAddr,
     transport: Transport,
     cid: Option<&[u8]>,
 ) -> Option<usize> {
-    let mut n = fmt_into(
-        buf,
-        format_args!(
-            "{}, <sip:{here}{};lr",
-            Ascii(out_leg),
-            TransportParam(transport)
-        ),
+    let mut w = Out::new(buf);
+    // The cached value ends with `>`: the flow token goes before it.
+    w.bytes(out_leg.strip_suffix(b">")?)?;
+    w.flow_token(out_cid)?;
+    w.bytes(b">, ")?;
+    let mut n = w.len;
+    n += fmt_into(
+        buf.get_mut(n..)?,
+        format_args!("<sip:{here}{};lr", TransportParam(transport)),
     )?;
     let mut w = Out::new(buf.get_mut(n..)?);
-    if let Some(cid) = cid {
-        w.bytes(b";")?;
-        w.bytes(CID_PARAM)?;
-        w.bytes(b"=")?;
-        w.bytes(cid)?;
-    }
+    w.flow_token(cid)?;
     w.bytes(b">")?;
     n += w.len;
     Some(n)
@@ -198,9 +210,10 @@ fn may_create_dialog(msg: &Message<'_>) -> bool {
 }
 
 /// Writes the edits that forward `msg` (received from `src`, its top Via
-/// `via`) along `set`, to the binding `located` when the location service
-/// chose one, leaving over `leg` (the transport our Via names). Fails when a text does not fit its room or the edits their
-/// list: the request is then dropped, never sent half-edited.
+/// `via`) along `set` to `hop`: its binding when the location service
+/// chose one, leaving over its transport (the one our Via names), on its
+/// flow when it has one. Fails when a text does not fit its room or the
+/// edits their list: the request is then dropped, never sent half-edited.
 #[allow(clippy::too_many_arguments)]
 pub fn forward<'e>(
     msg: &Message<'_>,
@@ -209,11 +222,11 @@ pub fn forward<'e>(
     cfg: &ProxyConfig,
     set: &RouteSet<'_>,
     max_forwards: Option<u8>,
-    located: Option<BindingView<'e>>,
-    leg: Transport,
+    hop: &NextHop<'e>,
     scratch: &'e mut Scratch,
     edits: &mut Edits<'e>,
 ) -> Result<(), WriteError> {
+    let (leg, located) = (hop.dest.transport, hop.located);
     let strict_next = set.strict_next;
     write_branch(msg, &mut scratch.branch);
     // The transport our Via names is the one the request leaves on, and
@@ -250,11 +263,7 @@ pub fn forward<'e>(
                 .get_mut(scratch.via_len..)
                 .ok_or(WriteError::BufferTooSmall)?,
         );
-        w.bytes(b";")
-            .and_then(|()| w.bytes(CID_PARAM))
-            .and_then(|()| w.bytes(b"="))
-            .and_then(|()| w.bytes(&cid))
-            .ok_or(WriteError::BufferTooSmall)?;
+        w.flow_token(Some(&cid)).ok_or(WriteError::BufferTooSmall)?;
         scratch.via_len += w.len;
     }
     let strict_uri = strict_next
@@ -281,16 +290,20 @@ pub fn forward<'e>(
     // RFC 5658: when the request came on a connection, or leaves on
     // another transport than it came on, two Record-Route values, one per
     // side: the top one for the next hop's side (the leg it leaves on),
-    // the other for the client's, over its transport and naming its
-    // connection (RFC 5626 §5.3 flow token), so that in-dialog requests
-    // from the far side go back on it.
+    // the other for the client's, over its transport. Each side reached
+    // over a connection that must be kept (the client's, or the flow of
+    // the binding it goes to) is named by a flow token (RFC 5626 §5.3),
+    // so that in-dialog requests from the other side go over it: a UA on
+    // a flow is often behind a NAT, where its Contact reaches nothing.
     scratch.rr_both_len = 0;
     if cfg.record_route && (src.conn.is_some() || src.transport != leg) && may_create_dialog(msg) {
         let here = SocketAddr::new(cfg.advertised(src.local).ip(), src.local.port());
         let cid = src.conn.map(|c| cfg.conn_key.write(c));
+        let out_cid = hop.flow.map(|c| cfg.conn_key.write(c));
         scratch.rr_both_len = write_rr_both(
             &mut scratch.rr_both,
             &scratch.rr[..scratch.rr_len],
+            out_cid.as_ref().map(|c| &c[..]),
             here,
             src.transport,
             cid.as_ref().map(|c| &c[..]),

@@ -68,8 +68,7 @@ pub(super) fn route_request<'e, 'r: 'e>(
         cfg,
         &set,
         max_forwards,
-        hop.located,
-        leg,
+        &hop,
         scratch,
         edits,
     ) {
