@@ -30,6 +30,14 @@
 #    per call (`-t tn`); the UAS stays on UDP, so every response crosses
 #    from UDP back to the connection (through the shard that owns it);
 #    the exit line must say conns_accepted=1, then CALLS.
+# 2b. The registrar over TCP: CALLS users REGISTER over SIPp's TCP
+#    connection (`-t t1`, then `-t tn`: one connection per user) with
+#    their own address in the Contact, and stay connected; a UDP caller
+#    then calls each at sip:USER@example.com and the proxy must send every
+#    INVITE over the connection that user registered on (RFC 5626 flows),
+#    whichever shard owns it; the same SIPp answers them
+#    (perf/uac_register_flow.xml, perf/uas_registered.xml as its
+#    out-of-call scenario).
 #
 # With INTEROP_ONLY=proxy in the environment, only part 1 runs.
 #
@@ -228,6 +236,75 @@ if [ "$reg_rc" != 0 ] || [ "$reg_result" != "successful=$calls failed=0" ] \
 else
   echo "interop: registrar: OK"
 fi
+
+# ---- 2b. Registrar over TCP: UAs registered over their connections, called over them
+
+# flow_part MODE CONNS: CALLS users REGISTER over TCP from one SIPp
+# (perf/uac_register_flow.xml, `-t MODE`), each with its own address in
+# the Contact, and hold their registrations open; a UDP caller
+# (perf/uac_call_registered.xml) then calls each of them. The proxy must
+# send every INVITE over the connection its user registered on (RFC 5626
+# §5.3), through whichever shard owns it; the registering SIPp answers
+# them with perf/uas_registered.xml as its out-of-call scenario. Fails
+# unless every registration and call succeeds, that SIPp logged no failed
+# Request-URI check, and the exit line says registered=CALLS,
+# conns_accepted=CONNS and flows_failed=0.
+flow_part() {
+  local mode=$1 conns=$2 dir="$out/registrar-tcp-$1" hold reg_pid waited registered
+  mkdir -p "$dir"
+  python3 scripts/make_users_csv.py "$calls" "$dir/users.csv"
+  start_sipshard "$dir/sipshard.log" --listen 127.0.0.1:0 --listen tcp:127.0.0.1:0 --domain "$domain" \
+    --record-route --metrics-listen 127.0.0.1:0 "${extra[@]}"
+  tcp_addr=$(sed -n 's/.*, \([^ ]*\) (tcp).*/\1/p' "$dir/sipshard.log" | head -n 1)
+  # Each registration holds its connection long enough for the caller to
+  # start once all are in and to place every call.
+  hold=$(( 2 * place + 20 ))
+  echo "interop: registrar tcp $mode: $calls users @$domain at $rate/s over TCP -> sipshard $tcp_addr, held ${hold} s; then called over UDP"
+  logs_for "$dir" register
+  uac_port=$(free_ports 1)
+  timeout $(( phase + hold )) sipp -t "$mode" -max_socket 1000 -sf perf/uac_register_flow.xml \
+    -oocsf perf/uas_registered.xml -inf "$dir/users.csv" -key domain "$domain" -d $(( hold * 1000 )) \
+    -m "$calls" -r "$rate" -timeout "$(( phase + hold ))s" -timeout_error -i 127.0.0.1 -p "$uac_port" \
+    -nostdin "${logs[@]}" "$tcp_addr" > "$dir/register.log" 2>&1 &
+  reg_pid=$!
+  pids+=("$reg_pid")
+  registered=0
+  for waited in $(seq $(( phase * 10 ))); do
+    registered=$(metric_sum "$metrics_url" sipshard_bindings_created)
+    [ "$registered" -ge "$calls" ] && break
+    kill -0 "$reg_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  call_rc=skipped
+  call_result="(not run: $registered of $calls registered)"
+  if [ "$registered" -ge "$calls" ]; then
+    run_uac "$dir" call $(( phase + 30 )) -sf perf/uac_call_registered.xml -inf "$dir/users.csv" \
+      -key domain "$domain" -m "$calls" -r "$rate" -timeout "${phase}s" -timeout_error "$sipshard_addr"
+    call_rc=$uac_rc
+    call_result=$(sipp_stats "$dir/call_stat.csv")
+  fi
+  wait_for "$reg_pid" $(( phase + hold ))
+  reg_rc=$waited_rc
+  reg_result=$(sipp_stats "$dir/register_stat.csv")
+  stop_sipshard "$dir/sipshard.log"
+  proxy_rc=$sipshard_rc
+  bad_uri=$(grep -c "Failed regexp match" "$dir/register_errors.log" 2>/dev/null || true)
+  echo "interop: registrar tcp $mode: REGISTER UAC exit $reg_rc ($reg_result, ${bad_uri:-0} wrong Request-URIs), call UAC exit $call_rc ($call_result), sipshard exit $proxy_rc"
+  echo "$exit_line"
+  if [ "$reg_rc" != 0 ] || [ "$reg_result" != "successful=$calls failed=0" ] || [ "${bad_uri:-0}" != 0 ] \
+    || [ "$call_rc" != 0 ] || [ "$call_result" != "successful=$calls failed=0" ] || [ "$proxy_rc" != 0 ] \
+    || [[ " $exit_line " != *" registered=$calls "* ]] || [[ " $exit_line " != *" conns_accepted=$conns "* ]] \
+    || [[ " $exit_line " != *" flows_failed=0 "* ]]; then
+    echo "interop: registrar tcp $mode: FAILED" >&2
+    failed=1
+  else
+    echo "interop: registrar tcp $mode: OK"
+  fi
+}
+
+# Every user on one connection, then each on its own.
+flow_part t1 1
+flow_part tn "$calls"
 
 # ---- 3. Digest auth: REGISTER CALLS users, each challenged once ------------
 

@@ -113,6 +113,27 @@ wait_for() {
   [ -z "$stopped" ] || waited_rc=$stopped
 }
 
+# metric_sum URL NAME: the sum of every sample of the counter or gauge
+# NAME (with or without `_total`, any labels) at the metrics URL, or -1
+# when the URL does not answer.
+metric_sum() {
+  python3 - "$1" "$2" <<'PY'
+import sys, urllib.request
+url, name = sys.argv[1], sys.argv[2]
+try:
+    text = urllib.request.urlopen(url, timeout=2).read().decode()
+except OSError:
+    print(-1)
+    sys.exit(0)
+total = 0
+for line in text.splitlines():
+    metric = line.split("{")[0].split(" ")[0]
+    if metric in (name, name + "_total"):
+        total += float(line.rsplit(" ", 1)[1])
+print(int(total))
+PY
+}
+
 # sipp_stats CSV [created]: from the last line of a SIPp statistics file
 # (-trace_stat), "successful=N failed=M", and " created=K" (calls SIPp
 # started) when a second argument is given.
