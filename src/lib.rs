@@ -19,7 +19,7 @@
 //! above it:
 //!
 //! ```text
-//! hash  <-  sip  <-  transport  <-  location  <-  registrar  <-  proxy
+//! hash  <-  sip  <-  transport  <-  location  <-  registrar  <-  proxy  <-  transaction
 //!            ^          ^
 //!            |          +-- io (sockets, batches; knows transport ids, not SIP)
 //!            +------------- auth, admit (sip and hash only; admit also transport)
@@ -49,6 +49,7 @@ pub mod server;
 pub mod shard;
 pub mod sip;
 pub mod telemetry;
+pub mod transaction;
 pub mod transport;
 
 /// The code examples in README.md run as doc tests, so the README cannot

@@ -22,6 +22,7 @@ fn allowed() -> Vec<(&'static str, Vec<&'static str>)> {
         "location",
         "registrar",
         "proxy",
+        "transaction",
     ];
     let with = |base: &[&'static str], more: &[&'static str]| {
         base.iter().chain(more).copied().collect::<Vec<_>>()
@@ -36,6 +37,10 @@ fn allowed() -> Vec<(&'static str, Vec<&'static str>)> {
         ("location", with(&core, &[])),
         ("registrar", with(&core, &["location"])),
         ("proxy", with(&core, &["location", "registrar"])),
+        (
+            "transaction",
+            with(&core, &["location", "registrar", "proxy"]),
+        ),
         ("cli", with(&core, &["auth", "admit", "io"])),
         ("shard", with(&below_shard, &[])),
         ("telemetry", with(&below_shard, &["cli", "shard"])),
