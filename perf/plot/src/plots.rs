@@ -110,24 +110,58 @@ pub(crate) fn run(dir: &Path) -> Result<Outcome, Error> {
         plot.percentiles(t, "calls-latency.svg", &text, columns, false)?;
     }
     if let Some(t) = plot.usable("registration.csv", registration.as_ref()) {
-        plot.bars(
-            t,
-            "memory.svg",
-            "Location memory per binding",
-            "bytes per binding",
-            "B",
-            "bytes_per_binding",
-        )?;
-        plot.bars(
-            t,
-            "registration-cpu.svg",
-            "Registration CPU cost",
-            "CPU µs per REGISTER",
-            "µs",
-            "cpu_us_per_reg",
-        )?;
+        let users = Group {
+            column: "users",
+            desc: "registered users",
+            label: |v| format!("{} users", count_label(v)),
+        };
+        let title = |title: &str, users: &[f64]| match users {
+            [one] => format!("{title} at {} registered users", count_label(*one)),
+            _ => format!("{title} by registered users"),
+        };
+        let bars = Bars {
+            svg: "memory.svg",
+            title: &|u| title("Location memory per binding", u),
+            y_desc: "bytes per binding",
+            unit: "B",
+            y: "bytes_per_binding",
+        };
+        plot.bars(t, &bars, &users)?;
+        let bars = Bars {
+            svg: "registration-cpu.svg",
+            title: &|u| title("Registration CPU cost", u),
+            y_desc: "CPU µs per REGISTER",
+            unit: "µs",
+            y: "cpu_us_per_reg",
+        };
+        plot.bars(t, &bars, &users)?;
     }
     Ok(out)
+}
+
+/// How a bar chart's bars are grouped: by which column, and the words for
+/// it. One struct rather than `users` hard-wired into [`Plotter::bars`], so
+/// every bar chart shares one drawing path whatever its groups are.
+struct Group {
+    /// The column whose values make the groups.
+    column: &'static str,
+    /// Axis description when there are several groups.
+    desc: &'static str,
+    /// Tick label of one group's value.
+    label: fn(f64) -> String,
+}
+
+/// One bar chart: its file, column and words.
+struct Bars<'a> {
+    svg: &'a str,
+    /// The title, given the group values that have a bar, so that a chart of
+    /// a single group can name it.
+    title: &'a dyn Fn(&[f64]) -> String,
+    y_desc: &'a str,
+    /// Printed after each bar's value ("B", "µs").
+    unit: &'a str,
+    /// The column the bars measure.
+    y: &'a str,
 }
 
 /// The words on a line chart.
@@ -264,48 +298,37 @@ impl Plotter<'_> {
         Ok(())
     }
 
-    /// A bar per target of column `y`, grouped by the `users` column; the
-    /// title names the user count when there is only one.
-    fn bars(
-        &mut self,
-        t: &Table,
-        svg: &str,
-        title: &str,
-        y_desc: &str,
-        unit: &str,
-        y: &str,
-    ) -> Result<(), Error> {
-        let series = by_target(t.pairs("users", y));
-        if !self.has_points(svg, &[&series], y) {
+    /// A bar per target of column `b.y`, grouped by `group.column`.
+    fn bars(&mut self, t: &Table, b: &Bars<'_>, group: &Group) -> Result<(), Error> {
+        let series = by_target(t.pairs(group.column, b.y));
+        if !self.has_points(b.svg, &[&series], b.y) {
             return Ok(());
         }
-        let mut users: Vec<f64> = series
+        let mut groups: Vec<f64> = series
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.0))
             .collect();
-        users.sort_by(f64::total_cmp);
-        users.dedup();
-        let title = match users.as_slice() {
-            [one] => format!("{title} at {} registered users", users_label(*one)),
-            _ => format!("{title} by registered users"),
-        };
+        groups.sort_by(f64::total_cmp);
+        groups.dedup();
+        let title = (b.title)(&groups);
         let chart = BarChart {
             title: &title,
-            y_desc,
-            unit,
-            group_desc: "registered users",
-            group_label: |v| format!("{} users", users_label(v)),
+            y_desc: b.y_desc,
+            unit: b.unit,
+            group_desc: group.desc,
+            group_label: group.label,
             series: &series,
         };
-        let path = self.dir.join(svg);
+        let path = self.dir.join(b.svg);
         chart::bar_chart(&path, &chart)?;
         self.done(path);
         Ok(())
     }
 }
 
-/// `100000` -> `100,000`: user counts are exact, so no `100k` rounding.
-fn users_label(v: f64) -> String {
+/// `100000` -> `100,000`: user, connection and rate counts in titles are
+/// exact, so no `100k` rounding.
+fn count_label(v: f64) -> String {
     if v.fract() != 0.0 || v.abs() >= 1e15 {
         return style::value(v);
     }
@@ -545,8 +568,8 @@ mod tests {
 
     #[test]
     fn user_counts() {
-        assert_eq!(users_label(100000.0), "100,000");
-        assert_eq!(users_label(999.0), "999");
-        assert_eq!(users_label(1000.0), "1,000");
+        assert_eq!(count_label(100000.0), "100,000");
+        assert_eq!(count_label(999.0), "999");
+        assert_eq!(count_label(1000.0), "1,000");
     }
 }
