@@ -19,6 +19,10 @@ pub(crate) enum Error {
     },
     /// plotters refused to draw (it reports backend errors as text).
     Draw { path: PathBuf, msg: String },
+    /// A well-formed file whose rows cannot make the plot they are for (two
+    /// offered rates in a file drawn at one rate): drawing anyway would
+    /// mix incomparable rows into one bar.
+    Data { path: PathBuf, msg: String },
 }
 
 impl fmt::Display for Error {
@@ -27,6 +31,7 @@ impl fmt::Display for Error {
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Csv { path, line, msg } => write!(f, "{}:{line}: {msg}", path.display()),
             Error::Draw { path, msg } => write!(f, "{}: drawing failed: {msg}", path.display()),
+            Error::Data { path, msg } => write!(f, "{}: {msg}", path.display()),
         }
     }
 }

@@ -11,6 +11,19 @@
 //!   -> `calls-rate.svg`, `calls-latency.svg`
 //! - `registration.csv`: `target,round,users,offered_rps,achieved_rps,p50_us,p99_us,cpu_us_per_reg,bytes_per_binding`
 //!   -> `memory.svg`, `registration-cpu.svg`
+//! - `transports.csv`: `target,round,transport,offered_rps,cpu_us_per_msg`,
+//!   every row at one offered rate, `transport` a code 0=UDP 1=TCP 2=TLS
+//!   3=WS (written by scripts/transport-bench.sh from its forwarding.csv)
+//!   -> `transports-cpu.svg`, bars grouped by the caller's transport
+//! - `connections.csv`: `target,round,transport,conns,bytes_per_conn`, every
+//!   row at one connection count, `transport` 1=TCP 2=TLS
+//!   -> `connections-memory.svg`, bars grouped by transport
+//!
+//! A file of the last two with more than one rate (or connection count) is
+//! an error, as a malformed file is: its bars would mix incomparable rows.
+//! transport-bench.sh writes them into a folder of their own
+//! (`perf/transports/plots/`), because its own `forwarding.csv` has other
+//! columns (a `transport` text column) that this tool would refuse.
 //!
 //! Each point is the median over rounds of one (target, x) cell, with
 //! min–max whiskers. sipshard is always blue and Kamailio orange; any other
@@ -33,8 +46,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: sipshard-plot DIR\n\
-    Reads forwarding.csv, calls.csv and registration.csv from DIR (each optional)\n\
-    and writes the SVG plots into DIR, printing each path written.";
+    Reads forwarding.csv, calls.csv, registration.csv, transports.csv and\n\
+    connections.csv from DIR (each optional) and writes the SVG plots into\n\
+    DIR, printing each path written.";
 
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

@@ -54,6 +54,22 @@ const REGISTRATION: &[&str] = &[
     "bytes_per_binding",
 ];
 
+/// `transports.csv`: forwarding CPU per message by the caller's transport,
+/// all rows at one offered rate (transport-bench.sh picks it). The
+/// transport is a number code ([`transport_label`]) because a table has only
+/// one text column, `target`; the codes also order the groups.
+const TRANSPORTS: &[&str] = &[
+    "target",
+    "round",
+    "transport",
+    "offered_rps",
+    "cpu_us_per_msg",
+];
+
+/// `connections.csv`: memory per idle connection by transport (1 = TCP,
+/// 2 = TLS), all rows at one connection count.
+const CONNECTIONS: &[&str] = &["target", "round", "transport", "conns", "bytes_per_conn"];
+
 /// What a run did: SVGs written, and plots skipped with the reason.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
@@ -66,6 +82,17 @@ pub(crate) fn run(dir: &Path) -> Result<Outcome, Error> {
     let forwarding = Table::read(&dir.join("forwarding.csv"), FORWARDING)?;
     let calls = Table::read(&dir.join("calls.csv"), CALLS)?;
     let registration = Table::read(&dir.join("registration.csv"), REGISTRATION)?;
+    let transports = Table::read(&dir.join("transports.csv"), TRANSPORTS)?;
+    let connections = Table::read(&dir.join("connections.csv"), CONNECTIONS)?;
+    // Checked before anything is drawn, like a parse error.
+    let rate = one_value(dir, "transports.csv", transports.as_ref(), "offered_rps")?;
+    let conns = one_value(dir, "connections.csv", connections.as_ref(), "conns")?;
+    for (file, table) in [
+        ("transports.csv", &transports),
+        ("connections.csv", &connections),
+    ] {
+        known_transports(dir, file, table.as_ref())?;
+    }
 
     let mut out = Outcome::default();
     let mut plot = Plotter { dir, out: &mut out };
@@ -136,7 +163,113 @@ pub(crate) fn run(dir: &Path) -> Result<Outcome, Error> {
         };
         plot.bars(t, &bars, &users)?;
     }
+    if let Some(t) = plot.usable("transports.csv", transports.as_ref()) {
+        let title = match rate {
+            Some(r) => format!(
+                "Forwarding CPU cost by the caller's transport at {} requests/s",
+                count_label(r)
+            ),
+            None => "Forwarding CPU cost by the caller's transport".to_string(),
+        };
+        let bars = Bars {
+            svg: "transports-cpu.svg",
+            title: &|_| title.clone(),
+            y_desc: "CPU µs per forwarded message",
+            unit: "µs",
+            y: "cpu_us_per_msg",
+        };
+        let group = Group {
+            column: "transport",
+            desc: "the caller's transport",
+            label: transport_label,
+        };
+        plot.bars(t, &bars, &group)?;
+    }
+    if let Some(t) = plot.usable("connections.csv", connections.as_ref()) {
+        let title = match conns {
+            Some(n) => format!(
+                "Memory per idle connection with {} connections open",
+                count_label(n)
+            ),
+            None => "Memory per idle connection".to_string(),
+        };
+        let bars = Bars {
+            svg: "connections-memory.svg",
+            title: &|_| title.clone(),
+            y_desc: "bytes per idle connection",
+            unit: "B",
+            y: "bytes_per_conn",
+        };
+        let group = Group {
+            column: "transport",
+            desc: "transport",
+            label: transport_label,
+        };
+        plot.bars(t, &bars, &group)?;
+    }
     Ok(out)
+}
+
+/// The one value of `column` in `file` (`None` when no row has one), or an
+/// error naming the values when there are several: the file's plot is drawn
+/// at one value, and its title says which.
+fn one_value(
+    dir: &Path,
+    file: &str,
+    table: Option<&Table>,
+    column: &str,
+) -> Result<Option<f64>, Error> {
+    let Some(t) = table else { return Ok(None) };
+    match t.distinct(column).as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(Error::Data {
+            path: dir.join(file),
+            msg: format!(
+                "`{column}` takes {} values ({}); the file must hold one",
+                many.len(),
+                many.iter()
+                    .map(|v| count_label(*v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// The transport number codes of `transports.csv` and `connections.csv`,
+/// by group label. A code not here is an error (the script and this tool
+/// disagree), not a bar labelled with a bare number.
+const TRANSPORT_CODES: [&str; 4] = ["UDP", "TCP", "TLS", "WS"];
+
+/// Errors on a `transport` code outside [`TRANSPORT_CODES`].
+fn known_transports(dir: &Path, file: &str, table: Option<&Table>) -> Result<(), Error> {
+    let Some(t) = table else { return Ok(()) };
+    match t
+        .distinct("transport")
+        .into_iter()
+        .find(|v| code(*v).is_none())
+    {
+        None => Ok(()),
+        Some(v) => Err(Error::Data {
+            path: dir.join(file),
+            msg: format!("`transport` {v} is not a transport code (0=UDP 1=TCP 2=TLS 3=WS)"),
+        }),
+    }
+}
+
+/// The name of transport code `v`, if it is one.
+fn code(v: f64) -> Option<&'static str> {
+    if v.fract() != 0.0 || v < 0.0 {
+        return None;
+    }
+    TRANSPORT_CODES.get(v as usize).copied()
+}
+
+/// A group's tick label: `1` -> `TCP`. Codes were checked on reading, so
+/// the fallback only keeps this total.
+fn transport_label(v: f64) -> String {
+    code(v).map_or_else(|| style::value(v), str::to_string)
 }
 
 /// How a bar chart's bars are grouped: by which column, and the words for
@@ -396,7 +529,13 @@ mod tests {
     fn plots_the_sample() {
         let tmp = TempDir::new("sample");
         let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample");
-        for f in ["forwarding.csv", "calls.csv", "registration.csv"] {
+        for f in [
+            "forwarding.csv",
+            "calls.csv",
+            "registration.csv",
+            "transports.csv",
+            "connections.csv",
+        ] {
             std::fs::copy(sample.join(f), tmp.0.join(f)).unwrap();
         }
         let out = run(&tmp.0).unwrap();
@@ -441,6 +580,30 @@ mod tests {
                 "registration-cpu.svg",
                 "Registration CPU cost",
                 &["sipshard", "kamailio"],
+            ),
+            (
+                "transports-cpu.svg",
+                "Forwarding CPU cost by the caller&apos;s transport at 25,000 requests/s",
+                &[
+                    "sipshard",
+                    "kamailio",
+                    "UDP",
+                    "TCP",
+                    "TLS",
+                    "WS",
+                    "CPU µs per forwarded message",
+                ],
+            ),
+            (
+                "connections-memory.svg",
+                "Memory per idle connection with 10,000 connections open",
+                &[
+                    "sipshard",
+                    "kamailio",
+                    "TCP",
+                    "TLS",
+                    "bytes per idle connection",
+                ],
             ),
         ];
         assert_eq!(out.written.len(), expect.len(), "{:?}", out.written);
@@ -564,6 +727,53 @@ mod tests {
             "{e}"
         );
         assert_eq!(std::fs::read_dir(&tmp.0).unwrap().count(), 1);
+    }
+
+    /// transports.csv and connections.csv are drawn at one rate and one
+    /// connection count; a file with two is an error, and nothing is drawn.
+    #[test]
+    fn mixed_rates_are_an_error() {
+        let tmp = TempDir::new("mixed");
+        std::fs::write(
+            tmp.0.join("transports.csv"),
+            format!(
+                "{}\nsipshard,1,0,10000,7\nsipshard,1,0,25000,7.5\n",
+                TRANSPORTS.join(",")
+            ),
+        )
+        .unwrap();
+        let e = run(&tmp.0).unwrap_err().to_string();
+        assert!(
+            e.ends_with("transports.csv: `offered_rps` takes 2 values (10,000, 25,000); the file must hold one"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_dir(&tmp.0).unwrap().count(), 1);
+
+        std::fs::remove_file(tmp.0.join("transports.csv")).unwrap();
+        std::fs::write(
+            tmp.0.join("connections.csv"),
+            format!(
+                "{}\nsipshard,1,1,10000,1500\nkamailio,1,1,20000,5000\n",
+                CONNECTIONS.join(",")
+            ),
+        )
+        .unwrap();
+        let e = run(&tmp.0).unwrap_err().to_string();
+        assert!(e.contains("connections.csv: `conns` takes 2 values"), "{e}");
+    }
+
+    #[test]
+    fn unknown_transport_code_is_an_error() {
+        let tmp = TempDir::new("code");
+        std::fs::write(
+            tmp.0.join("connections.csv"),
+            format!("{}\nsipshard,1,4,10000,1500\n", CONNECTIONS.join(",")),
+        )
+        .unwrap();
+        let e = run(&tmp.0).unwrap_err().to_string();
+        assert!(e.contains("`transport` 4 is not a transport code"), "{e}");
+        assert_eq!(transport_label(0.0), "UDP");
+        assert_eq!(transport_label(3.0), "WS");
     }
 
     #[test]

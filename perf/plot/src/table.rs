@@ -161,6 +161,17 @@ impl Table {
             .filter_map(move |r| Some((r.target.as_str(), r.values[xi]?, r.values[yi]?)))
     }
 
+    /// The distinct measured values of column `name`, ascending: what a
+    /// plot drawn at one value of a column (one offered rate) checks, so a
+    /// file mixing values is an error instead of a silently mixed bar.
+    pub(crate) fn distinct(&self, name: &str) -> Vec<f64> {
+        let i = self.slot(name);
+        let mut out: Vec<f64> = self.rows.iter().filter_map(|r| r.values[i]).collect();
+        out.sort_by(f64::total_cmp);
+        out.dedup();
+        out
+    }
+
     fn slot(&self, name: &str) -> usize {
         self.schema
             .iter()
@@ -208,6 +219,8 @@ mod tests {
         );
         let rounds: Vec<_> = t.pairs("offered_rps", "round").map(|p| p.2).collect();
         assert_eq!(rounds, vec![1.0, 1.0, 2.0]);
+        assert_eq!(t.distinct("offered_rps"), vec![1000.0, 2000.0]);
+        assert_eq!(t.distinct("p99_us"), vec![80.5, 120.0]);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The bar chart: a bar per target, grouped by an x value (user count).
+//! The bar chart: a bar per target, grouped by an x value (user count,
+//! transport code).
 
 use std::ops::Range;
 use std::path::Path;

@@ -90,7 +90,7 @@ pub(crate) struct LineChart<'a> {
     pub(crate) lines: Vec<Line<'a>>,
 }
 
-/// A bar per target, in groups by an x value (user count).
+/// A bar per target, in groups by an x value (user count, transport code).
 pub(crate) struct BarChart<'a> {
     pub(crate) title: &'a str,
     pub(crate) y_desc: &'a str,
