@@ -4,7 +4,9 @@
 #
 #   scripts/transport-bench.sh            the full run, about 15 minutes:
 #                                         3 rounds; writes perf/transports/
-#                                         (CSV, raw.log, the section) and
+#                                         (CSV, raw.log, the section; the
+#                                         SVG plots and their inputs in
+#                                         perf/transports/plots/) and
 #                                         replaces the generated section of
 #                                         perf/RESULTS.md
 #   scripts/transport-bench.sh --quick    under two minutes: one round, one
@@ -29,7 +31,8 @@
 #               connections (as many as the open-file limit allows),
 #               bytes of PSS (and RSS) per connection.
 # The work is done by scripts/compare/transports.py (with the comparison's
-# procs.py and stats.py). Targets are pinned to CPU 0, generators to the
+# procs.py and stats.py); plots by sipshard-plot (perf/plot): CPU per
+# message by transport at one rate, memory per connection at one count. Targets are pinned to CPU 0, generators to the
 # last CPU. Installs kamailio, kamailio-tls-modules,
 # kamailio-websocket-modules and openssl from Debian when missing (no
 # SIPp: the one here has neither TLS nor WebSocket). Certificates are made
@@ -62,8 +65,9 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 [ -d "$modules" ] || modules=/usr/lib/x86_64-linux-gnu/kamailio/modules
 
-echo "transport-bench: building sipshard and sipshard-load (release)" >&2
+echo "transport-bench: building sipshard, sipshard-load and sipshard-plot (release)" >&2
 cargo build --release --quiet --bins
+cargo build --release --quiet -p sipshard-plot
 
 # Each held connection takes a descriptor in the target and one in the
 # generator: raise the hard limit if allowed (root with CAP_SYS_RESOURCE),

@@ -28,6 +28,13 @@ round:
                target's proportional set size (PSS, summed over its
                processes; RSS beside it) per connection.
 
+After the parts, sipshard-plot (built by the script) draws two bar
+charts into OUT/plots: forwarding CPU per message by the caller's
+transport at one rate (the highest every target and transport forwarded
+with under 1% loss in every round), and PSS per idle connection by
+transport at one connection count; the section links them. Without the
+tool, or if it fails, the section says so and the run goes on.
+
 Targets run pinned to CPU 0 (every process of Kamailio too), generators
 to the last CPU. A fresh target for every step. Every process started
 here is stopped by PID; all traffic goes to 127.0.0.1.
@@ -72,6 +79,12 @@ FWD_COLS = ["target", "transport", "round", "offered_rps", "achieved_rps", "loss
 HS_COLS = ["target", "key", "round", "count", "ok", "failed", "achieved_per_s", "cpu_us_per_hs", "p50_us", "p99_us"]
 MEM_COLS = ["target", "transport", "round", "connections", "held", "pss_bytes_per_conn", "rss_bytes_per_conn",
             "open_secs", "failed"]
+# sipshard-plot's inputs: the transport as a number code (its tables have
+# one text column, `target`), which also orders the groups of bars.
+PLOT_DIR = "plots"
+TRANSPORT_CODE = {"udp": 0, "tcp": 1, "tls": 2, "ws": 3}
+PLOT_FWD_COLS = ["target", "round", "transport", "offered_rps", "cpu_us_per_msg"]
+PLOT_MEM_COLS = ["target", "round", "transport", "conns", "bytes_per_conn"]
 
 
 def progress(line):
@@ -382,7 +395,138 @@ def by(rows, *keys):
     return out
 
 
-def report(run, args):
+# ---- the plots ---------------------------------------------------------------
+# sipshard-plot reads its inputs from one folder and would refuse this
+# script's forwarding.csv (a text `transport` column), so they go to a
+# folder of their own, OUT/plots, the SVGs beside them.
+
+def offered(row):
+    """A forwarding row's offered rate as an int: the CSV writes it as
+    written, and the plot file must hold one exact rate."""
+    return int(float(row["offered_rps"]))
+
+
+def plot_rate(rows):
+    """The offered rate transports.csv is drawn at, and whether it is a
+    clean one: the highest at which every (target, transport) present has
+    rows, each with loss under 1% (every round), so the bars compare CPU
+    per message at a load every target kept up with; if there is none, the
+    lowest rate. None for no rows."""
+    cells = {(r["target"], r["transport"]) for r in rows}
+    g = by(rows, "target", "transport")
+    clean = []
+    for x in sorted({offered(r) for r in rows}):
+        at = {c: [r for r in g[c] if offered(r) == x] for c in cells}
+        if all(rs and all(num(r["loss_pct"]) is not None and num(r["loss_pct"]) < 1 for r in rs)
+               for rs in at.values()):
+            clean.append(x)
+    if clean:
+        return clean[-1], True
+    rates = sorted({offered(r) for r in rows})
+    return (rates[0], False) if rates else (None, False)
+
+
+def plot_level(rows):
+    """The connection count connections.csv is drawn at: the largest at
+    which every (target, transport) present held all the connections asked
+    for, in every round; if there is none, the smallest. None for no
+    rows."""
+    cells = {(r["target"], r["transport"]) for r in rows}
+    g = by(rows, "target", "transport")
+    reached = []
+    for n in sorted({int(r["connections"]) for r in rows}):
+        at = {c: [r for r in g[c] if int(r["connections"]) == n] for c in cells}
+        if all(rs and all(int(float(r["held"] or 0)) >= n for r in rs) for rs in at.values()):
+            reached.append(n)
+    if reached:
+        return reached[-1], True
+    levels = sorted({int(r["connections"]) for r in rows})
+    return (levels[0], False) if levels else (None, False)
+
+
+def write_plot_csv(folder, name, cols, rows):
+    """Writes `name` in `folder`, or removes it (and its plot would be
+    stale) when there are no rows: a part not run this time must not be
+    drawn from the last run's figures."""
+    path = os.path.join(folder, name)
+    if not rows:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    with open(path, "w") as f:
+        f.write(",".join(cols) + "\n")
+        for r in rows:
+            f.write(",".join(str(v) for v in r) + "\n")
+
+
+def plot_inputs(fwd, mem, out):
+    """Writes sipshard-plot's transports.csv and connections.csv from the
+    forwarding and memory rows into OUT/plots; returns what they were drawn
+    at, for the section: (rate, clean, connections, all held)."""
+    folder = os.path.join(out, PLOT_DIR)
+    os.makedirs(folder, exist_ok=True)
+    for svg in ("transports-cpu.svg", "connections-memory.svg"):
+        if os.path.exists(os.path.join(folder, svg)):
+            os.remove(os.path.join(folder, svg))
+    x, clean = plot_rate(fwd)
+    write_plot_csv(folder, "transports.csv", PLOT_FWD_COLS, [
+        [r["target"], r["round"], TRANSPORT_CODE[r["transport"]], offered(r), r["cpu_us_per_msg"]]
+        for r in fwd if offered(r) == x])
+    n, held = plot_level(mem)
+    write_plot_csv(folder, "connections.csv", PLOT_MEM_COLS, [
+        [r["target"], r["round"], TRANSPORT_CODE[r["transport"]], n, r["pss_bytes_per_conn"]]
+        for r in mem if int(r["connections"]) == n])
+    return x, clean, n, held
+
+
+def draw_plots(out):
+    """Runs sipshard-plot on OUT/plots: the SVG paths it printed, and a
+    line for the section when it is missing or failed (the run goes on:
+    the tables are the result, the plots a view of them)."""
+    tool = os.path.join(BIN, "sipshard-plot")
+    folder = os.path.join(out, PLOT_DIR)
+    if not os.access(tool, os.X_OK):
+        return [], f"No plots: {os.path.relpath(tool, ROOT)} was not found (`cargo build --release -p sipshard-plot`)."
+    try:
+        res = subprocess.run([tool, folder], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return [], f"No plots: sipshard-plot did not run ({e})."
+    sys.stderr.write(res.stderr)
+    if res.returncode != 0:
+        why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit status {res.returncode}"
+        return [], f"No plots: sipshard-plot failed: {why}."
+    return [line for line in res.stdout.split() if line.endswith(".svg")], None
+
+
+def plot_lines(plots, drawn, note):
+    """The section's plot links (relative to perf/, where RESULTS.md is, as
+    the comparison's are), with what each was drawn at."""
+    if note:
+        return ["#### Plots\n", note, ""]
+    if not plots:
+        return []
+    x, clean, n, held = drawn
+    L = ["#### Plots\n"]
+    for p in plots:
+        name = os.path.basename(p)
+        base = os.path.relpath(os.path.dirname(os.path.abspath(p)), os.path.join(ROOT, "perf"))
+        what = ""
+        if name == "transports-cpu.svg" and x is not None:
+            what = (f": at {x:,} req/s, " + ("the highest rate every target and transport forwarded with under 1% "
+                                            "loss in every round" if clean else
+                                            "the lowest rate (none was under 1% loss for every target and transport)"))
+        elif name == "connections-memory.svg" and n is not None:
+            what = (f": PSS at {n:,} connections, " + ("the most every target held in full on every transport" if held else
+                                                     "the fewest asked for (no level was held in full by every target)"))
+        L.append(f"- [{name}]({base}/{name}){what}")
+    L.append("")
+    return L
+
+
+def report(run, args, plots=(), drawn=(None, False, None, False), plot_note=None):
+    """The whole section; `plots` (sipshard-plot's SVG paths), `drawn`
+    (plot_inputs's rate and count) and `plot_note` (why there are none)
+    make its plot links."""
     a = args
     cpu_model = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
     commit = sh("git rev-parse --short HEAD") or "unknown"
@@ -420,6 +564,7 @@ def report(run, args):
         L.append("#### Against the goals of issue #14 (../shared/design/transports.md §6.10)\n")
         L += verdicts
         L.append("")
+    L += plot_lines(plots, drawn, plot_note)
     return "\n".join(L)
 
 
@@ -667,7 +812,9 @@ def main():
         for p in list(children):
             stop(p, 2.0)
         run.close()
-    section = report(run, a)
+    drawn = plot_inputs(run.read("forwarding.csv"), run.read("memory.csv"), a.out)
+    plots, plot_note = draw_plots(a.out)
+    section = report(run, a, plots, drawn, plot_note)
     open(os.path.join(a.out, "RESULTS.md"), "w").write(section + "\n")
     print(section)
     if not a.no_record:
