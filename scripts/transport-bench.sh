@@ -2,7 +2,7 @@
 # What TCP, TLS and WebSocket cost, sipshard against Kamailio 5.6, the
 # same loads in the same run (issue #14's benchmarks).
 #
-#   scripts/transport-bench.sh            the full run, about 15 minutes:
+#   scripts/transport-bench.sh            the full run, about 25 minutes:
 #                                         3 rounds; writes perf/transports/
 #                                         (CSV, raw.log, the section; the
 #                                         SVG plots and their inputs in
@@ -20,7 +20,9 @@
 # per step):
 #   forwarding  `sipshard-load run --transport udp|tcp|tls|ws`: the
 #               caller's leg on that transport, the sink (UAS) on UDP,
-#               at 5,000, 10,000 and 25,000 requests/s, through sipshard
+#               at the forwarding sweep's rates (10,000, 25,000, 50,000,
+#               75,000 and 100,000 requests/s; a target that loses over 5%
+#               at one is not offered the next), through sipshard
 #               --shards 1 --io mmsg, sipshard --io uring and Kamailio:
 #               CPU per forwarded message and the TCP/UDP, TLS/UDP, WS/UDP
 #               and sipshard/Kamailio ratios;

@@ -749,7 +749,8 @@ def main():
                     help="under two minutes: one round, one rate, small counts, no record (what .ci/run runs)")
     ap.add_argument("--rounds", type=int, help="rounds of every step (default 3; 1 with --quick)")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma separated, of {','.join(PARTS)}")
-    ap.add_argument("--rates", help="offered requests/s in forwarding (default 5000,10000,25000; 5000 with --quick)")
+    ap.add_argument("--rates", help="offered requests/s in forwarding (default 10000,25000,50000,75000,100000, the forwarding sweep of "
+                                   "scripts/compare.sh; 5000 with --quick)")
     ap.add_argument("--secs", type=float, help="seconds of each forwarding step (default 3; 1.5 with --quick)")
     ap.add_argument("--flows", type=int, default=8, help="caller connections (or UDP sockets) in forwarding")
     ap.add_argument("--transports", default="udp,tcp,tls,ws", help="the caller's transports in forwarding")
@@ -769,7 +770,7 @@ def main():
     ap.add_argument("--command", default="scripts/transport-bench.sh", help="the command line the report quotes")
     a = ap.parse_args()
     q = a.quick
-    for k, v in dict(rounds=1 if q else 3, rates="5000" if q else "5000,10000,25000", secs=1.5 if q else 3.0,
+    for k, v in dict(rounds=1 if q else 3, rates="5000" if q else "10000,25000,50000,75000,100000", secs=1.5 if q else 3.0,
                      handshakes=300 if q else 3000, hold="1000" if q else "10000,50000",
                      settle=1.0 if q else 6.0).items():
         if getattr(a, k) is None:
