@@ -1,6 +1,7 @@
 //! The transaction layer of the stateful proxy (RFC 3261 §17, updated by
-//! RFC 6026): client and server transactions as pure state machines, and
-//! the millisecond timer wheel that drives them.
+//! RFC 6026): client and server transactions as pure state machines, the
+//! response context that forks, fails over and picks the answer (§16.7),
+//! and the millisecond timer wheel that drives them.
 //!
 //! Nothing here sends, reads a clock or locks: an event goes in (a
 //! response, a retransmitted request, an ACK, a timer, a transport error)
@@ -17,11 +18,13 @@
 //! proxy forward those as new requests).
 
 pub mod client;
+pub mod context;
 pub mod server;
 pub mod timer;
 pub mod wheel;
 
 pub use client::{ClientState, ClientTx};
+pub use context::{Advance, BranchSet, Decision, Final, ResponseContext};
 pub use server::{ServerState, ServerTx};
 pub use timer::{Durations, Timer, TimerSet};
 pub use wheel::{TimerId, Wheel};
