@@ -20,12 +20,14 @@
 pub mod client;
 pub mod context;
 pub mod server;
+pub mod table;
 pub mod timer;
 pub mod wheel;
 
 pub use client::{ClientState, ClientTx};
 pub use context::{Advance, BranchSet, Decision, Final, ResponseContext};
 pub use server::{ServerState, ServerTx};
+pub use table::{Full, Key, Table, TxId};
 pub use timer::{Durations, Timer, TimerSet};
 pub use wheel::{TimerId, Wheel};
 
