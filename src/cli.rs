@@ -266,6 +266,22 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub upstream: Vec<UpstreamAddr>,
 
+    /// Send an OPTIONS to every --upstream every S seconds (over its
+    /// transport: UDP, or a short TCP connection; a TLS upstream is checked
+    /// by a TCP connect only). An upstream that misses --probe-threshold
+    /// probes in a row leaves the rotation (its dialogs go to the next
+    /// one), and comes back when it answers again; each change is logged
+    /// and every upstream's state is a metric. With every upstream out, a
+    /// request for them gets 503. 0: no probing, every upstream stays in.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub probe_interval: u64,
+
+    /// Probes an upstream may miss in a row before it leaves the rotation
+    /// (a probe is missed when no answer but 503 comes back before the
+    /// next one is due).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub probe_threshold: u32,
+
     /// Add `Record-Route: <sip:ADVERTISE;lr>` to forwarded requests that
     /// can create a dialog (no To tag; not REGISTER, OPTIONS, CANCEL or
     /// ACK), so that in-dialog requests come back through this proxy.

@@ -3,13 +3,14 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 
 use crate::admit::guard::Guard;
 use crate::cli::{Args, FsyncPolicy, IoChoice, Mode, OverContacts, Steer, TlsVerifyClient};
 use crate::io::socket::SocketOptions;
 use crate::io::stream::Deadlines;
 use crate::proxy::conn_param::ConnKey;
-use crate::proxy::ProxyConfig;
+use crate::proxy::{Health, ProxyConfig};
 use crate::registrar::{OverLimit, RegistrarConfig};
 use crate::sip::Host;
 use crate::transport::tls::{TlsSettings, VerifyClient};
@@ -45,6 +46,11 @@ pub struct Config {
     pub advertise: Option<SocketAddr>,
     /// Upstreams for requests with no IP next hop, names resolved.
     pub upstreams: Vec<Upstream>,
+    /// Probe the upstreams this often (`--probe-interval`); None: never.
+    pub probe_interval: Option<std::time::Duration>,
+    /// Probes missed in a row that take an upstream out
+    /// (`--probe-threshold`).
+    pub probe_threshold: u32,
     /// Add Record-Route.
     pub record_route: bool,
     /// Shards per listen address.
@@ -590,6 +596,9 @@ impl Config {
             tls_client_identity,
             advertise: args.advertise,
             upstreams,
+            probe_interval: (args.probe_interval > 0)
+                .then(|| std::time::Duration::from_secs(args.probe_interval)),
+            probe_threshold: args.probe_threshold,
             record_route: args.record_route,
             shards,
             pin: args.pin,
@@ -642,6 +651,7 @@ impl Config {
                 nat: self.nat,
                 advertise_arrival,
                 conn_key: ConnKey::default(),
+                health: Arc::new(Health::new(self.upstreams.len())),
             },
             warning,
         )

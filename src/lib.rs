@@ -25,6 +25,7 @@
 //!            +------------- auth, admit (sip and hash only; admit also transport)
 //! cli (flag types from auth, admit, io)
 //! shard  <-  telemetry  <-  config  <-  server  <-  main
+//! probe (the upstream prober's thread: sip, transport, proxy)  <-  server
 //! ```
 //! `shard` sees everything below it; `telemetry` reads the shards'
 //! counters; `config` builds each layer's settings from `cli`; `server`
@@ -43,6 +44,7 @@ pub mod config;
 pub mod hash;
 pub mod io;
 pub mod location;
+pub mod probe;
 pub mod proxy;
 pub mod registrar;
 pub mod server;

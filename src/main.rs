@@ -57,7 +57,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let server = match sipshard::server::start(&cfg) {
+    let mut server = match sipshard::server::start(&cfg) {
         Ok(s) => s,
         Err(e) => {
             error!("sipshard: {e}");
@@ -103,6 +103,21 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(p) = &server.probe {
+        info!(
+            target: LIFECYCLE,
+            "sipshard: probing {} upstream(s) with OPTIONS every {} s; out of the rotation after {} missed in a row",
+            p.upstreams.len(),
+            p.interval.as_secs(),
+            p.threshold
+        );
+    }
+    if let Err(e) = server.start_probing() {
+        error!("sipshard: {e}");
+        stop.store(true, Ordering::Relaxed);
+        let _ = server.join();
+        return ExitCode::from(1);
+    }
     let stats = (args.stats_interval > 0).then(|| {
         sipshard::telemetry::stats::spawn(
             counters.clone(),

@@ -23,6 +23,7 @@ use crate::io::uring::{self, Uring};
 use crate::location::owner::Owner;
 use crate::location::store::{self, Fsync, Store};
 use crate::location::{owner_of, AorRecord, LocationOp};
+use crate::probe::{self, ProbeConfig};
 use crate::shard::{self, counters::ShardCounters, unix_now, Shard, Shared};
 use crate::transport::tls::{client_config, server_name_for, TlsReloader};
 use crate::transport::Transport;
@@ -126,6 +127,11 @@ pub struct Server {
     pub steer: Steer,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    /// What the upstream prober will do (`--probe-interval`), until
+    /// [`Server::start_probing`] starts it.
+    pub probe: Option<ProbeConfig>,
+    /// The upstream prober, once running.
+    prober: Option<JoinHandle<()>>,
 }
 
 /// The nonce key's file in `--state-dir`.
@@ -410,6 +416,15 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
             .map_err(StartupError::Spawn)?;
         threads.push(t);
     }
+    let probe = match (cfg.probe_interval, cfg.upstreams.is_empty()) {
+        (Some(interval), false) => Some(ProbeConfig {
+            upstreams: shared.proxy.upstreams.clone(),
+            interval,
+            threshold: cfg.probe_threshold,
+            advertise: shared.proxy.advertise,
+        }),
+        _ => None,
+    };
     Ok(Server {
         bound,
         stream_bound,
@@ -424,6 +439,8 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         steer,
         stop,
         threads,
+        probe,
+        prober: None,
     })
 }
 
@@ -599,6 +616,18 @@ impl Server {
         self.stop.clone()
     }
 
+    /// Starts the upstream prober, if `--probe-interval` asks for one:
+    /// after the start-up lines, which its log lines must not come
+    /// before.
+    pub fn start_probing(&mut self) -> Result<(), StartupError> {
+        if let (Some(cfg), None) = (self.probe.clone(), &self.prober) {
+            let t = probe::start(cfg, self.shared.proxy.health.clone(), self.stop.clone())
+                .map_err(StartupError::Spawn)?;
+            self.prober = Some(t);
+        }
+        Ok(())
+    }
+
     /// Number of shard threads.
     pub fn shards(&self) -> usize {
         self.threads.len()
@@ -607,6 +636,11 @@ impl Server {
     /// Waits for every shard to finish (after the stop flag is set, or
     /// after one fails); returns the first error.
     pub fn join(self) -> io::Result<()> {
+        if let Some(p) = self.prober {
+            // It stops within one look at the flag (200 ms), or one TCP
+            // probe's wait; a panic there is no shard's failure.
+            let _ = p.join();
+        }
         let mut first = Ok(());
         for t in self.threads {
             let r = t

@@ -45,9 +45,13 @@ fn allowed() -> Vec<(&'static str, Vec<&'static str>)> {
         ("shard", with(&below_shard, &[])),
         ("telemetry", with(&below_shard, &["cli", "shard"])),
         ("config", with(&below_shard, &["cli"])),
+        ("probe", with(&core, &["location", "registrar", "proxy"])),
         (
             "server",
-            with(&below_shard, &["cli", "shard", "telemetry", "config"]),
+            with(
+                &below_shard,
+                &["cli", "shard", "telemetry", "config", "probe"],
+            ),
         ),
     ]
 }

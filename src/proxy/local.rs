@@ -3,7 +3,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use std::sync::Arc;
+
 use super::conn_param::ConnKey;
+use super::health::Health;
 use crate::sip::{Host, SipUri};
 use crate::transport::TransportAddr;
 
@@ -36,6 +39,9 @@ pub struct ProxyConfig {
     /// The key of the `cid` our Via carries for a request that came on a
     /// connection (see `conn_param.rs`).
     pub conn_key: ConnKey,
+    /// Which upstreams answer their probes (`--probe-interval`), by index
+    /// in `upstreams`; all of them without probing.
+    pub health: Arc<Health>,
 }
 
 impl ProxyConfig {
@@ -51,6 +57,7 @@ impl ProxyConfig {
             nat: false,
             advertise_arrival: false,
             conn_key: ConnKey::default(),
+            health: Arc::default(),
         }
     }
 

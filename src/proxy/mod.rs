@@ -28,6 +28,7 @@ pub mod branch;
 pub mod checks;
 pub mod conn_param;
 pub mod edits;
+pub mod health;
 pub mod local;
 pub mod nat;
 mod request;
@@ -44,6 +45,7 @@ use branch::local_to_tag;
 
 pub use checks::{unsupported, PROXY_SUPPORTED};
 pub use edits::Scratch;
+pub use health::{Change, Health};
 pub use local::ProxyConfig;
 pub use nat::{nat_params, reply_address, reply_dest, NatEdit};
 pub use request::check_request;

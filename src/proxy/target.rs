@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::checks::{bad_extension, Checked};
+use super::health::Health;
 use super::route_set::RouteSet;
 use super::{reply, Action, DropReason, Lookup, ProxyConfig};
 use crate::hash::Hash64;
@@ -103,12 +104,22 @@ pub fn next_hop<'r>(
                 located,
             })
         }
-        Target::Unresolved => match pick_upstream(msg, &cfg.upstreams) {
-            Some(a) => a,
-            None if checked.ruri_is_us && set.new_ruri.is_none() => {
+        Target::Unresolved => match pick_upstream(msg, &cfg.upstreams, &cfg.health) {
+            Pick::Up(a) => a,
+            // Every upstream failed its probes: a caller that can try
+            // another proxy should (RFC 3263 §4.3), rather than wait for
+            // a request sent where nothing answers.
+            Pick::AllDown => {
+                return Err(reply(
+                    503,
+                    ("Service Unavailable", " (no upstream answers)"),
+                    to,
+                ))
+            }
+            Pick::NoUpstream if checked.ruri_is_us && set.new_ruri.is_none() => {
                 return Err(reply(404, ("Not Found", ""), to))
             }
-            None => return Err(Action::Drop(DropReason::Unresolved)),
+            Pick::NoUpstream => return Err(Action::Drop(DropReason::Unresolved)),
         },
     };
     Ok(NextHop {
@@ -191,18 +202,36 @@ pub fn target_of(u: &SipUri<'_>) -> Target {
     }
 }
 
+/// What [`pick_upstream`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pick {
+    /// This upstream.
+    Up(TransportAddr),
+    /// There are upstreams, and every one is out of the rotation.
+    AllDown,
+    /// There is no `--upstream`.
+    NoUpstream,
+}
+
 /// The upstream for this dialog: a hash of Call-ID, so that every request
-/// of a dialog reaches the same one.
+/// of a dialog reaches the same one. One out of the rotation
+/// (`--probe-interval`) is skipped: its dialogs move to the next one in
+/// the rotation, and only theirs move. Allocates nothing.
 pub(super) fn pick_upstream(
     msg: &Message<'_>,
     upstreams: &[TransportAddr],
-) -> Option<TransportAddr> {
-    if upstreams.is_empty() {
-        return None;
+    health: &Health,
+) -> Pick {
+    let n = upstreams.len();
+    if n == 0 {
+        return Pick::NoUpstream;
     }
     let call_id = msg.header(HeaderName::CallId).unwrap_or_default();
     let h = Hash64::default().add(call_id).finish();
-    upstreams
-        .get((h % upstreams.len() as u64) as usize)
-        .copied()
+    let first = (h % n as u64) as usize;
+    (0..n)
+        .map(|k| (first + k) % n)
+        .find(|&i| health.is_up(i))
+        .and_then(|i| upstreams.get(i).copied())
+        .map_or(Pick::AllDown, Pick::Up)
 }

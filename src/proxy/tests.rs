@@ -856,6 +856,44 @@ fn host_names_go_upstream_by_call_id() {
     assert_eq!(seen.len(), 2, "Call-IDs spread over both upstreams");
 }
 
+/// --probe-interval: an upstream out of the rotation gets no new dialog;
+/// its dialogs go to the next one, the others' stay where they were; with
+/// every upstream out, 503.
+#[test]
+fn an_upstream_out_of_the_rotation_is_skipped_and_all_out_is_503() {
+    let data = request("INVITE", "sip:bob@example.com", "");
+    let c = config(|c| {
+        c.upstreams = vec![udp("198.51.100.1:5060"), udp("198.51.100.2:5060")];
+        c.health = std::sync::Arc::new(crate::proxy::Health::new(2));
+    });
+    let calls: Vec<Vec<u8>> = (0..32)
+        .map(|i| sub(data.clone(), "call-1@", format!("call-{i}@")))
+        .collect();
+    let before: Vec<Action<'_>> = calls.iter().map(|d| run(&c, d, CALLER).0).collect();
+    for _ in 0..3 {
+        c.health.missed(0, 3);
+    }
+    assert!(!c.health.is_up(0));
+    let second = Action::Forward(Dest::Udp {
+        peer: addr("198.51.100.2:5060"),
+        from: Some(addr(US).ip()),
+    });
+    for (d, was) in calls.iter().zip(&before) {
+        let (now, _) = run(&c, d, CALLER);
+        assert_eq!(now, second, "every dialog on the one left");
+        if *was == second {
+            assert_eq!(&now, was, "the others' dialogs did not move");
+        }
+    }
+    c.health.missed(1, 1);
+    let (a, _) = run(&c, &data, CALLER);
+    assert!(matches!(a, Action::Reply { code: 503, .. }), "{a:?}");
+    // One answer brings it back.
+    c.health.answered(0, 100);
+    let (a, _) = run(&c, &data, CALLER);
+    assert!(matches!(a, Action::Forward(_)), "{a:?}");
+}
+
 #[test]
 fn drop_reasons_are_listed_in_counter_order() {
     for (i, r) in DropReason::ALL.iter().enumerate() {

@@ -389,6 +389,55 @@ impl Collector for ShardCollector {
             ("io", self.backend.to_string()),
         ];
         info.encode(family.encode_family(&l)?)?;
+        self.encode_upstreams(&mut encoder)
+    }
+}
+
+impl ShardCollector {
+    /// Each `--upstream`'s health (`--probe-interval`): in the rotation or
+    /// not, probes missed, the last answered probe's round trip.
+    fn encode_upstreams(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let proxy = &self.shared.proxy;
+        if proxy.upstreams.is_empty() {
+            return Ok(());
+        }
+        let labels: Vec<[(&str, String); 1]> = proxy
+            .upstreams
+            .iter()
+            .map(|u| [("upstream", u.to_string())])
+            .collect();
+        let states: Vec<(bool, u64, u64)> = (0..labels.len())
+            .map(|i| proxy.health.snapshot(i).unwrap_or((true, 0, 0)))
+            .collect();
+        let probe = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "sipshard_upstream_up",
+            "1 while the upstream is in the rotation; 0 once it missed --probe-threshold probes in a row, until it answers again.",
+            None,
+            probe.metric_type(),
+        )?;
+        for (l, s) in labels.iter().zip(&states) {
+            ConstGauge::new(i64::from(s.0)).encode(family.encode_family(l)?)?;
+        }
+        let counter = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "sipshard_upstream_probes_missed",
+            "OPTIONS probes the upstream did not answer (or answered 503) before the next was due.",
+            None,
+            counter.metric_type(),
+        )?;
+        for (l, s) in labels.iter().zip(&states) {
+            ConstCounter::new(s.1).encode(family.encode_family(l)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "sipshard_upstream_probe_rtt",
+            "Round trip of the upstream's last answered probe (0 before any answer).",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for (l, s) in labels.iter().zip(&states) {
+            ConstGauge::new(s.2 as f64 / 1e6).encode(family.encode_family(l)?)?;
+        }
         Ok(())
     }
 }
