@@ -102,17 +102,11 @@ impl Prober {
     fn run(mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             self.round = self.round.wrapping_add(1);
-            let started = Instant::now();
-            let due = started + self.cfg.interval;
-            let mut rtt: Vec<Option<u64>> = vec![None; self.cfg.upstreams.len()];
-            for (i, u) in self.cfg.upstreams.iter().enumerate() {
-                match u.transport {
-                    Transport::Udp => self.send_udp(i, u.addr),
-                    Transport::Tcp => rtt[i] = self.over_tcp(i, u.addr, due, true),
-                    _ => rtt[i] = self.over_tcp(i, u.addr, due, false),
-                }
+            let rtt = self.one_round(stop);
+            // A round cut short by the stop says nothing about anyone.
+            if stop.load(Ordering::Relaxed) {
+                break;
             }
-            self.take_udp_answers(started, due, stop, &mut rtt);
             for (i, answer) in rtt.iter().enumerate() {
                 let u = &self.cfg.upstreams[i];
                 match answer {
@@ -132,6 +126,38 @@ impl Prober {
                 }
             }
         }
+    }
+
+    /// Probes every upstream once and waits for the answers until the
+    /// next round is due: each upstream's round trip in microseconds, or
+    /// None. The TCP and TLS probes run each on a thread of the round, so
+    /// one upstream whose connect hangs costs the others nothing; a
+    /// thread that cannot be made counts as a miss.
+    fn one_round(&self, stop: &AtomicBool) -> Vec<Option<u64>> {
+        let started = Instant::now();
+        let due = started + self.cfg.interval;
+        let mut rtt: Vec<Option<u64>> = vec![None; self.cfg.upstreams.len()];
+        std::thread::scope(|scope| {
+            let mut streams = Vec::new();
+            for (i, u) in self.cfg.upstreams.iter().enumerate() {
+                if u.transport == Transport::Udp {
+                    self.send_udp(i, u.addr);
+                    continue;
+                }
+                let sip = u.transport == Transport::Tcp;
+                let probe = std::thread::Builder::new()
+                    .name("probe-stream".into())
+                    .spawn_scoped(scope, move || self.over_tcp(i, u.addr, due, sip));
+                if let Ok(h) = probe {
+                    streams.push((i, h));
+                }
+            }
+            self.take_udp_answers(started, due, stop, &mut rtt);
+            for (i, h) in streams {
+                rtt[i] = h.join().ok().flatten();
+            }
+        });
+        rtt
     }
 
     /// The OPTIONS for upstream `i` of this round, from `from` over
@@ -347,6 +373,43 @@ From: <sip:p>;tag=p\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\
             None
         );
         assert_eq!(p.answer_to(b"garbage"), None);
+    }
+
+    /// A TCP "upstream" that answers one OPTIONS with 200.
+    fn tcp_answering() -> (SocketAddr, std::thread::JoinHandle<()>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 2048];
+            let n = c.read(&mut buf).unwrap();
+            let m = Message::parse(&buf[..n]).unwrap();
+            let via = String::from_utf8_lossy(m.top_via_value().unwrap().text).into_owned();
+            let answer = format!(
+                "SIP/2.0 200 OK\r\nVia: {via}\r\nTo: <sip:u>;tag=u\r\nFrom: <sip:p>;tag=p\r\n\
+Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            c.write_all(answer.as_bytes()).unwrap();
+        });
+        (addr, h)
+    }
+
+    #[test]
+    fn a_tcp_upstream_that_never_answers_costs_the_others_nothing() {
+        // Accepts (the kernel does, from its backlog) and never answers:
+        // its probe waits the whole round.
+        let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (live, h) = tcp_answering();
+        let tcp = |addr| TransportAddr {
+            transport: Transport::Tcp,
+            addr,
+        };
+        let mut p = prober(vec![tcp(mute.local_addr().unwrap()), tcp(live)]);
+        p.round = 1;
+        let rtt = p.one_round(&AtomicBool::new(false));
+        assert_eq!(rtt[0], None);
+        assert!(rtt[1].is_some(), "{rtt:?}");
+        h.join().unwrap();
     }
 
     #[test]
