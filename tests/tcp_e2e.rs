@@ -307,9 +307,19 @@ fn over_a_limit(io: &str, flag: &str, counter: &str, metric: &str) {
     other.write_all(ok.as_bytes()).unwrap();
     let answered = matches!(read_message_or_close(&mut other), Some(m) if status(&m) == 200);
     let refused = 6 - left_open + usize::from(!answered);
-    let (_, body) = get(metrics, "/metrics");
+    // The shard publishes its connection counts after the batch in which
+    // it closed the connection, which the client may see first: the
+    // metric is read until it agrees, for up to 3 s.
     let prefix = format!("{metric}_total{{");
-    let tcp_refused = sum_with_label(&body, &prefix, "transport=\"tcp\"");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let (tcp_refused, body) = loop {
+        let (_, body) = get(metrics, "/metrics");
+        let n = sum_with_label(&body, &prefix, "transport=\"tcp\"");
+        if n == refused as u64 || std::time::Instant::now() >= deadline {
+            break (n, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(tcp_refused, refused as u64, "{body}");
     let report = proxy.stop_and_report();
     let refused = format!(" {counter}={refused} ");

@@ -145,10 +145,17 @@ impl Proxy {
             let _ = child.wait();
             return None;
         }
-        assert!(line.contains(&format!("io={io}")), "{line}");
-        let addr = *listen_addrs(&line)
-            .first()
-            .unwrap_or_else(|| panic!("no address in banner: {line}"));
+        // A first line that is not the banner fails the test; the child
+        // is stopped first, or it would outlive the test and hold the
+        // run (it did once, when a thread logged before the banner).
+        let addr = match listen_addrs(&line).first() {
+            Some(&a) if line.contains(&format!("io={io}")) => a,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("not a banner with io={io} and an address: {line}");
+            }
+        };
         Some(Proxy {
             child,
             addr,
