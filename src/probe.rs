@@ -297,6 +297,17 @@ mod tests {
         )
     }
 
+    /// The answer `code` to the OPTIONS `req`, echoing its top Via as an
+    /// upstream would.
+    fn echoing(req: &[u8], code: u16) -> String {
+        let m = Message::parse(req).unwrap();
+        let via = String::from_utf8_lossy(m.top_via_value().unwrap().text);
+        format!(
+            "SIP/2.0 {code} X\r\nVia: {via}\r\nTo: <sip:u>;tag=u\r\nFrom: <sip:p>;tag=p\r\n\
+Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
     /// A UDP "upstream" that answers every OPTIONS with `code`, echoing
     /// its Via.
     fn answering(code: u16) -> (UdpSocket, std::thread::JoinHandle<()>) {
@@ -306,13 +317,8 @@ mod tests {
         let h = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok((n, from)) = t.recv_from(&mut buf) {
-                let m = Message::parse(&buf[..n]).unwrap();
-                let via = String::from_utf8_lossy(m.top_via_value().unwrap().text).into_owned();
-                let answer = format!(
-                    "SIP/2.0 {code} X\r\nVia: {via}\r\nTo: <sip:u>;tag=u\r\nFrom: <sip:p>;tag=p\r\n\
-Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-                );
-                t.send_to(answer.as_bytes(), from).unwrap();
+                t.send_to(echoing(&buf[..n], code).as_bytes(), from)
+                    .unwrap();
             }
         });
         (s, h)
@@ -375,20 +381,20 @@ From: <sip:p>;tag=p\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\
         assert_eq!(p.answer_to(b"garbage"), None);
     }
 
-    /// A TCP "upstream" that answers one OPTIONS with 200.
-    fn tcp_answering() -> (SocketAddr, std::thread::JoinHandle<()>) {
+    /// A TCP "upstream" that answers one OPTIONS with 200, after a 100
+    /// when `trying` (which the prober must read past).
+    fn tcp_answering(trying: bool) -> (SocketAddr, std::thread::JoinHandle<()>) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let h = std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
             let mut buf = [0u8; 2048];
             let n = c.read(&mut buf).unwrap();
-            let m = Message::parse(&buf[..n]).unwrap();
-            let via = String::from_utf8_lossy(m.top_via_value().unwrap().text).into_owned();
-            let answer = format!(
-                "SIP/2.0 200 OK\r\nVia: {via}\r\nTo: <sip:u>;tag=u\r\nFrom: <sip:p>;tag=p\r\n\
-Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-            );
+            let mut answer = String::new();
+            if trying {
+                answer += &echoing(&buf[..n], 100);
+            }
+            answer += &echoing(&buf[..n], 200);
             c.write_all(answer.as_bytes()).unwrap();
         });
         (addr, h)
@@ -399,7 +405,7 @@ Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
         // Accepts (the kernel does, from its backlog) and never answers:
         // its probe waits the whole round.
         let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let (live, h) = tcp_answering();
+        let (live, h) = tcp_answering(false);
         let tcp = |addr| TransportAddr {
             transport: Transport::Tcp,
             addr,
@@ -414,21 +420,7 @@ Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
 
     #[test]
     fn over_tcp_an_options_gets_its_answer_and_a_closed_port_is_missed() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let h = std::thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
-            let mut buf = [0u8; 2048];
-            let n = c.read(&mut buf).unwrap();
-            let m = Message::parse(&buf[..n]).unwrap();
-            let via = String::from_utf8_lossy(m.top_via_value().unwrap().text).into_owned();
-            let answer = format!(
-                "SIP/2.0 100 Trying\r\nVia: {via}\r\nContent-Length: 0\r\n\r\n\
-SIP/2.0 200 OK\r\nVia: {via}\r\nTo: <sip:u>;tag=u\r\nFrom: <sip:p>;tag=p\r\n\
-Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-            );
-            c.write_all(answer.as_bytes()).unwrap();
-        });
+        let (addr, h) = tcp_answering(true);
         let p = prober(vec![TransportAddr {
             transport: Transport::Tcp,
             addr,
