@@ -250,9 +250,12 @@ pub struct Args {
 
     /// Address this proxy writes in its Via and Record-Route and recognises
     /// as itself. Default: the first --listen address (127.0.0.1 with a
-    /// warning when that is a wildcard such as 0.0.0.0).
+    /// warning when that is a wildcard such as 0.0.0.0). Give one per IP
+    /// family on a dual-stack edge: a request leaving for a next hop of
+    /// the other family names that family's (default: its first udp
+    /// listen address that is not a wildcard).
     #[arg(long, value_name = "ADDR")]
-    pub advertise: Option<SocketAddr>,
+    pub advertise: Vec<SocketAddr>,
 
     /// Next hop for requests whose Route and Request-URI name no IP
     /// address, as `[TRANSPORT:]HOST:PORT` with TRANSPORT udp (the

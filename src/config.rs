@@ -42,8 +42,9 @@ pub struct Config {
     /// client certificate (`--tls-client-cert`, `--tls-client-key`); None:
     /// the server's (`tls`), if any.
     pub tls_client_identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    /// Explicit --advertise, if given.
-    pub advertise: Option<SocketAddr>,
+    /// Explicit --advertise addresses, at most one per IP family; the
+    /// first is the one named by default.
+    pub advertise: Vec<SocketAddr>,
     /// Upstreams for requests with no IP next hop, names resolved.
     pub upstreams: Vec<Upstream>,
     /// Probe the upstreams this often (`--probe-interval`); None: never.
@@ -166,6 +167,8 @@ pub enum ConfigError {
     StreamShards(usize),
     /// An --advertise address that is a wildcard (0.0.0.0, ::) or port 0.
     Advertise(SocketAddr),
+    /// Two --advertise addresses of one IP family.
+    AdvertiseFamily(SocketAddr, SocketAddr),
     /// A --domain that is not a host name or address.
     Domain(String),
     /// Registrar limits that contradict each other.
@@ -238,6 +241,10 @@ impl fmt::Display for ConfigError {
                     "--advertise {a}: give the concrete address and port peers reach"
                 )
             }
+            ConfigError::AdvertiseFamily(a, b) => write!(
+                f,
+                "--advertise {a} and --advertise {b}: give at most one address per IP family"
+            ),
             ConfigError::Domain(d) => write!(f, "--domain {d:?}: give a host name or address"),
             ConfigError::Expires(why) => f.write_str(why),
             ConfigError::MaxMessageSize(n) => write!(
@@ -477,9 +484,15 @@ impl Config {
         if has_streams && shards * udp_listens > 256 {
             return Err(ConfigError::StreamShards(shards * udp_listens));
         }
-        if let Some(a) = args.advertise {
+        for (i, &a) in args.advertise.iter().enumerate() {
             if a.ip().is_unspecified() || a.port() == 0 {
                 return Err(ConfigError::Advertise(a));
+            }
+            if let Some(&b) = args.advertise[..i]
+                .iter()
+                .find(|b| b.is_ipv4() == a.is_ipv4())
+            {
+                return Err(ConfigError::AdvertiseFamily(b, a));
             }
         }
         let mut domains = Vec::new();
@@ -594,7 +607,7 @@ impl Config {
             ws_origins: args.ws_origin.clone(),
             tls_ca: args.tls_ca.clone(),
             tls_client_identity,
-            advertise: args.advertise,
+            advertise: args.advertise.clone(),
             upstreams,
             probe_interval: (args.probe_interval > 0)
                 .then(|| std::time::Duration::from_secs(args.probe_interval)),
@@ -611,20 +624,25 @@ impl Config {
         })
     }
 
-    /// The proxy's view once the sockets are bound: `bound` are the actual
-    /// listen addresses (ports resolved). Returns the config and, when the
-    /// advertised address had to be guessed, a warning for the banner.
-    pub fn proxy_config(&self, bound: &[SocketAddr]) -> (ProxyConfig, Option<String>) {
-        let first = bound
+    /// The proxy's view once the sockets are bound: `udp` and `streams`
+    /// are the actual listen addresses (ports resolved). Returns the
+    /// config and, when the advertised address had to be guessed, a
+    /// warning for the banner.
+    pub fn proxy_config(
+        &self,
+        udp: &[SocketAddr],
+        streams: &[SocketAddr],
+    ) -> (ProxyConfig, Option<String>) {
+        let first = udp
             .first()
             .copied()
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
         // With a wildcard and no --advertise, each message names the
         // address it arrived at (IP_PKTINFO); 127.0.0.1 stands in only
         // where no arrival address is known.
-        let advertise_arrival = self.advertise.is_none() && first.ip().is_unspecified();
-        let (advertise, warning) = match self.advertise {
-            Some(a) => (a, None),
+        let advertise_arrival = self.advertise.is_empty() && first.ip().is_unspecified();
+        let (advertise, warning) = match self.advertise.first() {
+            Some(&a) => (a, None),
             None if advertise_arrival => (
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), first.port()),
                 Some(format!(
@@ -633,15 +651,29 @@ impl Config {
             ),
             None => (first, None),
         };
+        // Per family, what a request leaving for the other family than
+        // it arrived on names: that family's --advertise, else its first
+        // concrete UDP listen address.
+        let of_family = |v4: bool| {
+            let mut given = self.advertise.iter().chain(udp);
+            given
+                .find(|a| a.is_ipv4() == v4 && !a.ip().is_unspecified())
+                .copied()
+        };
+        let advertise_of = [of_family(true), of_family(false)];
         // Wildcard binds name no host: only concrete addresses are "us".
-        let mut local: Vec<SocketAddr> = bound
+        let mut local: Vec<SocketAddr> = udp
             .iter()
+            .chain(streams)
             .copied()
             .filter(|a| !a.ip().is_unspecified())
             .collect();
         local.push(advertise);
+        local.extend(advertise_of.iter().flatten());
+        local.dedup();
         (
             ProxyConfig {
+                advertise_of,
                 advertise,
                 local,
                 upstreams: self.upstreams.iter().map(|u| u.dest).collect(),
@@ -854,7 +886,7 @@ mod tests {
         assert_eq!(got[1].to_string(), "tls:[2001:db8::1]:5061");
         // What the proxy routes with is the address alone.
         let c = cfg(&["--upstream", "tcp:192.0.2.1:5060"]).unwrap();
-        let (p, _) = c.proxy_config(&["127.0.0.1:5060".parse().unwrap()]);
+        let (p, _) = c.proxy_config(&["127.0.0.1:5060".parse().unwrap()], &[]);
         assert_eq!(p.upstreams, vec!["tcp:192.0.2.1:5060".parse().unwrap()]);
     }
 
@@ -1152,20 +1184,62 @@ mod tests {
     }
 
     #[test]
+    fn advertise_one_per_family() {
+        assert!(matches!(
+            cfg(&[
+                "--advertise",
+                "192.0.2.1:5060",
+                "--advertise",
+                "192.0.2.2:5060"
+            ]),
+            Err(ConfigError::AdvertiseFamily(_, _))
+        ));
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // Given for IPv6 only: IPv4 names its first concrete listen.
+        let c = cfg(&["--advertise", "[2001:db8::1]:5060"]).unwrap();
+        let udp = [at("0.0.0.0:5060"), at("192.0.2.7:5060"), at("[::]:5060")];
+        let (p, _) = c.proxy_config(&udp, &[]);
+        assert_eq!(p.advertise, at("[2001:db8::1]:5060"), "the first given");
+        assert_eq!(
+            p.advertise_of,
+            [Some(at("192.0.2.7:5060")), Some(at("[2001:db8::1]:5060"))]
+        );
+        // A request that arrived over IPv4 and leaves for IPv6 names the
+        // IPv6 address; one that stays in IPv6 the advertised one.
+        let c = cfg(&["--advertise", "203.0.113.1:5060"]).unwrap();
+        let (p, _) = c.proxy_config(&[at("0.0.0.0:5060"), at("[2001:db8::9]:5060")], &[]);
+        let arrived = at("198.51.100.7:5060");
+        assert_eq!(
+            p.leaving_for(arrived, at("192.0.2.1:5060")),
+            Some(at("203.0.113.1:5060"))
+        );
+        assert_eq!(
+            p.leaving_for(arrived, at("[2001:db8::2]:5060")),
+            Some(at("[2001:db8::9]:5060"))
+        );
+        assert!(p.local.contains(&at("[2001:db8::9]:5060")), "and it is us");
+        // Wildcards only and nothing given for IPv6: nothing to name.
+        let c = cfg(&[]).unwrap();
+        let (p, _) = c.proxy_config(&[at("0.0.0.0:5060"), at("[::]:5060")], &[]);
+        assert_eq!(p.leaving_for(arrived, at("[2001:db8::2]:5060")), None);
+        assert_eq!(p.leaving_for(arrived, at("192.0.2.1:5060")), Some(arrived));
+    }
+
+    #[test]
     fn advertise_defaults() {
         let c = cfg(&["--listen", "192.0.2.1:5060"]).unwrap();
-        let (p, w) = c.proxy_config(&["192.0.2.1:5060".parse().unwrap()]);
+        let (p, w) = c.proxy_config(&["192.0.2.1:5060".parse().unwrap()], &[]);
         assert_eq!(p.advertise, "192.0.2.1:5060".parse().unwrap());
         assert!(w.is_none());
         let c = cfg(&[]).unwrap();
-        let (p, w) = c.proxy_config(&["0.0.0.0:5060".parse().unwrap()]);
+        let (p, w) = c.proxy_config(&["0.0.0.0:5060".parse().unwrap()], &[]);
         assert_eq!(p.advertise, "127.0.0.1:5060".parse().unwrap());
         assert!(w.unwrap().contains("--advertise"));
         assert!(p.advertise_arrival, "a wildcard names the arrival address");
         let arrived: SocketAddr = "198.51.100.7:5060".parse().unwrap();
         assert_eq!(p.advertised(arrived), arrived);
         let c = cfg(&["--advertise", "203.0.113.1:5060"]).unwrap();
-        let (p, _) = c.proxy_config(&["0.0.0.0:5060".parse().unwrap()]);
+        let (p, _) = c.proxy_config(&["0.0.0.0:5060".parse().unwrap()], &[]);
         assert!(!p.advertise_arrival, "--advertise wins");
         assert_eq!(p.advertised(arrived), "203.0.113.1:5060".parse().unwrap());
     }

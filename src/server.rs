@@ -271,9 +271,8 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         }
         stream_bound.push((transport, addr));
     }
-    let mut ours = bound.clone();
-    ours.extend(stream_bound.iter().map(|&(_, a)| a));
-    let (proxy, warning) = cfg.proxy_config(&ours);
+    let streams: Vec<SocketAddr> = stream_bound.iter().map(|&(_, a)| a).collect();
+    let (proxy, warning) = cfg.proxy_config(&bound, &streams);
     warnings.extend(warning);
     let shards = sockets.len();
     let registrar_on = !cfg.domains.is_empty();

@@ -230,8 +230,17 @@ pub fn forward<'e>(
     let strict_next = set.strict_next;
     write_branch(msg, &mut scratch.branch);
     // The transport our Via names is the one the request leaves on, and
-    // the address the one it arrived at (or the advertised one).
-    let ours = (leg, cfg.advertised(src.local));
+    // the address the one it arrived at (or the advertised one); over UDP
+    // to the other IP family, ours of that family, so that the responses
+    // come back over it.
+    let arrival = cfg.advertised(src.local);
+    let ours = match (leg, hop.flow) {
+        (Transport::Udp, None) => (
+            leg,
+            cfg.leaving_for(src.local, hop.dest.addr).unwrap_or(arrival),
+        ),
+        _ => (leg, arrival),
+    };
     if scratch.written_for != Some(ours) {
         let (transport, addr) = ours;
         let via_len = fmt_into(
@@ -296,8 +305,11 @@ pub fn forward<'e>(
     // so that in-dialog requests from the other side go over it: a UA on
     // a flow is often behind a NAT, where its Contact reaches nothing.
     scratch.rr_both_len = 0;
-    if cfg.record_route && (src.conn.is_some() || src.transport != leg) && may_create_dialog(msg) {
-        let here = SocketAddr::new(cfg.advertised(src.local).ip(), src.local.port());
+    // The two sides also differ when the request crosses IP families.
+    let crosses =
+        src.conn.is_some() || src.transport != leg || ours.1.is_ipv4() != arrival.is_ipv4();
+    if cfg.record_route && crosses && may_create_dialog(msg) {
+        let here = SocketAddr::new(arrival.ip(), src.local.port());
         let cid = src.conn.map(|c| cfg.conn_key.write(c));
         let out_cid = hop.flow.map(|c| cfg.conn_key.write(c));
         scratch.rr_both_len = write_rr_both(

@@ -16,6 +16,11 @@ pub struct ProxyConfig {
     /// The address in our Via sent-by and Record-Route (`--advertise`,
     /// default the first listen address).
     pub advertise: SocketAddr,
+    /// Per IP family (IPv4, IPv6), the address our Via and Record-Route
+    /// name for a request that leaves over UDP to that family from the
+    /// other (a dual-stack edge); None where no concrete address is known
+    /// (a wildcard listen and no `--advertise` of that family).
+    pub advertise_of: [Option<SocketAddr>; 2],
     /// Every address that means "this proxy" (listen addresses and the
     /// advertised one), for loop detection and Route processing.
     pub local: Vec<SocketAddr>,
@@ -49,6 +54,7 @@ impl ProxyConfig {
     pub fn at(addr: SocketAddr) -> Self {
         ProxyConfig {
             advertise: addr,
+            advertise_of: [None, None],
             local: vec![addr],
             upstreams: Vec::new(),
             record_route: false,
@@ -70,6 +76,18 @@ impl ProxyConfig {
         } else {
             self.advertise
         }
+    }
+
+    /// The address our Via names for a request that arrived at `local`
+    /// and leaves over UDP to `to`: the [advertised](Self::advertised)
+    /// one, or, when that is of the other IP family, ours of `to`'s
+    /// family (None when we have none to name).
+    pub fn leaving_for(&self, local: SocketAddr, to: SocketAddr) -> Option<SocketAddr> {
+        let here = self.advertised(local);
+        if here.is_ipv4() == to.is_ipv4() {
+            return Some(here);
+        }
+        self.advertise_of[usize::from(to.is_ipv6())]
     }
 
     /// True when host:port (port default 5060) is one of our addresses,

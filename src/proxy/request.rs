@@ -75,10 +75,11 @@ pub(super) fn route_request<'e, 'r: 'e>(
         Ok(()) => Action::Forward(match (hop.flow, leg) {
             // A registered flow: on its connection, through its owner.
             (Some(flow), _) => Dest::Conn(flow),
-            // From the address the request reached: the one our Via names.
+            // From the address the request reached: the one our Via names
+            // (to the other IP family, the shard sending it picks its own).
             (None, Transport::Udp) => Dest::Udp {
                 peer: hop.dest.addr,
-                from: Some(src.local.ip()),
+                from: Some(src.local.ip()).filter(|ip| ip.is_ipv4() == hop.dest.addr.is_ipv4()),
             },
             // This shard's own connection to the next hop.
             (None, transport) => Dest::Outbound {

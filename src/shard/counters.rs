@@ -96,6 +96,9 @@ pub struct ShardCounters {
     /// (a response that reached this shard, a call to a flow): the
     /// cross-shard hop the design wants rare.
     pub conn_msgs_crossed: AtomicU64,
+    /// Datagrams for an address of the other IP family than this shard's
+    /// socket, mailed to a shard whose socket has it (a dual-stack edge).
+    pub family_crossed: AtomicU64,
     /// Responses whose connection had gone, sent over a new connection to
     /// the client's Via address (§18.2.2).
     pub conn_responses_resent: AtomicU64,

@@ -44,7 +44,7 @@ use counters::{add, ShardCounters};
 use drop_log::DropLog;
 use mail::{Mail, Outbox};
 pub use outcome::Outcome;
-use sends::Sends;
+use sends::{Post, Sends};
 pub use shared::Shared;
 
 /// Unix time in seconds (the clock bindings expire by).
@@ -86,6 +86,9 @@ pub struct Shard<'a> {
     /// Datagrams handled, wrapping: every [`HANDLE_SAMPLE_EVERY`]th is
     /// timed.
     handled: u32,
+    /// Its socket's IP family and the shard that sends the other's
+    /// ([`Shared::families`]).
+    families: (Option<bool>, Option<usize>),
 }
 
 impl<'a> Shard<'a> {
@@ -116,6 +119,18 @@ impl<'a> Shard<'a> {
             nonce_salt: (index as u32) << 24,
             drop_log: DropLog::new(index),
             handled: 0,
+            families: shared.families(index),
+        }
+    }
+
+    /// What its sends need to reach other shards.
+    fn post(&self) -> Post<'a> {
+        Post {
+            me: self.index,
+            inboxes: &self.shared.inboxes,
+            counters: self.counters,
+            ipv4: self.families.0,
+            other_family: self.families.1,
         }
     }
 
@@ -166,7 +181,8 @@ pub fn run<B: Backend>(
     stop: &AtomicBool,
 ) -> io::Result<()> {
     let counters = shard.counters;
-    let (me, inboxes) = (shard.index, &shard.shared.inboxes[..]);
+    let post = shard.post();
+    let me = shard.index;
     let mut out = Outgoing::default();
     // The backend waits on the streams once there is something to wait
     // for (a listener, or a first connection to a next hop): a shard
@@ -177,13 +193,7 @@ pub fn run<B: Backend>(
         shard.now = unix_now();
         shard.now_ms = started.elapsed().as_millis() as u64;
         let mut failed = 0;
-        let mut sends = Sends::new(
-            io.send_queue(),
-            &mut out,
-            me,
-            inboxes,
-            &counters.conn_msgs_crossed,
-        );
+        let mut sends = Sends::new(io.send_queue(), &mut out, post);
         shard.drain_inbox(&mut sends);
         failed += sends.failed;
         // io_uring submits queued sends inside `poll`: log first.
@@ -222,7 +232,7 @@ pub fn run<B: Backend>(
                 counters.dropped(DropReason::Oversize);
                 return shard.log_drop(DropReason::Oversize, Some(src), d.bytes);
             }
-            let mut sends = Sends::new(send, &mut out, me, inboxes, &counters.conn_msgs_crossed);
+            let mut sends = Sends::new(send, &mut out, post);
             let _ = shard.handle(d.bytes, &Source::udp(src, d.local), &mut sends);
             failed += sends.failed;
         })?;
@@ -240,13 +250,7 @@ pub fn run<B: Backend>(
                 // gets 430 (RFC 5626 §5.3), a response goes over a new
                 // connection (§18.2.2).
                 for forwarded in s.take_gone() {
-                    let mut sends = Sends::new(
-                        io.send_queue(),
-                        &mut out,
-                        me,
-                        inboxes,
-                        &counters.conn_msgs_crossed,
-                    );
+                    let mut sends = Sends::new(io.send_queue(), &mut out, post);
                     shard.connection_gone(&forwarded, &mut sends);
                     failed += sends.failed;
                 }
@@ -282,17 +286,11 @@ fn poll_streams<Q: SendQueue>(
     queue: &mut Q,
     out: &mut Outgoing,
 ) -> usize {
-    let (me, inboxes) = (shard.index, &shard.shared.inboxes[..]);
+    let post = shard.post();
     let mut failed = 0;
     let mut first = true;
     streams.poll(|received, src| {
-        let mut sends = Sends::new(
-            &mut *queue,
-            &mut *out,
-            me,
-            inboxes,
-            &shard.counters.conn_msgs_crossed,
-        );
+        let mut sends = Sends::new(&mut *queue, &mut *out, post);
         if sends.slot().is_none() {
             return false;
         }

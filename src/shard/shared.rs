@@ -83,6 +83,29 @@ impl Shared {
         })
     }
 
+    /// The family of shard `me`'s UDP socket (true for IPv4) and the
+    /// shard that sends its datagrams for the other family: the one at
+    /// the same place among the shards of the first listen address of that
+    /// family. None for the family when the listen addresses are unknown.
+    pub fn families(&self, me: usize) -> (Option<bool>, Option<usize>) {
+        let Some(mine) = self.listen_of.get(me).and_then(|&l| self.bound.get(l)) else {
+            return (None, None);
+        };
+        let ipv4 = mine.is_ipv4();
+        let Some(other) = self.bound.iter().position(|a| a.is_ipv4() != ipv4) else {
+            return (Some(ipv4), None);
+        };
+        let group = |l: usize| {
+            let first = self.listen_of.iter().position(|&x| x == l);
+            first.map(|f| (f, self.listen_of.iter().filter(|&&x| x == l).count()))
+        };
+        let (Some((my_first, _)), Some((first, count))) = (group(self.listen_of[me]), group(other))
+        else {
+            return (Some(ipv4), None);
+        };
+        (Some(ipv4), Some(first + (me - my_first) % count))
+    }
+
     /// Number of shards.
     pub fn shards(&self) -> usize {
         self.listen_of.len()
@@ -121,5 +144,41 @@ mod tests {
         assert!(!shared.can_send_as(3, 2, arrived), "another port");
         assert!(!shared.can_send_as(4, 2, arrived), "another family");
         assert!(!shared.can_send_as(9, 2, arrived), "no such shard");
+    }
+
+    #[test]
+    fn each_shard_sends_the_other_family_through_its_peer_in_that_family() {
+        let proxy = ProxyConfig::at("127.0.0.1:5060".parse().unwrap());
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // Two shards per listen: 0, 1 on 127.0.0.1; 2, 3 on [::1]; 4, 5
+        // on 127.0.0.2.
+        let mut shared =
+            Shared::new(proxy, RegistrarConfig::default(), vec![0, 0, 1, 1, 2, 2]).unwrap();
+        assert_eq!(shared.families(0), (None, None), "addresses unknown");
+        shared.bound = [at("127.0.0.1:5060"), at("[::1]:5060"), at("127.0.0.2:5060")].into();
+        assert_eq!(shared.families(0), (Some(true), Some(2)));
+        assert_eq!(shared.families(1), (Some(true), Some(3)));
+        assert_eq!(shared.families(2), (Some(false), Some(0)));
+        assert_eq!(shared.families(3), (Some(false), Some(1)));
+        assert_eq!(shared.families(5), (Some(true), Some(3)));
+        assert_eq!(shared.families(9), (None, None), "no such shard");
+        // One IPv6 shard for two IPv4 ones: both use it.
+        let mut one = Shared::new(
+            ProxyConfig::at(at("127.0.0.1:5060")),
+            RegistrarConfig::default(),
+            vec![0, 0, 1],
+        )
+        .unwrap();
+        one.bound = [at("127.0.0.1:5060"), at("[::1]:5060")].into();
+        assert_eq!(one.families(1), (Some(true), Some(2)));
+        assert_eq!(one.families(2), (Some(false), Some(0)));
+        // IPv4 only: nowhere to send IPv6.
+        shared.bound = [
+            at("127.0.0.1:5060"),
+            at("127.0.0.3:5060"),
+            at("127.0.0.2:5060"),
+        ]
+        .into();
+        assert_eq!(shared.families(4), (Some(true), None));
     }
 }

@@ -154,6 +154,11 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.conn_msgs_crossed,
     ),
     (
+        "sipshard_datagrams_crossed_family",
+        "Datagrams for an address of the other IP family than the shard's socket, mailed to a shard whose socket has it.",
+        |c| &c.family_crossed,
+    ),
+    (
         "sipshard_flows_failed",
         "Requests for a registered flow whose connection had gone, answered 430 (RFC 5626).",
         |c| &c.flows_failed,

@@ -105,7 +105,7 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     );
     let _ = write!(
         s,
-        " conns_accepted={} conns_opened={} connect_failed={} conns_refused={} conns_refused_per_ip={} conns_closed={} conns_unframeable={} conns_overflowed={} conns_timed_out={} conns_tls_failed={} tls_handshakes={} conn_msgs_crossed={} conn_sends_gone={} conn_responses_resent={} flows_failed={}",
+        " conns_accepted={} conns_opened={} connect_failed={} conns_refused={} conns_refused_per_ip={} conns_closed={} conns_unframeable={} conns_overflowed={} conns_timed_out={} conns_tls_failed={} tls_handshakes={} conn_msgs_crossed={} conn_sends_gone={} conn_responses_resent={} flows_failed={} family_crossed={}",
         total(all, |c| &c.conns_accepted),
         total(all, |c| &c.conns_opened),
         total(all, |c| &c.connect_failed),
@@ -121,6 +121,7 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
         total(all, |c| &c.conn_sends_gone),
         total(all, |c| &c.conn_responses_resent),
         total(all, |c| &c.flows_failed),
+        total(all, |c| &c.family_crossed),
     );
     // Accepted and closed by each stream transport, as tcp=A/C.
     s.push_str(" conns_by_transport:");
