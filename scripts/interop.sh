@@ -39,7 +39,11 @@
 #    (perf/uac_register_flow.xml, perf/uas_registered.xml as its
 #    out-of-call scenario).
 #
-# With INTEROP_ONLY=proxy in the environment, only part 1 runs.
+# 1c. Stateful: the calls of part 1 through --mode stateful; the exit line
+#    must count a transaction per INVITE and per BYE, and no timeout.
+#
+# With INTEROP_ONLY=proxy in the environment, only part 1 runs; with
+# INTEROP_ONLY=stateful, parts 1 and 1c.
 #
 # Fails unless, in each part, every registration gets its 200, every call
 # completes on both sides, sipshard exits 0 on SIGTERM, and (part 2) its
@@ -83,16 +87,17 @@ logs_for() {
   logs=(-trace_err -error_file "$1/$2_errors.log" -trace_stat -stf "$1/$2_stat.csv")
 }
 
-# start_uas DIR SCENARIO LIMIT: starts a SIPp UAS for CALLS calls on a
-# free port, stopped after LIMIT seconds; sets uas_pid and uas_port. Tries
-# another port when the one chosen was taken meanwhile.
+# start_uas DIR SCENARIO LIMIT [SIPP-ARGS...]: starts a SIPp UAS for CALLS
+# calls on a free port, stopped after LIMIT seconds; sets uas_pid and
+# uas_port. Tries another port when the one chosen was taken meanwhile.
 start_uas() {
   local dir=$1 scenario=$2 limit=$3 try
+  shift 3
   logs_for "$dir" uas
   for try in 1 2 3; do
     uas_port=$(free_ports 1)
     timeout "$limit" sipp -sf "$scenario" -i 127.0.0.1 -p "$uas_port" -m "$calls" -nostdin \
-      "${logs[@]}" > "$dir/uas.log" 2>&1 &
+      "${logs[@]}" "$@" > "$dir/uas.log" 2>&1 &
     uas_pid=$!
     pids+=("$uas_pid")
     sleep 0.5
@@ -152,6 +157,47 @@ fi
 
 # INTEROP_ONLY=proxy: part 1 alone (scripts/steer.sh).
 if [ "${INTEROP_ONLY:-}" = proxy ]; then
+  echo "interop: logs in $out"
+  exit "$failed"
+fi
+
+# ---- 1c. Stateful proxy: SIPp UAC -> sipshard --mode stateful -> SIPp UAS ----
+
+# stateful_part: the calls of part 1 through --mode stateful. Every call
+# must complete, and the exit line must count one transaction per INVITE
+# and per BYE (tx_created=2*CALLS) and no timeout. (SIPp's -lost cannot
+# stand in for a lossy network here: a UAS that "lost" an INVITE takes
+# every copy of it for a retransmission of something it never answered,
+# so nobody's retransmission could recover it; tests/stateful_e2e.rs
+# covers the recovery.)
+stateful_part() {
+  local dir="$out/stateful"
+  mkdir -p "$dir"
+  start_sipshard "$dir/sipshard.log" --listen 127.0.0.1:0 --record-route --mode stateful "${extra[@]}"
+  start_uas "$dir" perf/uas.xml 300
+  echo "interop: stateful: $calls calls at $rate/s: SIPp UAC -> sipshard $sipshard_addr -> SIPp UAS :$uas_port"
+  run_uac "$dir" uac 300 -sf perf/uac.xml -s bob -key uas "127.0.0.1:$uas_port" \
+    -m "$calls" -r "$rate" -timeout 240s -timeout_error "$sipshard_addr"
+  wait_for "$uas_pid" 10
+  uas_rc=$waited_rc
+  stop_sipshard "$dir/sipshard.log"
+  proxy_rc=$sipshard_rc
+  result=$(sipp_stats "$dir/uac_stat.csv")
+  echo "interop: stateful: UAC (:$uac_port) exit $uac_rc, UAS exit $uas_rc, sipshard exit $proxy_rc; $result"
+  echo "$exit_line"
+  if [ "$uac_rc" != 0 ] || [ "$uas_rc" != 0 ] || [ "$proxy_rc" != 0 ] || [ "$result" != "successful=$calls failed=0" ] \
+    || [[ " $exit_line " != *" tx_created=$(( 2 * calls )) "* ]] || [[ " $exit_line " != *" tx_timeouts=0 "* ]]; then
+    echo "interop: stateful: FAILED" >&2
+    failed=1
+  else
+    echo "interop: stateful: OK"
+  fi
+}
+
+stateful_part
+
+# INTEROP_ONLY=stateful: parts 1 and 1c alone.
+if [ "${INTEROP_ONLY:-}" = stateful ]; then
   echo "interop: logs in $out"
   exit "$failed"
 fi

@@ -49,6 +49,10 @@ pub enum Mode {
     Proxy,
     /// Answer 302 Moved Temporarily listing every binding (redirect server).
     Redirect,
+    /// Forward it as a transaction-stateful proxy (RFC 3261 §16-17): 100
+    /// Trying at once, retransmissions absorbed and made, 408 when the
+    /// next hop never answers, CANCEL answered and passed on.
+    Stateful,
 }
 
 /// What a REGISTER that would leave more than `--max-contacts` bindings
@@ -340,9 +344,46 @@ pub struct Args {
     pub domain: Vec<String>,
 
     /// `proxy` forwards a request for a registered user to the best
-    /// binding; `redirect` answers it with 302 and every binding.
+    /// binding, keeping no transaction; `stateful` does too, keeping RFC
+    /// 3261 transactions (over UDP); `redirect` answers it with 302 and
+    /// every binding.
     #[arg(long, value_enum, default_value_t = Mode::Proxy)]
     pub mode: Mode,
+
+    /// T1 in milliseconds, the round-trip estimate (RFC 3261 §17.1.1.1):
+    /// the first retransmission interval, and 64*T1 the transaction
+    /// timeout. `--mode stateful`.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub t1: u64,
+
+    /// T2 in milliseconds: the longest retransmission interval of a
+    /// non-INVITE request and of an INVITE's final response.
+    #[arg(long, value_name = "MS", default_value_t = 4_000)]
+    pub t2: u64,
+
+    /// T4 in milliseconds: how long a message may stay in the network.
+    #[arg(long, value_name = "MS", default_value_t = 5_000)]
+    pub t4: u64,
+
+    /// How long a stateful proxy waits for a final response before the
+    /// next hop has sent a provisional, in milliseconds (Timers B and F;
+    /// Kamailio's `fr_timer`); then the caller gets 408. Default: 64*T1.
+    #[arg(long, value_name = "MS")]
+    pub fr_timeout: Option<u64>,
+
+    /// How long a stateful proxy waits for a final response to an INVITE
+    /// after a provisional, in milliseconds (Timer C, RFC 3261 §16.6 step
+    /// 11, reset by each provisional; Kamailio's `fr_inv_timer`); then the
+    /// branch is cancelled and the caller gets 408. Default: just over the
+    /// 3 minutes the RFC asks for.
+    #[arg(long, value_name = "MS", default_value_t = 181_000)]
+    pub fr_inv_timeout: u64,
+
+    /// Transactions per shard in `--mode stateful` (each a server and a
+    /// client transaction); a new request beyond it is answered 503 with
+    /// Retry-After and counted.
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    pub max_transactions: usize,
 
     /// Registration lifetime in seconds when the REGISTER gives none.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]

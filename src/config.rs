@@ -13,6 +13,7 @@ use crate::proxy::conn_param::ConnKey;
 use crate::proxy::{Health, ProxyConfig};
 use crate::registrar::{OverLimit, RegistrarConfig};
 use crate::sip::Host;
+use crate::transaction::{Durations, TransactionConfig};
 use crate::transport::tls::{TlsSettings, VerifyClient};
 use crate::transport::{Transport, TransportAddr, UpstreamAddr};
 
@@ -68,6 +69,8 @@ pub struct Config {
     pub domains: Vec<Box<[u8]>>,
     /// Proxy or redirect for users of local domains.
     pub mode: Mode,
+    /// The transaction layer's settings under `--mode stateful`.
+    pub transactions: Option<TransactionConfig>,
     /// The registrar's limits.
     pub registrar: RegistrarConfig,
     /// Route to the registered source address (`--nat`).
@@ -514,6 +517,19 @@ impl Config {
                 return Err(ConfigError::NeedsDomain("--auth-file"));
             }
         }
+        if args.t1 == 0 || args.t2 < args.t1 || args.t4 == 0 {
+            return Err(ConfigError::Expires(
+                "--t1 and --t4 must be above 0 and --t2 at least --t1",
+            ));
+        }
+        if args.fr_timeout == Some(0) || args.fr_inv_timeout == 0 {
+            return Err(ConfigError::Expires(
+                "--fr-timeout and --fr-inv-timeout must be above 0",
+            ));
+        }
+        if args.max_transactions == 0 {
+            return Err(ConfigError::Expires("--max-transactions must be above 0"));
+        }
         if args.auth_invite && args.auth_file.is_none() {
             return Err(ConfigError::Expires("--auth-invite needs --auth-file"));
         }
@@ -547,6 +563,16 @@ impl Config {
             tls,
             domains,
             mode: args.mode,
+            transactions: (args.mode == Mode::Stateful).then_some(TransactionConfig {
+                durations: Durations {
+                    t1: args.t1,
+                    t2: args.t2,
+                    t4: args.t4,
+                },
+                max_per_shard: args.max_transactions,
+                fr_timeout_ms: args.fr_timeout,
+                fr_inv_timeout_ms: args.fr_inv_timeout,
+            }),
             registrar: RegistrarConfig {
                 default_expires: args.default_expires,
                 min_expires: args.min_expires,

@@ -189,9 +189,13 @@ fn banner(cfg: &Config, server: &Server) {
         .iter()
         .map(|d| String::from_utf8_lossy(d).into_owned())
         .collect();
+    let kind = match cfg.transactions {
+        Some(_) => "stateful proxy",
+        None => "stateless proxy",
+    };
     let role = match (domains.is_empty(), proxy.redirect) {
-        (true, _) => "stateless proxy".to_string(),
-        (false, false) => format!("stateless proxy and registrar for {}", domains.join(", ")),
+        (true, _) => kind.to_string(),
+        (false, false) => format!("{kind} and registrar for {}", domains.join(", ")),
         (false, true) => format!("redirect server and registrar for {}", domains.join(", ")),
     };
     let steer = server

@@ -283,6 +283,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         shared.guard.rate = shared.guard.rate.map(|l| l.spread_over(cfg.shards));
     }
     shared.auth = auth;
+    shared.transactions = cfg.transactions;
     shared.bound = bound.clone().into_boxed_slice();
     let shared = Arc::new(shared);
     let now = unix_now();

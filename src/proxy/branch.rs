@@ -70,6 +70,27 @@ pub fn write_branch<'o>(msg: &Message<'_>, out: &'o mut [u8; BRANCH_LEN]) -> &'o
     &out[..]
 }
 
+/// Under `--mode stateful`, the first two hex digits after our prefix
+/// name the shard that holds the branch's client transaction (in place of
+/// two of the transaction hash's sixteen: the branch stays unique per
+/// transaction and shard).
+pub fn name_shard(branch: &mut [u8; BRANCH_LEN], shard: u8) {
+    let p = OUR_BRANCH_PREFIX.len();
+    write_hex(u64::from(shard), &mut branch[p..p + 2]);
+}
+
+/// The shard a branch of ours names ([`name_shard`]); None for a branch
+/// that is not ours. Meaningful only under `--mode stateful`.
+pub fn shard_of(branch: &[u8]) -> Option<usize> {
+    if branch.len() != BRANCH_LEN || !branch.starts_with(OUR_BRANCH_PREFIX) {
+        return None;
+    }
+    let p = OUR_BRANCH_PREFIX.len();
+    let digit = |b: u8| char::from(b).to_digit(16);
+    let (hi, lo) = (digit(branch[p])?, digit(branch[p + 1])?);
+    Some((hi * 16 + lo) as usize)
+}
+
 /// True when `branch` is one of ours carrying the loop part `msg` gives
 /// now: the request has been here before with nothing changed (§16.3
 /// step 4).
@@ -106,6 +127,20 @@ mod tests {
         assert_eq!(branch(cancel.as_bytes()), b);
         let other = String::from_utf8_lossy(INVITE).replace("z9hG4bKabc", "z9hG4bKabd");
         assert_ne!(branch(other.as_bytes()), b);
+    }
+
+    #[test]
+    fn a_stateful_branch_names_its_shard() {
+        let m = Message::parse(INVITE).unwrap();
+        let mut b = [0u8; BRANCH_LEN];
+        write_branch(&m, &mut b);
+        for shard in [0u8, 7, 200, 255] {
+            let mut named = b;
+            name_shard(&mut named, shard);
+            assert_eq!(shard_of(&named), Some(usize::from(shard)));
+            assert!(is_loop(&m, &named), "the loop part is untouched");
+        }
+        assert_eq!(shard_of(b"z9hG4bKsomeoneelse"), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use super::branch::{write_branch, BRANCH_LEN};
+use super::branch::{name_shard, write_branch, BRANCH_LEN};
 use super::conn_param::CID_PARAM;
 use super::nat::nat_edit;
 use super::route_set::RouteSet;
@@ -40,6 +40,26 @@ pub struct Scratch {
     /// not per request (callgrind, perf/RESULTS.md, "Profiling the hot path").
     written_for: Option<(Transport, SocketAddr)>,
     via_prefix: usize,
+    /// Under `--mode stateful`, the shard whose branches these are: named
+    /// in each branch ([`branch::shard_of`](super::branch::shard_of)), so
+    /// that a response reaching another shard is handed to this one.
+    shard: Option<u8>,
+}
+
+impl Scratch {
+    /// The scratch of shard `shard` of a stateful proxy: its branches
+    /// name it.
+    pub fn for_shard(shard: u8) -> Scratch {
+        Scratch {
+            shard: Some(shard),
+            ..Scratch::default()
+        }
+    }
+
+    /// The branch of the last request [`forward`] wrote.
+    pub fn branch(&self) -> &[u8] {
+        &self.branch
+    }
 }
 
 impl Default for Scratch {
@@ -60,6 +80,7 @@ impl Default for Scratch {
             branch: [0; BRANCH_LEN],
             written_for: None,
             via_prefix: 0,
+            shard: None,
         }
     }
 }
@@ -229,6 +250,9 @@ pub fn forward<'e>(
     let (leg, located) = (hop.dest.transport, hop.located);
     let strict_next = set.strict_next;
     write_branch(msg, &mut scratch.branch);
+    if let Some(shard) = scratch.shard {
+        name_shard(&mut scratch.branch, shard);
+    }
     // The transport our Via names is the one the request leaves on, and
     // the address the one it arrived at (or the advertised one); over UDP
     // to the other IP family, ours of that family, so that the responses

@@ -272,7 +272,9 @@ fn start_reply<'o>(
     reason: (&str, &str),
     out: &'o mut [u8],
 ) -> Option<ResponseWriter<'o>> {
+    // §8.2.6.2: every response but 100 Trying gets a To tag.
     let tag = local_to_tag(msg);
+    let tag = (code != 100).then_some(&tag[..]);
     let mut nat = [0u8; 512];
     let via_edit = nat_params(msg, src.peer, &mut nat).map(|n| ViaEdit {
         start: n.start,
@@ -283,7 +285,7 @@ fn start_reply<'o>(
         msg,
         code,
         &[reason.0.as_bytes(), reason.1.as_bytes()],
-        Some(&tag),
+        tag,
         via_edit,
         out,
     )

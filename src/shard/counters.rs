@@ -96,6 +96,26 @@ pub struct ShardCounters {
     /// (a response that reached this shard, a call to a flow): the
     /// cross-shard hop the design wants rare.
     pub conn_msgs_crossed: AtomicU64,
+    /// Transactions opened (`--mode stateful`): a server transaction and
+    /// its branch's client transaction.
+    pub tx_created: AtomicU64,
+    /// Retransmissions absorbed by a transaction: a request again (its
+    /// last response sent again, if any), an ACK of our non-2xx final, a
+    /// response again.
+    pub tx_absorbed: AtomicU64,
+    /// Retransmissions we made: a request the next hop did not answer in
+    /// time (Timers A, E), a final the caller did not ACK (Timer G).
+    pub tx_resent: AtomicU64,
+    /// New requests answered 503 because the shard held
+    /// `--max-transactions`.
+    pub tx_refused: AtomicU64,
+    /// Branches that got no final answer in time (Timers B, F, C): the
+    /// caller got 408 or the best answer so far.
+    pub tx_timeouts: AtomicU64,
+    /// Responses mailed to the shard whose branch they carry.
+    pub tx_responses_mailed: AtomicU64,
+    /// Transactions open (server side), a gauge.
+    pub tx_open: AtomicU64,
     /// Datagrams for an address of the other IP family than this shard's
     /// socket, mailed to a shard whose socket has it (a dual-stack edge).
     pub family_crossed: AtomicU64,

@@ -107,6 +107,7 @@ impl<'a> Shard<'a> {
                         Err(_) => self.counters.dropped(DropReason::Malformed),
                     }
                 }
+                Mail::Response { data, src } => self.mailed_response(&data, &src, send),
                 Mail::Send { data, to } => {
                     if let Some(slot) = send.slot() {
                         if let Some(dst) = slot.get_mut(..data.len()) {

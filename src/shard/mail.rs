@@ -52,6 +52,14 @@ pub enum Mail {
     /// whose datagrams reach every shard (`--steer call-id`) is banned
     /// on every shard.
     Ban(IpAddr, Ban),
+    /// A response for a client transaction the receiving shard holds
+    /// (`--mode stateful`: our branch names the shard), as received.
+    Response {
+        /// The datagram or message as received.
+        data: Box<[u8]>,
+        /// Where it came from and what it arrived at.
+        src: Source,
+    },
     /// A response to send from the receiving shard's socket.
     Send {
         /// The datagram.

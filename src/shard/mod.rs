@@ -26,6 +26,7 @@ mod pipeline;
 mod registration;
 mod sends;
 mod shared;
+mod stateful;
 
 use std::collections::VecDeque;
 use std::io;
@@ -46,6 +47,7 @@ use mail::{Mail, Outbox};
 pub use outcome::Outcome;
 use sends::{Post, Sends};
 pub use shared::Shared;
+pub use stateful::Stateful;
 
 /// Unix time in seconds (the clock bindings expire by).
 pub fn unix_now() -> u64 {
@@ -89,6 +91,8 @@ pub struct Shard<'a> {
     /// Its socket's IP family and the shard that sends the other's
     /// ([`Shared::families`]).
     families: (Option<bool>, Option<usize>),
+    /// Its transactions and their timers (`--mode stateful`).
+    stateful: Option<Box<Stateful>>,
 }
 
 impl<'a> Shard<'a> {
@@ -103,7 +107,12 @@ impl<'a> Shard<'a> {
             index,
             shared,
             counters,
-            scratch: Scratch::default(),
+            // Under --mode stateful our branches name the shard (a
+            // connection id names it in 8 bits too).
+            scratch: match shared.transactions {
+                Some(_) => Scratch::for_shard(index as u8),
+                None => Scratch::default(),
+            },
             location,
             outbox: Outbox::new(shared.shards()),
             now: unix_now(),
@@ -120,6 +129,9 @@ impl<'a> Shard<'a> {
             drop_log: DropLog::new(index),
             handled: 0,
             families: shared.families(index),
+            stateful: shared
+                .transactions
+                .map(|cfg| Box::new(Stateful::new(cfg, 0))),
         }
     }
 
@@ -236,6 +248,11 @@ pub fn run<B: Backend>(
             let _ = shard.handle(d.bytes, &Source::udp(src, d.local), &mut sends);
             failed += sends.failed;
         })?;
+        if shard.stateful.is_some() {
+            let mut sends = Sends::new(io.send_queue(), &mut out, post);
+            shard.run_timers(&mut sends);
+            failed += sends.failed;
+        }
         match streams.as_mut() {
             Some(s) => {
                 s.tick(shard.now_ms);

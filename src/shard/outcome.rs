@@ -14,6 +14,9 @@ pub enum Outcome {
     /// Passed to another shard (a REGISTER to its AOR's owner); that shard
     /// answers.
     HandedOff,
+    /// A retransmission its transaction absorbed (`--mode stateful`),
+    /// having sent again what it had to.
+    Absorbed,
     /// Dropped, and counted under this reason.
     Dropped(DropReason),
 }

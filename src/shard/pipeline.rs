@@ -13,11 +13,12 @@ use super::auth_gate::AuthRefusal;
 use super::counters::{add, status_class, ShardCounters, HANDLE_SAMPLE_EVERY};
 use super::mail::Ban;
 use super::outcome::Outcome;
-use super::Shard;
+use super::{Shard, Stateful};
 use crate::admit::{Admission, Refusal};
 use crate::io::SendQueue;
 use crate::proxy::{check_request, route, Action, DropReason, Lookup};
 use crate::sip::{Edits, Message, ParseError};
+use crate::transport::Dest;
 
 impl<'a> Shard<'a> {
     /// Handles one datagram: never panics; allocates nothing unless it is
@@ -111,6 +112,15 @@ impl<'a> Shard<'a> {
         src: &Source,
         send: &mut S,
     ) -> Outcome {
+        if let Some(outcome) = self.before_route(msg, bytes, src, send) {
+            return outcome;
+        }
+        // A new request that will leave in a transaction, if it leaves
+        // over UDP.
+        let transaction = self
+            .stateful
+            .as_deref()
+            .is_some_and(|st| st.opens(msg, src));
         let mut edits = Edits::new();
         let loc = Lookup {
             replica: &self.location.replica,
@@ -126,6 +136,24 @@ impl<'a> Shard<'a> {
         );
         if action == Action::Register {
             return self.register(msg, bytes, src, send);
+        }
+        if let (true, Action::Forward(to @ Dest::Udp { .. })) = (transaction, action) {
+            if self.stateful.as_deref().is_some_and(Stateful::is_full) {
+                return self.refuse_transaction(msg, src, send);
+            }
+            // Forwarded as the stateless proxy does, with a copy kept for
+            // the client transaction's retransmissions.
+            let written = send.slot().and_then(|slot| {
+                let n = edits.write(msg, slot).ok()?;
+                Some((Box::<[u8]>::from(slot.get(..n)?), n))
+            });
+            let Some((sent, n)) = written else {
+                return self.drop(DropReason::WriteFailed);
+            };
+            send.commit(n, to);
+            add(&self.counters.forwarded_requests, 1);
+            self.forward_in_transaction(msg, bytes, src, sent, to, send);
+            return Outcome::Forwarded;
         }
         emit(self.counters, self.now, msg, src, action, &edits, send)
     }

@@ -10,6 +10,7 @@ use crate::admit::Guard;
 use crate::auth::AuthConfig;
 use crate::proxy::ProxyConfig;
 use crate::registrar::RegistrarConfig;
+use crate::transaction::TransactionConfig;
 
 /// What every shard reads and nobody writes after start-up, plus the
 /// inboxes (which are lock-free).
@@ -32,6 +33,8 @@ pub struct Shared {
     pub guard: Guard,
     /// Digest authentication (`--auth-file`), when on.
     pub auth: Option<AuthConfig>,
+    /// The transaction layer (`--mode stateful`), when on.
+    pub transactions: Option<TransactionConfig>,
 }
 
 impl Shared {
@@ -63,6 +66,7 @@ impl Shared {
             bound: Box::default(),
             guard: Guard::default(),
             auth: None,
+            transactions: None,
         })
     }
 

@@ -184,6 +184,36 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.conn_sends_gone,
     ),
     (
+        "sipshard_transactions_created",
+        "Transactions opened by the stateful proxy (a server transaction and its branch's client transaction).",
+        |c| &c.tx_created,
+    ),
+    (
+        "sipshard_retransmissions_absorbed",
+        "Retransmitted requests, ACKs and responses absorbed by their transaction.",
+        |c| &c.tx_absorbed,
+    ),
+    (
+        "sipshard_retransmissions_sent",
+        "Requests and final responses the stateful proxy sent again (RFC 3261 Timers A, E, G).",
+        |c| &c.tx_resent,
+    ),
+    (
+        "sipshard_transactions_refused",
+        "New requests answered 503 because the shard held --max-transactions.",
+        |c| &c.tx_refused,
+    ),
+    (
+        "sipshard_transaction_timeouts",
+        "Branches that got no final response in time (Timers B, F and C).",
+        |c| &c.tx_timeouts,
+    ),
+    (
+        "sipshard_transaction_responses_mailed",
+        "Responses mailed to the shard that holds their client transaction.",
+        |c| &c.tx_responses_mailed,
+    ),
+    (
         "sipshard_connection_responses_resent",
         "Responses whose connection had closed, sent over a new one to the client's Via address (RFC 3261 18.2.2).",
         |c| &c.conn_responses_resent,
@@ -196,6 +226,11 @@ const GAUGES: &[(&str, &str, Pick)] = &[
         "sipshard_aors",
         "AORs in the shard's location replica.",
         |c| &c.aors,
+    ),
+    (
+        "sipshard_transactions_open",
+        "Transactions the shard holds (--mode stateful; at most --max-transactions).",
+        |c| &c.tx_open,
     ),
     (
         "sipshard_replica_updates_waiting",

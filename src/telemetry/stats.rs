@@ -123,6 +123,16 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
         total(all, |c| &c.flows_failed),
         total(all, |c| &c.family_crossed),
     );
+    let _ = write!(
+        s,
+        " tx_created={} tx_absorbed={} tx_resent={} tx_refused={} tx_timeouts={} tx_mailed={}",
+        total(all, |c| &c.tx_created),
+        total(all, |c| &c.tx_absorbed),
+        total(all, |c| &c.tx_resent),
+        total(all, |c| &c.tx_refused),
+        total(all, |c| &c.tx_timeouts),
+        total(all, |c| &c.tx_responses_mailed),
+    );
     // Accepted and closed by each stream transport, as tcp=A/C.
     s.push_str(" conns_by_transport:");
     for t in &Transport::ALL[1..] {

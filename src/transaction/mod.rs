@@ -31,6 +31,19 @@ pub use table::{Full, Key, Table, TxId};
 pub use timer::{Durations, Timer, TimerSet};
 pub use wheel::{TimerId, Wheel};
 
+/// The transaction layer's settings (`--mode stateful`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransactionConfig {
+    /// T1, T2, T4 (`--t1`, `--t2`, `--t4`).
+    pub durations: Durations,
+    /// Transactions a shard holds at most (`--max-transactions`).
+    pub max_per_shard: usize,
+    /// Timers B and F (`--fr-timeout`); None: 64*T1.
+    pub fr_timeout_ms: Option<u64>,
+    /// Timer C (`--fr-inv-timeout`).
+    pub fr_inv_timeout_ms: u64,
+}
+
 /// INVITE transactions differ from all others (§17): a three-way
 /// handshake, a hop-by-hop ACK for non-2xx finals, no retransmission
 /// cap at T2 for the request.

@@ -165,6 +165,15 @@ impl<T> Table<T> {
         })
     }
 
+    /// The transaction `id` names, if it is still there.
+    pub fn get(&self, id: TxId) -> Option<&T> {
+        let s = self.slots.get(id.slot as usize)?;
+        match &s.entry {
+            Some((_, v)) if s.generation == id.generation => Some(v),
+            _ => None,
+        }
+    }
+
     /// The transaction `id`, if it has not ended.
     pub fn get_mut(&mut self, id: TxId) -> Option<&mut T> {
         let s = self.slots.get_mut(id.slot as usize)?;

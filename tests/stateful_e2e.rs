@@ -1,0 +1,365 @@
+//! The stateful proxy end to end (`--mode stateful`, RFC 3261 §16-17):
+//! the real binary on loopback between a test UAC and UAS written here,
+//! one named case per rule. Timers are shortened with `--t1` and
+//! `--fr-timeout` so that nothing waits 32 s; nothing asserts a time,
+//! only what arrives and in what order. Every test runs on both I/O
+//! backends.
+
+#[macro_use]
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::process::{counter, nothing_arrives, port, socket, Proxy};
+use common::sip::{call_ids_on_both_shards, response_to};
+
+use sipshard::sip::{HeaderName, Message, Method};
+
+fn start(io: &str, extra: &[&str]) -> Option<Proxy> {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--mode", "stateful"];
+    args.extend_from_slice(extra);
+    Proxy::start_listening(io, &args, &[])
+}
+
+/// A request from `uac` for bob at the UAS's port.
+fn request(method: &str, uac: &UdpSocket, uas: &UdpSocket, call: &str, branch: &str) -> String {
+    format!(
+        "{method} sip:bob@127.0.0.1:{uas} SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:{uac};branch=z9hG4bK{branch};rport\r\n\
+To: <sip:bob@127.0.0.1>\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nCall-ID: {call}\r\n\
+CSeq: 1 {method}\r\nContact: <sip:alice@127.0.0.1:{uac}>\r\nMax-Forwards: 70\r\n\
+Content-Length: 0\r\n\r\n",
+        uas = port(uas),
+        uac = port(uac),
+    )
+}
+
+/// The next datagram on `s` and its sender, or a panic naming `what`.
+fn next(s: &UdpSocket, what: &str) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0u8; 65536];
+    match s.recv_from(&mut buf) {
+        Ok((n, from)) => {
+            buf.truncate(n);
+            (buf, from)
+        }
+        Err(e) => panic!("no {what}: {e}"),
+    }
+}
+
+fn status(m: &[u8]) -> Option<u16> {
+    Message::parse(m).ok().and_then(|m| m.status())
+}
+
+fn method(m: &[u8]) -> Option<String> {
+    let m = Message::parse(m).ok()?;
+    m.method().map(|x| format!("{x:?}"))
+}
+
+fn header(m: &[u8], h: HeaderName) -> String {
+    let m = Message::parse(m).unwrap();
+    String::from_utf8_lossy(m.header(h).unwrap_or_default()).into_owned()
+}
+
+fn top_branch(m: &[u8]) -> String {
+    let m = Message::parse(m).unwrap();
+    String::from_utf8_lossy(m.via().unwrap().branch.unwrap()).into_owned()
+}
+
+/// Every datagram that arrives on `s` within `for_ms`.
+fn all_within(s: &UdpSocket, for_ms: u64) -> Vec<Vec<u8>> {
+    let end = Instant::now() + Duration::from_millis(for_ms);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match s.recv_from(&mut buf) {
+            Ok((n, _)) => got.push(buf[..n].to_vec()),
+            Err(_) => break,
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    got
+}
+
+/// §16.2, §16.7: an INVITE gets 100 Trying from the proxy at once (no To
+/// tag, §8.2.6.2), the next hop's 180 and 200 come back, and the ACK of
+/// the 2xx (a new transaction, end to end) goes through.
+fn an_invite_gets_100_at_once_then_the_answers(io: &str) {
+    let Some(proxy) = start(io, &[]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    uac.send_to(
+        request("INVITE", &uac, &uas, "st-1", "c1").as_bytes(),
+        proxy.addr,
+    )
+    .unwrap();
+    let (trying, from) = next(&uac, "100 Trying");
+    assert_eq!(status(&trying), Some(100));
+    assert_eq!(from, proxy.addr);
+    assert!(
+        !header(&trying, HeaderName::To).contains("tag="),
+        "a 100 has no To tag"
+    );
+    let (invite, _) = next(&uas, "INVITE");
+    assert!(top_branch(&invite).starts_with("z9hG4bKsS"));
+    for code in [180, 200] {
+        uas.send_to(&response_to(&invite, code, "x"), proxy.addr)
+            .unwrap();
+        let (got, _) = next(&uac, "a response");
+        assert_eq!(status(&got), Some(code));
+        assert_eq!(header(&got, HeaderName::Via).matches("SIP/2.0").count(), 1);
+    }
+    let ack = request("ACK", &uac, &uas, "st-1", "c1ack")
+        .replace("To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=b1");
+    uac.send_to(ack.as_bytes(), proxy.addr).unwrap();
+    let (got, _) = next(&uas, "the 2xx ACK");
+    assert_eq!(method(&got).as_deref(), Some("Ack"));
+    let report = proxy.stop_and_report();
+    assert_eq!(counter(&report, "tx_created"), 1, "{report}");
+}
+
+/// §17.2.1: a retransmitted INVITE is absorbed: the next hop sees it
+/// once, and the caller gets the last response again (100, then 180).
+fn a_retransmitted_invite_is_absorbed(io: &str) {
+    let Some(proxy) = start(io, &[]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let invite = request("INVITE", &uac, &uas, "st-2", "c2");
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&next(&uac, "100").0), Some(100));
+    let (fwd, _) = next(&uas, "INVITE");
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&next(&uac, "100 again").0), Some(100));
+    uas.send_to(&response_to(&fwd, 180, "Ringing"), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "180").0), Some(180));
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&next(&uac, "180 again").0), Some(180));
+    assert!(nothing_arrives(&uas), "the next hop saw the INVITE once");
+    let report = proxy.stop_and_report();
+    assert_eq!(counter(&report, "tx_absorbed"), 2, "{report}");
+}
+
+/// §17.1.1.2: an INVITE lost on its way to the callee (which the caller,
+/// holding our 100, does not send again) is recovered by our own
+/// retransmission (Timer A), and the call completes.
+fn a_lost_invite_is_recovered_by_our_retransmission(io: &str) {
+    let Some(proxy) = start(io, &["--t1", "100"]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let invite = request("INVITE", &uac, &uas, "st-lost", "cl");
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&next(&uac, "100").0), Some(100));
+    let (first, _) = next(&uas, "INVITE");
+    // "Lost": the callee never saw that one. Our copy comes T1 later.
+    let (again, _) = next(&uas, "our retransmission");
+    assert_eq!(again, first, "the same request again");
+    uas.send_to(&response_to(&again, 200, "OK"), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "200").0), Some(200));
+    let _ = all_within(&uas, 300);
+    assert!(all_within(&uas, 1_000).is_empty(), "no copy after the 200");
+    assert!(
+        nothing_arrives(&uac),
+        "the caller sent it once and got one 200"
+    );
+}
+
+/// §17.1.1.2: the proxy retransmits an INVITE the next hop does not
+/// answer, doubling the interval (Timer A), and stops at its 100.
+fn a_silent_next_hop_gets_the_invite_again(io: &str) {
+    let Some(proxy) = start(io, &["--t1", "100"]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    uac.send_to(
+        request("INVITE", &uac, &uas, "st-3", "c3").as_bytes(),
+        proxy.addr,
+    )
+    .unwrap();
+    // At 0, 100, 300 and 700 ms (the loop may be up to 100 ms late).
+    let copies = all_within(&uas, 1_000);
+    assert!(copies.len() >= 3, "{} copies", copies.len());
+    let branch = top_branch(&copies[0]);
+    assert!(copies.iter().all(|c| top_branch(c) == branch), "one branch");
+    uas.send_to(&response_to(&copies[0], 100, "Trying"), proxy.addr)
+        .unwrap();
+    let _ = all_within(&uas, 300);
+    assert!(all_within(&uas, 1_000).is_empty(), "no copy after its 100");
+    let report = proxy.stop_and_report();
+    assert!(counter(&report, "tx_resent") >= 2, "{report}");
+}
+
+/// §17.1.2.2, §16.7 step 6: a non-INVITE nobody answers gets 408 from
+/// the proxy when Timer F (`--fr-timeout`) runs out, after our own
+/// retransmissions (Timer E).
+fn no_answer_in_time_gets_408(io: &str) {
+    let Some(proxy) = start(io, &["--t1", "100", "--fr-timeout", "800"]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    uac.send_to(
+        request("MESSAGE", &uac, &uas, "st-4", "c4").as_bytes(),
+        proxy.addr,
+    )
+    .unwrap();
+    let (got, _) = next(&uac, "408");
+    assert_eq!(status(&got), Some(408));
+    assert!(all_within(&uas, 100).len() >= 2, "retransmitted meanwhile");
+    let report = proxy.stop_and_report();
+    assert_eq!(counter(&report, "tx_timeouts"), 1, "{report}");
+}
+
+/// §17.1.1.3, §17.2.1: a non-2xx final to an INVITE is ACKed by the
+/// proxy toward the next hop (same branch, the response's To tag); the
+/// caller gets it, and again (Timer G) until it ACKs; its ACK ends there.
+fn a_non_2xx_final_is_acked_hop_by_hop(io: &str) {
+    let Some(proxy) = start(io, &["--t1", "100"]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let invite = request("INVITE", &uac, &uas, "st-5", "c5");
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&next(&uac, "100").0), Some(100));
+    let (fwd, _) = next(&uas, "INVITE");
+    uas.send_to(&response_to(&fwd, 486, "Busy Here"), proxy.addr)
+        .unwrap();
+    let (ack, _) = next(&uas, "our ACK");
+    assert_eq!(method(&ack).as_deref(), Some("Ack"));
+    assert_eq!(top_branch(&ack), top_branch(&fwd), "the INVITE's branch");
+    assert!(header(&ack, HeaderName::To).contains("tag=b1"));
+    assert_eq!(status(&next(&uac, "486").0), Some(486));
+    assert_eq!(status(&next(&uac, "486 again (Timer G)").0), Some(486));
+    let ack = invite
+        .replace("INVITE sip:", "ACK sip:")
+        .replace("1 INVITE", "1 ACK")
+        .replace("To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=b1");
+    uac.send_to(ack.as_bytes(), proxy.addr).unwrap();
+    assert!(nothing_arrives(&uas), "the caller's ACK ends at the proxy");
+    let _ = all_within(&uac, 200);
+    assert!(all_within(&uac, 600).is_empty(), "no 486 after the ACK");
+}
+
+/// §16.10: a CANCEL is answered 200 at once and sent to the ringing
+/// branch; its 487 comes back to the caller. A CANCEL that matches
+/// nothing gets 481.
+fn cancel_is_answered_and_passed_on(io: &str) {
+    let Some(proxy) = start(io, &[]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let invite = request("INVITE", &uac, &uas, "st-6", "c6");
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&next(&uac, "100").0), Some(100));
+    let (fwd, _) = next(&uas, "INVITE");
+    uas.send_to(&response_to(&fwd, 180, "Ringing"), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "180").0), Some(180));
+    let cancel = invite
+        .replace("INVITE sip:", "CANCEL sip:")
+        .replace("1 INVITE", "1 CANCEL");
+    uac.send_to(cancel.as_bytes(), proxy.addr).unwrap();
+    let (ok, _) = next(&uac, "200 to the CANCEL");
+    assert_eq!(status(&ok), Some(200));
+    assert_eq!(header(&ok, HeaderName::CSeq), "1 CANCEL");
+    let (theirs, _) = next(&uas, "CANCEL at the next hop");
+    assert_eq!(method(&theirs).as_deref(), Some("Cancel"));
+    assert_eq!(top_branch(&theirs), top_branch(&fwd));
+    uas.send_to(&response_to(&theirs, 200, "OK"), proxy.addr)
+        .unwrap();
+    uas.send_to(&response_to(&fwd, 487, "Request Terminated"), proxy.addr)
+        .unwrap();
+    let (got, _) = next(&uac, "487");
+    assert_eq!(status(&got), Some(487));
+    assert_eq!(
+        method(&next(&uas, "ACK of the 487").0).as_deref(),
+        Some("Ack")
+    );
+
+    let stray = request("CANCEL", &uac, &uas, "st-6b", "nothing");
+    uac.send_to(stray.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&next(&uac, "481").0), Some(481));
+    assert!(nothing_arrives(&uas));
+}
+
+/// `--max-transactions`: a new request beyond the limit of its shard gets
+/// 503 with Retry-After.
+fn beyond_max_transactions_gets_503(io: &str) {
+    let Some(proxy) = start(io, &["--max-transactions", "1"]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    // Two shards, one transaction each, five calls on both shards.
+    let calls = call_ids_on_both_shards("full", 5);
+    for (k, call) in calls.iter().enumerate() {
+        let m = request("MESSAGE", &uac, &uas, call, &format!("f{k}"));
+        uac.send_to(m.as_bytes(), proxy.addr).unwrap();
+    }
+    let got = all_within(&uac, 1_000);
+    let refused: Vec<_> = got.iter().filter(|m| status(m) == Some(503)).collect();
+    assert_eq!(refused.len(), 3, "{} answers", got.len());
+    assert!(refused
+        .iter()
+        .all(|m| header(m, HeaderName::RetryAfter) == "5"));
+    // (With their retransmissions: Timer E runs at 500 ms.)
+    let mut forwarded: Vec<String> = all_within(&uas, 300)
+        .iter()
+        .map(|m| header(m, HeaderName::CallId))
+        .collect();
+    forwarded.sort();
+    forwarded.dedup();
+    assert_eq!(forwarded.len(), 2, "one forwarded per shard: {forwarded:?}");
+    let report = proxy.stop_and_report();
+    assert_eq!(counter(&report, "tx_refused"), 3, "{report}");
+}
+
+/// Ownership: with `--steer flow`, the next hop's responses reach
+/// whichever shard the kernel hashes their 4-tuple to; those that reach
+/// the other shard are mailed to the one our branch names, and every call
+/// completes.
+fn responses_on_another_shard_reach_their_transaction(io: &str) {
+    let Some(proxy) = start(io, &["--steer", "flow"]) else {
+        return;
+    };
+    let uas = socket();
+    // Callers from many ports: the kernel spreads them over both shards,
+    // while the UAS's answers all land on one.
+    for k in 0..12 {
+        let uac = socket();
+        let call = format!("{k}-mail");
+        let invite = request("INVITE", &uac, &uas, &call, &format!("m{k}"));
+        uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+        assert_eq!(status(&next(&uac, "100").0), Some(100), "{call}");
+        let (fwd, _) = next(&uas, "INVITE");
+        uas.send_to(&response_to(&fwd, 200, "OK"), proxy.addr)
+            .unwrap();
+        assert_eq!(status(&next(&uac, "200").0), Some(200), "{call}");
+    }
+    let report = proxy.stop_and_report();
+    assert_eq!(counter(&report, "tx_created"), 12, "{report}");
+    assert!(counter(&report, "tx_mailed") > 0, "{report}");
+}
+
+/// The method names the tests compare (`Method` is `Debug`).
+#[test]
+fn method_names_are_as_the_tests_expect() {
+    assert_eq!(format!("{:?}", Method::Ack), "Ack");
+    assert_eq!(format!("{:?}", Method::Cancel), "Cancel");
+}
+
+on_both_backends!(
+    an_invite_gets_100_at_once_then_the_answers,
+    a_retransmitted_invite_is_absorbed,
+    a_lost_invite_is_recovered_by_our_retransmission,
+    a_silent_next_hop_gets_the_invite_again,
+    no_answer_in_time_gets_408,
+    a_non_2xx_final_is_acked_hop_by_hop,
+    cancel_is_answered_and_passed_on,
+    beyond_max_transactions_gets_503,
+    responses_on_another_shard_reach_their_transaction,
+);
