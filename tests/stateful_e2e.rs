@@ -345,6 +345,59 @@ fn responses_on_another_shard_reach_their_transaction(io: &str) {
     assert!(counter(&report, "tx_mailed") > 0, "{report}");
 }
 
+/// A burst of INVITEs, each making two sends (its forward and our 100):
+/// none is dropped for want of a send slot (the backends keep room for
+/// the most one message can send).
+fn a_burst_of_invites_loses_none_for_want_of_send_slots(io: &str) {
+    const N: usize = 300;
+    let Some(proxy) = start(io, &[]) else {
+        return;
+    };
+    // Room for the whole burst in our sockets (loopback datagrams cost
+    // about 1 KiB of receive buffer each).
+    let (uac, uas) = (socket(), socket());
+    for s in [&uac, &uas] {
+        let size: libc::c_int = 4 << 20;
+        // SAFETY: setsockopt on a socket we own, with a c_int option.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(s),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+    for k in 0..N {
+        let m = request(
+            "INVITE",
+            &uac,
+            &uas,
+            &format!("{k}-burst"),
+            &format!("b{k}"),
+        );
+        uac.send_to(m.as_bytes(), proxy.addr).unwrap();
+    }
+    let distinct = |msgs: Vec<Vec<u8>>| {
+        let mut ids: Vec<String> = msgs.iter().map(|m| header(m, HeaderName::CallId)).collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    let trying: Vec<Vec<u8>> = all_within(&uac, 400)
+        .into_iter()
+        .filter(|m| status(m) == Some(100))
+        .collect();
+    assert_eq!(distinct(trying), N, "a 100 for each");
+    assert_eq!(distinct(all_within(&uas, 100)), N, "each forwarded");
+    let report = proxy.stop_and_report();
+    assert_eq!(counter(&report, "forwarded_requests"), N as u64, "{report}");
+    assert_eq!(counter(&report, "write_failed"), 0, "{report}");
+    assert_eq!(counter(&report, "tx_created"), N as u64, "{report}");
+}
+
 /// The method names the tests compare (`Method` is `Debug`).
 #[test]
 fn method_names_are_as_the_tests_expect() {
@@ -362,4 +415,5 @@ on_both_backends!(
     cancel_is_answered_and_passed_on,
     beyond_max_transactions_gets_503,
     responses_on_another_shard_reach_their_transaction,
+    a_burst_of_invites_loses_none_for_want_of_send_slots,
 );

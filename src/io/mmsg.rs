@@ -26,7 +26,7 @@ use super::cmsg::{self, Space, RECV_SPACE, SEND_SPACE};
 use super::eventfd::drain as drain_eventfd;
 use super::socket::WAKE_INTERVAL;
 use super::stream::Streams;
-use super::{Backend, Datagram, SendQueue, BATCH, RECV_SLOT, SEND_SLOT};
+use super::{Backend, Datagram, SendQueue, BATCH, MOST_SENDS_PER_MESSAGE, RECV_SLOT, SEND_SLOT};
 use crate::transport::Dest;
 
 /// Datagrams received by the last [`Mmsg::recv`].
@@ -162,6 +162,10 @@ impl SendQueue for SendBatch {
     fn commit(&mut self, len: usize, dest: Dest) {
         SendBatch::commit(self, len, dest)
     }
+
+    fn free(&self) -> usize {
+        BATCH - self.count
+    }
 }
 
 impl Backend for Mmsg {
@@ -173,8 +177,13 @@ impl Backend for Mmsg {
     {
         let n = self.recv_wakeable()?;
         for i in 0..n {
-            // A batch in is no larger than a batch out and each datagram
-            // gives at most one reply or forward, so sends never overflow.
+            // A batch in is no larger than a batch out, but the inbox's
+            // answers may be queued already and a datagram can make up to
+            // MOST_SENDS_PER_MESSAGE sends: send what is queued when the
+            // next one might not fit (one more sendmmsg, never a drop).
+            if self.send.free() < MOST_SENDS_PER_MESSAGE {
+                self.failed_early += Mmsg::flush(self).failed;
+            }
             if let Some(d) = self.recv.get(i) {
                 handle(d, &mut self.send);
             }
@@ -184,7 +193,7 @@ impl Backend for Mmsg {
 
     fn flush(&mut self) -> usize {
         // Nothing queued makes no system call.
-        Mmsg::flush(self).failed
+        Mmsg::flush(self).failed + std::mem::take(&mut self.failed_early)
     }
 
     fn send_queue(&mut self) -> &mut SendBatch {
@@ -231,6 +240,9 @@ pub struct Mmsg {
     no_wait: bool,
     /// The longest sleep of a poll with a wake fd or streams.
     wake_interval: Duration,
+    /// Sends that failed in a flush made in the middle of a batch, for
+    /// the next [`Backend::flush`] to report.
+    failed_early: usize,
 }
 
 /// Outcome of a flush.
@@ -259,6 +271,7 @@ impl Mmsg {
             streams: None,
             no_wait: false,
             wake_interval: WAKE_INTERVAL,
+            failed_early: 0,
         }
     }
 

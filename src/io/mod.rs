@@ -39,7 +39,20 @@ pub trait SendQueue {
     /// counted as refused, like a datagram the kernel refuses
     /// ([`Backend::flush`] reports both).
     fn commit(&mut self, len: usize, dest: Dest);
+
+    /// Free send buffers (a queue that never runs out says `usize::MAX`):
+    /// the backends handle a received datagram only with at least
+    /// [`MOST_SENDS_PER_MESSAGE`] free.
+    fn free(&self) -> usize {
+        usize::MAX
+    }
 }
+
+/// The most messages the shard sends for one it received: one forward or
+/// answer in the stateless proxy; under `--mode stateful`, an INVITE's
+/// forward and its 100 Trying, a CANCEL's 200 and ours, or a response's
+/// forward with our ACK or an owed CANCEL.
+pub const MOST_SENDS_PER_MESSAGE: usize = 3;
 
 /// One received datagram as a backend hands it to the shard.
 pub struct Datagram<'a> {

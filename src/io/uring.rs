@@ -47,7 +47,7 @@ use super::cmsg::{self, Space, RECV_SPACE, SEND_SPACE};
 use super::mmsg::{from_storage, to_storage};
 use super::socket::WAKE_INTERVAL;
 use super::stream::{is_stream_tag, RingOp, Streams, STREAM_GROUP};
-use super::{Backend, Datagram, SendQueue, RECV_SLOT, SEND_SLOT};
+use super::{Backend, Datagram, SendQueue, MOST_SENDS_PER_MESSAGE, RECV_SLOT, SEND_SLOT};
 use crate::transport::Dest;
 
 /// Receive buffers in the provided ring (a power of two, as the kernel
@@ -115,6 +115,10 @@ impl SendQueue for SendSlots {
     fn slot(&mut self) -> Option<&mut [u8]> {
         let i = *self.free.last()?;
         Some(&mut self.slots[usize::from(i)].buf[..])
+    }
+
+    fn free(&self) -> usize {
+        self.free.len()
     }
 
     fn commit(&mut self, len: usize, dest: Dest) {
@@ -514,7 +518,10 @@ impl Backend for Uring {
         let posted = !self.ring.completion().is_empty();
         let to_submit = !self.ring.submission().is_empty();
         let may_sleep = !std::mem::take(&mut self.no_wait);
-        if !posted && may_sleep && (self.backlog.is_empty() || self.send.free.is_empty()) {
+        if !posted
+            && may_sleep
+            && (self.backlog.is_empty() || self.send.free.len() < MOST_SENDS_PER_MESSAGE)
+        {
             // One entry submits the last batch's sends and waits for what
             // comes next: their completions (posted as they are
             // submitted), plus one more (a datagram, the doorbell) or the
@@ -536,11 +543,11 @@ impl Backend for Uring {
             self.ring.submit()?;
         }
         self.reap()?;
-        // Handle as many datagrams as there are free send slots, oldest
-        // first, so that no answer or forward is dropped for want of a
-        // slot; the rest wait (and, holding buffers, slow the receive).
-        let n = self.backlog.len().min(self.send.free.len());
-        for _ in 0..n {
+        // Handle datagrams, oldest first, while the send slots have room
+        // for what one may send, so that no answer or forward is dropped
+        // for want of a slot; the rest wait (and, holding buffers, slow
+        // the receive).
+        while self.send.free.len() >= MOST_SENDS_PER_MESSAGE {
             let Some((bid, len)) = self.backlog.pop_front() else {
                 break;
             };

@@ -207,7 +207,13 @@ pub fn run<B: Backend>(
         let mut failed = 0;
         let mut sends = Sends::new(io.send_queue(), &mut out, post);
         shard.drain_inbox(&mut sends);
+        // Before the datagrams: the queue is emptiest now, and a
+        // retransmission is due already.
+        shard.run_timers(&mut sends);
         failed += sends.failed;
+        if shard.timers_waiting() {
+            io.skip_next_wait();
+        }
         // io_uring submits queued sends inside `poll`: log first.
         shard.commit_log();
         // Before the wait, from the first one on: a connection may be
@@ -248,11 +254,6 @@ pub fn run<B: Backend>(
             let _ = shard.handle(d.bytes, &Source::udp(src, d.local), &mut sends);
             failed += sends.failed;
         })?;
-        if shard.stateful.is_some() {
-            let mut sends = Sends::new(io.send_queue(), &mut out, post);
-            shard.run_timers(&mut sends);
-            failed += sends.failed;
-        }
         match streams.as_mut() {
             Some(s) => {
                 s.tick(shard.now_ms);

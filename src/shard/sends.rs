@@ -93,6 +93,10 @@ impl<Q: SendQueue> SendQueue for Sends<'_, Q> {
         self.queue.slot()
     }
 
+    fn free(&self) -> usize {
+        self.queue.free()
+    }
+
     fn commit(&mut self, len: usize, dest: Dest) {
         let conn = match dest {
             Dest::Udp { peer, from } => {

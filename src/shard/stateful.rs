@@ -29,7 +29,7 @@ use super::counters::{add, status_class};
 use super::mail::Mail;
 use super::outcome::Outcome;
 use super::Shard;
-use crate::io::SendQueue;
+use crate::io::{SendQueue, MOST_SENDS_PER_MESSAGE};
 use crate::proxy::branch::shard_of;
 use crate::proxy::{route, Action, DropReason, Lookup};
 use crate::sip::{write_ack, write_cancel, Edits, Message, Method};
@@ -314,6 +314,10 @@ impl Shard<'_> {
             return;
         };
         add(&counters.tx_created, 1);
+        counters.tx_open.store(
+            st.servers.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         counters.tx_open.store(
             st.servers.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
@@ -809,7 +813,9 @@ impl Shard<'_> {
         }
     }
 
-    /// Runs the transaction timers due by now.
+    /// Runs the transaction timers due by now, while the send queue has
+    /// room for what one may send; the rest stay due for the next loop
+    /// ([`Shard::timers_waiting`]).
     pub(super) fn run_timers<S: SendQueue>(&mut self, send: &mut S) {
         let now = self.now_ms;
         let Some(st) = self.stateful.as_deref_mut() else {
@@ -817,12 +823,22 @@ impl Shard<'_> {
         };
         let mut due = std::mem::take(&mut st.due);
         st.wheel.expire(now, |d| due.push(d));
-        for d in due.drain(..) {
-            self.timer_fired(d, send);
+        let mut done = 0;
+        while done < due.len() && send.free() >= MOST_SENDS_PER_MESSAGE {
+            self.timer_fired(due[done], send);
+            done += 1;
         }
+        due.drain(..done);
         if let Some(st) = self.stateful.as_deref_mut() {
             st.due = due;
         }
+    }
+
+    /// True when timers that came due wait for room to send.
+    pub(super) fn timers_waiting(&self) -> bool {
+        self.stateful
+            .as_deref()
+            .is_some_and(|st| !st.due.is_empty())
     }
 
     fn timer_fired<S: SendQueue>(&mut self, due: Due, send: &mut S) {
