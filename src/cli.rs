@@ -379,6 +379,13 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 181_000)]
     pub fr_inv_timeout: u64,
 
+    /// Under `--mode stateful`, how many more `--upstream`s (over UDP,
+    /// in the rotation, in their order after the one chosen) a request
+    /// may go to when one is unavailable: it answers 503, 500 or 408, or
+    /// nothing before `--fr-timeout`. 0: no failover.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub max_failover: usize,
+
     /// Transactions per shard in `--mode stateful` (each a server and a
     /// client transaction); a new request beyond it is answered 503 with
     /// Retry-After and counted.

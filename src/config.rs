@@ -572,6 +572,7 @@ impl Config {
                 max_per_shard: args.max_transactions,
                 fr_timeout_ms: args.fr_timeout,
                 fr_inv_timeout_ms: args.fr_inv_timeout,
+                max_failover: args.max_failover,
             }),
             registrar: RegistrarConfig {
                 default_expires: args.default_expires,

@@ -398,6 +398,151 @@ fn a_burst_of_invites_loses_none_for_want_of_send_slots(io: &str) {
     assert_eq!(counter(&report, "tx_created"), N as u64, "{report}");
 }
 
+/// Two upstreams (two test UAS sockets) and a request that names no
+/// address, so it goes to one of them (by a hash of its Call-ID); the
+/// sockets in the order the proxy tries them.
+fn two_upstreams(io: &str, extra: &[&str]) -> Option<(Proxy, [UdpSocket; 2])> {
+    let (a, b) = (socket(), socket());
+    let (ua, ub) = (
+        format!("127.0.0.1:{}", port(&a)),
+        format!("127.0.0.1:{}", port(&b)),
+    );
+    let mut args = vec!["--upstream", &ua, "--upstream", &ub];
+    args.extend_from_slice(extra);
+    Some((start(io, &args)?, [a, b]))
+}
+
+/// An INVITE for a user at a domain (no address: it goes upstream).
+fn invite_upstream(uac: &UdpSocket, call: &str) -> String {
+    format!(
+        "INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:{uac};branch=z9hG4bK{call};rport\r\n\
+To: <sip:bob@example.com>\r\nFrom: <sip:alice@example.com>;tag=a1\r\nCall-ID: {call}\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:{uac}>\r\nMax-Forwards: 70\r\n\
+Content-Length: 0\r\n\r\n",
+        uac = port(uac),
+    )
+}
+
+/// Which of the two upstreams got the request first (the other has
+/// nothing yet): its index and the request.
+fn first_to_get(ups: &[UdpSocket; 2]) -> (usize, Vec<u8>) {
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut buf = vec![0u8; 65536];
+    for s in ups {
+        s.set_nonblocking(true).unwrap();
+    }
+    let mut got = None;
+    while got.is_none() && Instant::now() < end {
+        for (i, s) in ups.iter().enumerate() {
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                got = Some((i, buf[..n].to_vec()));
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for s in ups {
+        s.set_nonblocking(false).unwrap();
+    }
+    let (i, m) = got.expect("the request at an upstream");
+    let mut other = [0u8; 16];
+    ups[1 - i].set_nonblocking(true).unwrap();
+    assert!(
+        ups[1 - i].recv_from(&mut other).is_err(),
+        "one upstream at a time"
+    );
+    ups[1 - i].set_nonblocking(false).unwrap();
+    (i, m)
+}
+
+/// §16.7 with failover: the first upstream answers 503, so the INVITE
+/// goes to the next one (a new branch), whose 200 reaches the caller;
+/// the 503 is ACKed hop by hop and never reaches the caller.
+fn a_503_fails_over_to_the_next_upstream(io: &str) {
+    let Some((proxy, ups)) = two_upstreams(io, &[]) else {
+        return;
+    };
+    let uac = socket();
+    uac.send_to(invite_upstream(&uac, "fo-503").as_bytes(), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "100").0), Some(100));
+    let (i, fwd) = first_to_get(&ups);
+    let (first, second) = (&ups[i], &ups[1 - i]);
+    first
+        .send_to(&response_to(&fwd, 503, "Service Unavailable"), proxy.addr)
+        .unwrap();
+    assert_eq!(
+        method(&next(first, "ACK of the 503").0).as_deref(),
+        Some("Ack")
+    );
+    let (again, _) = next(second, "the INVITE at the next upstream");
+    assert_ne!(top_branch(&again), top_branch(&fwd), "a branch of its own");
+    second
+        .send_to(&response_to(&again, 200, "OK"), proxy.addr)
+        .unwrap();
+    let (ok, _) = next(&uac, "200 from the second upstream");
+    assert_eq!(status(&ok), Some(200));
+    let report = proxy.stop_and_report();
+    assert_eq!(counter(&report, "forwarded_requests"), 2, "{report}");
+}
+
+/// Failover on silence: the first upstream never answers; at
+/// `--fr-timeout` the request goes to the next, whose answer the caller
+/// gets.
+fn a_silent_upstream_fails_over_at_fr_timeout(io: &str) {
+    let Some((proxy, ups)) = two_upstreams(io, &["--fr-timeout", "400"]) else {
+        return;
+    };
+    let uac = socket();
+    uac.send_to(invite_upstream(&uac, "fo-silent").as_bytes(), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "100").0), Some(100));
+    let (i, _) = first_to_get(&ups);
+    let second = &ups[1 - i];
+    let (again, _) = next(second, "the INVITE at the next upstream");
+    second
+        .send_to(&response_to(&again, 486, "Busy Here"), proxy.addr)
+        .unwrap();
+    let (got, _) = next(&uac, "the next upstream's answer");
+    assert_eq!(status(&got), Some(486));
+    let report = proxy.stop_and_report();
+    assert_eq!(counter(&report, "tx_timeouts"), 1, "{report}");
+}
+
+/// A 404 is an answer, not unavailability: it goes to the caller and no
+/// other upstream is asked. With `--max-failover 0`, a 503 is not
+/// retried either, and goes up as 500 (§16.7 step 6).
+fn only_unavailability_fails_over(io: &str) {
+    let Some((proxy, ups)) = two_upstreams(io, &[]) else {
+        return;
+    };
+    let uac = socket();
+    uac.send_to(invite_upstream(&uac, "fo-404").as_bytes(), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "100").0), Some(100));
+    let (i, fwd) = first_to_get(&ups);
+    ups[i]
+        .send_to(&response_to(&fwd, 404, "Not Found"), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "404").0), Some(404));
+    assert!(nothing_arrives(&ups[1 - i]), "no failover on a 404");
+    drop(proxy);
+
+    let Some((proxy, ups)) = two_upstreams(io, &["--max-failover", "0"]) else {
+        return;
+    };
+    uac.send_to(invite_upstream(&uac, "fo-none").as_bytes(), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "100").0), Some(100));
+    let (i, fwd) = first_to_get(&ups);
+    ups[i]
+        .send_to(&response_to(&fwd, 503, "Service Unavailable"), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "500").0), Some(500));
+    assert!(nothing_arrives(&ups[1 - i]), "--max-failover 0");
+}
+
 /// The method names the tests compare (`Method` is `Debug`).
 #[test]
 fn method_names_are_as_the_tests_expect() {
@@ -416,4 +561,7 @@ on_both_backends!(
     beyond_max_transactions_gets_503,
     responses_on_another_shard_reach_their_transaction,
     a_burst_of_invites_loses_none_for_want_of_send_slots,
+    a_503_fails_over_to_the_next_upstream,
+    a_silent_upstream_fails_over_at_fr_timeout,
+    only_unavailability_fails_over,
 );

@@ -77,6 +77,17 @@ pub fn write_branch<'o>(msg: &Message<'_>, out: &'o mut [u8; BRANCH_LEN]) -> &'o
 pub fn name_shard(branch: &mut [u8; BRANCH_LEN], shard: u8) {
     let p = OUR_BRANCH_PREFIX.len();
     write_hex(u64::from(shard), &mut branch[p..p + 2]);
+    name_branch(branch, 0);
+}
+
+/// Under `--mode stateful`, the two hex digits after the shard's name the
+/// branch of a request that is sent more than once (failover to the next
+/// upstream): 0 for the first, so that the others differ from it.
+pub fn name_branch(branch: &mut [u8], index: u8) {
+    let p = OUR_BRANCH_PREFIX.len();
+    if let Some(digits) = branch.get_mut(p + 2..p + 4) {
+        write_hex(u64::from(index), digits);
+    }
 }
 
 /// The shard a branch of ours names ([`name_shard`]); None for a branch

@@ -30,14 +30,14 @@ use super::mail::Mail;
 use super::outcome::Outcome;
 use super::Shard;
 use crate::io::{SendQueue, MOST_SENDS_PER_MESSAGE};
-use crate::proxy::branch::shard_of;
-use crate::proxy::{route, Action, DropReason, Lookup};
+use crate::proxy::branch::{name_branch, shard_of};
+use crate::proxy::{route, Action, DropReason, Lookup, ProxyConfig};
 use crate::sip::{write_ack, write_cancel, Edits, Message, Method};
 use crate::transaction::{
     Advance, ClientState, ClientTx, Decision, Effects, End, Final, Kind, ResponseContext, Send,
     ServerTx, Table, Timer, TimerId, TransactionConfig, TxId, Wheel,
 };
-use crate::transport::{Dest, Source};
+use crate::transport::{Dest, Source, Transport, TransportAddr};
 
 /// The wheel: 4,096 slots of 10 ms (41 s a turn); a later deadline waits
 /// in its slot for its turn.
@@ -76,11 +76,34 @@ struct ServerEntry {
     last: Option<(Box<[u8]>, Dest)>,
     /// The response context of its one branch.
     ctx: ResponseContext,
-    /// The branch's client transaction.
+    /// The first branch's client transaction.
     client: Option<TxId>,
     timers: Armed,
     /// Timer C, for an INVITE.
     timer_c: Option<TimerId>,
+    /// The next upstreams to try when one is unavailable; None for a
+    /// request with one target (the common case costs nothing more).
+    failover: Option<Box<Failover>>,
+}
+
+/// What starting another branch of a request needs: the request as first
+/// sent (its branch is renamed for each), where each branch goes, and
+/// each branch's client transaction once started.
+struct Failover {
+    template: Box<[u8]>,
+    targets: Box<[Dest]>,
+    clients: Box<[Option<TxId>]>,
+}
+
+impl ServerEntry {
+    /// The client transaction of `branch`, once started.
+    fn client_of(&self, branch: usize) -> Option<TxId> {
+        match (branch, &self.failover) {
+            (0, _) => self.client,
+            (b, Some(f)) => f.clients.get(b).copied().flatten(),
+            (_, None) => None,
+        }
+    }
 }
 
 /// A client transaction: the request as we sent it, and where.
@@ -95,6 +118,8 @@ struct ClientEntry {
     /// A CANCEL is owed once the branch rings (§9.1: not before a
     /// provisional).
     cancel_when_ringing: bool,
+    /// Its index in its server transaction's response context.
+    branch: usize,
 }
 
 /// A shard's transactions and their timers.
@@ -275,6 +300,7 @@ impl Shard<'_> {
             stateful,
             scratch,
             counters,
+            shared,
             ..
         } = self;
         let Some(st) = stateful.as_deref_mut() else {
@@ -284,7 +310,18 @@ impl Shard<'_> {
             return;
         };
         let durations = st.cfg.durations;
-        let (ctx, _) = ResponseContext::new(invite, Advance::OnUnavailable, &[0]);
+        // §16.7 with one group per upstream: the next is tried only when
+        // this one is unavailable (408, 500, 503, a timeout).
+        let targets = failover_targets(&shared.proxy, to, st.cfg.max_failover);
+        let groups: Vec<u16> = (0..targets.len().max(1) as u16).collect();
+        let (ctx, _) = ResponseContext::new(invite, Advance::OnUnavailable, &groups);
+        let failover = (targets.len() > 1).then(|| {
+            Box::new(Failover {
+                template: sent.clone(),
+                clients: vec![None; targets.len()].into(),
+                targets: targets.into(),
+            })
+        });
         let mut server = ServerEntry {
             tx: ServerTx::new(kind, false, durations),
             request: bytes.into(),
@@ -295,6 +332,7 @@ impl Shard<'_> {
             client: None,
             timers: Armed::default(),
             timer_c: None,
+            failover,
         };
         if invite {
             // §16.2: a stateful proxy answers an INVITE with 100 Trying
@@ -318,10 +356,6 @@ impl Shard<'_> {
             st.servers.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        counters.tx_open.store(
-            st.servers.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
         let (tx, fx) = ClientTx::start(kind, false, durations);
         let client = ClientEntry {
             tx,
@@ -330,6 +364,7 @@ impl Shard<'_> {
             server: Some(sid),
             timers: Armed::default(),
             cancel_when_ringing: false,
+            branch: 0,
         };
         let ckey = st.clients.sent_key(scratch.branch(), method);
         let Ok(cid) = st.clients.insert(ckey, client) else {
@@ -454,10 +489,8 @@ impl Shard<'_> {
         };
         let c = st.clients.get_mut(cid)?;
         let fx = c.tx.on_response(code);
-        let (server, owed) = (
-            c.server,
-            c.cancel_when_ringing && (101..200).contains(&code),
-        );
+        let (server, branch) = (c.server, c.branch);
+        let owed = c.cancel_when_ringing && (101..200).contains(&code);
         if fx.send == Some(Send::Ack) {
             // §17.1.1.3: the ACK of a non-2xx final, hop by hop.
             let to = c.to;
@@ -483,7 +516,7 @@ impl Shard<'_> {
             // after Timer L): on statelessly.
             return None;
         };
-        let d = s.ctx.on_response(0, code);
+        let d = s.ctx.on_response(branch, code);
         if (101..200).contains(&code) {
             // §16.7 step 2: a provisional restarts Timer C.
             if let Some(id) = s.timer_c.take() {
@@ -494,7 +527,7 @@ impl Shard<'_> {
                 }
             }
         }
-        Some(if self.carry_out(sid, d, Some((msg, src)), send) {
+        Some(if self.carry_out(sid, d, Some((branch, msg, src)), send) {
             Outcome::Forwarded
         } else {
             Outcome::Absorbed
@@ -542,34 +575,127 @@ impl Shard<'_> {
     }
 
     /// Does what a response context decided for server transaction `sid`:
-    /// forwards `response` (the one just received) or writes our own
-    /// final, and cancels the branch. True when something went upstream.
+    /// forwards `response` (the one just received, with its branch) or
+    /// writes our own final, cancels branches and starts the next ones.
+    /// True when something went upstream.
     fn carry_out<S: SendQueue>(
         &mut self,
         sid: TxId,
         d: Decision,
-        response: Option<(&Message<'_>, &Source)>,
+        response: Option<(usize, &Message<'_>, &Source)>,
         send: &mut S,
     ) -> bool {
         let mut went = false;
-        if d.forward || matches!(d.send_final, Some(Final::Branch(_))) {
-            if let Some((msg, src)) = response {
+        let this = response.map(|(b, _, _)| b);
+        if d.forward {
+            if let Some((_, msg, src)) = response {
                 went |= self.respond_with(sid, msg, src, send);
             }
         }
-        if let Some(Final::Rewritten(_, code) | Final::Generated(code)) = d.send_final {
-            went |= self.respond_ourselves(sid, code, send);
+        match d.send_final {
+            Some(Final::Branch(b)) if Some(b) == this => {
+                if let Some((_, msg, src)) = response {
+                    went |= self.respond_with(sid, msg, src, send);
+                }
+            }
+            // An earlier branch's answer, chosen now that the others have
+            // ended: written again from its status (the message is gone).
+            Some(Final::Branch(b)) => {
+                let code = self
+                    .stateful
+                    .as_deref()
+                    .and_then(|st| st.servers.get(sid))
+                    .and_then(|s| s.ctx.final_of(b));
+                went |= self.respond_ourselves(sid, code.unwrap_or(500), send);
+            }
+            Some(Final::Rewritten(_, code) | Final::Generated(code)) => {
+                went |= self.respond_ourselves(sid, code, send);
+            }
+            None => {}
         }
-        if d.cancel.contains(0) {
+        for b in d.cancel.iter() {
             let client = self
                 .stateful
                 .as_deref()
-                .and_then(|st| st.servers_client(sid));
+                .and_then(|st| st.servers.get(sid))
+                .and_then(|s| s.client_of(b));
             if let Some(cid) = client {
                 self.send_cancel(cid, send);
             }
         }
+        for b in d.start.iter() {
+            self.start_branch(sid, b, send);
+        }
         went
+    }
+
+    /// Sends branch `b` of server transaction `sid` (failover to the next
+    /// upstream): the request as first sent, its branch renamed, in a
+    /// client transaction of its own.
+    fn start_branch<S: SendQueue>(&mut self, sid: TxId, b: usize, send: &mut S) {
+        let now = self.now_ms;
+        let counters = self.counters;
+        let Some(st) = self.stateful.as_deref_mut() else {
+            return;
+        };
+        let Stateful {
+            servers,
+            clients,
+            wheel,
+            cfg,
+            ..
+        } = st;
+        let Some(s) = servers.get_mut(sid) else {
+            return;
+        };
+        let kind = if s.ctx.is_invite() {
+            Kind::Invite
+        } else {
+            Kind::NonInvite
+        };
+        let Some(f) = s.failover.as_mut() else {
+            return;
+        };
+        let (Some(&to), Ok(index)) = (f.targets.get(b), u8::try_from(b)) else {
+            return;
+        };
+        let mut request = f.template.clone();
+        let Some((at, len)) = our_branch(&request) else {
+            return;
+        };
+        let Some(branch) = request.get_mut(at..at + len) else {
+            return;
+        };
+        name_branch(branch, index);
+        let Some(key) = Message::parse(&request)
+            .ok()
+            .and_then(|m| Some(clients.sent_key(request.get(at..at + len)?, m.method()?)))
+        else {
+            return;
+        };
+        if !queue(send, &request, to) {
+            return;
+        }
+        add(&counters.forwarded_requests, 1);
+        let (tx, fx) = ClientTx::start(kind, false, cfg.durations);
+        let client = ClientEntry {
+            tx,
+            request,
+            to,
+            server: Some(sid),
+            timers: Armed::default(),
+            cancel_when_ringing: false,
+            branch: b,
+        };
+        let Ok(cid) = clients.insert(key, client) else {
+            return;
+        };
+        if let Some(slot) = f.clients.get_mut(b) {
+            *slot = Some(cid);
+        }
+        if let Some(c) = clients.get_mut(cid) {
+            set_timers(wheel, cfg, &mut c.timers, &fx, now, |t| Due::Client(cid, t));
+        }
     }
 
     /// Forwards `msg`, a branch's response, upstream in server
@@ -714,6 +840,7 @@ impl Shard<'_> {
             server: None,
             timers: Armed::default(),
             cancel_when_ringing: false,
+            branch: 0,
         };
         if let Ok(id) = st.clients.insert(key, cancel) {
             let Stateful {
@@ -795,7 +922,7 @@ impl Shard<'_> {
             add(&self.counters.tx_resent, 1);
         }
         set_timers(wheel, cfg, &mut c.timers, &fx, now, |t| Due::Client(cid, t));
-        let server = c.server;
+        let (server, branch) = (c.server, c.branch);
         if fx.ended.is_none() {
             return;
         }
@@ -807,7 +934,7 @@ impl Shard<'_> {
             return;
         };
         add(&self.counters.tx_timeouts, 1);
-        let d = st.servers.get_mut(sid).map(|s| s.ctx.on_timeout(0));
+        let d = st.servers.get_mut(sid).map(|s| s.ctx.on_timeout(branch));
         if let Some(d) = d {
             self.carry_out(sid, d, None, send);
         }
@@ -863,29 +990,73 @@ impl Shard<'_> {
                 self.server_effects(sid, fx, send);
             }
             Due::TimerC(sid) => {
-                // §16.8: Timer C fired. A branch that has rung is
-                // cancelled; either way it counts as a 408 from it.
+                // §16.8: Timer C fired. Each branch still out counts as
+                // a 408 from it, and one that has rung is cancelled.
                 let Some(s) = st.servers.get_mut(sid) else {
                     return;
                 };
                 s.timer_c = None;
-                let d = s.ctx.on_timeout(0);
-                let client = s.client;
+                let out: Vec<(usize, TxId)> = (0..s.ctx.len())
+                    .filter_map(|b| Some((b, s.client_of(b)?)))
+                    .filter(|&(_, cid)| {
+                        st.clients.get(cid).is_some_and(|c| {
+                            matches!(c.tx.state(), ClientState::Calling | ClientState::Proceeding)
+                        })
+                    })
+                    .collect();
                 add(&self.counters.tx_timeouts, 1);
-                if let Some(cid) = client {
+                for (b, cid) in out {
                     self.send_cancel(cid, send);
+                    let d = self
+                        .stateful
+                        .as_deref_mut()
+                        .and_then(|st| st.servers.get_mut(sid))
+                        .map(|s| s.ctx.on_timeout(b));
+                    if let Some(d) = d {
+                        self.carry_out(sid, d, None, send);
+                    }
                 }
-                self.carry_out(sid, d, None, send);
             }
         }
     }
 }
 
-impl Stateful {
-    /// The client transaction of server transaction `sid`'s branch.
-    fn servers_client(&self, sid: TxId) -> Option<TxId> {
-        self.servers.get(sid).and_then(|s| s.client)
+/// Where a request forwarded to `to` may go when that is unavailable:
+/// `to` first, then, when `to` is one of the `--upstream`s over UDP, the
+/// next ones in their order (wrapping) that are over UDP and in the
+/// rotation, at most `max` of them.
+fn failover_targets(cfg: &ProxyConfig, to: Dest, max: usize) -> Vec<Dest> {
+    let mut targets = vec![to];
+    let Dest::Udp { peer, from } = to else {
+        return targets;
+    };
+    let udp = |u: &TransportAddr| u.transport == Transport::Udp;
+    let Some(first) = cfg.upstreams.iter().position(|u| udp(u) && u.addr == peer) else {
+        return targets;
+    };
+    let n = cfg.upstreams.len();
+    for i in (1..n).map(|k| (first + k) % n) {
+        if targets.len() > max {
+            break;
+        }
+        let Some(u) = cfg.upstreams.get(i) else {
+            continue;
+        };
+        if udp(u) && cfg.health.is_up(i) && u.addr != peer {
+            let from = from.filter(|ip| ip.is_ipv4() == u.addr.is_ipv4());
+            targets.push(Dest::Udp { peer: u.addr, from });
+        }
     }
+    targets
+}
+
+/// Where our branch is in `request` (a request as we sent it): its
+/// offset and length.
+fn our_branch(request: &[u8]) -> Option<(usize, usize)> {
+    let m = Message::parse(request).ok()?;
+    let branch = m.via().ok()?.branch?;
+    let at = (branch.as_ptr() as usize).checked_sub(request.as_ptr() as usize)?;
+    Some((at, branch.len()))
 }
 
 #[cfg(test)]
@@ -947,6 +1118,7 @@ mod tests {
             max_per_shard: max,
             fr_timeout_ms: None,
             fr_inv_timeout_ms: 181_000,
+            max_failover: 2,
         });
         s
     }
@@ -1062,6 +1234,54 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         let st = shard.stateful.as_deref().unwrap();
         assert_eq!((st.servers.len(), st.clients.len()), (0, 0));
         assert!(st.wheel.is_empty(), "and no timer is left");
+    }
+
+    /// Failover goes through the `--upstream`s after the chosen one, in
+    /// order and wrapping, over UDP and in the rotation only, at most
+    /// `--max-failover` of them; a next hop that is not an upstream has
+    /// none.
+    #[test]
+    fn failover_targets_follow_the_upstreams_in_order() {
+        let mut cfg = ProxyConfig::at(PROXY.parse().unwrap());
+        cfg.upstreams = [
+            "192.0.2.1:5060",
+            "tcp:192.0.2.2:5060",
+            "192.0.2.3:5060",
+            "192.0.2.4:5060",
+        ]
+        .iter()
+        .map(|u| u.parse().unwrap())
+        .collect();
+        cfg.health = std::sync::Arc::new(crate::proxy::Health::new(4));
+        let udp = |a: &str| Dest::udp(a.parse().unwrap());
+        let peers = |t: Vec<Dest>| {
+            t.iter()
+                .map(|d| d.peer().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let to = udp("192.0.2.3:5060");
+        assert_eq!(
+            peers(failover_targets(&cfg, to, 5)),
+            ["192.0.2.3:5060", "192.0.2.4:5060", "192.0.2.1:5060"],
+            "the TCP one skipped"
+        );
+        assert_eq!(
+            peers(failover_targets(&cfg, to, 1)),
+            ["192.0.2.3:5060", "192.0.2.4:5060"]
+        );
+        assert_eq!(peers(failover_targets(&cfg, to, 0)), ["192.0.2.3:5060"]);
+        for _ in 0..3 {
+            cfg.health.missed(3, 3);
+        }
+        assert_eq!(
+            peers(failover_targets(&cfg, to, 5)),
+            ["192.0.2.3:5060", "192.0.2.1:5060"],
+            "one out of the rotation skipped"
+        );
+        assert_eq!(
+            peers(failover_targets(&cfg, udp("198.51.100.1:5060"), 5)),
+            ["198.51.100.1:5060"]
+        );
     }
 
     /// A response for a transaction another shard holds goes to that

@@ -324,6 +324,30 @@ impl ResponseContext {
             .map(|(i, _)| i)
     }
 
+    /// The final status `branch` ended with (received, or counted for a
+    /// timeout or a transport error); None while it has none.
+    pub fn final_of(&self, branch: usize) -> Option<u16> {
+        match self.branches.get(branch)? {
+            Branch::Done { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// True for an INVITE's context.
+    pub fn is_invite(&self) -> bool {
+        self.invite
+    }
+
+    /// Branches in the context.
+    pub fn len(&self) -> usize {
+        self.branches.len()
+    }
+
+    /// True when it has no branch.
+    pub fn is_empty(&self) -> bool {
+        self.branches.is_empty()
+    }
+
     fn code(&self, i: usize) -> u16 {
         match self.branches[i] {
             Branch::Done { code, .. } => code,

@@ -42,6 +42,9 @@ pub struct TransactionConfig {
     pub fr_timeout_ms: Option<u64>,
     /// Timer C (`--fr-inv-timeout`).
     pub fr_inv_timeout_ms: u64,
+    /// Upstreams a request may fail over to after the first
+    /// (`--max-failover`).
+    pub max_failover: usize,
 }
 
 /// INVITE transactions differ from all others (§17): a three-way
