@@ -15,9 +15,11 @@
 # /proc/PID/stat (utime+stime, clock ticks), divided by the messages it
 # forwarded. Output: a Markdown section on stdout and in
 # perf/results/load-<date>-<commit>.md, min/median/max over the rounds.
-# CONFIGS (e.g. "relay;mmsg 1;uring 1") chooses the configurations; a
-# third word, NAME=VALUE, is set in sipshard's environment (for A/B runs of
-# an experiment behind an environment variable).
+# CONFIGS (e.g. "relay;mmsg 1;uring 1") chooses the configurations; after
+# the backend and the shards, a word NAME=VALUE is set in sipshard's
+# environment (for A/B runs of an experiment behind an environment
+# variable) and a word --FLAG=VALUE is passed to it (e.g. "mmsg 1
+# --mode=stateful").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -49,8 +51,12 @@ for r in $(seq 1 "$rounds"); do
         --duration $((secs + 30)) 2> "$work/target.log" &
     else
       cpus=0; [ "$2" = 2 ] && cpus=0,1
-      taskset -c "$cpus" env ${3:-_=} "$bin/sipshard" --listen "127.0.0.1:$port" --shards "$2" --io "$1" \
-        --stats-interval 0 2> "$work/target.log" &
+      envs=(_=); flags=()
+      for w in "${@:3}"; do
+        case $w in --*) flags+=("$w") ;; *) envs+=("$w") ;; esac
+      done
+      taskset -c "$cpus" env "${envs[@]}" "$bin/sipshard" --listen "127.0.0.1:$port" --shards "$2" --io "$1" \
+        --stats-interval 0 "${flags[@]}" 2> "$work/target.log" &
     fi
     pid=$!
     sleep 0.5
@@ -101,7 +107,7 @@ for cfg, d in data.items():
     ratio = "-"
     if relay and cfg != "relay":
         ratio = "{:.2f}x".format(statistics.median(a / b for a, b in zip(d["cpu_us"], relay)))
-    name = "bare UDP relay" if cfg == "relay" else "sipshard --io {} --shards {}".format(*cfg.split())
+    name = "bare UDP relay" if cfg == "relay" else "sipshard --io {} --shards {}".format(*cfg.split()[:2]) + "".join(" `" + w + "`" for w in cfg.split()[2:])
     print(f"| {name} | {fmt(d['cpu_us'])} | {ratio} | {fmt(d['loss'], '{:.3f}')} | {fmt(d['p50'], '{:.0f}')} | {fmt(d['p99'], '{:.0f}')} |")
 for shards in ("1", "2"):
     u, m = data.get("uring " + shards), data.get("mmsg " + shards)

@@ -140,7 +140,12 @@ impl Stateful {
             servers: Table::new(cfg.max_per_shard),
             // A CANCEL we send has a client transaction of its own.
             clients: Table::new(cfg.max_per_shard.saturating_mul(2)),
-            wheel: Wheel::new(WHEEL_TICK_MS, WHEEL_SLOTS, now_ms),
+            wheel: {
+                // Two timers a transaction, for both sides, and Timer C.
+                let mut w = Wheel::new(WHEEL_TICK_MS, WHEEL_SLOTS, now_ms);
+                w.reserve(cfg.max_per_shard.saturating_mul(5));
+                w
+            },
             due: Vec::new(),
         }
     }

@@ -64,6 +64,12 @@ impl<K: Copy> Wheel<K> {
         }
     }
 
+    /// Makes room for `n` timers at once, so that the wheel does not
+    /// grow (copying every entry) on the shard's loop.
+    pub fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+    }
+
     /// Timers armed.
     pub fn len(&self) -> usize {
         self.armed
