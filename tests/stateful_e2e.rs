@@ -11,6 +11,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::metrics::{get, metrics_addr, sum_of};
 use common::process::{counter, nothing_arrives, port, socket, Proxy};
 use common::sip::{call_ids_on_both_shards, response_to};
 
@@ -543,6 +544,51 @@ fn only_unavailability_fails_over(io: &str) {
     assert!(nothing_arrives(&ups[1 - i]), "--max-failover 0");
 }
 
+/// Every transaction ends: with `--t1 50` Timer J is 3.2 s, so 3.2 s
+/// after their answers the requests' transactions are gone
+/// (`sipshard_transactions_open` back to 0), whatever the millisecond
+/// within a wheel tick each was armed at.
+fn every_transaction_ends_by_its_timers(io: &str) {
+    let Some(mut proxy) = start(io, &["--t1", "50", "--metrics-listen", "127.0.0.1:0"]) else {
+        return;
+    };
+    let metrics = metrics_addr(&mut proxy);
+    let (uac, uas) = (socket(), socket());
+    for k in 0..40 {
+        let call = format!("{k}-end");
+        let m = request("MESSAGE", &uac, &uas, &call, &format!("e{k}"));
+        uac.send_to(m.as_bytes(), proxy.addr).unwrap();
+        // (Skipping our retransmissions of earlier ones: T1 is 50 ms.)
+        let fwd = loop {
+            let (fwd, _) = next(&uas, "MESSAGE");
+            if header(&fwd, HeaderName::CallId) == call {
+                break fwd;
+            }
+        };
+        uas.send_to(&response_to(&fwd, 200, "OK"), proxy.addr)
+            .unwrap();
+        let got = loop {
+            let (got, _) = next(&uac, "200");
+            if header(&got, HeaderName::CallId) == call {
+                break got;
+            }
+        };
+        assert_eq!(status(&got), Some(200));
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let open = || sum_of(&get(metrics, "/metrics").1, "sipshard_transactions_open");
+    assert!(open() > 0, "open while answered");
+    let end = Instant::now() + Duration::from_secs(8);
+    while open() > 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        open(),
+        0,
+        "every transaction ended within 8 s (Timer J: 3.2 s)"
+    );
+}
+
 /// The method names the tests compare (`Method` is `Debug`).
 #[test]
 fn method_names_are_as_the_tests_expect() {
@@ -564,4 +610,5 @@ on_both_backends!(
     a_503_fails_over_to_the_next_upstream,
     a_silent_upstream_fails_over_at_fr_timeout,
     only_unavailability_fails_over,
+    every_transaction_ends_by_its_timers,
 );

@@ -1289,6 +1289,41 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         );
     }
 
+    /// Run as the loop runs it (every 10 ms), a non-INVITE's transactions
+    /// end by Timers J and K, and the table empties.
+    #[test]
+    fn a_loop_clock_ends_every_transaction() {
+        let shared = shared(100);
+        let counters = ShardCounters::default();
+        let mut shard = Shard::alone(&shared, &counters);
+        let mut sent = Sent::default();
+        for k in 0..20u64 {
+            shard.now_ms = k * 100;
+            shard.run_timers(&mut sent);
+            shard.handle(
+                &request("MESSAGE", &format!("loop{k}")),
+                &from_uac(),
+                &mut sent,
+            );
+            let fwd = sent
+                .0
+                .drain(..)
+                .map(|(m, _)| m)
+                .find(|m| m.starts_with(b"MESSAGE"))
+                .unwrap();
+            shard.handle(&answer(&fwd, 200), &from_uas(), &mut sent);
+            sent.0.clear();
+        }
+        let st = shard.stateful.as_deref().unwrap();
+        assert_eq!(st.servers.len(), 20);
+        for ms in (2_000..40_000).step_by(7) {
+            shard.now_ms = ms;
+            shard.run_timers(&mut sent);
+        }
+        let st = shard.stateful.as_deref().unwrap();
+        assert_eq!((st.servers.len(), st.clients.len()), (0, 0), "all ended");
+    }
+
     /// A response for a transaction another shard holds goes to that
     /// shard's inbox, named by our branch.
     #[test]

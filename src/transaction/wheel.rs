@@ -153,7 +153,10 @@ impl<K: Copy> Wheel<K> {
                 i = e.next;
             }
         }
-        self.next_tick = now_tick + 1;
+        // The current tick is not over: a timer due later in it is still
+        // in its slot, which the next call visits again (moving on would
+        // leave it there a whole turn).
+        self.next_tick = now_tick;
     }
 
     fn slot_of(&self, tick: u64) -> u32 {
@@ -194,6 +197,18 @@ mod tests {
         w.expire(now, |k| out.push(k));
         out.sort_unstable();
         out
+    }
+
+    #[test]
+    fn a_timer_due_later_in_the_current_tick_fires_in_it() {
+        let mut w = Wheel::new(10, 64, 1_000);
+        w.arm(1_008, 'a');
+        let mut fired = Vec::new();
+        w.expire(1_005, |k| fired.push(k));
+        assert!(fired.is_empty(), "not due yet");
+        w.expire(1_009, |k| fired.push(k));
+        assert_eq!(fired, ['a'], "in its tick, not a turn later");
+        assert!(w.is_empty());
     }
 
     #[test]
