@@ -20,6 +20,10 @@
 //! table holds at most `--max-transactions`, and a new request beyond it
 //! gets 503 with Retry-After.
 //!
+//! This file takes the messages and carries out the transactions'
+//! effects; `timers` holds the wheel's side, `failover` the next
+//! upstreams.
+//!
 //! Timers run on the shard's wheel, looked at once per loop. The loop
 //! wakes at least every 100 ms, so a timer fires up to about 100 ms late
 //! (T1 is 500 ms by default).
@@ -47,23 +51,6 @@ const WHEEL_TICK_MS: u64 = 10;
 /// Seconds a request refused at `--max-transactions` is told to wait.
 const RETRY_AFTER_S: u32 = 5;
 
-/// What a wheel entry is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Due {
-    /// A timer of a server transaction.
-    Server(TxId, Timer),
-    /// A timer of a client transaction.
-    Client(TxId, Timer),
-    /// The proxy's Timer C of an INVITE (§16.6 step 11,
-    /// `--fr-inv-timeout`).
-    TimerC(TxId),
-}
-
-/// The timers a transaction has armed: at most two at a time in §17's
-/// states, three for room.
-#[derive(Clone, Copy, Debug, Default)]
-struct Armed([Option<(Timer, TimerId)>; 3]);
-
 /// A server transaction and what it answers with.
 struct ServerEntry {
     tx: ServerTx,
@@ -84,15 +71,6 @@ struct ServerEntry {
     /// The next upstreams to try when one is unavailable; None for a
     /// request with one target (the common case costs nothing more).
     failover: Option<Box<Failover>>,
-}
-
-/// What starting another branch of a request needs: the request as first
-/// sent (its branch is renamed for each), where each branch goes, and
-/// each branch's client transaction once started.
-struct Failover {
-    template: Box<[u8]>,
-    targets: Box<[Dest]>,
-    clients: Box<[Option<TxId>]>,
 }
 
 impl ServerEntry {
@@ -173,55 +151,6 @@ impl Stateful {
             && src.conn.is_none()
             && !matches!(msg.method(), Some(Method::Ack | Method::Cancel))
             && self.servers.server_key(msg).is_some()
-    }
-}
-
-/// Carries out `fx`'s timers for a transaction whose armed timers are
-/// `armed`: disarms what it stops (everything when it ended), arms what
-/// it starts (Timers B and F for `--fr-timeout` when given).
-fn set_timers(
-    wheel: &mut Wheel<Due>,
-    cfg: &TransactionConfig,
-    armed: &mut Armed,
-    fx: &Effects,
-    now_ms: u64,
-    due: impl Fn(Timer) -> Due,
-) {
-    for slot in &mut armed.0 {
-        if let Some((t, id)) = *slot {
-            if fx.stop.contains(t) || fx.ended.is_some() {
-                wheel.disarm(id);
-                *slot = None;
-            }
-        }
-    }
-    if fx.ended.is_some() {
-        return;
-    }
-    for (t, wait) in fx.start.into_iter().flatten() {
-        let wait = match (t, cfg.fr_timeout_ms) {
-            (Timer::B | Timer::F, Some(fr)) => fr,
-            _ => wait,
-        };
-        let id = wheel.arm(now_ms.saturating_add(wait), due(t));
-        // A timer armed again (A, E, G) takes its old place.
-        let place = armed
-            .0
-            .iter()
-            .position(|s| s.is_some_and(|(old, _)| old == t))
-            .or_else(|| armed.0.iter().position(Option::is_none));
-        if let Some(p) = place {
-            armed.0[p] = Some((t, id));
-        }
-    }
-}
-
-/// Forgets that `t` is armed in `armed` (it fired).
-fn fired(armed: &mut Armed, t: Timer) {
-    for slot in &mut armed.0 {
-        if slot.is_some_and(|(old, _)| old == t) {
-            *slot = None;
-        }
     }
 }
 
@@ -361,20 +290,7 @@ impl Shard<'_> {
             st.servers.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let (tx, fx) = ClientTx::start(kind, false, durations);
-        let client = ClientEntry {
-            tx,
-            request: sent,
-            to,
-            server: Some(sid),
-            timers: Armed::default(),
-            cancel_when_ringing: false,
-            branch: 0,
-        };
         let ckey = st.clients.sent_key(scratch.branch(), method);
-        let Ok(cid) = st.clients.insert(ckey, client) else {
-            return;
-        };
         let Stateful {
             servers,
             clients,
@@ -382,9 +298,10 @@ impl Shard<'_> {
             cfg,
             ..
         } = st;
-        if let Some(c) = clients.get_mut(cid) {
-            set_timers(wheel, cfg, &mut c.timers, &fx, now, |t| Due::Client(cid, t));
-        }
+        let server = Some((sid, 0));
+        let Some(cid) = open_client(clients, wheel, cfg, ckey, kind, sent, to, server, now) else {
+            return;
+        };
         if let Some(s) = servers.get_mut(sid) {
             s.client = Some(cid);
             if invite {
@@ -634,75 +551,6 @@ impl Shard<'_> {
         went
     }
 
-    /// Sends branch `b` of server transaction `sid` (failover to the next
-    /// upstream): the request as first sent, its branch renamed, in a
-    /// client transaction of its own.
-    fn start_branch<S: SendQueue>(&mut self, sid: TxId, b: usize, send: &mut S) {
-        let now = self.now_ms;
-        let counters = self.counters;
-        let Some(st) = self.stateful.as_deref_mut() else {
-            return;
-        };
-        let Stateful {
-            servers,
-            clients,
-            wheel,
-            cfg,
-            ..
-        } = st;
-        let Some(s) = servers.get_mut(sid) else {
-            return;
-        };
-        let kind = if s.ctx.is_invite() {
-            Kind::Invite
-        } else {
-            Kind::NonInvite
-        };
-        let Some(f) = s.failover.as_mut() else {
-            return;
-        };
-        let (Some(&to), Ok(index)) = (f.targets.get(b), u8::try_from(b)) else {
-            return;
-        };
-        let mut request = f.template.clone();
-        let Some((at, len)) = our_branch(&request) else {
-            return;
-        };
-        let Some(branch) = request.get_mut(at..at + len) else {
-            return;
-        };
-        name_branch(branch, index);
-        let Some(key) = Message::parse(&request)
-            .ok()
-            .and_then(|m| Some(clients.sent_key(request.get(at..at + len)?, m.method()?)))
-        else {
-            return;
-        };
-        if !queue(send, &request, to) {
-            return;
-        }
-        add(&counters.forwarded_requests, 1);
-        let (tx, fx) = ClientTx::start(kind, false, cfg.durations);
-        let client = ClientEntry {
-            tx,
-            request,
-            to,
-            server: Some(sid),
-            timers: Armed::default(),
-            cancel_when_ringing: false,
-            branch: b,
-        };
-        let Ok(cid) = clients.insert(key, client) else {
-            return;
-        };
-        if let Some(slot) = f.clients.get_mut(b) {
-            *slot = Some(cid);
-        }
-        if let Some(c) = clients.get_mut(cid) {
-            set_timers(wheel, cfg, &mut c.timers, &fx, now, |t| Due::Client(cid, t));
-        }
-    }
-
     /// Forwards `msg`, a branch's response, upstream in server
     /// transaction `sid` (§16.7 step 9: our Via removed), keeping a copy
     /// for its retransmissions.
@@ -837,27 +685,23 @@ impl Shard<'_> {
         };
         send.commit(n, to);
         let key = st.clients.sent_key(&branch[..len], Method::Cancel);
-        let (tx, fx) = ClientTx::start(Kind::NonInvite, false, st.cfg.durations);
-        let cancel = ClientEntry {
-            tx,
-            request: copy,
+        let Stateful {
+            clients,
+            wheel,
+            cfg,
+            ..
+        } = st;
+        let _ = open_client(
+            clients,
+            wheel,
+            cfg,
+            key,
+            Kind::NonInvite,
+            copy,
             to,
-            server: None,
-            timers: Armed::default(),
-            cancel_when_ringing: false,
-            branch: 0,
-        };
-        if let Ok(id) = st.clients.insert(key, cancel) {
-            let Stateful {
-                clients,
-                wheel,
-                cfg,
-                ..
-            } = st;
-            if let Some(c) = clients.get_mut(id) {
-                set_timers(wheel, cfg, &mut c.timers, &fx, now, |t| Due::Client(id, t));
-            }
-        }
+            None,
+            now,
+        );
     }
 
     /// A server transaction's effects: its last response again when
@@ -944,414 +788,13 @@ impl Shard<'_> {
             self.carry_out(sid, d, None, send);
         }
     }
-
-    /// Runs the transaction timers due by now, while the send queue has
-    /// room for what one may send; the rest stay due for the next loop
-    /// ([`Shard::timers_waiting`]).
-    pub(super) fn run_timers<S: SendQueue>(&mut self, send: &mut S) {
-        let now = self.now_ms;
-        let Some(st) = self.stateful.as_deref_mut() else {
-            return;
-        };
-        let mut due = std::mem::take(&mut st.due);
-        st.wheel.expire(now, |d| due.push(d));
-        let mut done = 0;
-        while done < due.len() && send.free() >= MOST_SENDS_PER_MESSAGE {
-            self.timer_fired(due[done], send);
-            done += 1;
-        }
-        due.drain(..done);
-        if let Some(st) = self.stateful.as_deref_mut() {
-            st.due = due;
-        }
-    }
-
-    /// True when timers that came due wait for room to send.
-    pub(super) fn timers_waiting(&self) -> bool {
-        self.stateful
-            .as_deref()
-            .is_some_and(|st| !st.due.is_empty())
-    }
-
-    fn timer_fired<S: SendQueue>(&mut self, due: Due, send: &mut S) {
-        let Some(st) = self.stateful.as_deref_mut() else {
-            return;
-        };
-        match due {
-            Due::Client(cid, t) => {
-                let Some(c) = st.clients.get_mut(cid) else {
-                    return;
-                };
-                fired(&mut c.timers, t);
-                let fx = c.tx.on_timer(t);
-                self.client_effects(cid, fx, send);
-            }
-            Due::Server(sid, t) => {
-                let Some(s) = st.servers.get_mut(sid) else {
-                    return;
-                };
-                fired(&mut s.timers, t);
-                let fx = s.tx.on_timer(t);
-                self.server_effects(sid, fx, send);
-            }
-            Due::TimerC(sid) => {
-                // §16.8: Timer C fired. Each branch still out counts as
-                // a 408 from it, and one that has rung is cancelled.
-                let Some(s) = st.servers.get_mut(sid) else {
-                    return;
-                };
-                s.timer_c = None;
-                let out: Vec<(usize, TxId)> = (0..s.ctx.len())
-                    .filter_map(|b| Some((b, s.client_of(b)?)))
-                    .filter(|&(_, cid)| {
-                        st.clients.get(cid).is_some_and(|c| {
-                            matches!(c.tx.state(), ClientState::Calling | ClientState::Proceeding)
-                        })
-                    })
-                    .collect();
-                add(&self.counters.tx_timeouts, 1);
-                for (b, cid) in out {
-                    self.send_cancel(cid, send);
-                    let d = self
-                        .stateful
-                        .as_deref_mut()
-                        .and_then(|st| st.servers.get_mut(sid))
-                        .map(|s| s.ctx.on_timeout(b));
-                    if let Some(d) = d {
-                        self.carry_out(sid, d, None, send);
-                    }
-                }
-            }
-        }
-    }
 }
 
-/// Where a request forwarded to `to` may go when that is unavailable:
-/// `to` first, then, when `to` is one of the `--upstream`s over UDP, the
-/// next ones in their order (wrapping) that are over UDP and in the
-/// rotation, at most `max` of them.
-fn failover_targets(cfg: &ProxyConfig, to: Dest, max: usize) -> Vec<Dest> {
-    let mut targets = vec![to];
-    let Dest::Udp { peer, from } = to else {
-        return targets;
-    };
-    let udp = |u: &TransportAddr| u.transport == Transport::Udp;
-    let Some(first) = cfg.upstreams.iter().position(|u| udp(u) && u.addr == peer) else {
-        return targets;
-    };
-    let n = cfg.upstreams.len();
-    for i in (1..n).map(|k| (first + k) % n) {
-        if targets.len() > max {
-            break;
-        }
-        let Some(u) = cfg.upstreams.get(i) else {
-            continue;
-        };
-        if udp(u) && cfg.health.is_up(i) && u.addr != peer {
-            let from = from.filter(|ip| ip.is_ipv4() == u.addr.is_ipv4());
-            targets.push(Dest::Udp { peer: u.addr, from });
-        }
-    }
-    targets
-}
+mod failover;
+mod timers;
 
-/// Where our branch is in `request` (a request as we sent it): its
-/// offset and length.
-fn our_branch(request: &[u8]) -> Option<(usize, usize)> {
-    let m = Message::parse(request).ok()?;
-    let branch = m.via().ok()?.branch?;
-    let at = (branch.as_ptr() as usize).checked_sub(request.as_ptr() as usize)?;
-    Some((at, branch.len()))
-}
+use failover::{failover_targets, Failover};
+use timers::{open_client, set_timers, Armed, Due};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::io::SEND_SLOT;
-    use crate::proxy::ProxyConfig;
-    use crate::registrar::RegistrarConfig;
-    use crate::shard::counters::ShardCounters;
-    use crate::shard::Shared;
-    use crate::transaction::Durations;
-    use std::net::SocketAddr;
-
-    /// What the shard sends, with where to.
-    #[derive(Default)]
-    struct Sent(Vec<(Vec<u8>, SocketAddr)>, Vec<u8>);
-
-    impl SendQueue for Sent {
-        fn slot(&mut self) -> Option<&mut [u8]> {
-            self.1.resize(SEND_SLOT, 0);
-            Some(&mut self.1[..])
-        }
-        fn commit(&mut self, len: usize, dest: Dest) {
-            let to = dest.peer().expect("a datagram");
-            self.0.push((self.1[..len].to_vec(), to));
-        }
-    }
-
-    impl Sent {
-        /// The status or method of each message sent, in order, cleared.
-        fn take(&mut self) -> Vec<String> {
-            self.0
-                .drain(..)
-                .map(|(m, _)| {
-                    let m = Message::parse(&m).unwrap();
-                    match (m.status(), m.method()) {
-                        (Some(code), _) => code.to_string(),
-                        (None, Some(method)) => format!("{method:?}"),
-                        _ => "?".into(),
-                    }
-                })
-                .collect()
-        }
-    }
-
-    const PROXY: &str = "192.0.2.1:5060";
-    const UAC: &str = "192.0.2.10:5060";
-    const UAS: &str = "192.0.2.20:5060";
-
-    fn shared(max: usize) -> Shared {
-        let mut s = Shared::new(
-            ProxyConfig::at(PROXY.parse().unwrap()),
-            RegistrarConfig::default(),
-            vec![0],
-        )
-        .unwrap();
-        s.transactions = Some(TransactionConfig {
-            durations: Durations::default(),
-            max_per_shard: max,
-            fr_timeout_ms: None,
-            fr_inv_timeout_ms: 181_000,
-            max_failover: 2,
-        });
-        s
-    }
-
-    fn request(method: &str, call: &str) -> Vec<u8> {
-        format!(
-            "{method} sip:bob@{UAS} SIP/2.0\r\nVia: SIP/2.0/UDP {UAC};branch=z9hG4bK{call}\r\n\
-To: <sip:bob@b>\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: {call}\r\nCSeq: 1 {method}\r\n\
-Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        )
-        .into_bytes()
-    }
-
-    /// The response of the UAS to `fwd` (a request as we forwarded it).
-    fn answer(fwd: &[u8], code: u16) -> Vec<u8> {
-        let m = Message::parse(fwd).unwrap();
-        let mut out = format!("SIP/2.0 {code} X\r\n");
-        for v in m.values(crate::sip::HeaderName::Via) {
-            out.push_str(&format!("Via: {}\r\n", String::from_utf8_lossy(v.text)));
-        }
-        out.push_str(&format!(
-            "To: <sip:bob@b>;tag=u\r\nFrom: <sip:a@a>;tag=1\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-            String::from_utf8_lossy(m.header(crate::sip::HeaderName::CallId).unwrap()),
-            String::from_utf8_lossy(m.header(crate::sip::HeaderName::CSeq).unwrap()),
-        ));
-        out.into_bytes()
-    }
-
-    fn from_uac() -> Source {
-        Source::udp(UAC.parse().unwrap(), PROXY.parse().unwrap())
-    }
-
-    fn from_uas() -> Source {
-        Source::udp(UAS.parse().unwrap(), PROXY.parse().unwrap())
-    }
-
-    /// §17.1.1.2: Timer A doubles from T1 until a provisional; Timer B
-    /// (64*T1) then ends the branch and the caller gets 408, which it
-    /// gets again (Timer G) until it ACKs.
-    #[test]
-    fn timer_a_doubles_and_timer_b_gives_408() {
-        let shared = shared(10);
-        let counters = ShardCounters::default();
-        let mut shard = Shard::alone(&shared, &counters);
-        let mut sent = Sent::default();
-        shard.now_ms = 0;
-        let invite = request("INVITE", "ta");
-        shard.handle(&invite, &from_uac(), &mut sent);
-        assert_eq!(sent.take(), ["Invite", "100"]);
-        let mut at = Vec::new();
-        for ms in (0..32_000).step_by(10) {
-            shard.now_ms = ms;
-            shard.run_timers(&mut sent);
-            for m in sent.take() {
-                at.push((ms, m));
-            }
-        }
-        let invites: Vec<u64> = at
-            .iter()
-            .filter(|(_, m)| m == "Invite")
-            .map(|&(t, _)| t)
-            .collect();
-        assert_eq!(invites, [500, 1_500, 3_500, 7_500, 15_500, 31_500]);
-        assert!(at.iter().all(|(_, m)| m == "Invite"), "{at:?}");
-        shard.now_ms = 32_000;
-        shard.run_timers(&mut sent);
-        assert_eq!(sent.take(), ["408"]);
-        shard.now_ms = 32_500;
-        shard.run_timers(&mut sent);
-        assert_eq!(sent.take(), ["408"], "Timer G");
-        let ack = request("ACK", "ta");
-        assert_eq!(
-            shard.handle(&ack, &from_uac(), &mut sent),
-            Outcome::Absorbed
-        );
-        shard.now_ms = 40_000;
-        shard.run_timers(&mut sent);
-        assert!(sent.take().is_empty(), "no 408 after the ACK");
-        assert_eq!(
-            counters
-                .tx_timeouts
-                .load(std::sync::atomic::Ordering::Relaxed),
-            1
-        );
-    }
-
-    /// Every transaction ends: after a 2xx, Timers L and M (64*T1) drop
-    /// both sides; after a non-INVITE's final, Timers J and K.
-    #[test]
-    fn finished_transactions_are_dropped_by_their_timers() {
-        let shared = shared(10);
-        let counters = ShardCounters::default();
-        let mut shard = Shard::alone(&shared, &counters);
-        let mut sent = Sent::default();
-        shard.now_ms = 0;
-        shard.handle(&request("INVITE", "end1"), &from_uac(), &mut sent);
-        shard.handle(&request("MESSAGE", "end2"), &from_uac(), &mut sent);
-        let fwd: Vec<Vec<u8>> = sent
-            .0
-            .drain(..)
-            .map(|(m, _)| m)
-            .filter(|m| m.starts_with(b"INVITE") || m.starts_with(b"MESSAGE"))
-            .collect();
-        assert_eq!(fwd.len(), 2);
-        for f in &fwd {
-            shard.handle(&answer(f, 200), &from_uas(), &mut sent);
-        }
-        assert_eq!(sent.take(), ["200", "200"]);
-        let st = shard.stateful.as_deref().unwrap();
-        assert_eq!((st.servers.len(), st.clients.len()), (2, 2));
-        shard.now_ms = 33_000;
-        shard.run_timers(&mut sent);
-        let st = shard.stateful.as_deref().unwrap();
-        assert_eq!((st.servers.len(), st.clients.len()), (0, 0));
-        assert!(st.wheel.is_empty(), "and no timer is left");
-    }
-
-    /// Failover goes through the `--upstream`s after the chosen one, in
-    /// order and wrapping, over UDP and in the rotation only, at most
-    /// `--max-failover` of them; a next hop that is not an upstream has
-    /// none.
-    #[test]
-    fn failover_targets_follow_the_upstreams_in_order() {
-        let mut cfg = ProxyConfig::at(PROXY.parse().unwrap());
-        cfg.upstreams = [
-            "192.0.2.1:5060",
-            "tcp:192.0.2.2:5060",
-            "192.0.2.3:5060",
-            "192.0.2.4:5060",
-        ]
-        .iter()
-        .map(|u| u.parse().unwrap())
-        .collect();
-        cfg.health = std::sync::Arc::new(crate::proxy::Health::new(4));
-        let udp = |a: &str| Dest::udp(a.parse().unwrap());
-        let peers = |t: Vec<Dest>| {
-            t.iter()
-                .map(|d| d.peer().unwrap().to_string())
-                .collect::<Vec<_>>()
-        };
-        let to = udp("192.0.2.3:5060");
-        assert_eq!(
-            peers(failover_targets(&cfg, to, 5)),
-            ["192.0.2.3:5060", "192.0.2.4:5060", "192.0.2.1:5060"],
-            "the TCP one skipped"
-        );
-        assert_eq!(
-            peers(failover_targets(&cfg, to, 1)),
-            ["192.0.2.3:5060", "192.0.2.4:5060"]
-        );
-        assert_eq!(peers(failover_targets(&cfg, to, 0)), ["192.0.2.3:5060"]);
-        for _ in 0..3 {
-            cfg.health.missed(3, 3);
-        }
-        assert_eq!(
-            peers(failover_targets(&cfg, to, 5)),
-            ["192.0.2.3:5060", "192.0.2.1:5060"],
-            "one out of the rotation skipped"
-        );
-        assert_eq!(
-            peers(failover_targets(&cfg, udp("198.51.100.1:5060"), 5)),
-            ["198.51.100.1:5060"]
-        );
-    }
-
-    /// Run as the loop runs it (every 10 ms), a non-INVITE's transactions
-    /// end by Timers J and K, and the table empties.
-    #[test]
-    fn a_loop_clock_ends_every_transaction() {
-        let shared = shared(100);
-        let counters = ShardCounters::default();
-        let mut shard = Shard::alone(&shared, &counters);
-        let mut sent = Sent::default();
-        for k in 0..20u64 {
-            shard.now_ms = k * 100;
-            shard.run_timers(&mut sent);
-            shard.handle(
-                &request("MESSAGE", &format!("loop{k}")),
-                &from_uac(),
-                &mut sent,
-            );
-            let fwd = sent
-                .0
-                .drain(..)
-                .map(|(m, _)| m)
-                .find(|m| m.starts_with(b"MESSAGE"))
-                .unwrap();
-            shard.handle(&answer(&fwd, 200), &from_uas(), &mut sent);
-            sent.0.clear();
-        }
-        let st = shard.stateful.as_deref().unwrap();
-        assert_eq!(st.servers.len(), 20);
-        for ms in (2_000..40_000).step_by(7) {
-            shard.now_ms = ms;
-            shard.run_timers(&mut sent);
-        }
-        let st = shard.stateful.as_deref().unwrap();
-        assert_eq!((st.servers.len(), st.clients.len()), (0, 0), "all ended");
-    }
-
-    /// A response for a transaction another shard holds goes to that
-    /// shard's inbox, named by our branch.
-    #[test]
-    fn a_response_for_another_shards_branch_is_mailed_there() {
-        let mut shared = shared(10);
-        shared = Shared {
-            inboxes: (0..2)
-                .map(|_| crate::shard::mail::Inbox::new(8).unwrap())
-                .collect(),
-            listen_of: vec![0, 0].into(),
-            ..shared
-        };
-        let counters = ShardCounters::default();
-        let location = shared.registrar.owner(1, 2, 0, None);
-        let mut one = Shard::new(1, &shared, &counters, location);
-        let mut sent = Sent::default();
-        one.handle(&request("MESSAGE", "m1"), &from_uac(), &mut sent);
-        let fwd = sent.0.drain(..).map(|(m, _)| m).next().unwrap();
-        let mut zero = Shard::alone(&shared, &counters);
-        let got = zero.handle(&answer(&fwd, 200), &from_uas(), &mut sent);
-        assert_eq!(got, Outcome::HandedOff);
-        assert!(sent.0.is_empty());
-        match shared.inboxes[1].pop() {
-            Some(Mail::Response { data, .. }) => {
-                one.mailed_response(&data, &from_uas(), &mut sent);
-                assert_eq!(sent.take(), ["200"]);
-            }
-            other => panic!("shard 1 got {other:?}"),
-        }
-    }
-}
+mod tests;
