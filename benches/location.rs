@@ -85,7 +85,7 @@ fn route_and_write(cfg: &ProxyConfig, replica: &Replica, data: &[u8], out: &mut 
     let msg = Message::parse(data).unwrap();
     let mut scratch = Scratch::default();
     let mut edits = Edits::new();
-    let loc = Lookup { replica, now: 1 };
+    let loc = Lookup::best(replica, 1);
     let src = Source::udp("198.51.100.7:5060".parse().unwrap(), cfg.advertise);
     match route(&msg, &src, cfg, loc, &mut scratch, &mut edits) {
         Action::Forward(_) => edits.write(&msg, out).unwrap(),

@@ -116,10 +116,7 @@ fn proxy(cfg: &ProxyConfig, data: &[u8], src: Source, out: &mut [u8]) -> usize {
     let mut scratch = Scratch::default();
     let mut edits = Edits::new();
     let replica = Replica::default();
-    let loc = Lookup {
-        replica: &replica,
-        now: 0,
-    };
+    let loc = Lookup::best(&replica, 0);
     match route(&msg, &src, cfg, loc, &mut scratch, &mut edits) {
         Action::Forward(_) => edits.write(&msg, out).expect("writes"),
         other => panic!("expected a forward, got {other:?}"),

@@ -288,6 +288,90 @@ fn cancel_is_answered_and_passed_on(io: &str) {
     assert!(nothing_arrives(&uas));
 }
 
+/// §9.1, §16.10: a CANCEL that comes before the next hop has sent any
+/// provisional is answered 200 at once, but the proxy's own CANCEL waits
+/// until the branch rings (a CANCEL may overtake its INVITE); then the
+/// 487 comes back to the caller.
+fn a_cancel_before_any_provisional_waits_for_one(io: &str) {
+    let Some(proxy) = start(io, &[]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let invite = request("INVITE", &uac, &uas, "st-6c", "c6c");
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&next(&uac, "100").0), Some(100));
+    let (fwd, _) = next(&uas, "INVITE");
+    let cancel = invite
+        .replace("INVITE sip:", "CANCEL sip:")
+        .replace("1 INVITE", "1 CANCEL");
+    uac.send_to(cancel.as_bytes(), proxy.addr).unwrap();
+    let (ok, _) = next(&uac, "200 to the CANCEL");
+    assert_eq!(status(&ok), Some(200));
+    assert_eq!(header(&ok, HeaderName::CSeq), "1 CANCEL");
+    assert!(nothing_arrives(&uas), "no CANCEL before a provisional");
+    uas.send_to(&response_to(&fwd, 100, "Trying"), proxy.addr)
+        .unwrap();
+    assert!(
+        nothing_arrives(&uas),
+        "a 100 is not a provisional to cancel"
+    );
+    uas.send_to(&response_to(&fwd, 180, "Ringing"), proxy.addr)
+        .unwrap();
+    let (theirs, _) = next(&uas, "CANCEL once it rang");
+    assert_eq!(method(&theirs).as_deref(), Some("Cancel"));
+    assert_eq!(top_branch(&theirs), top_branch(&fwd));
+    uas.send_to(&response_to(&theirs, 200, "OK"), proxy.addr)
+        .unwrap();
+    uas.send_to(&response_to(&fwd, 487, "Request Terminated"), proxy.addr)
+        .unwrap();
+    let got = loop {
+        let (got, _) = next(&uac, "487");
+        if status(&got) != Some(180) {
+            break got;
+        }
+    };
+    assert_eq!(status(&got), Some(487));
+}
+
+/// §16.6 step 11, §16.8: Timer C (`--fr-inv-timeout`) runs from each
+/// provisional; when it fires the ringing branch is cancelled and the
+/// caller gets 408 (nothing better came).
+fn timer_c_after_a_provisional_cancels_and_answers_408(io: &str) {
+    let Some(proxy) = start(io, &["--fr-inv-timeout", "1000"]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let invite = request("INVITE", &uac, &uas, "st-6d", "c6d");
+    uac.send_to(invite.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&next(&uac, "100").0), Some(100));
+    let (fwd, _) = next(&uas, "INVITE");
+    uas.send_to(&response_to(&fwd, 180, "Ringing"), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "180").0), Some(180));
+    // A second provisional, 0.8 s after the first, restarts Timer C:
+    // nothing is cancelled when the first would have fired.
+    std::thread::sleep(Duration::from_millis(800));
+    uas.send_to(&response_to(&fwd, 183, "Progress"), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "183").0), Some(183));
+    assert!(nothing_arrives(&uas), "Timer C restarted by the 183");
+    let (theirs, _) = next(&uas, "CANCEL from Timer C");
+    assert_eq!(method(&theirs).as_deref(), Some("Cancel"));
+    assert_eq!(top_branch(&theirs), top_branch(&fwd));
+    let (got, _) = next(&uac, "408");
+    assert_eq!(status(&got), Some(408));
+    uas.send_to(&response_to(&theirs, 200, "OK"), proxy.addr)
+        .unwrap();
+    uas.send_to(&response_to(&fwd, 487, "Request Terminated"), proxy.addr)
+        .unwrap();
+    assert_eq!(
+        method(&next(&uas, "ACK of the 487").0).as_deref(),
+        Some("Ack")
+    );
+    let report = proxy.stop_and_report();
+    assert_eq!(counter(&report, "tx_timeouts"), 1, "{report}");
+}
+
 /// `--max-transactions`: a new request beyond the limit of its shard gets
 /// 503 with Retry-After.
 fn beyond_max_transactions_gets_503(io: &str) {
@@ -604,6 +688,8 @@ on_both_backends!(
     no_answer_in_time_gets_408,
     a_non_2xx_final_is_acked_hop_by_hop,
     cancel_is_answered_and_passed_on,
+    a_cancel_before_any_provisional_waits_for_one,
+    timer_c_after_a_provisional_cancels_and_answers_408,
     beyond_max_transactions_gets_503,
     responses_on_another_shard_reach_their_transaction,
     a_burst_of_invites_loses_none_for_want_of_send_slots,

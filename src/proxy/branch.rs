@@ -81,8 +81,9 @@ pub fn name_shard(branch: &mut [u8; BRANCH_LEN], shard: u8) {
 }
 
 /// Under `--mode stateful`, the two hex digits after the shard's name the
-/// branch of a request that is sent more than once (failover to the next
-/// upstream): 0 for the first, so that the others differ from it.
+/// branch of a request that is sent more than once (forked to several
+/// bindings, or failed over to the next upstream): 0 for the first, so
+/// that the others differ from it.
 pub fn name_branch(branch: &mut [u8], index: u8) {
     let p = OUR_BRANCH_PREFIX.len();
     if let Some(digits) = branch.get_mut(p + 2..p + 4) {

@@ -58,6 +58,21 @@ pub struct Lookup<'r> {
     pub replica: &'r Replica,
     /// Now, in Unix seconds.
     pub now: u64,
+    /// The binding to target instead of the best, by its index in the
+    /// AOR's record ([`fork_order`](crate::registrar::lookup::fork_order)
+    /// names them): a stateful proxy's other forks. None for the best.
+    pub pick: Option<usize>,
+}
+
+impl<'r> Lookup<'r> {
+    /// The lookup of the best binding in `replica` at `now`.
+    pub fn best(replica: &'r Replica, now: u64) -> Lookup<'r> {
+        Lookup {
+            replica,
+            now,
+            pick: None,
+        }
+    }
 }
 
 /// Why a datagram was dropped; each reason is a counter, indexed by
@@ -140,6 +155,15 @@ impl DropReason {
 pub enum Action<'r> {
     /// Send the edited message there.
     Forward(Dest),
+    /// Send the edited message to `to`, the best of the AOR's live
+    /// bindings; `record` has others, which a stateful proxy forks the
+    /// request to as well (§16.6) and a stateless one leaves alone.
+    Fork {
+        /// Where the best binding is reached.
+        to: Dest,
+        /// The AOR's record, with two live bindings or more.
+        record: &'r AorRecord,
+    },
     /// Answer the request locally with this status, sent to `to`.
     Reply {
         /// Status code.

@@ -6,7 +6,7 @@ use super::checks::check;
 use super::edits::{forward, Scratch};
 use super::nat::reply_dest;
 use super::route_set::RouteSet;
-use super::target::next_hop;
+use super::target::{next_hop, NextHop};
 use super::{Action, DropReason, Lookup, ProxyConfig};
 use crate::sip::{Edits, Message, Via};
 use crate::transport::{Dest, Source, Transport};
@@ -60,7 +60,6 @@ pub(super) fn route_request<'e, 'r: 'e>(
         Err(action) => return action,
     };
     let max_forwards = checked.max_forwards;
-    let leg = hop.dest.transport;
     match forward(
         msg,
         &via,
@@ -72,21 +71,32 @@ pub(super) fn route_request<'e, 'r: 'e>(
         scratch,
         edits,
     ) {
-        Ok(()) => Action::Forward(match (hop.flow, leg) {
-            // A registered flow: on its connection, through its owner.
-            (Some(flow), _) => Dest::Conn(flow),
-            // From the address the request reached: the one our Via names
-            // (to the other IP family, the shard sending it picks its own).
-            (None, Transport::Udp) => Dest::Udp {
-                peer: hop.dest.addr,
-                from: Some(src.local.ip()).filter(|ip| ip.is_ipv4() == hop.dest.addr.is_ipv4()),
-            },
-            // This shard's own connection to the next hop.
-            (None, transport) => Dest::Outbound {
-                peer: hop.dest.addr,
-                transport,
-            },
-        }),
+        Ok(()) => {
+            let to = hop_dest(&hop, src);
+            match hop.forks {
+                Some(record) => Action::Fork { to, record },
+                None => Action::Forward(to),
+            }
+        }
         Err(_) => Action::Drop(DropReason::WriteFailed),
+    }
+}
+
+/// Where the request for `hop` leaves.
+fn hop_dest(hop: &NextHop<'_>, src: &Source) -> Dest {
+    match (hop.flow, hop.dest.transport) {
+        // A registered flow: on its connection, through its owner.
+        (Some(flow), _) => Dest::Conn(flow),
+        // From the address the request reached: the one our Via names
+        // (to the other IP family, the shard sending it picks its own).
+        (None, Transport::Udp) => Dest::Udp {
+            peer: hop.dest.addr,
+            from: Some(src.local.ip()).filter(|ip| ip.is_ipv4() == hop.dest.addr.is_ipv4()),
+        },
+        // This shard's own connection to the next hop.
+        (None, transport) => Dest::Outbound {
+            peer: hop.dest.addr,
+            transport,
+        },
     }
 }

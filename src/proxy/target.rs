@@ -9,9 +9,9 @@ use super::health::Health;
 use super::route_set::RouteSet;
 use super::{reply, Action, DropReason, Lookup, ProxyConfig};
 use crate::hash::Hash64;
-use crate::location::record::BindingView;
+use crate::location::record::{AorRecord, BindingView};
 use crate::registrar::canonical_aor;
-use crate::registrar::lookup::best;
+use crate::registrar::lookup::{best, live_count, nth_live};
 use crate::registrar::reply::SUPPORTED as REGISTRAR_SUPPORTED;
 use crate::sip::scan::ListIter;
 use crate::sip::{HeaderName, Host, Message, Method, NameAddr, SipUri, Uri};
@@ -27,6 +27,9 @@ pub struct NextHop<'r> {
     /// The binding, when the location service chose it (§16.6 step 2: its
     /// contact becomes the Request-URI and its Path the route set).
     pub located: Option<BindingView<'r>>,
+    /// The AOR's record when it has other live bindings to fork to (only
+    /// for the best binding: a picked one is a fork already).
+    pub forks: Option<&'r AorRecord>,
 }
 
 /// §16.5: the next hop of a checked request, or what it gets instead
@@ -49,6 +52,7 @@ pub fn next_hop<'r>(
             },
             flow: Some(flow),
             located: None,
+            forks: None,
         });
     }
     let mut next = set.next;
@@ -56,6 +60,7 @@ pub fn next_hop<'r>(
     // the registrar takes REGISTER (§10.3 step 1), the location service
     // gives every other request its target.
     let mut located: Option<BindingView<'r>> = None;
+    let mut forks: Option<&'r AorRecord> = None;
     if let (None, None, Uri::Sip(u)) = (&next, set.new_ruri, &checked.ruri) {
         if cfg.is_local_domain(u, local) {
             if msg.method() == Some(Method::Register) {
@@ -74,11 +79,18 @@ pub fn next_hop<'r>(
             let Some(record) = loc.replica.lookup(aor) else {
                 return Err(reply(404, ("Not Found", ""), to));
             };
-            let Some(binding) = best(record, loc.now) else {
+            let binding = match loc.pick {
+                None => best(record, loc.now),
+                Some(i) => nth_live(record, i, loc.now),
+            };
+            let Some(binding) = binding else {
                 return Err(reply(480, ("Temporarily Unavailable", ""), to));
             };
             if cfg.redirect {
                 return Err(Action::Redirect { record, to });
+            }
+            if loc.pick.is_none() && live_count(record, loc.now) > 1 {
+                forks = Some(record);
             }
             next = Some(binding_target(&binding, cfg.nat));
             located = Some(binding);
@@ -102,6 +114,7 @@ pub fn next_hop<'r>(
                 dest,
                 flow: Some(flow),
                 located,
+                forks,
             })
         }
         Target::Unresolved => match pick_upstream(msg, &cfg.upstreams, &cfg.health) {
@@ -126,6 +139,7 @@ pub fn next_hop<'r>(
         dest,
         flow: None,
         located,
+        forks,
     })
 }
 

@@ -88,7 +88,7 @@ fn route_from<'r>(
     let msg = Message::parse(data).unwrap();
     let mut scratch = Scratch::default();
     let mut edits = Edits::new();
-    let loc = Lookup { replica, now };
+    let loc = Lookup::best(replica, now);
     let action = route(&msg, source, cfg, loc, &mut scratch, &mut edits);
     let mut out = vec![0u8; data.len() + 512];
     let n = match action {

@@ -248,7 +248,7 @@ pub fn apply(
 mod tests {
     use super::*;
     use crate::location::record::AorRecord;
-    use crate::registrar::lookup::best;
+    use crate::registrar::lookup::{best, fork_order, live_count, nth_live};
 
     const SRC: &str = "192.0.2.7:5060";
 
@@ -475,6 +475,32 @@ Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
         let rec = AorRecord::new(b"sip:a@example.com", &b);
         assert_eq!(best(&rec, 3).unwrap().contact, b"sip:a@h3");
         assert!(best(&rec, 1_000_000).is_none(), "all expired");
+    }
+
+    #[test]
+    fn fork_order_is_by_q_then_newest_and_starts_with_best() {
+        let b = run(&[], &register("c1", 1, "<sip:a@h1>;q=0.5", None), 0).unwrap();
+        let b = run(&b, &register("c1", 2, "<sip:a@h2>;q=0.9", None), 1).unwrap();
+        let b = run(&b, &register("c1", 3, "<sip:a@h3>;q=0.9", None), 2).unwrap();
+        let b = run(&b, &register("c1", 4, "<sip:a@h4>", Some(60)), 3).unwrap();
+        let rec = AorRecord::new(b"sip:a@example.com", &b);
+        let contact = |i: usize| rec.bindings().nth(i).unwrap().contact.to_vec();
+        let order = fork_order(&rec, 4);
+        let contacts: Vec<_> = order.iter().map(|&(i, _)| contact(i)).collect();
+        assert_eq!(
+            contacts,
+            [&b"sip:a@h4"[..], b"sip:a@h3", b"sip:a@h2", b"sip:a@h1"]
+        );
+        assert_eq!(
+            order.iter().map(|o| o.1).collect::<Vec<_>>(),
+            [1000, 900, 900, 500]
+        );
+        assert_eq!(contact(order[0].0), best(&rec, 4).unwrap().contact);
+        // h4 lapses at 63: it is neither forked to nor named by index.
+        assert_eq!(fork_order(&rec, 64).len(), 3);
+        assert_eq!(live_count(&rec, 64), 3);
+        assert!(nth_live(&rec, order[0].0, 64).is_none());
+        assert_eq!(nth_live(&rec, order[1].0, 64).unwrap().contact, b"sip:a@h3");
     }
 
     fn owned_register(cseq: u32, contacts: &str) -> Vec<u8> {

@@ -17,6 +17,7 @@ use super::{Shard, Stateful};
 use crate::admit::{Admission, Refusal};
 use crate::io::SendQueue;
 use crate::proxy::{check_request, route, Action, DropReason, Lookup};
+use crate::registrar::lookup::fork_order;
 use crate::sip::{Edits, Message, ParseError};
 use crate::transport::Dest;
 
@@ -122,10 +123,7 @@ impl<'a> Shard<'a> {
             .as_deref()
             .is_some_and(|st| st.opens(msg, src));
         let mut edits = Edits::new();
-        let loc = Lookup {
-            replica: &self.location.replica,
-            now: self.now,
-        };
+        let loc = Lookup::best(&self.location.replica, self.now);
         let action = route(
             msg,
             src,
@@ -137,7 +135,15 @@ impl<'a> Shard<'a> {
         if action == Action::Register {
             return self.register(msg, bytes, src, send);
         }
-        if let (true, Action::Forward(to @ Dest::Udp { .. })) = (transaction, action) {
+        let in_transaction = match action {
+            Action::Forward(to @ Dest::Udp { .. }) if transaction => Some((to, None)),
+            Action::Fork {
+                to: to @ Dest::Udp { .. },
+                record,
+            } if transaction => Some((to, Some(fork_order(record, self.now)))),
+            _ => None,
+        };
+        if let Some((to, order)) = in_transaction {
             if self.stateful.as_deref().is_some_and(Stateful::is_full) {
                 return self.refuse_transaction(msg, src, send);
             }
@@ -152,7 +158,9 @@ impl<'a> Shard<'a> {
             };
             send.commit(n, to);
             add(&self.counters.forwarded_requests, 1);
-            self.forward_in_transaction(msg, bytes, src, sent, to, send);
+            // §16.6: the AOR's other bindings are forked to as well.
+            let forks = order.and_then(|o| self.fork_requests(msg, src, &o, send));
+            self.forward_in_transaction(msg, bytes, src, sent, to, forks, send);
             return Outcome::Forwarded;
         }
         emit(self.counters, self.now, msg, src, action, &edits, send)
@@ -237,7 +245,8 @@ fn emit<S: SendQueue>(
         return drop(DropReason::WriteFailed);
     };
     match action {
-        Action::Forward(to) => match edits.write(msg, slot) {
+        // A stateless proxy does not fork: the best binding only.
+        Action::Forward(to) | Action::Fork { to, .. } => match edits.write(msg, slot) {
             Ok(n) => {
                 send.commit(n, to);
                 let c = if msg.is_request() {

@@ -25,7 +25,7 @@ pub mod timer;
 pub mod wheel;
 
 pub use client::{ClientState, ClientTx};
-pub use context::{Advance, BranchSet, Decision, Final, ResponseContext};
+pub use context::{Advance, BranchSet, Decision, Final, ResponseContext, MAX_BRANCHES};
 pub use server::{ServerState, ServerTx};
 pub use table::{Full, Key, Table, TxId};
 pub use timer::{Durations, Timer, TimerSet};

@@ -39,7 +39,7 @@ use crate::proxy::{route, Action, DropReason, Lookup, ProxyConfig};
 use crate::sip::{write_ack, write_cancel, Edits, Message, Method};
 use crate::transaction::{
     Advance, ClientState, ClientTx, Decision, Effects, End, Final, Kind, ResponseContext, Send,
-    ServerTx, Table, Timer, TimerId, TransactionConfig, TxId, Wheel,
+    ServerTx, Table, Timer, TimerId, TransactionConfig, TxId, Wheel, MAX_BRANCHES,
 };
 use crate::transport::{Dest, Source, Transport, TransportAddr};
 
@@ -68,15 +68,16 @@ struct ServerEntry {
     timers: Armed,
     /// Timer C, for an INVITE.
     timer_c: Option<TimerId>,
-    /// The next upstreams to try when one is unavailable; None for a
-    /// request with one target (the common case costs nothing more).
-    failover: Option<Box<Failover>>,
+    /// The other forks, or the next upstreams to try when one is
+    /// unavailable; None for a request with one target (the common case
+    /// costs nothing more).
+    branches: Option<Box<Branches>>,
 }
 
 impl ServerEntry {
     /// The client transaction of `branch`, once started.
     fn client_of(&self, branch: usize) -> Option<TxId> {
-        match (branch, &self.failover) {
+        match (branch, &self.branches) {
             (0, _) => self.client,
             (b, Some(f)) => f.clients.get(b).copied().flatten(),
             (_, None) => None,
@@ -207,9 +208,10 @@ impl Shard<'_> {
     }
 
     /// Opens the transactions of a request that was just forwarded as
-    /// `sent` to `to` (our branch in the shard's scratch): its server
-    /// transaction, its branch's client transaction, and for an INVITE
-    /// 100 Trying at once (§16.2... §16.6 step 11: and Timer C).
+    /// `sent` to `to`: its server transaction, its first branch's client
+    /// transaction, for an INVITE 100 Trying at once (§16.2) and Timer C
+    /// (§16.6 step 11); then starts its other forks of the same q.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn forward_in_transaction<S: SendQueue>(
         &mut self,
         msg: &Message<'_>,
@@ -217,6 +219,7 @@ impl Shard<'_> {
         src: &Source,
         sent: Box<[u8]>,
         to: Dest,
+        forks: Option<Forks>,
         send: &mut S,
     ) {
         let now = self.now_ms;
@@ -232,7 +235,6 @@ impl Shard<'_> {
         };
         let Shard {
             stateful,
-            scratch,
             counters,
             shared,
             ..
@@ -244,18 +246,10 @@ impl Shard<'_> {
             return;
         };
         let durations = st.cfg.durations;
-        // §16.7 with one group per upstream: the next is tried only when
-        // this one is unavailable (408, 500, 503, a timeout).
-        let targets = failover_targets(&shared.proxy, to, st.cfg.max_failover);
-        let groups: Vec<u16> = (0..targets.len().max(1) as u16).collect();
-        let (ctx, _) = ResponseContext::new(invite, Advance::OnUnavailable, &groups);
-        let failover = (targets.len() > 1).then(|| {
-            Box::new(Failover {
-                template: sent.clone(),
-                clients: vec![None; targets.len()].into(),
-                targets: targets.into(),
-            })
-        });
+        // §16.7: the forks by q, or one group per upstream (the next is
+        // tried only when this one is unavailable: 408, 500, 503).
+        let plan = Plan::new(&shared.proxy, &sent, to, forks, st.cfg.max_failover);
+        let (ctx, first) = ResponseContext::new(invite, plan.advance, &plan.groups);
         let mut server = ServerEntry {
             tx: ServerTx::new(kind, false, durations),
             request: bytes.into(),
@@ -266,7 +260,7 @@ impl Shard<'_> {
             client: None,
             timers: Armed::default(),
             timer_c: None,
-            failover,
+            branches: plan.branches,
         };
         if invite {
             // §16.2: a stateful proxy answers an INVITE with 100 Trying
@@ -290,7 +284,15 @@ impl Shard<'_> {
             st.servers.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let ckey = st.clients.sent_key(scratch.branch(), method);
+        let Some((at, len)) = our_branch(&sent) else {
+            return;
+        };
+        let Some(ckey) = sent
+            .get(at..at + len)
+            .map(|b| st.clients.sent_key(b, method))
+        else {
+            return;
+        };
         let Stateful {
             servers,
             clients,
@@ -307,6 +309,10 @@ impl Shard<'_> {
             if invite {
                 s.timer_c = Some(wheel.arm(now + cfg.fr_inv_timeout_ms, Due::TimerC(sid)));
             }
+        }
+        // The first group's other forks (equal q: in parallel).
+        for b in first.start.iter().filter(|&b| b != 0) {
+            self.start_branch(sid, b, send);
         }
     }
 
@@ -583,10 +589,7 @@ impl Shard<'_> {
         let mut went = false;
         if fx.send.is_some() {
             let mut edits = Edits::new();
-            let loc = Lookup {
-                replica: &location.replica,
-                now: *now,
-            };
+            let loc = Lookup::best(&location.replica, *now);
             match route(msg, src, &shared.proxy, loc, scratch, &mut edits) {
                 Action::Forward(to) => {
                     let written = send.slot().and_then(|slot| {
@@ -790,10 +793,11 @@ impl Shard<'_> {
     }
 }
 
-mod failover;
+mod branches;
 mod timers;
 
-use failover::{failover_targets, Failover};
+pub(super) use branches::Forks;
+use branches::{our_branch, Branches, Plan};
 use timers::{open_client, set_timers, Armed, Due};
 
 #[cfg(test)]

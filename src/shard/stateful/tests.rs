@@ -7,6 +7,7 @@ use crate::registrar::RegistrarConfig;
 use crate::shard::counters::ShardCounters;
 use crate::shard::Shared;
 use crate::transaction::Durations;
+use branches::failover_targets;
 use std::net::SocketAddr;
 
 /// What the shard sends, with where to.
