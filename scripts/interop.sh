@@ -41,9 +41,12 @@
 #
 # 1c. Stateful: the calls of part 1 through --mode stateful; the exit line
 #    must count a transaction per INVITE and per BYE, and no timeout.
+# 1d. Forking: CALLS users registered at two SIPp UASs, one that answers
+#    and one that must see the proxy's CANCEL (perf/uas_fork_cancelled.xml),
+#    called through --mode stateful; every call must pass on all three.
 #
 # With INTEROP_ONLY=proxy in the environment, only part 1 runs; with
-# INTEROP_ONLY=stateful, parts 1 and 1c.
+# INTEROP_ONLY=stateful, parts 1, 1c and 1d.
 #
 # Fails unless, in each part, every registration gets its 200, every call
 # completes on both sides, sipshard exits 0 on SIGTERM, and (part 2) its
@@ -161,7 +164,7 @@ if [ "${INTEROP_ONLY:-}" = proxy ]; then
   exit "$failed"
 fi
 
-# ---- 1c. Stateful proxy: SIPp UAC -> sipshard --mode stateful -> SIPp UAS ----
+# ---- 1c/1d. Stateful proxy: SIPp UAC -> sipshard --mode stateful -> SIPp UAS(s) ----
 
 # stateful_part: the calls of part 1 through --mode stateful. Every call
 # must complete, and the exit line must count one transaction per INVITE
@@ -196,7 +199,66 @@ stateful_part() {
 
 stateful_part
 
-# INTEROP_ONLY=stateful: parts 1 and 1c alone.
+# fork_part: forking under --mode stateful. CALLS users REGISTER twice,
+# once with their Contact at a SIPp UAS that answers (perf/uas_registered.xml)
+# and once at one that answers 100 only and expects the proxy's CANCEL
+# (perf/uas_fork_cancelled.xml); a SIPp UAC then calls each user. Every
+# call must pass on all three SIPps (the caller's with one 200, the lost
+# device's with the CANCEL and the ACK of its 487), and the exit line must
+# say aors=CALLS, tx_created=2*CALLS (the INVITE, the BYE) and
+# tx_timeouts=0.
+fork_part() {
+  local dir="$out/fork" answer_pid answer_port lost_pid lost_port answer_rc lost_rc reg_ok=1 who
+  mkdir -p "$dir/answer" "$dir/lost"
+  python3 scripts/make_users_csv.py "$calls" "$dir/users.csv"
+  start_sipshard "$dir/sipshard.log" --listen 127.0.0.1:0 --domain "$domain" --record-route --mode stateful "${extra[@]}"
+  start_uas "$dir/answer" perf/uas_registered.xml $(( 2 * phase + 60 ))
+  answer_pid=$uas_pid answer_port=$uas_port
+  start_uas "$dir/lost" perf/uas_fork_cancelled.xml $(( 2 * phase + 60 ))
+  lost_pid=$uas_pid lost_port=$uas_port
+  echo "interop: fork: $calls users @$domain, each registered at SIPp UAS :$answer_port (answers) and :$lost_port (cancelled); called at $rate/s through sipshard $sipshard_addr --mode stateful"
+  for who in answer lost; do
+    local port_var="${who}_port"
+    run_uac "$dir" "register-$who" $(( phase + 30 )) -sf perf/uac_register.xml -inf "$dir/users.csv" \
+      -key domain "$domain" -key contact "127.0.0.1:${!port_var}" \
+      -m "$calls" -r "$rate" -timeout "${phase}s" -timeout_error "$sipshard_addr"
+    result=$(sipp_stats "$dir/register-${who}_stat.csv")
+    echo "interop: fork: REGISTER to :${!port_var} exit $uac_rc; $result"
+    [ "$uac_rc" = 0 ] && [ "$result" = "successful=$calls failed=0" ] || reg_ok=0
+  done
+  call_rc=skipped
+  result="(not run)"
+  if [ "$reg_ok" = 1 ]; then
+    run_uac "$dir" call $(( phase + 30 )) -sf perf/uac_call_registered.xml -inf "$dir/users.csv" \
+      -key domain "$domain" -m "$calls" -r "$rate" -timeout "${phase}s" -timeout_error "$sipshard_addr"
+    call_rc=$uac_rc
+    result=$(sipp_stats "$dir/call_stat.csv")
+    wait_for "$answer_pid" 10
+    answer_rc=$waited_rc
+    wait_for "$lost_pid" 10
+    lost_rc=$waited_rc
+  else
+    wait_for "$answer_pid" 0
+    wait_for "$lost_pid" 0
+    answer_rc=skipped lost_rc=skipped
+  fi
+  stop_sipshard "$dir/sipshard.log"
+  proxy_rc=$sipshard_rc
+  echo "interop: fork: call UAC exit $call_rc, answering UAS exit $answer_rc, cancelled UAS exit $lost_rc, sipshard exit $proxy_rc; $result"
+  echo "$exit_line"
+  if [ "$reg_ok" != 1 ] || [ "$call_rc" != 0 ] || [ "$answer_rc" != 0 ] || [ "$lost_rc" != 0 ] || [ "$proxy_rc" != 0 ] \
+    || [ "$result" != "successful=$calls failed=0" ] || [[ " $exit_line " != *" aors=$calls "* ]] \
+    || [[ " $exit_line " != *" tx_created=$(( 2 * calls )) "* ]] || [[ " $exit_line " != *" tx_timeouts=0 "* ]]; then
+    echo "interop: fork: FAILED" >&2
+    failed=1
+  else
+    echo "interop: fork: OK"
+  fi
+}
+
+fork_part
+
+# INTEROP_ONLY=stateful: parts 1, 1c and 1d alone.
 if [ "${INTEROP_ONLY:-}" = stateful ]; then
   echo "interop: logs in $out"
   exit "$failed"

@@ -94,7 +94,7 @@ pub struct Decision {
     pub send_final: Option<Final>,
     /// CANCEL these INVITE branches, still pending or ringing (§16.7 step
     /// 10, §16.10); each is named once. One with no provisional yet gets
-    /// its CANCEL once it rings (§9.1).
+    /// its CANCEL once it sends one, a 100 included (§9.1).
     pub cancel: BranchSet,
     /// Start these branches: the next group.
     pub start: BranchSet,

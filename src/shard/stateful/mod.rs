@@ -94,8 +94,8 @@ struct ClientEntry {
     /// The server transaction it serves; None for a CANCEL we sent.
     server: Option<TxId>,
     timers: Armed,
-    /// A CANCEL is owed once the branch rings (§9.1: not before a
-    /// provisional).
+    /// A CANCEL is owed once the branch sends a provisional, a 100 too
+    /// (§9.1: not before one).
     cancel_when_ringing: bool,
     /// Its index in its server transaction's response context.
     branch: usize,
@@ -418,7 +418,7 @@ impl Shard<'_> {
         let c = st.clients.get_mut(cid)?;
         let fx = c.tx.on_response(code);
         let (server, branch) = (c.server, c.branch);
-        let owed = c.cancel_when_ringing && (101..200).contains(&code);
+        let owed = c.cancel_when_ringing && (100..200).contains(&code);
         if fx.send == Some(Send::Ack) {
             // §17.1.1.3: the ACK of a non-2xx final, hop by hop.
             let to = c.to;

@@ -157,7 +157,7 @@ impl Shard<'_> {
             }
             Due::TimerC(sid) => {
                 // §16.8: Timer C fired. Each branch still out counts as
-                // a 408 from it, and one that has rung is cancelled.
+                // a 408 from it, and each is cancelled (once it answered).
                 let Some(s) = st.servers.get_mut(sid) else {
                     return;
                 };
