@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::metrics::{get, metrics_addr, sum_of, sum_with_label};
 use common::process::{counter, listen_addrs, port, recv, socket, stream_addr, Proxy};
 use common::sip::{call_ids_on_both_shards, read_message, response_to};
+use common::tcp::{connect, TcpUas};
 
 use sipshard::sip::{HeaderName, Message};
 
@@ -24,13 +25,6 @@ fn start(io: &str, extra: &[&str]) -> Option<(Proxy, SocketAddr)> {
     let proxy = Proxy::start(io, &args)?;
     let tcp = stream_addr(&proxy.banner, "tcp");
     Some((proxy, tcp))
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    c.set_nodelay(true).unwrap();
-    c
 }
 
 /// A request from a TCP client at `client` to the UAS's port.
@@ -452,52 +446,6 @@ fn wait_for(addr: SocketAddr, prefix: &str, n: u64) {
         }
         assert!(Instant::now() < deadline, "{prefix} never {n}: {body}");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A UAS on TCP: the connections a proxy opened to it, read without
-/// blocking.
-struct TcpUas {
-    listener: std::net::TcpListener,
-    conns: Vec<(TcpStream, Vec<u8>)>,
-}
-
-impl TcpUas {
-    fn new() -> TcpUas {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        TcpUas {
-            listener,
-            conns: Vec::new(),
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.listener.local_addr().unwrap().port()
-    }
-
-    /// The next whole message on any connection, and which one.
-    fn next(&mut self) -> (Vec<u8>, usize) {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            while let Ok((c, _)) = self.listener.accept() {
-                c.set_nonblocking(true).unwrap();
-                self.conns.push((c, Vec::new()));
-            }
-            for (i, (c, buf)) in self.conns.iter_mut().enumerate() {
-                let mut chunk = [0u8; 4096];
-                if let Ok(n) = c.read(&mut chunk) {
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    // The proxy's messages here have no body.
-                    let msg: Vec<u8> = buf.drain(..end + 4).collect();
-                    return (msg, i);
-                }
-            }
-            assert!(Instant::now() < deadline, "no request over TCP within 3 s");
-            std::thread::sleep(Duration::from_millis(2));
-        }
     }
 }
 

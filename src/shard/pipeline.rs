@@ -19,7 +19,6 @@ use crate::io::SendQueue;
 use crate::proxy::{check_request, route, Action, DropReason, Lookup};
 use crate::registrar::lookup::fork_order;
 use crate::sip::{Edits, Message, ParseError};
-use crate::transport::Dest;
 
 impl<'a> Shard<'a> {
     /// Handles one datagram: never panics; allocates nothing unless it is
@@ -116,12 +115,8 @@ impl<'a> Shard<'a> {
         if let Some(outcome) = self.before_route(msg, bytes, src, send) {
             return outcome;
         }
-        // A new request that will leave in a transaction, if it leaves
-        // over UDP.
-        let transaction = self
-            .stateful
-            .as_deref()
-            .is_some_and(|st| st.opens(msg, src));
+        // A new request that will leave in a transaction.
+        let transaction = self.stateful.as_deref().is_some_and(|st| st.opens(msg));
         let mut edits = Edits::new();
         let loc = Lookup::best(&self.location.replica, self.now);
         let action = route(
@@ -136,11 +131,10 @@ impl<'a> Shard<'a> {
             return self.register(msg, bytes, src, send);
         }
         let in_transaction = match action {
-            Action::Forward(to @ Dest::Udp { .. }) if transaction => Some((to, None)),
-            Action::Fork {
-                to: to @ Dest::Udp { .. },
-                record,
-            } if transaction => Some((to, Some(fork_order(record, self.now)))),
+            Action::Forward(to) if transaction => Some((to, None)),
+            Action::Fork { to, record } if transaction => {
+                Some((to, Some(fork_order(record, self.now))))
+            }
             _ => None,
         };
         if let Some((to, order)) = in_transaction {

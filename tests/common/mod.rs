@@ -5,6 +5,7 @@
 pub mod metrics;
 pub mod process;
 pub mod sip;
+pub mod tcp;
 pub mod ws;
 
 use proptest::sample::Index;

@@ -103,11 +103,10 @@ impl Plan {
 }
 
 impl Shard<'_> {
-    /// The other forks of `msg`, whose best binding in `record` was just
-    /// forwarded to: each live binding after it in fork order, routed
-    /// (Request-URI, Path) and written. A binding reached over a
-    /// connection is left out (transactions run over UDP only); so is
-    /// one past [`crate::transaction::MAX_BRANCHES`].
+    /// The other forks of `msg`, whose best binding was just forwarded
+    /// to: each live binding after it in fork `order`, routed (Request-URI,
+    /// Path; over UDP, or over the connection it registered on) and
+    /// written; at most [`crate::transaction::MAX_BRANCHES`] in all.
     pub(in crate::shard) fn fork_requests<S: SendQueue>(
         &mut self,
         msg: &Message<'_>,
@@ -132,7 +131,7 @@ impl Shard<'_> {
                 &mut self.scratch,
                 &mut edits,
             );
-            let Action::Forward(to @ Dest::Udp { .. }) = action else {
+            let Action::Forward(to) = action else {
                 continue;
             };
             // Written in a send slot, then copied out; the slot is not
@@ -212,16 +211,25 @@ impl Shard<'_> {
 }
 
 /// Where a request forwarded to `to` may go when that is unavailable:
-/// `to` first, then, when `to` is one of the `--upstream`s over UDP, the
-/// next ones in their order (wrapping) that are over UDP and in the
-/// rotation, at most `max` of them.
+/// `to` first, then, when `to` is one of the `--upstream`s, the next ones
+/// in their order (wrapping) that are in the rotation, at most `max` of
+/// them. Only upstreams over the same transport and IP family as `to`:
+/// each is sent the request as first written, whose Via names that
+/// transport and our address of that family (§18.2.2: the responses come
+/// back by it).
 pub(super) fn failover_targets(cfg: &ProxyConfig, to: Dest, max: usize) -> Vec<Dest> {
     let mut targets = vec![to];
-    let Dest::Udp { peer, from } = to else {
-        return targets;
+    let (peer, transport, from) = match to {
+        Dest::Udp { peer, from } => (peer, Transport::Udp, from),
+        Dest::Outbound { peer, transport } => (peer, transport, None),
+        Dest::Conn(_) => return targets,
     };
-    let udp = |u: &TransportAddr| u.transport == Transport::Udp;
-    let Some(first) = cfg.upstreams.iter().position(|u| udp(u) && u.addr == peer) else {
+    let alike = |u: &TransportAddr| u.transport == transport && u.addr.is_ipv4() == peer.is_ipv4();
+    let Some(first) = cfg
+        .upstreams
+        .iter()
+        .position(|u| alike(u) && u.addr == peer)
+    else {
         return targets;
     };
     let n = cfg.upstreams.len();
@@ -232,9 +240,14 @@ pub(super) fn failover_targets(cfg: &ProxyConfig, to: Dest, max: usize) -> Vec<D
         let Some(u) = cfg.upstreams.get(i) else {
             continue;
         };
-        if udp(u) && cfg.health.is_up(i) && u.addr != peer {
-            let from = from.filter(|ip| ip.is_ipv4() == u.addr.is_ipv4());
-            targets.push(Dest::Udp { peer: u.addr, from });
+        if alike(u) && cfg.health.is_up(i) && u.addr != peer {
+            targets.push(match transport {
+                Transport::Udp => Dest::Udp { peer: u.addr, from },
+                _ => Dest::Outbound {
+                    peer: u.addr,
+                    transport,
+                },
+            });
         }
     }
     targets

@@ -3,12 +3,13 @@
 //! of what the pure layer (`crate::transaction`) decides: which bytes go
 //! again, which are forwarded, which answers we write.
 //!
-//! A request that arrives over UDP with an RFC 3261 branch and leaves
-//! over UDP opens a server transaction (found by §17.2.3) and a client
-//! transaction (found by §17.1.3: our branch, which names this shard),
-//! joined by a one-branch response context (§16.7). Everything else
-//! (an RFC 2543 request, a request from or to a connection, the ACK of a
-//! 2xx) takes the stateless path as before. Both transactions live on
+//! A request with an RFC 3261 branch that is forwarded opens a server
+//! transaction (found by §17.2.3) and a client transaction per branch
+//! (found by §17.1.3: our branch, which names this shard), joined by a
+//! response context (§16.7): one branch, or its forks, or its failover.
+//! Over a connection the transport retransmits, so the transaction on
+//! that side does not (its `reliable` flag). An RFC 2543 request and the
+//! ACK of a 2xx take the stateless path as before. Both transactions live on
 //! the shard that received the request and no other touches them
 //! (ARCHITECTURE.md, "Ownership"): a response that reaches another shard
 //! is mailed to the shard its branch names.
@@ -145,11 +146,10 @@ impl Stateful {
     }
 
     /// True when `msg` (not a retransmission: [`Shard::before_route`]
-    /// took those) opens a transaction if it leaves over UDP: a request
-    /// but an ACK or a CANCEL, from a datagram, with an RFC 3261 branch.
-    pub fn opens(&self, msg: &Message<'_>, src: &Source) -> bool {
+    /// took those) opens a transaction when it is forwarded: a request
+    /// but an ACK or a CANCEL, with an RFC 3261 branch.
+    pub fn opens(&self, msg: &Message<'_>) -> bool {
         msg.is_request()
-            && src.conn.is_none()
             && !matches!(msg.method(), Some(Method::Ack | Method::Cancel))
             && self.servers.server_key(msg).is_some()
     }
@@ -196,9 +196,6 @@ impl Shard<'_> {
         self.stateful.as_ref()?;
         if !msg.is_request() {
             return self.response_arrived(msg, bytes, src, send);
-        }
-        if src.conn.is_some() {
-            return None;
         }
         match msg.method()? {
             Method::Ack => self.ack_arrived(msg, send),
@@ -251,7 +248,9 @@ impl Shard<'_> {
         let plan = Plan::new(&shared.proxy, &sent, to, forks, st.cfg.max_failover);
         let (ctx, first) = ResponseContext::new(invite, plan.advance, &plan.groups);
         let mut server = ServerEntry {
-            tx: ServerTx::new(kind, false, durations),
+            // §17.2: over a connection nothing is retransmitted, and the
+            // transaction ends with its final (Timers G, I, J: none).
+            tx: ServerTx::new(kind, src.conn.is_some(), durations),
             request: bytes.into(),
             src: *src,
             reply_to: answers_to,

@@ -177,9 +177,9 @@ fn finished_transactions_are_dropped_by_their_timers() {
 }
 
 /// Failover goes through the `--upstream`s after the chosen one, in
-/// order and wrapping, over UDP and in the rotation only, at most
-/// `--max-failover` of them; a next hop that is not an upstream has
-/// none.
+/// order and wrapping, of its transport and IP family and in the
+/// rotation only, at most `--max-failover` of them; a next hop that is
+/// not an upstream has none.
 #[test]
 fn failover_targets_follow_the_upstreams_in_order() {
     let mut cfg = ProxyConfig::at(PROXY.parse().unwrap());
@@ -188,11 +188,13 @@ fn failover_targets_follow_the_upstreams_in_order() {
         "tcp:192.0.2.2:5060",
         "192.0.2.3:5060",
         "192.0.2.4:5060",
+        "tcp:192.0.2.5:5060",
+        "[2001:db8::6]:5060",
     ]
     .iter()
     .map(|u| u.parse().unwrap())
     .collect();
-    cfg.health = std::sync::Arc::new(crate::proxy::Health::new(4));
+    cfg.health = std::sync::Arc::new(crate::proxy::Health::new(6));
     let udp = |a: &str| Dest::udp(a.parse().unwrap());
     let peers = |t: Vec<Dest>| {
         t.iter()
@@ -203,8 +205,24 @@ fn failover_targets_follow_the_upstreams_in_order() {
     assert_eq!(
         peers(failover_targets(&cfg, to, 5)),
         ["192.0.2.3:5060", "192.0.2.4:5060", "192.0.2.1:5060"],
-        "the TCP one skipped"
+        "the TCP and IPv6 ones skipped"
     );
+    let tcp = Dest::Outbound {
+        peer: "192.0.2.2:5060".parse().unwrap(),
+        transport: Transport::Tcp,
+    };
+    let over_tcp = failover_targets(&cfg, tcp, 5);
+    assert_eq!(
+        peers(over_tcp.clone()),
+        ["192.0.2.2:5060", "192.0.2.5:5060"]
+    );
+    assert!(matches!(
+        over_tcp[1],
+        Dest::Outbound {
+            transport: Transport::Tcp,
+            ..
+        }
+    ));
     assert_eq!(
         peers(failover_targets(&cfg, to, 1)),
         ["192.0.2.3:5060", "192.0.2.4:5060"]

@@ -77,7 +77,10 @@ pub(super) fn open_client(
     server: Option<(TxId, usize)>,
     now_ms: u64,
 ) -> Option<TxId> {
-    let (tx, fx) = ClientTx::start(kind, false, cfg.durations);
+    // §17.1: over a connection (or toward one) the transport retransmits:
+    // no Timer A or E, and no lingering (Timers D, K: none).
+    let reliable = !matches!(to, Dest::Udp { .. });
+    let (tx, fx) = ClientTx::start(kind, reliable, cfg.durations);
     let client = ClientEntry {
         tx,
         request,
