@@ -22,8 +22,11 @@
 #                 --shards 2 with --steer flow, shared and call-id: achieved
 #                 rate, loss, latency, CPU per message, datagrams per shard;
 #   calls         SIPp calls from several UAC/UAS pairs at rising calls/s
-#                 until calls fail: achieved calls/s, INVITE->200 latency,
-#                 CPU per call;
+#                 until calls fail through sipshard, sipshard-stateful
+#                 (--mode stateful), Kamailio and kamailio-stateful (tm's
+#                 t_relay(), perf/kamailio/proxy-stateful.cfg): achieved
+#                 calls/s, INVITE->200 latency, CPU per call, and the
+#                 stateful/stateless and sipshard/Kamailio t_relay CPU ratios;
 #   registration  a REGISTER storm of distinct users (1,000,000 in the full
 #                 run): CPU per REGISTER, latency, memory per binding.
 # Targets are pinned to CPU 0, generators to the last CPU. The work is done

@@ -24,7 +24,11 @@ report.py writes the section. Parts (issue #6):
   calls         SIPp calls (perf/uac.xml, perf/uas.xml: INVITE, 100, 180,
                 200, ACK, BYE, 200, record-routed) through each target from
                 several SIPp UAC/UAS pairs on distinct ports, at rising calls
-                per second until calls fail or a target falls behind.
+                per second until calls fail or a target falls behind. The
+                stateless proxies run beside their transaction-stateful
+                twins: `sipshard --mode stateful` (target sipshard-stateful)
+                and Kamailio with tm's t_relay() (kamailio-stateful,
+                perf/kamailio/proxy-stateful.cfg); --call-targets picks.
   registration  a REGISTER storm of distinct users (`sipshard-load
                 register`): CPU per registration, latency, and memory per
                 binding (growth of the proportional set size of every
@@ -48,7 +52,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 
-from drive import Run  # noqa: E402  (after the line above)
+from drive import CALL_TARGETS, Run  # noqa: E402  (after the line above)
 from procs import BIN, ROOT, children, progress, stop  # noqa: E402
 from report import record, report  # noqa: E402
 
@@ -70,6 +74,8 @@ def main():
     ap.add_argument("--steer-modes", default="flow,shared,call-id",
                     help="sipshard --steer modes the steering part alternates (default flow,shared,call-id)")
     ap.add_argument("--cps", help="offered calls/s, comma separated")
+    ap.add_argument("--call-targets", default=",".join(CALL_TARGETS),
+                    help=f"targets the calls part alternates, comma separated (default {','.join(CALL_TARGETS)})")
     ap.add_argument("--pairs", type=int, help="SIPp UAC/UAS pairs, each on its own ports")
     ap.add_argument("--call-secs", type=int, help="seconds of calls per SIPp step")
     ap.add_argument("--users", type=int, help="distinct users in the REGISTER storm")
@@ -95,6 +101,7 @@ def main():
     args.steer_rates = [int(x) for x in str(args.steer_rates).split(",")]
     args.steer_modes = args.steer_modes.split(",")
     args.cps = [int(x) for x in str(args.cps).split(",")]
+    args.call_targets = args.call_targets.split(",")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     if args.out is None:
         args.out = os.path.join(ROOT, "perf", "results", f"compare-quick-{stamp}") if quick \
@@ -110,6 +117,9 @@ def main():
     for p in parts:
         if p not in PARTS:
             raise SystemExit(f"compare: unknown part {p!r}")
+    for t in args.call_targets:
+        if t not in CALL_TARGETS:
+            raise SystemExit(f"compare: unknown calls target {t!r}")
     for m in args.steer_modes:
         if m not in ("flow", "shared", "call-id"):
             raise SystemExit(f"compare: unknown --steer mode {m!r}")

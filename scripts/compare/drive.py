@@ -22,7 +22,14 @@ STEER_COLS = ["target", "round", "steer", "in_force", "offered_rps", "achieved_r
               "p99_us", "cpu_us_per_msg", "per_shard_received", "busier_share"]
 # The sipshard targets and their I/O backend: `sipshard` stays mmsg, so the
 # sipshard/Kamailio ratios of earlier runs keep their meaning.
-SIPSHARD_IO = {"sipshard": "mmsg", "sipshard-uring": "uring"}
+SIPSHARD_IO = {"sipshard": "mmsg", "sipshard-uring": "uring", "sipshard-stateful": "mmsg"}
+# The transaction-stateful targets of the calls part: `sipshard --mode
+# stateful` and Kamailio with tm's t_relay() (perf/kamailio/proxy-stateful.cfg),
+# each run beside its stateless twin.
+STATEFUL = ("sipshard-stateful", "kamailio-stateful")
+KAMAILIO = ("kamailio", "kamailio-stateful")
+# The calls part's targets, in the order each round runs them.
+CALL_TARGETS = ("sipshard", "sipshard-stateful", "kamailio", "kamailio-stateful")
 
 
 def kv(line):
@@ -34,16 +41,42 @@ class Refused(Exception):
     the part goes on without it."""
 
 
-def sipshard_argv(port, job, args, io, shards, steer):
-    """sipshard as proxy (with Record-Route) or as registrar, on PORT."""
+def sipshard_argv(port, job, args, io, shards, steer, stateful=False):
+    """sipshard as proxy (with Record-Route; STATEFUL: keeping
+    transactions) or as registrar, on PORT."""
     # As registrar, sized for the users to come, as Kamailio's usrloc
     # hash is (without it the table pauses to grow: 50 ms at 1M AORs).
     extra = ["--record-route"] if job == "proxy" else \
         ["--domain", "example.com", "--expected-aors", str(args.users)]
     if steer:
         extra += ["--steer", steer]
+    if stateful:
+        extra += ["--mode", "stateful", "--max-transactions", str(transactions_held(args))]
     return [f"{BIN}/sipshard", "--listen", f"127.0.0.1:{port}", "--shards", str(shards),
             "--io", io, "--stats-interval", "0"] + extra
+
+
+def transactions_held(args):
+    """Room for every transaction of the calls part's largest step: a call
+    opens two (INVITE and BYE), and each is held 64*T1 = 32 s after its
+    final (Timers J and L), longer than a step, so none has ended when the
+    last call starts. sipshard's default, 50,000, would answer 503 above
+    6,250 calls/s in 4 s steps: a limit of the flag, not of the proxy
+    (Kamailio's tm has none but its shared memory, sized likewise)."""
+    return max(50000, 2 * max(args.cps) * args.call_secs * 5 // 4)
+
+
+def kamailio_memory(name, job, args):
+    """Kamailio's -m (shared) and -M (per process) in MB. tm keeps each
+    transaction in shared memory, with a copy of its request and its
+    buffers, until wait_timer (5 s) after its final: about 14 KB each for
+    these calls (shared memory touched at 1,000 calls/s, 29 MB a second
+    until the first ones end), so 16 KB for each of the largest step's."""
+    if job == "registrar":
+        return args.kamailio_shm, 16
+    if name in STATEFUL:
+        return max(64, transactions_held(args) * 16 // 1000), 8
+    return 64, 8
 
 
 class Target:
@@ -58,14 +91,15 @@ class Target:
         self.log.seek(0, os.SEEK_END)
         self.log_at = self.log.tell()  # where this run's lines begin
         if name in SIPSHARD_IO:
-            argv = sipshard_argv(self.port, job, args, SIPSHARD_IO[name], shards, steer)
-        elif name == "kamailio":
-            mem = ["-m", "64", "-M", "8"] if job == "proxy" else ["-m", str(args.kamailio_shm), "-M", "16"]
-            rundir = os.path.join(args.work, "kamailio")
+            argv = sipshard_argv(self.port, job, args, SIPSHARD_IO[name], shards, steer, name in STATEFUL)
+        elif name in KAMAILIO:
+            shm, pkg = kamailio_memory(name, job, args)
+            rundir = os.path.join(args.work, name)
             os.makedirs(rundir, exist_ok=True)
-            argv = ["kamailio", "-f", os.path.join(ROOT, "perf", "kamailio", f"{job}.cfg"),
-                    "-L", args.modules, "-l", f"udp:127.0.0.1:{self.port}", "-n", "1"] + mem + \
-                   ["-x", "tlsf", "-X", "tlsf", "-DD", "-E", "-Y", rundir]
+            cfg = f"{job}-stateful.cfg" if name in STATEFUL else f"{job}.cfg"
+            argv = ["kamailio", "-f", os.path.join(ROOT, "perf", "kamailio", cfg),
+                    "-L", args.modules, "-l", f"udp:127.0.0.1:{self.port}", "-n", "1",
+                    "-m", str(shm), "-M", str(pkg), "-x", "tlsf", "-X", "tlsf", "-DD", "-E", "-Y", rundir]
         else:
             argv = [f"{BIN}/sipshard-load", "relay", "--listen", f"127.0.0.1:{self.port}",
                     "--to", f"127.0.0.1:{self.sink}", "--duration", "600"]
@@ -79,7 +113,7 @@ class Target:
                     and " listening on " not in self.said():
                 time.sleep(0.05)
         else:
-            time.sleep(1.0 if name == "kamailio" else 0.5)
+            time.sleep(1.0 if name in KAMAILIO else 0.5)
         if self.proc.poll() is not None:
             self.close()
             if "io_uring is not available" in self.said():
@@ -334,8 +368,12 @@ class Run:
 
     # ---- 3. SIPp calls --------------------------------------------------------
     def calls(self):
+        """SIPp calls through each of --call-targets, alternated within
+        every round: the stateless proxies and their transaction-stateful
+        twins (`sipshard --mode stateful`, Kamailio's t_relay()), so each
+        stateful/stateless ratio is of neighbouring steps."""
         a = self.args
-        targets = ["sipshard", "kamailio"]
+        targets = list(a.call_targets)
         live = list(targets)
         uac = os.path.join(ROOT, "perf", "uac.xml")
         uas = os.path.join(ROOT, "perf", "uas.xml")

@@ -7,6 +7,7 @@ import os
 import statistics
 import time
 
+from drive import STATEFUL, kamailio_memory, transactions_held
 from procs import ROOT, START, sh
 from stats import by, call_step_held, fmt3, num, paired_ratio, stat_rows
 import results
@@ -56,8 +57,10 @@ def header(args, command):
              f"generators (`sipshard-load`, every SIPp) on CPU {args.gen_cpu}. "
              "Targets: `sipshard --shards 1 --io mmsg` (`--record-route` as proxy, `--domain example.com "
              f"--expected-aors {args.users}` as registrar; in forwarding also `--io uring`, as target "
-             "sipshard-uring; in steering `--shards 2` on every CPU, call-id needing a CPU per shard); Kamailio `-n 1 -x tlsf -X tlsf` (one UDP worker, the TLSF allocator; Debian's "
-             "default q_malloc with debugging costs 4x) with perf/kamailio/proxy.cfg or registrar.cfg; the "
+             "sipshard-uring; in steering `--shards 2` on every CPU, call-id needing a CPU per shard; in calls also "
+             "`--mode stateful`, as target sipshard-stateful); Kamailio `-n 1 -x tlsf -X tlsf` (one UDP worker, the TLSF allocator; Debian's "
+             "default q_malloc with debugging costs 4x) with perf/kamailio/proxy.cfg or registrar.cfg (in calls "
+             "also proxy-stateful.cfg, tm's t_relay(), as target kamailio-stateful); the "
              "bare UDP relay `sipshard-load relay` (no SIP work: the floor). CPU = utime+stime of every "
              "process of the target from /proc over the step. Figures are min / median / max over "
              f"{args.rounds} round(s); in each round the targets run one after the other.\n")
@@ -207,6 +210,13 @@ def calls_section(calls, args):
              "loose-routed). Achieved = successful calls over the time from the UACs' start to their last 200. Latency is "
              "SIPp's INVITE->200 time (`-trace_rtt`), which SIPp measures in whole milliseconds and "
              "mostly reflects SIPp's own scheduling on the shared generator CPU.\n")
+    if any(t in g for t in STATEFUL):
+        L.append("The stateful targets (sipshard-stateful: `--mode stateful --max-transactions "
+                 f"{transactions_held(args)}`; kamailio-stateful: t_relay(), `-m {kamailio_memory('kamailio-stateful', 'proxy', args)[0]}`) "
+                 "keep a transaction for the INVITE and for the BYE (the ACK of the 200 is end to end, "
+                 "forwarded statelessly by both): each answers the INVITE 100 Trying itself and absorbs the "
+                 "UAS's 100. Both are sized so that every transaction of the largest step fits (each is held "
+                 "after its final: 32 s by sipshard, Timers J and L; tm's wait_timer, 5 s, by Kamailio).\n")
     L.append("| offered calls/s | target | achieved calls/s | failed or unfinished | p50 ms | p99 ms | CPU µs per call |")
     L.append("|---|---|---|---|---|---|---|")
     L.extend(stat_rows(g, steps, [("achieved_cps", "{:.0f}"), ("failed", "{:.0f}"), ("p50_ms", "{:.0f}"),
@@ -234,6 +244,51 @@ def calls_section(calls, args):
         if r_:
             L.append(f"sipshard/Kamailio calls per CPU-second, per round and step: {fmt3(r_)}.\n")
             verdicts.append(f"- SIPp calls per CPU-second: sipshard {statistics.median(r_):.2f}x Kamailio.")
+    lines, v = stateful_lines(g, steps, args)
+    return L + lines, verdicts + v
+
+
+def stateful_lines(g, steps, args):
+    """What keeping transactions costs: per step, CPU per call of each
+    stateful target over its stateless twin's, and sipshard's stateful
+    over Kamailio's t_relay(); each ratio from the pair of steps of one
+    round (min / median / max over the rounds), then over all steps.
+    Only steps both targets held count: where calls fail, retransmissions
+    and timers make the CPU per call of either say little."""
+    pairs = [("sipshard", "sipshard-stateful"), ("kamailio", "kamailio-stateful"),
+             ("kamailio-stateful", "sipshard-stateful")]
+    pairs = [(a, b) for a, b in pairs if a in g and b in g]
+    if not pairs:
+        return [], []
+    heads = {("sipshard", "sipshard-stateful"): "sipshard stateful/stateless",
+             ("kamailio", "kamailio-stateful"): "Kamailio stateful/stateless",
+             ("kamailio-stateful", "sipshard-stateful"): "sipshard stateful / Kamailio t_relay"}
+    L = ["CPU per call, per round (min / median / max): each stateful target over its stateless twin "
+         "(above 1: what the transactions cost), and sipshard's stateful over Kamailio's t_relay() "
+         "(below 1: sipshard's transactions cost less); only at steps both targets held.\n",
+         "| offered calls/s | " + " | ".join(heads[p] for p in pairs) + " |",
+         "|---" * (len(pairs) + 1) + "|"]
+    every = {p: [] for p in pairs}
+    for s in steps:
+        cells = []
+        for a, b in pairs:
+            held = all(g[t].get(s) and call_step_held(g[t][s], s, s * args.call_secs) for t in (a, b))
+            r = paired_ratio(g[a][s], g[b][s], "cpu_us_per_call") if held else []
+            every[(a, b)] += r
+            cells.append(fmt3(r))
+        if any(c != "-" for c in cells):
+            L.append(f"| {s:.0f} | " + " | ".join(cells) + " |")
+    L.append("")
+    verdicts = []
+    twins = [p for p in pairs if p[0] in ("sipshard", "kamailio") and every[p]]
+    if twins:
+        L.append("Over the steps held, stateful/stateless CPU per call: "
+                 + "; ".join(f"{a} {fmt3(every[(a, b)])}" for a, b in twins) + ".\n")
+    both = every.get(("kamailio-stateful", "sipshard-stateful"))
+    if both:
+        L.append(f"Over the steps both held, sipshard stateful / Kamailio t_relay CPU per call: {fmt3(both)}.\n")
+        verdicts.append(f"- Stateful SIPp calls per CPU-second: sipshard `--mode stateful` "
+                        f"{statistics.median(1 / x for x in both):.2f}x Kamailio's t_relay().")
     return L, verdicts
 
 
