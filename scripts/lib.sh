@@ -38,7 +38,7 @@ except OSError:
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # The sipshard binary start_sipshard runs, and what runs it (e.g. taskset).
-sipshard_bin=target/release/sipshard
+sipshard_bin=${SIPSHARD_BIN:-target/release/sipshard}
 sipshard_wrap=()
 
 # start_sipshard LOG ARGS...: starts sipshard with ARGS (stderr to LOG),

@@ -392,6 +392,34 @@ fn beyond_max_transactions_gets_503(io: &str) {
     assert_eq!(counter(&report, "tx_refused"), 3, "{report}");
 }
 
+/// `--max-transactions` counts finished transactions too (they linger
+/// 32 s to absorb retransmissions), but one of those makes room for a
+/// new request rather than it being refused: only a shard whose every
+/// transaction waits for its final answer says 503.
+fn a_finished_transaction_makes_room_at_max_transactions(io: &str) {
+    // One caller, one port: `--steer flow` keeps it on one shard.
+    let Some(proxy) = start(io, &["--max-transactions", "1", "--steer", "flow"]) else {
+        return;
+    };
+    let (uac, uas) = (socket(), socket());
+    let first = request("MESSAGE", &uac, &uas, "room-1", "r1");
+    uac.send_to(first.as_bytes(), proxy.addr).unwrap();
+    let (fwd, _) = next(&uas, "MESSAGE 1");
+    uas.send_to(&response_to(&fwd, 200, "OK"), proxy.addr)
+        .unwrap();
+    assert_eq!(status(&next(&uac, "200").0), Some(200));
+    let second = request("MESSAGE", &uac, &uas, "room-2", "r2");
+    uac.send_to(second.as_bytes(), proxy.addr).unwrap();
+    let (fwd, _) = next(&uas, "MESSAGE 2, in the first one's room");
+    assert_eq!(header(&fwd, HeaderName::CallId), "room-2");
+    let third = request("MESSAGE", &uac, &uas, "room-3", "r3");
+    uac.send_to(third.as_bytes(), proxy.addr).unwrap();
+    assert_eq!(status(&next(&uac, "503").0), Some(503));
+    let report = proxy.stop_and_report();
+    assert_eq!(counter(&report, "tx_evicted"), 1, "{report}");
+    assert_eq!(counter(&report, "tx_refused"), 1, "{report}");
+}
+
 /// Ownership: with `--steer flow`, the next hop's responses reach
 /// whichever shard the kernel hashes their 4-tuple to; those that reach
 /// the other shard are mailed to the one our branch names, and every call
@@ -680,6 +708,7 @@ on_both_backends!(
     a_cancel_before_any_provisional_waits_for_one,
     timer_c_after_a_provisional_cancels_and_answers_408,
     beyond_max_transactions_gets_503,
+    a_finished_transaction_makes_room_at_max_transactions,
     responses_on_another_shard_reach_their_transaction,
     a_burst_of_invites_loses_none_for_want_of_send_slots,
     a_503_fails_over_to_the_next_upstream,

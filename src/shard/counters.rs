@@ -109,6 +109,9 @@ pub struct ShardCounters {
     /// New requests answered 503 because the shard held
     /// `--max-transactions`.
     pub tx_refused: AtomicU64,
+    /// Finished transactions ended before their linger timer to make
+    /// room for a new one at `--max-transactions`.
+    pub tx_evicted: AtomicU64,
     /// Branches that got no final answer in time (Timers B, F, C): the
     /// caller got 408 or the best answer so far.
     pub tx_timeouts: AtomicU64,

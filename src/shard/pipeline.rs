@@ -13,7 +13,7 @@ use super::auth_gate::AuthRefusal;
 use super::counters::{add, status_class, ShardCounters, HANDLE_SAMPLE_EVERY};
 use super::mail::Ban;
 use super::outcome::Outcome;
-use super::{Shard, Stateful};
+use super::Shard;
 use crate::admit::{Admission, Refusal};
 use crate::io::SendQueue;
 use crate::proxy::{check_request, route, Action, DropReason, Lookup};
@@ -138,7 +138,12 @@ impl<'a> Shard<'a> {
             _ => None,
         };
         if let Some((to, order)) = in_transaction {
-            if self.stateful.as_deref().is_some_and(Stateful::is_full) {
+            let counters = self.counters;
+            let room = self
+                .stateful
+                .as_deref_mut()
+                .is_none_or(|st| st.make_room(counters));
+            if !room {
                 return self.refuse_transaction(msg, src, send);
             }
             // Forwarded as the stateless proxy does, with a copy kept for

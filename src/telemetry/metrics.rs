@@ -204,6 +204,11 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.tx_refused,
     ),
     (
+        "sipshard_transactions_evicted",
+        "Finished transactions ended early (before Timers I, J, K, L, M) to make room for a new one at --max-transactions.",
+        |c| &c.tx_evicted,
+    ),
+    (
         "sipshard_transaction_timeouts",
         "Branches that got no final response in time (Timers B, F and C).",
         |c| &c.tx_timeouts,

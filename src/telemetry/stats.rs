@@ -125,11 +125,12 @@ pub fn exit_line(all: &[CachePadded<ShardCounters>]) -> String {
     );
     let _ = write!(
         s,
-        " tx_created={} tx_absorbed={} tx_resent={} tx_refused={} tx_timeouts={} tx_mailed={}",
+        " tx_created={} tx_absorbed={} tx_resent={} tx_refused={} tx_evicted={} tx_timeouts={} tx_mailed={}",
         total(all, |c| &c.tx_created),
         total(all, |c| &c.tx_absorbed),
         total(all, |c| &c.tx_resent),
         total(all, |c| &c.tx_refused),
+        total(all, |c| &c.tx_evicted),
         total(all, |c| &c.tx_timeouts),
         total(all, |c| &c.tx_responses_mailed),
     );

@@ -64,6 +64,11 @@ impl ClientTx {
         (tx, fx)
     }
 
+    /// INVITE or not.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     /// The state it is in.
     pub fn state(&self) -> ClientState {
         self.state

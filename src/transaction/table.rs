@@ -171,6 +171,13 @@ impl<T> Table<T> {
         })
     }
 
+    /// Every transaction held, in no order (for checks and reports).
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref().map(|(_, v)| v))
+    }
+
     /// The transaction `id` names, if it is still there.
     pub fn get(&self, id: TxId) -> Option<&T> {
         let s = self.slots.get(id.slot as usize)?;

@@ -29,8 +29,10 @@
 //! wakes at least every 100 ms, so a timer fires up to about 100 ms late
 //! (T1 is 500 ms by default).
 
+use std::collections::VecDeque;
+
 use super::answer::{commit_reply, reply_to, write_local_answer, write_plain};
-use super::counters::{add, status_class};
+use super::counters::{add, status_class, ShardCounters};
 use super::mail::Mail;
 use super::outcome::Outcome;
 use super::Shard;
@@ -40,7 +42,7 @@ use crate::proxy::{route, Action, DropReason, Lookup, ProxyConfig};
 use crate::sip::{write_ack, write_cancel, Edits, Message, Method};
 use crate::transaction::{
     Advance, ClientState, ClientTx, Decision, Effects, End, Final, Kind, ResponseContext, Send,
-    ServerTx, Table, Timer, TimerId, TransactionConfig, TxId, Wheel, MAX_BRANCHES,
+    ServerState, ServerTx, Table, Timer, TimerId, TransactionConfig, TxId, Wheel, MAX_BRANCHES,
 };
 use crate::transport::{Dest, Source, Transport, TransportAddr};
 
@@ -73,6 +75,8 @@ struct ServerEntry {
     /// unavailable; None for a request with one target (the common case
     /// costs nothing more).
     branches: Option<Box<Branches>>,
+    /// Its final is sent: it lingers, and may be ended early ([`room`]).
+    finished: bool,
 }
 
 impl ServerEntry {
@@ -110,6 +114,9 @@ pub struct Stateful {
     wheel: Wheel<Due>,
     /// The timers due in this loop, gathered before they are handled.
     due: Vec<Due>,
+    /// Server transactions that have sent their final, oldest first: the
+    /// ones to end early when the table is full ([`room`]).
+    finished: VecDeque<TxId>,
 }
 
 impl Stateful {
@@ -127,6 +134,7 @@ impl Stateful {
                 w
             },
             due: Vec::new(),
+            finished: VecDeque::new(),
         }
     }
 
@@ -140,7 +148,8 @@ impl Stateful {
         self.servers.is_empty()
     }
 
-    /// True when it holds `--max-transactions`.
+    /// True when it holds `--max-transactions` ([`Stateful::make_room`]
+    /// may end finished ones).
     pub fn is_full(&self) -> bool {
         self.servers.len() >= self.cfg.max_per_shard
     }
@@ -260,6 +269,7 @@ impl Shard<'_> {
             timers: Armed::default(),
             timer_c: None,
             branches: plan.branches,
+            finished: false,
         };
         if invite {
             // §16.2: a stateful proxy answers an INVITE with 100 Trying
@@ -746,10 +756,13 @@ impl Shard<'_> {
                 wheel.disarm(id);
             }
             servers.remove(sid);
+        } else {
+            st.server_finished(sid);
         }
-        self.counters
-            .tx_open
-            .store(servers.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.counters.tx_open.store(
+            st.servers.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// A client transaction's effects: its request again when asked, its
@@ -773,6 +786,7 @@ impl Shard<'_> {
             add(&self.counters.tx_resent, 1);
         }
         set_timers(wheel, cfg, &mut c.timers, &fx, now, |t| Due::Client(cid, t));
+        client_finished(c);
         let (server, branch) = (c.server, c.branch);
         if fx.ended.is_none() {
             return;
@@ -793,11 +807,13 @@ impl Shard<'_> {
 }
 
 mod branches;
+mod room;
 mod timers;
 
 pub(super) use branches::Forks;
 use branches::{our_branch, Branches, Plan};
-use timers::{open_client, set_timers, Armed, Due};
+use room::client_finished;
+use timers::{disarm_all, open_client, set_timers, Armed, Due};
 
 #[cfg(test)]
 mod tests;

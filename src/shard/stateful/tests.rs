@@ -307,3 +307,72 @@ fn a_response_for_another_shards_branch_is_mailed_there() {
         other => panic!("shard 1 got {other:?}"),
     }
 }
+
+/// The requests a shard forwarded in `sent`, cleared.
+fn forwarded(sent: &mut Sent) -> Vec<Vec<u8>> {
+    sent.0
+        .drain(..)
+        .map(|(m, _)| m)
+        .filter(|m| !m.starts_with(b"SIP/2.0"))
+        .collect()
+}
+
+/// A finished transaction lets go of what it will not send again: the
+/// server side its request, the client side of a non-INVITE its request
+/// (an INVITE answered non-2xx keeps it, to ACK again).
+#[test]
+fn a_finished_transaction_keeps_only_what_it_may_send_again() {
+    let shared = shared(10);
+    let counters = ShardCounters::default();
+    let mut shard = Shard::alone(&shared, &counters);
+    let mut sent = Sent::default();
+    shard.handle(&request("MESSAGE", "trim1"), &from_uac(), &mut sent);
+    shard.handle(&request("INVITE", "trim2"), &from_uac(), &mut sent);
+    let fwd = forwarded(&mut sent);
+    let st = shard.stateful.as_deref().unwrap();
+    assert!(st.servers.iter().all(|s| !s.request.is_empty()));
+    shard.handle(&answer(&fwd[0], 200), &from_uas(), &mut sent);
+    shard.handle(&answer(&fwd[1], 486), &from_uas(), &mut sent);
+    let st = shard.stateful.as_deref().unwrap();
+    assert!(st
+        .servers
+        .iter()
+        .all(|s| s.finished && s.request.is_empty()));
+    let mut kept: Vec<bool> = st.clients.iter().map(|c| !c.request.is_empty()).collect();
+    kept.sort();
+    assert_eq!(kept, [false, true], "the INVITE's, for its ACK");
+    assert_eq!(st.finished.len(), 2);
+}
+
+/// `--max-transactions`: when the table is full, the oldest finished
+/// transaction is ended early to make room; when every one still waits
+/// for its final, the new request gets 503.
+#[test]
+fn a_full_table_ends_the_oldest_finished_transaction_or_refuses() {
+    let shared = shared(2);
+    let counters = ShardCounters::default();
+    let mut shard = Shard::alone(&shared, &counters);
+    let mut sent = Sent::default();
+    let load = std::sync::atomic::Ordering::Relaxed;
+    for call in ["room1", "room2"] {
+        shard.handle(&request("MESSAGE", call), &from_uac(), &mut sent);
+    }
+    let fwd = forwarded(&mut sent);
+    shard.handle(&answer(&fwd[0], 200), &from_uas(), &mut sent);
+    assert_eq!(sent.take(), ["200"]);
+    // room1 has finished: it makes room for room3.
+    shard.handle(&request("MESSAGE", "room3"), &from_uac(), &mut sent);
+    assert_eq!(sent.take(), ["Message"]);
+    assert_eq!(counters.tx_evicted.load(load), 1);
+    // room2 and room3 both wait for their answers: room4 is refused.
+    shard.handle(&request("MESSAGE", "room4"), &from_uac(), &mut sent);
+    assert_eq!(sent.take(), ["503"]);
+    assert_eq!(counters.tx_refused.load(load), 1);
+    // room1's retransmission is a new request now (its transaction was
+    // ended early), and is refused like any other.
+    shard.handle(&request("MESSAGE", "room1"), &from_uac(), &mut sent);
+    assert_eq!(sent.take(), ["503"]);
+    let st = shard.stateful.as_deref().unwrap();
+    assert_eq!(st.clients.len(), 2, "room1's client transaction went too");
+    assert_eq!(st.wheel.len(), 4, "and its timers: E and F of two");
+}

@@ -99,6 +99,13 @@ pub(super) fn open_client(
     Some(cid)
 }
 
+/// Disarms every timer in `armed` (its transaction is ended early).
+pub(super) fn disarm_all(wheel: &mut Wheel<Due>, armed: &Armed) {
+    for (_, id) in armed.0.iter().flatten() {
+        wheel.disarm(*id);
+    }
+}
+
 /// Forgets that `t` is armed in `armed` (it fired).
 pub(super) fn fired(armed: &mut Armed, t: Timer) {
     for slot in &mut armed.0 {
