@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # sipshard against Kamailio, the same loads in the same run (issue #6).
 #
-#   scripts/compare.sh            the full comparison, about 17 minutes:
+#   scripts/compare.sh            the full comparison, about 22 minutes:
 #                                 3 rounds; writes perf/compare/ (CSV, SVG
 #                                 plots, the section) and replaces the
 #                                 generated section of perf/RESULTS.md
