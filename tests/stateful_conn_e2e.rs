@@ -189,6 +189,53 @@ fn a_silent_tcp_upstream_gets_no_retransmission_and_is_failed_over(io: &str) {
     assert_eq!(counter(&report, "tx_timeouts"), 1, "{report}");
 }
 
+/// §16.9: a TCP upstream that refuses the connection counts as a 503 at
+/// once, so the call fails over to the next upstream without waiting for
+/// `--fr-timeout` (30 s here, longer than the test).
+fn a_refused_tcp_upstream_fails_over_at_once(io: &str) {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let mut live = TcpUas::new();
+    let (a, b) = (
+        format!("tcp:127.0.0.1:{dead_port}"),
+        format!("tcp:127.0.0.1:{}", live.port()),
+    );
+    let args = [
+        "--mode",
+        "stateful",
+        "--upstream",
+        &a,
+        "--upstream",
+        &b,
+        "--fr-timeout",
+        "30000",
+    ];
+    let Some(proxy) = Proxy::start(io, &args) else {
+        return;
+    };
+    let caller = socket();
+    // Calls whose Call-IDs hash to either upstream: each reaches the
+    // live one.
+    for k in 0..6 {
+        let call = format!("refused-{k}");
+        let invite = over_udp("INVITE", &caller, "example.net", &call);
+        caller.send_to(invite.as_bytes(), proxy.addr).unwrap();
+        let (got, conn) = live.next();
+        assert_eq!(header(&got, HeaderName::CallId), call);
+        live.conns[conn]
+            .0
+            .write_all(&response_to(&got, 200, "OK"))
+            .unwrap();
+        let answer = next_answer(&caller);
+        assert_eq!(status(&answer), Some(200));
+        assert_eq!(header(&answer, HeaderName::CallId), call);
+    }
+    let report = proxy.stop_and_report();
+    assert!(counter(&report, "connect_failed") >= 1, "{report}");
+    assert_eq!(counter(&report, "tx_timeouts"), 0, "{report}");
+}
+
 /// §16.6 over a connection: a device registered over TCP (RFC 5626: only
 /// its flow reaches it) and one on UDP ring together; the TCP one's 200
 /// goes up and the UDP one is cancelled.
@@ -249,5 +296,6 @@ Content-Length: 0\r\n\r\n",
 on_both_backends!(
     a_caller_on_tcp_gets_a_transaction,
     a_silent_tcp_upstream_gets_no_retransmission_and_is_failed_over,
+    a_refused_tcp_upstream_fails_over_at_once,
     a_device_on_tcp_is_forked_to_beside_one_on_udp,
 );

@@ -7,34 +7,56 @@
 //!   timeout;
 //! - a response goes over a new connection to the address the client's
 //!   Via names (RFC 3261 §18.2.2), as a UAS's transport layer would send
-//!   it.
+//!   it;
+//! - under `--mode stateful`, a request whose next hop could not be
+//!   connected to is answered 503 in the next hop's place, to its own
+//!   client transaction (§16.9: "as if the forwarded request received a
+//!   503"), which fails over or gives the caller the best answer. The
+//!   stateless mode drops it, as a datagram to that address would be
+//!   lost.
 
 use std::net::{IpAddr, SocketAddr};
 
 use super::answer::write_plain;
 use super::counters::add;
 use super::Shard;
+use crate::io::stream::Gone;
 use crate::io::{SendQueue, SEND_SLOT};
 use crate::sip::{Host, Message, Method, Via};
 use crate::transport::{Dest, Source, Transport};
 
 impl Shard<'_> {
-    /// Deals with `forwarded`, a message this shard could not send because
-    /// its connection had gone: a response is sent again over a new
-    /// connection ([`resend_address`]); a request (not an ACK) gets 430,
-    /// routed back along its Vias like a response from the flow's UA; an
-    /// ACK is dropped.
-    pub(super) fn connection_gone<S: SendQueue>(&mut self, forwarded: &[u8], send: &mut S) {
+    /// Deals with `forwarded`, a message this shard could not send: when
+    /// its connection had gone, a response is sent again over a new
+    /// connection ([`resend_address`]) and a request (not an ACK) gets
+    /// 430, routed back along its Vias like a response from the flow's
+    /// UA; when its next hop could not be connected to, a request gets
+    /// 503 under `--mode stateful` (§16.9) and nothing otherwise. An ACK
+    /// is dropped.
+    pub(super) fn connection_gone<S: SendQueue>(
+        &mut self,
+        why: Gone,
+        forwarded: &[u8],
+        send: &mut S,
+    ) {
         let Ok(msg) = Message::parse(forwarded) else {
             return;
         };
         if !msg.is_request() {
-            return self.resend_response(&msg, forwarded, send);
+            if why == Gone::Closed {
+                self.resend_response(&msg, forwarded, send);
+            }
+            return;
         }
         if msg.method() == Some(Method::Ack) {
             return;
         }
-        // Our Via is on top: the 430 comes "from" the address it names,
+        let (code, reason) = match why {
+            Gone::Closed => (430, "Flow Failed"),
+            Gone::Unreachable if self.stateful.is_some() => (503, "Service Unavailable"),
+            Gone::Unreachable => return,
+        };
+        // Our Via is on top: the answer comes "from" the address it names,
         // which is us.
         let Ok(via) = msg.via() else {
             return;
@@ -48,10 +70,12 @@ impl Shard<'_> {
         let src = Source::udp(us, us);
         // One allocation per failed flow: a rare event.
         let mut buf = vec![0u8; SEND_SLOT];
-        let Some(n) = write_plain(&msg, &src, 430, "Flow Failed", &mut buf) else {
+        let Some(n) = write_plain(&msg, &src, code, reason, &mut buf) else {
             return;
         };
-        add(&self.counters.flows_failed, 1);
+        if why == Gone::Closed {
+            add(&self.counters.flows_failed, 1);
+        }
         let _ = self.route_own_response(&buf[..n], &src, send);
     }
 

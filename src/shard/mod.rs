@@ -266,10 +266,11 @@ pub fn run<B: Backend>(
                 s.send_all(&mut out);
                 // Messages whose connection had gone: a request to a flow
                 // gets 430 (RFC 5626 §5.3), a response goes over a new
-                // connection (§18.2.2).
-                for forwarded in s.take_gone() {
+                // connection (§18.2.2); one whose next hop could not be
+                // connected to is a 503 to its transaction (§16.9).
+                for (why, forwarded) in s.take_gone() {
                     let mut sends = Sends::new(io.send_queue(), &mut out, post);
-                    shard.connection_gone(&forwarded, &mut sends);
+                    shard.connection_gone(why, &forwarded, &mut sends);
                     failed += sends.failed;
                 }
                 s.send_all(&mut out);

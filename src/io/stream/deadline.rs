@@ -117,9 +117,15 @@ impl Streams {
             }
         }
         for &(id, why) in &expired {
-            if let Some(c) = self.conns.get(id) {
+            if let Some(c) = self.conns.get_mut(id) {
                 if c.connecting {
                     self.counts.connect_failed += 1;
+                    // What waited for the connect (plaintext: TLS holds
+                    // it in its session) goes back to the shard.
+                    if c.tls.is_none() {
+                        let pending = std::mem::take(&mut c.tx);
+                        self.keep_unreachable(&pending);
+                    }
                 }
             }
             self.counts.timed_out += 1;

@@ -44,7 +44,7 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::transport::stream::FrameError;
+use crate::transport::stream::{next_frame, Frame, FrameError};
 use crate::transport::tls::TlsReloader;
 use crate::transport::{ConnId, ConnTable, Transport};
 use conn::Conn;
@@ -64,6 +64,18 @@ pub const TX_LIMIT: usize = 1 << 20;
 /// Connections accepted per listener per poll: a connection flood waits
 /// in the listen backlog rather than holding up the shard.
 const ACCEPTS_PER_POLL: usize = 64;
+
+/// Why a message could not be sent: what the shard makes of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gone {
+    /// Its connection had closed (a request to a registered flow gets 430,
+    /// a response goes over a new connection).
+    Closed,
+    /// The connection to its next hop could not be made: refused,
+    /// unreachable, timed out (RFC 3261 §16.9: a stateful proxy acts as
+    /// if the next hop answered 503).
+    Unreachable,
+}
 
 /// Messages for gone connections kept per batch for the shard to answer;
 /// the rest are only counted.
@@ -187,8 +199,8 @@ pub struct Streams {
     /// The name a next hop's certificate must carry, where it is not its
     /// IP address (TLS upstreams given by name).
     tls_names: HashMap<(SocketAddr, Transport), ServerName<'static>>,
-    /// Messages for connections that had gone, for the shard to answer.
-    gone: Vec<Vec<u8>>,
+    /// Messages that could not be sent, and why, for the shard to answer.
+    gone: Vec<(Gone, Vec<u8>)>,
     /// The shard's clock, in milliseconds, as of the last `set_now`.
     now_ms: u64,
     /// When the deadlines were last checked.
@@ -346,10 +358,25 @@ impl Streams {
         self.max_per_ip = u32::try_from(n).unwrap_or(u32::MAX);
     }
 
-    /// The messages `send_all` found no connection for since the last
-    /// call.
-    pub fn take_gone(&mut self) -> Vec<Vec<u8>> {
+    /// The messages that could not be sent since the last call: those
+    /// `send_all` found no connection for, and those that waited for a
+    /// connect that failed.
+    pub fn take_gone(&mut self) -> Vec<(Gone, Vec<u8>)> {
         std::mem::take(&mut self.gone)
+    }
+
+    /// Keeps the messages in `pending`, the plaintext that waited on a
+    /// connection of ours whose connect failed, for the shard
+    /// ([`Gone::Unreachable`]); a bounded number per batch.
+    fn keep_unreachable(&mut self, pending: &[u8]) {
+        let mut rest = pending;
+        while let Ok(Frame::Message { len }) = next_frame(rest, usize::MAX) {
+            let (msg, after) = rest.split_at(len.min(rest.len()));
+            if self.gone.len() < GONE_KEPT {
+                self.gone.push((Gone::Unreachable, msg.to_vec()));
+            }
+            rest = after;
+        }
     }
 
     /// True with no listener and no connection: nothing to poll.

@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::conn::{Conn, Tls};
 use super::outgoing::To;
 use super::ws;
-use super::{Outgoing, Streams, GONE_KEPT, TX_LIMIT};
+use super::{Gone, Outgoing, Streams, GONE_KEPT, TX_LIMIT};
 use crate::transport::tls::TlsClientSession;
 use crate::transport::{ConnId, Transport};
 
@@ -27,7 +27,7 @@ impl Streams {
                     // Kept for the shard to answer (a 430 for a request
                     // to a flow), a bounded number per batch.
                     if self.gone.len() < GONE_KEPT {
-                        self.gone.push(data.to_vec());
+                        self.gone.push((Gone::Closed, data.to_vec()));
                     }
                     continue;
                 }
@@ -36,6 +36,9 @@ impl Streams {
                     Some(id) => id,
                     None => {
                         self.counts.connect_failed += 1;
+                        if self.gone.len() < GONE_KEPT {
+                            self.gone.push((Gone::Unreachable, data.to_vec()));
+                        }
                         continue;
                     }
                 },
@@ -201,10 +204,14 @@ impl Streams {
             return true;
         };
         if conn.connecting {
-            // Refused, unreachable, timed out: what waited is lost, as a
-            // datagram to that address would be.
+            // Refused, unreachable, timed out: what waited goes back to
+            // the shard (plaintext only: TLS holds it in its session).
             if !matches!(conn.sock.take_error(), Ok(None)) {
                 self.counts.connect_failed += 1;
+                if conn.tls.is_none() {
+                    let pending = std::mem::take(&mut conn.tx);
+                    self.keep_unreachable(&pending);
+                }
                 return false;
             }
             conn.connecting = false;
