@@ -27,6 +27,14 @@
 #                 t_relay(), perf/kamailio/proxy-stateful.cfg): achieved
 #                 calls/s, INVITE->200 latency, CPU per call, and the
 #                 stateful/stateless and sipshard/Kamailio t_relay CPU ratios;
+#   transactions  memory per INVITE transaction at 10,000 concurrent calls
+#                 (2,000 with --quick; issue #15), sipshard-stateful against
+#                 kamailio-stateful: INVITEs (625 bytes with SDP, distinct
+#                 Call-IDs, 200 every 20 ms) to a callee that never answers
+#                 (open) or answers 200 at once (finished, lingering; read
+#                 within about 1 s, before tm's 5 s wait_timer): growth of
+#                 the PSS of every process of the target per INVITE, and
+#                 the sipshard/Kamailio ratio (about 30 s of the full run);
 #   registration  a REGISTER storm of distinct users (1,000,000 in the full
 #                 run): CPU per REGISTER, latency, memory per binding.
 # Targets are pinned to CPU 0, generators to the last CPU. The work is done

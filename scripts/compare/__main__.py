@@ -33,11 +33,22 @@ report.py writes the section. Parts (issue #6):
                 register`): CPU per registration, latency, and memory per
                 binding (growth of the proportional set size of every
                 process of the target, over the users bound).
+  transactions  memory per INVITE transaction at --tx-invites concurrent
+                calls (10,000; issue #15) through sipshard-stateful and
+                kamailio-stateful: txgen.py sends that many INVITEs (an
+                SDP offer, 625 bytes, distinct Call-IDs, 200 every 20 ms)
+                to a callee that never answers (open transactions) or
+                answers 200 at once (finished ones, lingering: 32 s in
+                sipshard, tm's wait_timer 5 s in Kamailio; measured about
+                1 s after the first 200); bytes per transaction is the
+                growth of the PSS of every process of the target over the
+                INVITEs, once every one reached the callee (distinct
+                Call-IDs; both proxies retransmit) or every 200 the caller.
 
 Targets run pinned to CPU 0 (every process of Kamailio too); generators to
 CPU 1 (or the last CPU). CPU time is utime+stime from /proc of the target's
 processes. Output goes to --out: forwarding.csv, steering.csv, calls.csv,
-registration.csv, raw.log (every generator's own line), RESULTS.md (the
+transactions.csv, registration.csv, raw.log (every generator's own line), RESULTS.md (the
 report: tables, ratios, verdicts) and the SVG plots (`sipshard-plot`). Unless --no-record,
 the section also replaces the one between the compare markers in
 perf/RESULTS.md. Every process started here is stopped by PID; all traffic
@@ -57,7 +68,7 @@ from procs import BIN, ROOT, children, progress, stop  # noqa: E402
 from report import record, report  # noqa: E402
 
 # In the order they run; each is a method of drive.Run and writes <part>.csv.
-PARTS = ("forwarding", "steering", "calls", "registration")
+PARTS = ("forwarding", "steering", "calls", "transactions", "registration")
 
 
 def main():
@@ -80,6 +91,8 @@ def main():
     ap.add_argument("--call-secs", type=int, help="seconds of calls per SIPp step")
     ap.add_argument("--users", type=int, help="distinct users in the REGISTER storm")
     ap.add_argument("--reg-rate", type=int, help="REGISTERs per second offered in the storm")
+    ap.add_argument("--tx-invites", type=int,
+                    help="concurrent INVITE transactions in the transactions part (default 10000; 2000 with --quick)")
     ap.add_argument("--modules", required=True, help="Kamailio's module folder (set by compare.sh)")
     ap.add_argument("--work", required=True, help="scratch folder for logs and SIPp files (set by compare.sh)")
     ap.add_argument("--command", default="scripts/compare.sh", help="the command line the report quotes (set by compare.sh)")
@@ -93,7 +106,8 @@ def main():
                     pairs=2 if quick else 4,
                     call_secs=3 if quick else 4,
                     users=10000 if quick else 1000000,
-                    reg_rate=10000 if quick else 25000)
+                    reg_rate=10000 if quick else 25000,
+                    tx_invites=2000 if quick else 10000)
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)

@@ -6,6 +6,7 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import time
 
 from procs import BIN, ROOT, TCK, cpu_ticks, free_ports, progress, pss_kb, rcvbuf_errors, spawn, stop
@@ -18,6 +19,8 @@ CALL_COLS = ["target", "round", "pairs", "offered_cps", "achieved_cps", "success
              "p50_ms", "p90_ms", "p99_ms", "cpu_us_per_call"]
 REG_COLS = ["target", "round", "users", "offered_rps", "achieved_rps", "p50_us", "p99_us",
             "cpu_us_per_reg", "bytes_per_binding"]
+TX_COLS = ["target", "round", "state", "invites", "invite_bytes", "pss_before_kb", "pss_after_kb",
+           "bytes_per_tx", "reached", "caller_resent", "send_s", "wait_s", "linger_s"]
 STEER_COLS = ["target", "round", "steer", "in_force", "offered_rps", "achieved_rps", "loss_pct", "p50_us",
               "p99_us", "cpu_us_per_msg", "per_shard_received", "busier_share"]
 # The sipshard targets and their I/O backend: `sipshard` stays mmsg, so the
@@ -41,7 +44,7 @@ class Refused(Exception):
     the part goes on without it."""
 
 
-def sipshard_argv(port, job, args, io, shards, steer, stateful=False):
+def sipshard_argv(port, job, args, io, shards, steer, stateful=False, max_tx=None):
     """sipshard as proxy (with Record-Route; STATEFUL: keeping
     transactions) or as registrar, on PORT."""
     # As registrar, sized for the users to come, as Kamailio's usrloc
@@ -51,7 +54,7 @@ def sipshard_argv(port, job, args, io, shards, steer, stateful=False):
     if steer:
         extra += ["--steer", steer]
     if stateful:
-        extra += ["--mode", "stateful", "--max-transactions", str(transactions_held(args))]
+        extra += ["--mode", "stateful", "--max-transactions", str(max_tx or transactions_held(args))]
     return [f"{BIN}/sipshard", "--listen", f"127.0.0.1:{port}", "--shards", str(shards),
             "--io", io, "--stats-interval", "0"] + extra
 
@@ -79,11 +82,20 @@ def kamailio_memory(name, job, args):
     return 64, 8
 
 
+def tx_sizes(args):
+    """The transactions part's limits: sipshard's --max-transactions (its
+    default, 50,000, or the INVITEs sent if more: none may be refused) and
+    Kamailio's -m in MB, 32 KB for each INVITE sent over 64 MB (twice the
+    14 KB measured per tm transaction, with room). Shared memory is mapped,
+    not touched, at start, so the size does not weigh in the PSS."""
+    return max(50000, args.tx_invites), 64 + args.tx_invites * 32 // 1000
+
+
 class Target:
     """sipshard (either backend), Kamailio or the bare relay, alone on the
     target CPU. SHARDS and STEER are for sipshard only (the steering part)."""
 
-    def __init__(self, name, job, args, log, shards=1, steer=None, cpus=None):
+    def __init__(self, name, job, args, log, shards=1, steer=None, cpus=None, max_tx=None, shm=None):
         self.name, self.job, self.args = name, job, args
         self.port, self.sink = free_ports(2)
         self.log_path = log
@@ -91,9 +103,9 @@ class Target:
         self.log.seek(0, os.SEEK_END)
         self.log_at = self.log.tell()  # where this run's lines begin
         if name in SIPSHARD_IO:
-            argv = sipshard_argv(self.port, job, args, SIPSHARD_IO[name], shards, steer, name in STATEFUL)
+            argv = sipshard_argv(self.port, job, args, SIPSHARD_IO[name], shards, steer, name in STATEFUL, max_tx)
         elif name in KAMAILIO:
-            shm, pkg = kamailio_memory(name, job, args)
+            shm, pkg = (shm or kamailio_memory(name, job, args)[0]), kamailio_memory(name, job, args)[1]
             rundir = os.path.join(args.work, name)
             os.makedirs(rundir, exist_ok=True)
             cfg = f"{job}-stateful.cfg" if name in STATEFUL else f"{job}.cfg"
@@ -468,7 +480,76 @@ class Run:
                     live.remove(t)
                     progress(f"calls: {t} failed or fell behind at {per * a.pairs} calls/s; no higher rate")
 
-    # ---- 4. registration -------------------------------------------------------
+    # ---- 4. memory per transaction ---------------------------------------------
+    def transactions(self):
+        """Memory per INVITE transaction at --tx-invites concurrent calls
+        (issue #15): for each round, open transactions (the callee never
+        answers) then finished ones (it answers 200 at once), each through
+        sipshard-stateful and kamailio-stateful in turn, a fresh target per
+        step. Bytes per transaction = growth of the PSS of every process of
+        the target over the INVITEs, once every one has reached the callee
+        (open) or every 200 the caller (answered)."""
+        a = self.args
+        for r in range(1, a.rounds + 1):
+            for state in ("open", "answered"):
+                for t in STATEFUL:
+                    self.tx_step(t, state, r)
+
+    def tx_step(self, t, state, r):
+        a = self.args
+        n = a.tx_invites
+        max_tx, shm = tx_sizes(a)
+        tg = Target(t, "proxy", a, self.target_log(t), max_tx=max_tx, shm=shm)
+        gen = None
+        try:
+            time.sleep(0.5)  # Kamailio's timer and worker processes settle
+            before = pss_kb(tg.pid)
+            gen = spawn([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "txgen.py"),
+                         "--proxy", f"127.0.0.1:{tg.port}", "--count", str(n),
+                         "--answer", "1" if state == "answered" else "0", "--burst", "200", "--gap", "0.02",
+                         "--timeout", "25"],
+                        a.gen_cpu, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            line = gen.stdout.readline().strip()
+            after = pss_kb(tg.pid)
+            measured = time.monotonic()
+            gen.stdin.close()
+            try:
+                gen.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            stop(gen)
+            err = gen.stderr.read().strip()
+            died = tg.died()
+        finally:
+            if gen is not None:
+                stop(gen)
+            tg.close()
+        d = kv(line)
+        reached = int(d.get("answered_200" if state == "answered" else "reached_callee", 0))
+        first = float(d.get("first_200_mono", 0))
+        linger = measured - first if state == "answered" and first else None
+        self.raw.write(f"transactions {t} state={state} round={r}: {line or 'no line'} "
+                       f"pss_kb={before}..{after} linger_s={linger} exited={died}"
+                       + (f" generator stderr: {err}" if err else "") + "\n")
+        complete = d.get("complete") == "1"
+        per_tx = (after - before) * 1024 / n if complete else None
+        if reached == 0:
+            self.silent.append(("transactions", t, state))
+        if not complete:
+            progress(f"transactions: {t} {state}: only {reached}/{n} "
+                     + ("200s reached the caller" if state == "answered" else "INVITEs reached the callee")
+                     + f"; no figure (see raw.log and {self.target_log(t)})")
+        self.row("transactions.csv", TX_COLS, [
+            t, r, state, n, int(d.get("invite_bytes", 0)), before, after,
+            per_tx if per_tx is not None else "", reached, int(d.get("caller_resent", 0)),
+            float(d.get("send_s", 0)), float(d.get("wait_s", 0)), linger if linger is not None else ""])
+        progress(f"transactions round {r}/{a.rounds}, {state}, {t}: {reached}/{n} "
+                 + ("200s at the caller" if state == "answered" else "INVITEs at the callee")
+                 + f", PSS {before} -> {after} kB, "
+                 + (f"{per_tx:.0f} B per transaction" if per_tx is not None else "no figure")
+                 + (f", measured {linger:.2f} s after the first 200" if linger is not None else ""))
+
+    # ---- 5. registration -------------------------------------------------------
     def registration(self):
         a = self.args
         for r in range(1, a.rounds + 1):

@@ -7,7 +7,7 @@ import os
 import statistics
 import time
 
-from drive import STATEFUL, kamailio_memory, transactions_held
+from drive import STATEFUL, kamailio_memory, transactions_held, tx_sizes
 from procs import ROOT, START, sh
 from stats import by, call_step_held, fmt3, num, paired_ratio, stat_rows
 import results
@@ -21,7 +21,8 @@ def report(run, args, command, plots):
     L = header(args, command)
     verdicts = []
     for name, part in (("forwarding.csv", forwarding_section), ("steering.csv", steering_section),
-                       ("calls.csv", calls_section), ("registration.csv", registration_section)):
+                       ("calls.csv", calls_section), ("transactions.csv", transactions_section),
+                       ("registration.csv", registration_section)):
         rows = run.read(name)
         if rows:
             lines, v = part(rows, args)
@@ -57,10 +58,10 @@ def header(args, command):
              f"generators (`sipshard-load`, every SIPp) on CPU {args.gen_cpu}. "
              "Targets: `sipshard --shards 1 --io mmsg` (`--record-route` as proxy, `--domain example.com "
              f"--expected-aors {args.users}` as registrar; in forwarding also `--io uring`, as target "
-             "sipshard-uring; in steering `--shards 2` on every CPU, call-id needing a CPU per shard; in calls also "
-             "`--mode stateful`, as target sipshard-stateful); Kamailio `-n 1 -x tlsf -X tlsf` (one UDP worker, the TLSF allocator; Debian's "
+             "sipshard-uring; in steering `--shards 2` on every CPU, call-id needing a CPU per shard; in calls and "
+             "transactions also `--mode stateful`, as target sipshard-stateful); Kamailio `-n 1 -x tlsf -X tlsf` (one UDP worker, the TLSF allocator; Debian's "
              "default q_malloc with debugging costs 4x) with perf/kamailio/proxy.cfg or registrar.cfg (in calls "
-             "also proxy-stateful.cfg, tm's t_relay(), as target kamailio-stateful); the "
+             "and transactions also proxy-stateful.cfg, tm's t_relay(), as target kamailio-stateful); the "
              "bare UDP relay `sipshard-load relay` (no SIP work: the floor). CPU = utime+stime of every "
              "process of the target from /proc over the step. Figures are min / median / max over "
              f"{args.rounds} round(s); in each round the targets run one after the other.\n")
@@ -290,6 +291,62 @@ def stateful_lines(g, steps, args):
         verdicts.append(f"- Stateful SIPp calls per CPU-second: sipshard `--mode stateful` "
                         f"{statistics.median(1 / x for x in both):.2f}x Kamailio's t_relay().")
     return L, verdicts
+
+
+def transactions_section(rows, args):
+    """Memory per INVITE transaction, open and answered, per target, and
+    sipshard/Kamailio per round; its lines (no verdict: issue #6 set no aim
+    for it)."""
+    L = []
+    n = int(float(rows[0]["invites"]))
+    size = int(float(rows[0]["invite_bytes"]))
+    max_tx, shm = tx_sizes(args)
+    L.append(f"#### Memory per transaction: {n} concurrent INVITE transactions (issue #15)\n")
+    L.append(f"`scripts/compare/txgen.py` on the generator CPU sends {n} INVITEs of {size} bytes (an SDP offer), "
+             "each with its own Call-ID, 200 every 20 ms, through a fresh target to a callee socket. "
+             "**open**: the callee never answers, so every transaction stays open (Calling, the proxy "
+             "retransmitting the INVITE); the target's PSS (summed over its processes, so Kamailio's shared "
+             "memory counts once) is read once every INVITE has reached the callee (distinct Call-IDs: both "
+             "proxies retransmit). **answered**: the callee answers each INVITE 200 at once, so the transactions "
+             "have finished and linger (sipshard 32 s, Timer L; Kamailio's tm wait_timer, 5 s); the PSS is read "
+             "as soon as every 200 has reached the caller, well within 5 s of the first 200 (the "
+             "`linger_s` column of transactions.csv: seconds from the first 200 at the caller to the reading), so "
+             "none has been freed yet. Bytes per transaction = (PSS after - PSS before) / "
+             f"{n}. sipshard: `--mode stateful --max-transactions {max_tx}`; Kamailio: proxy-stateful.cfg "
+             f"(`t_relay()`), `-m {shm} -M 8`. The caller sends an INVITE again (0.5 s apart) while the "
+             "proxy has answered it nothing, as a UAC would.\n")
+    L.append("| state | target | bytes per transaction | PSS before kB | PSS after kB |")
+    L.append("|---|---|---|---|---|")
+    g = {}
+    for r in rows:
+        g.setdefault(r["state"], {}).setdefault(r["target"], []).append(r)
+    for state in ("open", "answered"):
+        for t in STATEFUL:
+            rs = g.get(state, {}).get(t)
+            if rs:
+                L.append(f"| {state} | {t} | {fmt3([num(x['bytes_per_tx']) for x in rs], '{:.0f}')} | "
+                         f"{fmt3([num(x['pss_before_kb']) for x in rs], '{:.0f}')} | "
+                         f"{fmt3([num(x['pss_after_kb']) for x in rs], '{:.0f}')} |")
+    L.append("")
+    L.append("sipshard/Kamailio bytes per transaction, per round (min / median / max; below 1: sipshard "
+             "holds a transaction in less memory):\n")
+    L.append("| state | sipshard-stateful / kamailio-stateful |")
+    L.append("|---|---|")
+    for state in ("open", "answered"):
+        s_rows, k_rows = (g.get(state, {}).get(t, []) for t in STATEFUL)
+        if s_rows and k_rows:
+            L.append(f"| {state} | {fmt3(paired_ratio(k_rows, s_rows, 'bytes_per_tx'))} |")
+    L.append("")
+    lingers = [num(x["linger_s"]) for x in rows if x["state"] == "answered" and num(x["linger_s"]) is not None]
+    if lingers:
+        L.append(f"Answered: read {min(lingers):.2f} to {max(lingers):.2f} s after the first 200 reached the "
+                 "caller.\n")
+    missing = [x for x in rows if num(x["bytes_per_tx"]) is None]
+    for x in missing:
+        L.append(f"{x['target']} {x['state']}, round {x['round']}: only {x['reached']} of {n} "
+                 + ("200s reached the caller" if x["state"] == "answered" else "INVITEs reached the callee")
+                 + ", so no figure (raw.log).\n")
+    return L, []
 
 
 def registration_section(reg, args):
