@@ -202,6 +202,12 @@ impl Shard<'_> {
         let server = Some((sid, b));
         let Some(cid) = open_client(clients, wheel, cfg, key, kind, request, to, server, now)
         else {
+            // No room for its client side: the branch ends as if it could
+            // not be reached (§16.9), so that the context moves on.
+            let d = servers.get_mut(sid).map(|s| s.ctx.on_transport_error(b));
+            if let Some(d) = d {
+                self.carry_out(sid, d, None, send);
+            }
             return;
         };
         if let Some(slot) = f.clients.get_mut(b) {

@@ -311,6 +311,10 @@ impl Shard<'_> {
         } = st;
         let server = Some((sid, 0));
         let Some(cid) = open_client(clients, wheel, cfg, ckey, kind, sent, to, server, now) else {
+            // No room for its client side (many forks): the request went
+            // on statelessly, and a server side without one would wait
+            // for answers it is never told of.
+            servers.remove(sid);
             return;
         };
         if let Some(s) = servers.get_mut(sid) {

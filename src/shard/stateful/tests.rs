@@ -376,3 +376,46 @@ fn a_full_table_ends_the_oldest_finished_transaction_or_refuses() {
     assert_eq!(st.clients.len(), 2, "room1's client transaction went too");
     assert_eq!(st.wheel.len(), 4, "and its timers: E and F of two");
 }
+
+/// A branch whose client transaction finds no room (the client table
+/// holds twice `--max-transactions`) ends as if unreachable (§16.9),
+/// so the caller gets the best answer at once rather than at Timer C.
+#[test]
+fn a_branch_without_room_for_its_client_side_ends_as_unreachable() {
+    let mut cfg = ProxyConfig::at(PROXY.parse().unwrap());
+    cfg.upstreams = ["192.0.2.31:5060", "192.0.2.32:5060", "192.0.2.33:5060"]
+        .iter()
+        .map(|u| u.parse().unwrap())
+        .collect();
+    cfg.health = std::sync::Arc::new(crate::proxy::Health::new(3));
+    let mut shared = Shared::new(cfg, RegistrarConfig::default(), vec![0]).unwrap();
+    shared.transactions = Some(TransactionConfig {
+        durations: Durations::default(),
+        max_per_shard: 1,
+        fr_timeout_ms: None,
+        fr_inv_timeout_ms: 181_000,
+        max_failover: 2,
+    });
+    let counters = ShardCounters::default();
+    let mut shard = Shard::alone(&shared, &counters);
+    let mut sent = Sent::default();
+    // For a host name: it goes to an upstream.
+    let invite = String::from_utf8(request("INVITE", "noroom"))
+        .unwrap()
+        .replacen(&format!("sip:bob@{UAS}"), "sip:bob@example.net", 1)
+        .into_bytes();
+    shard.handle(&invite, &from_uac(), &mut sent);
+    // Two upstreams answer 503 (each ACKed): two client transactions,
+    // the table's room; the third upstream's cannot open.
+    for _ in 0..2 {
+        let fwd = forwarded(&mut sent);
+        let fwd = fwd.iter().find(|m| m.starts_with(b"INVITE")).unwrap();
+        shard.handle(&answer(fwd, 503), &from_uas(), &mut sent);
+    }
+    let answers: Vec<String> = sent
+        .take()
+        .into_iter()
+        .filter(|m| m.parse::<u16>().is_ok())
+        .collect();
+    assert_eq!(answers, ["500"], "the best answer, a 503 as 500, at once");
+}
