@@ -293,7 +293,8 @@ fn cancel_is_answered_and_passed_on(io: &str) {
 /// for one (it could overtake its INVITE); then the 487 comes back to the
 /// caller.
 fn a_cancel_before_any_provisional_waits_for_one(io: &str) {
-    let Some(proxy) = start(io, &[]) else {
+    // T1 of 2 s: no retransmission of the INVITE within the test.
+    let Some(proxy) = start(io, &["--t1", "2000"]) else {
         return;
     };
     let (uac, uas) = (socket(), socket());
@@ -326,7 +327,7 @@ fn a_cancel_before_any_provisional_waits_for_one(io: &str) {
 /// provisional; when it fires the ringing branch is cancelled and the
 /// caller gets 408 (nothing better came).
 fn timer_c_after_a_provisional_cancels_and_answers_408(io: &str) {
-    let Some(proxy) = start(io, &["--fr-inv-timeout", "1000"]) else {
+    let Some(proxy) = start(io, &["--fr-inv-timeout", "2000"]) else {
         return;
     };
     let (uac, uas) = (socket(), socket());
@@ -337,13 +338,17 @@ fn timer_c_after_a_provisional_cancels_and_answers_408(io: &str) {
     uas.send_to(&response_to(&fwd, 180, "Ringing"), proxy.addr)
         .unwrap();
     assert_eq!(status(&next(&uac, "180").0), Some(180));
-    // A second provisional, 0.8 s after the first, restarts Timer C:
-    // nothing is cancelled when the first would have fired.
-    std::thread::sleep(Duration::from_millis(800));
+    // A second provisional, 1.5 s after the first, restarts Timer C:
+    // nothing is cancelled when the first would have fired (2 s after
+    // the 180, up to 0.1 s late).
+    std::thread::sleep(Duration::from_millis(1500));
     uas.send_to(&response_to(&fwd, 183, "Progress"), proxy.addr)
         .unwrap();
     assert_eq!(status(&next(&uac, "183").0), Some(183));
-    assert!(nothing_arrives(&uas), "Timer C restarted by the 183");
+    assert!(
+        all_within(&uas, 900).is_empty(),
+        "Timer C restarted by the 183"
+    );
     let (theirs, _) = next(&uas, "CANCEL from Timer C");
     assert_eq!(method(&theirs).as_deref(), Some("Cancel"));
     assert_eq!(top_branch(&theirs), top_branch(&fwd));

@@ -19,7 +19,13 @@ pub(super) struct Branches {
     pub(super) requests: Box<[Option<Box<[u8]>>]>,
     pub(super) targets: Box<[Dest]>,
     pub(super) clients: Box<[Option<TxId>]>,
+    /// Each branch's failure (3xx-6xx) as received, and from where, kept
+    /// until the context chooses the answer (§16.7 step 6).
+    pub(super) finals: Box<[Option<Kept>]>,
 }
+
+/// A response kept as received, and where it came from.
+pub(super) type Kept = (Box<[u8]>, Source);
 
 /// The other forks of a request for an AOR with several live bindings,
 /// written: where each goes, its request (branch index 0, renamed when
@@ -81,6 +87,7 @@ impl Plan {
                 branches: Some(Box::new(Branches {
                     template: None,
                     clients: vec![None; targets.len()].into(),
+                    finals: targets.iter().map(|_| None).collect(),
                     requests: requests.into(),
                     targets: targets.into(),
                 })),
@@ -94,6 +101,7 @@ impl Plan {
                 Box::new(Branches {
                     template: Some(sent.into()),
                     clients: vec![None; targets.len()].into(),
+                    finals: targets.iter().map(|_| None).collect(),
                     requests: vec![None; targets.len()].into(),
                     targets: targets.into(),
                 })
@@ -173,47 +181,67 @@ impl Shard<'_> {
         } else {
             Kind::NonInvite
         };
+        // Timer C runs for whichever INVITE branches are out: it may have
+        // fired for the group before this one (§16.6 step 11).
+        if kind == Kind::Invite && s.timer_c.is_none() {
+            s.timer_c = Some(wheel.arm(now + cfg.fr_inv_timeout_ms, Due::TimerC(sid)));
+        }
         let Some(f) = s.branches.as_mut() else {
             return;
         };
-        let (Some(&to), Ok(index)) = (f.targets.get(b), u8::try_from(b)) else {
-            return;
+        // Its client transaction first, so that nothing is sent that no
+        // transaction could cancel or end.
+        let started = match branch_request(f, b, clients) {
+            Some((request, key, to)) => {
+                let server = Some((sid, b));
+                match open_client(clients, wheel, cfg, key, kind, request, to, server, now) {
+                    Some(cid) => {
+                        if let Some(slot) = f.clients.get_mut(b) {
+                            *slot = Some(cid);
+                        }
+                        let sent = clients
+                            .get(cid)
+                            .is_some_and(|c| queue(send, &c.request, to));
+                        if sent {
+                            add(&counters.forwarded_requests, 1);
+                        }
+                        true
+                    }
+                    None => false,
+                }
+            }
+            None => false,
         };
-        let own = f.requests.get_mut(b).and_then(Option::take);
-        let Some(mut request) = own.or_else(|| f.template.clone()) else {
-            return;
-        };
-        let Some((at, len)) = our_branch(&request) else {
-            return;
-        };
-        let Some(branch) = request.get_mut(at..at + len) else {
-            return;
-        };
-        name_branch(branch, index);
-        let Some(key) = Message::parse(&request)
-            .ok()
-            .and_then(|m| Some(clients.sent_key(request.get(at..at + len)?, m.method()?)))
-        else {
-            return;
-        };
-        if queue(send, &request, to) {
-            add(&counters.forwarded_requests, 1);
-        }
-        let server = Some((sid, b));
-        let Some(cid) = open_client(clients, wheel, cfg, key, kind, request, to, server, now)
-        else {
-            // No room for its client side: the branch ends as if it could
-            // not be reached (§16.9), so that the context moves on.
-            let d = servers.get_mut(sid).map(|s| s.ctx.on_transport_error(b));
+        if !started {
+            // No room for its client side (or nothing to send): the
+            // branch ends as if it could not be reached (§16.9), so that
+            // the context moves on.
+            let st = self.stateful.as_deref_mut();
+            let d = st
+                .and_then(|st| st.servers.get_mut(sid))
+                .map(|s| s.ctx.on_transport_error(b));
             if let Some(d) = d {
                 self.carry_out(sid, d, None, send);
             }
-            return;
-        };
-        if let Some(slot) = f.clients.get_mut(b) {
-            *slot = Some(cid);
         }
     }
+}
+
+/// Branch `b`'s request with its index named in its branch, its client
+/// transaction key and where it goes; None when there is none.
+fn branch_request(
+    f: &mut Branches,
+    b: usize,
+    clients: &Table<ClientEntry>,
+) -> Option<(Box<[u8]>, crate::transaction::Key, Dest)> {
+    let (&to, index) = (f.targets.get(b)?, u8::try_from(b).ok()?);
+    let own = f.requests.get_mut(b).and_then(Option::take);
+    let mut request = own.or_else(|| f.template.clone())?;
+    let (at, len) = our_branch(&request)?;
+    name_branch(request.get_mut(at..at + len)?, index);
+    let method = Message::parse(&request).ok()?.method()?;
+    let key = clients.sent_key(request.get(at..at + len)?, method);
+    Some((request, key, to))
 }
 
 /// Where a request forwarded to `to` may go when that is unavailable:

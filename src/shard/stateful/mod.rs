@@ -102,6 +102,9 @@ struct ClientEntry {
     /// A CANCEL is owed once the branch sends a provisional, a 100 too
     /// (§9.1: not before one).
     cancel_when_ringing: bool,
+    /// Its CANCEL has been sent (once: a second would take the first's
+    /// place in the table while the first's timers still run).
+    cancel_sent: bool,
     /// Its index in its server transaction's response context.
     branch: usize,
 }
@@ -185,6 +188,11 @@ fn reason(code: u16) -> &'static str {
         481 => "Call/Transaction Does Not Exist",
         487 => "Request Terminated",
         503 => "Service Unavailable",
+        // A branch's answer whose copy was lost: by class.
+        300..=399 => "Redirection",
+        400..=499 => "Request Failure",
+        501..=599 => "Server Failure",
+        600..=699 => "Global Failure",
         _ => "Server Internal Error",
     }
 }
@@ -285,6 +293,14 @@ impl Shard<'_> {
                 }
             }
         }
+        // The client side's key before the server side opens: neither
+        // opens without the other.
+        let Some(ckey) = our_branch(&sent)
+            .and_then(|(at, len)| sent.get(at..at + len))
+            .map(|b| st.clients.sent_key(b, method))
+        else {
+            return;
+        };
         let Ok(sid) = st.servers.insert(key, server) else {
             return;
         };
@@ -293,15 +309,6 @@ impl Shard<'_> {
             st.servers.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let Some((at, len)) = our_branch(&sent) else {
-            return;
-        };
-        let Some(ckey) = sent
-            .get(at..at + len)
-            .map(|b| st.clients.sent_key(b, method))
-        else {
-            return;
-        };
         let Stateful {
             servers,
             clients,
@@ -431,6 +438,7 @@ impl Shard<'_> {
         let c = st.clients.get_mut(cid)?;
         let fx = c.tx.on_response(code);
         let (server, branch) = (c.server, c.branch);
+        let invite_2xx = c.tx.kind() == Kind::Invite && (200..300).contains(&code);
         let owed = c.cancel_when_ringing && (100..200).contains(&code);
         if fx.send == Some(Send::Ack) {
             // §17.1.1.3: the ACK of a non-2xx final, hop by hop.
@@ -453,11 +461,23 @@ impl Shard<'_> {
         };
         let st = self.stateful.as_deref_mut()?;
         let Some(s) = st.servers.get_mut(sid) else {
-            // Its server transaction has ended (a 2xx retransmitted
-            // after Timer L): on statelessly.
-            return None;
+            // Its server transaction has ended (or was ended early): a
+            // 2xx to an INVITE goes on statelessly (each makes a dialog,
+            // RFC 6026); any other final came after the caller's.
+            if invite_2xx {
+                return None;
+            }
+            add(&self.counters.tx_absorbed, 1);
+            return Some(Outcome::Absorbed);
         };
         let d = s.ctx.on_response(branch, code);
+        // A branch's failure that may be chosen later (§16.7 step 6), once
+        // the others have ended: kept as it came.
+        if code >= 300 && d.send_final != Some(Final::Branch(branch)) {
+            if let Some(slot) = s.branches.as_mut().and_then(|f| f.finals.get_mut(branch)) {
+                *slot = Some((bytes.into(), *src));
+            }
+        }
         if (101..200).contains(&code) {
             // §16.7 step 2: a provisional restarts Timer C.
             if let Some(id) = s.timer_c.take() {
@@ -540,14 +560,30 @@ impl Shard<'_> {
                 }
             }
             // An earlier branch's answer, chosen now that the others have
-            // ended: written again from its status (the message is gone).
+            // ended: the copy kept of it (its Contact for a 3xx, its
+            // challenge for a 401 or 407, its To tag).
             Some(Final::Branch(b)) => {
-                let code = self
+                let kept = self
                     .stateful
-                    .as_deref()
-                    .and_then(|st| st.servers.get(sid))
-                    .and_then(|s| s.ctx.final_of(b));
-                went |= self.respond_ourselves(sid, code.unwrap_or(500), send);
+                    .as_deref_mut()
+                    .and_then(|st| st.servers.get_mut(sid))
+                    .and_then(|s| s.branches.as_mut())
+                    .and_then(|f| f.finals.get_mut(b))
+                    .and_then(Option::take);
+                let parsed = kept
+                    .as_ref()
+                    .and_then(|(bytes, src)| Some((Message::parse(bytes).ok()?, *src)));
+                match parsed {
+                    Some((msg, src)) => went |= self.respond_with(sid, &msg, &src, send),
+                    None => {
+                        let code = self
+                            .stateful
+                            .as_deref()
+                            .and_then(|st| st.servers.get(sid))
+                            .and_then(|s| s.ctx.final_of(b));
+                        went |= self.respond_ourselves(sid, code.unwrap_or(500), send);
+                    }
+                }
             }
             Some(Final::Rewritten(_, code) | Final::Generated(code)) => {
                 went |= self.respond_ourselves(sid, code, send);
@@ -675,8 +711,11 @@ impl Shard<'_> {
                 c.cancel_when_ringing = true;
                 return;
             }
-            ClientState::Proceeding => c.cancel_when_ringing = false,
-            // Answered already: nothing to cancel.
+            ClientState::Proceeding if !c.cancel_sent => {
+                c.cancel_when_ringing = false;
+                c.cancel_sent = true;
+            }
+            // Cancelled already, or answered: nothing more to do.
             _ => return,
         }
         let to = c.to;

@@ -78,6 +78,7 @@ impl Stateful {
         if let Some(b) = s.branches.as_mut() {
             b.template = None;
             b.requests.iter_mut().for_each(|r| *r = None);
+            b.finals.iter_mut().for_each(|f| *f = None);
         }
         // Ended ones at the front go (they mostly end in the order they
         // finished); the rest, past twice the table, in one sweep.

@@ -406,12 +406,19 @@ fn a_branch_without_room_for_its_client_side_ends_as_unreachable() {
         .into_bytes();
     shard.handle(&invite, &from_uac(), &mut sent);
     // Two upstreams answer 503 (each ACKed): two client transactions,
-    // the table's room; the third upstream's cannot open.
+    // the table's room; the third upstream's cannot open, and its INVITE
+    // is not sent (nothing could cancel or end it).
     for _ in 0..2 {
         let fwd = forwarded(&mut sent);
         let fwd = fwd.iter().find(|m| m.starts_with(b"INVITE")).unwrap();
         shard.handle(&answer(fwd, 503), &from_uas(), &mut sent);
     }
+    let invites = sent
+        .0
+        .iter()
+        .filter(|(m, _)| m.starts_with(b"INVITE"))
+        .count();
+    assert_eq!(invites, 0, "no INVITE to the third upstream");
     let answers: Vec<String> = sent
         .take()
         .into_iter()

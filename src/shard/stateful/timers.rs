@@ -88,6 +88,7 @@ pub(super) fn open_client(
         server: server.map(|(sid, _)| sid),
         timers: Armed::default(),
         cancel_when_ringing: false,
+        cancel_sent: false,
         branch: server.map_or(0, |(_, b)| b),
     };
     let cid = clients.insert(key, client).ok()?;
