@@ -184,6 +184,12 @@ impl ClientTx {
                 fx.stop = TimerSet::EMPTY.with(Timer::A).with(Timer::E);
                 fx.ended = Some(End::Timeout);
             }
+            // §9.1: a cancelled INVITE with no final 64*T1 after its
+            // CANCEL is taken for cancelled and destroyed (the proxy arms
+            // Timer B again when it sends the CANCEL).
+            (ClientState::Proceeding, Timer::B) if self.kind == Kind::Invite => {
+                fx.ended = Some(End::Timeout);
+            }
             (ClientState::Completed, Timer::D | Timer::K) | (ClientState::Accepted, Timer::M) => {
                 fx.ended = Some(End::Done);
             }

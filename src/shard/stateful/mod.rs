@@ -757,6 +757,15 @@ impl Shard<'_> {
             None,
             now,
         );
+        // §9.1: the cancelled INVITE gets 64*T1 (or `--fr-timeout`) for
+        // its final, then ends, whatever the next hop does.
+        if let Some(c) = clients.get_mut(cid) {
+            let fx = Effects {
+                start: [Some((Timer::B, cfg.durations.first(Timer::B, false))), None],
+                ..Effects::default()
+            };
+            set_timers(wheel, cfg, &mut c.timers, &fx, now, |t| Due::Client(cid, t));
+        }
     }
 
     /// A server transaction's effects: its last response again when

@@ -426,3 +426,43 @@ fn a_branch_without_room_for_its_client_side_ends_as_unreachable() {
         .collect();
     assert_eq!(answers, ["500"], "the best answer, a 503 as 500, at once");
 }
+
+/// §9.1: a branch cancelled after it rang that never sends its 487 is
+/// taken for cancelled 64*T1 after the CANCEL: its client transaction
+/// ends, and the caller gets 408 rather than waiting for good.
+#[test]
+fn a_cancelled_branch_that_never_answers_ends_after_64_t1() {
+    let shared = shared(10);
+    let counters = ShardCounters::default();
+    let mut shard = Shard::alone(&shared, &counters);
+    let mut sent = Sent::default();
+    shard.now_ms = 0;
+    let invite = request("INVITE", "deaf");
+    shard.handle(&invite, &from_uac(), &mut sent);
+    let fwd = forwarded(&mut sent);
+    let fwd = fwd
+        .iter()
+        .find(|m| m.starts_with(b"INVITE"))
+        .unwrap()
+        .clone();
+    shard.handle(&answer(&fwd, 180), &from_uas(), &mut sent);
+    let cancel = String::from_utf8(invite)
+        .unwrap()
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("1 INVITE", "1 CANCEL")
+        .into_bytes();
+    shard.handle(&cancel, &from_uac(), &mut sent);
+    assert_eq!(sent.take(), ["180", "200", "Cancel"]);
+    // The next hop answers neither the CANCEL nor the INVITE.
+    for ms in (10..33_000).step_by(10) {
+        shard.now_ms = ms;
+        shard.run_timers(&mut sent);
+    }
+    let got = sent.take();
+    assert!(got.contains(&"408".to_string()), "{got:?}");
+    let st = shard.stateful.as_deref().unwrap();
+    assert!(
+        st.clients.iter().all(|c| c.tx.kind() != Kind::Invite),
+        "the INVITE's client transaction ended"
+    );
+}
