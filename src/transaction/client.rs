@@ -184,16 +184,21 @@ impl ClientTx {
                 fx.stop = TimerSet::EMPTY.with(Timer::A).with(Timer::E);
                 fx.ended = Some(End::Timeout);
             }
-            // §9.1: a cancelled INVITE with no final 64*T1 after its
-            // CANCEL is taken for cancelled and destroyed (the proxy arms
-            // Timer B again when it sends the CANCEL).
-            (ClientState::Proceeding, Timer::B) if self.kind == Kind::Invite => {
-                fx.ended = Some(End::Timeout);
-            }
             (ClientState::Completed, Timer::D | Timer::K) | (ClientState::Accepted, Timer::M) => {
                 fx.ended = Some(End::Done);
             }
             _ => {}
+        }
+        fx
+    }
+
+    /// §9.1: 64*T1 after the CANCEL of this INVITE was sent, it still
+    /// has no final: it is taken for cancelled and ends (a timeout, for
+    /// the proxy core). Nothing for a transaction that has its final.
+    pub fn on_cancel_deadline(&mut self) -> Effects {
+        let mut fx = Effects::default();
+        if self.kind == Kind::Invite && self.state == ClientState::Proceeding {
+            fx.ended = Some(End::Timeout);
         }
         fx
     }
@@ -254,6 +259,17 @@ mod tests {
         let fx = tx.on_timer(Timer::B);
         assert_eq!(fx.ended, Some(End::Timeout));
         assert!(fx.stop.contains(Timer::A));
+    }
+
+    #[test]
+    fn s9_1_a_cancelled_invite_without_final_ends_at_its_deadline() {
+        let (mut tx, _) = udp(Kind::Invite);
+        tx.on_response(180);
+        assert_eq!(tx.on_cancel_deadline().ended, Some(End::Timeout));
+        // One that got its final (the 487) lingers as before.
+        let (mut tx, _) = udp(Kind::Invite);
+        tx.on_response(487);
+        assert_eq!(tx.on_cancel_deadline(), Effects::default());
     }
 
     #[test]

@@ -757,15 +757,11 @@ impl Shard<'_> {
             None,
             now,
         );
-        // §9.1: the cancelled INVITE gets 64*T1 (or `--fr-timeout`) for
-        // its final, then ends, whatever the next hop does.
-        if let Some(c) = clients.get_mut(cid) {
-            let fx = Effects {
-                start: [Some((Timer::B, cfg.durations.first(Timer::B, false))), None],
-                ..Effects::default()
-            };
-            set_timers(wheel, cfg, &mut c.timers, &fx, now, |t| Due::Client(cid, t));
-        }
+        // §9.1: the cancelled INVITE gets 64*T1 for its final, then
+        // ends, whatever the next hop does. (A stale one finds nothing:
+        // the id's generation has moved on.)
+        let wait = cfg.durations.first(Timer::B, false);
+        wheel.arm(now.saturating_add(wait), Due::CancelDeadline(cid));
     }
 
     /// A server transaction's effects: its last response again when

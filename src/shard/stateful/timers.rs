@@ -14,6 +14,8 @@ pub(super) enum Due {
     /// The proxy's Timer C of an INVITE (§16.6 step 11,
     /// `--fr-inv-timeout`).
     TimerC(TxId),
+    /// 64*T1 after the CANCEL of a client INVITE (§9.1).
+    CancelDeadline(TxId),
 }
 
 /// The timers a transaction has armed: at most two at a time in §17's
@@ -165,6 +167,13 @@ impl Shard<'_> {
                 fired(&mut s.timers, t);
                 let fx = s.tx.on_timer(t);
                 self.server_effects(sid, fx, send);
+            }
+            Due::CancelDeadline(cid) => {
+                let Some(c) = st.clients.get_mut(cid) else {
+                    return;
+                };
+                let fx = c.tx.on_cancel_deadline();
+                self.client_effects(cid, fx, send);
             }
             Due::TimerC(sid) => {
                 // §16.8: Timer C fired. Each branch still out counts as
