@@ -50,6 +50,8 @@ fn replica() -> Replica {
                 "192.0.2.100:5060".parse().unwrap(),
             ),
             created_at: 0,
+            stamp: 0,
+            node: Box::default(),
         };
         let aor = format!("sip:u{i:07}@example.com");
         r.apply(LocationOp::Set(AorRecord::new(aor.as_bytes(), &[b])));

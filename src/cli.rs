@@ -438,6 +438,44 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = FsyncPolicy::Interval)]
     pub fsync: FsyncPolicy,
 
+    /// Share the location service with other nodes through Redis:
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]`, or `rediss://` for TLS. Every
+    /// node keeps every binding and answers lookups itself; each writes its
+    /// registrar's changes to Redis and follows the others' (docs/cluster.md).
+    /// A node whose Redis is away keeps serving from its own state.
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+
+    /// This node's name in the cluster (letters, digits, `.`, `_`, `-`, at
+    /// most 64): every binding records the node it registered through.
+    /// Default: the host name.
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+
+    /// The address other nodes send to, to reach a user registered here
+    /// over a connection or behind NAT (--nat): IP:PORT of a UDP
+    /// --listen. Default: the first UDP --listen address, when it is not
+    /// a wildcard.
+    #[arg(long, value_name = "IP:PORT")]
+    pub node_addr: Option<std::net::SocketAddr>,
+
+    /// Changes waiting for Redis while it is away, at most (one per
+    /// binding: a later change of a binding replaces the waiting one).
+    /// Past it, changes of further bindings are dropped, counted and
+    /// logged; they reach Redis at their binding's next refresh.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub cluster_queue: usize,
+
+    /// Entries the Redis stream of changes keeps (trimmed approximately):
+    /// a node away for longer than that many changes reloads everything.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub cluster_stream_max: usize,
+
+    /// Prefix of the Redis keys (`PREFIX:aor:AOR`, `PREFIX:changes`):
+    /// several clusters may share one Redis under different prefixes.
+    #[arg(long, value_name = "PREFIX", default_value = "sipshard")]
+    pub cluster_prefix: String,
+
     /// Only datagrams from these sources are looked at: an address or
     /// ADDRESS/PREFIX (`192.0.2.0/24`, `2001:db8::/32`); repeat for several.
     /// Default: every source. Checked before parsing; the rest is dropped

@@ -79,6 +79,8 @@ pub struct Config {
     pub state_dir: Option<std::path::PathBuf>,
     /// When the registration log is synced.
     pub fsync: FsyncPolicy,
+    /// The location service shared through Redis (`--cluster`), when on.
+    pub cluster: Option<ClusterSettings>,
     /// Access control and size limits.
     pub guard: Guard,
     /// Digest authentication settings (`--auth-file`), when on.
@@ -86,6 +88,82 @@ pub struct Config {
     /// TLS settings (`--tls-cert` and the flags beside it), when
     /// `--tls-cert` is given; the files are read when the server starts.
     pub tls: Option<TlsSettings>,
+}
+
+/// `--cluster` and the flags beside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The Redis URL.
+    pub url: String,
+    /// `--node-id`, or the host name.
+    pub node_id: String,
+    /// `--node-addr`; None: the first UDP listen address.
+    pub node_addr: Option<SocketAddr>,
+    /// `--cluster-queue`.
+    pub queue: usize,
+    /// `--cluster-stream-max`.
+    pub stream_max: usize,
+    /// `--cluster-prefix`.
+    pub prefix: String,
+}
+
+/// The URL with its password, if any, replaced by `***` (for logs).
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// `--cluster` and its flags, checked.
+fn cluster_settings(args: &Args) -> Result<Option<ClusterSettings>, ConfigError> {
+    let Some(url) = &args.cluster else {
+        return Ok(None);
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(ConfigError::Cluster(format!(
+            "--cluster {}: a redis:// or rediss:// URL",
+            redacted_url(url)
+        )));
+    }
+    let node_id = match &args.node_id {
+        Some(id) => id.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+    };
+    let good = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if node_id.is_empty() || node_id.len() > 64 || !node_id.chars().all(good) {
+        return Err(ConfigError::Cluster(format!(
+            "--node-id {node_id:?}: 1 to 64 letters, digits, '.', '_' or '-'"
+        )));
+    }
+    if let Some(a) = args.node_addr {
+        if a.ip().is_unspecified() || a.port() == 0 {
+            return Err(ConfigError::Cluster(format!(
+                "--node-addr {a}: an address other nodes can send to"
+            )));
+        }
+    }
+    let prefix = &args.cluster_prefix;
+    if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+        return Err(ConfigError::Cluster(
+            "--cluster-prefix: a word without spaces".to_string(),
+        ));
+    }
+    if args.cluster_queue == 0 || args.cluster_stream_max == 0 {
+        return Err(ConfigError::Cluster(
+            "--cluster-queue and --cluster-stream-max must be above 0".to_string(),
+        ));
+    }
+    Ok(Some(ClusterSettings {
+        url: url.clone(),
+        node_id,
+        node_addr: args.node_addr,
+        queue: args.cluster_queue,
+        stream_max: args.cluster_stream_max,
+        prefix: prefix.clone(),
+    }))
 }
 
 /// An `--upstream`, resolved.
@@ -178,6 +256,8 @@ pub enum ConfigError {
     Expires(&'static str),
     /// A registrar flag given without --domain.
     NeedsDomain(&'static str),
+    /// A `--cluster` flag that does not hold, and why.
+    Cluster(String),
     /// `--max-message-size` outside 512 to the receive buffer.
     MaxMessageSize(usize),
     /// A TLS flag (named) given without --tls-cert.
@@ -287,6 +367,7 @@ impl fmt::Display for ConfigError {
                     "{flag} needs --domain (the server is a registrar only for its domains)"
                 )
             }
+            ConfigError::Cluster(why) => f.write_str(why),
         }
     }
 }
@@ -516,7 +597,11 @@ impl Config {
             if args.auth_file.is_some() {
                 return Err(ConfigError::NeedsDomain("--auth-file"));
             }
+            if args.cluster.is_some() {
+                return Err(ConfigError::NeedsDomain("--cluster"));
+            }
         }
+        let cluster = cluster_settings(args)?;
         if args.t1 == 0 || args.t2 < args.t1 || args.t4 == 0 {
             return Err(ConfigError::Expires(
                 "--t1 and --t4 must be above 0 and --t2 at least --t1",
@@ -588,6 +673,7 @@ impl Config {
             nat: args.nat,
             state_dir: args.state_dir.clone(),
             fsync: args.fsync,
+            cluster,
             guard: Guard {
                 allow: args.allow.clone(),
                 deny: args.deny.clone(),

@@ -26,6 +26,7 @@
 //! cli (flag types from auth, admit, io)
 //! shard  <-  telemetry  <-  config  <-  server  <-  main
 //! probe (the upstream prober's thread: sip, transport, proxy)  <-  server
+//! cluster (the Redis link: location, registrar, proxy's flow tokens)  <-  shard
 //! ```
 //! `shard` sees everything below it; `telemetry` reads the shards'
 //! counters; `config` builds each layer's settings from `cli`; `server`
@@ -40,6 +41,7 @@
 pub mod admit;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod hash;
 pub mod io;

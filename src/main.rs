@@ -112,7 +112,7 @@ fn main() -> ExitCode {
             p.threshold
         );
     }
-    if let Err(e) = server.start_probing() {
+    if let Err(e) = server.start_probing().and_then(|()| server.start_cluster()) {
         error!("sipshard: {e}");
         stop.store(true, Ordering::Relaxed);
         let _ = server.join();
@@ -247,6 +247,9 @@ fn banner(cfg: &Config, server: &Server) {
             ),
             None => info!(target: LIFECYCLE, "sipshard: {note}"),
         }
+    }
+    if let Some(note) = &server.cluster_note {
+        info!(target: LIFECYCLE, "sipshard: {note}");
     }
     let g = &cfg.guard;
     let allow = if g.allow.is_empty() {

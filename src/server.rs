@@ -24,6 +24,7 @@ use crate::location::owner::Owner;
 use crate::location::store::{self, Fsync, Store};
 use crate::location::{owner_of, AorRecord, LocationOp};
 use crate::probe::{self, ProbeConfig};
+use crate::shard::mail::Mail;
 use crate::shard::{self, counters::ShardCounters, unix_now, Shard, Shared};
 use crate::transport::tls::{client_config, server_name_for, TlsReloader};
 use crate::transport::Transport;
@@ -48,6 +49,8 @@ pub enum StartupError {
     Auth(String),
     /// The TLS certificate, key or CAs could not be read.
     Tls(crate::transport::tls::TlsError),
+    /// `--cluster` could not be set up (the URL, or no --node-addr).
+    Cluster(String),
     /// `--state-dir` could not be read or taken over.
     State {
         /// The directory.
@@ -69,6 +72,7 @@ impl fmt::Display for StartupError {
             StartupError::Inbox(e) => write!(f, "cannot create the shard inboxes: {e}"),
             StartupError::Auth(e) => write!(f, "--auth-file: {e}"),
             StartupError::Tls(e) => write!(f, "{e}"),
+            StartupError::Cluster(e) => f.write_str(e),
             StartupError::State { dir, source } => {
                 write!(f, "--state-dir {}: {source}", dir.display())
             }
@@ -132,6 +136,11 @@ pub struct Server {
     pub probe: Option<ProbeConfig>,
     /// The upstream prober, once running.
     prober: Option<JoinHandle<()>>,
+    /// A line for the banner about the cluster (`--cluster`).
+    pub cluster_note: Option<String>,
+    /// The cluster link (`--cluster`); its threads start with
+    /// [`Server::start_cluster`].
+    cluster: Option<crate::cluster::Link>,
 }
 
 /// The nonce key's file in `--state-dir`.
@@ -285,6 +294,11 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
     shared.auth = auth;
     shared.transactions = cfg.transactions;
     shared.bound = bound.clone().into_boxed_slice();
+    let link_stats = cfg
+        .cluster
+        .as_ref()
+        .map(|_| Arc::new(crate::cluster::LinkStats::default()));
+    shared.cluster = link_stats.clone();
     let shared = Arc::new(shared);
     let now = unix_now();
     let Locations {
@@ -298,6 +312,20 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
             .collect(),
     );
     let stop = Arc::new(AtomicBool::new(false));
+    let (mut sides, mut cluster, cluster_note) = match (&cfg.cluster, link_stats) {
+        (Some(c), Some(stats)) => start_cluster(cfg, c, &shared, &bound, stats, &stop)?,
+        _ => (Vec::new(), None, None),
+    };
+    // This node's bindings from --state-dir go to Redis once it is
+    // reached: those a kill took before the link wrote them get there.
+    if let (Some(link), Some(side), Some(loc)) = (&mut cluster, sides.first(), locations.first()) {
+        if recovery.is_some() {
+            link.replay(
+                loc.replica.records().cloned().collect(),
+                side.routes().clone(),
+            );
+        }
+    }
     let cores = if cfg.pin {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
@@ -363,6 +391,7 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         let origins = cfg.ws_origins.clone();
         let core = cores.get(i % cores.len().max(1)).copied();
         let location = locations.remove(0);
+        let side = (!sides.is_empty()).then(|| sides.remove(0));
         // A registrar gets mail (REGISTERs, replica updates), and so does
         // a shard with connections (their responses, from other shards):
         // only they wait on their doorbell.
@@ -377,6 +406,9 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
                 // Buffers are allocated on the shard's own thread (and so,
                 // with mimalloc, from its own heap).
                 let mut shard = Shard::new(i, &shared, &counters[i], location);
+                if let Some(side) = side {
+                    shard.set_cluster(side);
+                }
                 // Every shard can open connections to next hops, so every
                 // shard has its streams, idle (and not polled) until used.
                 let streams =
@@ -441,7 +473,93 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         threads,
         probe,
         prober: None,
+        cluster_note,
+        cluster,
     })
+}
+
+/// Other nodes' changes an owner's inbox holds at most before the
+/// cluster tailer waits for it (about 1.5 MB of mail per shard).
+const CLUSTER_MAIL_MAX: usize = 4096;
+
+/// What [`start_cluster`] returns: a side per shard, the link's threads,
+/// the banner's line.
+type ClusterStart = (
+    Vec<crate::cluster::Side>,
+    Option<crate::cluster::Link>,
+    Option<String>,
+);
+
+/// Starts the cluster link (`--cluster`): its writer and tailer threads,
+/// and each shard's side. Redis may be away: the link keeps trying.
+fn start_cluster(
+    cfg: &Config,
+    c: &crate::config::ClusterSettings,
+    shared: &Arc<Shared>,
+    bound: &[SocketAddr],
+    stats: Arc<crate::cluster::LinkStats>,
+    stop: &Arc<AtomicBool>,
+) -> Result<ClusterStart, StartupError> {
+    use crate::cluster::{link, Change, LinkConfig, Routes, Side};
+    let addr = match (c.node_addr, bound.first()) {
+        (Some(a), _) => a,
+        (None, Some(&a)) if !a.ip().is_unspecified() => a,
+        _ => {
+            return Err(StartupError::Cluster(
+                "--cluster: the first --listen address is a wildcard; give --node-addr, the \
+                 address other nodes reach this one at"
+                    .to_string(),
+            ))
+        }
+    };
+    let node: Box<[u8]> = c.node_id.as_bytes().into();
+    let link_cfg = LinkConfig {
+        url: c.url.clone(),
+        node: node.clone(),
+        prefix: c.prefix.clone(),
+        queue: c.queue,
+        stream_max: c.stream_max,
+    };
+    let to_owners = shared.clone();
+    let shards = shared.shards();
+    let deliver: link::Deliver = Arc::new(move |aor: &[u8], change: &Change| {
+        let owner = owner_of(aor, shards);
+        let mail = Mail::Cluster {
+            aor: aor.into(),
+            change: Box::new(change.clone()),
+        };
+        // Past a few thousand waiting, the tailer waits instead: what a
+        // load of the whole table holds in flight stays small.
+        to_owners
+            .inboxes
+            .get(owner)
+            .is_some_and(|i| i.len() < CLUSTER_MAIL_MAX && i.push(mail).is_ok())
+    });
+    let link = link::prepare(link_cfg, stats.clone(), deliver, stop.clone())
+        .map_err(StartupError::Cluster)?;
+    let routes = Routes {
+        addr,
+        conn_key: shared.proxy.conn_key.clone(),
+        nat: cfg.nat,
+    };
+    let sides = (0..shards)
+        .map(|_| {
+            Side::new(
+                node.clone(),
+                link.queue.clone(),
+                stats.clone(),
+                routes.clone(),
+                cfg.registrar.max_contacts,
+            )
+        })
+        .collect();
+    let note = format!(
+        "cluster: node {} at {addr}, location service shared through {} (prefix {})",
+        c.node_id,
+        crate::config::redacted_url(&c.url),
+        c.prefix
+    );
+    Ok((sides, Some(link), Some(note)))
 }
 
 /// The Call-ID steering program, loaded, when `--steer call-id` can
@@ -527,9 +645,14 @@ fn locations(cfg: &Config, shards: usize, now: u64) -> Result<Locations, Startup
         FsyncPolicy::Never => Fsync::Never,
     };
     let Some(dir) = &cfg.state_dir else {
-        let note = (!cfg.domains.is_empty()).then(|| {
-            "registrations are kept in memory only (a restart forgets them; see --state-dir)"
-                .to_string()
+        let note = (!cfg.domains.is_empty()).then(|| match cfg.cluster {
+            Some(_) => "registrations are kept in memory and in Redis (--cluster); a restarted \
+                        node loads them from there"
+                .to_string(),
+            None => {
+                "registrations are kept in memory only (a restart forgets them; see --state-dir)"
+                    .to_string()
+            }
         });
         let locs = (0..shards)
             .map(|i| cfg.registrar.owner(i, shards, now, None))
@@ -628,6 +751,15 @@ impl Server {
         Ok(())
     }
 
+    /// Starts the cluster link's threads (`--cluster`): after the
+    /// start-up lines, which their log lines must not come before.
+    pub fn start_cluster(&mut self) -> Result<(), StartupError> {
+        if let Some(link) = &mut self.cluster {
+            link.start().map_err(StartupError::Spawn)?;
+        }
+        Ok(())
+    }
+
     /// Number of shard threads.
     pub fn shards(&self) -> usize {
         self.threads.len()
@@ -642,6 +774,7 @@ impl Server {
         // process.
         drop(self.prober);
         let mut first = Ok(());
+        let link = self.cluster;
         for t in self.threads {
             let r = t
                 .join()
@@ -649,6 +782,10 @@ impl Server {
             if first.is_ok() {
                 first = r;
             }
+        }
+        // After the shards: the writer sends what they queued last.
+        if let Some(link) = link {
+            link.join();
         }
         first
     }

@@ -23,6 +23,7 @@ fn allowed() -> Vec<(&'static str, Vec<&'static str>)> {
         "registrar",
         "proxy",
         "transaction",
+        "cluster",
     ];
     let with = |base: &[&'static str], more: &[&'static str]| {
         base.iter().chain(more).copied().collect::<Vec<_>>()
@@ -41,6 +42,7 @@ fn allowed() -> Vec<(&'static str, Vec<&'static str>)> {
             "transaction",
             with(&core, &["location", "registrar", "proxy"]),
         ),
+        ("cluster", with(&core, &["location", "registrar", "proxy"])),
         ("cli", with(&core, &["auth", "admit", "io"])),
         ("shard", with(&below_shard, &[])),
         ("telemetry", with(&below_shard, &["cli", "shard"])),

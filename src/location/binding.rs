@@ -32,4 +32,36 @@ pub struct Binding {
     pub source: Source,
     /// When the binding was first created: "newest" breaks q ties.
     pub created_at: u64,
+    /// The clock of the change that last wrote it, in Unix milliseconds,
+    /// raised past the previous change's so that it only grows: nodes
+    /// sharing the location service keep, per binding, the change with
+    /// the highest stamp (`cluster::merge`). 0 for bindings older than
+    /// the stamp (state files of format version 3).
+    pub stamp: u64,
+    /// The `--node-id` of the node whose registrar wrote it; empty outside
+    /// a cluster. A binding reachable only through its node (a connection,
+    /// NAT) is routed to it through that node.
+    pub node: Box<[u8]>,
+}
+
+/// A stamp for a change of a binding last stamped `prev` (0: new): now in
+/// Unix milliseconds, or just past `prev` if that is later (a clock behind
+/// another node's, or stepped back), so that a binding's stamps only grow.
+pub fn stamp_after(prev: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    now.max(prev.saturating_add(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_only_grow() {
+        let far = u64::MAX / 2;
+        assert_eq!(stamp_after(far), far + 1);
+        assert!(stamp_after(0) > 1_700_000_000_000);
+    }
 }

@@ -24,6 +24,9 @@ pub struct Owner {
     /// Every shard's replica of every AOR; the owner's own AORs in it are
     /// the authoritative state.
     pub replica: Replica,
+    /// The node its registrar's bindings are stamped with (`--node-id`);
+    /// empty outside a cluster.
+    pub node: Box<[u8]>,
     shards: usize,
     wheel: ExpiryWheel,
     store: Option<Store>,
@@ -53,6 +56,7 @@ impl Owner {
                 0 => Replica::default(),
                 n => Replica::with_capacity(n),
             },
+            node: Box::default(),
             shards,
             wheel: ExpiryWheel::new(now),
             store,

@@ -21,14 +21,16 @@
 //!   peer:  u8 family (4 or 6), 4 or 16 address bytes, u16 port,
 //!   u8 transport ([`Transport::code`]),
 //!   local: u8 family (4 or 6), 4 or 16 address bytes, u16 port,
-//!   u64 connection id (0: none; a [`ConnId`]'s generation starts at 1)
+//!   u64 connection id (0: none; a [`ConnId`]'s generation starts at 1),
+//!   u64 stamp (the change's clock, ms), u16 node length, node bytes
 //! ```
-//! A binding takes 59 bytes besides its three strings with IPv4 peer and
-//! local addresses, 83 with IPv6 ones. This is the layout of state-file
-//! format version 3; [`AorRecord::from_v2_bytes`] reads the version 2
-//! layout, whose bindings had no parameters, transport, local address or
-//! connection (they ended at the peer's port: 41 or 53 bytes besides two
-//! strings).
+//! A binding takes 69 bytes besides its four strings with IPv4 peer and
+//! local addresses, 93 with IPv6 ones. This is the layout of state-file
+//! format version 4. [`AorRecord::from_v3_bytes`] reads version 3's, whose
+//! bindings ended at the connection id (no stamp, no node: 10 bytes
+//! fewer); [`AorRecord::from_v2_bytes`] reads version 2's, whose bindings
+//! had no parameters, transport, local address or connection either (they
+//! ended at the peer's port: 41 or 53 bytes besides two strings).
 //!
 //! Only [`AorRecord::new`] writes this, and [`AorRecord::from_bytes`]
 //! checks bytes from elsewhere (the state files) before trusting them, so
@@ -92,6 +94,10 @@ pub struct BindingView<'a> {
     pub cseq: u32,
     /// Hash of that REGISTER's Call-ID.
     pub call_id: u64,
+    /// The change's clock in milliseconds (see [`Binding::stamp`]).
+    pub stamp: u64,
+    /// The node it registered through (see [`Binding::node`]).
+    pub node: &'a [u8],
     /// The packed peer, transport, local address and connection, checked
     /// when the record was built or read.
     addrs: &'a [u8],
@@ -108,6 +114,8 @@ impl std::fmt::Debug for BindingView<'_> {
             .field("created_at", &self.created_at)
             .field("cseq", &self.cseq)
             .field("call_id", &self.call_id)
+            .field("stamp", &self.stamp)
+            .field("node", &String::from_utf8_lossy(self.node))
             .field("source", &self.source())
             .finish()
     }
@@ -166,6 +174,8 @@ impl BindingView<'_> {
             path: self.path.into(),
             source: self.source(),
             created_at: self.created_at,
+            stamp: self.stamp,
+            node: self.node.into(),
         }
     }
 }
@@ -228,6 +238,8 @@ impl AorRecord {
             out.push(b.source.transport.code());
             put_addr(&mut out, b.source.local);
             out.extend_from_slice(&b.source.conn.map_or(0, |c| c.0).to_le_bytes());
+            out.extend_from_slice(&b.stamp.to_le_bytes());
+            put_bytes(&mut out, &b.node);
         }
         let at = 2 + aor.len().min(usize::from(u16::MAX));
         out[at..at + 2].copy_from_slice(&count.to_le_bytes());
@@ -250,6 +262,43 @@ impl AorRecord {
         }
         (seen == count && it.r.buf.is_empty())
             .then(|| AorRecord(ThinArc::from_header_and_slice(aor_hash(aor), data)))
+    }
+
+    /// Reads a record of the version 3 layout (state files of format
+    /// version 3) into today's: its bindings have stamp 0 (older than any
+    /// change a cluster writes) and no node. None unless every binding
+    /// decodes and nothing trails.
+    pub fn from_v3_bytes(data: &[u8]) -> Option<AorRecord> {
+        let mut r = Reader { buf: data };
+        let aor = r.bytes()?;
+        let count = r.u16()?;
+        let mut bindings = Vec::new();
+        for _ in 0..count {
+            bindings.push(r.binding_of(false)?.to_binding());
+        }
+        r.buf.is_empty().then(|| AorRecord::new(aor, &bindings))
+    }
+
+    /// This record in the version 3 layout (today's without the stamps
+    /// and the nodes), as the code of format version 3 wrote it: for the
+    /// tests of its reading.
+    #[cfg(test)]
+    pub(crate) fn to_v3_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_bytes(&mut out, self.aor());
+        out.extend_from_slice(&(self.len() as u16).to_le_bytes());
+        for b in self.bindings() {
+            put_bytes(&mut out, b.contact);
+            put_bytes(&mut out, b.path);
+            put_bytes(&mut out, b.params);
+            out.extend_from_slice(&b.q.unwrap_or(NO_Q).to_le_bytes());
+            out.extend_from_slice(&b.expires_at.to_le_bytes());
+            out.extend_from_slice(&b.created_at.to_le_bytes());
+            out.extend_from_slice(&b.cseq.to_le_bytes());
+            out.extend_from_slice(&b.call_id.to_le_bytes());
+            out.extend_from_slice(b.addrs);
+        }
+        out
     }
 
     /// Reads a record of the version 2 layout (state files of format
@@ -418,6 +467,12 @@ impl<'a> Reader<'a> {
     }
 
     fn binding(&mut self) -> Option<BindingView<'a>> {
+        self.binding_of(true)
+    }
+
+    /// A binding of today's layout, or of version 3's without `origin`
+    /// (the stamp and node).
+    fn binding_of(&mut self, origin: bool) -> Option<BindingView<'a>> {
         let contact = self.bytes()?;
         let path = self.bytes()?;
         let params = self.bytes()?;
@@ -432,6 +487,10 @@ impl<'a> Reader<'a> {
         self.skip_addr()?;
         self.take(8)?;
         let addrs = &start[..start.len() - self.buf.len()];
+        let (stamp, node) = match origin {
+            true => (u64::from_le_bytes(self.array()?), self.bytes()?),
+            false => (0, &[][..]),
+        };
         Some(BindingView {
             contact,
             path,
@@ -441,6 +500,8 @@ impl<'a> Reader<'a> {
             created_at,
             cseq,
             call_id,
+            stamp,
+            node,
             addrs,
         })
     }
@@ -471,6 +532,8 @@ impl<'a> Reader<'a> {
             path: path.into(),
             source: Source::udp(peer, SocketAddr::new(unspecified, 0)),
             created_at,
+            stamp: 0,
+            node: Box::default(),
         })
     }
 }
@@ -495,6 +558,8 @@ mod tests {
                 "198.51.100.1:5060".parse().unwrap(),
             ),
             created_at: 10,
+            stamp: 1_700_000_000_123,
+            node: b"edge-a"[..].into(),
         }
     }
 
@@ -529,15 +594,16 @@ mod tests {
 
     #[test]
     fn bytes_per_binding() {
-        // The fixed part of a binding (see the layout): 59 bytes with IPv4
-        // addresses, 83 with IPv6 ones.
+        // The fixed part of a binding (see the layout): 69 bytes with IPv4
+        // addresses, 93 with IPv6 ones.
         let mut b = binding("", None, "192.0.2.1:5060");
         b.params = Box::default();
         b.path = Box::default();
+        b.node = Box::default();
         let size = |bs: &[Binding]| AorRecord::new(b"", bs).as_bytes().len();
-        assert_eq!(size(std::slice::from_ref(&b)) - size(&[]), 59);
+        assert_eq!(size(std::slice::from_ref(&b)) - size(&[]), 69);
         b.source = Source::udp("[::1]:1".parse().unwrap(), "[::2]:2".parse().unwrap());
-        assert_eq!(size(std::slice::from_ref(&b)) - size(&[]), 83);
+        assert_eq!(size(std::slice::from_ref(&b)) - size(&[]), 93);
     }
 
     #[test]
@@ -553,9 +619,10 @@ mod tests {
         let mut longer = data.to_vec();
         longer.push(0);
         assert!(AorRecord::from_bytes(&longer).is_none());
-        // From the end: conn 8, local port 2, address 4, family 1, then
-        // the transport, then the peer's port 2, address 4, family 1.
-        let local_family = data.len() - 8 - 2 - 4 - 1;
+        // From the end: node 2 + 6, stamp 8, conn 8, local port 2, address
+        // 4, family 1, then the transport, then the peer's port 2, address
+        // 4, family 1.
+        let local_family = data.len() - 8 - 8 - 8 - 2 - 4 - 1;
         let transport = local_family - 1;
         let peer_family = transport - 2 - 4 - 1;
         for (at, bad) in [(local_family, 5), (transport, 5), (peer_family, 0)] {
@@ -563,6 +630,37 @@ mod tests {
             bytes[at] = bad;
             assert!(AorRecord::from_bytes(&bytes).is_none(), "byte {at}");
         }
+    }
+
+    fn v3_record(aor: &[u8], bindings: &[Binding]) -> Vec<u8> {
+        AorRecord::new(aor, bindings).to_v3_bytes()
+    }
+
+    #[test]
+    fn version_3_records_read_with_stamp_0_and_no_node() {
+        let mut bs = vec![
+            binding("sip:a@192.0.2.1", Some(500), "192.0.2.1:5060"),
+            binding("sip:a@[2001:db8::1]", None, "[2001:db8::1]:5062"),
+        ];
+        bs[1].source.transport = Transport::Tls;
+        bs[1].source.conn = Some(ConnId::new(1, 5, 2));
+        let v3 = v3_record(b"sip:a@example.com", &bs);
+        let rec = AorRecord::from_v3_bytes(&v3).unwrap();
+        for b in &mut bs {
+            b.stamp = 0;
+            b.node = Box::default();
+        }
+        assert_eq!(rec.to_bindings(), bs);
+        assert_eq!(rec.hash(), aor_hash(b"sip:a@example.com"));
+        for cut in 0..v3.len() {
+            assert!(AorRecord::from_v3_bytes(&v3[..cut]).is_none(), "cut {cut}");
+        }
+        let mut longer = v3.clone();
+        longer.push(0);
+        assert!(AorRecord::from_v3_bytes(&longer).is_none());
+        // The two layouts do not pass for each other.
+        assert!(AorRecord::from_bytes(&v3).is_none());
+        assert!(AorRecord::from_v3_bytes(rec.as_bytes()).is_none());
     }
 
     /// A record of the version 2 layout, written as the code of format
@@ -597,6 +695,8 @@ mod tests {
         bs[1].source.local = "[::]:0".parse().unwrap();
         for b in &mut bs {
             b.params = Box::default();
+            b.stamp = 0;
+            b.node = Box::default();
         }
         assert_eq!(rec.to_bindings(), bs);
         assert_eq!(rec, AorRecord::new(b"sip:a@example.com", &bs));

@@ -317,6 +317,8 @@ mod tests {
                     "192.0.2.100:5060".parse().unwrap(),
                 ),
                 created_at: 0,
+                stamp: 0,
+                node: Box::default(),
             })
             .collect();
         AorRecord::new(aor.as_bytes(), &bindings)

@@ -8,6 +8,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::net::SocketAddr;
 
 use crate::hash::write_hex;
 use crate::sip::Via;
@@ -15,6 +16,16 @@ use crate::transport::ConnId;
 
 /// The Via parameter's name.
 pub const CID_PARAM: &[u8] = b"cid";
+
+/// The Route parameter naming the transport of the flow a `cid` names,
+/// where `transport` names how to reach us (a route another node of a
+/// cluster reaches a binding of ours by: `cluster::side`).
+pub const FLOW_TRANSPORT_PARAM: &[u8] = b"ft";
+
+/// The Route parameter naming the address a NAT binding's REGISTER came
+/// from, in the route another node of a cluster reaches it by: only our
+/// socket may pass that NAT.
+pub const NAT_PARAM: &[u8] = b"nat";
 
 /// Bytes of its value: the id and its tag, 16 hex digits each.
 pub const CID_LEN: usize = 32;
@@ -68,6 +79,44 @@ impl ConnKey {
         let value = rest.strip_prefix(CID_PARAM)?.strip_prefix(b"=")?;
         let value = &value[..value.iter().position(|&b| b == b';').unwrap_or(value.len())];
         Some(self.read(value.trim_ascii()).ok_or(()))
+    }
+}
+
+/// A peer address as a URI parameter value: the address's bytes in hex,
+/// `-`, the port in hex (no brackets or colons to escape).
+pub fn nat_value(peer: SocketAddr) -> Vec<u8> {
+    let ip: Vec<u8> = match peer {
+        SocketAddr::V4(a) => a.ip().octets().to_vec(),
+        SocketAddr::V6(a) => a.ip().octets().to_vec(),
+    };
+    let mut out = Vec::with_capacity(ip.len() * 2 + 5);
+    for b in ip {
+        out.extend_from_slice(format!("{b:02x}").as_bytes());
+    }
+    out.push(b'-');
+    out.extend_from_slice(format!("{:x}", peer.port()).as_bytes());
+    out
+}
+
+/// The address a [`nat_value`] names.
+pub fn parse_nat_value(v: &[u8]) -> Option<SocketAddr> {
+    let dash = v.iter().position(|&c| c == b'-')?;
+    let (ip, port) = (&v[..dash], &v[dash + 1..]);
+    let port = u16::from_str_radix(std::str::from_utf8(port).ok()?, 16).ok()?;
+    let byte = |i: usize| u8::from_str_radix(std::str::from_utf8(ip.get(i..i + 2)?).ok()?, 16).ok();
+    match ip.len() {
+        8 => {
+            let o = [byte(0)?, byte(2)?, byte(4)?, byte(6)?];
+            Some(SocketAddr::from((o, port)))
+        }
+        32 => {
+            let mut o = [0u8; 16];
+            for (i, x) in o.iter_mut().enumerate() {
+                *x = byte(2 * i)?;
+            }
+            Some(SocketAddr::from((o, port)))
+        }
+        _ => None,
     }
 }
 

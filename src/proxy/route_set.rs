@@ -4,11 +4,11 @@
 
 use std::net::SocketAddr;
 
-use super::conn_param::CID_PARAM;
+use super::conn_param::{parse_nat_value, CID_PARAM, FLOW_TRANSPORT_PARAM, NAT_PARAM};
 use super::target::{target_of, Target};
 use super::{reply, Action, ProxyConfig};
 use crate::sip::{HeaderName, Message, ParseError, Uri};
-use crate::transport::{ConnId, Dest, Transport};
+use crate::transport::{ConnId, Dest, Transport, TransportAddr};
 
 /// What §16.4 makes of a request's Route header, read once, used by the
 /// next-hop choice and by the edits.
@@ -60,6 +60,7 @@ impl<'m> RouteSet<'m> {
                 set.routes_left = msg.values(HeaderName::Route).count() - 1;
             }
         }
+        let mut nat = None;
         for (i, r) in msg.routes().enumerate().take(set.routes_left) {
             let Ok(r) = r else {
                 return Err(reply(
@@ -77,7 +78,8 @@ impl<'m> RouteSet<'m> {
                 // A flow token we wrote, for a request from the other
                 // side (one from the flow itself goes on as routed).
                 if let Some(Some(v)) = u.param(CID_PARAM) {
-                    let over = match u.param(b"transport") {
+                    let named = u.param(FLOW_TRANSPORT_PARAM);
+                    let over = match named.or_else(|| u.param(b"transport")) {
                         Some(Some(t)) => Transport::from_token(t),
                         _ => None,
                     };
@@ -87,6 +89,11 @@ impl<'m> RouteSet<'m> {
                         }
                     }
                 }
+                // Another node of a cluster routing to a NAT binding of
+                // ours: to the address its REGISTER came from.
+                if let Some(Some(v)) = u.param(NAT_PARAM) {
+                    nat = parse_nat_value(v);
+                }
                 continue;
             }
             set.next = Some(target_of(&u));
@@ -94,6 +101,9 @@ impl<'m> RouteSet<'m> {
                 set.strict_next = Some(i);
             }
             break;
+        }
+        if let (None, Some(peer)) = (set.next, nat) {
+            set.next = Some(Target::Addr(TransportAddr::udp(peer)));
         }
         Ok(set)
     }

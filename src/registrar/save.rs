@@ -10,7 +10,7 @@
 use super::aor::aor_of;
 use super::{OverLimit, RegisterError, RegistrarConfig};
 use crate::hash::Hash64;
-use crate::location::binding::Binding;
+use crate::location::binding::{stamp_after, Binding};
 use crate::location::owner::Owner;
 use crate::location::{AorRecord, LocationOp};
 use crate::sip::scan::ParamIter;
@@ -52,7 +52,7 @@ pub fn save(
     now: u64,
     cfg: &RegistrarConfig,
     fanout: &mut dyn FnMut(&LocationOp),
-) -> Result<(AorRecord, Option<Change>), RegisterError> {
+) -> Result<Saved, RegisterError> {
     let aor = aor_of(msg)?;
     let current = owner.current(&aor);
     let before: Vec<_> = current.as_ref().map_or_else(Vec::new, |r| {
@@ -61,15 +61,46 @@ pub fn save(
             .map(|b| b.to_binding())
             .collect()
     });
-    let bindings = apply(&before, msg, src, now, cfg)?;
+    let mut bindings = apply(&before, msg, src, now, cfg)?;
     if bindings == before {
         let rec = current.unwrap_or_else(|| AorRecord::new(&aor, &[]));
-        return Ok((rec, None));
+        return Ok(Saved {
+            record: rec,
+            change: None,
+            before: None,
+        });
+    }
+    // Every binding this REGISTER wrote gets a new stamp, past its last
+    // one, and this node's id: what nodes sharing the location service
+    // order changes by (`cluster::merge`).
+    for b in &mut bindings {
+        match before.iter().find(|o| same_contact(&o.contact, &b.contact)) {
+            Some(o) if o == b => {}
+            prev => {
+                b.stamp = stamp_after(prev.map_or(0, |o| o.stamp));
+                b.node = owner.node.clone();
+            }
+        }
     }
     let change = Change::between(&before, &bindings);
     let rec = AorRecord::new(&aor, &bindings);
     owner.publish(LocationOp::Set(rec.clone()), now, fanout);
-    Ok((rec, Some(change)))
+    Ok(Saved {
+        record: rec,
+        change: Some(change),
+        before: current,
+    })
+}
+
+/// What [`save`] did.
+pub struct Saved {
+    /// The record to answer with.
+    pub record: AorRecord,
+    /// What changed, None for a query or a retransmission.
+    pub change: Option<Change>,
+    /// The record before the change, when there was a change and a
+    /// record (the cluster writes what differs).
+    pub before: Option<AorRecord>,
 }
 
 /// Two contact URIs name the same binding. A simplification of §19.1.4:
@@ -226,6 +257,8 @@ pub fn apply(
                 path: path.clone(),
                 source,
                 created_at: now,
+                stamp: 0,
+                node: Box::default(),
             }),
             None => {}
         }
@@ -520,7 +553,9 @@ CSeq: {cseq} REGISTER\r\n{contacts}\r\n"
         let mut reg = |cseq, contacts: &str, now| {
             let data = owned_register(cseq, contacts);
             let msg = Message::parse(&data).unwrap();
-            save(&mut loc, &msg, src, now, &cfg, &mut |_| {}).unwrap().1
+            save(&mut loc, &msg, src, now, &cfg, &mut |_| {})
+                .unwrap()
+                .change
         };
         let two = "Contact: <sip:ann@192.0.2.5>;expires=60, <sip:ann@192.0.2.6>;expires=120\r\n";
         assert_eq!(

@@ -43,6 +43,8 @@ pub struct ShardCounters {
     pub bindings_removed: AtomicU64,
     /// Bindings that lapsed and were removed by this shard's expiry wheel.
     pub bindings_expired: AtomicU64,
+    /// Other nodes' changes that changed this shard's AORs (`--cluster`).
+    pub cluster_applied: AtomicU64,
     /// REGISTERs this shard applied as owner that changed bindings (not
     /// queries, not retransmissions).
     pub registered: AtomicU64,

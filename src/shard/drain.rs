@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use super::counters::add;
 use super::mail::{Ban, Mail};
 use super::Shard;
 use crate::io::SendQueue;
@@ -74,6 +75,20 @@ impl<'a> Shard<'a> {
         }
     }
 
+    /// Folds another node's change into this owner's record, and from
+    /// there into every replica of this node.
+    fn apply_cluster(&mut self, aor: &[u8], change: &crate::cluster::Change) {
+        let Some(side) = self.cluster.as_mut() else {
+            return;
+        };
+        let (outbox, inboxes, index) = (&mut self.outbox, &self.shared.inboxes, self.index);
+        if side.apply(&mut self.location, aor, change, self.now, &mut |op| {
+            outbox.broadcast(inboxes, index, op)
+        }) {
+            add(&self.counters.cluster_applied, 1);
+        }
+    }
+
     /// Reads the inbox (after what [`Self::apply_updates`] set aside):
     /// replica updates, REGISTERs to apply (at most [`REGISTERS_PER_LOOP`],
     /// and only while a send slot is free), and answers to send.
@@ -108,6 +123,7 @@ impl<'a> Shard<'a> {
                     }
                 }
                 Mail::Response { data, src } => self.mailed_response(&data, &src, send),
+                Mail::Cluster { aor, change } => self.apply_cluster(&aor, &change),
                 Mail::Send { data, to } => {
                     if let Some(slot) = send.slot() {
                         if let Some(dst) = slot.get_mut(..data.len()) {

@@ -60,6 +60,14 @@ pub enum Mail {
         /// Where it came from and what it arrived at.
         src: Source,
     },
+    /// Another node's change of a binding of an AOR the receiving shard
+    /// owns, from the cluster link (`--cluster`).
+    Cluster {
+        /// The AOR.
+        aor: Box<[u8]>,
+        /// The change.
+        change: Box<crate::cluster::Change>,
+    },
     /// A response to send from the receiving shard's socket.
     Send {
         /// The datagram.

@@ -93,6 +93,9 @@ pub struct Shard<'a> {
     families: (Option<bool>, Option<usize>),
     /// Its transactions and their timers (`--mode stateful`).
     stateful: Option<Box<Stateful>>,
+    /// Its part of the location service shared with other nodes
+    /// (`--cluster`).
+    cluster: Option<crate::cluster::Side>,
 }
 
 impl<'a> Shard<'a> {
@@ -132,7 +135,16 @@ impl<'a> Shard<'a> {
             stateful: shared
                 .transactions
                 .map(|cfg| Box::new(Stateful::new(cfg, 0))),
+            cluster: None,
         }
+    }
+
+    /// Shares this shard's AORs with other nodes through `side`
+    /// (`--cluster`): its registrar's changes go to the link, and other
+    /// nodes' changes come in as [`Mail::Cluster`].
+    pub fn set_cluster(&mut self, side: crate::cluster::Side) {
+        self.location.node = side.node().into();
+        self.cluster = Some(side);
     }
 
     /// What its sends need to reach other shards.
@@ -172,6 +184,9 @@ impl<'a> Shard<'a> {
             .tick(self.now, &mut |op| outbox.broadcast(inboxes, index, op));
         if expired > 0 {
             add(&self.counters.bindings_expired, expired);
+        }
+        if let Some(side) = &mut self.cluster {
+            side.sweep(self.now);
         }
         self.commit_log();
         self.counters

@@ -112,14 +112,20 @@ impl<'a> Shard<'a> {
             Ok(_) => 200,
             Err(e) => e.status().0,
         };
-        if let Ok((_, Some(change))) = result {
-            let c = self.counters;
-            add(&c.registered, 1);
-            add(&c.bindings_created, change.created.into());
-            add(&c.bindings_refreshed, change.refreshed.into());
-            add(&c.bindings_removed, change.removed.into());
+        if let Ok(saved) = &result {
+            if let Some(change) = saved.change {
+                let c = self.counters;
+                add(&c.registered, 1);
+                add(&c.bindings_created, change.created.into());
+                add(&c.bindings_refreshed, change.refreshed.into());
+                add(&c.bindings_removed, change.removed.into());
+                // To the other nodes, through the link's queue.
+                if let Some(side) = &mut self.cluster {
+                    side.registered(saved.before.as_ref(), &saved.record, self.now);
+                }
+            }
         }
-        let result = result.map(|(rec, _)| rec);
+        let result = result.map(|saved| saved.record);
         let now = self.now;
         self.deliver(msg, src, arrived_on, code, send, |out| {
             write_register_answer(msg, src, &result, now, out)

@@ -35,6 +35,8 @@ pub struct Shared {
     pub auth: Option<AuthConfig>,
     /// The transaction layer (`--mode stateful`), when on.
     pub transactions: Option<TransactionConfig>,
+    /// What the cluster link did (`--cluster`), for metrics.
+    pub cluster: Option<std::sync::Arc<crate::cluster::LinkStats>>,
 }
 
 impl Shared {
@@ -67,6 +69,7 @@ impl Shared {
             guard: Guard::default(),
             auth: None,
             transactions: None,
+            cluster: None,
         })
     }
 

@@ -99,6 +99,11 @@ const COUNTERS: &[(&str, &str, Pick)] = &[
         |c| &c.bindings_expired,
     ),
     (
+        "sipshard_cluster_applied",
+        "Other nodes' changes of bindings that changed this node's (--cluster).",
+        |c| &c.cluster_applied,
+    ),
+    (
         "sipshard_registers_handed_off",
         "REGISTERs passed to their AOR's owner shard.",
         |c| &c.handed_off,
@@ -434,13 +439,110 @@ impl Collector for ShardCollector {
             ("io", self.backend.to_string()),
         ];
         info.encode(family.encode_family(&l)?)?;
-        self.encode_upstreams(&mut encoder)
+        self.encode_upstreams(&mut encoder)?;
+        self.encode_cluster(&mut encoder)
     }
 }
 
 impl ShardCollector {
     /// Each `--upstream`'s health (`--probe-interval`): in the rotation or
     /// not, probes missed, the last answered probe's round trip.
+    /// The cluster link's series (`--cluster`), without a shard label: the
+    /// link is the node's.
+    fn encode_cluster(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(st) = &self.shared.cluster else {
+            return Ok(());
+        };
+        let read = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let gauge = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "sipshard_cluster_link_up",
+            "1 while the link's connection to Redis is up, by side (writer, tailer).",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (side, up) in [("writer", &st.writer_up), ("tailer", &st.tailer_up)] {
+            let v = i64::from(up.load(Ordering::Relaxed));
+            ConstGauge::new(v).encode(family.encode_family(&[("side", side)])?)?;
+        }
+        let gauges: [(&str, &str, u64); 3] = [
+            (
+                "sipshard_cluster_queued",
+                "Changes waiting to be written to Redis (one per binding).",
+                read(&st.queued),
+            ),
+            (
+                "sipshard_cluster_loaded_aors",
+                "AORs read from Redis by the current or last load.",
+                read(&st.loaded_aors),
+            ),
+            (
+                "sipshard_cluster_synced",
+                "1 once the first load from Redis is done.",
+                u64::from(st.synced.load(Ordering::Relaxed)),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+            let family = encoder.encode_descriptor(name, help, None, g.metric_type())?;
+            g.encode(family)?;
+        }
+        let counters: [(&str, &str, &AtomicU64); 7] = [
+            ("sipshard_cluster_written", "Changes written to Redis.", &st.written),
+            (
+                "sipshard_cluster_superseded",
+                "Changes Redis held a later one of (another node's won).",
+                &st.superseded,
+            ),
+            (
+                "sipshard_cluster_dropped",
+                "Changes dropped because --cluster-queue bindings already waited.",
+                &st.dropped,
+            ),
+            (
+                "sipshard_cluster_errors",
+                "Round trips to Redis that failed.",
+                &st.errors,
+            ),
+            (
+                "sipshard_cluster_received",
+                "Other nodes' changes read from the stream.",
+                &st.received,
+            ),
+            (
+                "sipshard_cluster_refused",
+                "Values read from Redis that were not changes of this format.",
+                &st.refused,
+            ),
+            (
+                "sipshard_cluster_loads",
+                "Loads of every AOR from Redis (at start, and after the stream lost entries unread).",
+                &st.loads,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let c = ConstCounter::new(read(v));
+            let family = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+            c.encode(family)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "sipshard_cluster_delay",
+            "From a change's entry in the Redis stream to its reading here (propagation).",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        let mut buckets: Vec<(f64, u64)> = crate::cluster::link::DELAY_BUCKETS_MS
+            .iter()
+            .zip(&st.delay)
+            .map(|(&ms, b)| (ms as f64 / 1e3, read(b)))
+            .collect();
+        buckets.push((f64::MAX, st.delay.last().map_or(0, read)));
+        let count = buckets.iter().map(|b| b.1).sum();
+        let sum = read(&st.delay_sum_ms) as f64 / 1e3;
+        family.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        Ok(())
+    }
+
     fn encode_upstreams(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let proxy = &self.shared.proxy;
         if proxy.upstreams.is_empty() {

@@ -4,6 +4,7 @@
 
 pub mod metrics;
 pub mod process;
+pub mod redis;
 pub mod sip;
 pub mod tcp;
 pub mod ws;

@@ -93,10 +93,10 @@ pub(super) fn decode_body(body: &[u8], version: u32) -> Option<(u64, Entry)> {
     let stamp = r.u64()?;
     let kind = r.u8()?;
     let bytes = r.bytes()?;
-    let record = if version == 2 {
-        AorRecord::from_v2_bytes
-    } else {
-        AorRecord::from_bytes
+    let record = match version {
+        2 => AorRecord::from_v2_bytes,
+        3 => AorRecord::from_v3_bytes,
+        _ => AorRecord::from_bytes,
     };
     let entry = match kind {
         KIND_SET => Entry::Set(record(&bytes)?),

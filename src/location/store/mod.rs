@@ -9,16 +9,18 @@
 //! `shard-{i}.snap.tmp` while compacting). Other files in the directory are
 //! ignored. Both kinds start with a 12-byte header, the 8-byte magic
 //! (`SIPSHSNP` or `SIPSHLOG`) then the format version as a little-endian
-//! u32 (now 3), followed by entries; a snapshot holds only Sets.
+//! u32 (now 4), followed by entries; a snapshot holds only Sets.
 //!
 //! # Versions
-//! Files are written in version 3 only. [`load`] also reads version 2,
-//! whose entries are the same but whose records have the version 2 layout
-//! (no Contact parameters, transport, local address or connection:
-//! [`AorRecord::from_v2_bytes`] converts them to UDP bindings without
-//! parameters, to an unknown local address). [`adopt`], which runs at every
-//! start, then rewrites every shard's snapshot and log in version 3, so a
-//! directory is upgraded the first time it is loaded. Version 1 (distinct
+//! Files are written in version 4 only. [`load`] also reads versions 3
+//! and 2, whose entries are the same but whose records have an older
+//! layout: version 3's bindings have no stamp and no node
+//! ([`AorRecord::from_v3_bytes`] gives them stamp 0 and no node), version
+//! 2's no Contact parameters, transport, local address or connection
+//! either ([`AorRecord::from_v2_bytes`] converts them to UDP bindings
+//! without parameters, to an unknown local address). [`adopt`], which runs
+//! at every start, then rewrites every shard's snapshot and log in today's
+//! version, so a directory is upgraded the first time it is loaded. Version 1 (distinct
 //! entries with the Call-ID as text, written only by the one development
 //! commit that introduced `--state-dir`, replaced minutes later) is
 //! refused with an error naming it, as is any newer version.
@@ -72,7 +74,7 @@ mod format;
 
 const SNAP_MAGIC: &[u8; 8] = b"SIPSHSNP";
 const LOG_MAGIC: &[u8; 8] = b"SIPSHLOG";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 /// The oldest format version [`load`] reads.
 const OLDEST_READ: u32 = 2;
 const HEADER_LEN: usize = 12;
@@ -531,6 +533,8 @@ mod tests {
             params: b";+sip.instance=\"<urn:uuid:1>\";reg-id=1"[..].into(),
             source: Source::udp(source.parse().unwrap(), "192.0.2.100:5060".parse().unwrap()),
             created_at: 1_699_999_000,
+            stamp: 0,
+            node: Box::default(),
         }
     }
 
@@ -706,7 +710,7 @@ mod tests {
         assert_eq!(load(&dir.0).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 
-    /// The directory `tests/data/state-v2` holds, as the version 3 records
+    /// The directory `tests/data/state-v2` holds, as the records
     /// it must load as: written by sipshard at commit 48e8006 (format
     /// version 2, 4 shards) with that directory's `make.py`. Alice's
     /// newer record is in shard 3's log, her older one in its snapshot.
@@ -738,6 +742,8 @@ mod tests {
                 path: path.as_bytes().into(),
                 source: Source::udp(peer, local.parse().unwrap()),
                 created_at,
+                stamp: 0,
+                node: Box::default(),
             }
         }
         let (exp, made, v4, v6) = (
@@ -852,7 +858,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_2_directory_comes_back_whole_then_is_version_3() {
+    fn a_version_2_directory_comes_back_whole_then_is_todays() {
         let dir = copy_fixture_v2("v2");
         let (recs, report) = load(&dir.0).unwrap();
         assert_eq!(recs, fixture_v2_records());
@@ -868,7 +874,7 @@ mod tests {
             }
         );
         // Start-up hands the records over (to 2 shards now): every file is
-        // rewritten in version 3 and loads the same.
+        // rewritten in today's version and loads the same.
         let by_shard = [recs[..1].to_vec(), recs[1..].to_vec()];
         let stores = adopt(&dir.0, Fsync::Never, &by_shard).unwrap();
         drop(stores);
@@ -901,6 +907,29 @@ mod tests {
     }
 
     #[test]
+    fn a_version_3_log_loads_with_stamp_0_and_no_node() {
+        let dir = TempDir::new("v3");
+        fs::create_dir_all(&dir.0).unwrap();
+        let b = binding("sip:a@192.0.2.1", Some(100), "192.0.2.1:5060", "");
+        let rec = AorRecord::new(b"sip:a@example.com", &[b]);
+        let mut body = Vec::new();
+        body.extend_from_slice(&7u64.to_le_bytes());
+        body.push(KIND_SET);
+        let v3 = rec.to_v3_bytes();
+        body.extend_from_slice(&(v3.len() as u32).to_le_bytes());
+        body.extend_from_slice(&v3);
+        let len = (body.len() as u32).to_le_bytes();
+        let mut file = header_of(LOG_MAGIC, 3).to_vec();
+        file.extend_from_slice(&len);
+        file.extend_from_slice(&checksum(len, &body).to_le_bytes());
+        file.extend_from_slice(&body);
+        fs::write(dir.0.join("shard-0.log"), &file).unwrap();
+        let (got, report) = load(&dir.0).unwrap();
+        assert_eq!(got, vec![rec]);
+        assert_eq!((report.upgraded, report.entries), (1, 1));
+    }
+
+    #[test]
     fn versions_it_does_not_read_are_refused_by_name() {
         let dir = copy_fixture_v2("v1");
         // A version 1 snapshot: the header is all this check reads.
@@ -914,9 +943,14 @@ mod tests {
             text.contains("shard-0.snap") && text.contains("format version 1"),
             "{text}"
         );
-        fs::write(dir.0.join("shard-0.snap"), header_of(SNAP_MAGIC, 4)).unwrap();
+        fs::write(
+            dir.0.join("shard-0.snap"),
+            header_of(SNAP_MAGIC, VERSION + 1),
+        )
+        .unwrap();
         let text = load(&dir.0).unwrap_err().to_string();
-        assert!(text.contains("version 4, from a newer sipshard"), "{text}");
+        let newer = format!("version {}, from a newer sipshard", VERSION + 1);
+        assert!(text.contains(&newer), "{text}");
         // A torn header of either version read is a crash while creating it.
         fs::write(dir.0.join("shard-0.snap"), &header_of(SNAP_MAGIC, 2)[..10]).unwrap();
         assert_eq!(load(&dir.0).unwrap().1.torn_tails, 1);
@@ -1018,9 +1052,21 @@ mod tests {
             arb_source(),
             any::<u64>(),
             proptest::collection::vec(any::<u8>(), 0..12),
+            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..8)),
         )
             .prop_map(
-                |(contact, q, expires_at, call_id, cseq, path, source, created_at, params)| {
+                |(
+                    contact,
+                    q,
+                    expires_at,
+                    call_id,
+                    cseq,
+                    path,
+                    source,
+                    created_at,
+                    params,
+                    (stamp, node),
+                )| {
                     Binding {
                         contact: contact.into(),
                         params: params.into(),
@@ -1031,6 +1077,8 @@ mod tests {
                         path: path.into(),
                         source,
                         created_at,
+                        stamp,
+                        node: node.into(),
                     }
                 },
             )
@@ -1069,7 +1117,7 @@ mod tests {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_all(&bytes);
-            for version in [2, VERSION] {
+            for version in [2, 3, VERSION] {
                 let _ = decode_entry(&bytes, version);
                 let _ = decode_body(&bytes, version);
                 let mut with_header = header_of(LOG_MAGIC, version).to_vec();
