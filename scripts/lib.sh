@@ -50,6 +50,10 @@ start_sipshard() {
   local log=$1 i metrics=""
   shift
   [[ " $* " == *" --metrics-listen "* ]] && metrics=yes
+  # Created here, not by the background job's redirection: the loop below
+  # may read it before that job has run (a loaded machine), and a failed
+  # read ends a script under set -e.
+  : > "$log"
   "${sipshard_wrap[@]}" "$sipshard_bin" "$@" 2> "$log" &
   sipshard_pid=$!
   pids+=("$sipshard_pid")

@@ -805,6 +805,17 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_cluster_url_is_logged_without_its_password() {
+        assert_eq!(
+            redacted_url("redis://:pw@10.0.0.9:6379/2"),
+            "redis://***@10.0.0.9:6379/2"
+        );
+        assert_eq!(redacted_url("rediss://u:p@h:1"), "rediss://***@h:1");
+        assert_eq!(redacted_url("redis://h:1"), "redis://h:1");
+    }
+
     use super::*;
     use clap::Parser;
 

@@ -281,7 +281,14 @@ pub fn start(cfg: &Config) -> Result<Server, StartupError> {
         stream_bound.push((transport, addr));
     }
     let streams: Vec<SocketAddr> = stream_bound.iter().map(|&(_, a)| a).collect();
-    let (proxy, warning) = cfg.proxy_config(&bound, &streams);
+    let (mut proxy, warning) = cfg.proxy_config(&bound, &streams);
+    // The address other nodes of a cluster reach this one at is ours:
+    // a Route naming it is our own (or a request would loop to us).
+    if let Some(a) = cfg.cluster.as_ref().and_then(|c| c.node_addr) {
+        if !proxy.local.contains(&a) {
+            proxy.local.push(a);
+        }
+    }
     warnings.extend(warning);
     let shards = sockets.len();
     let registrar_on = !cfg.domains.is_empty();
@@ -522,11 +529,12 @@ fn start_cluster(
     };
     let to_owners = shared.clone();
     let shards = shared.shards();
-    let deliver: link::Deliver = Arc::new(move |aor: &[u8], change: &Change| {
+    let deliver: link::Deliver = Arc::new(move |aor: &[u8], change: &Change, loaded: bool| {
         let owner = owner_of(aor, shards);
         let mail = Mail::Cluster {
             aor: aor.into(),
             change: Box::new(change.clone()),
+            loaded,
         };
         // Past a few thousand waiting, the tailer waits instead: what a
         // load of the whole table holds in flight stays small.
@@ -550,7 +558,9 @@ fn start_cluster(
                 stats.clone(),
                 routes.clone(),
                 cfg.registrar.max_contacts,
+                cfg.state_dir.is_some(),
             )
+            .with_overflow(c.queue)
         })
         .collect();
     let note = format!(

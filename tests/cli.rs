@@ -89,3 +89,73 @@ fn parse_from_stdin_reports_the_reason() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Version Not Supported (505)"));
 }
+
+#[test]
+fn cluster_flags_are_checked_before_anything_starts() {
+    let refused = |args: &[&str], says: &str| {
+        let out = sipshard().args(args).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+        err.into_owned()
+    };
+    let url = "redis://:secret@127.0.0.1:1";
+    refused(
+        &["--listen", "127.0.0.1:0", "--cluster", url],
+        "--cluster needs --domain",
+    );
+    let err = refused(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "example.com",
+            "--cluster",
+            "http://:secret@h:1",
+        ],
+        "--cluster http://***@h:1: a redis:// or rediss:// URL",
+    );
+    assert!(
+        !err.contains("secret"),
+        "the password is never printed: {err}"
+    );
+    refused(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "example.com",
+            "--cluster",
+            url,
+            "--node-id",
+            "a b",
+        ],
+        "--node-id \"a b\": 1 to 64 letters",
+    );
+    refused(
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--domain",
+            "example.com",
+            "--cluster",
+            url,
+            "--node-id",
+            "a",
+        ],
+        "give --node-addr",
+    );
+    refused(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "example.com",
+            "--cluster",
+            url,
+            "--node-addr",
+            "0.0.0.0:5060",
+        ],
+        "--node-addr 0.0.0.0:5060: an address other nodes can send to",
+    );
+}

@@ -187,9 +187,10 @@ impl LinkConfig {
     }
 }
 
-/// Hands a change of an AOR to its owner shard; false when its inbox is
-/// full (the tailer waits and tries again).
-pub type Deliver = Arc<dyn Fn(&[u8], &Change) -> bool + Send + Sync>;
+/// Hands a change of an AOR to its owner shard, saying whether it comes
+/// from a load of the whole table; false when the owner's inbox is full
+/// (the tailer waits and tries again).
+pub type Deliver = Arc<dyn Fn(&[u8], &Change, bool) -> bool + Send + Sync>;
 
 /// The link: the shards' queue at once, its threads once started.
 pub struct Link {
@@ -320,16 +321,13 @@ impl Link {
             stop,
             replay,
         } = w;
-        let (c, s, st, cl) = (
-            cfg.clone(),
-            self.stats.clone(),
-            stop.clone(),
-            client.clone(),
-        );
+        // The writer ends when every sender is gone (the shards stopped),
+        // not on the stop flag: what they queued last is still written.
+        let (c, s, cl) = (cfg.clone(), self.stats.clone(), client.clone());
         self.threads.push(
             std::thread::Builder::new()
                 .name("cluster-writer".into())
-                .spawn(move || write_loop(&cl, &c, &rx, replay, &s, &st))?,
+                .spawn(move || write_loop(&cl, &c, &rx, replay, &s))?,
         );
         let s = self.stats.clone();
         self.threads.push(
@@ -353,9 +351,10 @@ impl Link {
 /// A binding: its AOR and contact.
 type BindingKey = (Box<[u8]>, Box<[u8]>);
 
-/// Changes waiting for Redis, one per binding, oldest first.
+/// Changes waiting, one per binding, oldest first: in the writer for
+/// Redis, and in an owner shard for the writer's channel when it is full.
 #[derive(Default)]
-struct Pending {
+pub(super) struct Pending {
     by_key: HashMap<BindingKey, Write>,
     order: VecDeque<BindingKey>,
 }
@@ -363,7 +362,7 @@ struct Pending {
 impl Pending {
     /// Queues `w`, replacing a waiting change of its binding; false when
     /// it is a new binding and `max` wait already.
-    fn put(&mut self, w: Write, max: usize) -> bool {
+    pub(super) fn put(&mut self, w: Write, max: usize) -> bool {
         let key = (w.aor.clone(), w.contact.clone());
         if let Some(slot) = self.by_key.get_mut(&key) {
             *slot = w;
@@ -379,7 +378,7 @@ impl Pending {
 
     /// Puts back a change that could not be written, unless a later one
     /// of its binding came meanwhile.
-    fn put_back(&mut self, w: Write) {
+    pub(super) fn put_back(&mut self, w: Write) {
         let key = (w.aor.clone(), w.contact.clone());
         if let std::collections::hash_map::Entry::Vacant(e) = self.by_key.entry(key.clone()) {
             e.insert(w);
@@ -387,7 +386,7 @@ impl Pending {
         }
     }
 
-    fn take(&mut self, n: usize) -> Vec<Write> {
+    pub(super) fn take(&mut self, n: usize) -> Vec<Write> {
         let mut out = Vec::with_capacity(n.min(self.by_key.len()));
         while out.len() < n {
             let Some(key) = self.order.pop_front() else {
@@ -400,7 +399,7 @@ impl Pending {
         out
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.by_key.len()
     }
 }
@@ -480,7 +479,6 @@ fn write_loop(
     rx: &Receiver<Write>,
     mut replay: Replay,
     stats: &LinkStats,
-    stop: &AtomicBool,
 ) {
     if !replay.is_empty() {
         tracing::info!(
@@ -493,14 +491,13 @@ fn write_loop(
     let mut retry = Retry::new();
     let mut last_drop_log = Instant::now() - Duration::from_secs(60);
     let stream = cfg.stream_key();
+    // Set once every sender is gone (the shards have stopped): what
+    // waits is written for a second at most, then the writer ends.
     let mut stopping_since: Option<Instant> = None;
     loop {
-        if stop.load(Ordering::Relaxed) && stopping_since.is_none() {
-            stopping_since = Some(Instant::now());
-        }
-        // Stopping: write what waits, for a second at most.
         if let Some(since) = stopping_since {
-            if pending.len() == 0 || since.elapsed() > Duration::from_secs(1) {
+            if (pending.len() == 0 && replay.is_empty()) || since.elapsed() > Duration::from_secs(1)
+            {
                 break;
             }
         }
@@ -529,7 +526,12 @@ fn write_loop(
             Ok(w) => take(w, &mut pending),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) if idle => break,
-            Err(RecvTimeoutError::Disconnected) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                stopping_since.get_or_insert_with(Instant::now);
+                if session.is_none() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
         }
         while let Ok(w) = rx.try_recv() {
             take(w, &mut pending);
@@ -581,6 +583,22 @@ fn write_loop(
             }
             Err(e) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
+                let retriable = e.code() == Some("NOSCRIPT")
+                    || e.code() == Some("READONLY")
+                    || e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout();
+                if !retriable {
+                    // Refused for what it is (a key of another type that
+                    // another program wrote): retrying cannot help. The
+                    // batch's other writes ran (a pipeline goes on past an
+                    // error); the batch is not tried again.
+                    tracing::warn!("cluster writer: Redis refused a write ({e}); batch dropped");
+                    stats
+                        .dropped
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    continue;
+                }
                 for w in batch.into_iter().rev() {
                     pending.put_back(w);
                 }
@@ -601,6 +619,8 @@ fn write_loop(
                         Err(_) => session = None,
                     }
                 } else {
+                    // Away, or a replica now (READONLY after a failover):
+                    // a new connection may reach the primary.
                     retry.failed("writer", &e);
                     session = None;
                 }
@@ -628,7 +648,7 @@ fn text(v: &Value) -> Option<&[u8]> {
 fn tail_loop(
     client: &Client,
     cfg: &LinkConfig,
-    deliver: &(dyn Fn(&[u8], &Change) -> bool + Send + Sync),
+    deliver: &(dyn Fn(&[u8], &Change, bool) -> bool + Send + Sync),
     stats: &LinkStats,
     stop: &AtomicBool,
 ) {
@@ -637,6 +657,10 @@ fn tail_loop(
     let mut retry = Retry::new();
     // None: load before reading the stream.
     let mut last: Option<String> = None;
+    // After a (re)connect or a load, before reading on: the stream may
+    // have been trimmed past `last` meanwhile (a busy cluster's reads are
+    // never empty, so the idle check alone would not see it).
+    let mut check_gap = false;
     while !stop.load(Ordering::Relaxed) {
         if con.is_none() {
             if !retry.due() {
@@ -647,6 +671,7 @@ fn tail_loop(
                 Ok(c) => {
                     retry.succeeded("tailer");
                     con = Some(c);
+                    check_gap = true;
                 }
                 Err(e) => {
                     retry.failed("tailer", &e);
@@ -658,10 +683,14 @@ fn tail_loop(
         let Some(c) = con.as_mut() else { continue };
         let step = match &last {
             None => load(c, cfg, deliver, stats, stop).map(Some),
+            Some(id) if check_gap => gap_check(c, &stream, id, cfg.stream_max),
             Some(id) => read(c, &stream, id, cfg, deliver, stats, stop),
         };
         match step {
-            Ok(Some(id)) => last = Some(id),
+            Ok(Some(id)) => {
+                check_gap = last.is_none();
+                last = Some(id);
+            }
             Ok(None) => last = None,
             Err(e) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -677,12 +706,13 @@ fn tail_loop(
 /// Hands a change to its owner, waiting while the owner's inbox is full
 /// (that wait is what bounds a load's memory).
 fn hand_over(
-    deliver: &(dyn Fn(&[u8], &Change) -> bool + Send + Sync),
+    deliver: &(dyn Fn(&[u8], &Change, bool) -> bool + Send + Sync),
     aor: &[u8],
     change: &Change,
+    loading: bool,
     stop: &AtomicBool,
 ) {
-    while !deliver(aor, change) {
+    while !deliver(aor, change, loading) {
         if stop.load(Ordering::Relaxed) {
             return;
         }
@@ -695,7 +725,7 @@ fn hand_over(
 fn load(
     con: &mut Connection,
     cfg: &LinkConfig,
-    deliver: &(dyn Fn(&[u8], &Change) -> bool + Send + Sync),
+    deliver: &(dyn Fn(&[u8], &Change, bool) -> bool + Send + Sync),
     stats: &LinkStats,
     stop: &AtomicBool,
 ) -> redis::RedisResult<String> {
@@ -749,7 +779,7 @@ fn load(
                     match Change::decode(&v) {
                         Ok(change) => {
                             bindings += 1;
-                            hand_over(deliver, aor, &change, stop);
+                            hand_over(deliver, aor, &change, true, stop);
                         }
                         Err(_) => {
                             stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -787,7 +817,7 @@ fn read(
     stream: &str,
     after: &str,
     cfg: &LinkConfig,
-    deliver: &(dyn Fn(&[u8], &Change) -> bool + Send + Sync),
+    deliver: &(dyn Fn(&[u8], &Change, bool) -> bool + Send + Sync),
     stats: &LinkStats,
     stop: &AtomicBool,
 ) -> redis::RedisResult<Option<String>> {
@@ -811,7 +841,7 @@ fn read(
     let Value::Array(entries) = entries else {
         // Nothing new within the wait: check that nothing was trimmed
         // away unread (after an outage), then go on.
-        return gap_check(con, stream, after);
+        return gap_check(con, stream, after, cfg.stream_max);
     };
     let mut last = after.to_string();
     let now = unix_ms();
@@ -846,7 +876,7 @@ fn read(
                         stats.observe_delay(now.saturating_sub(ms));
                     }
                     stats.received.fetch_add(1, Ordering::Relaxed);
-                    hand_over(deliver, aor, &change, stop);
+                    hand_over(deliver, aor, &change, false, stop);
                 }
                 Err(_) => {
                     stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -858,15 +888,27 @@ fn read(
     Ok(Some(last))
 }
 
-/// After an idle read: None when the stream's oldest entry is past
-/// `after` (entries after it were trimmed unread: reload), else `after`.
+/// After a (re)connect, a load or an idle read: None when the stream's
+/// oldest entry is past `after` (entries after it may have been trimmed
+/// unread: reload), else `after`.
 fn gap_check(
     con: &mut Connection,
     stream: &str,
     after: &str,
+    stream_max: usize,
 ) -> redis::RedisResult<Option<String>> {
     if after == "0-0" {
-        return Ok(Some(after.to_string()));
+        // The stream was empty when the load began: entries were lost
+        // only if it has since been trimmed, which it is not below its
+        // length.
+        let len: usize = redis::cmd("XLEN").arg(stream).query(con)?;
+        if len < stream_max {
+            return Ok(Some(after.to_string()));
+        }
+        tracing::warn!(
+            "cluster: the stream was trimmed since this node's load; loading everything again"
+        );
+        return Ok(None);
     }
     let first: Value = redis::cmd("XRANGE")
         .arg(stream)

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 
-use super::link::{LinkStats, Write};
+use super::link::{LinkStats, Pending, Write};
 use super::merge::{merge, Merged, Tombstones, TOMBSTONE_SECS};
 use super::wire::{Change, Kind, OrderKey};
 use crate::location::binding::{stamp_after, Binding};
@@ -75,6 +75,15 @@ pub struct Side {
     routes: Routes,
     tombs: Tombstones,
     max_contacts: usize,
+    /// Changes the writer's channel had no room for (it is busy with a
+    /// slow Redis), one per binding, sent first when it has room again.
+    overflow: Pending,
+    /// Bound of `overflow` (`--cluster-queue`).
+    max_overflow: usize,
+    /// `--state-dir`: this node's own bindings as its files gave them are
+    /// the truth, so one of its own that a load brings and that it does not
+    /// hold was removed here before Redis heard (a kill in between).
+    own_state: bool,
 }
 
 impl Side {
@@ -85,6 +94,7 @@ impl Side {
         stats: Arc<LinkStats>,
         routes: Routes,
         max_contacts: usize,
+        own_state: bool,
     ) -> Side {
         Side {
             node,
@@ -93,7 +103,17 @@ impl Side {
             routes,
             tombs: Tombstones::default(),
             max_contacts,
+            overflow: Pending::default(),
+            max_overflow: 100_000,
+            own_state,
         }
+    }
+
+    /// At most `n` changes wait in this shard when the writer's channel is
+    /// full (`--cluster-queue`).
+    pub fn with_overflow(mut self, n: usize) -> Side {
+        self.max_overflow = n;
+        self
     }
 
     /// This node's id.
@@ -155,17 +175,42 @@ impl Side {
         }
     }
 
-    fn send(&self, aor: &[u8], change: Change, expire_at_ms: u64) {
+    fn send(&mut self, aor: &[u8], change: Change, expire_at_ms: u64) {
         let w = Write {
             aor: aor.into(),
             contact: change.binding.contact.clone(),
             value: change.encode(),
             expire_at_ms,
         };
-        match self.queue.try_send(w) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        // Behind what waits already, so that a binding's changes stay in
+        // order; a waiting change of the same binding is replaced.
+        let w = match self.overflow.len() {
+            0 => match self.queue.try_send(w) {
+                Ok(()) => return,
+                Err(TrySendError::Full(w)) | Err(TrySendError::Disconnected(w)) => w,
+            },
+            _ => w,
+        };
+        if !self.overflow.put(w, self.max_overflow) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands the writer what waited for room in its channel; every loop.
+    pub fn flush(&mut self) {
+        while self.overflow.len() > 0 {
+            let Some(w) = self.overflow.take(1).pop() else {
+                break;
+            };
+            match self.queue.try_send(w) {
+                Ok(()) => {}
+                Err(TrySendError::Full(w)) => {
+                    self.overflow.put_back(w);
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -179,6 +224,7 @@ impl Side {
         owner: &mut Owner,
         aor: &[u8],
         change: &Change,
+        loaded: bool,
         now: u64,
         fanout: &mut dyn FnMut(&LocationOp),
     ) -> bool {
@@ -189,13 +235,43 @@ impl Side {
                 .map(|b| b.to_binding())
                 .collect()
         });
-        let tomb = self.tombs.get(hash, &change.binding.contact).cloned();
-        if change.kind == Kind::Removed {
-            self.tombs
-                .put(hash, &change.binding.contact, change.key(), now);
-        }
-        if change.kind == Kind::Live && change.binding.expires_at <= now {
+        let contact = &change.binding.contact;
+        let held = current.iter().any(|b| same_contact(&b.contact, contact));
+        // One of ours that Redis still has and our files do not: removed
+        // here (or replaced) after Redis last heard of it, by a REGISTER
+        // whose change a kill took from the queue. Redis hears of the
+        // removal now.
+        if loaded && self.own_state && *change.binding.node == *self.node && !held {
+            if change.kind == Kind::Live && self.tombs.get(hash, contact).is_none() {
+                let mut gone = change.binding.clone();
+                gone.stamp = stamp_after(gone.stamp);
+                self.tombs.put(hash, contact, OrderKey::of(&gone), now);
+                let until = now.saturating_mul(1000) + TOMBSTONE_SECS * 1000;
+                let removal = Change {
+                    kind: Kind::Removed,
+                    route: Box::default(),
+                    binding: gone,
+                };
+                self.send(aor, removal, until);
+            }
             return false;
+        }
+        // A change that lapsed already counts as its binding's removal:
+        // if it is the greater, the binding held here (older, longer) goes.
+        let lapsed;
+        let change = if change.kind == Kind::Live && change.binding.expires_at <= now {
+            lapsed = Change {
+                kind: Kind::Removed,
+                route: Box::default(),
+                binding: change.binding.clone(),
+            };
+            &lapsed
+        } else {
+            change
+        };
+        let tomb = self.tombs.get(hash, contact).cloned();
+        if change.kind == Kind::Removed {
+            self.tombs.put(hash, contact, change.key(), now);
         }
         match merge(
             &current,
@@ -275,5 +351,103 @@ mod tests {
         let mut pathed = tcp.clone();
         pathed.path = b"<sip:edge;lr>"[..].into();
         assert!(r.route_for(&pathed).is_empty(), "its Path leads the way");
+    }
+
+    fn side(queue: SyncSender<Write>, own_state: bool) -> Side {
+        Side::new(
+            b"a"[..].into(),
+            queue,
+            Arc::new(LinkStats::default()),
+            routes(false),
+            10,
+            own_state,
+        )
+    }
+
+    fn live(b: Binding) -> Change {
+        Change {
+            kind: Kind::Live,
+            route: Box::default(),
+            binding: b,
+        }
+    }
+
+    #[test]
+    fn a_full_channel_keeps_the_latest_change_per_binding_for_later() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let mut s = side(tx, false);
+        let mut b = binding();
+        s.send(b"sip:x@h", live(b.clone()), 0);
+        for stamp in [2, 3, 4] {
+            b.stamp = stamp;
+            s.send(b"sip:x@h", live(b.clone()), 0);
+        }
+        let mut other = binding();
+        other.contact = b"sip:a@10.0.0.10"[..].into();
+        s.send(b"sip:x@h", live(other), 0);
+        assert_eq!(s.overflow.len(), 2, "one waiting change per binding");
+        let stamp_of = |w: Write| Change::decode(&w.value).unwrap().binding.stamp;
+        assert_eq!(stamp_of(rx.recv().unwrap()), 1);
+        s.flush();
+        assert_eq!(stamp_of(rx.recv().unwrap()), 4, "the latest of the three");
+        s.flush();
+        assert_eq!(rx.recv().unwrap().contact.as_ref(), b"sip:a@10.0.0.10");
+        assert_eq!(s.overflow.len(), 0);
+    }
+
+    #[test]
+    fn a_loaded_binding_of_ours_that_our_files_lack_is_removed_in_redis() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        let mut owner = Owner::new(0, 1, 1_000, 0, 86_400, None);
+        let mut mine = binding();
+        mine.node = b"a"[..].into();
+        // With --state-dir: not held here, so removed here before a kill.
+        let mut s = side(tx.clone(), true);
+        assert!(!s.apply(
+            &mut owner,
+            b"sip:x@h",
+            &live(mine.clone()),
+            true,
+            1_000,
+            &mut |_| {}
+        ));
+        let w = rx.try_recv().expect("a removal for Redis");
+        let c = Change::decode(&w.value).unwrap();
+        assert_eq!(c.kind, Kind::Removed);
+        assert!(c.key() > OrderKey::of(&mine));
+        assert!(owner.current(b"sip:x@h").is_none());
+        // Without --state-dir, Redis is this node's memory: loaded back.
+        let mut s = side(tx, false);
+        assert!(s.apply(
+            &mut owner,
+            b"sip:x@h",
+            &live(mine),
+            true,
+            1_000,
+            &mut |_| {}
+        ));
+        assert_eq!(owner.current(b"sip:x@h").map(|r| r.len()), Some(1));
+        assert!(rx.try_recv().is_err(), "nothing written back");
+    }
+
+    #[test]
+    fn a_greater_change_that_lapsed_removes_the_binding() {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(8);
+        let mut owner = Owner::new(0, 1, 1_000, 0, 86_400, None);
+        let mut s = side(tx, false);
+        let mut b = binding();
+        b.expires_at = 5_000;
+        assert!(s.apply(
+            &mut owner,
+            b"sip:x@h",
+            &live(b.clone()),
+            false,
+            1_000,
+            &mut |_| {}
+        ));
+        b.stamp += 1;
+        b.expires_at = 2_000;
+        assert!(s.apply(&mut owner, b"sip:x@h", &live(b), false, 3_000, &mut |_| {}));
+        assert_eq!(owner.current(b"sip:x@h").map(|r| r.len()), Some(0));
     }
 }

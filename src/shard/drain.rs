@@ -38,6 +38,14 @@ impl<'a> Shard<'a> {
                 Mail::Location(op, at) => self.apply_update(op, at),
                 // Before the batch too: the banned source may be in it.
                 Mail::Ban(ip, why) => self.apply_ban(ip, why),
+                // Another node's change: applied now rather than set
+                // aside, so that the inbox's bound is what holds a load
+                // back (the tailer waits on the inbox, not on set_aside).
+                Mail::Cluster {
+                    aor,
+                    change,
+                    loaded,
+                } => self.apply_cluster(&aor, &change, loaded),
                 other => self.set_aside.push_back(other),
             }
         }
@@ -77,14 +85,19 @@ impl<'a> Shard<'a> {
 
     /// Folds another node's change into this owner's record, and from
     /// there into every replica of this node.
-    fn apply_cluster(&mut self, aor: &[u8], change: &crate::cluster::Change) {
+    fn apply_cluster(&mut self, aor: &[u8], change: &crate::cluster::Change, loaded: bool) {
         let Some(side) = self.cluster.as_mut() else {
             return;
         };
         let (outbox, inboxes, index) = (&mut self.outbox, &self.shared.inboxes, self.index);
-        if side.apply(&mut self.location, aor, change, self.now, &mut |op| {
-            outbox.broadcast(inboxes, index, op)
-        }) {
+        if side.apply(
+            &mut self.location,
+            aor,
+            change,
+            loaded,
+            self.now,
+            &mut |op| outbox.broadcast(inboxes, index, op),
+        ) {
             add(&self.counters.cluster_applied, 1);
         }
     }
@@ -123,7 +136,11 @@ impl<'a> Shard<'a> {
                     }
                 }
                 Mail::Response { data, src } => self.mailed_response(&data, &src, send),
-                Mail::Cluster { aor, change } => self.apply_cluster(&aor, &change),
+                Mail::Cluster {
+                    aor,
+                    change,
+                    loaded,
+                } => self.apply_cluster(&aor, &change, loaded),
                 Mail::Send { data, to } => {
                     if let Some(slot) = send.slot() {
                         if let Some(dst) = slot.get_mut(..data.len()) {

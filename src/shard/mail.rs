@@ -67,6 +67,9 @@ pub enum Mail {
         aor: Box<[u8]>,
         /// The change.
         change: Box<crate::cluster::Change>,
+        /// It comes from a load of the whole table (at start, or after
+        /// the stream lost entries), not from the stream.
+        loaded: bool,
     },
     /// A response to send from the receiving shard's socket.
     Send {

@@ -186,6 +186,7 @@ impl<'a> Shard<'a> {
             add(&self.counters.bindings_expired, expired);
         }
         if let Some(side) = &mut self.cluster {
+            side.flush();
             side.sweep(self.now);
         }
         self.commit_log();

@@ -91,12 +91,40 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.ping() {
+            // Ours answering, not another test's that took the port first
+            // (then ours exits: its bind failed).
+            let pid = self.child.as_ref().map_or(0, |c| c.id());
+            if self.ping() && self.pid() == Some(pid) {
                 return;
             }
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            assert!(!exited, "redis-server could not start on port {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("redis-server on port {port} did not answer PING");
+    }
+
+    /// The process id the server on the port says it has.
+    fn pid(&self) -> Option<u32> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        s.write_all(b"INFO server\r\n").ok()?;
+        let mut text = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !text.windows(11).any(|w| w == b"process_id:") || !text.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            text.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&text);
+        text.lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// True when it answers PING.
