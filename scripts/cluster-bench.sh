@@ -20,6 +20,10 @@
 #    (sipshard_cluster_synced, sipshard_aors), its peak RSS (VmHWM) and its
 #    RSS once loaded, beside node a's RSS (the same table, built by
 #    REGISTERs) and redis-server's.
+# BIG users register at BIG_RATE per second (default 20000: about what one
+# Redis writes through the script, 25 µs of its CPU each; faster, the
+# writer's queue fills and --cluster-queue drops, as it says).
+# PARTS (default 123) picks the parts to run.
 # Defaults: 100000 users at 20000/s, 3 rounds, BIG 100000. Processes are
 # pinned apart; REGISTERs go to loopback only, and nothing is forwarded
 # anywhere but to the script's own sockets.
@@ -74,6 +78,8 @@ summary() { # LABEL VALUES...: sorted, and min / median / max
     printf "%s: min %s / median %s / max %s (n=%d)\n", l, v[1], v[int((NR + 1) / 2)], v[NR], NR }'
 }
 
+parts=${PARTS:-123}
+if [[ $parts == *1* ]]; then
 echo "== 1. REGISTER cost, cluster off and on ($users users at $rate/s, $rounds rounds)"
 declare -A cpu p99 rcpu
 for r in $(seq "$rounds"); do
@@ -148,6 +154,9 @@ for mode in off on; do
   [ "$mode" = on ] && stop_redis
 done
 
+fi
+
+if [[ $parts == *2* ]]; then
 echo "== 2. propagation: a 200 through node a, the request forwarded by node b"
 start_redis
 sipshard_wrap=(taskset -c 0)
@@ -220,20 +229,29 @@ forget "$a_pid"
 forget "$b_pid"
 stop_redis
 
+fi
+
+[[ $parts == *3* ]] || bigs=()
 for big in "${bigs[@]}"; do
   echo "== 3. load: a node starting beside $big registered users"
   start_redis
   sipshard_wrap=(taskset -c 0)
   start_sipshard "$work/a.log" --listen 127.0.0.1:0 --shards 1 --io mmsg --domain example.com \
-    --cluster "$redis_url" --node-id a --expected-aors "$big" --stats-interval 0
+    --cluster "$redis_url" --node-id a --expected-aors "$big" --stats-interval 0 \
+    --metrics-listen 127.0.0.1:0
   a_pid=$sipshard_pid
+  a_metrics=$metrics_url
   res=$(taskset -c 1 target/release/sipshard-load register --target "$sipshard_addr" \
-    --users "$big" --rate 50000 --flows 8 --retry-missing 3 --kv --expires 7200)
-  echo "registered: $(grep -o 'bound=[0-9]*' <<< "$res")"
-  for _ in $(seq 600); do
+    --users "$big" --rate "${BIG_RATE:-20000}" --flows 8 --retry-missing 3 --kv --expires 7200)
+  for _ in $(seq 3000); do
     [ "$(redis-cli -u "$redis_url" dbsize)" -gt "$big" ] && break
+    [ "$(metric_sum "$a_metrics" sipshard_cluster_queued)" = 0 ] &&
+      [ "$(metric_sum "$a_metrics" sipshard_cluster_dropped)" -gt 0 ] && break
     sleep 0.1
   done
+  echo "registered: $(grep -o 'bound=[0-9]*' <<< "$res"), in Redis: $(( $(redis-cli -u "$redis_url" dbsize) - 1 )) AORs," \
+    "node a dropped $(metric_sum "$a_metrics" sipshard_cluster_dropped) changes over --cluster-queue"
+  big=$(( $(redis-cli -u "$redis_url" dbsize) - 1 ))
   sipshard_wrap=(taskset -c 0)
   started=$(date +%s.%N)
   start_sipshard "$work/c.log" --listen 127.0.0.1:0 --shards 1 --io mmsg --domain example.com \

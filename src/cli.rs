@@ -471,6 +471,11 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub cluster_stream_max: usize,
 
+    /// The CA certificates (PEM) a `rediss://` Redis's certificate is
+    /// checked against. Default: the system's trust store.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_ca: Option<std::path::PathBuf>,
+
     /// Prefix of the Redis keys (`PREFIX:aor:AOR`, `PREFIX:changes`):
     /// several clusters may share one Redis under different prefixes.
     #[arg(long, value_name = "PREFIX", default_value = "sipshard")]

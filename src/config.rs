@@ -105,6 +105,8 @@ pub struct ClusterSettings {
     pub stream_max: usize,
     /// `--cluster-prefix`.
     pub prefix: String,
+    /// `--cluster-ca`: roots for `rediss://`, else the system's.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// The URL with its password, if any, replaced by `***` (for logs).
@@ -163,6 +165,7 @@ fn cluster_settings(args: &Args) -> Result<Option<ClusterSettings>, ConfigError>
         queue: args.cluster_queue,
         stream_max: args.cluster_stream_max,
         prefix: prefix.clone(),
+        ca: args.cluster_ca.clone(),
     }))
 }
 

@@ -526,6 +526,7 @@ fn start_cluster(
         prefix: c.prefix.clone(),
         queue: c.queue,
         stream_max: c.stream_max,
+        ca: c.ca.clone(),
     };
     let to_owners = shared.clone();
     let shards = shared.shards();

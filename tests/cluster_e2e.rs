@@ -675,6 +675,83 @@ fn a_node_started_after_100000_registrations_loads_them_without_a_burst(io: &str
     );
 }
 
+/// `rediss://`: nodes reach a Redis over TLS whose certificate a CA of
+/// their own (`--cluster-ca`) vouches for, and share registrations so; a
+/// node that trusts only the system's roots refuses that Redis.
+fn nodes_share_registrations_over_rediss(io: &str) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let dir = std::env::temp_dir().join(format!("sipshard-rediss-{}-{io}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "test CA rediss");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (cert_file, key_file, ca_file) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let Some(redis) = Redis::start_tls(cert_file, key_file, ca_file.clone()) else {
+        return;
+    };
+    let url = redis.tls_url();
+    let ca = ca_file.to_string_lossy().into_owned();
+    let start = |id: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "example.com",
+            "--cluster",
+            &url,
+            "--node-id",
+            id,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        Proxy::start_listening(io, &args, &[])
+    };
+    let (Some(a), Some(b), Some(mut stranger)) = (
+        start("a", &["--cluster-ca", &ca]),
+        start("b", &["--cluster-ca", &ca]),
+        start("stranger", &[]),
+    ) else {
+        return;
+    };
+    let ua = socket();
+    register_at("tls-user", &ua, &a);
+    assert!(
+        reaches("tls-user", &b, &ua).is_some(),
+        "not shared over rediss://"
+    );
+    let metrics = common::metrics::metrics_addr(&mut stranger);
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, body) = common::metrics::get(metrics, "/metrics");
+    assert!(
+        body.contains("sipshard_cluster_link_up{side=\"tailer\"} 0"),
+        "a node without the CA connected: {body}"
+    );
+    assert!(
+        common::metrics::sum_of(&body, "sipshard_cluster_errors") > 0
+            || body.contains("sipshard_cluster_synced 0")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 on_both_backends!(
     registered_anywhere_is_found_everywhere,
     a_binding_moves_between_nodes_and_is_removed_everywhere,
@@ -684,4 +761,5 @@ on_both_backends!(
     a_node_killed_in_a_storm_loses_no_binding_that_got_a_200,
     every_node_converges_after_redis_was_away,
     a_node_started_after_100000_registrations_loads_them_without_a_burst,
+    nodes_share_registrations_over_rediss,
 );

@@ -171,6 +171,9 @@ pub struct LinkConfig {
     pub queue: usize,
     /// `--cluster-stream-max`: the stream's length (approximate trim).
     pub stream_max: usize,
+    /// `--cluster-ca`: the roots a `rediss://` server is checked against
+    /// (PEM), else the system's.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl LinkConfig {
@@ -275,7 +278,19 @@ pub fn prepare(
     deliver: Deliver,
     stop: Arc<AtomicBool>,
 ) -> Result<Link, String> {
-    let client = Client::open(cfg.url.as_str()).map_err(|e| format!("--cluster: {e}"))?;
+    let client = match &cfg.ca {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("--cluster-ca {}: {e}", path.display()))?;
+            let roots = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            Client::build_with_tls(cfg.url.as_str(), roots)
+        }
+        None => Client::open(cfg.url.as_str()),
+    }
+    .map_err(|e| format!("--cluster: {e}"))?;
     // The channel holds a burst; the writer's own pending map holds the
     // bound (one change per binding).
     let (queue, rx) = mpsc::sync_channel(cfg.queue.clamp(1, 65_536));
@@ -869,8 +884,12 @@ fn read(
             }
         }
         if let (Some(aor), Some(value)) = (aor, value) {
+            // Our own change, back from the stream: nothing to do.
+            if super::wire::node_of(value) == Some(&cfg.node[..]) {
+                last = id;
+                continue;
+            }
             match Change::decode(value) {
-                Ok(change) if *change.binding.node == *cfg.node => {}
                 Ok(change) => {
                     if let Some((ms, _)) = parse_id(&id) {
                         stats.observe_delay(now.saturating_sub(ms));

@@ -90,6 +90,15 @@ pub enum WireError {
     Malformed,
 }
 
+/// The node id a value names, read from its head alone: the tailer skips
+/// its own node's changes (every node reads the whole stream) without
+/// decoding them.
+pub fn node_of(v: &[u8]) -> Option<&[u8]> {
+    let rest = v.strip_prefix(MAGIC)?;
+    let n = usize::try_from(parse_hex(rest.get(16..18)?)?).ok()?;
+    rest.get(18..18 + n)
+}
+
 impl Change {
     /// The order key of this change.
     pub fn key(&self) -> OrderKey {
@@ -256,6 +265,8 @@ mod tests {
         };
         let v = c.encode();
         assert_eq!(&v[2..2 + c.key().0.len()], &*c.key().0);
+        assert_eq!(node_of(&v), Some(&b"n1"[..]));
+        assert_eq!(node_of(b"S1"), None);
         assert_eq!(&v[..2], b"S1");
         assert_eq!(&v[2..18], b"00000000000003e8");
     }

@@ -15,6 +15,8 @@ pub struct Redis {
     pub port: u16,
     dir: PathBuf,
     persistent: bool,
+    /// With TLS: its port, and the certificate, key and CA files.
+    tls: Option<(u16, PathBuf, PathBuf, PathBuf)>,
 }
 
 impl Redis {
@@ -23,6 +25,20 @@ impl Redis {
     /// redis-server is not installed, so that `cargo test` runs on a fresh
     /// machine; under `CI` (which installs it) that is a failure instead.
     pub fn start(persistent: bool) -> Option<Redis> {
+        Redis::start_with(persistent, None)
+    }
+
+    /// As [`Redis::start`], also serving TLS (`rediss://`) on a port of its
+    /// own with the certificate `cert` and key `key` (`ca`: their CA).
+    pub fn start_tls(cert: PathBuf, key: PathBuf, ca: PathBuf) -> Option<Redis> {
+        let port = free_port();
+        Redis::start_with(false, Some((port, cert, key, ca)))
+    }
+
+    fn start_with(
+        persistent: bool,
+        tls: Option<(u16, PathBuf, PathBuf, PathBuf)>,
+    ) -> Option<Redis> {
         let installed = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -36,10 +52,7 @@ impl Redis {
             eprintln!("skipping: redis-server is not installed (Debian package redis-server)");
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
+        let port = free_port();
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("sipshard-redis-{}-{n}", std::process::id()));
@@ -50,6 +63,7 @@ impl Redis {
             port,
             dir,
             persistent,
+            tls,
         };
         r.restart();
         Some(r)
@@ -60,13 +74,33 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The `rediss://` URL of its TLS port (started with
+    /// [`Redis::start_tls`]).
+    pub fn tls_url(&self) -> String {
+        let port = self.tls.as_ref().map_or(0, |t| t.0);
+        format!("rediss://127.0.0.1:{port}")
+    }
+
     /// Starts it again (after [`Redis::stop`]) on the same port and
     /// directory, and waits until it answers.
     pub fn restart(&mut self) {
         let port = self.port.to_string();
         let dir = self.dir.to_string_lossy().into_owned();
         let aof = if self.persistent { "yes" } else { "no" };
+        let mut tls_args: Vec<String> = Vec::new();
+        if let Some((p, cert, key, ca)) = &self.tls {
+            tls_args.extend(["--tls-port".to_string(), p.to_string()]);
+            for (flag, file) in [
+                ("--tls-cert-file", cert),
+                ("--tls-key-file", key),
+                ("--tls-ca-cert-file", ca),
+            ] {
+                tls_args.extend([flag.to_string(), file.to_string_lossy().into_owned()]);
+            }
+            tls_args.extend(["--tls-auth-clients".to_string(), "no".to_string()]);
+        }
         let child = Command::new("redis-server")
+            .args(&tls_args)
             .args([
                 "--port",
                 &port,
@@ -201,4 +235,12 @@ fn request(args: &[&[u8]]) -> Vec<u8> {
         req.extend_from_slice(b"\r\n");
     }
     req
+}
+
+/// A loopback port nothing holds now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
 }
