@@ -93,6 +93,16 @@ const WRITE_BATCH: usize = 512;
 /// Stream entries read per round trip.
 const READ_BATCH: usize = 1000;
 
+/// Under load (the last round trip carried at least [`BUSY`] changes or
+/// entries), the writer and the tailer wait this long before the next
+/// one, so that it carries more: fewer wake-ups and system calls per
+/// change, for up to this much more delay. At light load they do not
+/// wait.
+const LINGER: Duration = Duration::from_millis(1);
+
+/// See [`LINGER`].
+const BUSY: usize = 16;
+
 /// The longest wait between two tries to reach Redis.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -502,6 +512,7 @@ fn write_loop(
         );
     }
     let mut pending = Pending::default();
+    let mut last_batch = 0;
     let mut session: Option<Session> = None;
     let mut retry = Retry::new();
     let mut last_drop_log = Instant::now() - Duration::from_secs(60);
@@ -517,6 +528,9 @@ fn write_loop(
             }
         }
         let idle = pending.len() == 0 && replay.is_empty();
+        if !idle && session.is_some() && last_batch >= BUSY && pending.len() < WRITE_BATCH {
+            std::thread::sleep(LINGER);
+        }
         let wait = if idle {
             Duration::from_millis(100)
         } else if session.is_none() {
@@ -590,6 +604,7 @@ fn write_loop(
         }
         match pipe.query::<Vec<i64>>(&mut s.con) {
             Ok(results) => {
+                last_batch = results.len();
                 let won = results.iter().filter(|&&r| r == 1).count() as u64;
                 stats.written.fetch_add(won, Ordering::Relaxed);
                 stats
@@ -699,7 +714,14 @@ fn tail_loop(
         let step = match &last {
             None => load(c, cfg, deliver, stats, stop).map(Some),
             Some(id) if check_gap => gap_check(c, &stream, id, cfg.stream_max),
-            Some(id) => read(c, &stream, id, cfg, deliver, stats, stop),
+            Some(id) => {
+                let mut got = 0;
+                let r = read(c, id, cfg, deliver, stats, stop, &mut got);
+                if got >= BUSY {
+                    std::thread::sleep(LINGER);
+                }
+                r
+            }
         };
         match step {
             Ok(Some(id)) => {
@@ -829,13 +851,15 @@ fn load(
 /// entries were lost to the stream's trimming (a reload is due).
 fn read(
     con: &mut Connection,
-    stream: &str,
     after: &str,
     cfg: &LinkConfig,
     deliver: &(dyn Fn(&[u8], &Change, bool) -> bool + Send + Sync),
     stats: &LinkStats,
     stop: &AtomicBool,
+    got: &mut usize,
 ) -> redis::RedisResult<Option<String>> {
+    let stream = cfg.stream_key();
+    let stream = stream.as_str();
     let reply: Value = redis::cmd("XREAD")
         .arg("COUNT")
         .arg(READ_BATCH)
@@ -860,6 +884,7 @@ fn read(
     };
     let mut last = after.to_string();
     let now = unix_ms();
+    *got = entries.len();
     for e in entries {
         let Value::Array(mut parts) = e else { continue };
         if parts.len() != 2 {
