@@ -8,6 +8,15 @@ fn sipshard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sipshard"))
 }
 
+/// Runs sipshard with `args`, which must fail saying `says`; its stderr.
+fn refused(args: &[&str], says: &str) -> String {
+    let out = sipshard().args(args).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(says), "{err}");
+    err.into_owned()
+}
+
 #[test]
 fn version_and_help() {
     let out = sipshard().arg("--version").output().unwrap();
@@ -37,12 +46,6 @@ fn an_unknown_transport_is_a_usage_error_and_wss_without_a_certificate_and_a_lon
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown transport"));
-    let refused = |args: &[&str], says: &str| {
-        let out = sipshard().args(args).output().unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(says), "{err}");
-    };
     refused(
         &["--listen", "127.0.0.1:0", "--listen", "wss:127.0.0.1:0"],
         "--listen wss:127.0.0.1:0: needs --tls-cert and --tls-key",
@@ -92,13 +95,6 @@ fn parse_from_stdin_reports_the_reason() {
 
 #[test]
 fn cluster_flags_are_checked_before_anything_starts() {
-    let refused = |args: &[&str], says: &str| {
-        let out = sipshard().args(args).output().unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(says), "{err}");
-        err.into_owned()
-    };
     let url = "redis://:secret@127.0.0.1:1";
     refused(
         &["--listen", "127.0.0.1:0", "--cluster", url],

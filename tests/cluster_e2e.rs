@@ -36,6 +36,14 @@ fn node(io: &str, redis: &Redis, id: &str, extra: &[&str]) -> Option<Proxy> {
     Proxy::start_listening(io, &args, &[])
 }
 
+/// Nodes a, b and c on `redis`; None when io_uring is refused.
+fn three_nodes(io: &str, redis: &Redis) -> Option<Vec<Proxy>> {
+    ["a", "b", "c"]
+        .iter()
+        .map(|id| node(io, redis, id, &[]))
+        .collect()
+}
+
 fn register(
     user: &str,
     ua: &UdpSocket,
@@ -116,13 +124,8 @@ fn registered_anywhere_is_found_everywhere(io: &str) {
     let Some(redis) = Redis::start(false) else {
         return;
     };
-    let nodes: Vec<Proxy> = match ["a", "b", "c"]
-        .iter()
-        .map(|id| node(io, &redis, id, &[]))
-        .collect::<Option<Vec<_>>>()
-    {
-        Some(n) => n,
-        None => return,
+    let Some(nodes) = three_nodes(io, &redis) else {
+        return;
     };
     let uas: Vec<UdpSocket> = (0..3).map(|_| socket()).collect();
     for (i, ua) in uas.iter().enumerate() {
@@ -541,13 +544,8 @@ fn every_node_converges_after_redis_was_away(io: &str) {
     let Some(mut redis) = Redis::start(true) else {
         return;
     };
-    let nodes: Vec<Proxy> = match ["a", "b", "c"]
-        .iter()
-        .map(|id| node(io, &redis, id, &[]))
-        .collect::<Option<Vec<_>>>()
-    {
-        Some(n) => n,
-        None => return,
+    let Some(nodes) = three_nodes(io, &redis) else {
+        return;
     };
     let uas: Vec<UdpSocket> = (0..30).map(|_| socket()).collect();
     let register_some = |range: std::ops::Range<usize>| {
